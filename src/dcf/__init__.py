@@ -1,0 +1,13 @@
+"""dcf: distributed collaborative filtering on Dask.
+
+Item- and user-based neighbourhood models (the 2015 Spark paper's system,
+scikit-surprise's ``KNNBasic``/``KNNWithMeans``) computed as Dask task graphs
+over a chunked sparse rating matrix.
+"""
+
+from .errors import ConfigError, DataError
+from .io import read_ratings
+from .model import KNN, ItemKNN, UserKNN
+
+__version__ = "0.1.0"
+__all__ = ["KNN", "ItemKNN", "UserKNN", "read_ratings", "DataError", "ConfigError", "__version__"]

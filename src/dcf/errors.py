@@ -1,0 +1,40 @@
+"""Exceptions that dcf raises for problems in the user's data or settings.
+
+They are plain ``ValueError`` subclasses carrying *where* the problem is, so
+that the batch job can print one line (``file:line: problem``) instead of a
+traceback from inside Dask.  A worker raising one hands the same exception
+back to the client.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DataError", "ConfigError"]
+
+
+class DataError(ValueError):
+    """Bad input data: names the source, the line (or row) and the problem.
+
+    Parameters
+    ----------
+    path : str
+        The file (or data source) the problem is in.
+    problem : str
+        What is wrong, in words.
+    line : int, optional
+        1-based line number in the file (row number for Parquet).
+    """
+
+    def __init__(self, path: str, problem: str, line: int | None = None):
+        self.path, self.problem, self.line = str(path), problem, line
+        super().__init__(self.path, problem, line)
+
+    def __str__(self) -> str:
+        where = self.path if self.line is None else f"{self.path}:{self.line}"
+        return f"{where}: {self.problem}"
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.problem, self.line))
+
+
+class ConfigError(ValueError):
+    """An invalid setting (unknown option value, out-of-range number, ...)."""

@@ -1,0 +1,100 @@
+"""Quality metrics computed from outputs and truth, never from models.
+
+All functions take pandas objects (computed outputs) and return floats in
+their stated range.  Ranking metrics follow the usual offline protocol: for
+each user with at least one *relevant* test item (test rating >=
+``threshold``), compare that user's Top-N list with the relevant items, then
+average over those users.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["mae", "rmse", "ranking_metrics", "catalogue_coverage"]
+
+
+def mae(truth, prediction) -> float:
+    """Mean absolute error (the paper's metric).
+
+    .. math:: \\mathrm{MAE} = \\frac{1}{N} \\sum |r_{ui} - \\hat r_{ui}|
+
+    >>> mae([1, 2], [2, 2])
+    0.5
+    """
+    t, p = _pair(truth, prediction)
+    return float(np.mean(np.abs(t - p))) if len(t) else float("nan")
+
+
+def rmse(truth, prediction) -> float:
+    """Root mean squared error.
+
+    .. math:: \\mathrm{RMSE} = \\sqrt{\\frac{1}{N} \\sum (r_{ui} - \\hat r_{ui})^2}
+
+    >>> rmse([1, 3], [2, 2])
+    1.0
+    """
+    t, p = _pair(truth, prediction)
+    return float(np.sqrt(np.mean((t - p) ** 2))) if len(t) else float("nan")
+
+
+def _pair(truth, prediction):
+    t = np.asarray(truth, dtype=np.float64)
+    p = np.asarray(prediction, dtype=np.float64)
+    if t.shape != p.shape:
+        raise ValueError(f"truth and prediction differ in length: {t.shape} vs {p.shape}")
+    return t, p
+
+
+def ranking_metrics(recommendations: pd.DataFrame, test: pd.DataFrame, n: int,
+                    threshold: float = 4.0) -> dict:
+    """Precision, recall and NDCG at N over users with a relevant test item.
+
+    Parameters
+    ----------
+    recommendations : DataFrame with ``user, rank, item`` (rank 1 = best)
+    test : DataFrame with ``user, item, rating``
+    n : int
+        Cut-off; only ranks ``<= n`` count.
+    threshold : float
+        A test item is relevant when its rating is ``>= threshold``.
+
+    Returns
+    -------
+    dict with ``precision``, ``recall``, ``ndcg`` (each in [0, 1]) and
+    ``users`` (how many users were evaluated).
+
+    .. math::
+        P@N = \\frac{|L_u \\cap T_u|}{N}, \\quad
+        R@N = \\frac{|L_u \\cap T_u|}{|T_u|}, \\quad
+        \\mathrm{NDCG}@N = \\frac{\\sum_{r \\le N,\\, L_u[r] \\in T_u} 1/\\log_2(r+1)}
+                               {\\sum_{r=1}^{\\min(N, |T_u|)} 1/\\log_2(r+1)}
+    """
+    rel = test.loc[test["rating"] >= threshold, ["user", "item"]].drop_duplicates()
+    rel = rel.assign(user=rel["user"].astype(str), item=rel["item"].astype(str))
+    out = {"precision": 0.0, "recall": 0.0, "ndcg": 0.0, "users": 0}
+    if rel.empty:
+        return out
+    recs = recommendations.loc[recommendations["rank"] <= n, ["user", "item", "rank"]]
+    recs = recs.assign(user=recs["user"].astype(str), item=recs["item"].astype(str))
+    hits = recs.merge(rel, on=["user", "item"], how="inner")
+    n_rel = rel.groupby("user").size()
+    hit_count = hits.groupby("user").size().reindex(n_rel.index, fill_value=0)
+    dcg = (1.0 / np.log2(hits["rank"].to_numpy() + 1.0))
+    dcg = pd.Series(dcg, index=hits["user"].to_numpy()).groupby(level=0).sum().reindex(
+        n_rel.index, fill_value=0.0)
+    discounts = np.cumsum(1.0 / np.log2(np.arange(2, n + 2)))
+    idcg = discounts[np.minimum(n_rel.to_numpy(), n) - 1]
+    out["precision"] = float((hit_count / n).mean())
+    out["recall"] = float((hit_count / n_rel).mean())
+    out["ndcg"] = float((dcg.to_numpy() / idcg).mean())
+    out["users"] = int(len(n_rel))
+    return out
+
+
+def catalogue_coverage(recommendations: pd.DataFrame, n_items: int) -> float:
+    """Share of the catalogue that appears in at least one Top-N list, in [0, 1]."""
+    if n_items <= 0:
+        return 0.0
+    return float(recommendations["item"].nunique() / n_items)

@@ -1,0 +1,89 @@
+"""Raw id <-> contiguous integer id maps for users and items.
+
+Ids are mapped once, when the training matrix is built (as Surprise's
+``Trainset`` and LensKit's ``Vocabulary`` do).  Inside dcf every user and item
+is a contiguous integer ``0..n-1``; raw ids exist only at the edges.
+
+Integer ids are ordered numerically, other ids lexicographically, so "ties
+broken by ascending id" means ascending raw id as a user reads it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["IdMap"]
+
+
+class IdMap:
+    """A sorted vocabulary of raw ids.
+
+    Parameters
+    ----------
+    values : array-like
+        Distinct raw ids (any order).  Strings that all spell canonical
+        integers (``"7"``, not ``"007"``) are stored as ``int64``.
+
+    Examples
+    --------
+    >>> m = IdMap(["10", "9", "10"])
+    >>> m.index.tolist(), m.to_codes(["9", "11"]).tolist()
+    ([9, 10], [0, -1])
+    """
+
+    def __init__(self, values):
+        index = pd.Index(pd.unique(np.asarray(values, dtype=object)))
+        self.index = _canonical(index).sort_values()
+        self.index.name = None
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __repr__(self) -> str:
+        return f"IdMap(n={len(self)}, dtype={self.index.dtype})"
+
+    @property
+    def numeric(self) -> bool:
+        """Whether the raw ids are integers."""
+        return self.index.dtype.kind in "iu"
+
+    def to_codes(self, raw) -> np.ndarray:
+        """Map raw ids to contiguous codes; unknown ids map to ``-1``.
+
+        Returns
+        -------
+        numpy.ndarray of int64, same length as ``raw``.
+        """
+        raw = np.asarray(raw)
+        if raw.dtype.kind in "iu" and self.numeric:
+            return self.index.get_indexer(raw.astype(np.int64)).astype(np.int64)
+        return self._text_index().get_indexer(raw.astype(str)).astype(np.int64)
+
+    def _text_index(self) -> pd.Index:
+        if getattr(self, "_text", None) is None:
+            self._text = pd.Index(self.index.astype(str).to_numpy(dtype=object))
+        return self._text
+
+    def to_raw(self, codes) -> np.ndarray:
+        """Map codes back to raw ids (numpy array of int64 or object)."""
+        return self.index.to_numpy()[np.asarray(codes, dtype=np.int64)]
+
+
+def _canonical(index: pd.Index) -> pd.Index:
+    as_int = _as_int_or_none(index)
+    return as_int if as_int is not None else index.astype(str).astype(object)
+
+
+def _as_int_or_none(index: pd.Index):
+    """Integers if every id spells a canonical integer, else None."""
+    if index.dtype.kind in "iu":
+        return index.astype(np.int64)
+    text = index.astype(str)
+    ints = pd.to_numeric(pd.Series(text, dtype=object), errors="coerce", downcast=None)
+    if ints.isna().any() or ints.dtype.kind not in "iu":
+        return None
+    ints = ints.astype(np.int64)
+    if not (ints.astype(str).to_numpy() == np.asarray(text, dtype=str)).all():
+        return None
+    return pd.Index(ints.to_numpy(), dtype=np.int64)

@@ -1,0 +1,303 @@
+"""Per-block math: plain NumPy/SciPy on one block, knowing nothing of Dask.
+
+Stage modules (:mod:`dcf.matrix`, :mod:`dcf.similarity`, :mod:`dcf.neighbours`,
+:mod:`dcf.predict`) wrap these functions into task graphs.  Every function is
+tested directly against a dense NumPy reference (``tests/reference.py``).
+
+Orientation: similarity is computed between the *rows* of a CSR matrix ``P``
+("entities": items for item-based CF, users for user-based) over its columns
+(the "others").  Ratings are positive, so a stored entry means "rated".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = [
+    "MEASURES", "csr_from_triplets", "similarity_tile", "top_columns", "topk_rows",
+    "merge_topk", "neighbour_matrix", "score_pairs", "top_n",
+]
+
+MEASURES = ("cosine", "full-cosine")
+_LOWEST = -1e300  # below every real score: marks "no score, filled in"
+
+
+def csr_from_triplets(rows, cols, vals, shape, lines=None):
+    """Build a CSR block, dropping exact duplicates and finding conflicts.
+
+    Parameters
+    ----------
+    rows, cols : (n,) int
+        Block-local row and column of each rating.
+    vals : (n,) float64
+    shape : (int, int)
+    lines : (n,) int64, optional
+        Source line of each rating; duplicates keep the earliest line.
+
+    Returns
+    -------
+    csr : scipy.sparse.csr_matrix, float64, sorted indices, no duplicates
+    duplicates : int
+        Exact duplicates dropped (same row, column and value).
+    conflicts : (m, 5) float64 array
+        ``row, col, line_kept, line_other, value_other`` of every later rating
+        of a pair whose value differs from the first one (not stored).
+    """
+    rows = np.asarray(rows, np.int64)
+    cols = np.asarray(cols, np.int64)
+    vals = np.asarray(vals, np.float64)
+    lines = np.arange(len(rows), dtype=np.int64) if lines is None else np.asarray(lines, np.int64)
+    order = np.lexsort((lines, cols, rows))
+    rows, cols, vals, lines = rows[order], cols[order], vals[order], lines[order]
+    same = np.zeros(len(rows), bool)
+    same[1:] = (rows[1:] == rows[:-1]) & (cols[1:] == cols[:-1])
+    first = np.maximum.accumulate(np.where(~same, np.arange(len(rows)), 0)) if len(rows) else same
+    clash = same & (vals != vals[first])
+    conflicts = np.column_stack([rows[clash], cols[clash], lines[first][clash], lines[clash],
+                                 vals[clash]]).astype(np.float64)
+    keep = ~same
+    csr = sp.csr_matrix((vals[keep], (rows[keep], cols[keep])), shape=shape)
+    csr.sort_indices()
+    return csr, int((same & ~clash).sum()), conflicts
+
+
+def similarity_tile(Pa, Pb, measure="cosine", min_support=1, shrinkage=0.0, diagonal=False):
+    """Similarities between the rows of two CSR blocks, as a dense array.
+
+    ``cosine`` is the paper's formula 1, norms over the co-rated set
+    :math:`C(x, y)` (= scikit-surprise ``cosine``):
+
+    .. math::
+        s(x, y) = \\frac{\\sum_{c \\in C} r_{xc} r_{yc}}
+                  {\\sqrt{\\sum_{c \\in C} r_{xc}^2 \\sum_{c \\in C} r_{yc}^2}}
+
+    ``full-cosine`` uses the norms of the whole rows (sklearn's
+    ``cosine_similarity``).  Pairs with fewer than ``max(min_support, 1)``
+    co-raters get 0; ``shrinkage`` :math:`\\lambda > 0` multiplies by
+    :math:`|C| / (|C| + \\lambda)`.
+
+    Parameters
+    ----------
+    Pa : scipy.sparse.csr_matrix, shape (na, m)
+    Pb : scipy.sparse.csr_matrix, shape (nb, m)
+    diagonal : bool
+        ``Pa`` and ``Pb`` are the same block: set ``s(x, x) = 1`` as surprise does.
+
+    Returns
+    -------
+    numpy.ndarray, float64, shape (na, nb)
+
+    Examples
+    --------
+    >>> import scipy.sparse as sp
+    >>> P = sp.csr_matrix([[5.0, 3.0, 0.0], [4.0, 0.0, 1.0]])
+    >>> similarity_tile(P, P, diagonal=True).round(3).tolist()
+    [[1.0, 1.0], [1.0, 1.0]]
+    """
+    if measure not in MEASURES:
+        raise ValueError(f"unknown similarity {measure!r}; choose from {', '.join(MEASURES)}")
+    Ea, Eb = _binary(Pa), _binary(Pb)
+    freq = (Ea @ Eb.T).toarray()
+    prods = (Pa @ Pb.T).toarray()
+    if measure == "cosine":
+        sqi = (Pa.multiply(Pa).tocsr() @ Eb.T).toarray()
+        sqj = (Ea @ Pb.multiply(Pb).tocsr().T).toarray()
+        den = np.sqrt(sqi * sqj)
+    else:
+        na = np.sqrt(np.asarray(Pa.multiply(Pa).sum(axis=1)).ravel())
+        nb = np.sqrt(np.asarray(Pb.multiply(Pb).sum(axis=1)).ravel())
+        den = np.outer(na, nb)
+    sim = np.zeros_like(prods)
+    ok = (freq >= max(int(min_support), 1)) & (den > 0)
+    np.divide(prods, den, out=sim, where=ok)
+    if shrinkage > 0:
+        sim *= freq / (freq + float(shrinkage))
+    if diagonal:
+        np.fill_diagonal(sim, 1.0)
+    return sim
+
+
+def _binary(P):
+    E = P.copy()
+    E.data = np.ones_like(E.data)
+    return E
+
+
+def top_columns(values, n):
+    """Per row, the ``n`` largest values, ties broken by the lower column.
+
+    Parameters
+    ----------
+    values : numpy.ndarray, shape (r, m)
+    n : int
+
+    Returns
+    -------
+    cols : (r, min(n, m)) int64, ordered by value descending then column
+    vals : (r, min(n, m)) float64
+    """
+    values = np.asarray(values, dtype=np.float64)
+    r, m = values.shape
+    n = min(int(n), m)
+    if n <= 0 or r == 0:
+        return np.zeros((r, max(n, 0)), np.int64), np.zeros((r, max(n, 0)))
+    if n < m:
+        t = -np.partition(-values, n - 1, axis=1)[:, n - 1]
+        above = values > t[:, None]
+        at = values == t[:, None]
+        need = n - above.sum(axis=1)
+        take = above | (at & (np.cumsum(at, axis=1) <= need[:, None]))
+        rows, cols = np.nonzero(take)
+        cols = cols.reshape(r, n)
+    else:
+        cols = np.broadcast_to(np.arange(m), (r, m)).copy()
+    vals = np.take_along_axis(values, cols, axis=1)
+    order = np.argsort(-vals, axis=1, kind="stable")
+    return np.take_along_axis(cols, order, axis=1).astype(np.int64), np.take_along_axis(vals, order, axis=1)
+
+
+def topk_rows(S, k, col_offset=0, self_offset=None):
+    """The k most similar positive neighbours of each row of a similarity tile.
+
+    Parameters
+    ----------
+    S : numpy.ndarray, shape (r, m)
+        Tile; row i is entity ``self_offset + i`` if given, column j is entity
+        ``col_offset + j``.
+    k : int
+    self_offset : int, optional
+        Global id of row 0, to exclude each entity from its own list.
+
+    Returns
+    -------
+    idx : (r, k) int64 global neighbour ids, ``-1`` padding
+    sim : (r, k) float64, ``0`` padding; only similarities > 0 are kept,
+        ordered by similarity descending then id ascending.
+    """
+    vals = np.where(S > 0, S, -np.inf)
+    if self_offset is not None:
+        rows = np.arange(S.shape[0])
+        cols = rows + self_offset - col_offset
+        ok = (cols >= 0) & (cols < S.shape[1])
+        vals[rows[ok], cols[ok]] = -np.inf
+    cols, v = top_columns(vals, k)
+    return _pad(np.where(v > 0, cols + col_offset, -1), np.where(v > 0, v, 0.0), k)
+
+
+def _pad(idx, sim, k):
+    r, have = idx.shape
+    if have >= k:
+        return idx, sim
+    return (np.hstack([idx, np.full((r, k - have), -1, np.int64)]),
+            np.hstack([sim, np.zeros((r, k - have))]))
+
+
+def merge_topk(parts, k):
+    """Merge per-tile top-k lists of the same rows into one top-k list.
+
+    ``parts`` is a sequence of ``(idx, sim)`` pairs as :func:`topk_rows`
+    returns.  The order (similarity descending, id ascending) is total, so the
+    merge is associative and equals the top-k of the whole row.
+    """
+    idx = np.hstack([p[0] for p in parts])
+    sim = np.hstack([p[1] for p in parts])
+    valid = idx >= 0
+    key_sim = np.where(valid, -sim, np.inf)
+    key_id = np.where(valid, idx, np.iinfo(np.int64).max)
+    order = np.lexsort((key_id, key_sim), axis=-1)[:, :k]
+    return _pad(np.take_along_axis(idx, order, 1), np.take_along_axis(sim, order, 1), k)
+
+
+def neighbour_matrix(idx, sim, n_cols):
+    """Top-k table rows -> CSR (r, n_cols) with the neighbour similarities."""
+    r, k = idx.shape
+    valid = idx >= 0
+    rows = np.repeat(np.arange(r), k).reshape(r, k)[valid]
+    m = sp.csr_matrix((sim[valid], (rows, idx[valid])), shape=(r, n_cols))
+    m.sort_indices()
+    return m
+
+
+def score_pairs(S, x, y, Q, k, centre=None):
+    """Weighted sums over each pair's k most similar rated neighbours.
+
+    For pair p = (x, y): the candidates are the entities rated in row ``y`` of
+    ``Q`` (for item-based CF: the items user y rated); each candidate ``j``
+    has similarity ``S[x, j]`` and rating ``Q[y, j]``.  The k candidates with
+    the largest similarity (ties: lower id first) among those with positive
+    similarity are used -- scikit-surprise's ``heapq.nlargest`` rule:
+
+    .. math::
+        \\text{sim}_p = \\sum_{j \\in N^k} s_{xj}, \\quad
+        \\text{val}_p = \\sum_{j \\in N^k} s_{xj} (r_{yj} - c_j)
+
+    with :math:`c = 0` unless ``centre`` (per-entity means) is given.
+
+    Parameters
+    ----------
+    S : numpy.ndarray or scipy.sparse.csr_matrix, shape (a, n)
+        Similarity rows of the target entities (dense: every pair; sparse: a
+        top-k neighbour table, so only listed neighbours count).
+    x : (P,) int  row of ``S`` per pair
+    y : (P,) int  row of ``Q`` per pair
+    Q : scipy.sparse.csr_matrix, shape (b, n), sorted indices
+    k : int
+    centre : (n,) float64, optional
+
+    Returns
+    -------
+    sum_sim, sum_val : (P,) float64
+    n_used : (P,) int64
+    """
+    x = np.asarray(x, np.int64)
+    y = np.asarray(y, np.int64)
+    P = len(x)
+    counts = (Q.indptr[y + 1] - Q.indptr[y]).astype(np.int64)
+    rep = np.repeat(np.arange(P), counts)
+    base = np.repeat(Q.indptr[y].astype(np.int64) - np.cumsum(counts) + counts, counts)
+    pos = base + np.arange(len(rep))
+    nb, r = Q.indices[pos].astype(np.int64), Q.data[pos]
+    s = S[x[rep], nb]
+    s = np.asarray(s).ravel() if sp.issparse(S) else s
+    live = s > 0
+    rep, nb, r, s = rep[live], nb[live], r[live], s[live]
+    order = np.lexsort((nb, -s, rep))
+    rep, nb, r, s = rep[order], nb[order], r[order], s[order]
+    rank = np.arange(len(rep)) - np.searchsorted(rep, rep, side="left")
+    use = rank < k
+    rep, nb, r, s = rep[use], nb[use], r[use], s[use]
+    val = r if centre is None else r - centre[nb]
+    return (np.bincount(rep, weights=s, minlength=P), np.bincount(rep, weights=s * val, minlength=P),
+            np.bincount(rep, minlength=P).astype(np.int64))
+
+
+def top_n(scores, has_score, rated, n, order):
+    """Top-N columns per row among those not rated, filling in by ``order``.
+
+    Parameters
+    ----------
+    scores : (r, m) float64 predicted scores
+    has_score : (r, m) bool, whether a score is real (not a fallback)
+    rated : scipy.sparse.csr_matrix (r, m); stored entries are excluded
+    n : int
+    order : (m,) int64 permutation of columns, most popular first; it breaks
+        ties between equal scores and orders the filled-in columns.
+
+    Returns
+    -------
+    cols : (r, n) int64, ``-1`` where a row has fewer than n unrated columns
+    vals : (r, n) float64, the score (0 where cols is -1)
+    filled : (r, n) bool, True where the column was filled in by popularity
+    """
+    value = np.where(has_score, scores, _LOWEST)
+    rr, cc = rated.nonzero()
+    value[rr, cc] = -np.inf
+    value = value[:, order]
+    cols, vals = top_columns(value, n)
+    valid = np.isfinite(vals)
+    filled = valid & (vals == _LOWEST)
+    items = np.where(valid, order[cols], -1)
+    out = np.where(valid & ~filled, vals, 0.0)
+    idx, out = _pad(items, out, n)
+    return idx, out, _pad(filled.astype(np.int64), np.zeros_like(out), n)[0].astype(bool) & (idx >= 0)

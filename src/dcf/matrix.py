@@ -1,0 +1,254 @@
+"""Ratings frame parts -> the chunked sparse user x item matrix, persisted.
+
+The matrix is held twice, as two ``dask.array`` collections of scipy CSR
+chunks (the chunk type that measured correct and fast, see STACK.md):
+
+* ``by_user``: users x items in user-row blocks (what prediction reads);
+* ``by_item``: items x users in item-row blocks (what item similarity reads).
+
+Duplicate (user, item) ratings meet in one block: exact duplicates (same
+rating) are dropped and counted; different ratings for the same pair are an
+error naming both lines, or with ``on_bad_lines="skip"`` the later ones are
+dropped and counted (the earliest line wins).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import dask
+import dask.array as da
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from . import kernels
+from .errors import DataError
+from .ids import IdMap
+
+__all__ = ["RatingMatrix", "build_matrix", "block_bounds", "to_pydata_sparse", "from_pydata_sparse"]
+
+_CSR_META = sp.csr_matrix((0, 0), dtype=np.float64)
+
+
+@dataclass
+class RatingMatrix:
+    """The training ratings, id maps and per-row statistics.
+
+    Attributes
+    ----------
+    users, items : IdMap
+    by_user : dask.array.Array, shape (n_users, n_items), CSR chunks
+    by_item : dask.array.Array, shape (n_items, n_users), CSR chunks
+    user_sum, user_count, item_sum, item_count : dask.array.Array (float64 / int64)
+    report : dask.delayed.Delayed -> dict of cleaning counts
+    source : str, where the ratings came from (for messages)
+    """
+
+    users: IdMap
+    items: IdMap
+    by_user: da.Array
+    by_item: da.Array
+    user_sum: da.Array
+    user_count: da.Array
+    item_sum: da.Array
+    item_count: da.Array
+    report: object = field(repr=False)
+    source: str = ""
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.users), len(self.items)
+
+    def oriented(self, based: str):
+        """``(P, Q, entity_sum, entity_count)``: P = entities x others (what
+        similarity compares), Q = others x entities (what a pair's neighbours
+        are read from); entities are items for ``based="item"``."""
+        if based == "item":
+            return self.by_item, self.by_user, self.item_sum, self.item_count
+        return self.by_user, self.by_item, self.user_sum, self.user_count
+
+    def persist(self) -> "RatingMatrix":
+        """Persist blocks and statistics in the cluster's (or local) memory."""
+        (self.by_user, self.by_item, self.user_sum, self.user_count, self.item_sum,
+         self.item_count, self.report) = dask.persist(
+            self.by_user, self.by_item, self.user_sum, self.user_count, self.item_sum,
+            self.item_count, self.report)
+        return self
+
+
+def block_bounds(n: int, size: int) -> np.ndarray:
+    """Start offsets of blocks of ``size`` rows covering ``n``: ``[0, size, ..., n]``."""
+    size = max(1, int(size))
+    return np.unique(np.append(np.arange(0, max(n, 1), size), n)).astype(np.int64)
+
+
+def default_row_block(n_rows: int, nnz: int) -> int:
+    """Rows per user block: about 250k ratings a block, at least 4 blocks."""
+    blocks = max(4, math.ceil(nnz / 250_000))
+    return max(1, math.ceil(n_rows / min(blocks, max(n_rows, 1))))
+
+
+def build_matrix(parts, *, source="ratings", on_bad_lines="error", row_block=None,
+                 col_block=None, report=None) -> RatingMatrix:
+    """Build the persisted-ready rating matrix from frame parts.
+
+    Parameters
+    ----------
+    parts : list of dask.delayed.Delayed
+        pandas DataFrames with ``user``, ``item``, ``rating``, ``line`` columns
+        (as :func:`dcf.io.read_ratings` yields them).
+    source : str
+        Name of the data source, for error messages.
+    on_bad_lines : {"error", "skip"}
+        What a conflicting duplicate rating does.
+    row_block, col_block : int, optional
+        Users per user block and items per item block.
+    report : Delayed dict, optional
+        The reader's report, merged into the matrix report.
+
+    Returns
+    -------
+    RatingMatrix
+        Id maps are computed now (one pass over the ids); blocks are lazy.
+    """
+    uniq = dask.delayed(_uniques, pure=True)
+    merge = dask.delayed(_merge_uniques, pure=True)
+    pieces = [uniq(p) for p in parts]
+    while len(pieces) > 1:  # tree merge of distinct ids
+        pieces = [merge(*pieces[i:i + 8]) for i in range(0, len(pieces), 8)]
+    if not pieces:
+        raise DataError(source, "no ratings")
+    u_raw, i_raw, nnz = dask.compute(pieces[0])[0]
+    if nnz == 0:
+        raise DataError(source, "no ratings left after cleaning (empty file, header only, or "
+                        "every line dropped)")
+    users, items = IdMap(u_raw), IdMap(i_raw)
+    n_users, n_items = len(users), len(items)
+    ub = block_bounds(n_users, row_block or default_row_block(n_users, nnz))
+    ib = block_bounds(n_items, col_block or default_row_block(n_items, nnz))
+    token = dask.base.tokenize(parts, ub, ib, on_bad_lines)
+    split = dask.delayed(_split_part, nout=len(ub) - 1, pure=True)
+    per_part = [split(p, users, items, ub, dask_key_name=f"matrix-route-{token}-{j}")
+                for j, p in enumerate(parts)]
+    if len(ub) == 2:
+        per_part = [[pp] for pp in per_part]
+    build = dask.delayed(_build_block, nout=2, pure=True)
+    blocks, reports = [], [] if report is None else [report]
+    for b in range(len(ub) - 1):
+        shape = (int(ub[b + 1] - ub[b]), n_items)
+        blk, rep = build([pp[b] for pp in per_part], shape, int(ub[b]), users, items, source,
+                         on_bad_lines, dask_key_name=f"matrix-user-block-{token}-{b}")
+        blocks.append(blk)
+        reports.append(rep)
+    by_user = _concat(blocks, ub, n_items)
+    by_item = _transpose_blocks(blocks, ub, ib, n_users, token)
+    full_report = dask.delayed(_merge_counts, pure=True)(*reports)
+    us, uc = _row_stats(by_user)
+    is_, ic = _row_stats(by_item)
+    return RatingMatrix(users, items, by_user, by_item, us, uc, is_, ic, full_report, source)
+
+
+def _uniques(frame: pd.DataFrame):
+    return (pd.unique(frame["user"].to_numpy(dtype=object)),
+            pd.unique(frame["item"].to_numpy(dtype=object)), len(frame))
+
+
+def _merge_uniques(*pieces):
+    return (pd.unique(np.concatenate([p[0] for p in pieces])),
+            pd.unique(np.concatenate([p[1] for p in pieces])), sum(p[2] for p in pieces))
+
+
+def _split_part(frame: pd.DataFrame, users: IdMap, items: IdMap, bounds: np.ndarray):
+    """Route one frame part's ratings to user blocks (local rows)."""
+    u = users.to_codes(frame["user"].to_numpy(dtype=object))
+    i = items.to_codes(frame["item"].to_numpy(dtype=object))
+    r = frame["rating"].to_numpy(np.float64)
+    ln = frame["line"].to_numpy(np.int64)
+    blk = np.searchsorted(bounds, u, side="right") - 1
+    order = np.argsort(blk, kind="stable")
+    cuts = np.searchsorted(blk[order], np.arange(len(bounds)))
+    out = []
+    for b in range(len(bounds) - 1):
+        sel = order[cuts[b]:cuts[b + 1]]
+        out.append((u[sel] - bounds[b], i[sel], r[sel], ln[sel]))
+    return out if len(out) > 1 else out[0]
+
+
+def _build_block(pieces, shape, row0, users, items, source, on_bad_lines):
+    rows, cols, vals, lines = (np.concatenate([p[j] for p in pieces]) if pieces else np.zeros(0)
+                               for j in range(4))
+    csr, dups, conflicts = kernels.csr_from_triplets(rows, cols, vals, shape, lines)
+    if len(conflicts) and on_bad_lines == "error":
+        row, col, first, other, value = conflicts[np.argmin(conflicts[:, 3])]
+        kept = csr[int(row), int(col)]
+        raise DataError(source, f"conflicting ratings for user {users.to_raw([int(row) + row0])[0]!r} "
+                        f"item {items.to_raw([int(col)])[0]!r}: {kept:g} (line {int(first)}) and "
+                        f"{value:g} (line {int(other)}) (pass on_bad_lines='skip' / "
+                        "--skip-bad-lines to keep the first and count the rest)", int(other))
+    return csr, {"duplicates": dups, "conflicts": int(len(conflicts)),
+                 "stored": int(csr.nnz)}
+
+
+def _merge_counts(*reports):
+    out: dict = {}
+    for r in reports:
+        for key, value in r.items():
+            if key == "examples":
+                out[key] = (out.get(key, []) + list(value))[:5]
+            else:
+                out[key] = out.get(key, 0) + value
+    return out
+
+
+def _concat(blocks, bounds, n_cols) -> da.Array:
+    arrays = [da.from_delayed(b, shape=(int(bounds[j + 1] - bounds[j]), n_cols), dtype=np.float64,
+                              meta=_CSR_META) for j, b in enumerate(blocks)]
+    return da.concatenate(arrays, axis=0) if len(arrays) > 1 else arrays[0]
+
+
+def _transpose_blocks(user_blocks, ub, ib, n_users, token) -> da.Array:
+    """Item-row blocks of the transpose: slice every user block, stack per item block."""
+    cut = dask.delayed(_column_slice, pure=True)
+    stack = dask.delayed(_stack_transpose, pure=True)
+    out = []
+    for a in range(len(ib) - 1):
+        lo, hi = int(ib[a]), int(ib[a + 1])
+        pieces = [cut(blk, lo, hi, dask_key_name=f"matrix-slice-{token}-{b}-{a}")
+                  for b, blk in enumerate(user_blocks)]
+        out.append(stack(pieces, dask_key_name=f"matrix-item-block-{token}-{a}"))
+    return _concat(out, ib, n_users)
+
+
+def _column_slice(block, lo, hi):
+    return block[:, lo:hi].tocsc()
+
+
+def _stack_transpose(pieces):
+    m = sp.vstack(pieces, format="csc").T.tocsr()
+    m.sort_indices()
+    return m
+
+
+def _row_stats(X: da.Array):
+    """Per-row sum and count of stored ratings, as dask arrays."""
+    sums = X.map_blocks(lambda b: np.asarray(b.sum(axis=1)).ravel(), drop_axis=1, dtype=np.float64,
+                        meta=np.zeros(0), name=f"row-sums-{dask.base.tokenize(X)}")
+    counts = X.map_blocks(lambda b: np.diff(b.indptr).astype(np.int64), drop_axis=1, dtype=np.int64,
+                          meta=np.zeros(0, np.int64), name=f"row-counts-{dask.base.tokenize(X)}")
+    return sums, counts
+
+
+def to_pydata_sparse(X: da.Array) -> da.Array:
+    """The same matrix with pydata ``sparse.COO`` chunks (for export)."""
+    import sparse
+
+    return X.map_blocks(lambda b: sparse.COO.from_scipy_sparse(b), dtype=X.dtype,
+                        meta=sparse.COO.from_numpy(np.zeros((0, 0))))
+
+
+def from_pydata_sparse(X: da.Array) -> da.Array:
+    """Accept a dask array of pydata ``sparse`` chunks: convert to CSR chunks."""
+    return X.map_blocks(lambda b: sp.csr_matrix(b.to_scipy_sparse()), dtype=np.float64,
+                        meta=_CSR_META)

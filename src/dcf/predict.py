@@ -1,0 +1,253 @@
+"""Pair predictions with fallbacks, and Top-N recommendation, as task graphs.
+
+Prediction (paper formula 2 and the plain weighted average), for a pair
+(user u, item i) and entity x (i for item-based CF, u for user-based), with
+N the chosen neighbours among the entities that rated/were rated in the pair:
+
+.. math::
+    \\hat r = \\frac{\\sum_{j \\in N} s_{xj} r_j}{\\sum_{j \\in N} s_{xj}}
+    \\quad\\text{(weighted)}, \\qquad
+    \\hat r = \\mu_x + \\frac{\\sum_{j \\in N} s_{xj} (r_j - \\mu_j)}{\\sum_{j \\in N} s_{xj}}
+    \\quad\\text{(mean-centred)}
+
+``neighbourhood="rated"``: N = the k most similar among *all* candidates
+(scikit-surprise's rule, exact); ``"global"``: N = the candidates that are in
+x's precomputed top-k list (the paper's rule, fast).  Only similarities > 0
+count.  Fewer than ``min_k`` neighbours: weighted falls back to the global
+mean, mean-centred to :math:`\\mu_x`; an unknown user or item gets the global
+mean.  Every prediction is clipped to the training rating range and carries
+its neighbour count and the fallback used (``none``, ``global_mean``,
+``item_mean``, ``user_mean``).
+
+Pairs are routed to a grid of (entity block, other block) cells, one task
+each (``predict-cell``), so a task reads one similarity row block and one
+ratings block.
+"""
+
+from __future__ import annotations
+
+import dask
+import dask.array as da
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+
+from . import kernels
+from .ids import IdMap
+
+__all__ = ["predict_pairs", "recommend_blocks", "PREDICTION_META", "RECOMMENDATION_META"]
+
+FALLBACKS = ("none", "global_mean", "item_mean", "user_mean")
+PREDICTION_META = pd.DataFrame({
+    "user": pd.Series([], dtype=object), "item": pd.Series([], dtype=object),
+    "rating": pd.Series([], dtype=np.float64), "prediction": pd.Series([], dtype=np.float64),
+    "neighbours": pd.Series([], dtype=np.int64),
+    "fallback": pd.Categorical([], categories=FALLBACKS)})
+RECOMMENDATION_META = pd.DataFrame({
+    "user": pd.Series([], dtype=object), "rank": pd.Series([], dtype=np.int64),
+    "item": pd.Series([], dtype=object), "score": pd.Series([], dtype=np.float64),
+    "fallback": pd.Series([], dtype=bool)})
+
+
+def _blocks(X: da.Array):
+    return X.to_delayed().ravel().tolist(), np.concatenate([[0], np.cumsum(X.chunks[0])]).astype(np.int64)
+
+
+def predict_pairs(parts, *, users: IdMap, items: IdMap, based: str, S: da.Array, Q: da.Array,
+                  means, k: int, min_k: int, prediction: str, global_mean, rating_range,
+                  token: str = "") -> dd.DataFrame:
+    """Predict every (user, item) pair of the frame parts.
+
+    Parameters
+    ----------
+    parts : list of Delayed pandas DataFrames with ``user``, ``item`` (raw ids)
+        and optionally ``rating``.
+    S : dask array, entity x entity similarity rows (dense/CSR chunks) or the
+        neighbour matrix ``W``, in entity row blocks.
+    Q : dask array, others x entities ratings (CSR chunks), in other row blocks.
+    means : Delayed (n_entities,) float64 entity means.
+    global_mean, rating_range : Delayed or plain float / (low, high).
+
+    Returns
+    -------
+    dask.dataframe.DataFrame with the columns of ``PREDICTION_META``.
+    """
+    s_blocks, s_bounds = _blocks(S)
+    q_blocks, q_bounds = _blocks(Q)
+    n_cells = len(s_blocks) * len(q_blocks)
+    route = dask.delayed(_route, nout=n_cells + 1, pure=True)
+    routed = [route(p, users, items, based, s_bounds, q_bounds,
+                    dask_key_name=f"predict-route-{token}-{j}") for j, p in enumerate(parts)]
+    cell = dask.delayed(_score_cell, pure=True)
+    unknown = dask.delayed(_score_unknown, pure=True)
+    fallback = "item_mean" if based == "item" else "user_mean"
+    out = []
+    for a, s_blk in enumerate(s_blocks):
+        for b, q_blk in enumerate(q_blocks):
+            c = a * len(q_blocks) + b
+            out.append(cell([r[c] for r in routed], s_blk, q_blk, means, k, min_k, prediction,
+                            global_mean, rating_range, fallback,
+                            dask_key_name=f"predict-cell-{token}-{a}-{b}"))
+    out.append(unknown([r[n_cells] for r in routed], global_mean, rating_range,
+                       dask_key_name=f"predict-unknown-{token}"))
+    return dd.from_delayed(out, meta=PREDICTION_META, verify_meta=False)
+
+
+def _route(frame, users, items, based, s_bounds, q_bounds):
+    """Split one part's pairs into grid cells (+ a last piece of unknown pairs)."""
+    u = users.to_codes(frame["user"].to_numpy(dtype=object))
+    i = items.to_codes(frame["item"].to_numpy(dtype=object))
+    x, y = (i, u) if based == "item" else (u, i)
+    known = (u >= 0) & (i >= 0)
+    a = np.searchsorted(s_bounds, x, side="right") - 1
+    b = np.searchsorted(q_bounds, y, side="right") - 1
+    n_b = len(q_bounds) - 1
+    cell = np.where(known, a * n_b + b, (len(s_bounds) - 1) * n_b)
+    base = frame[["user", "item"] + (["rating"] if "rating" in frame else [])].reset_index(drop=True)
+    base = base.assign(x=x - s_bounds[np.clip(a, 0, None)], y=y - q_bounds[np.clip(b, 0, None)], gx=x)
+    order = np.argsort(cell, kind="stable")
+    cuts = np.searchsorted(cell[order], np.arange((len(s_bounds) - 1) * n_b + 2))
+    return [base.iloc[order[cuts[c]:cuts[c + 1]]] for c in range(len(cuts) - 1)]
+
+
+def _finish(frame, pred, used, fb, rating_range):
+    lo, hi = rating_range
+    out = pd.DataFrame({
+        "user": frame["user"].to_numpy(dtype=object), "item": frame["item"].to_numpy(dtype=object),
+        "rating": frame["rating"].to_numpy(np.float64) if "rating" in frame else np.nan,
+        "prediction": np.clip(pred, lo, hi), "neighbours": used.astype(np.int64),
+        "fallback": pd.Categorical(fb, categories=FALLBACKS)})
+    return out
+
+
+def _score_cell(pieces, S, Q, means, k, min_k, prediction, global_mean, rating_range, fallback):
+    frame = pd.concat(pieces, ignore_index=True) if pieces else PREDICTION_META
+    if len(frame) == 0:
+        return PREDICTION_META.copy()
+    x = frame["x"].to_numpy(np.int64)
+    y = frame["y"].to_numpy(np.int64)
+    centred = prediction == "mean-centred"
+    means = np.asarray(means)
+    sum_sim, sum_val, used = kernels.score_pairs(S, x, y, Q, k, means if centred else None)
+    ok = (used >= max(int(min_k), 1)) & (sum_sim > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(ok, sum_val / np.where(ok, sum_sim, 1.0), 0.0)
+    if centred:
+        pred = means[frame["gx"].to_numpy(np.int64)] + ratio
+        fb = np.where(ok, "none", fallback)
+    else:
+        pred = np.where(ok, ratio, global_mean)
+        fb = np.where(ok, "none", "global_mean")
+    return _finish(frame, pred, used, fb, rating_range)
+
+
+def _score_unknown(pieces, global_mean, rating_range):
+    frame = pd.concat(pieces, ignore_index=True) if pieces else PREDICTION_META
+    n = len(frame)
+    if n == 0:
+        return PREDICTION_META.copy()
+    return _finish(frame, np.full(n, float(global_mean)), np.zeros(n, np.int64),
+                   np.full(n, "global_mean"), rating_range)
+
+
+def recommend_blocks(*, users: IdMap, items: IdMap, based: str, by_user: da.Array, W: da.Array,
+                     entity_means, item_means, item_count, n: int, min_k: int, prediction: str,
+                     rating_range, token: str = "") -> dd.DataFrame:
+    """Top-N unrated items for every user, one task per user block.
+
+    Scores are the predictions of the *global* neighbour rule (each target's
+    top-k list, as the paper ranks), computed for all items of a user block
+    at once with two sparse products.  Ties go to the more popular item; users
+    with fewer than ``n`` scored unrated items are filled in with the most
+    popular unrated items (``fallback=True``, score = the item's mean).
+
+    Returns
+    -------
+    dask.dataframe.DataFrame with columns ``user, rank, item, score, fallback``.
+    """
+    r_blocks, r_bounds = _blocks(by_user)
+    w_blocks, _ = _blocks(W)
+    stack = dask.delayed(_vstack, pure=True)
+    if based == "item":  # W transposed once: columns = target items
+        other = dask.delayed(_vstack_transposed, pure=True)(
+            *w_blocks, dask_key_name=f"recommend-neighbours-{token}")
+    else:
+        other = stack(*r_blocks, dask_key_name=f"recommend-ratings-{token}")
+    order = dask.delayed(_popularity_order, pure=True)(item_count, dask_key_name=f"popularity-{token}")
+    task = dask.delayed(_recommend_block, pure=True)
+    out = []
+    for b, r_blk in enumerate(r_blocks):
+        left = r_blk if based == "item" else w_blocks[b]
+        out.append(task(left, other, r_blk, int(r_bounds[b]), based, users, items, entity_means,
+                        item_means, order, n, min_k, prediction, rating_range,
+                        dask_key_name=f"recommend-block-{token}-{b}"))
+    return dd.from_delayed(out, meta=RECOMMENDATION_META, verify_meta=False)
+
+
+def _vstack(*blocks):
+    import scipy.sparse as sp
+
+    return sp.vstack(blocks, format="csr")
+
+
+def _vstack_transposed(*blocks):
+    return _vstack(*blocks).T.tocsr()
+
+
+def _popularity_order(count):
+    count = np.asarray(count)
+    return np.lexsort((np.arange(len(count)), -count)).astype(np.int64)
+
+
+def _recommend_block(left, other, rated, row0, based, users, items, entity_means, item_means, order,
+                     n, min_k, prediction, rating_range):
+    lo, hi = rating_range
+    entity_means = np.asarray(entity_means)
+    item_means = np.asarray(item_means)
+    n_items = rated.shape[1]
+    step = max(1, 4_000_000 // max(n_items, 1))
+    frames = []
+    for start in range(0, rated.shape[0], step):
+        stop = min(start + step, rated.shape[0])
+        num, den, cnt = _block_sums(left[start:stop], other, based, entity_means, prediction)
+        has = (cnt >= max(int(min_k), 1)) & (den > 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            score = np.where(has, num / np.where(has, den, 1.0), 0.0)
+        if prediction == "mean-centred":
+            base = entity_means[None, :] if based == "item" else \
+                entity_means[row0 + start:row0 + stop, None]
+            score = score + base
+        score = np.clip(score, lo, hi)
+        cols, vals, filled = kernels.top_n(score, has, rated[start:stop], n, order)
+        vals = np.where(filled, item_means[np.clip(cols, 0, None)], vals)
+        r, c = np.nonzero(cols >= 0)
+        frames.append(pd.DataFrame({
+            "user": users.to_raw(row0 + start + r), "rank": (c + 1).astype(np.int64),
+            "item": items.to_raw(cols[r, c]), "score": np.clip(vals[r, c], lo, hi),
+            "fallback": filled[r, c]}))
+    return pd.concat(frames, ignore_index=True) if frames else RECOMMENDATION_META.copy()
+
+
+def _block_sums(left, other, based, entity_means, prediction):
+    """Numerator, denominator and neighbour count of the global-rule scores."""
+    centred = prediction == "mean-centred"
+    if based == "item":  # left: ratings (u x items); other: W transposed (items x items)
+        E = left.copy()
+        E.data[:] = 1.0
+        R = left.copy()
+        if centred:
+            R.data = R.data - entity_means[R.indices]
+        Wt = other
+        B = Wt.copy()
+        B.data[:] = 1.0
+        return (R @ Wt).toarray(), (E @ Wt).toarray(), (E @ B).toarray()
+    # user-based: left: W rows (u x users); other: ratings (users x items)
+    E = other.copy()
+    E.data[:] = 1.0
+    R = other
+    if centred:
+        R = other.copy()
+        R.data = R.data - np.repeat(entity_means, np.diff(other.indptr))
+    B = left.copy()
+    B.data[:] = 1.0
+    return (left @ R).toarray(), (left @ E).toarray(), (B @ E).toarray()

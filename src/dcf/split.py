@@ -1,0 +1,102 @@
+"""Seeded train/test splits that partition the input.
+
+Every split is decided by a seeded hash of the (user, item) pair, not by a
+random stream, so it does not depend on how the input is cut into partitions
+or blocks ("chunk size changes speed, never results"), and the copies of a
+duplicated pair always land on the same side.
+
+* :func:`random_split` -- each rating goes to test with probability
+  ``test_fraction`` (the paper's 1:9 split is ``test_fraction=0.1``);
+* :func:`kfold` -- k disjoint test folds covering every rating;
+* :func:`user_holdout` -- per user, the ``ceil(fraction * n_u)`` ratings with
+  the smallest hash are held out (users with one rating keep it in train).
+"""
+
+from __future__ import annotations
+
+
+
+import dask
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+
+__all__ = ["pair_uniform", "random_split", "kfold", "user_holdout"]
+
+
+def pair_uniform(frame: pd.DataFrame, seed: int) -> np.ndarray:
+    """A uniform [0, 1) number per row, a pure function of (user, item, seed)."""
+    key = f"{int(seed) & 0xFFFFFFFFFFFFFFFF:016x}"
+    keys = pd.DataFrame({"user": frame["user"].astype(str).to_numpy(dtype=object),
+                         "item": frame["item"].astype(str).to_numpy(dtype=object)})
+    h = pd.util.hash_pandas_object(keys, index=False, hash_key=key).to_numpy(np.uint64)
+    return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def _check_fraction(f):
+    if not 0.0 < float(f) < 1.0:
+        raise ValueError(f"test fraction must be between 0 and 1, not {f}")
+
+
+def _select(frame, seed, lo, hi, inside):
+    u = pair_uniform(frame, seed)
+    m = (u >= lo) & (u < hi)
+    return frame[m if inside else ~m].reset_index(drop=True)
+
+
+def random_split(parts, test_fraction: float = 0.1, seed: int = 0):
+    """Split frame parts into ``(train_parts, test_parts)`` (lists of Delayed)."""
+    _check_fraction(test_fraction)
+    sel = dask.delayed(_select, pure=True)
+    train = [sel(p, seed, 0.0, test_fraction, False) for p in parts]
+    test = [sel(p, seed, 0.0, test_fraction, True) for p in parts]
+    return train, test
+
+
+def kfold(parts, n_splits: int = 5, seed: int = 0):
+    """``n_splits`` (train_parts, test_parts) pairs; the test folds partition the input."""
+    if int(n_splits) < 2:
+        raise ValueError(f"n_splits must be at least 2, not {n_splits}")
+    sel = dask.delayed(_select, pure=True)
+    folds = []
+    for f in range(n_splits):
+        lo, hi = f / n_splits, (f + 1) / n_splits
+        hi = 1.0 + 1e-9 if f == n_splits - 1 else hi
+        folds.append(([sel(p, seed, lo, hi, False) for p in parts],
+                      [sel(p, seed, lo, hi, True) for p in parts]))
+    return folds
+
+
+def user_holdout(parts, test_fraction: float = 0.1, seed: int = 0, npartitions=None):
+    """Per-user holdout; returns ``(train_parts, test_parts)``.
+
+    Rows are grouped by user with a dask shuffle, then in each group the
+    ``ceil(test_fraction * n_u)`` rows with the smallest pair hash go to test
+    (none for a user with a single rating).
+    """
+    _check_fraction(test_fraction)
+    meta = dask.compute(parts[0])[0].iloc[:0] if parts else None
+    ddf = dd.from_delayed(parts, meta=meta, verify_meta=False)
+    ddf = ddf.shuffle("user", npartitions=npartitions or len(parts))
+    flagged = ddf.map_partitions(_flag_user_holdout, test_fraction, seed,
+                                 meta=meta.assign(_test=pd.Series([], dtype=bool)))
+    out = flagged.to_delayed()
+    pick = dask.delayed(_pick, pure=True)
+    return [pick(p, False) for p in out], [pick(p, True) for p in out]
+
+
+def _flag_user_holdout(frame, fraction, seed):
+    frame = frame.reset_index(drop=True)
+    u = pair_uniform(frame, seed)
+    users = frame["user"].astype(str).to_numpy(dtype=object)
+    tmp = pd.DataFrame({"user": users, "u": u})
+    rank = tmp.groupby("user")["u"].rank(method="first").to_numpy()
+    size = tmp.groupby("user")["u"].transform("size").to_numpy()
+    quota = np.where(size > 1, np.ceil(fraction * size - 1e-12), 0)
+    return frame.assign(_test=rank <= quota)
+
+
+def _pick(frame, test):
+    return frame[frame["_test"] == test].drop(columns="_test").reset_index(drop=True)
+
+
