@@ -1,0 +1,256 @@
+"""``python -m dcf.run``: the batch job (config -> cluster -> pipeline -> outputs).
+
+Stages: load (read, validate, id maps), matrix (CSR blocks persisted),
+neighbours (similarity tiles + top-k, persisted), prediction (every test
+pair), top-N (every user), output.  Outputs go to ``--out`` (default
+``./dcf-output``): ``metrics.json``, ``predictions.parquet`` and
+``recommendations.parquet``, written to a staging folder and moved into place
+only when complete.  Exit status: 0 done, 2 bad input or settings (one line on
+stderr, no traceback), 1 any other failure, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import replace
+from pathlib import Path
+
+import dask
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+
+from . import __version__, cluster, evaluate, split
+from . import io as dio
+from .config import CHOICES, RunConfig, load_config
+from .datasets import open_source
+from .errors import ConfigError, DataError
+from .matrix import build_matrix
+from .model import KNN
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m dcf.run", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d = RunConfig()
+    p.add_argument("--config", help="TOML file with run settings (flags override it)")
+    g = p.add_argument_group("data")
+    g.add_argument("--data", help=f"ratings: a path/URL, 'synthetic[:users=..,items=..,ratings=..,"
+                   f"seed=..]' or 'movielens:ml-100k[/u1.base]' (default {d.data})")
+    g.add_argument("--test", help="explicit test set (same forms as --data); else a random split")
+    g.add_argument("--test-fraction", type=float, help=f"test share of a random split ({d.test_fraction})")
+    g.add_argument("--seed", type=int, help=f"split seed ({d.seed})")
+    g.add_argument("--skip-bad-lines", action="store_true", default=None,
+                   help="drop bad lines (counted in metrics.json) instead of failing")
+    g = p.add_argument_group("model")
+    for name in ("based", "similarity", "neighbourhood", "prediction"):
+        g.add_argument(f"--{name}", choices=CHOICES[name], help=f"(default {getattr(d, name)})")
+    g.add_argument("--k", type=int, help=f"neighbours ({d.k})")
+    g.add_argument("--top-n", type=int, help=f"recommendations per user ({d.top_n})")
+    g.add_argument("--min-support", type=int, help=f"minimum co-raters ({d.min_support})")
+    g.add_argument("--shrinkage", type=float, help=f"similarity shrinkage ({d.shrinkage})")
+    g.add_argument("--min-k", type=int, help=f"minimum neighbours before falling back ({d.min_k})")
+    g.add_argument("--relevance", type=float, help=f"relevant = test rating >= this ({d.relevance})")
+    g.add_argument("--block-size", type=int, help="entities per similarity block (default: from data)")
+    g = p.add_argument_group("cluster")
+    g.add_argument("--scheduler", help="address of a running scheduler (else a local cluster)")
+    g.add_argument("--workers", type=int, help=f"local workers ({d.cluster.workers})")
+    g.add_argument("--threads-per-worker", type=int, help=f"({d.cluster.threads_per_worker})")
+    g.add_argument("--memory-limit", help=f"per local worker ({d.cluster.memory_limit})")
+    g.add_argument("--dashboard-address", help=f"({d.cluster.dashboard_address})")
+    g = p.add_argument_group("output")
+    g.add_argument("--out", help=f"output folder ({d.out})")
+    g.add_argument("--performance-report", help="write Dask's HTML performance report here")
+    g.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    g.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def resolve(args) -> RunConfig:
+    base = load_config(args.config) if args.config else RunConfig()
+    kw = {k: v for k, v in vars(args).items() if k not in ("config", "debug")}
+    return base.with_overrides(**kw)
+
+
+class Stages:
+    """Times stages and prints one progress line each."""
+
+    def __init__(self, show: bool):
+        self.seconds: dict[str, float] = {}
+        self.show = show
+
+    def __call__(self, name):
+        stages = self
+
+        class _Stage:
+            def __enter__(self):
+                self.t = time.perf_counter()
+                if stages.show:
+                    print(f"  {name:<12} ...", end="", flush=True, file=sys.stderr)
+
+            def __exit__(self, *exc):
+                dt = time.perf_counter() - self.t
+                stages.seconds[name] = round(dt, 3)
+                if stages.show:
+                    print(f" {dt:8.2f} s" if exc[0] is None else " failed", file=sys.stderr)
+
+        return _Stage()
+
+
+def run(cfg: RunConfig) -> dict:
+    """Run the whole job under an open client; returns the metrics dict."""
+    read_kw = {"on_bad_lines": "skip" if cfg.skip_bad_lines else "error"}
+    stage = Stages(cfg.progress)
+    with ExitStack() as stack:
+        client = stack.enter_context(cluster.connect(cfg.cluster))
+        shape = cluster.describe(client)
+        print(f"dcf {__version__}: dashboard {shape['dashboard']}  ({shape['workers']} workers)",
+              file=sys.stderr)
+        stack.enter_context(cluster.report_to(cfg.performance_report))
+        with stage("load"):
+            data = open_source(cfg.data, **read_kw)
+            if cfg.test:
+                test_src = open_source(cfg.test, **read_kw)
+                train_parts, test_parts = data.frame.to_delayed(), test_src.frame.to_delayed()
+                reports = [data.report, test_src.report]
+            else:
+                train_parts, test_parts = split.random_split(data.frame.to_delayed(),
+                                                             cfg.test_fraction, cfg.seed)
+                reports = [data.report]
+            model = KNN(based=cfg.based, similarity=cfg.similarity, k=cfg.k,
+                        neighbourhood=cfg.neighbourhood, prediction=cfg.prediction,
+                        min_support=cfg.min_support, shrinkage=cfg.shrinkage, min_k=cfg.min_k,
+                        block_size=cfg.block_size, on_bad_lines=read_kw["on_bad_lines"])
+            model._check_params()
+            block = cfg.block_size
+            matrix = build_matrix(train_parts, source=data.source.path,
+                                  on_bad_lines=read_kw["on_bad_lines"], report=reports[0],
+                                  col_block=block if cfg.based == "item" else None,
+                                  row_block=block if cfg.based == "user" else None)
+        with stage("matrix"):
+            matrix.persist()
+            cluster.wait_for(matrix.by_user, matrix.by_item)
+        with stage("neighbours"):
+            model.fit(matrix)
+            cluster.wait_for(model.neighbours_.W, model.similarity_rows_)
+        with stage("prediction"):
+            pairs = dio.Ratings(data.source, dd.from_delayed(test_parts, meta=dio.META,
+                                                             verify_meta=False), None)
+            preds = model.predict(pairs).compute()
+        with stage("top-n"):
+            recs = model.recommend(n=cfg.top_n).compute()
+        with stage("output"):
+            counts = dask.compute(matrix.report, *reports[1:])
+            metrics = _metrics(cfg, model, preds, recs, counts, shape)
+            metrics["seconds"] = stage.seconds
+            _write_outputs(Path(cfg.out), preds, recs, metrics, stage)
+        metrics["seconds"] = stage.seconds
+    return metrics
+
+
+def _metrics(cfg, model, preds, recs, counts, shape) -> dict:
+    test = preds[["user", "item", "rating"]]
+    ranking = evaluate.ranking_metrics(recs, test, cfg.top_n, cfg.relevance)
+    n_users, n_items = model.matrix_.shape
+    train_report = counts[0]
+    test_report = counts[1] if len(counts) > 1 else None
+    return {
+        "dcf_version": __version__,
+        "mae": evaluate.mae(preds["rating"], preds["prediction"]),
+        "rmse": evaluate.rmse(preds["rating"], preds["prediction"]),
+        f"precision@{cfg.top_n}": ranking["precision"], f"recall@{cfg.top_n}": ranking["recall"],
+        f"ndcg@{cfg.top_n}": ranking["ndcg"],
+        "ranking_users": ranking["users"], "relevance_threshold": cfg.relevance,
+        "coverage": evaluate.catalogue_coverage(recs, n_items),
+        "counts": {"train_ratings": int(train_report.get("stored", 0)), "test_pairs": int(len(preds)),
+                   "users": n_users, "items": n_items, "recommendations": int(len(recs)),
+                   "read": train_report, "test_read": test_report},
+        "fallbacks": {str(k): int(v) for k, v in preds["fallback"].value_counts().items()},
+        "recommendation_fallbacks": int(recs["fallback"].sum()),
+        "global_mean": model.global_mean_, "rating_range": list(model.rating_range_),
+        "cluster": shape,
+        "config": cfg.to_dict(),
+        "machine": {"python": platform.python_version(), "platform": platform.platform(),
+                    "cpus": os.cpu_count()},
+    }
+
+
+def _write_outputs(out: Path, preds, recs, metrics, stage) -> None:
+    """Write into a sibling staging folder, then swap it into place."""
+    out = out.resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        preds.to_parquet(staging / "predictions.parquet", index=False)
+        recs.to_parquet(staging / "recommendations.parquet", index=False)
+        metrics["seconds"] = stage.seconds
+        with open(staging / "metrics.json", "w") as f:
+            json.dump(metrics, f, indent=2, default=_json_default)
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        if out.exists():
+            os.replace(out, old)
+        os.replace(staging, out)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def summary(metrics: dict, top_n: int) -> str:
+    rows = [("MAE", f"{metrics['mae']:.4f}"), ("RMSE", f"{metrics['rmse']:.4f}"),
+            (f"precision@{top_n}", f"{metrics[f'precision@{top_n}']:.4f}"),
+            (f"recall@{top_n}", f"{metrics[f'recall@{top_n}']:.4f}"),
+            (f"NDCG@{top_n}", f"{metrics[f'ndcg@{top_n}']:.4f}"),
+            ("coverage", f"{metrics['coverage']:.4f}"),
+            ("test pairs", f"{metrics['counts']['test_pairs']:,}"),
+            ("fallbacks", ", ".join(f"{k} {v:,}" for k, v in metrics["fallbacks"].items() if v)),
+            ("seconds", ", ".join(f"{k} {v:.2f}" for k, v in metrics["seconds"].items()))]
+    width = max(len(r[0]) for r in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = resolve(args)
+        metrics = run(cfg)
+    except (DataError, ConfigError) as exc:
+        if args.debug:
+            raise
+        print(f"dcf: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dcf: interrupted; outputs left as they were", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one line unless --debug
+        if args.debug:
+            raise
+        print(f"dcf: failed: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+    print(summary(metrics, cfg.top_n))
+    print(f"outputs in {Path(cfg.out).resolve()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
