@@ -162,20 +162,36 @@ def synthetic(users=100_000, items=3_900, ratings=690_000, seed=0, **kw) -> dio.
     parts = [gen(spec, lo, min(lo + spec.users_per_partition, spec.users),
                  dask_key_name=f"synthetic-{token}-{j}")
              for j, lo in enumerate(range(0, spec.users, spec.users_per_partition))]
-    frame = dd.from_delayed(parts, meta=dio.META, verify_meta=False)
     report = dask.delayed(lambda *p: {**dio.empty_report(), "lines": sum(map(len, p)),
                                       "rows": sum(map(len, p))}, pure=True)(*parts)
-    return dio.Ratings(dio.RatingsSource(spec.name, "synthetic"), frame, report)
+    return dio.Ratings(dio.RatingsSource(spec.name, "synthetic"), parts, report)
 
 
 def write_synthetic(path, **kw) -> str:
     """Write a synthetic set to a Parquet folder, one part per user partition.
 
-    Each part is generated and written by a worker; the client holds nothing.
+    Each part is generated and written by a worker (``part.N.parquet``, columns
+    ``user, item`` int64 and ``rating`` float64); the client holds nothing.
+    The folder is assembled under a temporary name and renamed when complete.
     """
     r = synthetic(**kw)
-    r.frame.drop(columns="line").to_parquet(os.fspath(path), write_index=False)
-    return os.fspath(path)
+    final = Path(path)
+    staging = final.with_name(f".{final.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    write = dask.delayed(_write_part, pure=True)
+    dask.compute(*[write(p, staging / f"part.{j:05d}.parquet") for j, p in enumerate(r.parts)])
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(staging, final)
+    return os.fspath(final)
+
+
+def _write_part(frame: pd.DataFrame, path: Path) -> int:
+    out = pd.DataFrame({"user": frame["user"].astype(np.int64), "item": frame["item"].astype(np.int64),
+                        "rating": frame["rating"]})
+    out.to_parquet(path, index=False)
+    return len(out)
 
 
 # ---------------------------------------------------------------- MovieLens

@@ -10,10 +10,12 @@ broken by ascending id" means ascending raw id as a user reads it.
 
 from __future__ import annotations
 
+import dask
+import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
-__all__ = ["IdMap"]
+__all__ = ["IdMap", "frame_from_parts"]
 
 
 class IdMap:
@@ -65,6 +67,25 @@ class IdMap:
             self._text = pd.Index(self.index.astype(str).to_numpy(dtype=object))
         return self._text
 
+    def canonical(self, raw) -> np.ndarray:
+        """Raw ids in the vocabulary's type (object array).
+
+        With integer ids, strings that spell canonical integers become ints;
+        anything else is left as it is.
+        """
+        raw = np.asarray(raw, dtype=object)
+        if not self.numeric or len(raw) == 0:
+            return raw
+        text = pd.Series(raw, dtype=object).astype(str)
+        num = pd.to_numeric(text, errors="coerce")
+        ok = num.notna().to_numpy().copy()
+        ints = np.zeros(len(raw), np.int64)
+        ints[ok] = num[ok].astype(np.int64).to_numpy(copy=True)
+        ok &= (pd.Series(ints).astype(str).to_numpy() == text.to_numpy())
+        out = raw.copy()
+        out[ok] = ints[ok]
+        return out
+
     def to_raw(self, codes) -> np.ndarray:
         """Map codes back to raw ids (numpy array of int64 or object)."""
         return self.index.to_numpy()[np.asarray(codes, dtype=np.int64)]
@@ -87,3 +108,13 @@ def _as_int_or_none(index: pd.Index):
     if not (ints.astype(str).to_numpy() == np.asarray(text, dtype=str)).all():
         return None
     return pd.Index(ints.to_numpy(), dtype=np.int64)
+
+
+def frame_from_parts(parts, meta: pd.DataFrame) -> dd.DataFrame:
+    """A dask DataFrame over Delayed pandas parts, raw id columns left as they are.
+
+    dask-expr would otherwise turn object columns into strings, so integer ids
+    would come back as ``"7"``.
+    """
+    with dask.config.set({"dataframe.convert-string": False}):
+        return dd.from_delayed(parts, meta=meta, verify_meta=False)

@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 from dask.bytes import read_bytes
 
+from .ids import frame_from_parts
 from .errors import DataError
 
 __all__ = ["RatingsSource", "Ratings", "sniff", "read_ratings", "empty_report", "merge_reports"]
@@ -78,9 +79,9 @@ class Ratings:
     Attributes
     ----------
     source : RatingsSource
-    frame : dask.dataframe.DataFrame
-        Columns ``user``, ``item`` (raw ids, object), ``rating`` (float64) and
-        ``line`` (int64, 1-based line or row of the source).
+    parts : list of dask.delayed.Delayed
+        pandas DataFrames with columns ``user``, ``item`` (raw ids, object),
+        ``rating`` (float64) and ``line`` (int64, 1-based line or row).
     report : dask.delayed.Delayed
         Computes to a dict of counts: ``lines`` (data lines read, blank ones
         excluded), ``rows`` (kept), ``missing`` (dropped: empty field),
@@ -89,8 +90,13 @@ class Ratings:
     """
 
     source: RatingsSource
-    frame: dd.DataFrame
+    parts: list
     report: object = field(repr=False)
+
+    @property
+    def frame(self) -> dd.DataFrame:
+        """The parts as one dask DataFrame."""
+        return frame_from_parts(self.parts, META)
 
 
 def empty_report() -> dict:
@@ -143,7 +149,7 @@ def sniff(path, *, format: str = "auto", on_bad_lines: str = "error",
 
 def _looks_parquet(fs, local: str) -> bool:
     if fs.isdir(local):
-        return bool(fs.glob(local.rstrip("/") + "/**.parquet"))
+        return bool(fs.glob(local.rstrip("/") + "/**/*.parquet"))
     if local.endswith((".parquet", ".pq")):
         return True
     with fs.open(local, "rb") as f:
@@ -237,9 +243,8 @@ def read_ratings(path, *, format: str = "auto", on_bad_lines: str = "error",
         parts, reports = _read_parquet(src)
     else:
         parts, reports = _read_text(src, blocksize)
-    frame = dd.from_delayed(parts, meta=META, verify_meta=False)
     report = dask.delayed(merge_reports, pure=True)(*reports, dask_key_name=f"read-report-{dask.base.tokenize(src)}")
-    return Ratings(src, frame, report)
+    return Ratings(src, parts, report)
 
 
 def _read_text(src: RatingsSource, blocksize):
@@ -368,7 +373,7 @@ def _validate(src, users, items, ratings_text, lines, n_lines, bad):
 
 def _read_parquet(src: RatingsSource):
     fs, _, (local,) = fsspec.get_fs_token_paths(src.path)
-    files = sorted(fs.glob(local.rstrip("/") + "/**.parquet")) if fs.isdir(local) else [local]
+    files = sorted(fs.glob(local.rstrip("/") + "/**/*.parquet")) if fs.isdir(local) else [local]
     proto = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
     urls = [f if proto in ("file", "local") else f"{proto}://{f}" for f in files]
     parse = dask.delayed(_parse_parquet_file, nout=2, pure=True)

@@ -11,6 +11,7 @@ Orientation: similarity is computed between the *rows* of a CSR matrix ``P``
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 
@@ -20,7 +21,6 @@ __all__ = [
 ]
 
 MEASURES = ("cosine", "full-cosine")
-_LOWEST = -1e300  # below every real score: marks "no score, filled in"
 
 
 def csr_from_triplets(rows, cols, vals, shape, lines=None):
@@ -272,32 +272,108 @@ def score_pairs(S, x, y, Q, k, centre=None):
             np.bincount(rep, minlength=P).astype(np.int64))
 
 
-def top_n(scores, has_score, rated, n, order):
-    """Top-N columns per row among those not rated, filling in by ``order``.
+def top_n(indptr, indices, scores, valid, rated, n, order):
+    """Top-N columns per row among the scored, unrated ones, filled in by popularity.
 
     Parameters
     ----------
-    scores : (r, m) float64 predicted scores
-    has_score : (r, m) bool, whether a score is real (not a fallback)
-    rated : scipy.sparse.csr_matrix (r, m); stored entries are excluded
+    indptr, indices, scores, valid : CSR-style arrays of the candidate entries
+        (r + 1,), (e,), (e,) float64 and (e,) bool: entry e of row i is column
+        ``indices[e]`` with ``scores[e]``, used only where ``valid[e]``; column
+        order within a row does not matter.
+    rated : scipy.sparse.csr_matrix (r, m); its stored entries are excluded
     n : int
-    order : (m,) int64 permutation of columns, most popular first; it breaks
+    order : (m,) int64 permutation of the columns, most popular first; it breaks
         ties between equal scores and orders the filled-in columns.
 
     Returns
     -------
     cols : (r, n) int64, ``-1`` where a row has fewer than n unrated columns
-    vals : (r, n) float64, the score (0 where cols is -1)
+    vals : (r, n) float64, the score (0 where filled in or padded)
     filled : (r, n) bool, True where the column was filled in by popularity
     """
-    value = np.where(has_score, scores, _LOWEST)
-    rr, cc = rated.nonzero()
-    value[rr, cc] = -np.inf
-    value = value[:, order]
-    cols, vals = top_columns(value, n)
-    valid = np.isfinite(vals)
-    filled = valid & (vals == _LOWEST)
-    items = np.where(valid, order[cols], -1)
-    out = np.where(valid & ~filled, vals, 0.0)
-    idx, out = _pad(items, out, n)
-    return idx, out, _pad(filled.astype(np.int64), np.zeros_like(out), n)[0].astype(bool) & (idx >= 0)
+    r, m = rated.shape
+    rank_of = np.empty(m, np.int64)
+    rank_of[np.asarray(order, np.int64)] = np.arange(m)
+    out_c = np.full((r, n), -1, np.int64)
+    out_v = np.zeros((r, n))
+    have = np.zeros(r, np.int64)
+    _topn_rows(np.asarray(indptr, np.int64), np.asarray(indices, np.int64),
+               np.asarray(scores, np.float64), np.asarray(valid, np.bool_),
+               rated.indptr.astype(np.int64), rated.indices.astype(np.int64), rank_of, n,
+               out_c, out_v, have, np.zeros(m, np.bool_))
+    filled = np.zeros((r, n), bool)
+    short = np.flatnonzero(have < n)
+    if len(short):
+        _fill(out_c, filled, short, have, rated, _row_keys(rated), np.asarray(order, np.int64), n)
+    return out_c, out_v, filled
+
+
+@numba.njit(cache=True, nogil=True)
+def _topn_rows(indptr, indices, scores, valid, r_indptr, r_indices, rank_of, n, out_c, out_v, have,
+               flag):  # pragma: no cover - compiled
+    for row in range(len(indptr) - 1):
+        for p in range(r_indptr[row], r_indptr[row + 1]):
+            flag[r_indices[p]] = True
+        cnt = 0
+        for e in range(indptr[row], indptr[row + 1]):
+            if not valid[e]:
+                continue
+            c = indices[e]
+            if flag[c]:
+                continue
+            s = scores[e]
+            rk = rank_of[c]
+            if cnt == n:
+                last = out_v[row, n - 1]
+                if s < last or (s == last and rk > rank_of[out_c[row, n - 1]]):
+                    continue
+                pos = n - 1
+            else:
+                pos = cnt
+                cnt += 1
+            while pos > 0:
+                pv = out_v[row, pos - 1]
+                if s > pv or (s == pv and rk < rank_of[out_c[row, pos - 1]]):
+                    out_c[row, pos] = out_c[row, pos - 1]
+                    out_v[row, pos] = pv
+                    pos -= 1
+                else:
+                    break
+            out_c[row, pos] = c
+            out_v[row, pos] = s
+        have[row] = cnt
+        for p in range(r_indptr[row], r_indptr[row + 1]):
+            flag[r_indices[p]] = False
+
+
+def _row_keys(csr):
+    """Sorted ``row * n_cols + col`` keys of a CSR matrix with sorted indices."""
+    rows = np.repeat(np.arange(csr.shape[0], dtype=np.int64), np.diff(csr.indptr))
+    return rows * csr.shape[1] + csr.indices.astype(np.int64)
+
+
+def _isin_sorted(keys, sorted_keys):
+    if len(sorted_keys) == 0:
+        return np.zeros(len(keys), bool)
+    at = np.clip(np.searchsorted(sorted_keys, keys), 0, len(sorted_keys) - 1)
+    return sorted_keys[at] == keys
+
+
+def _fill(out_c, filled, short, have, rated, rated_keys, order, n):
+    """Fill rows ``short`` with the most popular columns not rated and not chosen."""
+    m = rated.shape[1]
+    n_rated = np.diff(rated.indptr)[short]
+    width = int(min(m, n + n_rated.max() + n))
+    cand = np.broadcast_to(order[:width], (len(short), width))
+    keys = short[:, None].astype(np.int64) * m + cand
+    chosen = out_c[short]
+    taken = (cand[:, :, None] == chosen[:, None, :]).any(axis=2) if n <= 64 else \
+        np.array([np.isin(c, ch) for c, ch in zip(cand, chosen)])
+    ok = ~_isin_sorted(keys.ravel(), rated_keys).reshape(keys.shape) & ~taken
+    need = n - have[short]
+    pick = ok & (np.cumsum(ok, axis=1) <= need[:, None])
+    rr, cc = np.nonzero(pick)
+    slot = have[short][rr] + (np.cumsum(pick, axis=1)[rr, cc] - 1)
+    out_c[short[rr], slot] = cand[rr, cc]
+    filled[short[rr], slot] = True

@@ -282,7 +282,7 @@ def _block_summary(X: da.Array):
 def as_parts(data, on_bad_lines="error", need_rating=True):
     """Frame parts (Delayed pandas frames), a Delayed report and a source name."""
     if isinstance(data, dio.Ratings):
-        return data.frame.to_delayed(), data.report, data.source.path
+        return data.parts, data.report, data.source.path
     if isinstance(data, pd.DataFrame):
         data = dd.from_pandas(data.reset_index(drop=True), npartitions=max(1, len(data) // 200_000 + 1),
                               sort=False)

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from . import kernels
-from .ids import IdMap
+from .ids import IdMap, frame_from_parts
 
 __all__ = ["predict_pairs", "recommend_blocks", "PREDICTION_META", "RECOMMENDATION_META"]
 
@@ -90,7 +90,7 @@ def predict_pairs(parts, *, users: IdMap, items: IdMap, based: str, S: da.Array,
                             dask_key_name=f"predict-cell-{token}-{a}-{b}"))
     out.append(unknown([r[n_cells] for r in routed], global_mean, rating_range,
                        dask_key_name=f"predict-unknown-{token}"))
-    return dd.from_delayed(out, meta=PREDICTION_META, verify_meta=False)
+    return frame_from_parts(out, PREDICTION_META)
 
 
 def _route(frame, users, items, based, s_bounds, q_bounds):
@@ -104,6 +104,8 @@ def _route(frame, users, items, based, s_bounds, q_bounds):
     n_b = len(q_bounds) - 1
     cell = np.where(known, a * n_b + b, (len(s_bounds) - 1) * n_b)
     base = frame[["user", "item"] + (["rating"] if "rating" in frame else [])].reset_index(drop=True)
+    base["user"] = users.canonical(base["user"].to_numpy(dtype=object))
+    base["item"] = items.canonical(base["item"].to_numpy(dtype=object))
     base = base.assign(x=x - s_bounds[np.clip(a, 0, None)], y=y - q_bounds[np.clip(b, 0, None)], gx=x)
     order = np.argsort(cell, kind="stable")
     cuts = np.searchsorted(cell[order], np.arange((len(s_bounds) - 1) * n_b + 2))
@@ -181,7 +183,7 @@ def recommend_blocks(*, users: IdMap, items: IdMap, based: str, by_user: da.Arra
         out.append(task(left, other, r_blk, int(r_bounds[b]), based, users, items, entity_means,
                         item_means, order, n, min_k, prediction, rating_range,
                         dask_key_name=f"recommend-block-{token}-{b}"))
-    return dd.from_delayed(out, meta=RECOMMENDATION_META, verify_meta=False)
+    return frame_from_parts(out, RECOMMENDATION_META)
 
 
 def _vstack(*blocks):
@@ -204,50 +206,74 @@ def _recommend_block(left, other, rated, row0, based, users, items, entity_means
     lo, hi = rating_range
     entity_means = np.asarray(entity_means)
     item_means = np.asarray(item_means)
-    n_items = rated.shape[1]
-    step = max(1, 4_000_000 // max(n_items, 1))
-    frames = []
-    for start in range(0, rated.shape[0], step):
-        stop = min(start + step, rated.shape[0])
-        num, den, cnt = _block_sums(left[start:stop], other, based, entity_means, prediction)
-        has = (cnt >= max(int(min_k), 1)) & (den > 0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            score = np.where(has, num / np.where(has, den, 1.0), 0.0)
-        if prediction == "mean-centred":
-            base = entity_means[None, :] if based == "item" else \
-                entity_means[row0 + start:row0 + stop, None]
-            score = score + base
-        score = np.clip(score, lo, hi)
-        cols, vals, filled = kernels.top_n(score, has, rated[start:stop], n, order)
-        vals = np.where(filled, item_means[np.clip(cols, 0, None)], vals)
-        r, c = np.nonzero(cols >= 0)
-        frames.append(pd.DataFrame({
-            "user": users.to_raw(row0 + start + r), "rank": (c + 1).astype(np.int64),
-            "item": items.to_raw(cols[r, c]), "score": np.clip(vals[r, c], lo, hi),
-            "fallback": filled[r, c]}))
-    return pd.concat(frames, ignore_index=True) if frames else RECOMMENDATION_META.copy()
+    num, den, cnt = _block_sums(left, other, based, entity_means, prediction, hi - lo + 1.0,
+                                count=min_k > 1)
+    score = num.data / den.data
+    if prediction == "mean-centred":
+        score = score + (entity_means[den.indices] if based == "item" else
+                         np.repeat(entity_means[row0:row0 + den.shape[0]], np.diff(den.indptr)))
+    score = np.clip(score, lo, hi)
+    has = np.ones(len(score), bool) if cnt is None else cnt.data >= int(min_k)
+    cols, vals, filled = kernels.top_n(den.indptr, den.indices, score, has, rated, n, order)
+    vals = np.where(filled, item_means[np.clip(cols, 0, None)], vals)
+    r, c = np.nonzero(cols >= 0)
+    return pd.DataFrame({
+        "user": users.to_raw(row0 + r), "rank": (c + 1).astype(np.int64),
+        "item": items.to_raw(cols[r, c]), "score": np.clip(vals[r, c], lo, hi),
+        "fallback": filled[r, c]})
 
 
-def _block_sums(left, other, based, entity_means, prediction):
-    """Numerator, denominator and neighbour count of the global-rule scores."""
+def _block_sums(left, other, based, entity_means, prediction, shift, count=True):
+    """Numerator, denominator and neighbour count of the global-rule scores.
+
+    Sparse ``(users x items)`` matrices on one pattern: the (user, item)
+    pairs with at least one listed neighbour.  The mean-centred numerator is
+    computed on values shifted by ``shift`` (> 0 everywhere) so that no sum
+    cancels to an implicit zero, then shifted back: ``num = num' - shift * den``.
+    The neighbour count is only computed when ``count`` (``min_k > 1``).
+    """
     centred = prediction == "mean-centred"
     if based == "item":  # left: ratings (u x items); other: W transposed (items x items)
-        E = left.copy()
-        E.data[:] = 1.0
+        E = _ones(left)
         R = left.copy()
         if centred:
-            R.data = R.data - entity_means[R.indices]
+            R.data = R.data - entity_means[R.indices] + shift
         Wt = other
-        B = Wt.copy()
-        B.data[:] = 1.0
-        return (R @ Wt).toarray(), (E @ Wt).toarray(), (E @ B).toarray()
-    # user-based: left: W rows (u x users); other: ratings (users x items)
-    E = other.copy()
-    E.data[:] = 1.0
-    R = other
+        den = E @ Wt
+        num = R @ Wt
+        cnt = E @ _ones(Wt) if count else None
+    else:  # user-based: left: W rows (u x users); other: ratings (users x items)
+        E = _ones(other)
+        R = other
+        if centred:
+            R = other.copy()
+            R.data = R.data - np.repeat(entity_means, np.diff(other.indptr)) + shift
+        den = left @ E
+        num = left @ R
+        cnt = _ones(left) @ E if count else None
+    # all three sums are positive wherever a neighbour exists, so scipy builds the
+    # same pattern (in the same order) for each; align them if it ever does not
+    num, cnt = (m if m is None or _same_pattern(m, den) else _on_pattern(m, den) for m in (num, cnt))
     if centred:
-        R = other.copy()
-        R.data = R.data - np.repeat(entity_means, np.diff(other.indptr))
-    B = left.copy()
-    B.data[:] = 1.0
-    return (left @ R).toarray(), (left @ E).toarray(), (B @ E).toarray()
+        num.data = num.data - shift * den.data
+    return num, den, cnt
+
+
+def _same_pattern(a, b):
+    return np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices)
+
+
+def _ones(m):
+    e = m.copy()
+    e.data = np.ones_like(e.data)
+    return e
+
+
+def _on_pattern(values, pattern):
+    """``values`` read at the entries of ``pattern`` (zeros where absent)."""
+    values = values.tocsr()
+    values.sort_indices()
+    r = np.repeat(np.arange(pattern.shape[0]), np.diff(pattern.indptr))
+    out = pattern.copy()
+    out.data = np.asarray(values[r, pattern.indices]).ravel().astype(np.float64)
+    return out

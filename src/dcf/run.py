@@ -19,11 +19,9 @@ import shutil
 import sys
 import time
 from contextlib import ExitStack
-from dataclasses import replace
 from pathlib import Path
 
 import dask
-import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
@@ -104,9 +102,48 @@ class Stages:
         return _Stage()
 
 
-def run(cfg: RunConfig) -> dict:
-    """Run the whole job under an open client; returns the metrics dict."""
+def execute(cfg: RunConfig, stage: Stages) -> dict:
+    """The pipeline's stages on the current client; returns their results.
+
+    Returns a dict with ``model``, ``matrix``, ``predictions`` and
+    ``recommendations`` (pandas) and ``reports`` (computed cleaning counts).
+    """
     read_kw = {"on_bad_lines": "skip" if cfg.skip_bad_lines else "error"}
+    with stage("load"):
+        data = open_source(cfg.data, **read_kw)
+        if cfg.test:
+            test_src = open_source(cfg.test, **read_kw)
+            train_parts, test_parts, reports = data.parts, test_src.parts, [data.report, test_src.report]
+        else:
+            train_parts, test_parts = split.random_split(data.parts, cfg.test_fraction, cfg.seed)
+            reports = [data.report]
+        model = KNN(based=cfg.based, similarity=cfg.similarity, k=cfg.k,
+                    neighbourhood=cfg.neighbourhood, prediction=cfg.prediction,
+                    min_support=cfg.min_support, shrinkage=cfg.shrinkage, min_k=cfg.min_k,
+                    block_size=cfg.block_size, on_bad_lines=read_kw["on_bad_lines"])
+        model._check_params()
+        block = cfg.block_size
+        matrix = build_matrix(train_parts, source=data.source.path,
+                              on_bad_lines=read_kw["on_bad_lines"], report=reports[0],
+                              col_block=block if cfg.based == "item" else None,
+                              row_block=block if cfg.based == "user" else None)
+    with stage("matrix"):
+        matrix.persist()
+        cluster.wait_for(matrix.by_user, matrix.by_item)
+    with stage("neighbours"):
+        model.fit(matrix)
+        cluster.wait_for(model.neighbours_.W, model.similarity_rows_)
+    with stage("prediction"):
+        preds = model.predict(dio.Ratings(data.source, test_parts, None)).compute()
+    with stage("top-n"):
+        recs = model.recommend(n=cfg.top_n).compute()
+    counts = dask.compute(matrix.report, *reports[1:])
+    return {"model": model, "matrix": matrix, "predictions": preds, "recommendations": recs,
+            "reports": counts}
+
+
+def run(cfg: RunConfig) -> dict:
+    """Run the whole job under a client it opens; returns the metrics dict."""
     stage = Stages(cfg.progress)
     with ExitStack() as stack:
         client = stack.enter_context(cluster.connect(cfg.cluster))
@@ -114,43 +151,11 @@ def run(cfg: RunConfig) -> dict:
         print(f"dcf {__version__}: dashboard {shape['dashboard']}  ({shape['workers']} workers)",
               file=sys.stderr)
         stack.enter_context(cluster.report_to(cfg.performance_report))
-        with stage("load"):
-            data = open_source(cfg.data, **read_kw)
-            if cfg.test:
-                test_src = open_source(cfg.test, **read_kw)
-                train_parts, test_parts = data.frame.to_delayed(), test_src.frame.to_delayed()
-                reports = [data.report, test_src.report]
-            else:
-                train_parts, test_parts = split.random_split(data.frame.to_delayed(),
-                                                             cfg.test_fraction, cfg.seed)
-                reports = [data.report]
-            model = KNN(based=cfg.based, similarity=cfg.similarity, k=cfg.k,
-                        neighbourhood=cfg.neighbourhood, prediction=cfg.prediction,
-                        min_support=cfg.min_support, shrinkage=cfg.shrinkage, min_k=cfg.min_k,
-                        block_size=cfg.block_size, on_bad_lines=read_kw["on_bad_lines"])
-            model._check_params()
-            block = cfg.block_size
-            matrix = build_matrix(train_parts, source=data.source.path,
-                                  on_bad_lines=read_kw["on_bad_lines"], report=reports[0],
-                                  col_block=block if cfg.based == "item" else None,
-                                  row_block=block if cfg.based == "user" else None)
-        with stage("matrix"):
-            matrix.persist()
-            cluster.wait_for(matrix.by_user, matrix.by_item)
-        with stage("neighbours"):
-            model.fit(matrix)
-            cluster.wait_for(model.neighbours_.W, model.similarity_rows_)
-        with stage("prediction"):
-            pairs = dio.Ratings(data.source, dd.from_delayed(test_parts, meta=dio.META,
-                                                             verify_meta=False), None)
-            preds = model.predict(pairs).compute()
-        with stage("top-n"):
-            recs = model.recommend(n=cfg.top_n).compute()
+        res = execute(cfg, stage)
         with stage("output"):
-            counts = dask.compute(matrix.report, *reports[1:])
-            metrics = _metrics(cfg, model, preds, recs, counts, shape)
-            metrics["seconds"] = stage.seconds
-            _write_outputs(Path(cfg.out), preds, recs, metrics, stage)
+            metrics = _metrics(cfg, res["model"], res["predictions"], res["recommendations"],
+                               res["reports"], shape)
+            _write_outputs(Path(cfg.out), res["predictions"], res["recommendations"], metrics, stage)
         metrics["seconds"] = stage.seconds
     return metrics
 
@@ -190,6 +195,7 @@ def _write_outputs(out: Path, preds, recs, metrics, stage) -> None:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
+        preds = _uniform_ids(preds)
         preds.to_parquet(staging / "predictions.parquet", index=False)
         recs.to_parquet(staging / "recommendations.parquet", index=False)
         metrics["seconds"] = stage.seconds
@@ -203,6 +209,16 @@ def _write_outputs(out: Path, preds, recs, metrics, stage) -> None:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _uniform_ids(frame: pd.DataFrame) -> pd.DataFrame:
+    """Id columns of one type: text if ints and strings got mixed (unknown ids)."""
+    for col in ("user", "item"):
+        values = frame[col].to_numpy(dtype=object)
+        kinds = {type(v) for v in values}
+        if len(kinds) > 1:
+            frame = frame.assign(**{col: frame[col].astype(str)})
+    return frame
 
 
 def _json_default(o):

@@ -21,6 +21,8 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
+from .ids import frame_from_parts
+
 __all__ = ["pair_uniform", "random_split", "kfold", "user_holdout"]
 
 
@@ -76,8 +78,8 @@ def user_holdout(parts, test_fraction: float = 0.1, seed: int = 0, npartitions=N
     """
     _check_fraction(test_fraction)
     meta = dask.compute(parts[0])[0].iloc[:0] if parts else None
-    ddf = dd.from_delayed(parts, meta=meta, verify_meta=False)
-    ddf = ddf.shuffle("user", npartitions=npartitions or len(parts))
+    ddf = frame_from_parts(parts, meta)
+    ddf = ddf.shuffle("user", npartitions=npartitions or len(parts), shuffle_method="tasks")
     flagged = ddf.map_partitions(_flag_user_holdout, test_fraction, seed,
                                  meta=meta.assign(_test=pd.Series([], dtype=bool)))
     out = flagged.to_delayed()

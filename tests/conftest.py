@@ -1,0 +1,40 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# Tests read MovieLens from ../shared/data unless DCF_DATA says otherwise; they never download.
+os.environ.setdefault("DCF_DATA", str((ROOT.parent / "shared" / "data").resolve()))
+
+
+def random_ratings(seed, n_users=30, n_items=20, density=0.3, scale=(1, 5), half=False):
+    """A small random ratings frame (every user and item appears at least once)."""
+    rng = np.random.default_rng(seed)
+    mask = rng.random((n_users, n_items)) < density
+    mask[np.arange(n_users), rng.integers(0, n_items, n_users)] = True
+    mask[rng.integers(0, n_users, n_items), np.arange(n_items)] = True
+    u, i = np.nonzero(mask)
+    step = 0.5 if half else 1.0
+    r = rng.choice(np.arange(scale[0], scale[1] + step / 2, step), size=len(u))
+    return pd.DataFrame({"user": u + 100, "item": i + 500, "rating": r.astype(float)})
+
+
+@pytest.fixture(scope="session")
+def ml100k():
+    folder = Path(os.environ["DCF_DATA"]) / "ml-100k"
+    if not (folder / "u1.base").exists():
+        pytest.skip(f"MovieLens 100K not found in {folder} (set DCF_DATA to the folder holding ml-100k/)")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def dist_client():
+    """An in-process distributed cluster: 2 workers x 1 thread."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        yield client

@@ -1,0 +1,153 @@
+"""Kernels against the dense reference, and their properties."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+import reference as ref
+from dcf import kernels
+
+
+def sparse_ratings(draw, max_rows=12, max_cols=10):
+    rows = draw(st.integers(1, max_rows))
+    cols = draw(st.integers(1, max_cols))
+    vals = draw(arrays(np.float64, (rows, cols), elements=st.sampled_from([0.0, 0.0, 1.0, 2.0, 3.5, 5.0])))
+    return vals
+
+
+@st.composite
+def rating_matrices(draw):
+    return sparse_ratings(draw)
+
+
+@given(rating_matrices(), st.sampled_from(["cosine", "full-cosine"]), st.integers(0, 3),
+       st.sampled_from([0.0, 2.5]))
+@settings(max_examples=60, deadline=None)
+def test_similarity_tile_matches_reference(P, measure, min_support, shrinkage):
+    expected = ref.similarity(P, measure, min_support, shrinkage)
+    got = kernels.similarity_tile(sp.csr_matrix(P), sp.csr_matrix(P), measure, min_support,
+                                  shrinkage, diagonal=True)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+@given(rating_matrices(), st.integers(1, 11))
+@settings(max_examples=60, deadline=None)
+def test_similarity_is_symmetric_bounded_and_tiles_agree(P, cut):
+    S = kernels.similarity_tile(sp.csr_matrix(P), sp.csr_matrix(P), diagonal=True)
+    assert np.allclose(S, S.T)
+    assert (S >= 0).all() and (S <= 1 + 1e-12).all()
+    cut = min(cut, P.shape[0])
+    A, B = sp.csr_matrix(P[:cut]), sp.csr_matrix(P[cut:])
+    if B.shape[0]:
+        np.testing.assert_array_equal(kernels.similarity_tile(A, B), S[:cut, cut:])
+
+
+def test_single_co_rater_gives_similarity_one():
+    # the paper's formula 1 over the co-rated set: one common user -> exactly 1.0
+    P = sp.csr_matrix(np.array([[5.0, 0, 3.0], [2.0, 4.0, 0]]))
+    S = kernels.similarity_tile(P, P, "cosine", diagonal=True)
+    assert S[0, 1] == 1.0
+    full = kernels.similarity_tile(P, P, "full-cosine", diagonal=True)
+    assert full[0, 1] == pytest.approx(10 / np.sqrt(34 * 20))
+
+
+@given(arrays(np.float64, st.tuples(st.integers(1, 6), st.integers(1, 15)),
+              elements=st.sampled_from([-1.0, 0.0, 0.25, 0.5, 1.0])), st.integers(1, 8))
+@settings(max_examples=80, deadline=None)
+def test_topk_rows_equals_reference_and_merge_equals_global(S, k):
+    n = S.shape[1]
+    S = S[:n]  # rows are the first entities of a square similarity matrix
+    rows = S.shape[0]
+    full = np.zeros((n, n))
+    full[:rows] = S
+    exp_idx, exp_sim = ref.topk(full, k)
+    idx, sim = kernels.topk_rows(S, k, 0, 0)
+    np.testing.assert_array_equal(idx, exp_idx[:rows])
+    np.testing.assert_array_equal(sim, exp_sim[:rows])
+    # split the columns into tiles, top-k per tile, merge: same answer
+    cuts = sorted({0, n // 3, (2 * n) // 3, n})
+    parts = [kernels.topk_rows(S[:, a:b], k, a, 0) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+    m_idx, m_sim = kernels.merge_topk(parts, k)
+    np.testing.assert_array_equal(m_idx, idx)
+    np.testing.assert_array_equal(m_sim, sim)
+
+
+def test_top_columns_breaks_ties_by_lower_column():
+    v = np.array([[1.0, 3.0, 3.0, 2.0, 3.0]])
+    cols, vals = kernels.top_columns(v, 2)
+    assert cols.tolist() == [[1, 2]] and vals.tolist() == [[3.0, 3.0]]
+
+
+def test_csr_from_triplets_drops_exact_duplicates_and_reports_conflicts():
+    rows = [0, 0, 1, 1, 0]
+    cols = [2, 2, 0, 0, 1]
+    vals = [4.0, 4.0, 3.0, 5.0, 1.0]
+    lines = [10, 11, 12, 13, 14]
+    m, dups, conflicts = kernels.csr_from_triplets(rows, cols, vals, (2, 3), lines)
+    assert m.toarray().tolist() == [[0, 1, 4], [3, 0, 0]]
+    assert dups == 1
+    assert conflicts.tolist() == [[1, 0, 12, 13, 5.0]]
+
+
+@given(st.integers(0, 10_000), st.integers(1, 6), st.booleans())
+@settings(max_examples=40, deadline=None)
+def test_score_pairs_matches_surprise_loop(seed, k, centred):
+    rng = np.random.default_rng(seed)
+    R = rng.choice([0, 0, 1, 2, 3, 4, 5], size=(9, 7)).astype(float)  # users x items
+    R[R.sum(1) == 0, 0] = 3.0
+    P = R.T  # item-based entities = items
+    S = ref.similarity(P)
+    means = np.array([row[row > 0].mean() if (row > 0).any() else 0 for row in P])
+    pairs = [(u, i) for u in range(9) for i in range(7)]
+    x = np.array([i for _, i in pairs])
+    y = np.array([u for u, _ in pairs])
+    s, v, n = kernels.score_pairs(S, x, y, sp.csr_matrix(R), k, means if centred else None)
+    for p, (u, i) in enumerate(pairs):
+        cands = sorted((-S[i, j], j) for j in range(7) if R[u, j] > 0)[:k]
+        used = [(-a, j) for a, j in cands if -a > 0]
+        assert n[p] == len(used)
+        assert s[p] == pytest.approx(sum(a for a, _ in used))
+        c = (lambda j: means[j]) if centred else (lambda j: 0.0)
+        assert v[p] == pytest.approx(sum(a * (R[u, j] - c(j)) for a, j in used))
+
+
+def _csr_entries(scores, has):
+    m = sp.csr_matrix(np.where(has, scores, 0.0))
+    return m.indptr, m.indices, m.data, np.ones(m.nnz, bool)
+
+
+def test_top_n_excludes_rated_fills_by_popularity_and_pads():
+    scores = np.array([[4.0, 5.0, 4.0, 1.0], [2.0, 2.0, 2.0, 2.0]])
+    has = np.array([[True, True, True, False], [False, False, False, False]])
+    rated = sp.csr_matrix(np.array([[0, 1, 0, 0], [1, 1, 1, 0]], float))
+    order = np.array([3, 2, 1, 0])  # item 3 most popular
+    cols, vals, filled = kernels.top_n(*_csr_entries(scores, has), rated, 3, order)
+    # row 0: item 1 rated; 0 and 2 tie at 4.0 -> more popular (2) first; then 3 filled in
+    assert cols[0].tolist() == [2, 0, 3] and filled[0].tolist() == [False, False, True]
+    assert vals[0].tolist() == [4.0, 4.0, 0.0]
+    # row 1: only item 3 unrated -> filled, then padding
+    assert cols[1].tolist() == [3, -1, -1] and filled[1].tolist() == [True, False, False]
+
+
+@given(st.integers(0, 100_000), st.integers(1, 9))
+@settings(max_examples=60, deadline=None)
+def test_top_n_equals_a_full_sort(seed, n):
+    rng = np.random.default_rng(seed)
+    r, m = 5, 12
+    scores = rng.choice([1.0, 2.5, 3.0, 4.0, 5.0], size=(r, m))
+    has = rng.random((r, m)) < 0.6
+    rated = sp.csr_matrix((rng.random((r, m)) < 0.3).astype(float))
+    order = rng.permutation(m)
+    rank = np.argsort(order)
+    cols, vals, filled = kernels.top_n(*_csr_entries(scores, has), rated, n, order)
+    dense_rated = rated.toarray() > 0
+    for i in range(r):
+        scored = sorted((-scores[i, j], rank[j], j) for j in range(m) if has[i, j] and not dense_rated[i, j])
+        rest = sorted((rank[j], j) for j in range(m) if not has[i, j] and not dense_rated[i, j])
+        want = [j for *_, j in scored] + [j for _, j in rest]
+        want = (want + [-1] * n)[:n]
+        assert cols[i].tolist() == want
+        assert filled[i].tolist() == [k >= len(scored) and w >= 0 for k, w in enumerate(want)]

@@ -1,0 +1,161 @@
+"""The estimator end to end against the dense reference, over chunkings and schedulers."""
+
+import dask
+import numpy as np
+import pandas as pd
+import pytest
+
+import reference as ref
+from conftest import random_ratings
+from dcf import ItemKNN, UserKNN
+from dcf.model import KNN
+
+SCHEDULERS = ["sync", "threads", "distributed"]
+
+
+def _codes(df, users, items):
+    return list(zip(np.searchsorted(users, df["user"]), np.searchsorted(items, df["item"])))
+
+
+def _fit_predict(train, pairs, block, **params):
+    model = KNN(block_size=block, **params).fit(train)
+    out = model.predict(pairs).compute()
+    return model, out.sort_values(["user", "item"]).reset_index(drop=True)
+
+
+@pytest.fixture(params=SCHEDULERS)
+def scheduler(request):
+    if request.param == "distributed":
+        client = request.getfixturevalue("dist_client")
+        with dask.config.set(scheduler=client):
+            yield request.param
+    else:
+        with dask.config.set(scheduler=request.param):
+            yield request.param
+
+
+@pytest.mark.parametrize("block", [1, 3, 7, None])
+@pytest.mark.parametrize("params", [
+    dict(based="item", prediction="weighted", neighbourhood="rated", k=3),
+    dict(based="item", prediction="mean-centred", neighbourhood="rated", k=5, min_support=2),
+    dict(based="user", prediction="weighted", neighbourhood="global", k=4, similarity="full-cosine"),
+    dict(based="user", prediction="mean-centred", neighbourhood="rated", k=2, shrinkage=3.0, min_k=2),
+    dict(based="item", prediction="mean-centred", neighbourhood="global", k=6, min_k=2),
+])
+def test_predictions_match_reference(scheduler, block, params):
+    data = random_ratings(7, n_users=25, n_items=18, density=0.3)
+    test = data.sample(frac=0.2, random_state=1)
+    train = data.drop(test.index)
+    R, users, items = ref.dense(train)
+    based = params["based"]
+    S = ref.similarity(R.T if based == "item" else R, params.get("similarity", "cosine"),
+                       params.get("min_support", 1), params.get("shrinkage", 0.0))
+    table = ref.topk(S, params["k"])[0]
+    pairs = test[test["user"].isin(users) & test["item"].isin(items)]
+    pairs = pairs.sort_values(["user", "item"]).reset_index(drop=True)
+    expected = ref.predict(R, S, _codes(pairs, users, items), based=based, k=params["k"],
+                           prediction=params["prediction"], neighbourhood=params["neighbourhood"],
+                           min_k=params.get("min_k", 1), table=table)
+    model, got = _fit_predict(train, pairs, block, **params)
+    np.testing.assert_allclose(got["prediction"], [e[0] for e in expected], rtol=0, atol=1e-12)
+    assert got["neighbours"].tolist() == [e[1] for e in expected]
+    assert got["fallback"].astype(str).tolist() == [e[2] for e in expected]
+    idx, sim = dask.compute(model.idx_, model.sim_)
+    exp_idx, exp_sim = ref.topk(S, params["k"])
+    np.testing.assert_array_equal(idx, exp_idx)
+    np.testing.assert_allclose(sim, exp_sim, atol=1e-12)
+
+
+@pytest.mark.parametrize("block", [2, None])
+@pytest.mark.parametrize("params", [
+    dict(based="item", prediction="weighted", k=3),
+    dict(based="user", prediction="mean-centred", k=4, min_k=2),
+])
+def test_recommendations_match_reference(scheduler, block, params):
+    train = random_ratings(3, n_users=20, n_items=15, density=0.35)
+    R, users, items = ref.dense(train)
+    based = params["based"]
+    S = ref.similarity(R.T if based == "item" else R)
+    table = ref.topk(S, params["k"])
+    expected, item_means = ref.recommend(R, table, 6, based=based, prediction=params["prediction"],
+                                         min_k=params.get("min_k", 1))
+    model = KNN(block_size=block, neighbourhood="global", **params).fit(train)
+    got = model.recommend(n=6).compute()
+    for u, exp in enumerate(expected):
+        mine = got[got["user"] == users[u]].sort_values("rank")
+        assert mine["item"].tolist() == [items[i] for i, _ in exp]
+        assert mine["fallback"].tolist() == [s is None for _, s in exp]
+        want = [item_means[i] if s is None else s for i, s in exp]
+        np.testing.assert_allclose(mine["score"], want, atol=1e-12)
+
+
+def test_unknown_users_and_items_get_the_global_mean():
+    train = random_ratings(1, n_users=10, n_items=8)
+    model = ItemKNN(k=3).fit(train)
+    pairs = pd.DataFrame({"user": [100, 999, 999], "item": [12345, 500, 12345]})
+    out = model.predict(pairs).compute()
+    assert (out["fallback"] == "global_mean").all()
+    assert np.allclose(out["prediction"], train["rating"].mean())
+    assert (out["neighbours"] == 0).all()
+
+
+def test_predictions_never_nan_and_within_training_range():
+    train = random_ratings(5, n_users=30, n_items=25, density=0.1, scale=(0.5, 4.5), half=True)
+    model = UserKNN(k=2, prediction="mean-centred", min_k=2).fit(train)
+    users, items = train["user"].unique(), train["item"].unique()
+    pairs = pd.DataFrame([(u, i) for u in users for i in items], columns=["user", "item"])
+    out = model.predict(pairs).compute()
+    assert len(out) == len(pairs)
+    assert out["prediction"].notna().all()
+    assert out["prediction"].between(train["rating"].min(), train["rating"].max()).all()
+
+
+def test_batch_equals_one_by_one():
+    train = random_ratings(11, n_users=15, n_items=12)
+    model = ItemKNN(k=4, prediction="mean-centred").fit(train)
+    pairs = train.sample(10, random_state=0)[["user", "item"]]
+    batch = model.predict(pairs).compute().set_index(["user", "item"])["prediction"]
+    for u, i in pairs.itertuples(index=False):
+        one = model.predict(pd.DataFrame({"user": [u], "item": [i]})).compute()
+        assert one["prediction"].iloc[0] == batch.loc[(u, i)]
+
+
+def test_checkerboard_oracle():
+    # even users like even items, odd users like odd items; each user's own item
+    # (the diagonal) and its right neighbour are held out: top-1 must be the diagonal
+    n = 12
+    rows = [(u, i, 5.0 if (u - i) % 2 == 0 else 1.0) for u in range(n) for i in range(n)
+            if i not in (u, (u + 1) % n)]
+    train = pd.DataFrame(rows, columns=["user", "item", "rating"])
+    for based in ("item", "user"):
+        model = KNN(based=based, k=4, neighbourhood="global").fit(train)
+        recs = model.recommend(n=2).compute()
+        top1 = recs[recs["rank"] == 1].set_index("user")["item"]
+        assert top1.sort_index().tolist() == list(range(n)), based
+
+
+def test_recommend_gives_exactly_n_distinct_unrated_items():
+    train = random_ratings(2, n_users=40, n_items=30, density=0.2)
+    model = ItemKNN(k=5, neighbourhood="global").fit(train)
+    recs = model.recommend(n=10).compute()
+    rated = set(zip(train["user"], train["item"]))
+    per_user = recs.groupby("user")
+    assert (per_user.size() == 10).all() and per_user.ngroups == train["user"].nunique()
+    assert (per_user["item"].nunique() == 10).all()
+    assert not any((u, i) in rated for u, i in zip(recs["user"], recs["item"]))
+    assert recs["score"].notna().all()
+
+
+def test_params_round_trip_and_validation():
+    m = ItemKNN(k=7, shrinkage=2.0)
+    assert m.get_params()["k"] == 7 and "based" not in m.get_params()
+    m.set_params(k=9)
+    assert m.k == 9
+    from dcf import ConfigError
+
+    with pytest.raises(ConfigError, match="neighbourhood"):
+        KNN(neighbourhood="everyone").fit(random_ratings(0))
+    with pytest.raises(ConfigError, match="k must be"):
+        KNN(k=0).fit(random_ratings(0))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        ItemKNN().predict(pd.DataFrame({"user": [1], "item": [2]}))

@@ -1,0 +1,128 @@
+"""The batch job: outputs, exit codes, atomic output, and the surprise parity contract."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dcf.run import main
+
+SMALL = "synthetic:users=1500,items=200,ratings=15000,seed=1"
+
+
+@pytest.fixture(scope="module")
+def scheduler():
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, memory_limit="1GB", processes=True,
+                      host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster:
+        yield cluster.scheduler_address
+
+
+def _run(scheduler, *args):
+    return main(["--scheduler", scheduler, "--no-progress", *map(str, args)])
+
+
+def test_outputs_and_top_n_contract(scheduler, tmp_path):
+    out = tmp_path / "out"
+    assert _run(scheduler, "--data", SMALL, "--top-n", 20, "--k", 20, "--out", out) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    preds = pd.read_parquet(out / "predictions.parquet")
+    recs = pd.read_parquet(out / "recommendations.parquet")
+    assert list(preds.columns) == ["user", "item", "rating", "prediction", "neighbours", "fallback"]
+    assert list(recs.columns) == ["user", "rank", "item", "score", "fallback"]
+    assert preds["prediction"].notna().all() and recs["score"].notna().all()
+    assert metrics["mae"] == pytest.approx(np.abs(preds["rating"] - preds["prediction"]).mean())
+    for key in ("rmse", "precision@20", "recall@20", "ndcg@20", "coverage", "seconds", "cluster",
+                "config", "fallbacks", "counts"):
+        assert key in metrics
+    read = metrics["counts"]["read"]
+    assert metrics["counts"]["train_ratings"] + metrics["counts"]["test_pairs"] == read["lines"] == 15000
+    # Top-20: 20 distinct unrated items for every training user
+    per_user = recs.groupby("user")
+    assert per_user.ngroups == metrics["counts"]["users"]
+    assert (per_user.size() == 20).all() and (per_user["item"].nunique() == 20).all()
+    from dcf.datasets import synthetic
+    import dask
+
+    full = pd.concat(dask.compute(*synthetic(users=1500, items=200, ratings=15000, seed=1).parts))
+    train = full.merge(preds[["user", "item"]], how="left", indicator=True)
+    train = train[train["_merge"] == "left_only"]
+    rated = set(zip(train["user"].astype(int), train["item"].astype(int)))
+    assert not any((int(u), int(i)) in rated for u, i in zip(recs["user"], recs["item"]))
+    assert metrics["config"]["k"] == 20 and metrics["cluster"]["workers"] == 2
+
+
+def test_bad_input_exits_2_with_one_line_and_keeps_old_output(scheduler, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _run(scheduler, "--data", SMALL, "--out", out, "--k", 5) == 0
+    before = (out / "metrics.json").read_text()
+    bad = tmp_path / "bad.data"
+    bad.write_text("1\t2\t3\n2\t3\t4\n3\t4\tfive\n")
+    capsys.readouterr()
+    assert _run(scheduler, "--data", bad, "--out", out) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"dcf: error: {bad}:3: rating is not a number: 'five' (pass "
+                       "on_bad_lines='skip' / --skip-bad-lines to drop such lines and count them)")
+    assert not any("Traceback" in line for line in err)
+    assert (out / "metrics.json").read_text() == before
+    assert not list(tmp_path.glob(".out.partial-*"))
+
+
+def test_skip_bad_lines_counts_rows(scheduler, tmp_path):
+    data = tmp_path / "r.csv"
+    rows = [f"{u},{i},{1 + (u * i) % 5}" for u in range(60) for i in range(30) if (u + i) % 3]
+    data.write_text("user,item,rating\n" + "\n".join(rows + ["7,7,zero", "8,8,", "9,9,-1"]) + "\n")
+    out = tmp_path / "out"
+    assert _run(scheduler, "--data", data, "--skip-bad-lines", "--out", out, "--k", 5) == 0
+    read = json.loads((out / "metrics.json").read_text())["counts"]["read"]
+    assert read["skipped"] == 2 and read["missing"] == 1
+    assert read["rows"] + read["skipped"] + read["missing"] == read["lines"] == len(rows) + 3
+
+
+def test_config_file_and_errors(scheduler, tmp_path, capsys):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(f'data = "{SMALL}"\nk = 7\ntop_n = 5\n[cluster]\nworkers = 1\n')
+    out = tmp_path / "out"
+    assert _run(scheduler, "--config", cfg, "--out", out, "--top-n", 3) == 0
+    conf = json.loads((out / "metrics.json").read_text())["config"]
+    assert conf["k"] == 7 and conf["top_n"] == 3
+    cfg.write_text("neighbors = 3\n")
+    assert _run(scheduler, "--config", cfg, "--out", out) == 2
+    assert "unknown setting(s) neighbors" in capsys.readouterr().err
+    assert _run(scheduler, "--data", tmp_path / "nope.csv", "--out", out) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ml100k_cli_matches_surprise_knnbasic(scheduler, ml100k, tmp_path):
+    surprise = pytest.importorskip("surprise", reason="scikit-surprise is not installed")
+    out = tmp_path / "out"
+    assert _run(scheduler, "--data", ml100k / "u1.base", "--test", ml100k / "u1.test", "--based",
+                "item", "--similarity", "cosine", "--k", 40, "--neighbourhood", "rated",
+                "--prediction", "weighted", "--out", out) == 0
+    preds = pd.read_parquet(out / "predictions.parquet")
+    reader = surprise.Reader(line_format="user item rating timestamp", sep="\t")
+    trainset = surprise.Dataset.load_from_file(str(ml100k / "u1.base"), reader).build_full_trainset()
+    algo = surprise.KNNBasic(k=40, sim_options={"name": "cosine", "user_based": False},
+                             verbose=False).fit(trainset)
+    est = [algo.predict(str(u), str(i)).est for u, i in zip(preds["user"], preds["item"])]
+    np.testing.assert_allclose(preds["prediction"], est, rtol=0, atol=1e-9)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["mae"] == pytest.approx(0.82714, abs=5e-6)
+    assert len(preds) == 20_000
+
+
+@pytest.mark.slow
+def test_python_m_dcf_run_default_cluster(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "dcf.run", "--data", SMALL, "--out", str(tmp_path / "o"), "--k", "10",
+         "--dashboard-address", "127.0.0.1:0", "--memory-limit", "1GB"],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "dashboard http://127.0.0.1:" in proc.stderr and "(2 workers)" in proc.stderr
+    assert "MAE" in proc.stdout
+    assert (tmp_path / "o" / "recommendations.parquet").exists()

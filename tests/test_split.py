@@ -1,0 +1,62 @@
+"""Splits partition the input, are seeded, and do not depend on partitioning."""
+
+import dask
+import numpy as np
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import random_ratings
+from dcf import split
+
+
+def _parts(df, n):
+    return [dask.delayed(df.iloc[idx]) for idx in np.array_split(np.arange(len(df)), n)]
+
+
+def _rows(parts):
+    frame = pd.concat(dask.compute(*parts, scheduler="sync"), ignore_index=True)
+    return sorted(map(tuple, frame[["user", "item", "rating"]].to_numpy().tolist()))
+
+
+@given(st.integers(0, 1000), st.floats(0.05, 0.95), st.integers(1, 5), st.integers(1, 5))
+@settings(max_examples=30, deadline=None)
+def test_random_split_partitions_and_ignores_chunking(seed, fraction, n1, n2):
+    df = random_ratings(seed, n_users=20, n_items=15)
+    train, test = split.random_split(_parts(df, n1), fraction, seed)
+    train2, test2 = split.random_split(_parts(df, n2), fraction, seed)
+    assert sorted(_rows(train) + _rows(test)) == _rows([dask.delayed(df)])
+    assert not set(_rows(train)) & set(_rows(test))
+    assert _rows(test) == _rows(test2) and _rows(train) == _rows(train2)
+
+
+def test_random_split_fraction_and_seed():
+    df = random_ratings(0, n_users=200, n_items=100, density=0.3)
+    _, test = split.random_split(_parts(df, 3), 0.1, 1)
+    share = len(_rows(test)) / len(df)
+    assert 0.08 < share < 0.12
+    _, other = split.random_split(_parts(df, 3), 0.1, 2)
+    assert _rows(test) != _rows(other)
+
+
+def test_kfold_test_folds_partition_the_input():
+    df = random_ratings(4, n_users=40, n_items=30)
+    folds = split.kfold(_parts(df, 2), 5, seed=9)
+    tests = [r for _, te in folds for r in _rows(te)]
+    assert sorted(tests) == _rows([dask.delayed(df)])
+    for tr, te in folds:
+        assert sorted(_rows(tr) + _rows(te)) == _rows([dask.delayed(df)])
+
+
+def test_user_holdout_keeps_every_user_in_train():
+    df = random_ratings(5, n_users=50, n_items=40, density=0.2)
+    train, test = split.user_holdout(_parts(df, 3), 0.2, seed=1)
+    with dask.config.set(scheduler="sync"):
+        tr = pd.concat(dask.compute(*train))
+        te = pd.concat(dask.compute(*test))
+    assert len(tr) + len(te) == len(df)
+    assert set(te["user"]) <= set(tr["user"])
+    sizes = df.groupby("user").size()
+    held = te.groupby("user").size().reindex(sizes.index, fill_value=0)
+    expected = np.where(sizes > 1, np.ceil(0.2 * sizes - 1e-12), 0)
+    assert (held.to_numpy() == expected).all()
