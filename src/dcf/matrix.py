@@ -27,7 +27,7 @@ from . import kernels
 from .errors import DataError
 from .ids import IdMap
 
-__all__ = ["RatingMatrix", "build_matrix", "block_bounds", "to_pydata_sparse", "from_pydata_sparse"]
+__all__ = ["RatingMatrix", "build_matrix", "from_array", "block_bounds", "to_pydata_sparse"]
 
 _CSR_META = sp.csr_matrix((0, 0), dtype=np.float64)
 
@@ -68,6 +68,18 @@ class RatingMatrix:
         if based == "item":
             return self.by_item, self.by_user, self.item_sum, self.item_count
         return self.by_user, self.by_item, self.user_sum, self.user_count
+
+    def means(self, of: str = "user") -> da.Array:
+        """Mean rating of every user (``of="user"``) or item, float64 (0 if none)."""
+        s, c = (self.user_sum, self.user_count) if of == "user" else (self.item_sum, self.item_count)
+        return s / da.maximum(c, 1)
+
+    def norms(self, of: str = "user") -> da.Array:
+        """Euclidean norm of every user's (or item's) rating vector, float64."""
+        X = self.by_user if of == "user" else self.by_item
+        return X.map_blocks(lambda b: np.sqrt(np.asarray(b.multiply(b).sum(axis=1)).ravel()),
+                            drop_axis=1, dtype=np.float64, meta=np.zeros(0),
+                            name=f"row-norms-{dask.base.tokenize(X)}")
 
     def persist(self) -> "RatingMatrix":
         """Persist blocks and statistics in the cluster's (or local) memory."""
@@ -240,15 +252,61 @@ def _row_stats(X: da.Array):
     return sums, counts
 
 
+def from_array(X: da.Array, *, row_block=None, col_block=None, source="array") -> RatingMatrix:
+    """A rating matrix from a users x items dask array (0 = not rated).
+
+    Chunks may be scipy sparse, pydata ``sparse`` (COO, GCXS) or dense NumPy;
+    they are converted to CSR at this boundary.  Users and items get the ids
+    ``0..n-1``.  Negative or non-finite stored values raise
+    :class:`~dcf.errors.DataError` naming the row and column.
+    """
+    n_users, n_items = (int(d) for d in X.shape)
+    nnz_guess = max(1, n_users * n_items // 20)
+    ub = block_bounds(n_users, row_block or default_row_block(n_users, nnz_guess))
+    ib = block_bounds(n_items, col_block or default_row_block(n_items, nnz_guess))
+    X = X.map_blocks(_chunk_to_csr, dtype=np.float64, meta=_CSR_META)
+    X = X.rechunk((tuple(np.diff(ub).tolist()), (n_items,)))
+    token = dask.base.tokenize(X, ub, ib)
+    check = dask.delayed(_checked_block, nout=2, pure=True)
+    blocks, reports = [], []
+    for b, blk in enumerate(X.to_delayed().ravel().tolist()):
+        csr, rep = check(blk, int(ub[b]), source, dask_key_name=f"matrix-user-block-{token}-{b}")
+        blocks.append(csr)
+        reports.append(rep)
+    by_user = _concat(blocks, ub, n_items)
+    by_item = _transpose_blocks(blocks, ub, ib, n_users, token)
+    us, uc = _row_stats(by_user)
+    is_, ic = _row_stats(by_item)
+    ids = IdMap(np.arange(n_users)), IdMap(np.arange(n_items))
+    return RatingMatrix(*ids, by_user, by_item, us, uc, is_, ic,
+                        dask.delayed(_merge_counts, pure=True)(*reports), source)
+
+
+def _chunk_to_csr(chunk):
+    if sp.issparse(chunk):
+        return sp.csr_matrix(chunk, dtype=np.float64)
+    if hasattr(chunk, "to_scipy_sparse"):  # pydata sparse
+        return sp.csr_matrix(chunk.to_scipy_sparse(), dtype=np.float64)
+    return sp.csr_matrix(np.asarray(chunk, dtype=np.float64))
+
+
+def _checked_block(block, row0, source):
+    block = sp.csr_matrix(block, dtype=np.float64)
+    block.eliminate_zeros()
+    block.sort_indices()
+    bad = ~np.isfinite(block.data) | (block.data < 0)
+    if bad.any():
+        e = int(np.flatnonzero(bad)[0])
+        row = int(np.searchsorted(block.indptr, e, side="right") - 1)
+        raise DataError(source, f"rating {block.data[e]!r} at row {row0 + row}, column "
+                        f"{int(block.indices[e])} must be a positive finite number")
+    return block, {"lines": int(block.nnz), "rows": int(block.nnz), "stored": int(block.nnz),
+                   "duplicates": 0, "conflicts": 0}
+
+
 def to_pydata_sparse(X: da.Array) -> da.Array:
     """The same matrix with pydata ``sparse.COO`` chunks (for export)."""
     import sparse
 
     return X.map_blocks(lambda b: sparse.COO.from_scipy_sparse(b), dtype=X.dtype,
                         meta=sparse.COO.from_numpy(np.zeros((0, 0))))
-
-
-def from_pydata_sparse(X: da.Array) -> da.Array:
-    """Accept a dask array of pydata ``sparse`` chunks: convert to CSR chunks."""
-    return X.map_blocks(lambda b: sp.csr_matrix(b.to_scipy_sparse()), dtype=np.float64,
-                        meta=_CSR_META)

@@ -20,7 +20,7 @@ from sklearn.base import BaseEstimator
 from . import io as dio
 from .errors import ConfigError
 from .kernels import MEASURES
-from .matrix import RatingMatrix, build_matrix
+from .matrix import RatingMatrix, build_matrix, from_array
 from .neighbours import NeighbourTable, top_k
 from .predict import predict_pairs, recommend_blocks
 from .similarity import similarity_rows, similarity_tiles
@@ -115,8 +115,10 @@ class KNN(BaseEstimator):
 
         Parameters
         ----------
-        ratings : RatingMatrix, dcf.io.Ratings, pandas or dask DataFrame
-            Frames need ``user``, ``item``, ``rating`` columns.
+        ratings : RatingMatrix, dcf.io.Ratings, pandas or dask DataFrame, or dask array
+            Frames need ``user``, ``item``, ``rating`` columns; a users x
+            items dask array (scipy, pydata ``sparse`` or dense chunks, 0 = not
+            rated) gives users and items the ids ``0..n-1``.
 
         Returns
         -------
@@ -126,6 +128,9 @@ class KNN(BaseEstimator):
         self._check_params()
         if isinstance(ratings, RatingMatrix):
             matrix = ratings
+        elif isinstance(ratings, da.Array):
+            matrix = from_array(ratings, col_block=self.block_size if self.based == "item" else None,
+                                row_block=self.block_size if self.based == "user" else None)
         else:
             parts, report, source = as_parts(ratings, self.on_bad_lines)
             ent_block = self.block_size
