@@ -1,7 +1,6 @@
 """The synthetic generator and the MovieLens loader."""
 
 import dask
-import numpy as np
 import pandas as pd
 import pytest
 

@@ -131,3 +131,10 @@ def test_conflicting_duplicates_name_both_lines(tmp_path):
         model = ItemKNN(k=2, on_bad_lines="skip").fit(read_ratings(path, on_bad_lines="skip"))
         rep = dask.compute(model.matrix_.report)[0]
     assert rep["duplicates"] == 1 and rep["conflicts"] == 1 and rep["stored"] == 3
+
+
+def test_fsspec_url(tmp_path):
+    path = tmp_path / "u.data"
+    path.write_text("1\t10\t5\n1\t20\t3.5\n2\t10\t1\n")
+    frame, report = _read(f"file://{path}")
+    assert frame["rating"].tolist() == [5.0, 3.5, 1.0] and report["rows"] == 3

@@ -3,14 +3,13 @@
 import dask
 import dask.array as da
 import numpy as np
-import pandas as pd
 import pytest
 import sparse
 
 import reference as ref
 from conftest import random_ratings
 from dcf import DataError, ItemKNN
-from dcf.matrix import build_matrix, from_array, to_pydata_sparse
+from dcf.matrix import build_matrix, to_pydata_sparse
 
 
 @pytest.mark.parametrize("row_block,col_block", [(1, 1), (4, 3), (None, None), (1000, 1000)])

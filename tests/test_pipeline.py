@@ -106,7 +106,8 @@ def test_predictions_never_nan_and_within_training_range():
     pairs = pd.DataFrame([(u, i) for u in users for i in items], columns=["user", "item"])
     out = model.predict(pairs).compute()
     assert len(out) == len(pairs)
-    assert out["prediction"].notna().all()
+    assert list(out.columns) == ["user", "item", "prediction", "neighbours", "fallback"]
+    assert out.notna().all().all()
     assert out["prediction"].between(train["rating"].min(), train["rating"].max()).all()
 
 

@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import dask
-import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 

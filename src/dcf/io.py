@@ -279,7 +279,8 @@ def _parse_text_block(data: bytes, start_line: int, first: bool, src: RatingsSou
     if first and data.startswith(_BOM):
         data = data[len(_BOM):]
     skip_header = 1 if (first and src.header) else 0
-    bad = _check_bytes(data, start_line, src)
+    _check_bytes(data, start_line, src)
+    bad = []
     if src.format == "dat":
         data = data.replace(b"::", b"\x1f")
     sep = "\x1f" if src.format == "dat" else src.sep
@@ -312,13 +313,12 @@ def _parse_text_block(data: bytes, start_line: int, first: bool, src: RatingsSou
     return _validate(src, u, it, r, start_line + kept_rel, n_lines - skip_header, bad)
 
 
-def _check_bytes(data: bytes, start_line: int, src: RatingsSource) -> list:
-    """Fail (or mark lines bad) on NUL bytes and invalid UTF-8."""
-    problems = []
+def _check_bytes(data: bytes, start_line: int, src: RatingsSource) -> None:
+    """Fail on NUL bytes and invalid UTF-8, naming the first bad line."""
     try:
         data.decode("utf-8")
         if b"\x00" not in data:
-            return problems
+            return
         pos, what = data.index(b"\x00"), "contains a NUL byte (binary file?)"
     except UnicodeDecodeError as exc:
         pos, what = exc.start, "is not valid UTF-8 text"

@@ -21,7 +21,7 @@ from . import io as dio
 from .errors import ConfigError
 from .kernels import MEASURES
 from .matrix import RatingMatrix, build_matrix, from_array
-from .neighbours import NeighbourTable, top_k
+from .neighbours import top_k
 from .predict import predict_pairs, recommend_blocks
 from .similarity import similarity_rows, similarity_tiles
 
@@ -174,11 +174,12 @@ class KNN(BaseEstimator):
         Returns
         -------
         dask.dataframe.DataFrame
-            ``user, item, rating, prediction, neighbours, fallback``; never NaN
-            in ``prediction``.
+            ``user, item, rating, prediction, neighbours, fallback`` (``rating``
+            only when the pairs have one); never NaN.
         """
         self._fitted()
         parts, _, _ = as_parts(pairs, self.on_bad_lines, need_rating=False)
+        with_rating = isinstance(pairs, dio.Ratings) or "rating" in pairs.columns
         m = self.matrix_
         _, Q, _, _ = m.oriented(self.based)
         S = self.similarity_rows_ if self.neighbourhood == "rated" else self.neighbours_.W
@@ -186,7 +187,7 @@ class KNN(BaseEstimator):
         return predict_pairs(parts, users=m.users, items=m.items, based=self.based, S=S, Q=Q,
                              means=self.entity_means_, k=k, min_k=self.min_k,
                              prediction=self.prediction, global_mean=self.global_mean_,
-                             rating_range=self.rating_range_,
+                             rating_range=self.rating_range_, with_rating=with_rating,
                              token=dask.base.tokenize(self._token, parts))
 
     def recommend(self, users=None, n: int = 20) -> dd.DataFrame:

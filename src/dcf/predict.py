@@ -55,7 +55,7 @@ def _blocks(X: da.Array):
 
 def predict_pairs(parts, *, users: IdMap, items: IdMap, based: str, S: da.Array, Q: da.Array,
                   means, k: int, min_k: int, prediction: str, global_mean, rating_range,
-                  token: str = "") -> dd.DataFrame:
+                  with_rating: bool = True, token: str = "") -> dd.DataFrame:
     """Predict every (user, item) pair of the frame parts.
 
     Parameters
@@ -68,9 +68,13 @@ def predict_pairs(parts, *, users: IdMap, items: IdMap, based: str, S: da.Array,
     means : Delayed (n_entities,) float64 entity means.
     global_mean, rating_range : Delayed or plain float / (low, high).
 
+    with_rating : bool
+        Whether the parts carry a ``rating`` column (kept in the output).
+
     Returns
     -------
-    dask.dataframe.DataFrame with the columns of ``PREDICTION_META``.
+    dask.dataframe.DataFrame with the columns of ``PREDICTION_META`` (without
+    ``rating`` when the pairs have none).
     """
     s_blocks, s_bounds = _blocks(S)
     q_blocks, q_bounds = _blocks(Q)
@@ -90,7 +94,8 @@ def predict_pairs(parts, *, users: IdMap, items: IdMap, based: str, S: da.Array,
                             dask_key_name=f"predict-cell-{token}-{a}-{b}"))
     out.append(unknown([r[n_cells] for r in routed], global_mean, rating_range,
                        dask_key_name=f"predict-unknown-{token}"))
-    return frame_from_parts(out, PREDICTION_META)
+    meta = PREDICTION_META if with_rating else PREDICTION_META.drop(columns="rating")
+    return frame_from_parts(out, meta)
 
 
 def _route(frame, users, items, based, s_bounds, q_bounds):
@@ -116,16 +121,16 @@ def _finish(frame, pred, used, fb, rating_range):
     lo, hi = rating_range
     out = pd.DataFrame({
         "user": frame["user"].to_numpy(dtype=object), "item": frame["item"].to_numpy(dtype=object),
-        "rating": frame["rating"].to_numpy(np.float64) if "rating" in frame else np.nan,
+        "rating": frame["rating"].to_numpy(np.float64) if "rating" in frame else 0.0,
         "prediction": np.clip(pred, lo, hi), "neighbours": used.astype(np.int64),
         "fallback": pd.Categorical(fb, categories=FALLBACKS)})
-    return out
+    return out if "rating" in frame else out.drop(columns="rating")
 
 
 def _score_cell(pieces, S, Q, means, k, min_k, prediction, global_mean, rating_range, fallback):
     frame = pd.concat(pieces, ignore_index=True) if pieces else PREDICTION_META
     if len(frame) == 0:
-        return PREDICTION_META.copy()
+        return _empty(frame)
     x = frame["x"].to_numpy(np.int64)
     y = frame["y"].to_numpy(np.int64)
     centred = prediction == "mean-centred"
@@ -143,11 +148,16 @@ def _score_cell(pieces, S, Q, means, k, min_k, prediction, global_mean, rating_r
     return _finish(frame, pred, used, fb, rating_range)
 
 
+def _empty(frame):
+    out = PREDICTION_META.copy()
+    return out if "rating" in frame else out.drop(columns="rating")
+
+
 def _score_unknown(pieces, global_mean, rating_range):
     frame = pd.concat(pieces, ignore_index=True) if pieces else PREDICTION_META
     n = len(frame)
     if n == 0:
-        return PREDICTION_META.copy()
+        return _empty(frame)
     return _finish(frame, np.full(n, float(global_mean)), np.zeros(n, np.int64),
                    np.full(n, "global_mean"), rating_range)
 

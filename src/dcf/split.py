@@ -17,7 +17,6 @@ from __future__ import annotations
 
 
 import dask
-import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
