@@ -14,34 +14,74 @@ import logging
 
 import dask
 from distributed import Client, LocalCluster, performance_report, wait
+from distributed.security import Security
 
 from .config import ClusterConfig
 from .errors import ConfigError
 
-__all__ = ["connect", "describe", "wait_for", "report_to"]
+__all__ = ["connect", "client", "security", "describe", "wait_for", "report_to"]
+
+
+def security(cfg: ClusterConfig):
+    """The client's TLS settings (``None`` for plain tcp)."""
+    if not cfg.tls_ca_file:
+        return None
+    return Security(tls_ca_file=cfg.tls_ca_file, tls_client_cert=cfg.tls_cert,
+                    tls_client_key=cfg.tls_key, require_encryption=True)
+
+
+def _local_settings(cfg: ClusterConfig) -> dict:
+    return {"distributed.worker.memory.target": cfg.memory_target,
+            "distributed.worker.memory.spill": max(cfg.memory_target, 0.7),
+            "distributed.admin.system-monitor.gil.enabled": False}
+
+
+def client(cfg: ClusterConfig | None = None) -> Client:
+    """A client of the configured cluster, for notebooks and scripts.
+
+    Attaches to ``cfg.scheduler`` if given, else starts a local cluster shaped
+    like the paper's, owned by the client (``client.close()`` stops it).
+    """
+    cfg = cfg or ClusterConfig()
+    if cfg.scheduler:
+        return _attach(cfg)
+    with dask.config.set(_local_settings(cfg)):
+        return Client(n_workers=cfg.workers, threads_per_worker=cfg.threads_per_worker,
+                      memory_limit=cfg.memory_limit, host=cfg.host,
+                      dashboard_address=cfg.dashboard_address, processes=True,
+                      silence_logs=logging.ERROR)
+
+
+def _attach(cfg: ClusterConfig, timeout: float = 120) -> Client:
+    try:
+        c = Client(cfg.scheduler, timeout="10s", security=security(cfg))
+    except (OSError, TimeoutError) as exc:
+        raise ConfigError(f"cannot reach the scheduler at {cfg.scheduler}: {exc}") from None
+    if cfg.wait_for_workers:
+        try:
+            c.wait_for_workers(cfg.wait_for_workers, timeout=timeout)
+        except TimeoutError:
+            have = len(c.scheduler_info()["workers"])
+            c.close()
+            raise ConfigError(f"{cfg.scheduler} has {have} worker(s); waited {timeout:.0f} s for "
+                              f"{cfg.wait_for_workers}") from None
+    return c
 
 
 @contextlib.contextmanager
 def connect(cfg: ClusterConfig):
     """Yield a :class:`distributed.Client`; close what this call started."""
     if cfg.scheduler:
-        try:
-            client = Client(cfg.scheduler, timeout="10s")
-        except (OSError, TimeoutError) as exc:
-            raise ConfigError(f"cannot reach the scheduler at {cfg.scheduler}: {exc}") from None
-        with client:
-            yield client
+        with _attach(cfg) as c:
+            yield c
         return
-    settings = {"distributed.worker.memory.target": cfg.memory_target,
-                "distributed.worker.memory.spill": max(cfg.memory_target, 0.7),
-                "distributed.admin.system-monitor.gil.enabled": False}
-    with dask.config.set(settings):
+    with dask.config.set(_local_settings(cfg)):
         cluster = LocalCluster(n_workers=cfg.workers, threads_per_worker=cfg.threads_per_worker,
                                memory_limit=cfg.memory_limit, host=cfg.host,
                                dashboard_address=cfg.dashboard_address, processes=True,
                                silence_logs=logging.ERROR)
-        with cluster, Client(cluster) as client:
-            yield client
+        with cluster, Client(cluster) as c:
+            yield c
 
 
 def describe(client) -> dict:

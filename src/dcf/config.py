@@ -36,6 +36,10 @@ class ClusterConfig:
     host: str = "127.0.0.1"
     dashboard_address: str = "127.0.0.1:8787"
     memory_target: float = 0.4  # the paper's spark.storage.memoryFraction
+    wait_for_workers: int = 0
+    tls_ca_file: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
     def __post_init__(self):
         for name in ("workers", "threads_per_worker"):
@@ -43,6 +47,12 @@ class ClusterConfig:
                 raise ConfigError(f"{name} must be a positive integer, not {getattr(self, name)!r}")
         if not 0 < self.memory_target <= 1:
             raise ConfigError(f"memory_target must be in (0, 1], not {self.memory_target!r}")
+        tls = [self.tls_ca_file, self.tls_cert, self.tls_key]
+        if any(tls) and not all(tls):
+            raise ConfigError("TLS needs all of tls_ca_file, tls_cert and tls_key")
+        if self.scheduler and self.scheduler.startswith("tls://") and not all(tls):
+            raise ConfigError(f"the scheduler {self.scheduler} uses TLS: give --tls-ca-file, "
+                              "--tls-cert and --tls-key")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,221 @@
+"""The cluster scripts, the dashboard, TLS, and a multi-host run in network namespaces."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from dcf.run import main
+
+pytestmark = pytest.mark.slow
+SMALL = "synthetic:users=1200,items=150,ratings=12000,seed=3"
+START, STOP = ROOT / "cluster" / "start-all.sh", ROOT / "cluster" / "stop-all.sh"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(run_dir, *extra, check=True):
+    env = {**os.environ, "DCF_PYTHON": sys.executable}
+    proc = subprocess.run([str(START), "--run-dir", str(run_dir), "--port", str(free_port()),
+                           "--dashboard-port", str(free_port()), *map(str, extra)],
+                          capture_output=True, text=True, timeout=180, env=env)
+    if check:
+        assert proc.returncode == 0, proc.stderr + (run_dir / "scheduler.log").read_text()
+    return proc
+
+
+def stop(run_dir):
+    return subprocess.run([str(STOP), "--run-dir", str(run_dir)], capture_output=True, text=True,
+                          timeout=120)
+
+
+def printed(proc, key):
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith(key))
+    return line.split()[1]
+
+
+def processes_of(run_dir):
+    """Live processes whose command line names this run directory."""
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if str(run_dir) in (p / "cmdline").read_bytes().decode(errors="ignore"):
+                    out.append(int(p.name))
+            except OSError:
+                pass
+    return out
+
+
+def metrics(out):
+    m = json.loads((out / "metrics.json").read_text())
+    return {k: m[k] for k in ("mae", "rmse", "precision@20", "recall@20", "ndcg@20", "coverage")}
+
+
+def test_start_dashboard_batch_job_stop(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = start(run_dir)
+    try:
+        address, dashboard = printed(proc, "scheduler"), printed(proc, "dashboard")
+        assert address.startswith("tcp://127.0.0.1:") and dashboard.startswith("http://127.0.0.1:")
+        assert urllib.request.urlopen(dashboard, timeout=30).status == 200
+        from distributed import Client
+
+        with Client(address, timeout="20s") as c:
+            workers = c.scheduler_info()["workers"].values()
+            assert [(w["nthreads"], w["memory_limit"]) for w in workers] == [(2, 3_000_000_000)] * 2
+            target = c.run(lambda: __import__("dask").config.get("distributed.worker.memory.target"))
+            assert set(target.values()) == {0.4}
+        remote, local = tmp_path / "remote", tmp_path / "local"
+        assert main(["--scheduler", address, "--data", SMALL, "--out", str(remote), "--no-progress"]) == 0
+        assert main(["--data", SMALL, "--out", str(local), "--no-progress", "--workers", "1",
+                     "--threads-per-worker", "1", "--memory-limit", "1GB",
+                     "--dashboard-address", "127.0.0.1:0"]) == 0
+        assert metrics(remote) == metrics(local)
+        assert start(run_dir, check=False).returncode == 2  # already running
+    finally:
+        first = stop(run_dir)
+    assert first.returncode == 0 and "stopped 3" in first.stdout
+    time.sleep(0.5)
+    assert processes_of(run_dir) == []
+    again = stop(run_dir)
+    assert again.returncode == 0 and "nothing to stop" in again.stdout
+
+
+def test_workers_flag_threads_memory_and_config_errors(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = start(run_dir, "--workers", 1, "--threads", 1, "--memory", "1GB")
+    try:
+        assert "1 registered (1 threads, 1GB)" in proc.stdout
+    finally:
+        stop(run_dir)
+    conf = tmp_path / "bad.conf"
+    conf.write_text("threads = 2\nnodes = 3\n")
+    bad = start(run_dir, "--conf", conf, check=False)
+    assert bad.returncode == 2 and f"{conf}:2: unknown setting nodes" in bad.stderr
+    conf.write_text("threads = $(touch pwned)\n")
+    bad = start(run_dir, "--conf", conf, check=False)
+    assert bad.returncode == 2 and not (Path.cwd() / "pwned").exists()
+
+
+def _write_certs(folder: Path):
+    """A self-signed certificate and key, generated for this test (PEM files)."""
+    from distributed.security import Security
+
+    sec = Security.temporary()
+    (folder / "ca.pem").write_text(sec.tls_ca_file)
+    (folder / "cert.pem").write_text(sec.tls_scheduler_cert)
+    (folder / "key.pem").write_text(sec.tls_scheduler_key)
+    return folder / "ca.pem", folder / "cert.pem", folder / "key.pem"
+
+
+def test_tls_cluster_and_batch_job(tmp_path):
+    pytest.importorskip("cryptography", reason="cryptography is needed to make test certificates")
+    ca, cert, key = _write_certs(tmp_path)
+    run_dir = tmp_path / "run"
+    proc = start(run_dir, "--workers", 2, "--threads", 1, "--memory", "1GB", "--tls-ca-file", ca,
+                 "--tls-cert", cert, "--tls-key", key)
+    try:
+        address = printed(proc, "scheduler")
+        assert address.startswith("tls://127.0.0.1:")
+        out = tmp_path / "out"
+        assert main(["--scheduler", address, "--tls-ca-file", str(ca), "--tls-cert", str(cert),
+                     "--tls-key", str(key), "--data", SMALL, "--out", str(out), "--k", "10",
+                     "--no-progress"]) == 0
+        assert json.loads((out / "metrics.json").read_text())["cluster"]["workers"] == 2
+        # without certificates the job refuses to start
+        assert main(["--scheduler", address, "--data", SMALL, "--out", str(out)]) == 2
+    finally:
+        stop(run_dir)
+
+
+# ------------------------------------------------------------- network namespaces
+
+HOSTS = {"master": "169.254.80.3", "worker1": "169.254.80.4", "worker2": "169.254.80.5"}
+
+
+def _ip(*args, check=True):
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
+
+
+@pytest.fixture
+def paper_hosts():
+    """The paper's three hosts as network namespaces on one bridge (root only)."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root and iproute2 to create network namespaces")
+    tag = f"{os.getpid() % 10000}"
+    names = {h: f"dcf{tag}-{h}" for h in HOSTS}
+    bridge = f"dcfbr{tag}"
+    try:
+        _ip("link", "add", bridge, "type", "bridge")
+    except subprocess.CalledProcessError as exc:
+        pytest.skip(f"cannot create network devices here: {exc.stderr.strip()}")
+    try:
+        _ip("link", "set", bridge, "up")
+        for i, (host, addr) in enumerate(HOSTS.items()):
+            ns, a, b = names[host], f"dcf{tag}a{i}", f"dcf{tag}b{i}"
+            _ip("netns", "add", ns)
+            _ip("link", "add", a, "type", "veth", "peer", "name", b)
+            _ip("link", "set", a, "master", bridge)
+            _ip("link", "set", a, "up")
+            _ip("link", "set", b, "netns", ns)
+            for cmd in (["addr", "add", f"{addr}/16", "dev", b], ["link", "set", b, "up"],
+                        ["link", "set", "lo", "up"]):
+                _ip("netns", "exec", ns, "ip", *cmd)
+        yield names
+    finally:
+        for i, ns in enumerate(names.values()):
+            _ip("netns", "del", ns, check=False)
+            _ip("link", "del", f"dcf{tag}a{i}", check=False)
+        _ip("link", "del", bridge, check=False)
+
+
+def test_batch_job_across_network_namespaces(paper_hosts, tmp_path):
+    def in_ns(host, *cmd, **kw):
+        return subprocess.Popen(["ip", "netns", "exec", paper_hosts[host], sys.executable, *cmd],
+                                stdout=open(tmp_path / f"{host}.log", "w"), stderr=subprocess.STDOUT,
+                                start_new_session=True, **kw)
+
+    master = HOSTS["master"]
+    procs = [in_ns("master", "-m", "dask", "scheduler", "--host", master, "--port", "8786",
+                   "--dashboard-address", f"{master}:8787")]
+    try:
+        for w in ("worker1", "worker2"):
+            procs.append(in_ns(w, "-m", "dask", "worker", f"tcp://{master}:8786", "--host", HOSTS[w],
+                               "--nthreads", "2", "--memory-limit", "3GB", "--name", w,
+                               "--dashboard-address", f"{HOSTS[w]}:0"))
+        out = tmp_path / "out"
+        job = subprocess.run(["ip", "netns", "exec", paper_hosts["master"], sys.executable, "-m",
+                              "dcf.run", "--scheduler", f"tcp://{master}:8786", "--wait-for-workers",
+                              "2", "--data", SMALL,
+                              "--out", str(out), "--k", "10", "--no-progress"],
+                             capture_output=True, text=True, timeout=300)
+        assert job.returncode == 0, job.stderr + "".join(
+            (tmp_path / f"{h}.log").read_text() for h in HOSTS if (tmp_path / f"{h}.log").exists())
+        cluster = json.loads((out / "metrics.json").read_text())["cluster"]
+        assert cluster["scheduler"] == f"tcp://{master}:8786" and cluster["workers"] == 2
+        assert cluster["threads"] == [2] and cluster["memory_limit_bytes"] == [3_000_000_000]
+    finally:
+        for p in procs:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
