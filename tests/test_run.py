@@ -126,3 +126,15 @@ def test_python_m_dcf_run_default_cluster(tmp_path):
     assert "dashboard http://127.0.0.1:" in proc.stderr and "(2 workers)" in proc.stderr
     assert "MAE" in proc.stdout
     assert (tmp_path / "o" / "recommendations.parquet").exists()
+
+
+def test_performance_report_and_readable_task_names(scheduler, tmp_path):
+    report = tmp_path / "report.html"
+    out = tmp_path / "out"
+    assert _run(scheduler, "--data", SMALL, "--out", out, "--k", 5,
+                "--performance-report", report) == 0
+    html = report.read_text()
+    assert "Dask Performance Report" in html
+    for stage in ("similarity-tile", "neighbour-topk", "neighbour-merge", "predict-cell",
+                  "recommend-block", "matrix-user-block", "synthetic"):
+        assert stage in html, stage

@@ -5,6 +5,7 @@ scikit-surprise's ``KNNBasic``/``KNNWithMeans``) computed as Dask task graphs
 over a chunked sparse rating matrix.
 """
 
+from . import cluster, evaluate, split
 from .errors import ConfigError, DataError
 from .io import read_ratings
 from .model import KNN, ItemKNN, UserKNN

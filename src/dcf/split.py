@@ -20,6 +20,7 @@ import dask
 import numpy as np
 import pandas as pd
 
+from . import io as dio
 from .ids import frame_from_parts
 
 __all__ = ["pair_uniform", "random_split", "kfold", "user_holdout"]
@@ -45,37 +46,55 @@ def _select(frame, seed, lo, hi, inside):
     return frame[m if inside else ~m].reset_index(drop=True)
 
 
-def random_split(parts, test_fraction: float = 0.1, seed: int = 0):
-    """Split frame parts into ``(train_parts, test_parts)`` (lists of Delayed)."""
+def _wrap(data, *splits):
+    """Give back ``Ratings`` when given ``Ratings``, else lists of parts."""
+    if not isinstance(data, dio.Ratings):
+        return splits
+    return tuple(dio.Ratings(data.source, parts, data.report) for parts in splits)
+
+
+def _parts(data):
+    return data.parts if isinstance(data, dio.Ratings) else data
+
+
+def random_split(data, test_fraction: float = 0.1, seed: int = 0):
+    """Split into ``(train, test)``.
+
+    ``data`` is a :class:`dcf.io.Ratings` (then two ``Ratings`` come back) or
+    a list of Delayed frame parts (then two lists).
+    """
     _check_fraction(test_fraction)
     sel = dask.delayed(_select, pure=True)
+    parts = _parts(data)
     train = [sel(p, seed, 0.0, test_fraction, False) for p in parts]
     test = [sel(p, seed, 0.0, test_fraction, True) for p in parts]
-    return train, test
+    return _wrap(data, train, test)
 
 
-def kfold(parts, n_splits: int = 5, seed: int = 0):
-    """``n_splits`` (train_parts, test_parts) pairs; the test folds partition the input."""
+def kfold(data, n_splits: int = 5, seed: int = 0):
+    """``n_splits`` (train, test) pairs; the test folds partition the input."""
     if int(n_splits) < 2:
         raise ValueError(f"n_splits must be at least 2, not {n_splits}")
     sel = dask.delayed(_select, pure=True)
+    parts = _parts(data)
     folds = []
     for f in range(n_splits):
         lo, hi = f / n_splits, (f + 1) / n_splits
         hi = 1.0 + 1e-9 if f == n_splits - 1 else hi
-        folds.append(([sel(p, seed, lo, hi, False) for p in parts],
-                      [sel(p, seed, lo, hi, True) for p in parts]))
+        folds.append(_wrap(data, [sel(p, seed, lo, hi, False) for p in parts],
+                           [sel(p, seed, lo, hi, True) for p in parts]))
     return folds
 
 
-def user_holdout(parts, test_fraction: float = 0.1, seed: int = 0, npartitions=None):
-    """Per-user holdout; returns ``(train_parts, test_parts)``.
+def user_holdout(data, test_fraction: float = 0.1, seed: int = 0, npartitions=None):
+    """Per-user holdout; returns ``(train, test)`` like :func:`random_split`.
 
     Rows are grouped by user with a dask shuffle, then in each group the
     ``ceil(test_fraction * n_u)`` rows with the smallest pair hash go to test
     (none for a user with a single rating).
     """
     _check_fraction(test_fraction)
+    parts = _parts(data)
     meta = dask.compute(parts[0])[0].iloc[:0] if parts else None
     ddf = frame_from_parts(parts, meta)
     ddf = ddf.shuffle("user", npartitions=npartitions or len(parts), shuffle_method="tasks")
@@ -83,7 +102,7 @@ def user_holdout(parts, test_fraction: float = 0.1, seed: int = 0, npartitions=N
                                  meta=meta.assign(_test=pd.Series([], dtype=bool)))
     out = flagged.to_delayed()
     pick = dask.delayed(_pick, pure=True)
-    return [pick(p, False) for p in out], [pick(p, True) for p in out]
+    return _wrap(data, [pick(p, False) for p in out], [pick(p, True) for p in out])
 
 
 def _flag_user_holdout(frame, fraction, seed):
