@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import dask
 import dask.array as da
 import dask.dataframe as dd
@@ -151,6 +153,33 @@ class KNN(BaseEstimator):
         self.rating_range_ = (float(lo), float(hi))
         self._token = dask.base.tokenize(tiles.token, self.get_params())
         return self
+
+    def derive(self, **params) -> "KNN":
+        """A fitted model differing only in ``k``, ``neighbourhood``, ``prediction``
+        or ``min_k``, sharing this model's similarities and neighbour lists (no refit).
+
+        ``k`` may not exceed the fitted k (a top-k list is cut, never widened);
+        the ``rated`` neighbourhood needs a model fitted with it (whole rows).
+        Used by the neighbours sweep: one similarity computation for every k.
+        """
+        self._fitted()
+        allowed = {"k", "neighbourhood", "prediction", "min_k"}
+        if set(params) - allowed:
+            raise ConfigError(f"derive() changes only {', '.join(sorted(allowed))}; refit for "
+                              f"{', '.join(sorted(set(params) - allowed))}")
+        other = copy.copy(self)
+        for name, value in params.items():
+            setattr(other, name, value)
+        other._check_params()
+        if other.k > self.neighbours_.k:
+            raise ConfigError(f"k={other.k} exceeds the fitted k={self.neighbours_.k}: fit with "
+                              "the largest k first")
+        if other.neighbourhood == "rated" and self.similarity_rows_ is None:
+            raise ConfigError("the rated neighbourhood needs a model fitted with neighbourhood='rated'")
+        if other.k < self.neighbours_.k:
+            other.neighbours_ = self.neighbours_.prefix(other.k).persist()
+        other._token = dask.base.tokenize(self._token, params)
+        return other
 
     # ------------------------------------------------------------ use
     @property

@@ -44,6 +44,21 @@ class NeighbourTable:
         self.idx, self.sim, self.W = dask.persist(self.idx, self.sim, self.W)
         return self
 
+    def prefix(self, k: int) -> "NeighbourTable":
+        """The top-``k`` table for a smaller k: the first k columns.
+
+        Lists are ordered by similarity then id, so this equals recomputing
+        the top-k from the tiles.
+        """
+        if k > self.k:
+            raise ValueError(f"cannot widen a top-{self.k} table to {k}")
+        idx, sim = self.idx[:, :k], self.sim[:, :k]
+        n = int(self.W.shape[1])
+        W = da.map_blocks(kernels.neighbour_matrix, idx, sim, n, dtype=np.float64,
+                          chunks=(idx.chunks[0], (n,)), meta=sp.csr_matrix((0, 0)),
+                          name=f"neighbour-matrix-prefix-{dask.base.tokenize(self.idx, k)}")
+        return NeighbourTable(idx, sim, W, k)
+
 
 def top_k(st: SimilarityTiles, k: int) -> NeighbourTable:
     """Top-k per row from every tile of its block row, merged as a tree."""

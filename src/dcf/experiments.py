@@ -1,0 +1,74 @@
+"""Experiments over fitted models: the paper's Figure 2 (MAE against k).
+
+The similarity is computed once, at the largest k; every other row of the
+sweep is derived from that fit (:meth:`dcf.model.KNN.derive`), so a sweep
+costs one fit plus one prediction pass per setting.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+
+from . import evaluate
+from .model import KNN
+
+__all__ = ["neighbour_sweep"]
+
+COLUMNS = ["k", "neighbourhood", "prediction", "mae", "rmse", "fallback_share", "precision",
+           "recall", "ndcg", "coverage", "predict_seconds", "top_n_seconds"]
+
+
+def neighbour_sweep(train, test, ks, *, based="item", similarity="cosine", min_support=1,
+                    shrinkage=0.0, neighbourhoods=("rated", "global"),
+                    predictions=("weighted", "mean-centred"), top_n=20, relevance=4.0):
+    """Quality for every k, neighbourhood rule and prediction formula.
+
+    Parameters
+    ----------
+    train, test : anything :meth:`KNN.fit` / :meth:`KNN.predict` accept
+        (``test`` must carry ratings).
+    ks : iterable of int
+
+    Returns
+    -------
+    (pandas.DataFrame, dict)
+        One row per (k, neighbourhood, prediction) with ``mae``, ``rmse``,
+        ``fallback_share`` (test pairs predicted by a fallback), ranking
+        metrics of the Top-``top_n`` (relevant = test rating >= ``relevance``),
+        catalogue ``coverage`` of the Top-N, and seconds; and a dict with the
+        fit time and sizes.  Top-N scores always use the global rule, so the
+        ranking columns depend on k and the prediction formula only.
+    """
+    ks = sorted({int(k) for k in ks})
+    t0 = time.perf_counter()
+    base = KNN(based=based, similarity=similarity, k=ks[-1], neighbourhood="rated",
+               min_support=min_support, shrinkage=shrinkage).fit(train)
+    info = {"fit_seconds": time.perf_counter() - t0, "users": base.matrix_.shape[0],
+            "items": base.matrix_.shape[1], "k_max": ks[-1]}
+    rows, ranking = [], {}
+    for k in ks:
+        for prediction in predictions:
+            model = base.derive(k=k, prediction=prediction)
+            t = time.perf_counter()
+            recs = model.recommend(n=top_n).compute()
+            top_s = time.perf_counter() - t
+            for neighbourhood in neighbourhoods:
+                m = model.derive(neighbourhood=neighbourhood)
+                t = time.perf_counter()
+                p = m.predict(test).compute()
+                pred_s = time.perf_counter() - t
+                if (k, prediction) not in ranking:
+                    ranking[(k, prediction)] = evaluate.ranking_metrics(
+                        recs, p[["user", "item", "rating"]], top_n, relevance)
+                r = ranking[(k, prediction)]
+                rows.append({"k": k, "neighbourhood": neighbourhood, "prediction": prediction,
+                             "mae": evaluate.mae(p["rating"], p["prediction"]),
+                             "rmse": evaluate.rmse(p["rating"], p["prediction"]),
+                             "fallback_share": float((p["fallback"] != "none").mean()),
+                             "precision": r["precision"], "recall": r["recall"], "ndcg": r["ndcg"],
+                             "coverage": evaluate.catalogue_coverage(recs, info["items"]),
+                             "predict_seconds": pred_s, "top_n_seconds": top_s})
+    info["n_test"] = int(len(p))
+    return pd.DataFrame(rows, columns=COLUMNS), info
