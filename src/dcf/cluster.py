@@ -19,7 +19,7 @@ from distributed.security import Security
 from .config import ClusterConfig
 from .errors import ConfigError
 
-__all__ = ["connect", "client", "security", "describe", "wait_for", "report_to"]
+__all__ = ["connect", "client", "security", "describe", "parallelism", "wait_for", "report_to"]
 
 
 def security(cfg: ClusterConfig):
@@ -92,6 +92,19 @@ def describe(client) -> dict:
             "workers": len(workers),
             "threads": sorted({w["nthreads"] for w in workers.values()}),
             "memory_limit_bytes": sorted({int(w.get("memory_limit") or 0) for w in workers.values()})}
+
+
+def parallelism() -> int:
+    """Threads that will run tasks: the current client's workers, else this machine's cores."""
+    import os
+
+    from distributed import default_client
+
+    try:
+        workers = default_client().scheduler_info(n_workers=-1)["workers"].values()
+        return max(1, sum(w["nthreads"] for w in workers))
+    except ValueError:  # no client: the local threaded scheduler
+        return os.cpu_count() or 1
 
 
 def wait_for(*collections) -> None:

@@ -96,14 +96,15 @@ def block_bounds(n: int, size: int) -> np.ndarray:
     return np.unique(np.append(np.arange(0, max(n, 1), size), n)).astype(np.int64)
 
 
-def default_row_block(n_rows: int, nnz: int) -> int:
-    """Rows per user block: about 250k ratings a block, at least 4 blocks."""
-    blocks = max(4, math.ceil(nnz / 250_000))
+def default_row_block(n_rows: int, nnz: int, min_blocks: int = 4) -> int:
+    """Rows per block: about 250k ratings a block, at least ``min_blocks`` blocks
+    (the caller passes about twice the cluster's threads, so every thread has work)."""
+    blocks = max(int(min_blocks), math.ceil(nnz / 250_000))
     return max(1, math.ceil(n_rows / min(blocks, max(n_rows, 1))))
 
 
 def build_matrix(parts, *, source="ratings", on_bad_lines="error", row_block=None,
-                 col_block=None, report=None) -> RatingMatrix:
+                 col_block=None, report=None, min_blocks=4) -> RatingMatrix:
     """Build the persisted-ready rating matrix from frame parts.
 
     Parameters
@@ -117,6 +118,12 @@ def build_matrix(parts, *, source="ratings", on_bad_lines="error", row_block=Non
         What a conflicting duplicate rating does.
     row_block, col_block : int, optional
         Users per user block and items per item block.
+    min_blocks : int
+        With no explicit block size, cut the users into at least this many
+        blocks, and the items into at least ``sqrt(2 * min_blocks) + 1``: item
+        blocks pair up into similarity tiles (b(b+1)/2 of them) and into the
+        prediction grid (item blocks x user blocks), so they grow more slowly.
+        More blocks mean more parallel tasks, never other results.
     report : Delayed dict, optional
         The reader's report, merged into the matrix report.
 
@@ -138,8 +145,9 @@ def build_matrix(parts, *, source="ratings", on_bad_lines="error", row_block=Non
                         "every line dropped)")
     users, items = IdMap(u_raw), IdMap(i_raw)
     n_users, n_items = len(users), len(items)
-    ub = block_bounds(n_users, row_block or default_row_block(n_users, nnz))
-    ib = block_bounds(n_items, col_block or default_row_block(n_items, nnz))
+    ub = block_bounds(n_users, row_block or default_row_block(n_users, nnz, min_blocks))
+    item_blocks = max(4, int(math.sqrt(2 * min_blocks)) + 1)
+    ib = block_bounds(n_items, col_block or default_row_block(n_items, nnz, item_blocks))
     token = dask.base.tokenize(parts, ub, ib, on_bad_lines)
     split = dask.delayed(_split_part, nout=len(ub) - 1, pure=True)
     per_part = [split(p, users, items, ub, dask_key_name=f"matrix-route-{token}-{j}")

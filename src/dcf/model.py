@@ -20,6 +20,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from . import io as dio
+from .cluster import parallelism
 from .errors import ConfigError
 from .kernels import MEASURES
 from .matrix import RatingMatrix, build_matrix, from_array
@@ -138,7 +139,8 @@ class KNN(BaseEstimator):
             ent_block = self.block_size
             matrix = build_matrix(parts, source=source, on_bad_lines=self.on_bad_lines,
                                   report=report, col_block=ent_block if self.based == "item" else None,
-                                  row_block=ent_block if self.based == "user" else None)
+                                  row_block=ent_block if self.based == "user" else None,
+                                  min_blocks=default_blocks())
         self.matrix_ = matrix.persist()
         P, Q, ent_sum, ent_count = matrix.oriented(self.based)
         tiles = similarity_tiles(P, self.similarity, self.min_support, self.shrinkage)
@@ -290,6 +292,11 @@ class UserKNN(KNN):
 
 
 # ---------------------------------------------------------------- helpers
+
+def default_blocks() -> int:
+    """User blocks when none is given: one per thread that will run the tasks (at least 4)."""
+    return max(4, parallelism())
+
 
 def _means(sums: da.Array, counts: da.Array):
     return dask.delayed(_divide, pure=True)(_single(sums), _single(counts))

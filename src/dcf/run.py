@@ -31,7 +31,7 @@ from .config import CHOICES, RunConfig, load_config
 from .datasets import open_source
 from .errors import ConfigError, DataError
 from .matrix import build_matrix
-from .model import KNN
+from .model import KNN, default_blocks
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,7 +131,8 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
         matrix = build_matrix(train_parts, source=data.source.path,
                               on_bad_lines=read_kw["on_bad_lines"], report=reports[0],
                               col_block=block if cfg.based == "item" else None,
-                              row_block=block if cfg.based == "user" else None)
+                              row_block=block if cfg.based == "user" else None,
+                              min_blocks=default_blocks())
     with stage("matrix"):
         matrix.persist()
         cluster.wait_for(matrix.by_user, matrix.by_item)
