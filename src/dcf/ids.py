@@ -42,6 +42,22 @@ class IdMap:
     def __len__(self) -> int:
         return len(self.index)
 
+    def __dask_tokenize__(self):
+        return ("IdMap", dask.base.tokenize(self.index))
+
+    def __getstate__(self):
+        return {"index": self.index}  # not the lazily built text index
+
+    def __setstate__(self, state):
+        self.index = state["index"]
+
+    def as_delayed(self):
+        """This map as one graph key, so tasks share it instead of each carrying a copy
+        (a million-user map embedded in hundreds of tasks made graphs huge)."""
+        if getattr(self, "_delayed", None) is None:
+            self._delayed = dask.delayed(self, pure=True)
+        return self._delayed
+
     def __repr__(self) -> str:
         return f"IdMap(n={len(self)}, dtype={self.index.dtype})"
 

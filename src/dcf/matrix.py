@@ -150,7 +150,8 @@ def build_matrix(parts, *, source="ratings", on_bad_lines="error", row_block=Non
     ib = block_bounds(n_items, col_block or default_row_block(n_items, nnz, item_blocks))
     token = dask.base.tokenize(parts, ub, ib, on_bad_lines)
     split = dask.delayed(_split_part, nout=len(ub) - 1, pure=True)
-    per_part = [split(p, users, items, ub, dask_key_name=f"matrix-route-{token}-{j}")
+    u_key, i_key = users.as_delayed(), items.as_delayed()
+    per_part = [split(p, u_key, i_key, ub, dask_key_name=f"matrix-route-{token}-{j}")
                 for j, p in enumerate(parts)]
     if len(ub) == 2:
         per_part = [[pp] for pp in per_part]
@@ -158,7 +159,7 @@ def build_matrix(parts, *, source="ratings", on_bad_lines="error", row_block=Non
     blocks, reports = [], [] if report is None else [report]
     for b in range(len(ub) - 1):
         shape = (int(ub[b + 1] - ub[b]), n_items)
-        blk, rep = build([pp[b] for pp in per_part], shape, int(ub[b]), users, items, source,
+        blk, rep = build([pp[b] for pp in per_part], shape, int(ub[b]), u_key, i_key, source,
                          on_bad_lines, dask_key_name=f"matrix-user-block-{token}-{b}")
         blocks.append(blk)
         reports.append(rep)

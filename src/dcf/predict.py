@@ -80,7 +80,8 @@ def predict_pairs(parts, *, users: IdMap, items: IdMap, based: str, S: da.Array,
     q_blocks, q_bounds = _blocks(Q)
     n_cells = len(s_blocks) * len(q_blocks)
     route = dask.delayed(_route, nout=n_cells + 1, pure=True)
-    routed = [route(p, users, items, based, s_bounds, q_bounds,
+    u_key, i_key = users.as_delayed(), items.as_delayed()
+    routed = [route(p, u_key, i_key, based, s_bounds, q_bounds,
                     dask_key_name=f"predict-route-{token}-{j}") for j, p in enumerate(parts)]
     cell = dask.delayed(_score_cell, pure=True)
     unknown = dask.delayed(_score_unknown, pure=True)
@@ -187,10 +188,11 @@ def recommend_blocks(*, users: IdMap, items: IdMap, based: str, by_user: da.Arra
         other = stack(*r_blocks, dask_key_name=f"recommend-ratings-{token}")
     order = dask.delayed(_popularity_order, pure=True)(item_count, dask_key_name=f"popularity-{token}")
     task = dask.delayed(_recommend_block, pure=True)
+    u_key, i_key = users.as_delayed(), items.as_delayed()
     out = []
     for b, r_blk in enumerate(r_blocks):
         left = r_blk if based == "item" else w_blocks[b]
-        out.append(task(left, other, r_blk, int(r_bounds[b]), based, users, items, entity_means,
+        out.append(task(left, other, r_blk, int(r_bounds[b]), based, u_key, i_key, entity_means,
                         item_means, order, n, min_k, prediction, rating_range,
                         dask_key_name=f"recommend-block-{token}-{b}"))
     return frame_from_parts(out, RECOMMENDATION_META)
