@@ -17,7 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 from _report import environment, markdown, save
 
 from dcf import cluster, split

@@ -19,7 +19,6 @@ import argparse
 import re
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pandas as pd

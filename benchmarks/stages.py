@@ -14,41 +14,23 @@ prediction and Top-N stages.  Runs outside the test suite.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import subprocess
 import sys
 import time
-from importlib.metadata import version
 
 import dask
 import numpy as np
 import pandas as pd
+
+from _report import environment
 
 from dcf import cluster, evaluate
 from dcf.config import ClusterConfig, RunConfig
 from dcf.run import Stages, execute
 
 
-def header(args, cfg) -> str:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, cwd=os.path.dirname(__file__)).stdout.strip()
-    except OSError:
-        commit = "?"
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    pkgs = ["dcf", "dask", "distributed", "numpy", "scipy", "pandas", "scikit-surprise"]
-    vers = []
-    for p in pkgs:
-        try:
-            vers.append(f"{p} {version(p)}")
-        except Exception:  # noqa: BLE001
-            vers.append(f"{p} -")
+def header(cfg) -> str:
     return "\n".join([
-        f"command : {' '.join([os.path.basename(sys.executable)] + sys.argv)}",
-        f"machine : {platform.node()} {platform.machine()}, {os.cpu_count()} cpus, {mem:.1f} GiB, "
-        f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
-        f"versions: python {platform.python_version()}, {', '.join(vers)}, commit {commit}",
+        environment(),
         f"cluster : {cfg.cluster.workers} workers x {cfg.cluster.threads_per_worker} threads, "
         f"{cfg.cluster.memory_limit} each",
         f"model   : {cfg.based}-based {cfg.similarity}, k={cfg.k}, {cfg.neighbourhood}, "
@@ -105,7 +87,7 @@ def main(argv=None) -> int:
                                           threads_per_worker=args.threads_per_worker,
                                           memory_limit=args.memory_limit,
                                           dashboard_address="127.0.0.1:0"))
-    print(header(args, cfg), flush=True)
+    print(header(cfg), flush=True)
     runs = []
     with cluster.connect(cfg.cluster) as client:
         warm = RunConfig(data="synthetic:users=2000,items=300,ratings=20000", k=10, progress=False)

@@ -1,6 +1,5 @@
 """Every notebook runs headlessly on small data, and is committed without outputs."""
 
-import os
 
 import pytest
 

@@ -11,4 +11,5 @@ from .io import read_ratings
 from .model import KNN, ItemKNN, UserKNN
 
 __version__ = "0.1.0"
-__all__ = ["KNN", "ItemKNN", "UserKNN", "read_ratings", "DataError", "ConfigError", "__version__"]
+__all__ = ["KNN", "ItemKNN", "UserKNN", "read_ratings", "DataError", "ConfigError", "cluster",
+           "evaluate", "split", "__version__"]

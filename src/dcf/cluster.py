@@ -13,7 +13,7 @@ import contextlib
 import logging
 
 import dask
-from distributed import Client, LocalCluster, performance_report, wait
+from distributed import Client, performance_report, wait
 from distributed.security import Security
 
 from .config import ClusterConfig
@@ -70,18 +70,10 @@ def _attach(cfg: ClusterConfig, timeout: float = 120) -> Client:
 
 @contextlib.contextmanager
 def connect(cfg: ClusterConfig):
-    """Yield a :class:`distributed.Client`; close what this call started."""
-    if cfg.scheduler:
-        with _attach(cfg) as c:
-            yield c
-        return
-    with dask.config.set(_local_settings(cfg)):
-        cluster = LocalCluster(n_workers=cfg.workers, threads_per_worker=cfg.threads_per_worker,
-                               memory_limit=cfg.memory_limit, host=cfg.host,
-                               dashboard_address=cfg.dashboard_address, processes=True,
-                               silence_logs=logging.ERROR)
-        with cluster, Client(cluster) as c:
-            yield c
+    """Yield a :class:`distributed.Client`; close what this call started
+    (a local cluster created here is owned by its client and closes with it)."""
+    with client(cfg) as c:
+        yield c
 
 
 def describe(client) -> dict:
