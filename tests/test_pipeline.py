@@ -160,3 +160,19 @@ def test_params_round_trip_and_validation():
         KNN(k=0).fit(random_ratings(0))
     with pytest.raises(RuntimeError, match="not fitted"):
         ItemKNN().predict(pd.DataFrame({"user": [1], "item": [2]}))
+
+
+def test_recommend_for_some_users_equals_their_rows_of_the_full_run():
+    train = random_ratings(9, n_users=40, n_items=25, density=0.2)
+    model = ItemKNN(k=4, neighbourhood="global", block_size=5).fit(train)
+    full = model.recommend(n=5).compute()
+    some = model.recommend(users=[100, 139, 4242], n=5).compute()
+    want = full[full["user"].isin([100, 139])]
+    pd.testing.assert_frame_equal(some.sort_values(["user", "rank"]).reset_index(drop=True),
+                                  want.sort_values(["user", "rank"]).reset_index(drop=True))
+    assert model.recommend(users=[4242], n=5).compute().empty
+    nb = model.neighbours(ids=[501, 505], n=3)
+    table = model.neighbours()
+    pd.testing.assert_frame_equal(nb.reset_index(drop=True),
+                                  table[table["entity"].isin([501, 505]) & (table["rank"] <= 3)]
+                                  .reset_index(drop=True))

@@ -236,29 +236,34 @@ class KNN(BaseEstimator):
         if int(n) < 1:
             raise ConfigError(f"n must be at least 1, not {n!r}")
         m = self.matrix_
+        blocks = None
+        if users is not None:
+            wanted = np.asarray(users, dtype=object)
+            codes = m.users.to_codes(wanted)
+            bounds = np.concatenate([[0], np.cumsum(m.by_user.chunks[0])])
+            blocks = set((np.searchsorted(bounds, codes[codes >= 0], side="right") - 1).tolist())
         recs = recommend_blocks(users=m.users, items=m.items, based=self.based, by_user=m.by_user,
                                 W=self.neighbours_.W, entity_means=self.entity_means_,
                                 item_means=self.item_means_, item_count=self.item_count_, n=int(n),
                                 min_k=self.min_k, prediction=self.prediction,
-                                rating_range=self.rating_range_,
+                                rating_range=self.rating_range_, blocks=blocks,
                                 token=dask.base.tokenize(self._token, n))
         if users is not None:
-            wanted = set(pd.Index(np.asarray(users, dtype=object)).astype(str))
-            recs = recs[recs["user"].astype(str).isin(wanted)]
+            keep = set(m.users.to_raw(codes[codes >= 0]).tolist())
+            recs = recs[recs["user"].isin(keep)]
         return recs
 
     def neighbours(self, ids=None, n=None) -> pd.DataFrame:
         """The fitted neighbour lists as a frame (``entity, rank, neighbour, similarity``)."""
         self._fitted()
-        idx, sim = dask.compute(self.neighbours_.idx, self.neighbours_.sim)
         vocab = self.matrix_.items if self.based == "item" else self.matrix_.users
         rows = np.arange(len(vocab)) if ids is None else vocab.to_codes(ids)
         rows = rows[rows >= 0]
+        idx, sim = dask.compute(self.neighbours_.idx[rows], self.neighbours_.sim[rows])
         n = idx.shape[1] if n is None else min(int(n), idx.shape[1])
-        r, c = np.nonzero(idx[rows, :n] >= 0)
+        r, c = np.nonzero(idx[:, :n] >= 0)
         return pd.DataFrame({"entity": vocab.to_raw(rows[r]), "rank": c + 1,
-                             "neighbour": vocab.to_raw(idx[rows[r], c]),
-                             "similarity": sim[rows[r], c]})
+                             "neighbour": vocab.to_raw(idx[r, c]), "similarity": sim[r, c]})
 
 
 class ItemKNN(KNN):

@@ -165,7 +165,7 @@ def _score_unknown(pieces, global_mean, rating_range):
 
 def recommend_blocks(*, users: IdMap, items: IdMap, based: str, by_user: da.Array, W: da.Array,
                      entity_means, item_means, item_count, n: int, min_k: int, prediction: str,
-                     rating_range, token: str = "") -> dd.DataFrame:
+                     rating_range, blocks=None, token: str = "") -> dd.DataFrame:
     """Top-N unrated items for every user, one task per user block.
 
     Scores are the predictions of the *global* neighbour rule (each target's
@@ -173,6 +173,8 @@ def recommend_blocks(*, users: IdMap, items: IdMap, based: str, by_user: da.Arra
     at once with two sparse products.  Ties go to the more popular item; users
     with fewer than ``n`` scored unrated items are filled in with the most
     popular unrated items (``fallback=True``, score = the item's mean).
+
+    ``blocks`` limits the work to those user blocks (default: all).
 
     Returns
     -------
@@ -191,10 +193,14 @@ def recommend_blocks(*, users: IdMap, items: IdMap, based: str, by_user: da.Arra
     u_key, i_key = users.as_delayed(), items.as_delayed()
     out = []
     for b, r_blk in enumerate(r_blocks):
+        if blocks is not None and b not in blocks:
+            continue
         left = r_blk if based == "item" else w_blocks[b]
         out.append(task(left, other, r_blk, int(r_bounds[b]), based, u_key, i_key, entity_means,
                         item_means, order, n, min_k, prediction, rating_range,
                         dask_key_name=f"recommend-block-{token}-{b}"))
+    if not out:  # none of the requested users is known
+        out = [dask.delayed(RECOMMENDATION_META.copy)()]
     return frame_from_parts(out, RECOMMENDATION_META)
 
 
