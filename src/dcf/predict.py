@@ -31,6 +31,7 @@ import dask.array as da
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from . import kernels
 from .ids import IdMap, frame_from_parts
@@ -205,8 +206,6 @@ def recommend_blocks(*, users: IdMap, items: IdMap, based: str, by_user: da.Arra
 
 
 def _vstack(*blocks):
-    import scipy.sparse as sp
-
     return sp.vstack(blocks, format="csr")
 
 

@@ -12,6 +12,7 @@ stderr, no traceback), 1 any other failure, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -89,22 +90,21 @@ class Stages:
         self.seconds: dict[str, float] = {}
         self.show = show
 
+    @contextlib.contextmanager
     def __call__(self, name):
-        stages = self
-
-        class _Stage:
-            def __enter__(self):
-                self.t = time.perf_counter()
-                if stages.show:
-                    print(f"  {name:<12} ...", end="", flush=True, file=sys.stderr)
-
-            def __exit__(self, *exc):
-                dt = time.perf_counter() - self.t
-                stages.seconds[name] = round(dt, 3)
-                if stages.show:
-                    print(f" {dt:8.2f} s" if exc[0] is None else " failed", file=sys.stderr)
-
-        return _Stage()
+        if self.show:
+            print(f"  {name:<12} ...", end="", flush=True, file=sys.stderr)
+        t = time.perf_counter()
+        try:
+            yield
+        except BaseException:
+            if self.show:
+                print(" failed", file=sys.stderr)
+            raise
+        finally:
+            self.seconds[name] = round(time.perf_counter() - t, 3)
+        if self.show:
+            print(f" {self.seconds[name]:8.2f} s", file=sys.stderr)
 
 
 def execute(cfg: RunConfig, stage: Stages) -> dict:
