@@ -9,7 +9,8 @@ from . import cluster, evaluate, split
 from .errors import ConfigError, DataError
 from .io import read_ratings
 from .model import KNN, ItemKNN, UserKNN
+from .store import load
 
 __version__ = "0.1.0"
-__all__ = ["KNN", "ItemKNN", "UserKNN", "read_ratings", "DataError", "ConfigError", "cluster",
+__all__ = ["KNN", "ItemKNN", "UserKNN", "read_ratings", "load", "DataError", "ConfigError", "cluster",
            "evaluate", "split", "__version__"]

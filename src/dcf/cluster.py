@@ -19,7 +19,11 @@ from distributed.security import Security
 from .config import ClusterConfig
 from .errors import ConfigError
 
-__all__ = ["connect", "client", "security", "describe", "parallelism", "wait_for", "report_to"]
+__all__ = ["connect", "client", "security", "describe", "parallelism", "wait_for", "report_to",
+           "memory_budget", "explain_failure", "worker_addresses"]
+
+# a task whose workers died this many times plus one fails the job (Dask's default is 3)
+ALLOWED_FAILURES = 2
 
 
 def security(cfg: ClusterConfig):
@@ -33,6 +37,8 @@ def security(cfg: ClusterConfig):
 def _local_settings(cfg: ClusterConfig) -> dict:
     return {"distributed.worker.memory.target": cfg.memory_target,
             "distributed.worker.memory.spill": max(cfg.memory_target, 0.7),
+            "distributed.scheduler.no-workers-timeout": cfg.no_workers_timeout,
+            "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
             "distributed.admin.system-monitor.gil.enabled": False}
 
 
@@ -49,7 +55,7 @@ def client(cfg: ClusterConfig | None = None) -> Client:
         return Client(n_workers=cfg.workers, threads_per_worker=cfg.threads_per_worker,
                       memory_limit=cfg.memory_limit, host=cfg.host,
                       dashboard_address=cfg.dashboard_address, processes=True,
-                      silence_logs=logging.ERROR)
+                      silence_logs=logging.CRITICAL)
 
 
 def _attach(cfg: ClusterConfig, timeout: float = 120) -> Client:
@@ -104,6 +110,12 @@ def wait_for(*collections) -> None:
     futures = [f for c in collections for f in _futures(c)]
     if futures:
         wait(futures)
+        for f in futures:  # fail here, naming the cause, not later inside another stage
+            if f.status == "error":
+                exc = f.exception()
+                if exc is None:
+                    raise RuntimeError(f"task {f.key!r} failed and its error was lost")
+                raise exc
 
 
 def _futures(collection):
@@ -113,6 +125,51 @@ def _futures(collection):
         return futures_of(collection)
     except Exception:  # noqa: BLE001 - not a collection
         return []
+
+
+def memory_budget():
+    """``(smallest worker memory limit in bytes, its threads, sum of limits)`` of the
+    current client's workers; ``None`` without a client or without memory limits."""
+    from distributed import default_client
+
+    try:
+        workers = list(default_client().scheduler_info(n_workers=-1)["workers"].values())
+    except ValueError:
+        return None
+    limits = [(int(w.get("memory_limit") or 0), int(w["nthreads"])) for w in workers]
+    if not limits or any(lim == 0 for lim, _ in limits):
+        return None
+    smallest = min(limits)
+    return smallest[0], max(1, smallest[1]), sum(lim for lim, _ in limits)
+
+
+def worker_addresses(client) -> set:
+    """Addresses of the workers connected now (a restarted worker has a new one)."""
+    try:
+        return set(client.scheduler_info(n_workers=-1)["workers"])
+    except Exception:  # noqa: BLE001 - the scheduler itself may be gone
+        return set()
+
+
+def explain_failure(exc: BaseException, lost: int = 0) -> str | None:
+    """One line for the cluster failures a user can act on, else ``None``.
+
+    ``lost``: workers present when the job started that are gone now.
+    """
+    from distributed.scheduler import KilledWorker, NoWorkerError
+
+    memory = ("the usual cause is running out of memory: raise --memory-limit (or memory "
+              "in cluster.conf), add workers, or give a smaller --block-size")
+    if isinstance(exc, KilledWorker):
+        task = exc.task[0] if isinstance(exc.task, tuple) else exc.task
+        return f"workers died {exc.allowed_failures + 1} times while running task {task!r}; {memory}"
+    if isinstance(exc, NoWorkerError):
+        return (f"every worker of the cluster was lost and none came back within "
+                f"{exc.timeout:.0f} s; check the workers' logs and start them again")
+    if lost:
+        return (f"workers died during the run ({lost} of those present at the start are gone) "
+                f"and a task failed ({type(exc).__name__}); {memory}")
+    return None
 
 
 def report_to(path):

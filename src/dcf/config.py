@@ -37,6 +37,7 @@ class ClusterConfig:
     dashboard_address: str = "127.0.0.1:8787"
     memory_target: float = 0.4  # the paper's spark.storage.memoryFraction
     wait_for_workers: int = 0
+    no_workers_timeout: str = "60s"
     tls_ca_file: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
@@ -74,6 +75,7 @@ class RunConfig:
     min_k: int = 1
     relevance: float = 4.0
     skip_bad_lines: bool = False
+    rating_scale: tuple[float, float] | None = None
     block_size: int | None = None
     out: str = "dcf-output"
     performance_report: str | None = None
@@ -92,6 +94,13 @@ class RunConfig:
             raise ConfigError(f"test_fraction must be between 0 and 1, not {self.test_fraction!r}")
         if self.shrinkage < 0:
             raise ConfigError(f"shrinkage must be >= 0, not {self.shrinkage!r}")
+        if self.rating_scale is not None:
+            scale = tuple(self.rating_scale)
+            if (len(scale) != 2 or not all(isinstance(v, (int, float)) for v in scale)
+                    or not 0 < scale[0] <= scale[1]):
+                raise ConfigError(f"rating_scale must be two numbers 0 < low <= high, not "
+                                  f"{self.rating_scale!r}")
+            object.__setattr__(self, "rating_scale", (float(scale[0]), float(scale[1])))
 
     def to_dict(self) -> dict:
         return asdict(self)

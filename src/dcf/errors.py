@@ -8,7 +8,7 @@ back to the client.
 
 from __future__ import annotations
 
-__all__ = ["DataError", "ConfigError"]
+__all__ = ["DataError", "ConfigError", "ClusterError"]
 
 
 class DataError(ValueError):
@@ -38,3 +38,7 @@ class DataError(ValueError):
 
 class ConfigError(ValueError):
     """An invalid setting (unknown option value, out-of-range number, ...)."""
+
+
+class ClusterError(RuntimeError):
+    """The cluster failed under the job (workers died or vanished); says what to change."""

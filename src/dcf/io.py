@@ -309,8 +309,39 @@ def _parse_text_block(data: bytes, start_line: int, first: bool, src: RatingsSou
         raise DataError(src.path, f"lines {start_line}-{start_line + n_lines - 1} could not be "
                         "split into one row per line (quoted line breaks are not supported)",
                         start_line)
+    n_removed = len(bad)
+    fields = _fields_per_line(data, sep, src)
+    if fields is not None:  # lines with too few fields (the parser pads them silently)
+        short = fields[kept_rel] < src.n_fields
+        if short.any():
+            bad += [(start_line + int(rel), f"expected {src.n_fields} fields, saw {fields[rel]}")
+                    for rel in kept_rel[short][:_MAX_EXAMPLES]]
+            n_removed += int(short.sum())
+            table, kept_rel = table[~short], kept_rel[~short]
     u, it, r = (table[c].to_numpy(dtype=object) for c in src.columns)
-    return _validate(src, u, it, r, start_line + kept_rel, n_lines - skip_header, bad)
+    return _validate(src, u, it, r, start_line + kept_rel, n_lines - skip_header, bad, n_removed)
+
+
+def _fields_per_line(data: bytes, sep: str, src) -> np.ndarray | None:
+    """Fields on every line of the block (separators + 1); blank lines count as full.
+
+    ``None`` where quoting makes separator counts unreliable (a CSV with quotes).
+    """
+    if src.format == "csv" and b'"' in data:
+        return None
+    buf = np.frombuffer(data, np.uint8)
+    if not len(buf):
+        return np.zeros(0, np.int64)
+    ends = np.flatnonzero(buf == 10)
+    if len(buf) and buf[-1] != 10:
+        ends = np.append(ends, len(buf))
+    starts = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64)
+    seps = np.concatenate([[0], np.cumsum(buf == ord(sep))])
+    visible = np.concatenate([[0], np.cumsum(buf > 32)])
+    fields = seps[ends] - seps[starts] + 1
+    blank = (visible[ends] - visible[starts]) == 0
+    fields[blank] = src.n_fields
+    return fields
 
 
 def _check_bytes(data: bytes, start_line: int, src: RatingsSource) -> None:
@@ -326,13 +357,14 @@ def _check_bytes(data: bytes, start_line: int, src: RatingsSource) -> None:
     raise DataError(src.path, what, line)
 
 
-def _validate(src, users, items, ratings_text, lines, n_lines, bad):
+def _validate(src, users, items, ratings_text, lines, n_lines, bad, n_removed=None):
     """Turn raw string columns into a clean frame and a report (or raise).
 
-    ``bad`` holds (line, problem) pairs already found by the parser (lines it
-    could not split); they are not among the rows passed in.
+    ``bad`` holds (line, problem) examples the parser already found (lines it
+    could not split into the right number of fields); ``n_removed`` counts all
+    such lines (default ``len(bad)``).  None of them are among the rows passed in.
     """
-    n_structural = len(bad)
+    n_structural = len(bad) if n_removed is None else n_removed
     users = np.asarray(users, dtype=object)
     items = np.asarray(items, dtype=object)
     text = pd.Series(ratings_text, dtype=object)
@@ -355,6 +387,10 @@ def _validate(src, users, items, ratings_text, lines, n_lines, bad):
     is_bad = code > 0
     for i in np.flatnonzero(is_bad)[: _MAX_EXAMPLES if src.on_bad_lines == "skip" else 1]:
         bad.append((int(lines[i]), f"{_problem(code[i], src)}: {text.iloc[i]!r}"))
+    if src.on_bad_lines == "error" and missing.any():  # an empty field is bad input too
+        i = int(np.flatnonzero(missing)[0])
+        empty_fields = [n for n, e in (("user id", eu[i]), ("item id", ei[i]), ("rating", er[i])) if e]
+        bad.append((int(lines[i]), f"empty {' and '.join(empty_fields)}"))
     bad.sort()
     if bad and src.on_bad_lines == "error":
         line, what = bad[0]

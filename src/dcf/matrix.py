@@ -204,12 +204,18 @@ def _build_block(pieces, shape, row0, users, items, source, on_bad_lines):
     if len(conflicts) and on_bad_lines == "error":
         row, col, first, other, value = conflicts[np.argmin(conflicts[:, 3])]
         kept = csr[int(row), int(col)]
-        raise DataError(source, f"conflicting ratings for user {users.to_raw([int(row) + row0])[0]!r} "
-                        f"item {items.to_raw([int(col)])[0]!r}: {kept:g} (line {int(first)}) and "
+        raise DataError(source, f"conflicting ratings for user {_raw(users, int(row) + row0)!r} "
+                        f"item {_raw(items, int(col))!r}: {kept:g} (line {int(first)}) and "
                         f"{value:g} (line {int(other)}) (pass on_bad_lines='skip' / "
                         "--skip-bad-lines to keep the first and count the rest)", int(other))
     return csr, {"duplicates": dups, "conflicts": int(len(conflicts)),
                  "stored": int(csr.nnz)}
+
+
+def _raw(ids: IdMap, code: int):
+    """One raw id as a plain Python value (for messages: ``1``, not ``np.int64(1)``)."""
+    value = ids.to_raw([code])[0]
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _merge_counts(*reports):

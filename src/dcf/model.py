@@ -142,19 +142,23 @@ class KNN(BaseEstimator):
                                   row_block=ent_block if self.based == "user" else None,
                                   min_blocks=default_blocks())
         self.matrix_ = matrix.persist()
-        P, Q, ent_sum, ent_count = matrix.oriented(self.based)
+        P = matrix.oriented(self.based)[0]
         tiles = similarity_tiles(P, self.similarity, self.min_support, self.shrinkage)
         self.neighbours_ = top_k(tiles, self.k).persist()
         self.similarity_rows_ = similarity_rows(tiles).persist() if self.neighbourhood == "rated" else None
-        entity_means = _means(ent_sum, ent_count)
-        item_means = _means(matrix.item_sum, matrix.item_count)
-        self.entity_means_, self.item_means_, self.item_count_ = dask.persist(
-            entity_means, item_means, _single(matrix.item_count))
         lo, hi, total, count = dask.compute(_block_summary(matrix.by_user))[0]
-        self.global_mean_ = float(total / count)
-        self.rating_range_ = (float(lo), float(hi))
-        self._token = dask.base.tokenize(tiles.token, self.get_params())
+        _finish_fit(self, matrix, total / count, (lo, hi), tiles.token)
         return self
+
+    def save(self, path):
+        """Write the fitted model to the folder ``path`` (see :mod:`dcf.store`:
+        JSON metadata + Parquet ids + NPZ arrays, versioned, checksummed, no pickle).
+
+        ``dcf.load(path)`` gives it back, ready to ``predict``/``recommend``.
+        """
+        from .store import save
+
+        return save(self, path)
 
     def derive(self, **params) -> "KNN":
         """A fitted model differing only in ``k``, ``neighbourhood``, ``prediction``
@@ -301,6 +305,17 @@ class UserKNN(KNN):
 def default_blocks() -> int:
     """User blocks when none is given: one per thread that will run the tasks (at least 4)."""
     return max(4, parallelism())
+
+
+def _finish_fit(model, matrix, global_mean, rating_range, token):
+    """Per-entity means and item counts (persisted), global mean, range, graph token."""
+    _, _, ent_sum, ent_count = matrix.oriented(model.based)
+    model.entity_means_, model.item_means_, model.item_count_ = dask.persist(
+        _means(ent_sum, ent_count), _means(matrix.item_sum, matrix.item_count),
+        _single(matrix.item_count))
+    model.global_mean_ = float(global_mean)
+    model.rating_range_ = (float(rating_range[0]), float(rating_range[1]))
+    model._token = dask.base.tokenize(token, model.get_params())
 
 
 def _means(sums: da.Array, counts: da.Array):

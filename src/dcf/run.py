@@ -16,8 +16,9 @@ import contextlib
 import json
 import os
 import platform
-import shutil
+import signal
 import sys
+import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -30,9 +31,10 @@ from . import __version__, cluster, evaluate, split
 from . import io as dio
 from .config import CHOICES, RunConfig, load_config
 from .datasets import open_source
-from .errors import ConfigError, DataError
+from .errors import ClusterError, ConfigError, DataError
 from .matrix import build_matrix
 from .model import KNN, default_blocks
+from .store import atomic_folder
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, help=f"split seed ({d.seed})")
     g.add_argument("--skip-bad-lines", action="store_true", default=None,
                    help="drop bad lines (counted in metrics.json) instead of failing")
+    g.add_argument("--rating-scale", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   help="declared rating scale: ratings outside it are bad lines (default: any > 0)")
     g = p.add_argument_group("model")
     for name in ("based", "similarity", "neighbourhood", "prediction"):
         g.add_argument(f"--{name}", choices=CHOICES[name], help=f"(default {getattr(d, name)})")
@@ -113,7 +117,8 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
     Returns a dict with ``model``, ``matrix``, ``predictions`` and
     ``recommendations`` (pandas) and ``reports`` (computed cleaning counts).
     """
-    read_kw = {"on_bad_lines": "skip" if cfg.skip_bad_lines else "error"}
+    read_kw = {"on_bad_lines": "skip" if cfg.skip_bad_lines else "error",
+               "rating_scale": cfg.rating_scale}
     with stage("load"):
         data = open_source(cfg.data, **read_kw)
         if cfg.test:
@@ -157,7 +162,16 @@ def run(cfg: RunConfig) -> dict:
         print(f"dcf {__version__}: dashboard {shape['dashboard']}  ({shape['workers']} workers)",
               file=sys.stderr)
         stack.enter_context(cluster.report_to(cfg.performance_report))
-        res = execute(cfg, stage)
+        at_start = cluster.worker_addresses(client)
+        try:
+            res = execute(cfg, stage)
+        except (DataError, ConfigError):
+            raise
+        except Exception as exc:
+            reason = cluster.explain_failure(exc, len(at_start - cluster.worker_addresses(client)))
+            if reason:
+                raise ClusterError(reason) from exc
+            raise
         with stage("output"):
             metrics = _metrics(cfg, res["model"], res["predictions"], res["recommendations"],
                                res["reports"], shape)
@@ -195,26 +209,12 @@ def _metrics(cfg, model, preds, recs, counts, shape) -> dict:
 
 def _write_outputs(out: Path, preds, recs, metrics, stage) -> None:
     """Write into a sibling staging folder, then swap it into place."""
-    out = out.resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
-        preds = _uniform_ids(preds)
-        preds.to_parquet(staging / "predictions.parquet", index=False)
+    with atomic_folder(out) as staging:
+        _uniform_ids(preds).to_parquet(staging / "predictions.parquet", index=False)
         recs.to_parquet(staging / "recommendations.parquet", index=False)
         metrics["seconds"] = stage.seconds
         with open(staging / "metrics.json", "w") as f:
             json.dump(metrics, f, indent=2, default=_json_default)
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        if out.exists():
-            os.replace(out, old)
-        os.replace(staging, out)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def _uniform_ids(frame: pd.DataFrame) -> pd.DataFrame:
@@ -250,8 +250,19 @@ def summary(metrics: dict, top_n: int) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: stop the cluster this job started, keep old outputs."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         cfg = resolve(args)
         metrics = run(cfg)
@@ -260,19 +271,31 @@ def main(argv=None) -> int:
             raise
         print(f"dcf: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("dcf: interrupted; outputs left as they were", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        print(f"dcf: {what}; outputs left as they were", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - one line unless --debug
         if args.debug:
             raise
-        print(f"dcf: failed: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
-              file=sys.stderr)
+        if isinstance(exc, ClusterError):
+            print(f"dcf: failed: {exc}", file=sys.stderr)
+        else:
+            print(f"dcf: failed: {type(exc).__name__}: {exc} (rerun with --debug for the "
+                  "traceback)", file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     print(summary(metrics, cfg.top_n))
     print(f"outputs in {Path(cfg.out).resolve()}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    if status == 130:  # the cluster is closed; do not wait for Dask's busy helper threads
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)

@@ -1,0 +1,198 @@
+"""Faults a cluster has: a worker killed mid-stage, every worker lost, Ctrl-C / SIGTERM /
+SIGKILL of the batch job, and repeated runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cloudpickle
+import dask
+import pandas as pd
+import psutil
+import pytest
+from distributed import Client, LocalCluster
+from distributed.diagnostics.plugin import WorkerPlugin
+
+from dcf.run import main
+from dcf.store import atomic_folder
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
+
+DATA = "synthetic:users=3000,items=400,ratings=40000,seed=3"
+
+
+class KillOnTask(WorkerPlugin):
+    """SIGKILLs the worker process when a task whose key starts with ``prefix`` starts;
+    with ``once`` a flag file makes only the first worker to get there die."""
+
+    def __init__(self, prefix, flag, once=True):
+        self.prefix, self.flag, self.once = prefix, str(flag), once
+
+    def transition(self, key, start, finish, **kwargs):
+        name = key[0] if isinstance(key, tuple) else key
+        if finish != "executing" or not str(name).startswith(self.prefix):
+            return
+        if self.once:
+            try:  # atomic: exactly one worker wins
+                fd = os.open(self.flag, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                return
+            os.write(fd, f"{os.getpid()}\n".encode())
+            os.close(fd)
+        else:
+            with open(self.flag, "a") as f:
+                f.write(f"{os.getpid()}\n")
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _job(address, out, *extra):
+    return main(["--scheduler", address, "--data", DATA, "--k", "10", "--top-n", "10",
+                 "--block-size", "50", "--no-progress", "--out", str(out), *extra])
+
+
+def _outputs(out):
+    return (pd.read_parquet(out / "predictions.parquet"), pd.read_parquet(out / "recommendations.parquet"))
+
+
+def test_worker_killed_during_similarity_changes_nothing(tmp_path):
+    flag = tmp_path / "killed"
+    with LocalCluster(n_workers=2, threads_per_worker=1, memory_limit="1GB", processes=True,
+                      host="127.0.0.1", dashboard_address=None) as lc, Client(lc) as client:
+        assert _job(lc.scheduler_address, tmp_path / "clean") == 0
+        client.restart()  # nothing cached from the clean run
+        client.register_plugin(KillOnTask("similarity-tile", flag), name="kill-once")
+        assert _job(lc.scheduler_address, tmp_path / "faulty") == 0
+        assert flag.exists() and len(flag.read_text().split()) == 1  # one worker really died
+    for clean, faulty in zip(_outputs(tmp_path / "clean"), _outputs(tmp_path / "faulty")):
+        pd.testing.assert_frame_equal(clean, faulty)
+
+
+def test_a_task_that_keeps_killing_workers_fails_without_a_restart_loop(tmp_path, capsys):
+    flag = tmp_path / "killed"
+    with LocalCluster(n_workers=2, threads_per_worker=1, memory_limit="1GB", processes=True,
+                      host="127.0.0.1", dashboard_address=None) as lc, Client(lc) as client:
+        client.register_plugin(KillOnTask("similarity-tile", flag, once=False), name="kill-all")
+        t = time.monotonic()
+        rc = _job(lc.scheduler_address, tmp_path / "out")
+        took = time.monotonic() - t
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc == 1 and took < 120
+    assert err.startswith("dcf: failed: workers died") and "raise --memory-limit" in err
+    # bounded: each death counts against every task the worker was running or holding;
+    # the scheduler gives up after allowed-failures + 1 deaths per task (both workers die)
+    allowed = dask.config.get("distributed.scheduler.allowed-failures")
+    assert len(flag.read_text().split()) <= 2 * (allowed + 1) + 2
+    assert not (tmp_path / "out").exists()
+
+
+def test_every_worker_lost_fails_with_a_message_in_bounded_time(tmp_path, capsys):
+    flag = tmp_path / "killed"
+    with dask.config.set({"distributed.scheduler.no-workers-timeout": "3s"}), \
+            LocalCluster(n_workers=0, host="127.0.0.1", dashboard_address=None) as lc, \
+            Client(lc) as client:
+        workers = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker",
+                                     lc.scheduler_address, "--no-nanny", "--nthreads", "1",
+                                     "--memory-limit", "1GB", "--host", "127.0.0.1"],
+                                    stderr=subprocess.DEVNULL) for _ in range(2)]
+        try:
+            client.wait_for_workers(2, timeout=60)
+            client.register_plugin(KillOnTask("similarity-tile", flag, once=False), name="kill-all")
+            t = time.monotonic()
+            rc = _job(lc.scheduler_address, tmp_path / "out")
+            took = time.monotonic() - t
+        finally:
+            for w in workers:
+                w.kill()
+                w.wait()
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc == 1 and took < 60
+    assert err.startswith("dcf: failed: ") and "worker" in err and "Traceback" not in err
+    assert len(flag.read_text().split()) == 2 and not (tmp_path / "out").exists()
+
+
+def _start(args, tmp_path):
+    return subprocess.Popen([sys.executable, "-m", "dcf.run", *args], stderr=subprocess.PIPE,
+                            text=True, cwd=tmp_path)
+
+
+def _wait_for_stage(proc, stage, timeout=120):
+    """Read the job's progress lines until ``stage`` starts; returns what was read."""
+    seen, t = [], time.monotonic()
+    while time.monotonic() - t < timeout:
+        chunk = proc.stderr.read(1)
+        if not chunk:
+            break
+        seen.append(chunk)
+        if "".join(seen).rstrip().endswith(f"{stage:<12} ..."):
+            return "".join(seen)
+    raise AssertionError(f"stage {stage} never started: {''.join(seen)}")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_keeps_previous_output_and_stops_the_cluster(sig, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "metrics.json").write_text('{"previous": true}')
+    args = ["--data", "synthetic:users=20000,items=1500,ratings=400000,seed=1", "--k", "20",
+            "--workers", "2", "--threads-per-worker", "1", "--dashboard-address", "127.0.0.1:0",
+            "--out", str(out)]
+    proc = _start(args, tmp_path)
+    _wait_for_stage(proc, "neighbours")
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    assert workers, "the job started no worker processes"
+    proc.send_signal(sig)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=60) == 130
+    assert ("terminated" if sig == signal.SIGTERM else "interrupted") in rest
+    assert "Traceback" not in rest
+    assert (out / "metrics.json").read_text() == '{"previous": true}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging folder left
+    gone, alive = psutil.wait_procs(workers, timeout=30)
+    assert not alive, f"worker processes still running: {alive}"
+
+
+def test_sigkill_leaves_previous_output_and_the_next_run_cleans_up(tmp_path):
+    out = tmp_path / "out"
+    args = ["--data", "synthetic:users=20000,items=1500,ratings=400000,seed=1", "--k", "20",
+            "--workers", "1", "--dashboard-address", "127.0.0.1:0", "--out", str(out)]
+    out.mkdir()
+    (out / "metrics.json").write_text('{"previous": true}')
+    proc = _start(args, tmp_path)
+    _wait_for_stage(proc, "neighbours")
+    family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    for p in family:
+        p.kill()
+    psutil.wait_procs(family, timeout=30)
+    assert (out / "metrics.json").read_text() == '{"previous": true}'
+    # a killed run's staging folder (dead pid) is removed by the next write
+    stale = tmp_path / ".out.partial-999999999"
+    stale.mkdir()
+    with atomic_folder(out) as staging:
+        (staging / "metrics.json").write_text("{}")
+    assert not stale.exists() and (out / "metrics.json").read_text() == "{}"
+
+
+def test_killed_between_the_two_renames_restores_the_old_output(tmp_path):
+    out = tmp_path / "out"
+    old = tmp_path / ".out.old-999999999"  # the previous output, moved aside, then killed
+    old.mkdir()
+    (old / "metrics.json").write_text("old")
+    with pytest.raises(RuntimeError), atomic_folder(out) as staging:
+        (staging / "metrics.json").write_text("new")
+        raise RuntimeError("interrupted while writing")
+    assert (out / "metrics.json").read_text() == "old" and not old.exists()
+
+
+def test_rerunning_is_idempotent(tmp_path):
+    with LocalCluster(n_workers=2, threads_per_worker=1, memory_limit="1GB", processes=True,
+                      host="127.0.0.1", dashboard_address=None) as lc:
+        assert _job(lc.scheduler_address, tmp_path / "out") == 0
+        first = _outputs(tmp_path / "out")
+        assert _job(lc.scheduler_address, tmp_path / "out") == 0
+    for a, b in zip(first, _outputs(tmp_path / "out")):
+        pd.testing.assert_frame_equal(a, b)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
