@@ -128,8 +128,9 @@ def _futures(collection):
 
 
 def memory_budget():
-    """``(smallest worker memory limit in bytes, its threads, sum of limits)`` of the
-    current client's workers; ``None`` without a client or without memory limits."""
+    """``(limit, threads, total, idle)`` of the current client's workers: the smallest
+    memory limit in bytes, that worker's threads, the sum of limits and the largest
+    memory a worker uses now; ``None`` without a client or without memory limits."""
     from distributed import default_client
 
     try:
@@ -140,7 +141,8 @@ def memory_budget():
     if not limits or any(lim == 0 for lim, _ in limits):
         return None
     smallest = min(limits)
-    return smallest[0], max(1, smallest[1]), sum(lim for lim, _ in limits)
+    idle = max(int(w.get("metrics", {}).get("memory", 0)) for w in workers)
+    return smallest[0], max(1, smallest[1]), sum(lim for lim, _ in limits), idle
 
 
 def worker_addresses(client) -> set:

@@ -104,7 +104,8 @@ def default_row_block(n_rows: int, nnz: int, min_blocks: int = 4) -> int:
 
 
 def build_matrix(parts, *, source="ratings", on_bad_lines="error", row_block=None,
-                 col_block=None, report=None, min_blocks=4) -> RatingMatrix:
+                 col_block=None, report=None, min_blocks=4, based="item",
+                 entity_block_limit=None) -> RatingMatrix:
     """Build the persisted-ready rating matrix from frame parts.
 
     Parameters
@@ -126,6 +127,10 @@ def build_matrix(parts, *, source="ratings", on_bad_lines="error", row_block=Non
         More blocks mean more parallel tasks, never other results.
     report : Delayed dict, optional
         The reader's report, merged into the matrix report.
+    based, entity_block_limit : str, callable ``n -> int``, optional
+        Caps the default block of the entities (items for ``based="item"``)
+        so that similarity tasks fit in worker memory
+        (:func:`dcf.similarity.block_limit`); an explicit block size is kept.
 
     Returns
     -------
@@ -145,9 +150,15 @@ def build_matrix(parts, *, source="ratings", on_bad_lines="error", row_block=Non
                         "every line dropped)")
     users, items = IdMap(u_raw), IdMap(i_raw)
     n_users, n_items = len(users), len(items)
-    ub = block_bounds(n_users, row_block or default_row_block(n_users, nnz, min_blocks))
-    item_blocks = max(4, int(math.sqrt(2 * min_blocks)) + 1)
-    ib = block_bounds(n_items, col_block or default_row_block(n_items, nnz, item_blocks))
+    row_default = default_row_block(n_users, nnz, min_blocks)
+    col_default = default_row_block(n_items, nnz, max(4, int(math.sqrt(2 * min_blocks)) + 1))
+    if entity_block_limit is not None:
+        if based == "item":
+            col_default = min(col_default, entity_block_limit(n_items))
+        else:
+            row_default = min(row_default, entity_block_limit(n_users))
+    ub = block_bounds(n_users, row_block or row_default)
+    ib = block_bounds(n_items, col_block or col_default)
     token = dask.base.tokenize(parts, ub, ib, on_bad_lines)
     split = dask.delayed(_split_part, nout=len(ub) - 1, pure=True)
     u_key, i_key = users.as_delayed(), items.as_delayed()

@@ -20,13 +20,13 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from . import io as dio
-from .cluster import parallelism
+from .cluster import memory_budget, parallelism
 from .errors import ConfigError
 from .kernels import MEASURES
 from .matrix import RatingMatrix, build_matrix, from_array
 from .neighbours import top_k
 from .predict import predict_pairs, recommend_blocks
-from .similarity import similarity_rows, similarity_tiles
+from .similarity import block_limit, similarity_rows, similarity_tiles
 
 __all__ = ["KNN", "ItemKNN", "UserKNN", "as_parts"]
 
@@ -108,6 +108,10 @@ class KNN(BaseEstimator):
         if self.block_size is not None and int(self.block_size) < 1:
             raise ConfigError(f"block_size must be >= 1, not {self.block_size!r}")
 
+    def _block_limit(self):
+        """Entity block cap from the cluster's worker memory (None without a cluster)."""
+        return block_limit(memory_budget(), whole_rows=self.neighbourhood == "rated")
+
     def _fitted(self):
         if not hasattr(self, "neighbours_"):
             raise RuntimeError(f"this {type(self).__name__} is not fitted yet: call fit() first")
@@ -140,7 +144,8 @@ class KNN(BaseEstimator):
             matrix = build_matrix(parts, source=source, on_bad_lines=self.on_bad_lines,
                                   report=report, col_block=ent_block if self.based == "item" else None,
                                   row_block=ent_block if self.based == "user" else None,
-                                  min_blocks=default_blocks())
+                                  min_blocks=default_blocks(), based=self.based,
+                                  entity_block_limit=self._block_limit())
         self.matrix_ = matrix.persist()
         P = matrix.oriented(self.based)[0]
         tiles = similarity_tiles(P, self.similarity, self.min_support, self.shrinkage)

@@ -96,6 +96,7 @@ class Stages:
 
     @contextlib.contextmanager
     def __call__(self, name):
+        _check_stop()
         if self.show:
             print(f"  {name:<12} ...", end="", flush=True, file=sys.stderr)
         t = time.perf_counter()
@@ -137,7 +138,8 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
                               on_bad_lines=read_kw["on_bad_lines"], report=reports[0],
                               col_block=block if cfg.based == "item" else None,
                               row_block=block if cfg.based == "user" else None,
-                              min_blocks=default_blocks())
+                              min_blocks=default_blocks(), based=cfg.based,
+                              entity_block_limit=model._block_limit())
     with stage("matrix"):
         matrix.persist()
         cluster.wait_for(matrix.by_user, matrix.by_item)
@@ -200,6 +202,7 @@ def _metrics(cfg, model, preds, recs, counts, shape) -> dict:
         "fallbacks": {str(k): int(v) for k, v in preds["fallback"].value_counts().items()},
         "recommendation_fallbacks": int(recs["fallback"].sum()),
         "global_mean": model.global_mean_, "rating_range": list(model.rating_range_),
+        "similarity_block": int(max(model.matrix_.oriented(model.based)[0].chunks[0])),
         "cluster": shape,
         "config": cfg.to_dict(),
         "machine": {"python": platform.python_version(), "platform": platform.platform(),
@@ -209,12 +212,14 @@ def _metrics(cfg, model, preds, recs, counts, shape) -> dict:
 
 def _write_outputs(out: Path, preds, recs, metrics, stage) -> None:
     """Write into a sibling staging folder, then swap it into place."""
+    _check_stop()
     with atomic_folder(out) as staging:
         _uniform_ids(preds).to_parquet(staging / "predictions.parquet", index=False)
         recs.to_parquet(staging / "recommendations.parquet", index=False)
         metrics["seconds"] = stage.seconds
         with open(staging / "metrics.json", "w") as f:
             json.dump(metrics, f, indent=2, default=_json_default)
+        _check_stop()  # a signal swallowed while writing: discard the staging folder
 
 
 def _uniform_ids(frame: pd.DataFrame) -> pd.DataFrame:
@@ -254,15 +259,35 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C: stop the cluster this job started, keep old outputs."""
 
 
-def _on_sigterm(signum, frame):
-    raise Terminated()
+# set by a SIGINT/SIGTERM handler; the exception the handler raises can be swallowed when
+# it lands inside a finaliser (Python prints "Exception ignored"), so every stage boundary
+# and the output step check this flag as well
+_STOP: dict = {}
+
+
+def _on_signal(signum, frame):
+    _STOP["signal"] = signum
+    f = frame
+    while f is not None:
+        if f.f_code.co_name == "__del__":  # raised here, it would be printed and dropped:
+            threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()  # deliver again
+            return
+        f = f.f_back
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def _check_stop() -> None:
+    if "signal" in _STOP:
+        raise Terminated() if _STOP["signal"] == signal.SIGTERM else KeyboardInterrupt()
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    previous = None
+    previous = {}
+    _STOP.clear()
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, _on_signal)
     try:
         cfg = resolve(args)
         metrics = run(cfg)
@@ -285,8 +310,8 @@ def main(argv=None) -> int:
                   "traceback)", file=sys.stderr)
         return 1
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     print(summary(metrics, cfg.top_n))
     print(f"outputs in {Path(cfg.out).resolve()}")
     return 0

@@ -15,9 +15,77 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import kernels
+from .errors import ConfigError
 from .matrix import _concat
 
-__all__ = ["SimilarityTiles", "similarity_tiles", "similarity_rows"]
+__all__ = ["SimilarityTiles", "similarity_tiles", "similarity_rows", "block_limit"]
+
+# what one task holds, measured from the kernels: a similarity tile keeps about ten dense
+# block x block float64 arrays (products, counts, norms, result); assembling a block of
+# whole rows keeps its tiles, the dense rows and their CSR copy (about four times the rows)
+TILE_BYTES_PER_ENTRY = 80
+ROW_BYTES_PER_ENTRY = 32
+WORKER_BASELINE_BYTES = 300e6  # an idle worker with dcf's stack loaded (measured: ~310 MB)
+MIN_BLOCK = 16
+
+
+def block_limit(budget, whole_rows: bool):
+    """Largest entity block whose tasks fit in a worker's memory, as a function of n.
+
+    Parameters
+    ----------
+    budget : (limit_bytes, threads, total_bytes, idle_bytes) or None
+        The smallest worker's memory limit and threads, the sum of all limits and
+        the most a worker uses now (:func:`dcf.cluster.memory_budget`); ``None`` =
+        no limit known, no cap.
+    whole_rows : bool
+        The ``rated`` neighbourhood keeps all n x n similarities (persisted).
+
+    Returns
+    -------
+    callable ``n -> int`` or None
+        Raises :class:`~dcf.errors.ConfigError` *before any work starts* when no
+        block size fits, naming the limit to raise, instead of letting workers be
+        killed and restarted.  Each thread gets half of its share of the memory
+        below Dask's pause threshold (80 %), so inputs and outputs fit beside it.
+    """
+    if budget is None:
+        return None
+    limit, threads, total, idle = budget
+    baseline = max(idle, WORKER_BASELINE_BYTES)
+    if baseline > 0.6 * limit:  # Dask pauses a worker at 80 %: it would hang, not work
+        raise ConfigError(f"workers use {baseline / 1e6:.0f} MB before any work, too close to "
+                          f"their memory limit of {limit / 1e6:.0f} MB (Dask pauses them at 80 %): "
+                          f"raise --memory-limit to at least {_gb(baseline / 0.6 + 1e8)}")
+    per_task = (0.8 * limit - baseline) / threads / 2
+
+    def cap(n: int) -> int:
+        if whole_rows and 8.0 * n * n > 0.7 * total:
+            raise ConfigError(
+                f"the rated neighbourhood keeps all {n:,} x {n:,} similarities "
+                f"({8.0 * n * n / 1e9:.2f} GB), more than the workers hold below their spill "
+                f"threshold ({0.7 * total / 1e9:.2f} GB of {total / 1e9:.2f} GB): raise "
+                f"--memory-limit to at least {_gb(8.0 * n * n / 0.7 * limit / total)} per worker, "
+                "add workers, or use --neighbourhood global (keeps only n x k)")
+        b = int(np.sqrt(per_task / TILE_BYTES_PER_ENTRY))
+        if whole_rows:
+            b = min(b, int(per_task / (ROW_BYTES_PER_ENTRY * max(n, 1))))
+        if b < min(MIN_BLOCK, n):
+            need = (MIN_BLOCK * ROW_BYTES_PER_ENTRY * n if whole_rows
+                    else MIN_BLOCK ** 2 * TILE_BYTES_PER_ENTRY)
+            floor = (2 * need * threads + baseline) / 0.8
+            raise ConfigError(
+                f"a worker memory limit of {_gb(limit)} with {threads} thread(s) leaves "
+                f"{per_task / 1e6:.0f} MB per task, too little for similarity blocks of "
+                f"{MIN_BLOCK} {'whole rows of ' + format(n, ',') if whole_rows else 'x ' + str(MIN_BLOCK)}"
+                f": raise --memory-limit to at least {_gb(floor)} or use fewer threads per worker")
+        return max(b, 1)
+
+    return cap
+
+
+def _gb(nbytes: float) -> str:
+    return f"{np.ceil(nbytes / 1e8) / 10:.1f}GB"
 
 
 class SimilarityTiles:
