@@ -18,7 +18,8 @@ from . import kernels
 from .errors import ConfigError
 from .matrix import _concat
 
-__all__ = ["SimilarityTiles", "similarity_tiles", "similarity_rows", "block_limit"]
+__all__ = ["SimilarityTiles", "similarity_tiles", "similarity_rows", "block_limit",
+           "row_block_format"]
 
 # what one task holds, measured from the kernels: a similarity tile keeps about ten dense
 # block x block float64 arrays (products, counts, norms, result); assembling a block of
@@ -137,7 +138,10 @@ def similarity_tiles(P: da.Array, measure="cosine", min_support=1, shrinkage=0.0
     return SimilarityTiles(tiles, bounds, token)
 
 
-def similarity_rows(st: SimilarityTiles, dense_fraction=0.3) -> da.Array:
+DENSE_FRACTION = 0.3
+
+
+def similarity_rows(st: SimilarityTiles, dense_fraction=DENSE_FRACTION) -> da.Array:
     """Whole similarity rows per block (for the exact ``rated`` neighbourhood).
 
     Each row block is stored dense when at least ``dense_fraction`` of it is
@@ -154,7 +158,14 @@ def similarity_rows(st: SimilarityTiles, dense_fraction=0.3) -> da.Array:
 
 
 def _assemble_rows(tiles, transposed, dense_fraction):
-    full = np.hstack([t.T if tr else t for t, tr in zip(tiles, transposed)])
-    if np.count_nonzero(full) >= dense_fraction * full.size:
-        return full
-    return sp.csr_matrix(full)
+    return row_block_format(np.hstack([t.T if tr else t for t, tr in zip(tiles, transposed)]),
+                            dense_fraction)
+
+
+def row_block_format(block, dense_fraction=DENSE_FRACTION):
+    """A block of whole similarity rows as stored: dense when at least ``dense_fraction``
+    of it is non-zero, else CSR (``block``: ndarray or scipy sparse)."""
+    nnz = block.nnz if sp.issparse(block) else np.count_nonzero(block)
+    if nnz >= dense_fraction * block.shape[0] * block.shape[1]:
+        return block.toarray() if sp.issparse(block) else block
+    return sp.csr_matrix(block)

@@ -187,6 +187,7 @@ def load(path):
     from .matrix import RatingMatrix, _concat, _row_stats, _transpose_blocks
     from .model import KNN, ItemKNN, UserKNN, _finish_fit
     from .neighbours import NeighbourTable
+    from .similarity import row_block_format
 
     folder = Path(path)
     meta = _read_meta(folder)
@@ -237,7 +238,7 @@ def load(path):
             raise DataError(folder / META, "a rated-neighbourhood model without similarity.npz")
         rows = _read_csr(folder / "similarity.npz", (n, n))
         model.similarity_rows_ = _concat(
-            [_share(_row_format(rows[bounds[a]:bounds[a + 1]]), f"saved-sim-rows-{token}-{a}")
+            [_share(row_block_format(rows[bounds[a]:bounds[a + 1]]), f"saved-sim-rows-{token}-{a}")
              for a in range(len(bounds) - 1)], bounds, n).persist()
     _finish_fit(model, matrix, meta["global_mean"], meta["rating_range"], token)
     return model
@@ -320,13 +321,6 @@ def _read_csr(path: Path, shape) -> sp.csr_matrix:
     except (ValueError, TypeError) as exc:
         raise DataError(path, f"not a valid {shape[0]} x {shape[1]} sparse matrix: {exc}") from None
     return m
-
-
-def _row_format(block: sp.csr_matrix, dense_fraction=0.3):
-    """The row-block format ``similarity_rows`` uses: dense when dense enough."""
-    if block.nnz >= dense_fraction * block.shape[0] * block.shape[1]:
-        return block.toarray()
-    return block
 
 
 def _share(obj, key: str):
