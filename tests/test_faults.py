@@ -72,22 +72,23 @@ def test_worker_killed_during_similarity_changes_nothing(tmp_path):
         pd.testing.assert_frame_equal(clean, faulty)
 
 
-@pytest.mark.skip(reason="flaky under load (took minutes in one full run); the message path is "
-                  "covered by the every-worker-lost test; to be fixed in the next session")
 def test_a_task_that_keeps_killing_workers_fails_without_a_restart_loop(tmp_path, capsys):
     flag = tmp_path / "killed"
-    with LocalCluster(n_workers=2, threads_per_worker=1, memory_limit="1GB", processes=True,
-                      host="127.0.0.1", dashboard_address=None) as lc, Client(lc) as client:
+    # allowed-failures 1 (ours is 2) keeps the number of nanny restarts, each a few seconds
+    # on a loaded 2-core machine, small; the bound below is derived from it either way
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}), \
+            LocalCluster(n_workers=2, threads_per_worker=1, memory_limit="1GB", processes=True,
+                         host="127.0.0.1", dashboard_address=None) as lc, Client(lc) as client:
+        allowed = dask.config.get("distributed.scheduler.allowed-failures")
         client.register_plugin(KillOnTask("similarity-tile", flag, once=False), name="kill-all")
         t = time.monotonic()
         rc = _job(lc.scheduler_address, tmp_path / "out")
         took = time.monotonic() - t
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert rc == 1 and took < 120
     assert err.startswith("dcf: failed: workers died") and "raise --memory-limit" in err
+    assert rc == 1 and took < 180
     # bounded: each death counts against every task the worker was running or holding;
     # the scheduler gives up after allowed-failures + 1 deaths per task (both workers die)
-    allowed = dask.config.get("distributed.scheduler.allowed-failures")
     assert len(flag.read_text().split()) <= 2 * (allowed + 1) + 2
     assert not (tmp_path / "out").exists()
 
