@@ -65,7 +65,7 @@ def test_worker_killed_during_similarity_changes_nothing(tmp_path):
                       host="127.0.0.1", dashboard_address=None) as lc, Client(lc) as client:
         assert _job(lc.scheduler_address, tmp_path / "clean") == 0
         client.restart()  # nothing cached from the clean run
-        client.register_plugin(KillOnTask("similarity-tile", flag), name="kill-once")
+        client.register_plugin(KillOnTask("similarity-block", flag), name="kill-once")
         assert _job(lc.scheduler_address, tmp_path / "faulty") == 0
         assert flag.exists() and len(flag.read_text().split()) == 1  # one worker really died
     for clean, faulty in zip(_outputs(tmp_path / "clean"), _outputs(tmp_path / "faulty")):
@@ -80,7 +80,7 @@ def test_a_task_that_keeps_killing_workers_fails_without_a_restart_loop(tmp_path
             LocalCluster(n_workers=2, threads_per_worker=1, memory_limit="1GB", processes=True,
                          host="127.0.0.1", dashboard_address=None) as lc, Client(lc) as client:
         allowed = dask.config.get("distributed.scheduler.allowed-failures")
-        client.register_plugin(KillOnTask("similarity-tile", flag, once=False), name="kill-all")
+        client.register_plugin(KillOnTask("similarity-block", flag, once=False), name="kill-all")
         t = time.monotonic()
         rc = _job(lc.scheduler_address, tmp_path / "out")
         took = time.monotonic() - t
@@ -104,7 +104,7 @@ def test_every_worker_lost_fails_with_a_message_in_bounded_time(tmp_path, capsys
                                     stderr=subprocess.DEVNULL) for _ in range(2)]
         try:
             client.wait_for_workers(2, timeout=60)
-            client.register_plugin(KillOnTask("similarity-tile", flag, once=False), name="kill-all")
+            client.register_plugin(KillOnTask("similarity-block", flag, once=False), name="kill-all")
             t = time.monotonic()
             rc = _job(lc.scheduler_address, tmp_path / "out")
             took = time.monotonic() - t
@@ -240,7 +240,7 @@ def test_tiles_are_sized_from_the_worker_memory_limit(tmp_path):
     with LocalCluster(n_workers=2, threads_per_worker=1, memory_limit="600MB", processes=True,
                       host="127.0.0.1", dashboard_address=None) as lc, Client(lc) as client:
         before = set(client.scheduler_info()["workers"])
-        model = ItemKNN(k=10, neighbourhood="global").fit(data)
+        model = ItemKNN(k=10, neighbourhood="global", method="tiles").fit(data)
         recs = model.recommend(n=5).compute()
         block = max(model.matrix_.by_item.chunks[0])
         assert set(client.scheduler_info()["workers"]) == before  # no worker restarted

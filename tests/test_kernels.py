@@ -151,3 +151,81 @@ def test_top_n_equals_a_full_sort(seed, n):
         want = (want + [-1] * n)[:n]
         assert cols[i].tolist() == want
         assert filled[i].tolist() == [k >= len(scored) and w >= 0 for k, w in enumerate(want)]
+
+
+@given(rating_matrices(), st.sampled_from(["cosine", "full-cosine"]), st.integers(0, 3),
+       st.sampled_from([0.0, 2.5]), st.integers(0, 12), st.integers(1, 6))
+@settings(max_examples=80, deadline=None)
+def test_similarity_rows_equal_the_tiles_bit_for_bit(P, measure, min_support, shrinkage, cut, k):
+    # the rows method (sparse accumulator over the whole matrix) and the tile method give
+    # the same doubles: same products, summed in the same (ascending) order
+    full = kernels.similarity_tile(sp.csr_matrix(P), sp.csr_matrix(P), measure, min_support,
+                                   shrinkage, diagonal=True)
+    np.testing.assert_allclose(full, ref.similarity(P, measure, min_support, shrinkage),
+                               rtol=1e-12, atol=1e-12)
+    cut = min(cut, P.shape[0])
+    Q = sp.csr_matrix(P.T)
+    norms = kernels.row_norms(sp.csr_matrix(P))
+    for lo, hi in ((0, cut), (cut, P.shape[0])):
+        rows, idx, sim = kernels.similarity_rows(sp.csr_matrix(P[lo:hi]), Q, lo, measure, min_support,
+                                                 shrinkage, k, norms[lo:hi], norms, dense=True)
+        np.testing.assert_array_equal(rows, full[lo:hi])
+        want_idx, want_sim = kernels.topk_rows(full[lo:hi], k, 0, lo)
+        np.testing.assert_array_equal(idx, want_idx)
+        np.testing.assert_array_equal(sim, want_sim)
+
+
+def test_similarity_rows_needs_norms_for_full_cosine():
+    P = sp.csr_matrix(np.array([[1.0, 2.0], [0.0, 3.0]]))
+    with pytest.raises(ValueError, match="norms"):
+        kernels.similarity_rows(P, P.T.tocsr(), 0, "full-cosine", k=1)
+
+
+@given(st.integers(0, 100_000), st.integers(1, 8), st.sampled_from(["item", "user"]),
+       st.booleans(), st.integers(1, 3))
+@settings(max_examples=60, deadline=None)
+def test_recommend_rows_equals_a_dense_loop(seed, n, based, centred, min_k):
+    rng = np.random.default_rng(seed)
+    users, items = 7, 9
+    R = rng.choice([0, 0, 0, 1, 2, 3, 4, 5], size=(users, items)).astype(float)
+    ent = items if based == "item" else users
+    W = np.where(rng.random((ent, ent)) < 0.4, rng.choice([0.25, 0.5, 1.0], size=(ent, ent)), 0.0)
+    np.fill_diagonal(W, 0.0)
+    means = rng.choice([2.0, 3.5], size=ent) if centred else np.zeros(ent)
+    order = rng.permutation(items)
+    rank = np.argsort(order)
+    lo, hi = 1.0, 5.0
+    if based == "item":  # A = ratings (centred by item), B = W^T
+        # a rating equal to its mean stays stored: the pattern is R's, not the values'
+        A = sp.csr_matrix((np.asarray((R - means[None, :])[R > 0]), np.nonzero(R > 0)), shape=R.shape)
+        B = sp.csr_matrix(W.T)
+        row_add, col_add = None, means if centred else None
+    else:  # A = W rows, B = ratings (centred by user)
+        A = sp.csr_matrix(W)
+        B = sp.csr_matrix((np.asarray((R - means[:, None])[R > 0]), np.nonzero(R > 0)), shape=R.shape)
+        row_add, col_add = (means if centred else None), None
+    cols, vals, filled = kernels.recommend_rows(A, B, based == "user", sp.csr_matrix(R), n, order,
+                                                min_k, row_add, col_add, (lo, hi))
+    for u in range(users):
+        scored, rest = [], []
+        for i in range(items):
+            if R[u, i] > 0:
+                continue
+            if based == "item":
+                terms = [(W[i, j], R[u, j] - means[j]) for j in range(items) if R[u, j] > 0 and W[i, j] > 0]
+                add = means[i]
+            else:
+                terms = [(W[u, v], R[v, i] - means[v]) for v in range(users) if R[v, i] > 0 and W[u, v] > 0]
+                add = means[u]
+            if len(terms) >= min_k:
+                s = sum(w * r for w, r in terms) / sum(w for w, _ in terms) + add
+                scored.append((-min(max(s, lo), hi), rank[i], i))
+            else:
+                rest.append((rank[i], i))
+        scored.sort()
+        rest.sort()
+        want = ([i for *_, i in scored] + [i for _, i in rest] + [-1] * n)[:n]
+        # same products summed in the same order as the loop: exact, ties included
+        assert cols[u].tolist() == want
+        assert vals[u][:min(n, len(scored))].tolist() == [-s for s, *_ in scored][:n]
+        assert filled[u].tolist() == [k >= len(scored) and w >= 0 for k, w in enumerate(want)]

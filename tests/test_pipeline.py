@@ -176,3 +176,34 @@ def test_recommend_for_some_users_equals_their_rows_of_the_full_run():
     pd.testing.assert_frame_equal(nb.reset_index(drop=True),
                                   table[table["entity"].isin([501, 505]) & (table["rank"] <= 3)]
                                   .reset_index(drop=True))
+
+
+@pytest.mark.parametrize("based", ["item", "user"])
+@pytest.mark.parametrize("neighbourhood", ["rated", "global"])
+@pytest.mark.parametrize("measure", ["cosine", "full-cosine"])
+def test_rows_and_tiles_methods_give_identical_models(based, neighbourhood, measure):
+    from dcf.datasets import synthetic
+
+    df = synthetic(users=600, items=120, ratings=6000, seed=4).frame.compute()
+    params = dict(based=based, k=7, neighbourhood=neighbourhood, similarity=measure, min_support=2,
+                  shrinkage=1.5, block_size=23)
+    rows, tiles = (KNN(method=m, **params).fit(df) for m in ("rows", "tiles"))
+    assert (rows.method_, tiles.method_) == ("rows", "tiles")
+    for a, b in zip(dask.compute(rows.neighbours_.idx, rows.neighbours_.sim),
+                    dask.compute(tiles.neighbours_.idx, tiles.neighbours_.sim)):
+        np.testing.assert_array_equal(a, b)
+    if neighbourhood == "rated":
+        a, b = (m.similarity_rows_.compute() for m in (rows, tiles))
+        np.testing.assert_array_equal(*(x.toarray() if hasattr(x, "toarray") else x for x in (a, b)))
+    pd.testing.assert_frame_equal(rows.predict(df.iloc[:400]).compute(),
+                                  tiles.predict(df.iloc[:400]).compute())
+
+
+def test_method_falls_back_to_tiles_when_the_shared_matrix_does_not_fit():
+    from dcf.similarity import method, shared_bytes
+
+    budget = (3e9, 1, 6e9, 0)  # 3 GB workers, idle
+    assert method(None, 10**6, 10**9) == "rows"  # no limit known
+    assert method(budget, 10**6, 20 * 10**6) == "rows"  # 20M ratings: 248 MB per worker
+    assert shared_bytes(10**6, 20 * 10**6) == pytest.approx(248e6, rel=0.01)
+    assert method(budget, 10**6, 10**8) == "tiles"  # 100M ratings: 1.2 GB, over a quarter

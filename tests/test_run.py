@@ -135,6 +135,6 @@ def test_performance_report_and_readable_task_names(scheduler, tmp_path):
                 "--performance-report", report) == 0
     html = report.read_text()
     assert "Dask Performance Report" in html
-    for stage in ("similarity-tile", "neighbour-topk", "neighbour-merge", "predict-cell",
+    for stage in ("similarity-block", "similarity-others", "neighbour-matrix", "predict-cell",
                   "recommend-block", "matrix-user-block", "synthetic"):
         assert stage in html, stage

@@ -16,8 +16,9 @@ import numpy as np
 import scipy.sparse as sp
 
 __all__ = [
-    "MEASURES", "csr_from_triplets", "similarity_tile", "top_columns", "topk_rows",
-    "merge_topk", "neighbour_matrix", "score_pairs", "top_n",
+    "MEASURES", "csr_from_triplets", "similarity_tile", "similarity_rows", "row_norms",
+    "top_columns", "topk_rows",
+    "merge_topk", "neighbour_matrix", "score_pairs", "top_n", "recommend_rows",
 ]
 
 MEASURES = ("cosine", "full-cosine")
@@ -116,6 +117,122 @@ def similarity_tile(Pa, Pb, measure="cosine", min_support=1, shrinkage=0.0, diag
     if diagonal:
         np.fill_diagonal(sim, 1.0)
     return sim
+
+
+def row_norms(P):
+    """Euclidean norm of every row of a CSR block (the ``full-cosine`` denominators)."""
+    return np.sqrt(np.asarray(P.multiply(P).sum(axis=1)).ravel())
+
+
+def similarity_rows(Pa, Q, row0, measure="cosine", min_support=1, shrinkage=0.0, k=None,
+                    norms_a=None, norms=None, dense=False):
+    """Whole similarity rows of a block of entities, straight from the ratings.
+
+    The same values as :func:`similarity_tile` over every block, bit for bit,
+    computed row by row with one dense accumulator per measure term (the
+    sparse-accumulator product: cost = sum over the others of (ratings in the
+    block) x (ratings in total), no work per empty pair, no tile to merge).
+
+    Parameters
+    ----------
+    Pa : scipy.sparse.csr_matrix (na, m)
+        Entity rows ``row0 .. row0 + na`` over the others (users for item CF).
+    Q : scipy.sparse.csr_matrix (m, n), sorted indices
+        Every entity's ratings, others x entities (the whole matrix).
+    measure, min_support, shrinkage : as in :func:`similarity_tile`
+    k : int, optional
+        Also return the top-``k`` table (as :func:`topk_rows` gives it, self
+        excluded).
+    norms_a, norms : (na,), (n,) float64, optional
+        Row norms of ``Pa`` and of every entity (:func:`row_norms`), needed for
+        ``full-cosine``.
+    dense : bool
+        Return the dense ``(na, n)`` rows (diagonal = 1, as surprise does).
+
+    Returns
+    -------
+    rows or None, idx or None, sim or None
+    """
+    if measure not in MEASURES:
+        raise ValueError(f"unknown similarity {measure!r}; choose from {', '.join(MEASURES)}")
+    na, n = Pa.shape[0], Q.shape[1]
+    cosine = measure == "cosine"
+    if not cosine and (norms_a is None or norms is None):
+        raise ValueError("full-cosine needs norms_a and norms (kernels.row_norms)")
+    kk = 0 if k is None else int(k)
+    rows = np.zeros((na, n) if dense else (0, 0))
+    idx = np.full((na, kk), -1, np.int64)
+    sim = np.zeros((na, kk))
+    empty = np.zeros(0)
+    _sim_rows(Pa.indptr.astype(np.int64), Pa.indices.astype(np.int64), np.asarray(Pa.data, np.float64),
+              Q.indptr.astype(np.int64), Q.indices.astype(np.int64), np.asarray(Q.data, np.float64),
+              int(row0), n, cosine, float(max(int(min_support), 1)), float(shrinkage),
+              empty if cosine else np.asarray(norms_a, np.float64),
+              empty if cosine else np.asarray(norms, np.float64), dense, rows, idx, sim)
+    return (rows if dense else None), (idx if k is not None else None), (sim if k is not None else None)
+
+
+@numba.njit(cache=True, nogil=True)
+def _sim_rows(p_ptr, p_idx, p_val, q_ptr, q_idx, q_val, row0, n, cosine, min_support, shrinkage,
+              norms_a, norms, dense, rows, top_i, top_s):  # pragma: no cover - compiled
+    prod = np.zeros(n)
+    freq = np.zeros(n)
+    sqi = np.zeros(n if cosine else 0)
+    sqj = np.zeros(n if cosine else 0)
+    touched = np.empty(n, np.int64)
+    k = top_i.shape[1]
+    for i in range(len(p_ptr) - 1):
+        t = 0
+        for p in range(p_ptr[i], p_ptr[i + 1]):
+            u = p_idx[p]
+            r = p_val[p]
+            rr = r * r
+            for q in range(q_ptr[u], q_ptr[u + 1]):
+                j = q_idx[q]
+                v = q_val[q]
+                if freq[j] == 0.0:
+                    touched[t] = j
+                    t += 1
+                prod[j] += r * v
+                freq[j] += 1.0
+                if cosine:
+                    sqi[j] += rr
+                    sqj[j] += v * v
+        have = 0
+        me = row0 + i
+        for e in range(t):
+            j = touched[e]
+            den = np.sqrt(sqi[j] * sqj[j]) if cosine else norms_a[i] * norms[j]
+            s = 0.0
+            if freq[j] >= min_support and den > 0:
+                s = prod[j] / den
+                if shrinkage > 0:
+                    s *= freq[j] / (freq[j] + shrinkage)
+            prod[j] = 0.0
+            freq[j] = 0.0
+            if cosine:
+                sqi[j] = 0.0
+                sqj[j] = 0.0
+            if dense:
+                rows[i, j] = s
+            if k == 0 or s <= 0 or j == me:
+                continue
+            if have == k:  # full: must beat the last (similarity desc, id asc)
+                ls = top_s[i, k - 1]
+                if s < ls or (s == ls and j > top_i[i, k - 1]):
+                    continue
+                pos = k - 1
+            else:
+                pos = have
+                have += 1
+            while pos > 0 and (s > top_s[i, pos - 1] or (s == top_s[i, pos - 1] and j < top_i[i, pos - 1])):
+                top_s[i, pos] = top_s[i, pos - 1]
+                top_i[i, pos] = top_i[i, pos - 1]
+                pos -= 1
+            top_s[i, pos] = s
+            top_i[i, pos] = j
+        if dense and 0 <= me < n:
+            rows[i, me] = 1.0
 
 
 def _binary(P):
@@ -307,6 +424,117 @@ def top_n(indptr, indices, scores, valid, rated, n, order):
     if len(short):
         _fill(out_c, filled, short, have, rated, _row_keys(rated), np.asarray(order, np.int64), n)
     return out_c, out_v, filled
+
+
+def recommend_rows(A, B, sim_left, rated, n, order, min_k=1, row_add=None, col_add=None,
+                   rating_range=(-np.inf, np.inf)):
+    r"""Top-N by predicted rating for a block of rows, scores and selection fused.
+
+    For row u and column i, over the entries ``A[u, j] B[j, i]`` of the sparse
+    product ``A @ B`` (j ascending, as scipy sums):
+
+    .. math::
+        \text{num} = \sum_j A_{uj} B_{ji}, \quad
+        \text{den} = \sum_j s_{uji}, \quad
+        \text{score} = \operatorname{clip}(\text{num} / \text{den} + a_u + c_i)
+
+    where the similarity :math:`s` is ``A``'s value when ``sim_left`` (user-based:
+    A = neighbour rows, B = ratings) else ``B``'s (item-based: A = ratings,
+    B = transposed neighbour table).  A column needs at least ``max(min_k, 1)``
+    terms.  Rated columns are excluded; ties go to the column first in
+    ``order``; short rows are filled as :func:`top_n` fills them.  No sparse
+    product is built: one dense accumulator per term, O(columns) memory.
+
+    Parameters
+    ----------
+    A : scipy.sparse.csr_matrix (r, K); B : scipy.sparse.csr_matrix (K, m)
+        Values already centred where the prediction is mean-centred.
+    row_add, col_add : (r,), (m,) float64, optional
+    rating_range : (low, high)
+
+    Returns
+    -------
+    cols, vals, filled : as :func:`top_n`
+    """
+    r, m = rated.shape
+    rank_of = np.empty(m, np.int64)
+    rank_of[np.asarray(order, np.int64)] = np.arange(m)
+    out_c = np.full((r, n), -1, np.int64)
+    out_v = np.zeros((r, n))
+    have = np.zeros(r, np.int64)
+    lo, hi = (float(v) for v in rating_range)
+    _recommend_rows(A.indptr.astype(np.int64), A.indices.astype(np.int64), np.asarray(A.data, np.float64),
+                    B.indptr.astype(np.int64), B.indices.astype(np.int64), np.asarray(B.data, np.float64),
+                    bool(sim_left), rated.indptr.astype(np.int64), rated.indices.astype(np.int64),
+                    rank_of, n, float(max(int(min_k), 1)),
+                    np.zeros(r) if row_add is None else np.asarray(row_add, np.float64),
+                    np.zeros(m) if col_add is None else np.asarray(col_add, np.float64),
+                    lo, hi, out_c, out_v, have)
+    filled = np.zeros((r, n), bool)
+    short = np.flatnonzero(have < n)
+    if len(short):
+        _fill(out_c, filled, short, have, rated, _row_keys(rated), np.asarray(order, np.int64), n)
+    return out_c, out_v, filled
+
+
+@numba.njit(cache=True, nogil=True)
+def _recommend_rows(a_ptr, a_idx, a_val, b_ptr, b_idx, b_val, sim_left, r_ptr, r_idx, rank_of, n,
+                    min_k, row_add, col_add, lo, hi, out_c, out_v, have):  # pragma: no cover
+    m = len(rank_of)
+    num = np.zeros(m)
+    den = np.zeros(m)
+    cnt = np.zeros(m)
+    flag = np.zeros(m, np.bool_)
+    touched = np.empty(m, np.int64)
+    for row in range(len(a_ptr) - 1):
+        t = 0
+        for p in range(a_ptr[row], a_ptr[row + 1]):
+            j = a_idx[p]
+            x = a_val[p]
+            for q in range(b_ptr[j], b_ptr[j + 1]):
+                c = b_idx[q]
+                y = b_val[q]
+                if cnt[c] == 0.0:
+                    touched[t] = c
+                    t += 1
+                num[c] += x * y
+                den[c] += x if sim_left else y
+                cnt[c] += 1.0
+        for p in range(r_ptr[row], r_ptr[row + 1]):
+            flag[r_idx[p]] = True
+        got = 0
+        for e in range(t):
+            c = touched[e]
+            ok = not flag[c] and cnt[c] >= min_k and den[c] > 0
+            s = num[c] / den[c] + row_add[row] + col_add[c] if ok else 0.0
+            num[c] = 0.0
+            den[c] = 0.0
+            cnt[c] = 0.0
+            if not ok:
+                continue
+            s = min(max(s, lo), hi)
+            rk = rank_of[c]
+            if got == n:
+                last = out_v[row, n - 1]
+                if s < last or (s == last and rk > rank_of[out_c[row, n - 1]]):
+                    continue
+                pos = n - 1
+            else:
+                pos = got
+                got += 1
+            while pos > 0:
+                pv = out_v[row, pos - 1]
+                if s > pv or (s == pv and rk < rank_of[out_c[row, pos - 1]]):
+                    out_c[row, pos] = out_c[row, pos - 1]
+                    out_v[row, pos] = pv
+                    pos -= 1
+                else:
+                    break
+            out_c[row, pos] = c
+            out_v[row, pos] = s
+        have[row] = got
+        for p in range(r_ptr[row], r_ptr[row + 1]):
+            flag[r_idx[p]] = False
 
 
 @numba.njit(cache=True, nogil=True)

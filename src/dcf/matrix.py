@@ -129,7 +129,8 @@ def build_matrix(parts, *, source="ratings", on_bad_lines="error", row_block=Non
         The reader's report, merged into the matrix report.
     based, entity_block_limit : str, callable ``n -> int``, optional
         Caps the default block of the entities (items for ``based="item"``)
-        so that similarity tasks fit in worker memory
+        so that similarity tasks fit in worker memory; called as
+        ``entity_block_limit(n_entities, n_others, nnz)``
         (:func:`dcf.similarity.block_limit`); an explicit block size is kept.
 
     Returns
@@ -154,9 +155,9 @@ def build_matrix(parts, *, source="ratings", on_bad_lines="error", row_block=Non
     col_default = default_row_block(n_items, nnz, max(4, int(math.sqrt(2 * min_blocks)) + 1))
     if entity_block_limit is not None:
         if based == "item":
-            col_default = min(col_default, entity_block_limit(n_items))
+            col_default = min(col_default, entity_block_limit(n_items, n_users, nnz))
         else:
-            row_default = min(row_default, entity_block_limit(n_users))
+            row_default = min(row_default, entity_block_limit(n_users, n_items, nnz))
     ub = block_bounds(n_users, row_block or row_default)
     ib = block_bounds(n_items, col_block or col_default)
     token = dask.base.tokenize(parts, ub, ib, on_bad_lines)

@@ -23,10 +23,11 @@ from . import io as dio
 from .cluster import memory_budget, parallelism
 from .errors import ConfigError
 from .kernels import MEASURES
-from .matrix import RatingMatrix, build_matrix, from_array
-from .neighbours import top_k
+from .matrix import RatingMatrix, _concat, build_matrix, from_array
+from .neighbours import table_from_blocks, top_k
 from .predict import predict_pairs, recommend_blocks
-from .similarity import block_limit, similarity_rows, similarity_tiles
+from .similarity import block_limit, similarity_by_rows, similarity_rows, similarity_tiles
+from .similarity import method as similarity_method
 
 __all__ = ["KNN", "ItemKNN", "UserKNN", "as_parts"]
 
@@ -66,12 +67,17 @@ class KNN(BaseEstimator):
         Entities per similarity block (tile side); default from the data.
     on_bad_lines : {"error", "skip"}
         What bad input rows and conflicting duplicates do.
+    method : {None, "rows", "tiles"}
+        How similarities are computed (same values either way, see
+        :mod:`dcf.similarity`); ``None`` = ``rows`` unless one copy of the
+        ratings would not fit a worker's memory.
 
     Attributes
     ----------
     matrix_ : RatingMatrix, persisted
     neighbours_ : NeighbourTable, persisted (``idx_``/``sim_`` (n, k))
     similarity_rows_ : dask array or None, persisted whole rows (``rated``)
+    method_ : str, the similarity method used
     entity_means_, item_means_ : Delayed float64 arrays, persisted
     global_mean_ : float
     rating_range_ : (float, float)
@@ -79,7 +85,7 @@ class KNN(BaseEstimator):
 
     def __init__(self, *, based="item", similarity="cosine", k=50, neighbourhood="rated",
                  prediction="weighted", min_support=1, shrinkage=0.0, min_k=1, block_size=None,
-                 on_bad_lines="error"):
+                 on_bad_lines="error", method=None):
         self.based = based
         self.similarity = similarity
         self.k = k
@@ -90,15 +96,16 @@ class KNN(BaseEstimator):
         self.min_k = min_k
         self.block_size = block_size
         self.on_bad_lines = on_bad_lines
+        self.method = method
 
     # ------------------------------------------------------------ checks
     def _check_params(self):
         choices = {"based": ("item", "user"), "similarity": MEASURES,
                    "neighbourhood": NEIGHBOURHOODS, "prediction": PREDICTIONS,
-                   "on_bad_lines": ("error", "skip")}
+                   "on_bad_lines": ("error", "skip"), "method": (None, "rows", "tiles")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ConfigError(f"{name}={getattr(self, name)!r} is not one of {', '.join(allowed)}")
+                raise ConfigError(f"{name}={getattr(self, name)!r} is not one of {', '.join(map(str, allowed))}")
         for name, low in (("k", 1), ("min_support", 0), ("min_k", 0)):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < low:
@@ -110,7 +117,7 @@ class KNN(BaseEstimator):
 
     def _block_limit(self):
         """Entity block cap from the cluster's worker memory (None without a cluster)."""
-        return block_limit(memory_budget(), whole_rows=self.neighbourhood == "rated")
+        return block_limit(memory_budget(), whole_rows=self.neighbourhood == "rated", forced=self.method)
 
     def _fitted(self):
         if not hasattr(self, "neighbours_"):
@@ -147,12 +154,23 @@ class KNN(BaseEstimator):
                                   min_blocks=default_blocks(), based=self.based,
                                   entity_block_limit=self._block_limit())
         self.matrix_ = matrix.persist()
-        P = matrix.oriented(self.based)[0]
-        tiles = similarity_tiles(P, self.similarity, self.min_support, self.shrinkage)
-        self.neighbours_ = top_k(tiles, self.k).persist()
-        self.similarity_rows_ = similarity_rows(tiles).persist() if self.neighbourhood == "rated" else None
+        P, Q = matrix.oriented(self.based)[:2]
         lo, hi, total, count = dask.compute(_block_summary(matrix.by_user))[0]
-        _finish_fit(self, matrix, total / count, (lo, hi), tiles.token)
+        whole_rows = self.neighbourhood == "rated"
+        self.method_ = self.method or similarity_method(memory_budget(), int(P.shape[1]), int(count))
+        if self.method_ == "rows":
+            bounds, token, blocks = similarity_by_rows(P, Q, self.k, self.similarity, self.min_support,
+                                                       self.shrinkage, whole_rows)
+            self.neighbours_ = table_from_blocks([b[0] for b in blocks], [b[1] for b in blocks],
+                                                 bounds, self.k, token).persist()
+            self.similarity_rows_ = (_concat([b[2] for b in blocks], bounds, int(P.shape[0])).persist()
+                                     if whole_rows else None)
+        else:
+            tiles = similarity_tiles(P, self.similarity, self.min_support, self.shrinkage)
+            token = tiles.token
+            self.neighbours_ = top_k(tiles, self.k).persist()
+            self.similarity_rows_ = similarity_rows(tiles).persist() if whole_rows else None
+        _finish_fit(self, matrix, total / count, (lo, hi), token)
         return self
 
     def save(self, path):
@@ -279,10 +297,12 @@ class ItemKNN(KNN):
     """Item-based neighbourhood CF (the paper's model); see :class:`KNN`."""
 
     def __init__(self, *, similarity="cosine", k=50, neighbourhood="rated", prediction="weighted",
-                 min_support=1, shrinkage=0.0, min_k=1, block_size=None, on_bad_lines="error"):
+                 min_support=1, shrinkage=0.0, min_k=1, block_size=None, on_bad_lines="error",
+                 method=None):
         super().__init__(based="item", similarity=similarity, k=k, neighbourhood=neighbourhood,
                          prediction=prediction, min_support=min_support, shrinkage=shrinkage,
-                         min_k=min_k, block_size=block_size, on_bad_lines=on_bad_lines)
+                         min_k=min_k, block_size=block_size, on_bad_lines=on_bad_lines,
+                         method=method)
 
     def get_params(self, deep=True):
         params = super().get_params(deep)
@@ -294,10 +314,12 @@ class UserKNN(KNN):
     """User-based neighbourhood CF (the article's model); see :class:`KNN`."""
 
     def __init__(self, *, similarity="cosine", k=50, neighbourhood="rated", prediction="weighted",
-                 min_support=1, shrinkage=0.0, min_k=1, block_size=None, on_bad_lines="error"):
+                 min_support=1, shrinkage=0.0, min_k=1, block_size=None, on_bad_lines="error",
+                 method=None):
         super().__init__(based="user", similarity=similarity, k=k, neighbourhood=neighbourhood,
                          prediction=prediction, min_support=min_support, shrinkage=shrinkage,
-                         min_k=min_k, block_size=block_size, on_bad_lines=on_bad_lines)
+                         min_k=min_k, block_size=block_size, on_bad_lines=on_bad_lines,
+                         method=method)
 
     def get_params(self, deep=True):
         params = super().get_params(deep)

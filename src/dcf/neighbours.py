@@ -20,7 +20,7 @@ from . import kernels
 from .matrix import _concat
 from .similarity import SimilarityTiles
 
-__all__ = ["NeighbourTable", "top_k"]
+__all__ = ["NeighbourTable", "top_k", "table_from_blocks"]
 
 
 @dataclass
@@ -65,11 +65,9 @@ def top_k(st: SimilarityTiles, k: int) -> NeighbourTable:
     k = int(k)
     if k < 1:
         raise ValueError(f"k must be at least 1, not {k}")
-    n = int(st.bounds[-1])
     part = dask.delayed(_tile_topk, nout=2, pure=True)
     merge = dask.delayed(_merge, nout=2, pure=True)
-    to_w = dask.delayed(kernels.neighbour_matrix, pure=True)
-    idx_blocks, sim_blocks, w_blocks = [], [], []
+    idx_blocks, sim_blocks = [], []
     for a in range(st.n_blocks):
         parts = []
         for b in range(st.n_blocks):
@@ -84,12 +82,23 @@ def top_k(st: SimilarityTiles, k: int) -> NeighbourTable:
                      if len(parts[i:i + 4]) > 1 else parts[i] for i in range(0, len(parts), 4)]
             level += 1
         idx, sim = parts[0]
-        rows = int(st.bounds[a + 1] - st.bounds[a])
-        idx_blocks.append(da.from_delayed(idx, (rows, k), dtype=np.int64))
-        sim_blocks.append(da.from_delayed(sim, (rows, k), dtype=np.float64))
-        w_blocks.append(to_w(idx, sim, n, dask_key_name=f"neighbour-matrix-{st.token}-{k}-{a}"))
-    return NeighbourTable(da.concatenate(idx_blocks), da.concatenate(sim_blocks),
-                          _concat(w_blocks, st.bounds, n), k)
+        idx_blocks.append(idx)
+        sim_blocks.append(sim)
+    return table_from_blocks(idx_blocks, sim_blocks, st.bounds, k, f"{st.token}-{k}")
+
+
+def table_from_blocks(idx_blocks, sim_blocks, bounds, k: int, token: str) -> NeighbourTable:
+    """The table from per-block Delayed ``(rows, k)`` idx / sim arrays."""
+    n = int(bounds[-1])
+    to_w = dask.delayed(kernels.neighbour_matrix, pure=True)
+    idx_arrays, sim_arrays, w_blocks = [], [], []
+    for a, (idx, sim) in enumerate(zip(idx_blocks, sim_blocks)):
+        rows = int(bounds[a + 1] - bounds[a])
+        idx_arrays.append(da.from_delayed(idx, (rows, k), dtype=np.int64))
+        sim_arrays.append(da.from_delayed(sim, (rows, k), dtype=np.float64))
+        w_blocks.append(to_w(idx, sim, n, dask_key_name=f"neighbour-matrix-{token}-{a}"))
+    return NeighbourTable(da.concatenate(idx_arrays), da.concatenate(sim_arrays),
+                          _concat(w_blocks, bounds, n), k)
 
 
 def _tile_topk(tile, transposed, k, col_offset, self_offset):

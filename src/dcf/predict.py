@@ -171,7 +171,8 @@ def recommend_blocks(*, users: IdMap, items: IdMap, based: str, by_user: da.Arra
 
     Scores are the predictions of the *global* neighbour rule (each target's
     top-k list, as the paper ranks), computed for all items of a user block
-    at once with two sparse products.  Ties go to the more popular item; users
+    by one fused kernel (:func:`dcf.kernels.recommend_rows`: sums and
+    selection per user, no sparse product materialised).  Ties go to the more popular item; users
     with fewer than ``n`` scored unrated items are filled in with the most
     popular unrated items (``fallback=True``, score = the item's mean).
 
@@ -223,74 +224,24 @@ def _recommend_block(left, other, rated, row0, based, users, items, entity_means
     lo, hi = rating_range
     entity_means = np.asarray(entity_means)
     item_means = np.asarray(item_means)
-    num, den, cnt = _block_sums(left, other, based, entity_means, prediction, hi - lo + 1.0,
-                                count=min_k > 1)
-    score = num.data / den.data
-    if prediction == "mean-centred":
-        score = score + (entity_means[den.indices] if based == "item" else
-                         np.repeat(entity_means[row0:row0 + den.shape[0]], np.diff(den.indptr)))
-    score = np.clip(score, lo, hi)
-    has = np.ones(len(score), bool) if cnt is None else cnt.data >= int(min_k)
-    cols, vals, filled = kernels.top_n(den.indptr, den.indices, score, has, rated, n, order)
+    centred = prediction == "mean-centred"
+    A, B = left, other
+    row_add = col_add = None
+    if based == "item":  # A: ratings (u x items); B: W transposed (items x items)
+        if centred:
+            A = left.copy()
+            A.data = A.data - entity_means[A.indices]
+            col_add = entity_means
+    else:  # A: W rows (u x users); B: ratings (users x items)
+        if centred:
+            B = other.copy()
+            B.data = B.data - np.repeat(entity_means, np.diff(other.indptr))
+            row_add = entity_means[row0:row0 + left.shape[0]]
+    cols, vals, filled = kernels.recommend_rows(A, B, based == "user", rated, n, order, min_k,
+                                                row_add, col_add, (lo, hi))
     vals = np.where(filled, item_means[np.clip(cols, 0, None)], vals)
     r, c = np.nonzero(cols >= 0)
     return pd.DataFrame({
         "user": users.to_raw(row0 + r), "rank": (c + 1).astype(np.int64),
         "item": items.to_raw(cols[r, c]), "score": np.clip(vals[r, c], lo, hi),
         "fallback": filled[r, c]})
-
-
-def _block_sums(left, other, based, entity_means, prediction, shift, count=True):
-    """Numerator, denominator and neighbour count of the global-rule scores.
-
-    Sparse ``(users x items)`` matrices on one pattern: the (user, item)
-    pairs with at least one listed neighbour.  The mean-centred numerator is
-    computed on values shifted by ``shift`` (> 0 everywhere) so that no sum
-    cancels to an implicit zero, then shifted back: ``num = num' - shift * den``.
-    The neighbour count is only computed when ``count`` (``min_k > 1``).
-    """
-    centred = prediction == "mean-centred"
-    if based == "item":  # left: ratings (u x items); other: W transposed (items x items)
-        E = _ones(left)
-        R = left.copy()
-        if centred:
-            R.data = R.data - entity_means[R.indices] + shift
-        Wt = other
-        den = E @ Wt
-        num = R @ Wt
-        cnt = E @ _ones(Wt) if count else None
-    else:  # user-based: left: W rows (u x users); other: ratings (users x items)
-        E = _ones(other)
-        R = other
-        if centred:
-            R = other.copy()
-            R.data = R.data - np.repeat(entity_means, np.diff(other.indptr)) + shift
-        den = left @ E
-        num = left @ R
-        cnt = _ones(left) @ E if count else None
-    # all three sums are positive wherever a neighbour exists, so scipy builds the
-    # same pattern (in the same order) for each; align them if it ever does not
-    num, cnt = (m if m is None or _same_pattern(m, den) else _on_pattern(m, den) for m in (num, cnt))
-    if centred:
-        num.data = num.data - shift * den.data
-    return num, den, cnt
-
-
-def _same_pattern(a, b):
-    return np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices)
-
-
-def _ones(m):
-    e = m.copy()
-    e.data = np.ones_like(e.data)
-    return e
-
-
-def _on_pattern(values, pattern):
-    """``values`` read at the entries of ``pattern`` (zeros where absent)."""
-    values = values.tocsr()
-    values.sort_indices()
-    r = np.repeat(np.arange(pattern.shape[0]), np.diff(pattern.indptr))
-    out = pattern.copy()
-    out.data = np.asarray(values[r, pattern.indices]).ravel().astype(np.float64)
-    return out

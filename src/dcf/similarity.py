@@ -1,10 +1,20 @@
-"""The similarity tile graph: which block pairs, which measure.
+"""The similarity graph: which blocks, which measure, which method.
 
 Entities (items for item-based CF, users for user-based) are cut into row
-blocks of ``P``.  Similarity is symmetric, so only tiles ``(a, b)`` with
-``a <= b`` are computed, one task each (``similarity-tile``); the lower half is
-read as transposes.  No task holds more than one dense tile of
-``block x block`` values unless the rated neighbourhood asks for whole rows.
+blocks of ``P``.  Two methods give the same values, bit for bit:
+
+* ``rows`` (the default): the whole ratings matrix, others x entities, is
+  stacked once and shared by every task, as the paper shares its neighbour
+  table (Spark's broadcast); one task per entity block
+  (``similarity-block``) computes its rows with a sparse accumulator and keeps
+  the top-k on the fly.  Cost follows the ratings (sum over the others of
+  ratings-in-block x ratings), never the number of entity pairs; no merge.
+* ``tiles`` (when the shared matrix would not fit a worker, see
+  :func:`method`): similarity is symmetric, so only tiles ``(a, b)`` with
+  ``a <= b`` are computed, one task each (``similarity-tile``); the lower half
+  is read as transposes, and per-tile top-k lists are merged as a tree.
+  No task holds more than one dense tile of ``block x block`` values unless
+  the rated neighbourhood asks for whole rows.
 """
 
 from __future__ import annotations
@@ -18,8 +28,8 @@ from . import kernels
 from .errors import ConfigError
 from .matrix import _concat
 
-__all__ = ["SimilarityTiles", "similarity_tiles", "similarity_rows", "block_limit",
-           "row_block_format"]
+__all__ = ["SimilarityTiles", "similarity_tiles", "similarity_rows", "similarity_by_rows",
+           "block_limit", "method", "shared_bytes", "row_block_format"]
 
 # what one task holds, measured from the kernels: a similarity tile keeps about ten dense
 # block x block float64 arrays (products, counts, norms, result); assembling a block of
@@ -28,9 +38,27 @@ TILE_BYTES_PER_ENTRY = 80
 ROW_BYTES_PER_ENTRY = 32
 WORKER_BASELINE_BYTES = 300e6  # an idle worker with dcf's stack loaded (measured: ~310 MB)
 MIN_BLOCK = 16
+# the rows method keeps one copy of the whole matrix per worker: allowed up to this share
+# of the memory a worker has for tasks
+SHARED_FRACTION = 0.25
 
 
-def block_limit(budget, whole_rows: bool):
+def shared_bytes(n_others: int, nnz: int) -> float:
+    """Bytes of the whole others x entities CSR matrix the rows method shares."""
+    return 12.0 * nnz + 8.0 * (n_others + 1)
+
+
+def method(budget, n_others: int, nnz: int) -> str:
+    """``"rows"`` when one copy of the whole matrix fits in a worker beside its
+    tasks (or no memory limit is known), else ``"tiles"``."""
+    if budget is None:
+        return "rows"
+    limit, _, _, idle = budget
+    room = 0.8 * limit - max(idle, WORKER_BASELINE_BYTES)
+    return "rows" if shared_bytes(n_others, nnz) <= SHARED_FRACTION * room else "tiles"
+
+
+def block_limit(budget, whole_rows: bool, forced: str | None = None):
     """Largest entity block whose tasks fit in a worker's memory, as a function of n.
 
     Parameters
@@ -41,10 +69,12 @@ def block_limit(budget, whole_rows: bool):
         no limit known, no cap.
     whole_rows : bool
         The ``rated`` neighbourhood keeps all n x n similarities (persisted).
+    forced : {None, "rows", "tiles"}
+        The method the model was told to use (default: :func:`method` decides).
 
     Returns
     -------
-    callable ``n -> int`` or None
+    callable ``(n, n_others=0, nnz=0) -> int`` or None
         Raises :class:`~dcf.errors.ConfigError` *before any work starts* when no
         block size fits, naming the limit to raise, instead of letting workers be
         killed and restarted.  Each thread gets half of its share of the memory
@@ -60,7 +90,7 @@ def block_limit(budget, whole_rows: bool):
                           f"raise --memory-limit to at least {_gb(baseline / 0.6 + 1e8)}")
     per_task = (0.8 * limit - baseline) / threads / 2
 
-    def cap(n: int) -> int:
+    def cap(n: int, n_others: int = 0, nnz: int = 0) -> int:
         if whole_rows and 8.0 * n * n > 0.7 * total:
             raise ConfigError(
                 f"the rated neighbourhood keeps all {n:,} x {n:,} similarities "
@@ -68,7 +98,9 @@ def block_limit(budget, whole_rows: bool):
                 f"threshold ({0.7 * total / 1e9:.2f} GB of {total / 1e9:.2f} GB): raise "
                 f"--memory-limit to at least {_gb(8.0 * n * n / 0.7 * limit / total)} per worker, "
                 "add workers, or use --neighbourhood global (keeps only n x k)")
-        b = int(np.sqrt(per_task / TILE_BYTES_PER_ENTRY))
+        rows = (forced or method(budget, n_others, nnz)) == "rows"
+        # rows method: a task holds O(n) accumulators, so only whole rows cap the block
+        b = max(n, 1) if rows else int(np.sqrt(per_task / TILE_BYTES_PER_ENTRY))
         if whole_rows:
             b = min(b, int(per_task / (ROW_BYTES_PER_ENTRY * max(n, 1))))
         if b < min(MIN_BLOCK, n):
@@ -169,3 +201,63 @@ def row_block_format(block, dense_fraction=DENSE_FRACTION):
     if nnz >= dense_fraction * block.shape[0] * block.shape[1]:
         return block.toarray() if sp.issparse(block) else block
     return sp.csr_matrix(block)
+
+
+def similarity_by_rows(P: da.Array, Q: da.Array, k: int, measure="cosine", min_support=1,
+                       shrinkage=0.0, whole_rows=False, dense_fraction=DENSE_FRACTION):
+    """The ``rows`` method: top-k (and whole rows) per entity block of ``P``.
+
+    Parameters
+    ----------
+    P : dask array (entities x others), CSR chunks in entity row blocks
+    Q : dask array (others x entities), CSR chunks: the same ratings, stacked once
+        into the matrix every task shares
+    k : int
+    whole_rows : bool
+        Also keep every block's whole rows (the ``rated`` neighbourhood), dense
+        or CSR as :func:`row_block_format` decides.
+
+    Returns
+    -------
+    bounds : (n_blocks + 1,) int64
+    token : str
+    blocks : list of ``(idx, sim, rows)`` Delayed per entity block (rows is
+        ``None`` unless ``whole_rows``)
+    """
+    if measure not in kernels.MEASURES:
+        raise ValueError(f"unknown similarity {measure!r}; choose from {', '.join(kernels.MEASURES)}")
+    p_blocks = P.to_delayed().ravel().tolist()
+    bounds = np.concatenate([[0], np.cumsum(P.chunks[0])]).astype(np.int64)
+    token = dask.base.tokenize(P, Q, measure, min_support, shrinkage, "rows")
+    others = dask.delayed(_stack_sorted, pure=True)(*Q.to_delayed().ravel().tolist(),
+                                                    dask_key_name=f"similarity-others-{token}")
+    norms = None
+    if measure == "full-cosine":
+        norm = dask.delayed(kernels.row_norms, pure=True)
+        norms = dask.delayed(_concatenate, pure=True)(
+            *[norm(b, dask_key_name=f"similarity-norms-{token}-{a}") for a, b in enumerate(p_blocks)],
+            dask_key_name=f"similarity-norms-{token}")
+    task = dask.delayed(_rows_block, nout=3, pure=True)
+    blocks = [task(blk, others, norms, int(bounds[a]), measure, int(min_support), float(shrinkage),
+                   int(k), bool(whole_rows), dense_fraction,
+                   dask_key_name=f"similarity-block-{token}-{k}-{int(whole_rows)}-{a}")
+              for a, blk in enumerate(p_blocks)]
+    return bounds, f"{token}-{k}", [tuple(b) for b in blocks]
+
+
+def _stack_sorted(*blocks):
+    m = sp.vstack(blocks, format="csr") if len(blocks) > 1 else sp.csr_matrix(blocks[0])
+    m.sort_indices()
+    return m
+
+
+def _concatenate(*parts):
+    return np.concatenate(parts)
+
+
+def _rows_block(Pa, Q, norms, row0, measure, min_support, shrinkage, k, whole_rows, dense_fraction):
+    na = Pa.shape[0]
+    rows, idx, sim = kernels.similarity_rows(
+        Pa, Q, row0, measure, min_support, shrinkage, k,
+        norms_a=None if norms is None else norms[row0:row0 + na], norms=norms, dense=whole_rows)
+    return idx, sim, (row_block_format(rows, dense_fraction) if whole_rows else None)
