@@ -182,9 +182,9 @@ def test_similarity_rows_needs_norms_for_full_cosine():
 
 
 @given(st.integers(0, 100_000), st.integers(1, 8), st.sampled_from(["item", "user"]),
-       st.booleans(), st.integers(1, 3))
-@settings(max_examples=60, deadline=None)
-def test_recommend_rows_equals_a_dense_loop(seed, n, based, centred, min_k):
+       st.booleans(), st.integers(1, 3), st.booleans())
+@settings(max_examples=80, deadline=None)
+def test_recommend_rows_equals_a_dense_loop(seed, n, based, centred, min_k, divide):
     rng = np.random.default_rng(seed)
     users, items = 7, 9
     R = rng.choice([0, 0, 0, 1, 2, 3, 4, 5], size=(users, items)).astype(float)
@@ -205,7 +205,7 @@ def test_recommend_rows_equals_a_dense_loop(seed, n, based, centred, min_k):
         B = sp.csr_matrix((np.asarray((R - means[:, None])[R > 0]), np.nonzero(R > 0)), shape=R.shape)
         row_add, col_add = (means if centred else None), None
     cols, vals, filled = kernels.recommend_rows(A, B, based == "user", sp.csr_matrix(R), n, order,
-                                                min_k, row_add, col_add, (lo, hi))
+                                                min_k, row_add, col_add, (lo, hi), divide=divide)
     for u in range(users):
         scored, rest = [], []
         for i in range(items):
@@ -218,8 +218,9 @@ def test_recommend_rows_equals_a_dense_loop(seed, n, based, centred, min_k):
                 terms = [(W[u, v], R[v, i] - means[v]) for v in range(users) if R[v, i] > 0 and W[u, v] > 0]
                 add = means[u]
             if len(terms) >= min_k:
-                s = sum(w * r for w, r in terms) / sum(w for w, _ in terms) + add
-                scored.append((-min(max(s, lo), hi), rank[i], i))
+                s = sum(w * r for w, r in terms)
+                s = min(max(s / sum(w for w, _ in terms) + add, lo), hi) if divide else s
+                scored.append((-s, rank[i], i))
             else:
                 rest.append((rank[i], i))
         scored.sort()

@@ -207,3 +207,29 @@ def test_method_falls_back_to_tiles_when_the_shared_matrix_does_not_fit():
     assert method(budget, 10**6, 20 * 10**6) == "rows"  # 20M ratings: 248 MB per worker
     assert shared_bytes(10**6, 20 * 10**6) == pytest.approx(248e6, rel=0.01)
     assert method(budget, 10**6, 10**8) == "tiles"  # 100M ratings: 1.2 GB, over a quarter
+
+
+@pytest.mark.parametrize("based", ["item", "user"])
+def test_sum_ranking_equals_ratings_times_the_neighbour_matrix(based):
+    from dcf.datasets import synthetic
+
+    df = synthetic(users=300, items=80, ratings=3000, seed=5).frame.compute()
+    model = KNN(based=based, k=6, neighbourhood="global", block_size=17).fit(df)
+    recs = model.recommend(n=5, ranking="sum").compute()
+    users = model.matrix_.users.to_raw(np.arange(len(model.matrix_.users)))
+    items = model.matrix_.items.to_raw(np.arange(len(model.matrix_.items)))
+    R = model.matrix_.by_user.compute().toarray()
+    W = model.neighbours_.W.compute().toarray()
+    scores = R @ W if based == "item" else W @ R  # item: sum_j r_uj s_ji over j's lists
+    pop = (R > 0).sum(0)
+    rank = np.argsort(np.lexsort((np.arange(len(pop)), -pop)))
+    got = recs.groupby("user")
+    assert len(recs) == 5 * len(users)
+    for u in range(len(users)):
+        cand = [i for i in range(len(items)) if R[u, i] == 0 and scores[u, i] > 0]
+        best = sorted(cand, key=lambda i: (-scores[u, i], rank[i]))[:5]
+        mine = got.get_group(users[u]).sort_values("rank")
+        scored = mine[~mine["fallback"]]
+        assert [items.tolist().index(i) for i in scored["item"]] == best
+        np.testing.assert_allclose(scored["score"], scores[u, best], rtol=1e-12)
+        assert (mine.loc[mine["fallback"], "score"] == 0).all()

@@ -21,6 +21,7 @@ CHOICES = {
     "similarity": ("cosine", "full-cosine"),
     "neighbourhood": ("rated", "global"),
     "prediction": ("weighted", "mean-centred"),
+    "ranking": ("prediction", "sum"),
 }
 
 
@@ -70,6 +71,7 @@ class RunConfig:
     neighbourhood: str = "rated"
     prediction: str = "weighted"
     top_n: int = 20
+    ranking: str = "prediction"
     min_support: int = 1
     shrinkage: float = 0.0
     min_k: int = 1

@@ -35,8 +35,12 @@ class IdMap:
     """
 
     def __init__(self, values):
-        index = pd.Index(pd.unique(np.asarray(values, dtype=object)))
-        self.index = _canonical(index).sort_values()
+        values = np.asarray(values)
+        if values.dtype.kind in "iu":  # integer ids: no text round trip
+            self.index = pd.Index(np.sort(pd.unique(values.astype(np.int64))), dtype=np.int64)
+        else:
+            index = pd.Index(pd.unique(values.astype(object)))
+            self.index = _canonical(index).sort_values()
         self.index.name = None
 
     def __len__(self) -> int:
@@ -74,8 +78,16 @@ class IdMap:
         numpy.ndarray of int64, same length as ``raw``.
         """
         raw = np.asarray(raw)
-        if raw.dtype.kind in "iu" and self.numeric:
-            return self.index.get_indexer(raw.astype(np.int64)).astype(np.int64)
+        if raw.dtype.kind in "iu" and self.numeric:  # sorted int64 vocabulary: binary search
+            keys = self.index.to_numpy()
+            raw = raw.astype(np.int64, copy=False)
+            pos = np.searchsorted(keys, raw)
+            found = pos < len(keys)
+            found[found] = keys[pos[found]] == raw[found]
+            return np.where(found, pos, -1).astype(np.int64)
+        if raw.dtype == object and self.numeric and len(raw) and \
+                pd.api.types.infer_dtype(raw, skipna=False) == "integer":  # Python ints
+            return self.to_codes(raw.astype(np.int64))
         return self._text_index().get_indexer(raw.astype(str)).astype(np.int64)
 
     def _text_index(self) -> pd.Index:
@@ -89,7 +101,10 @@ class IdMap:
         With integer ids, strings that spell canonical integers become ints;
         anything else is left as it is.
         """
-        raw = np.asarray(raw, dtype=object)
+        raw = np.asarray(raw)
+        if raw.dtype.kind in "iu":
+            return raw.astype(object)
+        raw = raw.astype(object, copy=False)
         if not self.numeric or len(raw) == 0:
             return raw
         text = pd.Series(raw, dtype=object).astype(str)

@@ -435,8 +435,48 @@ def _parse_parquet_file(url: str, src: RatingsSource):
     cols = _header_columns(url, names)
     fixed = replace(src, path=url)
     u, it, r = (table.iloc[:, c] for c in cols)
+    lines = np.arange(1, len(table) + 1)
+    if _plain(u, "iu") and _plain(it, "iu") and _plain(r, "iuf"):  # typed columns: no text pass
+        return _validate_numeric(fixed, u.to_numpy(np.int64), it.to_numpy(np.int64),
+                                 r.to_numpy(np.float64), lines)
     r = r.astype(object).where(r.notna(), "").to_numpy(dtype=object)
-    return _validate(fixed, _ids(u), _ids(it), r, np.arange(1, len(table) + 1), len(table), [])
+    return _validate(fixed, _ids(u), _ids(it), r, lines, len(table), [])
+
+
+def _plain(col: pd.Series, kinds: str) -> bool:
+    """A NumPy-typed column of one of ``kinds`` (nullable extension types are not)."""
+    return isinstance(col.dtype, np.dtype) and col.dtype.kind in kinds
+
+
+def _validate_numeric(src, users, items, rating, lines):
+    """:func:`_validate` for integer id and numeric rating columns (Parquet): the same
+    checks, report and messages, without turning 20 million values into text.  A
+    missing rating (null / NaN in a float column) is an empty field, as in text."""
+    missing = np.isnan(rating)
+    code = np.zeros(len(rating), np.int8)
+    code[np.isinf(rating)] = 3
+    finite = np.isfinite(rating)
+    code[finite & (rating <= 0)] = 4
+    if src.rating_scale is not None:
+        lo, hi = src.rating_scale
+        code[finite & (rating > 0) & ((rating < lo) | (rating > hi))] = 5
+    is_bad = code > 0
+    bad = [(int(lines[i]), f"{_problem(code[i], src)}: {format(rating[i], 'g')!r}")
+           for i in np.flatnonzero(is_bad)[: _MAX_EXAMPLES if src.on_bad_lines == "skip" else 1]]
+    if src.on_bad_lines == "error" and missing.any():
+        bad.append((int(lines[int(np.flatnonzero(missing)[0])]), "empty rating"))
+    bad.sort()
+    if bad and src.on_bad_lines == "error":
+        line, what = bad[0]
+        raise DataError(src.path, what + " (pass on_bad_lines='skip' / --skip-bad-lines to drop "
+                        "such lines and count them)", line)
+    keep = ~missing & ~is_bad
+    frame = pd.DataFrame({"user": users[keep], "item": items[keep], "rating": rating[keep],
+                          "line": np.asarray(lines)[keep].astype(np.int64)})
+    report = {"lines": int(len(rating)), "rows": int(keep.sum()), "blank": 0,
+              "missing": int(missing.sum()), "skipped": int(is_bad.sum()),
+              "examples": [f"line {ln}: {what}" for ln, what in bad[:_MAX_EXAMPLES]]}
+    return frame, report
 
 
 def _ids(col: pd.Series) -> np.ndarray:

@@ -183,20 +183,29 @@ def build_matrix(parts, *, source="ratings", on_bad_lines="error", row_block=Non
     return RatingMatrix(users, items, by_user, by_item, us, uc, is_, ic, full_report, source)
 
 
+def _ids_of(col: pd.Series) -> np.ndarray:
+    """A raw id column as int64 when it is one (fast paths), else as objects."""
+    if isinstance(col.dtype, np.dtype) and col.dtype.kind in "iu":
+        return col.to_numpy(np.int64)
+    return col.to_numpy(dtype=object)
+
+
 def _uniques(frame: pd.DataFrame):
-    return (pd.unique(frame["user"].to_numpy(dtype=object)),
-            pd.unique(frame["item"].to_numpy(dtype=object)), len(frame))
+    return pd.unique(_ids_of(frame["user"])), pd.unique(_ids_of(frame["item"])), len(frame)
 
 
 def _merge_uniques(*pieces):
-    return (pd.unique(np.concatenate([p[0] for p in pieces])),
-            pd.unique(np.concatenate([p[1] for p in pieces])), sum(p[2] for p in pieces))
+    def merged(arrays):
+        if all(a.dtype.kind in "iu" for a in arrays):
+            return pd.unique(np.concatenate(arrays))
+        return pd.unique(np.concatenate([a.astype(object) for a in arrays]))
+    return (merged([p[0] for p in pieces]), merged([p[1] for p in pieces]), sum(p[2] for p in pieces))
 
 
 def _split_part(frame: pd.DataFrame, users: IdMap, items: IdMap, bounds: np.ndarray):
     """Route one frame part's ratings to user blocks (local rows)."""
-    u = users.to_codes(frame["user"].to_numpy(dtype=object))
-    i = items.to_codes(frame["item"].to_numpy(dtype=object))
+    u = users.to_codes(_ids_of(frame["user"]))
+    i = items.to_codes(_ids_of(frame["item"]))
     r = frame["rating"].to_numpy(np.float64)
     ln = frame["line"].to_numpy(np.int64)
     blk = np.searchsorted(bounds, u, side="right") - 1

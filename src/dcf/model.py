@@ -33,6 +33,7 @@ __all__ = ["KNN", "ItemKNN", "UserKNN", "as_parts"]
 
 NEIGHBOURHOODS = ("rated", "global")
 PREDICTIONS = ("weighted", "mean-centred")
+RANKINGS = ("prediction", "sum")
 
 
 class KNN(BaseEstimator):
@@ -248,8 +249,17 @@ class KNN(BaseEstimator):
                              rating_range=self.rating_range_, with_rating=with_rating,
                              token=dask.base.tokenize(self._token, parts))
 
-    def recommend(self, users=None, n: int = 20) -> dd.DataFrame:
+    def recommend(self, users=None, n: int = 20, ranking: str = "prediction") -> dd.DataFrame:
         """Top-``n`` unrated items per user (all users, or the given raw ids).
+
+        ``ranking="prediction"`` (the paper's): by the rating the global
+        neighbour rule predicts, each candidate's own top-k list.
+        ``ranking="sum"`` (implicit's ``ItemItemRecommender``, Deshpande and
+        Karypis' item-based top-N): by the sum over the user's rated items j of
+        ``s(j, i) * r(u, j)``, over j's top-k lists (user-based: over the
+        user's own top-k neighbours); fill-ins score 0.  "sum" does
+        sum(n_u x k) work; "prediction" sum over rated items of how many lists
+        each appears in, which grows with item popularity.
 
         Returns
         -------
@@ -262,6 +272,8 @@ class KNN(BaseEstimator):
         self._fitted()
         if int(n) < 1:
             raise ConfigError(f"n must be at least 1, not {n!r}")
+        if ranking not in RANKINGS:
+            raise ConfigError(f"ranking={ranking!r} is not one of {', '.join(RANKINGS)}")
         m = self.matrix_
         blocks = None
         if users is not None:
@@ -273,8 +285,8 @@ class KNN(BaseEstimator):
                                 W=self.neighbours_.W, entity_means=self.entity_means_,
                                 item_means=self.item_means_, item_count=self.item_count_, n=int(n),
                                 min_k=self.min_k, prediction=self.prediction,
-                                rating_range=self.rating_range_, blocks=blocks,
-                                token=dask.base.tokenize(self._token, n))
+                                rating_range=self.rating_range_, blocks=blocks, ranking=ranking,
+                                token=dask.base.tokenize(self._token, n, ranking))
         if users is not None:
             keep = set(m.users.to_raw(codes[codes >= 0]).tolist())
             recs = recs[recs["user"].isin(keep)]

@@ -35,6 +35,7 @@ import scipy.sparse as sp
 
 from . import kernels
 from .ids import IdMap, frame_from_parts
+from .matrix import _ids_of
 
 __all__ = ["predict_pairs", "recommend_blocks", "PREDICTION_META", "RECOMMENDATION_META"]
 
@@ -102,8 +103,8 @@ def predict_pairs(parts, *, users: IdMap, items: IdMap, based: str, S: da.Array,
 
 def _route(frame, users, items, based, s_bounds, q_bounds):
     """Split one part's pairs into grid cells (+ a last piece of unknown pairs)."""
-    u = users.to_codes(frame["user"].to_numpy(dtype=object))
-    i = items.to_codes(frame["item"].to_numpy(dtype=object))
+    u = users.to_codes(_ids_of(frame["user"]))
+    i = items.to_codes(_ids_of(frame["item"]))
     x, y = (i, u) if based == "item" else (u, i)
     known = (u >= 0) & (i >= 0)
     a = np.searchsorted(s_bounds, x, side="right") - 1
@@ -111,8 +112,8 @@ def _route(frame, users, items, based, s_bounds, q_bounds):
     n_b = len(q_bounds) - 1
     cell = np.where(known, a * n_b + b, (len(s_bounds) - 1) * n_b)
     base = frame[["user", "item"] + (["rating"] if "rating" in frame else [])].reset_index(drop=True)
-    base["user"] = users.canonical(base["user"].to_numpy(dtype=object))
-    base["item"] = items.canonical(base["item"].to_numpy(dtype=object))
+    base["user"] = users.canonical(_ids_of(base["user"]))
+    base["item"] = items.canonical(_ids_of(base["item"]))
     base = base.assign(x=x - s_bounds[np.clip(a, 0, None)], y=y - q_bounds[np.clip(b, 0, None)], gx=x)
     order = np.argsort(cell, kind="stable")
     cuts = np.searchsorted(cell[order], np.arange((len(s_bounds) - 1) * n_b + 2))
@@ -166,7 +167,7 @@ def _score_unknown(pieces, global_mean, rating_range):
 
 def recommend_blocks(*, users: IdMap, items: IdMap, based: str, by_user: da.Array, W: da.Array,
                      entity_means, item_means, item_count, n: int, min_k: int, prediction: str,
-                     rating_range, blocks=None, token: str = "") -> dd.DataFrame:
+                     rating_range, blocks=None, ranking="prediction", token: str = "") -> dd.DataFrame:
     """Top-N unrated items for every user, one task per user block.
 
     Scores are the predictions of the *global* neighbour rule (each target's
@@ -175,6 +176,9 @@ def recommend_blocks(*, users: IdMap, items: IdMap, based: str, by_user: da.Arra
     selection per user, no sparse product materialised).  Ties go to the more popular item; users
     with fewer than ``n`` scored unrated items are filled in with the most
     popular unrated items (``fallback=True``, score = the item's mean).
+
+    ``ranking="sum"`` ranks by the unnormalised sum over each rated item's own
+    list instead (see :meth:`dcf.model.KNN.recommend`).
 
     ``blocks`` limits the work to those user blocks (default: all).
 
@@ -185,7 +189,9 @@ def recommend_blocks(*, users: IdMap, items: IdMap, based: str, by_user: da.Arra
     r_blocks, r_bounds = _blocks(by_user)
     w_blocks, _ = _blocks(W)
     stack = dask.delayed(_vstack, pure=True)
-    if based == "item":  # W transposed once: columns = target items
+    if based == "item" and ranking == "sum":  # rows = rated items, their own lists
+        other = stack(*w_blocks, dask_key_name=f"recommend-neighbours-{token}")
+    elif based == "item":  # W transposed once: columns = target items
         other = dask.delayed(_vstack_transposed, pure=True)(
             *w_blocks, dask_key_name=f"recommend-neighbours-{token}")
     else:
@@ -199,7 +205,7 @@ def recommend_blocks(*, users: IdMap, items: IdMap, based: str, by_user: da.Arra
             continue
         left = r_blk if based == "item" else w_blocks[b]
         out.append(task(left, other, r_blk, int(r_bounds[b]), based, u_key, i_key, entity_means,
-                        item_means, order, n, min_k, prediction, rating_range,
+                        item_means, order, n, min_k, prediction, rating_range, ranking,
                         dask_key_name=f"recommend-block-{token}-{b}"))
     if not out:  # none of the requested users is known
         out = [dask.delayed(RECOMMENDATION_META.copy)()]
@@ -220,11 +226,12 @@ def _popularity_order(count):
 
 
 def _recommend_block(left, other, rated, row0, based, users, items, entity_means, item_means, order,
-                     n, min_k, prediction, rating_range):
+                     n, min_k, prediction, rating_range, ranking="prediction"):
     lo, hi = rating_range
     entity_means = np.asarray(entity_means)
     item_means = np.asarray(item_means)
-    centred = prediction == "mean-centred"
+    total = ranking == "sum"
+    centred = prediction == "mean-centred" and not total
     A, B = left, other
     row_add = col_add = None
     if based == "item":  # A: ratings (u x items); B: W transposed (items x items)
@@ -238,10 +245,10 @@ def _recommend_block(left, other, rated, row0, based, users, items, entity_means
             B.data = B.data - np.repeat(entity_means, np.diff(other.indptr))
             row_add = entity_means[row0:row0 + left.shape[0]]
     cols, vals, filled = kernels.recommend_rows(A, B, based == "user", rated, n, order, min_k,
-                                                row_add, col_add, (lo, hi))
-    vals = np.where(filled, item_means[np.clip(cols, 0, None)], vals)
+                                                row_add, col_add, (lo, hi), divide=not total)
     r, c = np.nonzero(cols >= 0)
+    if not total:
+        vals = np.clip(np.where(filled, item_means[np.clip(cols, 0, None)], vals), lo, hi)
     return pd.DataFrame({
         "user": users.to_raw(row0 + r), "rank": (c + 1).astype(np.int64),
-        "item": items.to_raw(cols[r, c]), "score": np.clip(vals[r, c], lo, hi),
-        "fallback": filled[r, c]})
+        "item": items.to_raw(cols[r, c]), "score": vals[r, c], "fallback": filled[r, c]})

@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--rating-scale", type=float, nargs=2, metavar=("LOW", "HIGH"),
                    help="declared rating scale: ratings outside it are bad lines (default: any > 0)")
     g = p.add_argument_group("model")
-    for name in ("based", "similarity", "neighbourhood", "prediction"):
+    for name in ("based", "similarity", "neighbourhood", "prediction", "ranking"):
         g.add_argument(f"--{name}", choices=CHOICES[name], help=f"(default {getattr(d, name)})")
     g.add_argument("--k", type=int, help=f"neighbours ({d.k})")
     g.add_argument("--top-n", type=int, help=f"recommendations per user ({d.top_n})")
@@ -149,7 +149,7 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
     with stage("prediction"):
         preds = model.predict(dio.Ratings(data.source, test_parts, None)).compute()
     with stage("top-n"):
-        recs = model.recommend(n=cfg.top_n).compute()
+        recs = model.recommend(n=cfg.top_n, ranking=cfg.ranking).compute()
     counts = dask.compute(matrix.report, *reports[1:])
     return {"model": model, "matrix": matrix, "predictions": preds, "recommendations": recs,
             "reports": counts}
