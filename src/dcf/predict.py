@@ -92,10 +92,10 @@ def predict_pairs(parts, *, users: IdMap, items: IdMap, based: str, S: da.Array,
     for a, s_blk in enumerate(s_blocks):
         for b, q_blk in enumerate(q_blocks):
             c = a * len(q_blocks) + b
-            out.append(cell([r[c] for r in routed], s_blk, q_blk, means, k, min_k, prediction,
-                            global_mean, rating_range, fallback,
+            out.append(cell(s_blk, q_blk, means, k, min_k, prediction, global_mean, rating_range,
+                            fallback, *[r[c] for r in routed],
                             dask_key_name=f"predict-cell-{token}-{a}-{b}"))
-    out.append(unknown([r[n_cells] for r in routed], global_mean, rating_range,
+    out.append(unknown(global_mean, rating_range, *[r[n_cells] for r in routed],
                        dask_key_name=f"predict-unknown-{token}"))
     meta = PREDICTION_META if with_rating else PREDICTION_META.drop(columns="rating")
     return frame_from_parts(out, meta)
@@ -130,7 +130,7 @@ def _finish(frame, pred, used, fb, rating_range):
     return out if "rating" in frame else out.drop(columns="rating")
 
 
-def _score_cell(pieces, S, Q, means, k, min_k, prediction, global_mean, rating_range, fallback):
+def _score_cell(S, Q, means, k, min_k, prediction, global_mean, rating_range, fallback, *pieces):
     frame = pd.concat(pieces, ignore_index=True) if pieces else PREDICTION_META
     if len(frame) == 0:
         return _empty(frame)
@@ -156,7 +156,7 @@ def _empty(frame):
     return out if "rating" in frame else out.drop(columns="rating")
 
 
-def _score_unknown(pieces, global_mean, rating_range):
+def _score_unknown(global_mean, rating_range, *pieces):
     frame = pd.concat(pieces, ignore_index=True) if pieces else PREDICTION_META
     n = len(frame)
     if n == 0:

@@ -185,12 +185,12 @@ def similarity_rows(st: SimilarityTiles, dense_fraction=DENSE_FRACTION) -> da.Ar
     out = []
     for a in range(st.n_blocks):
         parts = [st.tile(a, b) for b in range(st.n_blocks)]
-        out.append(rows([p for p, _ in parts], [t for _, t in parts], dense_fraction,
+        out.append(rows([t for _, t in parts], dense_fraction, *[p for p, _ in parts],
                         dask_key_name=f"similarity-rows-{st.token}-{a}"))
     return _concat(out, st.bounds, n)
 
 
-def _assemble_rows(tiles, transposed, dense_fraction):
+def _assemble_rows(transposed, dense_fraction, *tiles):
     return row_block_format(np.hstack([t.T if tr else t for t, tr in zip(tiles, transposed)]),
                             dense_fraction)
 
