@@ -112,7 +112,7 @@ def _generate_partition(spec: SyntheticSpec, start: int, stop: int) -> pd.DataFr
              + rng.normal(0.0, spec.noise, len(users)))
     rating = np.clip(np.rint(score), 1, 5)
     first_line = int(counts[:start].sum()) + 1
-    return pd.DataFrame({"user": (users + start + 1).astype(object), "item": (items + 1).astype(object),
+    return pd.DataFrame({"user": (users + start + 1).astype(np.int64), "item": (items + 1).astype(np.int64),
                          "rating": rating.astype(np.float64),
                          "line": np.arange(first_line, first_line + len(users), dtype=np.int64)})
 

@@ -187,6 +187,8 @@ def recommend_blocks(*, users: IdMap, items: IdMap, based: str, by_user: da.Arra
     dask.dataframe.DataFrame with columns ``user, rank, item, score, fallback``.
     """
     r_blocks, r_bounds = _blocks(by_user)
+    if based == "user" and W.chunks[0] != by_user.chunks[0]:  # neighbour rows per user block
+        W = W.rechunk((by_user.chunks[0], W.chunks[1]))
     w_blocks, _ = _blocks(W)
     stack = dask.delayed(_vstack, pure=True)
     if based == "item" and ranking == "sum":  # rows = rated items, their own lists

@@ -112,6 +112,11 @@ class Stages:
             print(f" {self.seconds[name]:8.2f} s", file=sys.stderr)
 
 
+def _persisted(data: dio.Ratings) -> dio.Ratings:
+    *parts, report = dask.persist(*data.parts, data.report)
+    return dio.Ratings(data.source, list(parts), report)
+
+
 def execute(cfg: RunConfig, stage: Stages) -> dict:
     """The pipeline's stages on the current client; returns their results.
 
@@ -121,12 +126,15 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
     read_kw = {"on_bad_lines": "skip" if cfg.skip_bad_lines else "error",
                "rating_scale": cfg.rating_scale}
     with stage("load"):
-        data = open_source(cfg.data, **read_kw)
+        # read (or generate) once: the id pass, the matrix, the split and the report all
+        # reuse the parts held on the workers instead of each reading them again
+        data = _persisted(open_source(cfg.data, **read_kw))
         if cfg.test:
-            test_src = open_source(cfg.test, **read_kw)
+            test_src = _persisted(open_source(cfg.test, **read_kw))
             train_parts, test_parts, reports = data.parts, test_src.parts, [data.report, test_src.report]
         else:
             train_parts, test_parts = split.random_split(data.parts, cfg.test_fraction, cfg.seed)
+            train_parts, test_parts = dask.persist(train_parts, test_parts)
             reports = [data.report]
         model = KNN(based=cfg.based, similarity=cfg.similarity, k=cfg.k,
                     neighbourhood=cfg.neighbourhood, prediction=cfg.prediction,

@@ -29,10 +29,17 @@ __all__ = ["pair_uniform", "random_split", "kfold", "user_holdout"]
 def pair_uniform(frame: pd.DataFrame, seed: int) -> np.ndarray:
     """A uniform [0, 1) number per row, a pure function of (user, item, seed)."""
     key = f"{int(seed) & 0xFFFFFFFFFFFFFFFF:016x}"
-    keys = pd.DataFrame({"user": frame["user"].astype(str).to_numpy(dtype=object),
-                         "item": frame["item"].astype(str).to_numpy(dtype=object)})
+    keys = pd.DataFrame({"user": _text(frame["user"]), "item": _text(frame["item"])})
     h = pd.util.hash_pandas_object(keys, index=False, hash_key=key).to_numpy(np.uint64)
     return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def _text(col: pd.Series) -> np.ndarray:
+    """Ids as the text a file would hold (so a split does not depend on the format);
+    integer columns through NumPy's vectorised conversion, the same strings."""
+    if isinstance(col.dtype, np.dtype) and col.dtype.kind in "iu":
+        return col.to_numpy().astype(str).astype(object)
+    return col.astype(str).to_numpy(dtype=object)
 
 
 def _check_fraction(f):
@@ -64,11 +71,14 @@ def random_split(data, test_fraction: float = 0.1, seed: int = 0):
     a list of Delayed frame parts (then two lists).
     """
     _check_fraction(test_fraction)
-    sel = dask.delayed(_select, pure=True)
-    parts = _parts(data)
-    train = [sel(p, seed, 0.0, test_fraction, False) for p in parts]
-    test = [sel(p, seed, 0.0, test_fraction, True) for p in parts]
-    return _wrap(data, train, test)
+    two = dask.delayed(_split_two, nout=2, pure=True)
+    pairs = [two(p, seed, test_fraction) for p in _parts(data)]  # one hash pass per part
+    return _wrap(data, [tr for tr, _ in pairs], [te for _, te in pairs])
+
+
+def _split_two(frame, seed, test_fraction):
+    test = pair_uniform(frame, seed) < test_fraction
+    return frame[~test].reset_index(drop=True), frame[test].reset_index(drop=True)
 
 
 def kfold(data, n_splits: int = 5, seed: int = 0):
