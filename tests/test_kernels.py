@@ -230,3 +230,19 @@ def test_recommend_rows_equals_a_dense_loop(seed, n, based, centred, min_k, divi
         assert cols[u].tolist() == want
         assert vals[u][:min(n, len(scored))].tolist() == [-s for s, *_ in scored][:n]
         assert filled[u].tolist() == [k >= len(scored) and w >= 0 for k, w in enumerate(want)]
+
+
+@pytest.mark.parametrize("values", [[1.0, 2.0, 3.5, 5.0], [1.0, 2.1, 3.3]])
+def test_compact_stack_is_exact_and_equals_compact_of_vstack(values):
+    rng = np.random.default_rng(0)
+    blocks = [sp.csr_matrix(np.where(rng.random((r, 30)) < 0.2, rng.choice(values, (r, 30)), 0.0))
+              for r in (5, 0, 12)]
+    got = kernels.compact_stack(blocks)
+    want = kernels.compact_csr(sp.vstack(blocks, format="csr"))
+    for a, b in zip(got[:3], want[:3]):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    # float32 only when every value survives the round trip (2.1 does not)
+    assert got.data.dtype == (np.float32 if values[1] == 2.0 else np.float64)
+    assert got.indices.dtype == np.uint16 and got.shape == (17, 30)
+    np.testing.assert_array_equal(got.data.astype(np.float64), sp.vstack(blocks).tocsr().data)

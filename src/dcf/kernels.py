@@ -24,7 +24,7 @@ from numba.extending import intrinsic
 
 __all__ = [
     "MEASURES", "csr_from_triplets", "similarity_tile", "similarity_rows", "row_norms",
-    "CompactCSR", "compact_csr",
+    "CompactCSR", "compact_csr", "compact_stack",
     "top_columns", "topk_rows",
     "merge_topk", "neighbour_matrix", "score_pairs", "top_n", "recommend_rows",
 ]
@@ -160,6 +160,26 @@ def compact_csr(m) -> CompactCSR:
     return CompactCSR(m.indptr.astype(np.int64, copy=False), indices, data, tuple(m.shape))
 
 
+def compact_stack(blocks) -> CompactCSR:
+    """:func:`compact_csr` of row blocks stacked (each a CSR block with sorted
+    indices), written straight into the compact arrays: no intermediate float64 /
+    int32 copy of the whole matrix (what ``scipy.sparse.vstack`` makes)."""
+    blocks = [sp.csr_matrix(b) for b in blocks]
+    n = blocks[0].shape[1]
+    nnz = np.cumsum([0] + [b.nnz for b in blocks])
+    indptr = np.concatenate([[0]] + [b.indptr[1:].astype(np.int64) + off for b, off in zip(blocks, nnz)])
+    indices = np.empty(int(nnz[-1]), np.uint16 if n <= 1 << 16 else np.int32)
+    data = np.empty(int(nnz[-1]), np.float32)
+    exact = True
+    for b, lo, hi in zip(blocks, nnz[:-1], nnz[1:]):
+        indices[lo:hi] = b.indices
+        data[lo:hi] = b.data
+        exact = exact and np.array_equal(data[lo:hi].astype(np.float64), b.data)
+    if not exact:
+        data = np.concatenate([np.asarray(b.data, np.float64) for b in blocks])
+    return CompactCSR(indptr, indices, data, (int(indptr.shape[0] - 1), n))
+
+
 @intrinsic
 def _prefetch(typingctx, arr, idx):  # pragma: no cover - compiled
     """Hint the CPU to fetch ``arr[idx]`` into cache (LLVM ``prefetch``; no effect on results)."""
@@ -183,7 +203,7 @@ PREFETCH_AHEAD = 4  # rows ahead: the row pointer at 2x, the row itself at 1x (m
 
 
 def similarity_rows(Pa, Q, row0, measure="cosine", min_support=1, shrinkage=0.0, k=None,
-                    norms_a=None, norms=None, dense=False, upper=False):
+                    norms_a=None, norms=None, dense=False):
     """Whole similarity rows of a block of entities, straight from the ratings.
 
     The same values as :func:`similarity_tile` over every block, bit for bit,
@@ -208,16 +228,10 @@ def similarity_rows(Pa, Q, row0, measure="cosine", min_support=1, shrinkage=0.0,
         ``full-cosine``.
     dense : bool
         Return the dense ``(na, n)`` rows (diagonal = 1, as surprise does).
-    upper : bool
-        Symmetric half only: compute the columns ``j >= row0`` (this block and
-        every later one).  The top-k lists then cover those columns, and a
-        fourth and fifth result give, for every later column ``j >= row0 + na``,
-        its top-k among this block's rows (``(n - row0 - na, k)`` idx / sim):
-        what the later blocks' rows are missing.  Not with ``dense``.
 
     Returns
     -------
-    rows or None, idx or None, sim or None (and col_idx, col_sim with ``upper``)
+    rows or None, idx or None, sim or None
     """
     if measure not in MEASURES:
         raise ValueError(f"unknown similarity {measure!r}; choose from {', '.join(MEASURES)}")
@@ -227,31 +241,23 @@ def similarity_rows(Pa, Q, row0, measure="cosine", min_support=1, shrinkage=0.0,
     cosine = measure == "cosine"
     if not cosine and (norms_a is None or norms is None):
         raise ValueError("full-cosine needs norms_a and norms (kernels.row_norms)")
-    if upper and (dense or k is None):
-        raise ValueError("upper needs k and no dense rows")
     kk = 0 if k is None else int(k)
     rows = np.zeros((na, n) if dense else (0, 0))
     idx = np.full((na, kk), -1, np.int64)
     sim = np.zeros((na, kk))
-    split = int(row0) + na if upper else n
-    col_idx = np.full((n - split, kk), -1, np.int64)
-    col_sim = np.zeros((n - split, kk))
     empty = np.zeros(0)
     count = int(min_support) > 1 or shrinkage > 0
     _sim_rows(Pa.indptr.astype(np.int64, copy=False), Pa.indices, np.asarray(Pa.data, np.float64),
               Q.indptr, Q.indices, Q.data, int(row0), n, cosine, count,
               float(max(int(min_support), 1)), float(shrinkage),
               empty if cosine else np.asarray(norms_a, np.float64),
-              empty if cosine else np.asarray(norms, np.float64), dense, rows, idx, sim, PREFETCH_AHEAD,
-              int(row0) if upper else 0, split, col_idx, col_sim)
-    out = (rows if dense else None), (idx if k is not None else None), (sim if k is not None else None)
-    return out + (col_idx, col_sim) if upper else out
+              empty if cosine else np.asarray(norms, np.float64), dense, rows, idx, sim, PREFETCH_AHEAD)
+    return (rows if dense else None), (idx if k is not None else None), (sim if k is not None else None)
 
 
 @numba.njit(cache=True, nogil=True)
 def _sim_rows(p_ptr, p_idx, p_val, q_ptr, q_idx, q_val, row0, n, cosine, count, min_support,
-              shrinkage, norms_a, norms, dense, rows, top_i, top_s, ahead, col0, split, col_i,
-              col_s):  # pragma: no cover
+              shrinkage, norms_a, norms, dense, rows, top_i, top_s, ahead):  # pragma: no cover
     prod = np.zeros(n)
     freq = np.zeros(n if count else 0)
     sqi = np.zeros(n if cosine else 0)
@@ -272,17 +278,7 @@ def _sim_rows(p_ptr, p_idx, p_val, q_ptr, q_idx, q_val, row0, n, cosine, count, 
             u = p_idx[p]
             r = p_val[p]
             rr = r * r
-            start = q_ptr[u]
-            if col0 > 0:  # upper half: skip to the first column >= col0 (binary search)
-                a, b = start, q_ptr[u + 1]
-                while a < b:
-                    mid = (a + b) >> 1
-                    if q_idx[mid] < col0:
-                        a = mid + 1
-                    else:
-                        b = mid
-                start = a
-            for q in range(start, q_ptr[u + 1]):
+            for q in range(q_ptr[u], q_ptr[u + 1]):
                 j = q_idx[q]
                 v = np.float64(q_val[q])
                 if not seen[j]:
@@ -317,17 +313,6 @@ def _sim_rows(p_ptr, p_idx, p_val, q_ptr, q_idx, q_val, row0, n, cosine, count, 
                 rows[i, j] = s
             if k == 0 or s <= 0 or j == me:
                 continue
-            if j >= split:  # later block's row j misses (j, me): keep it in j's column list
-                c = j - split
-                last = col_s[c, k - 1]
-                if col_i[c, k - 1] < 0 or s > last:  # rows come in ascending id: ties stay out
-                    pos = k - 1
-                    while pos > 0 and (col_i[c, pos - 1] < 0 or s > col_s[c, pos - 1]):
-                        col_s[c, pos] = col_s[c, pos - 1]
-                        col_i[c, pos] = col_i[c, pos - 1]
-                        pos -= 1
-                    col_s[c, pos] = s
-                    col_i[c, pos] = me
             if have == k:  # full: must beat the last (similarity desc, id asc)
                 ls = top_s[i, k - 1]
                 if s < ls or (s == ls and j > top_i[i, k - 1]):

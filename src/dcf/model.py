@@ -26,8 +26,7 @@ from .kernels import MEASURES
 from .matrix import RatingMatrix, _concat, build_matrix, from_array
 from .neighbours import table_from_blocks, top_k
 from .predict import predict_pairs, recommend_blocks
-from .similarity import (block_limit, similarity_by_rows, similarity_rows, similarity_tiles,
-                         similarity_upper)
+from .similarity import block_limit, similarity_by_rows, similarity_rows, similarity_tiles
 from .similarity import method as similarity_method
 
 __all__ = ["KNN", "ItemKNN", "UserKNN", "as_parts"]
@@ -160,14 +159,9 @@ class KNN(BaseEstimator):
         lo, hi, total, count = dask.compute(_block_summary(matrix.by_user))[0]
         whole_rows = self.neighbourhood == "rated"
         self.method_ = self.method or similarity_method(memory_budget(), int(P.shape[1]), int(count))
-        if self.method_ == "rows" and not whole_rows:  # lists only: each pair once
-            counts = dask.compute(matrix.oriented(self.based)[3])[0]
-            bounds, token, blocks = similarity_upper(P, Q, self.k, self.similarity, self.min_support,
-                                                     self.shrinkage, counts, 4 * parallelism())
-        elif self.method_ == "rows":
+        if self.method_ == "rows":
             bounds, token, blocks = similarity_by_rows(P, Q, self.k, self.similarity, self.min_support,
                                                        self.shrinkage, whole_rows)
-        if self.method_ == "rows":
             self.neighbours_ = table_from_blocks([b[0] for b in blocks], [b[1] for b in blocks],
                                                  bounds, self.k, token).persist()
             self.similarity_rows_ = (_concat([b[2] for b in blocks], bounds, int(P.shape[0])).persist()

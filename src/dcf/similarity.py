@@ -247,9 +247,9 @@ def similarity_by_rows(P: da.Array, Q: da.Array, k: int, measure="cosine", min_s
 
 
 def _stack_sorted(*blocks):
-    m = sp.vstack(blocks, format="csr") if len(blocks) > 1 else sp.csr_matrix(blocks[0])
-    m.sort_indices()
-    return kernels.compact_csr(m)
+    for b in blocks:
+        b.sort_indices()  # no-op for dcf's blocks; a from_array block might not be
+    return kernels.compact_stack(blocks)
 
 
 def _concatenate(*parts):
@@ -262,76 +262,3 @@ def _rows_block(Pa, Q, norms, row0, measure, min_support, shrinkage, k, whole_ro
         Pa, Q, row0, measure, min_support, shrinkage, k,
         norms_a=None if norms is None else norms[row0:row0 + na], norms=norms, dense=whole_rows)
     return idx, sim, (row_block_format(rows, dense_fraction) if whole_rows else None)
-
-
-def similarity_upper(P: da.Array, Q: da.Array, k: int, measure="cosine", min_support=1, shrinkage=0.0,
-                     weights=None, groups: int = 8):
-    """The ``rows`` method for top-k lists only, computing each pair once.
-
-    Consecutive entity blocks of ``P`` are grouped into ``groups`` super-blocks
-    whose estimated work is about equal (``weights``: ratings per entity; the work
-    of entity i is about its ratings x the entities after it).  The task of a
-    super-block computes its rows against itself and every later column
-    (:func:`dcf.kernels.similarity_rows` with ``upper``), keeping each row's top-k
-    and, for every later column, its top-k among these rows; a later super-block
-    merges what earlier ones kept for it (``similarity-merge``).  Half the
-    multiply-adds of :func:`similarity_by_rows`; the same lists, bit for bit.
-
-    Returns
-    -------
-    bounds, token, blocks : as :func:`similarity_by_rows` (rows always None),
-        over the super-blocks.
-    """
-    if measure not in kernels.MEASURES:
-        raise ValueError(f"unknown similarity {measure!r}; choose from {', '.join(kernels.MEASURES)}")
-    p_blocks = P.to_delayed().ravel().tolist()
-    pb = np.concatenate([[0], np.cumsum(P.chunks[0])]).astype(np.int64)
-    n = int(pb[-1])
-    w = np.ones(n) if weights is None else np.asarray(weights, np.float64) + 1.0
-    work = w * (n - np.arange(n))  # pairs (i, j >= i), weighted by the entity's ratings
-    per_block = np.add.reduceat(work, pb[:-1]) if n else np.zeros(0)
-    cum = np.concatenate([[0.0], np.cumsum(per_block)])
-    targets = cum[-1] * np.arange(1, groups) / groups
-    cuts = np.unique(np.concatenate([[0], np.searchsorted(cum, targets), [len(p_blocks)]]))
-    bounds = pb[cuts]
-    token = dask.base.tokenize(P, Q, measure, min_support, shrinkage, k, bounds.tolist(), "upper")
-    others = dask.delayed(_stack_sorted, pure=True)(*Q.to_delayed().ravel().tolist(),
-                                                    dask_key_name=f"similarity-others-{token}")
-    norms = None
-    if measure == "full-cosine":
-        norm = dask.delayed(kernels.row_norms, pure=True)
-        norms = dask.delayed(_concatenate, pure=True)(
-            *[norm(b, dask_key_name=f"similarity-norms-{token}-{a}") for a, b in enumerate(p_blocks)],
-            dask_key_name=f"similarity-norms-{token}")
-    task = dask.delayed(_upper_block, pure=True)
-    piece = dask.delayed(_column_piece, nout=2, pure=True)
-    merge = dask.delayed(_merge_lists, nout=2, pure=True)
-    outs = [task(int(bounds[g]), others, norms, measure, int(min_support), float(shrinkage), int(k),
-                 *p_blocks[cuts[g]:cuts[g + 1]], dask_key_name=f"similarity-block-{token}-{g}")
-            for g in range(len(bounds) - 1)]
-    blocks = []
-    for h in range(len(bounds) - 1):
-        pieces = [piece(outs[g], int(bounds[h] - bounds[g + 1]), int(bounds[h + 1] - bounds[g + 1]),
-                        dask_key_name=f"similarity-piece-{token}-{g}-{h}") for g in range(h)]
-        idx, sim = merge(int(k), outs[h], *pieces, dask_key_name=f"similarity-merge-{token}-{h}")
-        blocks.append((idx, sim, None))
-    return bounds, f"{token}-{k}", blocks
-
-
-def _upper_block(row0, Q, norms, measure, min_support, shrinkage, k, *blocks):
-    Pa = sp.vstack(blocks, format="csr") if len(blocks) > 1 else blocks[0]
-    na = Pa.shape[0]
-    _, idx, sim, col_idx, col_sim = kernels.similarity_rows(
-        Pa, Q, row0, measure, min_support, shrinkage, k,
-        norms_a=None if norms is None else norms[row0:row0 + na], norms=norms, upper=True)
-    return idx, sim, col_idx, col_sim
-
-
-def _column_piece(out, lo, hi):
-    return np.ascontiguousarray(out[2][lo:hi]), np.ascontiguousarray(out[3][lo:hi])
-
-
-def _merge_lists(k, own, *pieces):
-    if not pieces:
-        return own[0], own[1]
-    return kernels.merge_topk([(own[0], own[1]), *pieces], k)
