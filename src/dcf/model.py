@@ -247,7 +247,8 @@ class KNN(BaseEstimator):
                              means=self.entity_means_, k=k, min_k=self.min_k,
                              prediction=self.prediction, global_mean=self.global_mean_,
                              rating_range=self.rating_range_, with_rating=with_rating,
-                             token=dask.base.tokenize(self._token, parts))
+                             token=dask.base.tokenize(self._token, parts),
+                             max_cells=max(16, 4 * parallelism()))
 
     def recommend(self, users=None, n: int = 20, ranking: str = "prediction") -> dd.DataFrame:
         """Top-``n`` unrated items per user (all users, or the given raw ids).
