@@ -234,3 +234,22 @@ def test_sum_ranking_equals_ratings_times_the_neighbour_matrix(based):
         assert [items.tolist().index(i) for i in scored["item"]] == best
         np.testing.assert_allclose(scored["score"], scores[u, best], rtol=1e-12)
         assert (mine.loc[mine["fallback"], "score"] == 0).all()
+
+
+def test_frames_keep_their_model_blocks_alive_after_the_model_is_dropped(dist_client):
+    # chained fit(...).predict(...).compute(): the model is gone before the graph is sent;
+    # with optimised to_delayed the graphs held keys, not Futures, and the persisted blocks
+    # were released ("lost dependencies", seen under load in the notebook test)
+    import gc
+    import time
+
+    from dcf.datasets import synthetic
+
+    df = synthetic(users=400, items=90, ratings=4000, seed=6).frame.compute()
+    with dask.config.set(scheduler=dist_client):
+        preds = ItemKNN(k=5, block_size=20).fit(df).predict(df.iloc[:60])
+        recs = ItemKNN(k=5, neighbourhood="global", block_size=20).fit(df).recommend(n=3)
+        gc.collect()
+        time.sleep(1.0)  # let the releases reach the scheduler
+        assert len(preds.compute()) == 60
+        assert len(recs.compute()) == 3 * df["user"].nunique()

@@ -307,7 +307,7 @@ def from_array(X: da.Array, *, row_block=None, col_block=None, source="array") -
     token = dask.base.tokenize(X, ub, ib)
     check = dask.delayed(_checked_block, nout=2, pure=True)
     blocks, reports = [], []
-    for b, blk in enumerate(X.to_delayed().ravel().tolist()):
+    for b, blk in enumerate(X.to_delayed(optimize_graph=False).ravel().tolist()):
         csr, rep = check(blk, int(ub[b]), source, dask_key_name=f"matrix-user-block-{token}-{b}")
         blocks.append(csr)
         reports.append(rep)

@@ -367,7 +367,8 @@ def _divide(s, c):
 
 
 def _single(x: da.Array):
-    return x.rechunk(-1).to_delayed().ravel()[0] if x.numblocks[0] > 1 else x.to_delayed().ravel()[0]
+    x = x.rechunk(-1) if x.numblocks[0] > 1 else x
+    return x.to_delayed(optimize_graph=False).ravel()[0]  # keeps persisted Futures alive
 
 
 def _block_summary(X: da.Array):

@@ -112,4 +112,4 @@ def _merge(k, *parts):
 def full_matrix(blocks: da.Array):
     """One Delayed CSR holding every row block stacked (for small operands)."""
     return dask.delayed(lambda *b: sp.vstack(b, format="csr"), pure=True)(
-        *blocks.to_delayed().ravel().tolist())
+        *blocks.to_delayed(optimize_graph=False).ravel().tolist())

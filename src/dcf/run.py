@@ -112,6 +112,13 @@ class Stages:
             print(f" {self.seconds[name]:8.2f} s", file=sys.stderr)
 
 
+def _gather(frame) -> pd.DataFrame:
+    """The partitions of a dask DataFrame, concatenated here.  ``.compute()`` would
+    concatenate them on one worker first (20M recommendations: a 3 GB worker died)."""
+    parts = dask.compute(*frame.to_delayed())
+    return pd.concat(parts, ignore_index=True) if parts else frame._meta.copy()
+
+
 def _persisted(data: dio.Ratings) -> dio.Ratings:
     *parts, report = dask.persist(*data.parts, data.report)
     return dio.Ratings(data.source, list(parts), report)
@@ -151,13 +158,15 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
     with stage("matrix"):
         matrix.persist()
         cluster.wait_for(matrix.by_user, matrix.by_item)
+        # the matrix holds the training ratings now: let the workers drop the frames
+        source, train_parts, data = data.source, None, None
     with stage("neighbours"):
         model.fit(matrix)
         cluster.wait_for(model.neighbours_.W, model.similarity_rows_)
     with stage("prediction"):
-        preds = model.predict(dio.Ratings(data.source, test_parts, None)).compute()
+        preds = _gather(model.predict(dio.Ratings(source, test_parts, None)))
     with stage("top-n"):
-        recs = model.recommend(n=cfg.top_n, ranking=cfg.ranking).compute()
+        recs = _gather(model.recommend(n=cfg.top_n, ranking=cfg.ranking))
     counts = dask.compute(matrix.report, *reports[1:])
     return {"model": model, "matrix": matrix, "predictions": preds, "recommendations": recs,
             "reports": counts}

@@ -161,7 +161,7 @@ def similarity_tiles(P: da.Array, measure="cosine", min_support=1, shrinkage=0.0
     """
     if measure not in kernels.MEASURES:
         raise ValueError(f"unknown similarity {measure!r}; choose from {', '.join(kernels.MEASURES)}")
-    blocks = P.to_delayed().ravel().tolist()
+    blocks = P.to_delayed(optimize_graph=False).ravel().tolist()
     bounds = np.concatenate([[0], np.cumsum(P.chunks[0])]).astype(np.int64)
     token = dask.base.tokenize(P, measure, min_support, shrinkage)
     tile = dask.delayed(kernels.similarity_tile, pure=True)
@@ -227,10 +227,10 @@ def similarity_by_rows(P: da.Array, Q: da.Array, k: int, measure="cosine", min_s
     """
     if measure not in kernels.MEASURES:
         raise ValueError(f"unknown similarity {measure!r}; choose from {', '.join(kernels.MEASURES)}")
-    p_blocks = P.to_delayed().ravel().tolist()
+    p_blocks = P.to_delayed(optimize_graph=False).ravel().tolist()
     bounds = np.concatenate([[0], np.cumsum(P.chunks[0])]).astype(np.int64)
     token = dask.base.tokenize(P, Q, measure, min_support, shrinkage, "rows")
-    others = dask.delayed(_stack_sorted, pure=True)(*Q.to_delayed().ravel().tolist(),
+    others = dask.delayed(_stack_sorted, pure=True)(*Q.to_delayed(optimize_graph=False).ravel().tolist(),
                                                     dask_key_name=f"similarity-others-{token}")
     norms = None
     if measure == "full-cosine":

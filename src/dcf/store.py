@@ -143,7 +143,7 @@ def save(model, path) -> Path:
 def _stack(X: da.Array):
     """All row blocks of a CSR- (or dense-) chunked dask array as one CSR."""
     return dask.delayed(lambda *b: sp.vstack([sp.csr_matrix(x) for x in b], format="csr"),
-                        pure=True)(*X.to_delayed().ravel().tolist())
+                        pure=True)(*X.to_delayed(optimize_graph=False).ravel().tolist())
 
 
 def _bounds(chunks) -> list[int]:
