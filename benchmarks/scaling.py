@@ -93,6 +93,8 @@ def main(argv=None) -> int:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--k", type=int, default=50)
     p.add_argument("--neighbourhood", default="rated", choices=["rated", "global"])
+    p.add_argument("--similarity", default="cosine", choices=["cosine", "full-cosine"])
+    p.add_argument("--ranking", default="prediction", choices=["prediction", "sum"])
     p.add_argument("--weak", action="store_true", help="data grows with the worker count")
     p.add_argument("--weak-base", type=int, nargs=3, default=[50_000, 3_900, 345_000],
                    metavar=("USERS", "ITEMS", "RATINGS"), help="synthetic shape per worker")
@@ -104,12 +106,13 @@ def main(argv=None) -> int:
     name = args.name or (f"{mode}-" + re.sub(r"[^A-Za-z0-9.-]+", "-",
                                              args.data.split("/")[-1].split(":")[-1]).strip("-"))
     print(f"setup   : {mode} scaling, workers {args.workers} x {args.threads_per_worker} threads, "
-          f"{args.memory_limit} each; k={args.k}, {args.neighbourhood}; {args.repeat} runs after a warm-up",
+          f"{args.memory_limit} each; k={args.k}, {args.neighbourhood}, {args.similarity}, ranking {args.ranking}; {args.repeat} runs after a warm-up",
           flush=True)
     rows = []
     for w in args.workers:
         cfg = RunConfig(data=data_for(args, w), test=args.test, k=args.k,
-                        neighbourhood=args.neighbourhood, progress=False)
+                        neighbourhood=args.neighbourhood, similarity=args.similarity,
+                        ranking=args.ranking, progress=False)
         with LocalCluster(n_workers=w, threads_per_worker=args.threads_per_worker,
                           memory_limit=args.memory_limit, host="127.0.0.1",
                           dashboard_address="127.0.0.1:0", processes=True) as lc, Client(lc) as client:
