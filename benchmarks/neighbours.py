@@ -36,6 +36,9 @@ def main(argv=None) -> int:
     p.add_argument("--similarity", default="cosine")
     p.add_argument("--min-support", type=int, default=1)
     p.add_argument("--top-n", type=int, default=20)
+    p.add_argument("--neighbourhoods", nargs="+", default=["rated", "global"], choices=["rated", "global"],
+                   help="'global' alone fits only the top-k lists (for large data)")
+    p.add_argument("--ranking", default="prediction", choices=["prediction", "sum"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads-per-worker", type=int, default=2)
@@ -56,7 +59,8 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         table, info = neighbour_sweep(train, test, args.ks, based=args.based,
                                       similarity=args.similarity, min_support=args.min_support,
-                                      top_n=args.top_n)
+                                      top_n=args.top_n, neighbourhoods=tuple(args.neighbourhoods),
+                                      ranking=args.ranking)
         total = time.perf_counter() - t
     print(f"data    : {args.data} ({'test ' + args.test if args.test else '1:9 split, seed ' + str(args.seed)}) "
           f"-> {info['users']:,} users x {info['items']:,} items, {info['n_test']:,} test pairs")

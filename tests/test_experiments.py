@@ -55,3 +55,20 @@ def test_sweep_matches_surprise_at_every_k(ml100k):
             assert got == pytest.approx(want, abs=1e-12), (k, name)
     assert info["k_max"] == 40 and len(table) == len(ks) * 2
     assert table["coverage"].between(0, 1).all() and table["precision"].between(0, 1).all()
+
+
+def test_a_global_only_sweep_equals_the_global_rows_of_the_full_sweep():
+    data = random_ratings(23, n_users=40, n_items=30, density=0.3)
+    test = data.sample(frac=0.2, random_state=3)
+    train = data.drop(test.index)
+    with dask.config.set(scheduler="sync"):
+        full, _ = neighbour_sweep(train, test, [2, 5], top_n=4)
+        only, _ = neighbour_sweep(train, test, [2, 5], top_n=4, neighbourhoods=("global",))
+        summed, _ = neighbour_sweep(train, test, [2, 5], top_n=4, neighbourhoods=("global",),
+                                    ranking="sum")
+    cols = ["k", "prediction", "mae", "rmse", "fallback_share", "precision", "ndcg", "coverage"]
+    want = full[full["neighbourhood"] == "global"][cols].reset_index(drop=True)
+    pd.testing.assert_frame_equal(only[cols].reset_index(drop=True), want)
+    assert (only["neighbourhood"] == "global").all() and len(only) == 4
+    # the ranking rule changes the Top-N columns only
+    pd.testing.assert_frame_equal(summed[["k", "prediction", "mae"]], only[["k", "prediction", "mae"]])

@@ -12,6 +12,7 @@ import time
 import pandas as pd
 
 from . import evaluate
+from .ids import gather_frame
 from .model import KNN
 
 __all__ = ["neighbour_sweep"]
@@ -22,7 +23,8 @@ COLUMNS = ["k", "neighbourhood", "prediction", "mae", "rmse", "fallback_share", 
 
 def neighbour_sweep(train, test, ks, *, based="item", similarity="cosine", min_support=1,
                     shrinkage=0.0, neighbourhoods=("rated", "global"),
-                    predictions=("weighted", "mean-centred"), top_n=20, relevance=4.0):
+                    predictions=("weighted", "mean-centred"), top_n=20, relevance=4.0,
+                    ranking="prediction"):
     """Quality for every k, neighbourhood rule and prediction formula.
 
     Parameters
@@ -39,30 +41,34 @@ def neighbour_sweep(train, test, ks, *, based="item", similarity="cosine", min_s
         metrics of the Top-``top_n`` (relevant = test rating >= ``relevance``),
         catalogue ``coverage`` of the Top-N, and seconds; and a dict with the
         fit time and sizes.  Top-N scores always use the global rule, so the
-        ranking columns depend on k and the prediction formula only.
+        ranking columns depend on k and the prediction formula only (``ranking``:
+        see :meth:`KNN.recommend`).  Without ``"rated"`` in ``neighbourhoods`` the
+        one fit keeps only the top-k lists, not whole similarity rows: what large
+        data needs.
     """
     ks = sorted({int(k) for k in ks})
     t0 = time.perf_counter()
-    base = KNN(based=based, similarity=similarity, k=ks[-1], neighbourhood="rated",
+    base = KNN(based=based, similarity=similarity, k=ks[-1],
+               neighbourhood="rated" if "rated" in neighbourhoods else "global",
                min_support=min_support, shrinkage=shrinkage).fit(train)
     info = {"fit_seconds": time.perf_counter() - t0, "users": base.matrix_.shape[0],
             "items": base.matrix_.shape[1], "k_max": ks[-1]}
-    rows, ranking = [], {}
+    rows, ranked = [], {}
     for k in ks:
         for prediction in predictions:
             model = base.derive(k=k, prediction=prediction)
             t = time.perf_counter()
-            recs = model.recommend(n=top_n).compute()
+            recs = gather_frame(model.recommend(n=top_n, ranking=ranking))
             top_s = time.perf_counter() - t
             for neighbourhood in neighbourhoods:
                 m = model.derive(neighbourhood=neighbourhood)
                 t = time.perf_counter()
-                p = m.predict(test).compute()
+                p = gather_frame(m.predict(test))
                 pred_s = time.perf_counter() - t
-                if (k, prediction) not in ranking:
-                    ranking[(k, prediction)] = evaluate.ranking_metrics(
+                if (k, prediction) not in ranked:
+                    ranked[(k, prediction)] = evaluate.ranking_metrics(
                         recs, p[["user", "item", "rating"]], top_n, relevance)
-                r = ranking[(k, prediction)]
+                r = ranked[(k, prediction)]
                 rows.append({"k": k, "neighbourhood": neighbourhood, "prediction": prediction,
                              "mae": evaluate.mae(p["rating"], p["prediction"]),
                              "rmse": evaluate.rmse(p["rating"], p["prediction"]),

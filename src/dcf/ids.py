@@ -15,7 +15,7 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
-__all__ = ["IdMap", "frame_from_parts"]
+__all__ = ["IdMap", "frame_from_parts", "gather_frame"]
 
 
 class IdMap:
@@ -149,3 +149,13 @@ def frame_from_parts(parts, meta: pd.DataFrame) -> dd.DataFrame:
     """
     with dask.config.set({"dataframe.convert-string": False}):
         return dd.from_delayed(parts, meta=meta, verify_meta=False)
+
+
+def gather_frame(frame: dd.DataFrame) -> pd.DataFrame:
+    """The partitions of a dask DataFrame, concatenated in this process.
+
+    ``frame.compute()`` concatenates them on one worker first; with 20M
+    recommendations that worker died at its 3 GB limit.
+    """
+    parts = dask.compute(*frame.to_delayed())
+    return pd.concat(parts, ignore_index=True) if parts else frame._meta.copy()

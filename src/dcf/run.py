@@ -32,6 +32,7 @@ from . import io as dio
 from .config import CHOICES, RunConfig, load_config
 from .datasets import open_source
 from .errors import ClusterError, ConfigError, DataError
+from .ids import gather_frame
 from .matrix import build_matrix
 from .model import KNN, default_blocks
 from .store import atomic_folder
@@ -112,13 +113,6 @@ class Stages:
             print(f" {self.seconds[name]:8.2f} s", file=sys.stderr)
 
 
-def _gather(frame) -> pd.DataFrame:
-    """The partitions of a dask DataFrame, concatenated here.  ``.compute()`` would
-    concatenate them on one worker first (20M recommendations: a 3 GB worker died)."""
-    parts = dask.compute(*frame.to_delayed())
-    return pd.concat(parts, ignore_index=True) if parts else frame._meta.copy()
-
-
 def _persisted(data: dio.Ratings) -> dio.Ratings:
     *parts, report = dask.persist(*data.parts, data.report)
     return dio.Ratings(data.source, list(parts), report)
@@ -164,9 +158,9 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
         model.fit(matrix)
         cluster.wait_for(model.neighbours_.W, model.similarity_rows_)
     with stage("prediction"):
-        preds = _gather(model.predict(dio.Ratings(source, test_parts, None)))
+        preds = gather_frame(model.predict(dio.Ratings(source, test_parts, None)))
     with stage("top-n"):
-        recs = _gather(model.recommend(n=cfg.top_n, ranking=cfg.ranking))
+        recs = gather_frame(model.recommend(n=cfg.top_n, ranking=cfg.ranking))
     counts = dask.compute(matrix.report, *reports[1:])
     return {"model": model, "matrix": matrix, "predictions": preds, "recommendations": recs,
             "reports": counts}
