@@ -374,16 +374,10 @@ def _validate(src, users, items, ratings_text, lines, n_lines, bad, n_removed=No
     missing = (eu | ei | er) & ~blank
     rating = pd.to_numeric(text.where(~er, "0"), errors="coerce").to_numpy(dtype=np.float64)
     live = ~(blank | missing)
-    code = np.zeros(len(rating), np.int8)
+    code = _rating_codes(src, rating, live)
     code[live & np.isnan(rating)] = 1
     nan_text = text.astype(str).str.strip().str.lower().isin(["nan", "-nan", "+nan"]).to_numpy()
     code[live & nan_text] = 2
-    code[live & np.isinf(rating)] = 3
-    finite = live & np.isfinite(rating)
-    code[finite & (rating <= 0)] = 4
-    if src.rating_scale is not None:
-        lo, hi = src.rating_scale
-        code[finite & (rating > 0) & ((rating < lo) | (rating > hi))] = 5
     is_bad = code > 0
     for i in np.flatnonzero(is_bad)[: _MAX_EXAMPLES if src.on_bad_lines == "skip" else 1]:
         bad.append((int(lines[i]), f"{_problem(code[i], src)}: {text.iloc[i]!r}"))
@@ -391,11 +385,7 @@ def _validate(src, users, items, ratings_text, lines, n_lines, bad, n_removed=No
         i = int(np.flatnonzero(missing)[0])
         empty_fields = [n for n, e in (("user id", eu[i]), ("item id", ei[i]), ("rating", er[i])) if e]
         bad.append((int(lines[i]), f"empty {' and '.join(empty_fields)}"))
-    bad.sort()
-    if bad and src.on_bad_lines == "error":
-        line, what = bad[0]
-        raise DataError(src.path, what + " (pass on_bad_lines='skip' / --skip-bad-lines to drop "
-                        "such lines and count them)", line)
+    _raise_first(src, bad)
     keep = live & ~is_bad
     n_bad_total = int(is_bad.sum()) + n_structural
     frame = pd.DataFrame({"user": pd.Series(users[keep], dtype=object),
@@ -405,6 +395,28 @@ def _validate(src, users, items, ratings_text, lines, n_lines, bad, n_removed=No
               "missing": int(missing.sum()), "skipped": int(n_bad_total),
               "examples": [f"line {ln}: {what}" for ln, what in bad[:_MAX_EXAMPLES]]}
     return frame, report
+
+
+def _rating_codes(src, rating, live):
+    """Problem code per row among the ``live`` ones: 3 infinite, 4 not positive,
+    5 outside the declared scale (0 = fine; the text parser adds 1 and 2)."""
+    code = np.zeros(len(rating), np.int8)
+    code[live & np.isinf(rating)] = 3
+    finite = live & np.isfinite(rating)
+    code[finite & (rating <= 0)] = 4
+    if src.rating_scale is not None:
+        lo, hi = src.rating_scale
+        code[finite & (rating > 0) & ((rating < lo) | (rating > hi))] = 5
+    return code
+
+
+def _raise_first(src, bad):
+    """Sort the (line, problem) examples; in error mode raise on the first one."""
+    bad.sort()
+    if bad and src.on_bad_lines == "error":
+        line, what = bad[0]
+        raise DataError(src.path, what + " (pass on_bad_lines='skip' / --skip-bad-lines to drop "
+                        "such lines and count them)", line)
 
 
 def _read_parquet(src: RatingsSource):
@@ -453,23 +465,13 @@ def _validate_numeric(src, users, items, rating, lines):
     checks, report and messages, without turning 20 million values into text.  A
     missing rating (null / NaN in a float column) is an empty field, as in text."""
     missing = np.isnan(rating)
-    code = np.zeros(len(rating), np.int8)
-    code[np.isinf(rating)] = 3
-    finite = np.isfinite(rating)
-    code[finite & (rating <= 0)] = 4
-    if src.rating_scale is not None:
-        lo, hi = src.rating_scale
-        code[finite & (rating > 0) & ((rating < lo) | (rating > hi))] = 5
+    code = _rating_codes(src, rating, ~missing)
     is_bad = code > 0
     bad = [(int(lines[i]), f"{_problem(code[i], src)}: {format(rating[i], 'g')!r}")
            for i in np.flatnonzero(is_bad)[: _MAX_EXAMPLES if src.on_bad_lines == "skip" else 1]]
     if src.on_bad_lines == "error" and missing.any():
         bad.append((int(lines[int(np.flatnonzero(missing)[0])]), "empty rating"))
-    bad.sort()
-    if bad and src.on_bad_lines == "error":
-        line, what = bad[0]
-        raise DataError(src.path, what + " (pass on_bad_lines='skip' / --skip-bad-lines to drop "
-                        "such lines and count them)", line)
+    _raise_first(src, bad)
     keep = ~missing & ~is_bad
     frame = pd.DataFrame({"user": users[keep], "item": items[keep], "rating": rating[keep],
                           "line": np.asarray(lines)[keep].astype(np.int64)})

@@ -161,10 +161,11 @@ def compact_csr(m) -> CompactCSR:
 
 
 def compact_stack(blocks) -> CompactCSR:
-    """:func:`compact_csr` of row blocks stacked (each a CSR block with sorted
-    indices), written straight into the compact arrays: no intermediate float64 /
+    """:func:`compact_csr` of row blocks stacked, written straight into the compact arrays: no intermediate float64 /
     int32 copy of the whole matrix (what ``scipy.sparse.vstack`` makes)."""
     blocks = [sp.csr_matrix(b) for b in blocks]
+    # sorted column indices, without touching the (shared, persisted) inputs
+    blocks = [b if b.has_sorted_indices else b.sorted_indices() for b in blocks]
     n = blocks[0].shape[1]
     nnz = np.cumsum([0] + [b.nnz for b in blocks])
     indptr = np.concatenate([[0]] + [b.indptr[1:].astype(np.int64) + off for b, off in zip(blocks, nnz)])
@@ -610,30 +611,37 @@ def _recommend_rows(a_ptr, a_idx, a_val, b_ptr, b_idx, b_val, sim_left, r_ptr, r
             num[c] = 0.0
             den[c] = 0.0
             cnt[c] = 0.0
-            if not ok:
-                continue
-            rk = rank_of[c]
-            if got == n:
-                last = out_v[row, n - 1]
-                if s < last or (s == last and rk > rank_of[out_c[row, n - 1]]):
-                    continue
-                pos = n - 1
-            else:
-                pos = got
-                got += 1
-            while pos > 0:
-                pv = out_v[row, pos - 1]
-                if s > pv or (s == pv and rk < rank_of[out_c[row, pos - 1]]):
-                    out_c[row, pos] = out_c[row, pos - 1]
-                    out_v[row, pos] = pv
-                    pos -= 1
-                else:
-                    break
-            out_c[row, pos] = c
-            out_v[row, pos] = s
+            if ok:
+                got = _push(out_c, out_v, row, got, n, c, s, rank_of)
         have[row] = got
         for p in range(r_ptr[row], r_ptr[row + 1]):
             flag[r_idx[p]] = False
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _push(out_c, out_v, row, have, n, c, s, rank_of):  # pragma: no cover - compiled
+    """Insert column ``c`` with score ``s`` into row ``row``'s sorted Top-``n`` (score
+    descending, ties to the column first in the popularity order); returns the new count."""
+    rk = rank_of[c]
+    if have == n:
+        last = out_v[row, n - 1]
+        if s < last or (s == last and rk > rank_of[out_c[row, n - 1]]):
+            return have
+        pos = n - 1
+    else:
+        pos = have
+        have += 1
+    while pos > 0:
+        pv = out_v[row, pos - 1]
+        if s > pv or (s == pv and rk < rank_of[out_c[row, pos - 1]]):
+            out_c[row, pos] = out_c[row, pos - 1]
+            out_v[row, pos] = pv
+            pos -= 1
+        else:
+            break
+    out_c[row, pos] = c
+    out_v[row, pos] = s
+    return have
 
 
 @numba.njit(cache=True, nogil=True)
@@ -649,26 +657,7 @@ def _topn_rows(indptr, indices, scores, valid, r_indptr, r_indices, rank_of, n, 
             c = indices[e]
             if flag[c]:
                 continue
-            s = scores[e]
-            rk = rank_of[c]
-            if cnt == n:
-                last = out_v[row, n - 1]
-                if s < last or (s == last and rk > rank_of[out_c[row, n - 1]]):
-                    continue
-                pos = n - 1
-            else:
-                pos = cnt
-                cnt += 1
-            while pos > 0:
-                pv = out_v[row, pos - 1]
-                if s > pv or (s == pv and rk < rank_of[out_c[row, pos - 1]]):
-                    out_c[row, pos] = out_c[row, pos - 1]
-                    out_v[row, pos] = pv
-                    pos -= 1
-                else:
-                    break
-            out_c[row, pos] = c
-            out_v[row, pos] = s
+            cnt = _push(out_c, out_v, row, cnt, n, c, scores[e], rank_of)
         have[row] = cnt
         for p in range(r_indptr[row], r_indptr[row + 1]):
             flag[r_indices[p]] = False

@@ -77,8 +77,7 @@ class RatingMatrix:
     def norms(self, of: str = "user") -> da.Array:
         """Euclidean norm of every user's (or item's) rating vector, float64."""
         X = self.by_user if of == "user" else self.by_item
-        return X.map_blocks(lambda b: np.sqrt(np.asarray(b.multiply(b).sum(axis=1)).ravel()),
-                            drop_axis=1, dtype=np.float64, meta=np.zeros(0),
+        return X.map_blocks(kernels.row_norms, drop_axis=1, dtype=np.float64, meta=np.zeros(0),
                             name=f"row-norms-{dask.base.tokenize(X)}")
 
     def persist(self) -> "RatingMatrix":

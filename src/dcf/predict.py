@@ -87,17 +87,11 @@ def predict_pairs(parts, *, users: IdMap, items: IdMap, based: str, S: da.Array,
     """
     s_blocks, s_bounds = _blocks(S)
     q_blocks, q_bounds = _blocks(Q)
-    # groups of consecutive blocks, each stacked by the cells that read it: a separate
-    # stacking task over the persisted blocks lost them under load ("lost dependencies")
-    # when the fitted model was dropped right after building the graph
-    s_groups = q_groups = None
     if max_cells and len(s_blocks) * len(q_blocks) > max_cells:
         side = max(1, int(np.ceil(np.sqrt(max_cells))))
-        s_groups, s_bounds = _groups(s_blocks, s_bounds, side)
-        q_groups, q_bounds = _groups(q_blocks, q_bounds, side)
-    s_groups = s_groups or [[b] for b in s_blocks]
-    q_groups = q_groups or [[b] for b in q_blocks]
-    n_cells = len(s_groups) * len(q_groups)
+        s_blocks, s_bounds = _merged(s_blocks, s_bounds, side, f"predict-similarity-{token}")
+        q_blocks, q_bounds = _merged(q_blocks, q_bounds, side, f"predict-ratings-{token}")
+    n_cells = len(s_blocks) * len(q_blocks)
     route = dask.delayed(_route, nout=n_cells + 1, pure=True)
     u_key, i_key = users.as_delayed(), items.as_delayed()
     routed = [route(p, u_key, i_key, based, s_bounds, q_bounds,
@@ -106,11 +100,11 @@ def predict_pairs(parts, *, users: IdMap, items: IdMap, based: str, S: da.Array,
     unknown = dask.delayed(_score_unknown, pure=True)
     fallback = "item_mean" if based == "item" else "user_mean"
     out = []
-    for a, s_grp in enumerate(s_groups):
-        for b, q_grp in enumerate(q_groups):
-            c = a * len(q_groups) + b
-            out.append(cell(len(s_grp), len(q_grp), means, k, min_k, prediction, global_mean,
-                            rating_range, fallback, *s_grp, *q_grp, *[r[c] for r in routed],
+    for a, s_blk in enumerate(s_blocks):
+        for b, q_blk in enumerate(q_blocks):
+            c = a * len(q_blocks) + b
+            out.append(cell(s_blk, q_blk, means, k, min_k, prediction, global_mean, rating_range,
+                            fallback, *[r[c] for r in routed],
                             dask_key_name=f"predict-cell-{token}-{a}-{b}"))
     out.append(unknown(global_mean, rating_range, *[r[n_cells] for r in routed],
                        dask_key_name=f"predict-unknown-{token}"))
@@ -118,18 +112,15 @@ def predict_pairs(parts, *, users: IdMap, items: IdMap, based: str, S: da.Array,
     return frame_from_parts(out, meta)
 
 
-def _groups(blocks, bounds, groups):
-    """At most ``groups`` runs of consecutive ``blocks``, and their row bounds."""
+def _merged(blocks, bounds, groups, name):
+    """At most ``groups`` row blocks, each one task stacking consecutive ``blocks``
+    (stacked once, however many cells read it)."""
     if len(blocks) <= groups:
-        return [[b] for b in blocks], bounds
+        return blocks, bounds
     cuts = np.unique(np.linspace(0, len(blocks), groups + 1).round().astype(np.int64))
-    return [blocks[lo:hi] for lo, hi in zip(cuts[:-1], cuts[1:])], bounds[cuts]
-
-
-def _stack_rows(*blocks):
-    if all(isinstance(b, np.ndarray) for b in blocks):
-        return np.vstack(blocks)
-    return sp.vstack([sp.csr_matrix(b) for b in blocks], format="csr")
+    stack = dask.delayed(_vstack, pure=True)
+    return ([stack(*blocks[lo:hi], dask_key_name=f"{name}-{g}")
+             for g, (lo, hi) in enumerate(zip(cuts[:-1], cuts[1:]))], bounds[cuts])
 
 
 def _route(frame, users, items, based, s_bounds, q_bounds):
@@ -161,10 +152,7 @@ def _finish(frame, pred, used, fb, rating_range):
     return out if "rating" in frame else out.drop(columns="rating")
 
 
-def _score_cell(n_s, n_q, means, k, min_k, prediction, global_mean, rating_range, fallback, *args):
-    S = args[0] if n_s == 1 else _stack_rows(*args[:n_s])
-    Q = args[n_s] if n_q == 1 else _stack_rows(*args[n_s:n_s + n_q])
-    pieces = args[n_s + n_q:]
+def _score_cell(S, Q, means, k, min_k, prediction, global_mean, rating_range, fallback, *pieces):
     frame = pd.concat(pieces, ignore_index=True) if pieces else PREDICTION_META
     if len(frame) == 0:
         return _empty(frame)
@@ -249,7 +237,10 @@ def recommend_blocks(*, users: IdMap, items: IdMap, based: str, by_user: da.Arra
 
 
 def _vstack(*blocks):
-    return sp.vstack(blocks, format="csr")
+    """Row blocks stacked: dense when every block is (``rated`` similarity rows), else CSR."""
+    if all(isinstance(b, np.ndarray) for b in blocks):
+        return np.vstack(blocks)
+    return sp.vstack([sp.csr_matrix(b) for b in blocks], format="csr")
 
 
 def _vstack_transposed(*blocks):

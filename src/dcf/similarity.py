@@ -45,7 +45,7 @@ SHARED_FRACTION = 0.25
 
 def shared_bytes(n_others: int, nnz: int) -> float:
     """Bytes of the whole others x entities CSR matrix the rows method shares (at most:
-    :func:`dcf.kernels.compact_csr` often halves it), plus the stacking's transient copy."""
+    :func:`dcf.kernels.compact_csr` often halves it)."""
     return 12.0 * nnz + 8.0 * (n_others + 1)
 
 
@@ -247,8 +247,6 @@ def similarity_by_rows(P: da.Array, Q: da.Array, k: int, measure="cosine", min_s
 
 
 def _stack_sorted(*blocks):
-    for b in blocks:
-        b.sort_indices()  # no-op for dcf's blocks; a from_array block might not be
     return kernels.compact_stack(blocks)
 
 
