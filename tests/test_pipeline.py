@@ -1,9 +1,14 @@
 """The estimator end to end against the dense reference, over chunkings and schedulers."""
 
 import dask
+import dask.array as da
+import distributed
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import reference as ref
 from conftest import random_ratings
@@ -253,3 +258,43 @@ def test_frames_keep_their_model_blocks_alive_after_the_model_is_dropped(dist_cl
         time.sleep(1.0)  # let the releases reach the scheduler
         assert len(preds.compute()) == 60
         assert len(recs.compute()) == 3 * df["user"].nunique()
+
+
+@given(st.lists(st.floats(0, 1e6), min_size=1, max_size=60), st.integers(1, 12))
+@settings(max_examples=80, deadline=None)
+def test_balanced_cuts_cover_every_entity_in_even_ranges(work, groups):
+    from dcf.similarity import balanced_cuts
+
+    cuts = balanced_cuts(np.array(work), groups)
+    assert cuts[0] == 0 and cuts[-1] == len(work) and np.all(np.diff(cuts) > 0)
+    assert len(cuts) - 1 <= groups
+    w = np.array(work) + 1.0
+    sums = np.add.reduceat(w, cuts[:-1])
+    # no range carries more than its share plus the one entity that crossed the line
+    assert sums.max() <= w.sum() / groups + w.max() + 1e-6 * w.sum()
+
+
+def test_entity_stats_equal_a_dense_count():
+    from dcf.similarity import entity_stats
+
+    rng = np.random.default_rng(7)
+    R = rng.choice([0.0, 0.0, 0.0, 1.0, 2.5, 5.0], size=(40, 13))
+    Q = da.from_array(sp.csr_matrix(R), chunks=(9, 13), asarray=False)
+    (lo, hi, total, count), work = entity_stats(Q).compute(scheduler="sync")
+    rated = R > 0
+    assert (lo, hi, total, count) == (R[rated].min(), R[rated].max(), R[rated].sum(), rated.sum())
+    # an item's cost in the rows method: the ratings of each of its raters, summed
+    np.testing.assert_array_equal(work, rated.T.astype(float) @ rated.sum(1))
+
+
+def test_a_shared_input_is_copied_to_every_worker(dist_client):
+    from dcf.cluster import everywhere
+
+    with dask.config.set(scheduler=dist_client):
+        shared = everywhere(dask.delayed(np.arange)(1000, dask_key_name="shared-input-test"))
+        holders = dist_client.who_has(list(distributed.futures_of(shared)))
+        assert len(holders["shared-input-test"]) == len(dist_client.scheduler_info()["workers"]) == 2
+        assert shared.compute().sum() == 499500
+    with dask.config.set(scheduler="sync"):  # a forced local scheduler: nothing persisted
+        d = dask.delayed(np.arange)(3)
+        assert everywhere(d) is d

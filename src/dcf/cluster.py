@@ -105,6 +105,26 @@ def parallelism() -> int:
         return os.cpu_count() or 1
 
 
+def everywhere(obj):
+    """Compute a Delayed once and copy it to every worker (the paper's broadcast).
+
+    Tasks that share a large input are then free to run on any worker: left on
+    the one worker that built it, Dask's locality rule sends them all there and
+    work stealing moves them back only slowly (measured: one of two workers idle
+    a third of the time at 20M ratings).  Without a client (or with a local scheduler forced): ``obj`` unchanged.
+    """
+    from dask.base import get_scheduler
+
+    client = getattr(get_scheduler(), "__self__", None)  # the Client whose get dask uses
+    if not isinstance(client, Client):  # a local scheduler (also when one is forced)
+        return obj
+    persisted = client.persist(obj)
+    futures = _futures(persisted)
+    wait_for(persisted)
+    client.replicate(futures)
+    return persisted
+
+
 def wait_for(*collections) -> None:
     """Block until persisted collections are in memory (no-op without a client)."""
     futures = [f for c in collections for f in _futures(c)]

@@ -26,7 +26,7 @@ from .kernels import MEASURES
 from .matrix import RatingMatrix, _concat, build_matrix, from_array
 from .neighbours import table_from_blocks, top_k
 from .predict import predict_pairs, recommend_blocks
-from .similarity import block_limit, similarity_by_rows, similarity_rows, similarity_tiles
+from .similarity import block_limit, entity_norms, entity_stats, similarity_by_rows, similarity_rows, similarity_tiles
 from .similarity import method as similarity_method
 
 __all__ = ["KNN", "ItemKNN", "UserKNN", "as_parts"]
@@ -34,6 +34,9 @@ __all__ = ["KNN", "ItemKNN", "UserKNN", "as_parts"]
 NEIGHBOURHOODS = ("rated", "global")
 PREDICTIONS = ("weighted", "mean-centred")
 RANKINGS = ("prediction", "sum")
+# rows-method similarity tasks per thread, cut to equal cost: enough to even out the
+# scheduling, few enough that per-task overhead stays small (measured at 20M ratings)
+ROW_TASKS_PER_THREAD = 4
 
 
 class KNN(BaseEstimator):
@@ -156,12 +159,17 @@ class KNN(BaseEstimator):
                                   entity_block_limit=self._block_limit())
         self.matrix_ = matrix.persist()
         P, Q = matrix.oriented(self.based)[:2]
-        lo, hi, total, count = dask.compute(_block_summary(matrix.by_user))[0]
         whole_rows = self.neighbourhood == "rated"
+        # one round trip for what the graph's shape depends on: the rating summary, each
+        # entity's cost (to cut even tasks) and, for full-cosine, the norms
+        ((lo, hi, total, count), work), norms = dask.compute(
+            entity_stats(Q), entity_norms(P) if self.similarity == "full-cosine" else None)
         self.method_ = self.method or similarity_method(memory_budget(), int(P.shape[1]), int(count))
         if self.method_ == "rows":
             bounds, token, blocks = similarity_by_rows(P, Q, self.k, self.similarity, self.min_support,
-                                                       self.shrinkage, whole_rows)
+                                                       self.shrinkage, whole_rows, work=work,
+                                                       groups=ROW_TASKS_PER_THREAD * parallelism(),
+                                                       norms=norms)
             self.neighbours_ = table_from_blocks([b[0] for b in blocks], [b[1] for b in blocks],
                                                  bounds, self.k, token).persist()
             self.similarity_rows_ = (_concat([b[2] for b in blocks], bounds, int(P.shape[0])).persist()
@@ -369,17 +377,6 @@ def _divide(s, c):
 def _single(x: da.Array):
     x = x.rechunk(-1) if x.numblocks[0] > 1 else x
     return x.to_delayed(optimize_graph=False).ravel()[0]  # keeps persisted Futures alive
-
-
-def _block_summary(X: da.Array):
-    def one(b):
-        if b.nnz == 0:
-            return np.array([[np.inf, -np.inf, 0.0, 0.0]])
-        return np.array([[b.data.min(), b.data.max(), b.data.sum(), float(b.nnz)]])
-
-    parts = X.map_blocks(one, chunks=(1, 4), dtype=np.float64, meta=np.zeros((0, 0)),
-                         name=f"rating-summary-{dask.base.tokenize(X)}")
-    return dask.delayed(lambda a: (a[:, 0].min(), a[:, 1].max(), a[:, 2].sum(), a[:, 3].sum()))(parts)
 
 
 def as_parts(data, on_bad_lines="error", need_rating=True):

@@ -25,11 +25,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import kernels
+from .cluster import everywhere
 from .errors import ConfigError
 from .matrix import _concat
 
 __all__ = ["SimilarityTiles", "similarity_tiles", "similarity_rows", "similarity_by_rows",
-           "block_limit", "method", "shared_bytes", "row_block_format"]
+           "block_limit", "method", "entity_norms", "entity_stats", "balanced_cuts", "shared_bytes", "row_block_format"]
 
 # what one task holds, measured from the kernels: a similarity tile keeps about ten dense
 # block x block float64 arrays (products, counts, norms, result); assembling a block of
@@ -205,7 +206,8 @@ def row_block_format(block, dense_fraction=DENSE_FRACTION):
 
 
 def similarity_by_rows(P: da.Array, Q: da.Array, k: int, measure="cosine", min_support=1,
-                       shrinkage=0.0, whole_rows=False, dense_fraction=DENSE_FRACTION):
+                       shrinkage=0.0, whole_rows=False, dense_fraction=DENSE_FRACTION, work=None,
+                       groups=None, norms=None):
     """The ``rows`` method: top-k (and whole rows) per entity block of ``P``.
 
     Parameters
@@ -216,7 +218,17 @@ def similarity_by_rows(P: da.Array, Q: da.Array, k: int, measure="cosine", min_s
     k : int
     whole_rows : bool
         Also keep every block's whole rows (the ``rated`` neighbourhood), dense
-        or CSR as :func:`row_block_format` decides.
+        or CSR as :func:`row_block_format` decides.  One task per chunk of ``P``
+        then (the chunks are sized so that their dense rows fit a worker).
+    work : (n,) array, optional
+        Each entity's cost (:func:`entity_work`).  Without whole rows, the
+        entities are cut into ``groups`` ranges of equal cost, one task each,
+        instead of one task per chunk: fewer, even tasks (chunks of equal size
+        differ by orders of magnitude in cost under a Zipf popularity).
+    groups : int, optional
+        How many ranges (default: one per chunk).
+    norms : (n,) array or Delayed, optional
+        :func:`entity_norms`, already computed (``full-cosine``).
 
     Returns
     -------
@@ -228,22 +240,79 @@ def similarity_by_rows(P: da.Array, Q: da.Array, k: int, measure="cosine", min_s
     if measure not in kernels.MEASURES:
         raise ValueError(f"unknown similarity {measure!r}; choose from {', '.join(kernels.MEASURES)}")
     p_blocks = P.to_delayed(optimize_graph=False).ravel().tolist()
-    bounds = np.concatenate([[0], np.cumsum(P.chunks[0])]).astype(np.int64)
-    token = dask.base.tokenize(P, Q, measure, min_support, shrinkage, "rows")
+    chunk_bounds = np.concatenate([[0], np.cumsum(P.chunks[0])]).astype(np.int64)
+    grouped = work is not None and groups is not None and not whole_rows
+    bounds = balanced_cuts(work, groups) if grouped else chunk_bounds
+    token = dask.base.tokenize(P, Q, measure, min_support, shrinkage, "rows", bounds)
     others = dask.delayed(_stack_sorted, pure=True)(*Q.to_delayed(optimize_graph=False).ravel().tolist(),
                                                     dask_key_name=f"similarity-others-{token}")
-    norms = None
-    if measure == "full-cosine":
-        norm = dask.delayed(kernels.row_norms, pure=True)
-        norms = dask.delayed(_concatenate, pure=True)(
-            *[norm(b, dask_key_name=f"similarity-norms-{token}-{a}") for a, b in enumerate(p_blocks)],
-            dask_key_name=f"similarity-norms-{token}")
+    if grouped:  # the tasks are few and even: let each run wherever a thread is free
+        others = everywhere(others)
+    if measure != "full-cosine":
+        norms = None
+    elif norms is None:
+        norms = entity_norms(P)
+    elif isinstance(norms, np.ndarray):
+        norms = dask.delayed(norms, pure=True)
     task = dask.delayed(_rows_block, nout=3, pure=True)
-    blocks = [task(blk, others, norms, int(bounds[a]), measure, int(min_support), float(shrinkage),
-                   int(k), bool(whole_rows), dense_fraction,
-                   dask_key_name=f"similarity-block-{token}-{k}-{int(whole_rows)}-{a}")
-              for a, blk in enumerate(p_blocks)]
+    blocks = []
+    for a in range(len(bounds) - 1):
+        lo, hi = int(bounds[a]), int(bounds[a + 1])
+        first = int(np.searchsorted(chunk_bounds, lo, side="right")) - 1
+        last = int(np.searchsorted(chunk_bounds, hi, side="left"))
+        blocks.append(task(others, norms, lo, hi, int(chunk_bounds[first]), measure, int(min_support),
+                           float(shrinkage), int(k), bool(whole_rows), dense_fraction,
+                           *p_blocks[first:last],
+                           dask_key_name=f"similarity-block-{token}-{k}-{int(whole_rows)}-{a}"))
     return bounds, f"{token}-{k}", [tuple(b) for b in blocks]
+
+
+def entity_norms(P: da.Array):
+    """Delayed (n,) float64: the norm of every entity's ratings (``full-cosine``)."""
+    norm = dask.delayed(kernels.row_norms, pure=True)
+    token = dask.base.tokenize(P)
+    return dask.delayed(_concatenate, pure=True)(
+        *[norm(b, dask_key_name=f"similarity-norms-{token}-{a}")
+          for a, b in enumerate(P.to_delayed(optimize_graph=False).ravel().tolist())],
+        dask_key_name=f"similarity-norms-{token}")
+
+
+def entity_stats(Q: da.Array):
+    """Delayed ``((low, high, sum, count), work)`` in one pass over the blocks of ``Q``
+    (others x entities): the ratings' range, sum and count, and each entity's cost in
+    the rows method (the sum of the row lengths of ``Q`` over the entity's ratings:
+    the products its row takes)."""
+    part = dask.delayed(_stats_part, pure=True)
+    token = dask.base.tokenize(Q)
+    parts = [part(b, dask_key_name=f"rating-stats-{token}-{a}")
+             for a, b in enumerate(Q.to_delayed(optimize_graph=False).ravel().tolist())]
+    return dask.delayed(_sum_stats, pure=True)(*parts, dask_key_name=f"rating-stats-{token}")
+
+
+def _stats_part(b):
+    b = sp.csr_matrix(b)
+    lengths = np.diff(b.indptr)
+    work = np.bincount(b.indices, weights=np.repeat(lengths, lengths).astype(np.float64), minlength=b.shape[1])
+    if b.nnz == 0:
+        return (np.inf, -np.inf, 0.0, 0.0), work
+    return (float(b.data.min()), float(b.data.max()), float(b.data.sum()), float(b.nnz)), work
+
+
+def _sum_stats(*parts):
+    stats = np.array([p[0] for p in parts])
+    summary = (stats[:, 0].min(), stats[:, 1].max(), stats[:, 2].sum(), stats[:, 3].sum())
+    return summary, np.sum([p[1] for p in parts], axis=0)
+
+
+def balanced_cuts(work, groups: int) -> np.ndarray:
+    """``[0, ..., n]``: at most ``groups`` consecutive ranges of about equal total ``work``
+    (each entity also counts one unit, so empty entities still spread out)."""
+    w = np.asarray(work, np.float64) + 1.0
+    n = len(w)
+    cum = np.concatenate([[0.0], np.cumsum(w)])
+    targets = cum[-1] * np.arange(1, max(int(groups), 1)) / max(int(groups), 1)
+    cuts = np.searchsorted(cum, targets)
+    return np.unique(np.concatenate([[0], cuts, [n]])).astype(np.int64)
 
 
 def _stack_sorted(*blocks):
@@ -254,9 +323,12 @@ def _concatenate(*parts):
     return np.concatenate(parts)
 
 
-def _rows_block(Pa, Q, norms, row0, measure, min_support, shrinkage, k, whole_rows, dense_fraction):
-    na = Pa.shape[0]
+def _rows_block(Q, norms, lo, hi, offset, measure, min_support, shrinkage, k, whole_rows, dense_fraction,
+                *chunks):
+    Pa = chunks[0] if len(chunks) == 1 else sp.vstack(chunks, format="csr")
+    if (lo - offset, hi - offset) != (0, Pa.shape[0]):
+        Pa = Pa[lo - offset:hi - offset]
     rows, idx, sim = kernels.similarity_rows(
-        Pa, Q, row0, measure, min_support, shrinkage, k,
-        norms_a=None if norms is None else norms[row0:row0 + na], norms=norms, dense=whole_rows)
+        Pa, Q, lo, measure, min_support, shrinkage, k,
+        norms_a=None if norms is None else norms[lo:hi], norms=norms, dense=whole_rows)
     return idx, sim, (row_block_format(rows, dense_fraction) if whole_rows else None)
