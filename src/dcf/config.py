@@ -18,9 +18,9 @@ __all__ = ["ClusterConfig", "RunConfig", "load_config"]
 
 CHOICES = {
     "based": ("item", "user"),
-    "similarity": ("cosine", "full-cosine"),
+    "similarity": ("cosine", "full-cosine", "pearson-baseline"),
     "neighbourhood": ("rated", "global"),
-    "prediction": ("weighted", "mean-centred"),
+    "prediction": ("weighted", "mean-centred", "baseline"),
     "ranking": ("prediction", "sum"),
 }
 

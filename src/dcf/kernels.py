@@ -29,7 +29,19 @@ __all__ = [
     "merge_topk", "neighbour_matrix", "score_pairs", "top_n", "recommend_rows",
 ]
 
-MEASURES = ("cosine", "full-cosine")
+MEASURES = ("cosine", "full-cosine", "pearson-baseline")
+
+
+def _measure(measure, min_support, shrinkage):
+    """``(co_rated, min_support, shrink_offset)`` of a measure.  ``pearson-baseline`` is the
+    co-rated cosine of baseline residuals (the caller passes residuals, see
+    :func:`dcf.baseline.residuals`), with at least 2 co-raters and shrinkage
+    :math:`(n - 1) / (n - 1 + \\lambda)`, as scikit-surprise defines it."""
+    if measure not in MEASURES:
+        raise ValueError(f"unknown similarity {measure!r}; choose from {', '.join(MEASURES)}")
+    if measure == "pearson-baseline":
+        return True, max(int(min_support), 2), 1.0
+    return measure == "cosine", max(int(min_support), 1), 0.0
 
 
 def csr_from_triplets(rows, cols, vals, shape, lines=None):
@@ -84,7 +96,9 @@ def similarity_tile(Pa, Pb, measure="cosine", min_support=1, shrinkage=0.0, diag
     ``full-cosine`` uses the norms of the whole rows (sklearn's
     ``cosine_similarity``).  Pairs with fewer than ``max(min_support, 1)``
     co-raters get 0; ``shrinkage`` :math:`\\lambda > 0` multiplies by
-    :math:`|C| / (|C| + \\lambda)`.
+    :math:`|C| / (|C| + \\lambda)`.  ``pearson-baseline`` is ``cosine`` over
+    values that are already baseline residuals, with at least 2 co-raters and
+    :math:`(|C| - 1) / (|C| - 1 + \\lambda)` (surprise's ``pearson_baseline``).
 
     Parameters
     ----------
@@ -104,12 +118,11 @@ def similarity_tile(Pa, Pb, measure="cosine", min_support=1, shrinkage=0.0, diag
     >>> similarity_tile(P, P, diagonal=True).round(3).tolist()
     [[1.0, 1.0], [1.0, 1.0]]
     """
-    if measure not in MEASURES:
-        raise ValueError(f"unknown similarity {measure!r}; choose from {', '.join(MEASURES)}")
+    co_rated, min_support, offset = _measure(measure, min_support, shrinkage)
     Ea, Eb = _binary(Pa), _binary(Pb)
     freq = (Ea @ Eb.T).toarray()
     prods = (Pa @ Pb.T).toarray()
-    if measure == "cosine":
+    if co_rated:
         sqi = (Pa.multiply(Pa).tocsr() @ Eb.T).toarray()
         sqj = (Ea @ Pb.multiply(Pb).tocsr().T).toarray()
         den = np.sqrt(sqi * sqj)
@@ -118,10 +131,10 @@ def similarity_tile(Pa, Pb, measure="cosine", min_support=1, shrinkage=0.0, diag
         nb = np.sqrt(np.asarray(Pb.multiply(Pb).sum(axis=1)).ravel())
         den = np.outer(na, nb)
     sim = np.zeros_like(prods)
-    ok = (freq >= max(int(min_support), 1)) & (den > 0)
+    ok = (freq >= min_support) & (den > 0)
     np.divide(prods, den, out=sim, where=ok)
     if shrinkage > 0:
-        sim *= freq / (freq + float(shrinkage))
+        sim *= (freq - offset) / (freq - offset + float(shrinkage))
     if diagonal:
         np.fill_diagonal(sim, 1.0)
     return sim
@@ -234,12 +247,10 @@ def similarity_rows(Pa, Q, row0, measure="cosine", min_support=1, shrinkage=0.0,
     -------
     rows or None, idx or None, sim or None
     """
-    if measure not in MEASURES:
-        raise ValueError(f"unknown similarity {measure!r}; choose from {', '.join(MEASURES)}")
+    cosine, min_support, offset = _measure(measure, min_support, shrinkage)
     if not isinstance(Q, CompactCSR):
         Q = compact_csr(Q)
     na, n = Pa.shape[0], Q.shape[1]
-    cosine = measure == "cosine"
     if not cosine and (norms_a is None or norms is None):
         raise ValueError("full-cosine needs norms_a and norms (kernels.row_norms)")
     kk = 0 if k is None else int(k)
@@ -247,10 +258,10 @@ def similarity_rows(Pa, Q, row0, measure="cosine", min_support=1, shrinkage=0.0,
     idx = np.full((na, kk), -1, np.int64)
     sim = np.zeros((na, kk))
     empty = np.zeros(0)
-    count = int(min_support) > 1 or shrinkage > 0
+    count = min_support > 1 or shrinkage > 0
     _sim_rows(Pa.indptr.astype(np.int64, copy=False), Pa.indices, np.asarray(Pa.data, np.float64),
               Q.indptr, Q.indices, Q.data, int(row0), n, cosine, count,
-              float(max(int(min_support), 1)), float(shrinkage),
+              float(min_support), float(shrinkage), offset,
               empty if cosine else np.asarray(norms_a, np.float64),
               empty if cosine else np.asarray(norms, np.float64), dense, rows, idx, sim, PREFETCH_AHEAD)
     return (rows if dense else None), (idx if k is not None else None), (sim if k is not None else None)
@@ -258,7 +269,7 @@ def similarity_rows(Pa, Q, row0, measure="cosine", min_support=1, shrinkage=0.0,
 
 @numba.njit(cache=True, nogil=True)
 def _sim_rows(p_ptr, p_idx, p_val, q_ptr, q_idx, q_val, row0, n, cosine, count, min_support,
-              shrinkage, norms_a, norms, dense, rows, top_i, top_s, ahead):  # pragma: no cover
+              shrinkage, offset, norms_a, norms, dense, rows, top_i, top_s, ahead):  # pragma: no cover
     prod = np.zeros(n)
     freq = np.zeros(n if count else 0)
     sqi = np.zeros(n if cosine else 0)
@@ -303,7 +314,7 @@ def _sim_rows(p_ptr, p_idx, p_val, q_ptr, q_idx, q_val, row0, n, cosine, count, 
             if f >= min_support and den > 0:
                 s = prod[j] / den
                 if shrinkage > 0:
-                    s *= f / (f + shrinkage)
+                    s *= (f - offset) / (f - offset + shrinkage)
             prod[j] = 0.0
             if count:
                 freq[j] = 0.0
@@ -433,7 +444,7 @@ def neighbour_matrix(idx, sim, n_cols):
     return m
 
 
-def score_pairs(S, x, y, Q, k, centre=None):
+def score_pairs(S, x, y, Q, k, centre=None, offset=None):
     """Weighted sums over each pair's k most similar rated neighbours.
 
     For pair p = (x, y): the candidates are the entities rated in row ``y`` of
@@ -446,7 +457,9 @@ def score_pairs(S, x, y, Q, k, centre=None):
         \\text{sim}_p = \\sum_{j \\in N^k} s_{xj}, \\quad
         \\text{val}_p = \\sum_{j \\in N^k} s_{xj} (r_{yj} - c_j)
 
-    with :math:`c = 0` unless ``centre`` (per-entity means) is given.
+    with :math:`c = 0` unless ``centre`` (per-entity means) is given, and
+    :math:`c_j + o_p` when a per-pair ``offset`` is given too (the baseline
+    :math:`(\\mu + b_j) + b_y` of :mod:`dcf.baseline`).
 
     Parameters
     ----------
@@ -458,6 +471,7 @@ def score_pairs(S, x, y, Q, k, centre=None):
     Q : scipy.sparse.csr_matrix, shape (b, n), sorted indices
     k : int
     centre : (n,) float64, optional
+    offset : (P,) float64, optional
 
     Returns
     -------
@@ -481,7 +495,12 @@ def score_pairs(S, x, y, Q, k, centre=None):
     rank = np.arange(len(rep)) - np.searchsorted(rep, rep, side="left")
     use = rank < k
     rep, nb, r, s = rep[use], nb[use], r[use], s[use]
-    val = r if centre is None else r - centre[nb]
+    if centre is None:
+        val = r
+    elif offset is None:
+        val = r - centre[nb]
+    else:
+        val = r - (centre[nb] + np.asarray(offset, np.float64)[rep])
     return (np.bincount(rep, weights=s, minlength=P), np.bincount(rep, weights=s * val, minlength=P),
             np.bincount(rep, minlength=P).astype(np.int64))
 

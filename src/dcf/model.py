@@ -20,6 +20,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from . import io as dio
+from .baseline import fit_biases, residuals
 from .cluster import memory_budget, parallelism
 from .errors import ConfigError
 from .kernels import MEASURES
@@ -32,7 +33,7 @@ from .similarity import method as similarity_method
 __all__ = ["KNN", "ItemKNN", "UserKNN", "as_parts"]
 
 NEIGHBOURHOODS = ("rated", "global")
-PREDICTIONS = ("weighted", "mean-centred")
+PREDICTIONS = ("weighted", "mean-centred", "baseline")
 RANKINGS = ("prediction", "sum")
 # rows-method similarity tasks per thread, cut to equal cost: enough to even out the
 # scheduling, few enough that per-task overhead stays small (measured at 20M ratings)
@@ -46,9 +47,13 @@ class KNN(BaseEstimator):
     ----------
     based : {"item", "user"}
         Similarity between items (the paper's choice) or between users.
-    similarity : {"cosine", "full-cosine"}
+    similarity : {"cosine", "full-cosine", "pearson-baseline"}
         ``cosine`` = the paper's formula 1 over co-rated entries (= surprise's
-        ``cosine``); ``full-cosine`` = whole-vector norms (sklearn's).
+        ``cosine``); ``full-cosine`` = whole-vector norms (sklearn's);
+        ``pearson-baseline`` = surprise's: the co-rated cosine of the baseline
+        residuals :math:`r_{ui} - b_{ui}` (:mod:`dcf.baseline`), at least 2
+        co-raters, shrinkage :math:`(n - 1) / (n - 1 + \\lambda)` (surprise's
+        default :math:`\\lambda` is 100: pass ``shrinkage=100``).
     k : int
         Neighbours per prediction (``rated``) / per neighbour list (``global``).
     neighbourhood : {"rated", "global"}
@@ -57,9 +62,10 @@ class KNN(BaseEstimator):
         rows in worker memory.  ``global``: the target's precomputed top-k
         list, intersected with what was rated -- the paper's rule; keeps only
         the n x k table.
-    prediction : {"weighted", "mean-centred"}
-        Plain weighted average (surprise ``KNNBasic``) or formula 2
-        (``KNNWithMeans``).
+    prediction : {"weighted", "mean-centred", "baseline"}
+        Plain weighted average (surprise ``KNNBasic``), formula 2
+        (``KNNWithMeans``) or the baseline plus the neighbours' weighted
+        residuals (``KNNBaseline``).
     min_support : int
         Minimum co-raters for a non-zero similarity (surprise's
         ``min_support``; 0 and 1 both mean "at least one").
@@ -75,6 +81,9 @@ class KNN(BaseEstimator):
         How similarities are computed (same values either way, see
         :mod:`dcf.similarity`); ``None`` = ``rows`` unless one copy of the
         ratings would not fit a worker's memory.
+    baseline_epochs, reg_user, reg_item : int, float, float
+        The baseline biases' ALS (surprise's ``bsl_options`` defaults: 10, 15,
+        10); fitted only for ``pearson-baseline`` or the ``baseline`` prediction.
 
     Attributes
     ----------
@@ -83,13 +92,14 @@ class KNN(BaseEstimator):
     similarity_rows_ : dask array or None, persisted whole rows (``rated``)
     method_ : str, the similarity method used
     entity_means_, item_means_ : Delayed float64 arrays, persisted
+    user_bias_, item_bias_ : Delayed float64 arrays, persisted, or None (no baseline needed)
     global_mean_ : float
     rating_range_ : (float, float)
     """
 
     def __init__(self, *, based="item", similarity="cosine", k=50, neighbourhood="rated",
                  prediction="weighted", min_support=1, shrinkage=0.0, min_k=1, block_size=None,
-                 on_bad_lines="error", method=None):
+                 on_bad_lines="error", method=None, baseline_epochs=10, reg_user=15.0, reg_item=10.0):
         self.based = based
         self.similarity = similarity
         self.k = k
@@ -101,6 +111,9 @@ class KNN(BaseEstimator):
         self.block_size = block_size
         self.on_bad_lines = on_bad_lines
         self.method = method
+        self.baseline_epochs = baseline_epochs
+        self.reg_user = reg_user
+        self.reg_item = reg_item
 
     # ------------------------------------------------------------ checks
     def _check_params(self):
@@ -110,18 +123,25 @@ class KNN(BaseEstimator):
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}={getattr(self, name)!r} is not one of {', '.join(map(str, allowed))}")
-        for name, low in (("k", 1), ("min_support", 0), ("min_k", 0)):
+        for name, low in (("k", 1), ("min_support", 0), ("min_k", 0), ("baseline_epochs", 0)):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < low:
                 raise ConfigError(f"{name} must be an integer >= {low}, not {value!r}")
-        if not np.isfinite(self.shrinkage) or self.shrinkage < 0:
-            raise ConfigError(f"shrinkage must be a number >= 0, not {self.shrinkage!r}")
+        for name in ("shrinkage", "reg_user", "reg_item"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float, np.number)) or not np.isfinite(value) or value < 0:
+                raise ConfigError(f"{name} must be a number >= 0, not {value!r}")
         if self.block_size is not None and int(self.block_size) < 1:
             raise ConfigError(f"block_size must be >= 1, not {self.block_size!r}")
 
     def _block_limit(self):
         """Entity block cap from the cluster's worker memory (None without a cluster)."""
         return block_limit(memory_budget(), whole_rows=self.neighbourhood == "rated", forced=self.method)
+
+    def _biases(self):
+        """``(entity biases, other biases)``: item then user biases for item-based CF."""
+        return ((self.item_bias_, self.user_bias_) if self.based == "item"
+                else (self.user_bias_, self.item_bias_))
 
     def _fitted(self):
         if not hasattr(self, "neighbours_"):
@@ -165,6 +185,13 @@ class KNN(BaseEstimator):
         ((lo, hi, total, count), work), norms = dask.compute(
             entity_stats(Q), entity_norms(P) if self.similarity == "full-cosine" else None)
         self.method_ = self.method or similarity_method(memory_budget(), int(P.shape[1]), int(count))
+        self.user_bias_ = self.item_bias_ = None
+        if self.similarity == "pearson-baseline" or self.prediction == "baseline":
+            _fit_biases(self, matrix, total / count)
+        if self.similarity == "pearson-baseline":  # similarities of the residuals
+            b_entity, b_other = self._biases()
+            P = residuals(P, total / count, b_entity, b_other, rows_are_entities=True)
+            Q = residuals(Q, total / count, b_other, b_entity, rows_are_entities=False)
         if self.method_ == "rows":
             bounds, token, blocks = similarity_by_rows(P, Q, self.k, self.similarity, self.min_support,
                                                        self.shrinkage, whole_rows, work=work,
@@ -216,6 +243,8 @@ class KNN(BaseEstimator):
             raise ConfigError("the rated neighbourhood needs a model fitted with neighbourhood='rated'")
         if other.k < self.neighbours_.k:
             other.neighbours_ = self.neighbours_.prefix(other.k).persist()
+        if other.prediction == "baseline" and getattr(other, "user_bias_", None) is None:
+            _fit_biases(other, other.matrix_, other.global_mean_)
         other._token = dask.base.tokenize(self._token, params)
         return other
 
@@ -253,6 +282,8 @@ class KNN(BaseEstimator):
         k = self.k if self.neighbourhood == "rated" else self.k + 1  # a global list is already top-k
         return predict_pairs(parts, users=m.users, items=m.items, based=self.based, S=S, Q=Q,
                              means=self.entity_means_, k=k, min_k=self.min_k,
+                             biases=((self.global_mean_, self.user_bias_, self.item_bias_)
+                                     if self.prediction == "baseline" else None),
                              prediction=self.prediction, global_mean=self.global_mean_,
                              rating_range=self.rating_range_, with_rating=with_rating,
                              token=dask.base.tokenize(self._token, parts),
@@ -295,6 +326,8 @@ class KNN(BaseEstimator):
                                 item_means=self.item_means_, item_count=self.item_count_, n=int(n),
                                 min_k=self.min_k, prediction=self.prediction,
                                 rating_range=self.rating_range_, blocks=blocks, ranking=ranking,
+                                biases=((self.global_mean_, self.user_bias_, self.item_bias_)
+                                        if self.prediction == "baseline" else None),
                                 token=dask.base.tokenize(self._token, n, ranking))
         if users is not None:
             keep = set(m.users.to_raw(codes[codes >= 0]).tolist())
@@ -319,11 +352,12 @@ class ItemKNN(KNN):
 
     def __init__(self, *, similarity="cosine", k=50, neighbourhood="rated", prediction="weighted",
                  min_support=1, shrinkage=0.0, min_k=1, block_size=None, on_bad_lines="error",
-                 method=None):
+                 method=None, baseline_epochs=10, reg_user=15.0, reg_item=10.0):
         super().__init__(based="item", similarity=similarity, k=k, neighbourhood=neighbourhood,
                          prediction=prediction, min_support=min_support, shrinkage=shrinkage,
                          min_k=min_k, block_size=block_size, on_bad_lines=on_bad_lines,
-                         method=method)
+                         method=method, baseline_epochs=baseline_epochs, reg_user=reg_user,
+                         reg_item=reg_item)
 
     def get_params(self, deep=True):
         params = super().get_params(deep)
@@ -336,11 +370,12 @@ class UserKNN(KNN):
 
     def __init__(self, *, similarity="cosine", k=50, neighbourhood="rated", prediction="weighted",
                  min_support=1, shrinkage=0.0, min_k=1, block_size=None, on_bad_lines="error",
-                 method=None):
+                 method=None, baseline_epochs=10, reg_user=15.0, reg_item=10.0):
         super().__init__(based="user", similarity=similarity, k=k, neighbourhood=neighbourhood,
                          prediction=prediction, min_support=min_support, shrinkage=shrinkage,
                          min_k=min_k, block_size=block_size, on_bad_lines=on_bad_lines,
-                         method=method)
+                         method=method, baseline_epochs=baseline_epochs, reg_user=reg_user,
+                         reg_item=reg_item)
 
     def get_params(self, deep=True):
         params = super().get_params(deep)
@@ -364,6 +399,13 @@ def _finish_fit(model, matrix, global_mean, rating_range, token):
     model.global_mean_ = float(global_mean)
     model.rating_range_ = (float(rating_range[0]), float(rating_range[1]))
     model._token = dask.base.tokenize(token, model.get_params())
+
+
+def _fit_biases(model, matrix, global_mean):
+    """The baseline biases (:mod:`dcf.baseline`), persisted on the model."""
+    model.user_bias_, model.item_bias_ = dask.persist(*fit_biases(
+        matrix.by_user, float(global_mean), int(model.baseline_epochs), float(model.reg_user),
+        float(model.reg_item)))
 
 
 def _means(sums: da.Array, counts: da.Array):

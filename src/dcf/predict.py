@@ -15,7 +15,10 @@ N the chosen neighbours among the entities that rated/were rated in the pair:
 x's precomputed top-k list (the paper's rule, fast).  Only similarities > 0
 count.  Fewer than ``min_k`` neighbours: weighted falls back to the global
 mean, mean-centred to :math:`\\mu_x`; an unknown user or item gets the global
-mean.  Every prediction is clipped to the training rating range and carries
+mean.  ``baseline`` (surprise's ``KNNBaseline``) predicts
+:math:`b_{ui} + \\sum_j s_{xj} (r_j - b_j) / \\sum_j s_{xj}` with the biases of
+:mod:`dcf.baseline`, and falls back to :math:`b_{ui}` (an unknown user or item
+adds no bias: :math:`\\mu + b_i` for a new user).  Every prediction is clipped to the training rating range and carries
 its neighbour count and the fallback used (``none``, ``global_mean``,
 ``item_mean``, ``user_mean``).
 
@@ -39,7 +42,7 @@ from .matrix import _ids_of
 
 __all__ = ["predict_pairs", "recommend_blocks", "PREDICTION_META", "RECOMMENDATION_META"]
 
-FALLBACKS = ("none", "global_mean", "item_mean", "user_mean")
+FALLBACKS = ("none", "global_mean", "item_mean", "user_mean", "baseline")
 PREDICTION_META = pd.DataFrame({
     "user": pd.Series([], dtype=object), "item": pd.Series([], dtype=object),
     "rating": pd.Series([], dtype=np.float64), "prediction": pd.Series([], dtype=np.float64),
@@ -60,7 +63,8 @@ def _blocks(X: da.Array):
 
 def predict_pairs(parts, *, users: IdMap, items: IdMap, based: str, S: da.Array, Q: da.Array,
                   means, k: int, min_k: int, prediction: str, global_mean, rating_range,
-                  with_rating: bool = True, token: str = "", max_cells: int | None = None) -> dd.DataFrame:
+                  with_rating: bool = True, token: str = "", max_cells: int | None = None,
+                  biases=None) -> dd.DataFrame:
     """Predict every (user, item) pair of the frame parts.
 
     Parameters
@@ -79,6 +83,8 @@ def predict_pairs(parts, *, users: IdMap, items: IdMap, based: str, S: da.Array,
         Merge consecutive blocks so that the grid has about this many cells
         (default: no merging).  At 20M ratings 82 x 80 blocks made 6,560 cells
         and 131k routing pieces: the scheduler, not the work, set the time.
+    biases : (global mean, user biases, item biases), optional
+        For ``prediction="baseline"`` (Delayed or plain).
 
     Returns
     -------
@@ -104,9 +110,9 @@ def predict_pairs(parts, *, users: IdMap, items: IdMap, based: str, S: da.Array,
         for b, q_blk in enumerate(q_blocks):
             c = a * len(q_blocks) + b
             out.append(cell(s_blk, q_blk, means, k, min_k, prediction, global_mean, rating_range,
-                            fallback, *[r[c] for r in routed],
+                            fallback, biases, based, *[r[c] for r in routed],
                             dask_key_name=f"predict-cell-{token}-{a}-{b}"))
-    out.append(unknown(global_mean, rating_range, *[r[n_cells] for r in routed],
+    out.append(unknown(global_mean, rating_range, biases, *[r[n_cells] for r in routed],
                        dask_key_name=f"predict-unknown-{token}"))
     meta = PREDICTION_META if with_rating else PREDICTION_META.drop(columns="rating")
     return frame_from_parts(out, meta)
@@ -136,7 +142,8 @@ def _route(frame, users, items, based, s_bounds, q_bounds):
     base = frame[["user", "item"] + (["rating"] if "rating" in frame else [])].reset_index(drop=True)
     base["user"] = users.canonical(_ids_of(base["user"]))
     base["item"] = items.canonical(_ids_of(base["item"]))
-    base = base.assign(x=x - s_bounds[np.clip(a, 0, None)], y=y - q_bounds[np.clip(b, 0, None)], gx=x)
+    base = base.assign(x=x - s_bounds[np.clip(a, 0, None)], y=y - q_bounds[np.clip(b, 0, None)], gx=x, gy=y,
+                       gu=u, gi=i)
     order = np.argsort(cell, kind="stable")
     cuts = np.searchsorted(cell[order], np.arange((len(s_bounds) - 1) * n_b + 2))
     return [base.iloc[order[cuts[c]:cuts[c + 1]]] for c in range(len(cuts) - 1)]
@@ -152,7 +159,17 @@ def _finish(frame, pred, used, fb, rating_range):
     return out if "rating" in frame else out.drop(columns="rating")
 
 
-def _score_cell(S, Q, means, k, min_k, prediction, global_mean, rating_range, fallback, *pieces):
+def _baseline_of(frame, biases):
+    """:math:`b_{ui} = (\\mu + b_u) + b_i` per pair (surprise's order of additions), an
+    unknown side adding nothing."""
+    mu, bu, bi = biases
+    u, i = frame["gu"].to_numpy(np.int64), frame["gi"].to_numpy(np.int64)
+    bu, bi = np.asarray(bu), np.asarray(bi)
+    return (mu + np.where(u >= 0, bu[np.clip(u, 0, None)], 0.0)) + np.where(i >= 0, bi[np.clip(i, 0, None)], 0.0)
+
+
+def _score_cell(S, Q, means, k, min_k, prediction, global_mean, rating_range, fallback, biases, based,
+                *pieces):
     frame = pd.concat(pieces, ignore_index=True) if pieces else PREDICTION_META
     if len(frame) == 0:
         return _empty(frame)
@@ -160,11 +177,22 @@ def _score_cell(S, Q, means, k, min_k, prediction, global_mean, rating_range, fa
     y = frame["y"].to_numpy(np.int64)
     centred = prediction == "mean-centred"
     means = np.asarray(means)
-    sum_sim, sum_val, used = kernels.score_pairs(S, x, y, Q, k, means if centred else None)
+    centre = offset = None
+    if prediction == "baseline":  # a neighbour j's baseline: (mu + b_j) + b_y, as surprise sums it
+        mu, bu, bi = biases
+        b_entity, b_other = (np.asarray(bi), np.asarray(bu)) if based == "item" else (np.asarray(bu), np.asarray(bi))
+        centre, offset = mu + b_entity, b_other[frame["gy"].to_numpy(np.int64)]
+    elif centred:
+        centre = means
+    sum_sim, sum_val, used = kernels.score_pairs(S, x, y, Q, k, centre, offset)
     ok = (used >= max(int(min_k), 1)) & (sum_sim > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.where(ok, sum_val / np.where(ok, sum_sim, 1.0), 0.0)
-    if centred:
+    if prediction == "baseline":
+        base = _baseline_of(frame, biases)
+        pred = np.where(ok, base + ratio, base)
+        fb = np.where(ok, "none", "baseline")
+    elif centred:
         pred = means[frame["gx"].to_numpy(np.int64)] + ratio
         fb = np.where(ok, "none", fallback)
     else:
@@ -178,18 +206,22 @@ def _empty(frame):
     return out if "rating" in frame else out.drop(columns="rating")
 
 
-def _score_unknown(global_mean, rating_range, *pieces):
+def _score_unknown(global_mean, rating_range, biases, *pieces):
     frame = pd.concat(pieces, ignore_index=True) if pieces else PREDICTION_META
     n = len(frame)
     if n == 0:
         return _empty(frame)
+    if biases is not None:  # a new user still has the item's bias, and a new item the user's
+        return _finish(frame, _baseline_of(frame, biases), np.zeros(n, np.int64), np.full(n, "baseline"),
+                       rating_range)
     return _finish(frame, np.full(n, float(global_mean)), np.zeros(n, np.int64),
                    np.full(n, "global_mean"), rating_range)
 
 
 def recommend_blocks(*, users: IdMap, items: IdMap, based: str, by_user: da.Array, W: da.Array,
                      entity_means, item_means, item_count, n: int, min_k: int, prediction: str,
-                     rating_range, blocks=None, ranking="prediction", token: str = "") -> dd.DataFrame:
+                     rating_range, blocks=None, ranking="prediction", token: str = "",
+                     biases=None) -> dd.DataFrame:
     """Top-N unrated items for every user, one task per user block.
 
     Scores are the predictions of the *global* neighbour rule (each target's
@@ -229,7 +261,7 @@ def recommend_blocks(*, users: IdMap, items: IdMap, based: str, by_user: da.Arra
             continue
         left = r_blk if based == "item" else w_blocks[b]
         out.append(task(left, other, r_blk, int(r_bounds[b]), based, u_key, i_key, entity_means,
-                        item_means, order, n, min_k, prediction, rating_range, ranking,
+                        item_means, order, n, min_k, prediction, rating_range, ranking, biases,
                         dask_key_name=f"recommend-block-{token}-{b}"))
     if not out:  # none of the requested users is known
         out = [dask.delayed(RECOMMENDATION_META.copy)()]
@@ -253,7 +285,7 @@ def _popularity_order(count):
 
 
 def _recommend_block(left, other, rated, row0, based, users, items, entity_means, item_means, order,
-                     n, min_k, prediction, rating_range, ranking="prediction"):
+                     n, min_k, prediction, rating_range, ranking="prediction", biases=None):
     lo, hi = rating_range
     entity_means = np.asarray(entity_means)
     item_means = np.asarray(item_means)
@@ -261,7 +293,22 @@ def _recommend_block(left, other, rated, row0, based, users, items, entity_means
     centred = prediction == "mean-centred" and not total
     A, B = left, other
     row_add = col_add = None
-    if based == "item":  # A: ratings (u x items); B: W transposed (items x items)
+    if prediction == "baseline" and not total:
+        # score = (mu + b_u) + b_i + sum s (r_j - b_j) / sum s; the residual ratings sit on
+        # the ratings side (A for item-based, B for user-based)
+        mu, bu, bi = float(biases[0]), np.asarray(biases[1]), np.asarray(biases[2])
+        R = left if based == "item" else other
+        r_row = np.repeat(np.arange(R.shape[0]), np.diff(R.indptr))
+        res = R.copy()
+        if based == "item":  # rows: users of this block; neighbour j = item: (mu + b_j) + b_u
+            res.data = R.data - ((mu + bi[R.indices]) + bu[row0 + r_row])
+            A = res
+        else:  # rows: every user v (neighbours); y = item: (mu + b_v) + b_i
+            res.data = R.data - ((mu + bu[r_row]) + bi[R.indices])
+            B = res
+        row_add = mu + bu[row0:row0 + rated.shape[0]]
+        col_add = bi
+    elif based == "item":  # A: ratings (u x items); B: W transposed (items x items)
         if centred:
             A = left.copy()
             A.data = A.data - entity_means[A.indices]
