@@ -33,8 +33,11 @@ def main(argv=None) -> int:
     p.add_argument("--test", help="explicit test set; else a seeded 1:9 random split")
     p.add_argument("--ks", type=int, nargs="+", default=DEFAULT_KS)
     p.add_argument("--based", default="item", choices=["item", "user"])
-    p.add_argument("--similarity", default="cosine")
+    p.add_argument("--similarity", default="cosine", choices=["cosine", "full-cosine", "pearson-baseline"])
     p.add_argument("--min-support", type=int, default=1)
+    p.add_argument("--shrinkage", type=float, default=0.0)
+    p.add_argument("--predictions", nargs="+", default=["weighted", "mean-centred"],
+                   choices=["weighted", "mean-centred", "baseline"])
     p.add_argument("--top-n", type=int, default=20)
     p.add_argument("--neighbourhoods", nargs="+", default=["rated", "global"], choices=["rated", "global"],
                    help="'global' alone fits only the top-k lists (for large data)")
@@ -59,12 +62,14 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         table, info = neighbour_sweep(train, test, args.ks, based=args.based,
                                       similarity=args.similarity, min_support=args.min_support,
+                                      shrinkage=args.shrinkage, predictions=tuple(args.predictions),
                                       top_n=args.top_n, neighbourhoods=tuple(args.neighbourhoods),
                                       ranking=args.ranking)
         total = time.perf_counter() - t
     print(f"data    : {args.data} ({'test ' + args.test if args.test else '1:9 split, seed ' + str(args.seed)}) "
           f"-> {info['users']:,} users x {info['items']:,} items, {info['n_test']:,} test pairs")
-    print(f"model   : {args.based}-based {args.similarity}, min_support {args.min_support}; "
+    print(f"model   : {args.based}-based {args.similarity}, min_support {args.min_support}, "
+          f"shrinkage {args.shrinkage}; "
           f"one fit at k={info['k_max']} ({info['fit_seconds']:.1f} s), sweep total {total:.1f} s")
     wide = table.pivot_table(index="k", columns=["neighbourhood", "prediction"], values="mae")
     wide.columns = [f"{nb} {pr}" for nb, pr in wide.columns]

@@ -46,6 +46,39 @@ def similarity(P, measure="cosine", min_support=1, shrinkage=0.0):
     return S
 
 
+def biases(R, epochs=10, reg_u=15.0, reg_i=10.0):
+    """Surprise's baseline_als, loop for loop: (mu, bu, bi) of dense R (0 = missing)."""
+    mu = R[R > 0].mean()
+    bu, bi = np.zeros(R.shape[0]), np.zeros(R.shape[1])
+    for _ in range(epochs):
+        for i in range(R.shape[1]):
+            us = np.flatnonzero(R[:, i] > 0)
+            bi[i] = sum(R[u, i] - mu - bu[u] for u in us) / (reg_i + len(us))
+        for u in range(R.shape[0]):
+            its = np.flatnonzero(R[u] > 0)
+            bu[u] = sum(R[u, i] - mu - bi[i] for i in its) / (reg_u + len(its))
+    return mu, bu, bi
+
+
+def pearson_baseline(rated, resid, min_support=1, shrinkage=0.0):
+    """Surprise's pearson_baseline between the rows of ``resid`` (residuals r - b, any
+    sign, 0 allowed) where ``rated`` marks the entries that exist."""
+    n = rated.shape[0]
+    S = np.eye(n)
+    for x in range(n):
+        for y in range(n):
+            common = rated[x] & rated[y]
+            c = int(common.sum())
+            if x == y or c < max(min_support, 2):
+                continue
+            den = math.sqrt(float(np.sum(resid[x, common] ** 2)) * float(np.sum(resid[y, common] ** 2)))
+            if den > 0:
+                S[x, y] = float(np.sum(resid[x, common] * resid[y, common])) / den
+                if shrinkage > 0:
+                    S[x, y] *= (c - 1) / (c - 1 + shrinkage)
+    return S
+
+
 def topk(S, k):
     """Per row: the k largest positive similarities, self excluded, ties by lower id."""
     n = S.shape[0]
@@ -59,7 +92,7 @@ def topk(S, k):
 
 
 def predict(R, S, pairs, *, based="item", k=40, prediction="weighted", neighbourhood="rated",
-            min_k=1, table=None):
+            min_k=1, table=None, bias=None):
     """Surprise's estimate() loop for each (user row, item col) pair; -1 = unknown.
 
     Returns (prediction, neighbours used, fallback name) per pair, clipped to
@@ -69,8 +102,15 @@ def predict(R, S, pairs, *, based="item", k=40, prediction="weighted", neighbour
     gmean = R[R > 0].mean()
     P = R.T if based == "item" else R  # entities x others
     means = np.array([row[row > 0].mean() if (row > 0).any() else 0.0 for row in P])
+    if prediction == "baseline":  # KNNBaseline: (mu + bu) + bi, neighbours' residuals
+        mu, bu, bi = bias
+        bx, by = (bi, bu) if based == "item" else (bu, bi)
     out = []
     for u, i in pairs:
+        if prediction == "baseline" and (u < 0 or i < 0):
+            est = mu + (bu[u] if u >= 0 else 0.0) + (bi[i] if i >= 0 else 0.0)
+            out.append((float(np.clip(est, lo, hi)), 0, "baseline"))
+            continue
         if u < 0 or i < 0:
             out.append((float(np.clip(gmean, lo, hi)), 0, "global_mean"))
             continue
@@ -82,6 +122,13 @@ def predict(R, S, pairs, *, based="item", k=40, prediction="weighted", neighbour
         cands = sorted(((-S[x, j], j) for j in rated))[:k] if neighbourhood == "rated" else \
             sorted(((-S[x, j], j) for j in rated))
         used = [(-negs, j) for negs, j in cands if -negs > 0]
+        if prediction == "baseline":
+            est = mu + bu[u] + bi[i]
+            if len(used) >= max(min_k, 1):
+                est += sum(s * (P[j, y] - (mu + bx[j] + by[y])) for s, j in used) / sum(s for s, _ in used)
+            out.append((float(np.clip(est, lo, hi)), len(used), "none" if len(used) >= max(min_k, 1)
+                        else "baseline"))
+            continue
         if len(used) < max(min_k, 1):
             if prediction == "weighted":
                 out.append((float(np.clip(gmean, lo, hi)), len(used), "global_mean"))
@@ -98,7 +145,7 @@ def predict(R, S, pairs, *, based="item", k=40, prediction="weighted", neighbour
     return out
 
 
-def recommend(R, table, n, *, based="item", prediction="weighted", min_k=1):
+def recommend(R, table, n, *, based="item", prediction="weighted", min_k=1, bias=None):
     """Top-n per user by the global-rule prediction; ties and fill-in by popularity.
 
     Returns a list per user of (item col, score or None if filled in).
@@ -123,6 +170,11 @@ def recommend(R, table, n, *, based="item", prediction="weighted", min_k=1):
                 ssum = sum(s for s, _ in nbrs)
                 if prediction == "weighted":
                     est = sum(s * P[j, y] for s, j in nbrs) / ssum
+                elif prediction == "baseline":
+                    mu, bu, bi = bias
+                    bx = bi if based == "item" else bu
+                    by = bu if based == "item" else bi
+                    est = mu + bu[u] + bi[i] + sum(s * (P[j, y] - (mu + bx[j] + by[y])) for s, j in nbrs) / ssum
                 else:
                     est = means[x] + sum(s * (P[j, y] - means[j]) for s, j in nbrs) / ssum
                 scored.append((-float(np.clip(est, lo, hi)), prank[i], i))

@@ -246,3 +246,29 @@ def test_compact_stack_is_exact_and_equals_compact_of_vstack(values):
     assert got.data.dtype == (np.float32 if values[1] == 2.0 else np.float64)
     assert got.indices.dtype == np.uint16 and got.shape == (17, 30)
     np.testing.assert_array_equal(got.data.astype(np.float64), sp.vstack(blocks).tocsr().data)
+
+
+@given(st.integers(0, 10_000), st.integers(0, 3), st.sampled_from([0.0, 2.5, 100.0]), st.integers(0, 9),
+       st.integers(1, 5))
+@settings(max_examples=60, deadline=None)
+def test_pearson_baseline_tiles_and_rows_equal_the_reference(seed, min_support, shrinkage, cut, k):
+    # residuals of any sign, some exactly 0 (still rated: explicit zeros stay stored)
+    rng = np.random.default_rng(seed)
+    n, m = rng.integers(1, 10), rng.integers(1, 14)
+    rated = rng.random((n, m)) < 0.5
+    resid = np.where(rated, rng.choice([-1.5, -0.25, 0.0, 0.5, 2.0], size=(n, m)), 0.0)
+    r, c = np.nonzero(rated)
+    P = sp.csr_matrix((resid[r, c], (r, c)), shape=(n, m))
+    assert P.nnz == rated.sum()
+    want = ref.pearson_baseline(rated, resid, min_support, shrinkage)
+    got = kernels.similarity_tile(P, P, "pearson-baseline", min_support, shrinkage, diagonal=True)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    Q = sp.csr_matrix(P.T)
+    cut = min(cut, n)
+    for lo, hi in ((0, cut), (cut, n)):
+        rows, idx, sim = kernels.similarity_rows(sp.csr_matrix(P[lo:hi]), Q, lo, "pearson-baseline",
+                                                 min_support, shrinkage, k, dense=True)
+        np.testing.assert_array_equal(rows, got[lo:hi])
+        want_idx, want_sim = kernels.topk_rows(got[lo:hi], k, 0, lo)
+        np.testing.assert_array_equal(idx, want_idx)
+        np.testing.assert_array_equal(sim, want_sim)

@@ -46,6 +46,11 @@ def scheduler(request):
     dict(based="user", prediction="weighted", neighbourhood="global", k=4, similarity="full-cosine"),
     dict(based="user", prediction="mean-centred", neighbourhood="rated", k=2, shrinkage=3.0, min_k=2),
     dict(based="item", prediction="mean-centred", neighbourhood="global", k=6, min_k=2),
+    dict(based="item", prediction="baseline", neighbourhood="rated", k=4, similarity="pearson-baseline",
+         shrinkage=5.0),
+    dict(based="user", prediction="baseline", neighbourhood="global", k=3, similarity="pearson-baseline",
+         min_k=2, baseline_epochs=3, reg_user=2.0, reg_item=4.0),
+    dict(based="item", prediction="baseline", neighbourhood="global", k=5, similarity="cosine"),
 ])
 def test_predictions_match_reference(scheduler, block, params):
     data = random_ratings(7, n_users=25, n_items=18, density=0.3)
@@ -53,14 +58,22 @@ def test_predictions_match_reference(scheduler, block, params):
     train = data.drop(test.index)
     R, users, items = ref.dense(train)
     based = params["based"]
-    S = ref.similarity(R.T if based == "item" else R, params.get("similarity", "cosine"),
-                       params.get("min_support", 1), params.get("shrinkage", 0.0))
+    bias = ref.biases(R, params.get("baseline_epochs", 10), params.get("reg_user", 15.0),
+                      params.get("reg_item", 10.0))
+    if params.get("similarity") == "pearson-baseline":
+        mu, bu, bi = bias
+        resid = R - (mu + bu[:, None] + bi[None, :])
+        S = ref.pearson_baseline((R > 0).T if based == "item" else R > 0, resid.T if based == "item" else resid,
+                                 params.get("min_support", 1), params.get("shrinkage", 0.0))
+    else:
+        S = ref.similarity(R.T if based == "item" else R, params.get("similarity", "cosine"),
+                           params.get("min_support", 1), params.get("shrinkage", 0.0))
     table = ref.topk(S, params["k"])[0]
     pairs = test[test["user"].isin(users) & test["item"].isin(items)]
     pairs = pairs.sort_values(["user", "item"]).reset_index(drop=True)
     expected = ref.predict(R, S, _codes(pairs, users, items), based=based, k=params["k"],
                            prediction=params["prediction"], neighbourhood=params["neighbourhood"],
-                           min_k=params.get("min_k", 1), table=table)
+                           min_k=params.get("min_k", 1), table=table, bias=bias)
     model, got = _fit_predict(train, pairs, block, **params)
     np.testing.assert_allclose(got["prediction"], [e[0] for e in expected], rtol=0, atol=1e-12)
     assert got["neighbours"].tolist() == [e[1] for e in expected]
@@ -75,6 +88,8 @@ def test_predictions_match_reference(scheduler, block, params):
 @pytest.mark.parametrize("params", [
     dict(based="item", prediction="weighted", k=3),
     dict(based="user", prediction="mean-centred", k=4, min_k=2),
+    dict(based="item", prediction="baseline", k=4),
+    dict(based="user", prediction="baseline", k=3, min_k=2),
 ])
 def test_recommendations_match_reference(scheduler, block, params):
     train = random_ratings(3, n_users=20, n_items=15, density=0.35)
@@ -83,7 +98,7 @@ def test_recommendations_match_reference(scheduler, block, params):
     S = ref.similarity(R.T if based == "item" else R)
     table = ref.topk(S, params["k"])
     expected, item_means = ref.recommend(R, table, 6, based=based, prediction=params["prediction"],
-                                         min_k=params.get("min_k", 1))
+                                         min_k=params.get("min_k", 1), bias=ref.biases(R))
     model = KNN(block_size=block, neighbourhood="global", **params).fit(train)
     got = model.recommend(n=6).compute()
     for u, exp in enumerate(expected):
@@ -102,6 +117,18 @@ def test_unknown_users_and_items_get_the_global_mean():
     assert (out["fallback"] == "global_mean").all()
     assert np.allclose(out["prediction"], train["rating"].mean())
     assert (out["neighbours"] == 0).all()
+
+
+def test_baseline_predictions_of_unknown_users_and_items_keep_the_known_bias():
+    train = random_ratings(2, n_users=12, n_items=9)
+    R, users, items = ref.dense(train)
+    mu, bu, bi = ref.biases(R)
+    model = ItemKNN(k=3, prediction="baseline").fit(train)
+    pairs = pd.DataFrame({"user": [users[4], 999, 999], "item": [12345, items[2], 12345]})
+    out = model.predict(pairs).compute().set_index(["user", "item"]).loc[list(zip(pairs.user, pairs.item))]
+    assert (out["fallback"] == "baseline").all() and (out["neighbours"] == 0).all()
+    lo, hi = R[R > 0].min(), R[R > 0].max()
+    np.testing.assert_allclose(out["prediction"], np.clip([mu + bu[4], mu + bi[2], mu], lo, hi), atol=1e-12)
 
 
 def test_predictions_never_nan_and_within_training_range():

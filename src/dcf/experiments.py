@@ -50,7 +50,9 @@ def neighbour_sweep(train, test, ks, *, based="item", similarity="cosine", min_s
     t0 = time.perf_counter()
     base = KNN(based=based, similarity=similarity, k=ks[-1],
                neighbourhood="rated" if "rated" in neighbourhoods else "global",
-               min_support=min_support, shrinkage=shrinkage).fit(train)
+               min_support=min_support, shrinkage=shrinkage,
+               # fitted once with the biases when any setting needs them
+               prediction="baseline" if "baseline" in predictions else "weighted").fit(train)
     info = {"fit_seconds": time.perf_counter() - t0, "users": base.matrix_.shape[0],
             "items": base.matrix_.shape[1], "k_max": ks[-1]}
     rows, ranked = [], {}

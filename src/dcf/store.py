@@ -185,7 +185,7 @@ def load(path):
         model, or written by a newer format version.
     """
     from .matrix import RatingMatrix, _concat, _row_stats, _transpose_blocks
-    from .model import KNN, ItemKNN, UserKNN, _finish_fit
+    from .model import KNN, ItemKNN, UserKNN, _finish_fit, _fit_biases
     from .neighbours import NeighbourTable
     from .similarity import row_block_format
 
@@ -241,6 +241,10 @@ def load(path):
             [_share(row_block_format(rows[bounds[a]:bounds[a + 1]]), f"saved-sim-rows-{token}-{a}")
              for a in range(len(bounds) - 1)], bounds, n).persist()
     _finish_fit(model, matrix, meta["global_mean"], meta["rating_range"], token)
+    model.user_bias_ = model.item_bias_ = None
+    if model.prediction == "baseline" or model.similarity == "pearson-baseline":
+        # refitted from the saved ratings, in the same blocks: the same doubles as at fit time
+        _fit_biases(model, matrix, meta["global_mean"])
     return model
 
 
