@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -275,13 +277,31 @@ def run_child(args, peer: str):
     if importlib.util.find_spec(MODULES[peer]) is None:
         return [{"tool": peer, "model": f"skipped: {MODULES[peer]} is not installed (pip install '.[bench]')"}]
     cmd = [sys.executable, __file__, "--peer", peer] + [a for a in sys.argv[1:] if a != "--peer"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
-    out, err = proc.stdout, proc.stderr
+    # own session: a peer that runs out of time is stopped with everything it started
+    # (Spark's JVM, dask workers); its address space is capped so that a peer which cannot
+    # fit (surprise's dense n x n matrices) fails alone instead of taking the machine down
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, preexec_fn=_cap_memory(args.max_memory_gb))
+    try:
+        out, err = proc.communicate(timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        return [{"tool": peer, "model": f"did not finish in {args.timeout} s (stopped)"}]
     lines = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         tail = (err.strip().splitlines() or ["no output"])[-1]
         return [{"tool": peer, "model": f"failed: {tail[:160]}"}]
     return json.loads(lines[-1][len("RESULT "):])
+
+
+def _cap_memory(gb):
+    def cap():
+        if gb:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_AS, (int(gb * 2**30), int(gb * 2**30)))
+    return cap
 
 
 def main(argv=None) -> int:
@@ -295,7 +315,9 @@ def main(argv=None) -> int:
     p.add_argument("--threads-per-worker", type=int, default=1)
     p.add_argument("--memory-limit", default="3GB")
     p.add_argument("--peers", nargs="+", default=list(PEERS), choices=list(PEERS))
-    p.add_argument("--timeout", type=int, default=1500, help="seconds per peer")
+    p.add_argument("--timeout", type=int, default=1500, help="seconds per peer (stopped after, reported)")
+    p.add_argument("--max-memory-gb", type=float, default=0,
+                   help="address-space cap per peer process (0 = none); Java and dask need headroom")
     p.add_argument("--name")
     p.add_argument("--out", type=Path, default=HERE / "results")
     p.add_argument("--peer", help=argparse.SUPPRESS)
