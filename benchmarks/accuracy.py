@@ -1,0 +1,112 @@
+"""Rating accuracy and Top-N quality of named configurations on MovieLens 100K (issue 7).
+
+    python benchmarks/accuracy.py                       # every configuration, 5 folds (u1-u5)
+    python benchmarks/accuracy.py --configs paper knn-baseline --ks 20 40
+
+For each configuration it fits once per fold at the largest k and derives every other k
+(:meth:`dcf.model.KNN.derive`), then reports the 5-fold mean MAE and RMSE (u1..u5, the
+folds the anchors in the issue use) and, on u1, precision, recall and NDCG at
+``--top-n`` (relevant = test rating >= ``--relevance``, rated items excluded) for the
+configuration's Top-N ranking. Fitting runs on the local threaded scheduler: the data is
+small and the numbers do not depend on where the tasks run.
+
+Writes ``accuracy-ml-100k.{csv,md}`` into ``--out``. The data must be in
+``$DCF_DATA/ml-100k`` (MovieLens may not be redistributed; nothing is downloaded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import dask
+import numpy as np
+import pandas as pd
+from _report import environment, markdown
+
+HERE = Path(__file__).parent
+
+# name -> (KNN parameters, Top-N ranking); the anchors the issue measures against are
+# surprise's KNNBasic / KNNWithMeans / KNNBaseline, which the first three reproduce
+CONFIGS = {
+    "paper": (dict(similarity="cosine", prediction="weighted"), "prediction"),
+    "with-means": (dict(similarity="cosine", prediction="mean-centred"), "prediction"),
+    "knn-baseline": (dict(similarity="pearson-baseline", shrinkage=100, prediction="baseline"), "prediction"),
+    "knn-baseline-tuned": (dict(similarity="pearson-baseline", shrinkage=200, prediction="baseline",
+                                reg_item=2.0, reg_user=5.0), "prediction"),
+    "user-knn-baseline-tuned": (dict(based="user", similarity="pearson-baseline", shrinkage=100,
+                                     prediction="baseline", reg_item=2.0, reg_user=5.0), "prediction"),
+    "full-cosine-sum": (dict(similarity="full-cosine", prediction="weighted", neighbourhood="global"), "sum"),
+}
+
+
+def read(folder: Path, name: str) -> pd.DataFrame:
+    return pd.read_csv(folder / name, sep="\t", names=["user", "item", "rating", "ts"])[["user", "item", "rating"]]
+
+
+def main(argv=None) -> int:
+    from dcf import evaluate
+    from dcf.model import KNN
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    p.add_argument("--ks", type=int, nargs="+", default=[10, 20, 30, 40, 60])
+    p.add_argument("--folds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    p.add_argument("--top-n", type=int, default=20)
+    p.add_argument("--relevance", type=float, default=4.0)
+    p.add_argument("--out", type=Path, default=HERE / "results")
+    args = p.parse_args(argv)
+    folder = Path(os.environ.get("DCF_DATA", HERE.parent.parent / "shared" / "data")) / "ml-100k"
+    if not (folder / "u1.base").exists():
+        print(f"MovieLens 100K not found in {folder}: set DCF_DATA to the folder holding ml-100k/",
+              file=sys.stderr)
+        return 2
+    print(environment(), flush=True)
+    print(f"data    : {folder} folds u{', u'.join(map(str, args.folds))}; Top-{args.top_n} on u1, "
+          f"relevant = rating >= {args.relevance}, rated items excluded", flush=True)
+    ks = sorted(set(args.ks))
+    rows = []
+    with dask.config.set(scheduler="threads"):
+        for name in args.configs:
+            params, ranking = CONFIGS[name]
+            params = {"neighbourhood": "rated", **params}
+            t = time.perf_counter()
+            err = {k: [] for k in ks}
+            ranked = {}
+            for fold in args.folds:
+                train, test = read(folder, f"u{fold}.base"), read(folder, f"u{fold}.test")
+                model = KNN(k=ks[-1], **params).fit(train)
+                for k in ks:
+                    m = model.derive(k=k)
+                    pred = m.predict(test).compute()
+                    err[k].append((evaluate.mae(pred["rating"], pred["prediction"]),
+                                   evaluate.rmse(pred["rating"], pred["prediction"])))
+                    if fold == 1:
+                        recs = m.recommend(n=args.top_n, ranking=ranking).compute()
+                        ranked[k] = evaluate.ranking_metrics(recs, test, args.top_n, args.relevance)
+                        ranked[k]["coverage"] = evaluate.catalogue_coverage(recs, model.matrix_.shape[1])
+            for k in ks:
+                mae, rmse = np.mean(err[k], axis=0)
+                r = ranked.get(k, {})
+                rows.append({"config": name, "k": k, "mae_5fold": mae, "rmse_5fold": rmse,
+                             "ranking": ranking, "precision_u1": r.get("precision"),
+                             "recall_u1": r.get("recall"), "ndcg_u1": r.get("ndcg"),
+                             "coverage_u1": r.get("coverage")})
+            best = min((row for row in rows if row["config"] == name), key=lambda row: row["mae_5fold"])
+            print(f"  {name:<24} {time.perf_counter() - t:6.1f} s  best MAE {best['mae_5fold']:.4f} "
+                  f"at k={best['k']}", flush=True)
+    table = pd.DataFrame(rows)
+    stem = args.out / "accuracy-ml-100k"
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(stem.with_suffix(".csv"), index=False)
+    stem.with_suffix(".md").write_text(markdown(table) + "\n")
+    print("\n" + markdown(table))
+    print(f"\nwritten: {stem}.{{csv,md}}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
