@@ -426,8 +426,36 @@ def _read_parquet(src: RatingsSource):
     urls = [f if proto in ("file", "local") else f"{proto}://{f}" for f in files]
     parse = dask.delayed(_parse_parquet_file, nout=2, pure=True)
     token = dask.base.tokenize(src, urls)
-    pairs = [parse(url, src, dask_key_name=f"read-parquet-{token}-{i}") for i, url in enumerate(urls)]
+    pieces = [(url, groups, first) for f, url in zip(files, urls) for groups, first in _row_group_parts(fs, f)]
+    pairs = [parse(url, src, groups, first, dask_key_name=f"read-parquet-{token}-{i}")
+             for i, (url, groups, first) in enumerate(pieces)]
     return [p for p, _ in pairs], [r for _, r in pairs]
+
+
+PARQUET_PART_ROWS = 2_000_000  # rows per task: one 20M-row file in one task needs > 3 GB
+
+
+def _row_group_parts(fs, path):
+    """``[(row groups or None, first line)]``: a file's row groups in parts of at most
+    :data:`PARQUET_PART_ROWS` rows (one part per group when a group is larger); the whole
+    file as one part when its footer cannot be read here (the task then says why)."""
+    import pyarrow.parquet as pq
+
+    try:
+        with fs.open(path, "rb") as f:
+            meta = pq.ParquetFile(f).metadata
+        sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+    except Exception:  # noqa: BLE001 -- reported by the reading task, with the file name
+        return [(None, 1)]
+    parts, groups, rows, first = [], [], 0, 1
+    for g, n in enumerate(sizes):
+        if groups and rows + n > PARQUET_PART_ROWS:
+            parts.append((groups, first))
+            first, groups, rows = first + rows, [], 0
+        groups.append(g)
+        rows += n
+    parts.append((groups or None, first))
+    return parts
 
 
 def _problem(code: int, src: RatingsSource) -> str:
@@ -438,16 +466,24 @@ def _problem(code: int, src: RatingsSource) -> str:
             4: "rating must be positive"}[int(code)]
 
 
-def _parse_parquet_file(url: str, src: RatingsSource):
+def _parse_parquet_file(url: str, src: RatingsSource, groups=None, first_line: int = 1):
+    """One part of a Parquet file (``groups``: its row groups, None = all); ``line`` numbers
+    are row numbers in the file, counted from 1."""
     try:
-        table = pd.read_parquet(url)
+        if groups is None:
+            table = pd.read_parquet(url)
+        else:
+            import pyarrow.parquet as pq
+
+            with fsspec.open(url, "rb") as f:
+                table = pq.ParquetFile(f).read_row_groups(groups).to_pandas()
     except Exception as exc:  # noqa: BLE001 -- any reader failure is a data problem here
         raise DataError(url, f"cannot be read as Parquet: {exc}") from None
     names = [str(c) for c in table.columns]
     cols = _header_columns(url, names)
     fixed = replace(src, path=url)
     u, it, r = (table.iloc[:, c] for c in cols)
-    lines = np.arange(1, len(table) + 1)
+    lines = np.arange(first_line, first_line + len(table))
     if _plain(u, "iu") and _plain(it, "iu") and _plain(r, "iuf"):  # typed columns: no text pass
         return _validate_numeric(fixed, u.to_numpy(np.int64), it.to_numpy(np.int64),
                                  r.to_numpy(np.float64), lines)
