@@ -351,9 +351,9 @@ def main(argv=None) -> int:
                 for t, v in zip(table["tool"], table[stage])]
     # end to end: the batch job against each peer's fit + predict + Top-N, in this run
     batch = table[table["tool"] == "dcf-batch"]
-    if len(batch):
+    if len(batch) and "end_to_end_s" in batch and batch["end_to_end_s"].notna().any():
         totals = table[["fit_s", "predict_s", "top_n_s"]].apply(pd.to_numeric, errors="coerce").fillna(0).sum(1)
-        for label, ref in zip(("paper", "implicit"), batch["end_to_end_s"].tolist()):
+        for label, ref in zip(("paper", "implicit"), batch["end_to_end_s"].dropna().tolist()):
             table[f"batch ({label} rule)/peer total"] = [
                 ref / tot if t in ("pyspark", "implicit") and tot > 0 else None
                 for t, tot in zip(table["tool"], totals)]
