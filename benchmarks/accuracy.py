@@ -40,6 +40,8 @@ CONFIGS = {
     "user-knn-baseline-tuned": (dict(based="user", similarity="pearson-baseline", shrinkage=100,
                                      prediction="baseline", reg_item=2.0, reg_user=5.0), "prediction"),
     "full-cosine-sum": (dict(similarity="full-cosine", prediction="weighted", neighbourhood="global"), "sum"),
+    "full-cosine-normalised-sum": (dict(similarity="full-cosine", prediction="weighted",
+                                        neighbourhood="global"), "normalised-sum"),
 }
 
 

@@ -243,16 +243,19 @@ def test_method_falls_back_to_tiles_when_the_shared_matrix_does_not_fit():
 
 
 @pytest.mark.parametrize("based", ["item", "user"])
-def test_sum_ranking_equals_ratings_times_the_neighbour_matrix(based):
+@pytest.mark.parametrize("ranking", ["sum", "normalised-sum"])
+def test_sum_ranking_equals_ratings_times_the_neighbour_matrix(based, ranking):
     from dcf.datasets import synthetic
 
     df = synthetic(users=300, items=80, ratings=3000, seed=5).frame.compute()
     model = KNN(based=based, k=6, neighbourhood="global", block_size=17).fit(df)
-    recs = model.recommend(n=5, ranking="sum").compute()
+    recs = model.recommend(n=5, ranking=ranking).compute()
     users = model.matrix_.users.to_raw(np.arange(len(model.matrix_.users)))
     items = model.matrix_.items.to_raw(np.arange(len(model.matrix_.items)))
     R = model.matrix_.by_user.compute().toarray()
     W = model.neighbours_.W.compute().toarray()
+    if ranking == "normalised-sum" and based == "item":  # every list scaled to sum to one
+        W = W / np.where(W.sum(1, keepdims=True) > 0, W.sum(1, keepdims=True), 1.0)
     scores = R @ W if based == "item" else W @ R  # item: sum_j r_uj s_ji over j's lists
     pop = (R > 0).sum(0)
     rank = np.argsort(np.lexsort((np.arange(len(pop)), -pop)))

@@ -21,7 +21,7 @@ CHOICES = {
     "similarity": ("cosine", "full-cosine", "pearson-baseline"),
     "neighbourhood": ("rated", "global"),
     "prediction": ("weighted", "mean-centred", "baseline"),
-    "ranking": ("prediction", "sum"),
+    "ranking": ("prediction", "sum", "normalised-sum"),
 }
 
 

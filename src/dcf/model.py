@@ -34,7 +34,7 @@ __all__ = ["KNN", "ItemKNN", "UserKNN", "as_parts"]
 
 NEIGHBOURHOODS = ("rated", "global")
 PREDICTIONS = ("weighted", "mean-centred", "baseline")
-RANKINGS = ("prediction", "sum")
+RANKINGS = ("prediction", "sum", "normalised-sum")
 # rows-method similarity tasks per thread, cut to equal cost: enough to even out the
 # scheduling, few enough that per-task overhead stays small (measured at 20M ratings)
 ROW_TASKS_PER_THREAD = 4
@@ -300,6 +300,10 @@ class KNN(BaseEstimator):
         user's own top-k neighbours); fill-ins score 0.  "sum" does
         sum(n_u x k) work; "prediction" sum over rated items of how many lists
         each appears in, which grows with item popularity.
+        ``ranking="normalised-sum"``: "sum" over lists scaled to sum to one
+        (Deshpande and Karypis' similarity normalisation; every rated item
+        weighs the same); for user-based CF, where each user has one list,
+        it is "sum".
 
         Returns
         -------

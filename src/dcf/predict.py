@@ -232,7 +232,8 @@ def recommend_blocks(*, users: IdMap, items: IdMap, based: str, by_user: da.Arra
     popular unrated items (``fallback=True``, score = the item's mean).
 
     ``ranking="sum"`` ranks by the unnormalised sum over each rated item's own
-    list instead (see :meth:`dcf.model.KNN.recommend`).
+    list instead, ``"normalised-sum"`` by the same sum over lists scaled to sum to
+    one (see :meth:`dcf.model.KNN.recommend`).
 
     ``blocks`` limits the work to those user blocks (default: all).
 
@@ -245,8 +246,9 @@ def recommend_blocks(*, users: IdMap, items: IdMap, based: str, by_user: da.Arra
         W = W.rechunk((by_user.chunks[0], W.chunks[1]))
     w_blocks, _ = _blocks(W)
     stack = dask.delayed(_vstack, pure=True)
-    if based == "item" and ranking == "sum":  # rows = rated items, their own lists
-        other = stack(*w_blocks, dask_key_name=f"recommend-neighbours-{token}")
+    if based == "item" and ranking in ("sum", "normalised-sum"):  # rows = rated items, their own lists
+        other = dask.delayed(_vstack_lists, pure=True)(ranking == "normalised-sum", *w_blocks,
+                                                        dask_key_name=f"recommend-neighbours-{token}")
     elif based == "item":  # W transposed once: columns = target items
         other = dask.delayed(_vstack_transposed, pure=True)(
             *w_blocks, dask_key_name=f"recommend-neighbours-{token}")
@@ -275,6 +277,21 @@ def _vstack(*blocks):
     return sp.vstack([sp.csr_matrix(b) for b in blocks], format="csr")
 
 
+def _vstack_lists(normalise, *blocks):
+    """The neighbour lists stacked, each scaled to sum to one when ``normalise``
+    (Deshpande and Karypis' similarity normalisation: every rated item then brings the
+    same weight, however similar its neighbourhood is overall)."""
+    W = _vstack(*blocks)
+    return _normalised_rows(W) if normalise else W
+
+
+def _normalised_rows(W):
+    W = sp.csr_matrix(W, copy=True)
+    sums = np.asarray(W.sum(axis=1)).ravel()
+    W.data = W.data / np.repeat(np.where(sums > 0, sums, 1.0), np.diff(W.indptr))
+    return W
+
+
 def _vstack_transposed(*blocks):
     return _vstack(*blocks).T.tocsr()
 
@@ -289,7 +306,7 @@ def _recommend_block(left, other, rated, row0, based, users, items, entity_means
     lo, hi = rating_range
     entity_means = np.asarray(entity_means)
     item_means = np.asarray(item_means)
-    total = ranking == "sum"
+    total = ranking in ("sum", "normalised-sum")
     centred = prediction == "mean-centred" and not total
     A, B = left, other
     row_add = col_add = None
