@@ -138,3 +138,30 @@ def test_performance_report_and_readable_task_names(scheduler, tmp_path):
     for stage in ("similarity-block", "similarity-others", "neighbour-matrix", "predict-cell",
                   "recommend-block", "matrix-user-block", "synthetic"):
         assert stage in html, stage
+
+
+def test_baseline_flags_reach_the_model(scheduler, tmp_path):
+    # the recommended rating settings from the command line: the job's predictions equal
+    # the Python API's with the same parameters
+    import dask
+
+    from dcf import KNN, split
+    from dcf.datasets import open_source
+
+    out = tmp_path / "out"
+    assert _run(scheduler, "--data", SMALL, "--similarity", "pearson-baseline", "--shrinkage", 50,
+                "--prediction", "baseline", "--k", 9, "--reg-item", 2, "--reg-user", 5,
+                "--baseline-epochs", 4, "--ranking", "normalised-sum", "--out", out) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    conf = metrics["config"]
+    assert (conf["reg_item"], conf["reg_user"], conf["baseline_epochs"]) == (2, 5, 4)
+    preds = pd.read_parquet(out / "predictions.parquet").sort_values(["user", "item"])
+    with dask.config.set(scheduler="sync"):
+        train, test = split.random_split(open_source(SMALL).parts, 0.1, 0)
+        train = pd.concat(dask.compute(*train), ignore_index=True)
+        test = pd.concat(dask.compute(*test), ignore_index=True)
+        model = KNN(k=9, similarity="pearson-baseline", shrinkage=50, prediction="baseline",
+                    reg_item=2, reg_user=5, baseline_epochs=4).fit(train)
+        want = model.predict(test).compute().sort_values(["user", "item"])
+    np.testing.assert_allclose(preds["prediction"].to_numpy(), want["prediction"].to_numpy(), atol=1e-12)
+    assert (metrics["fallbacks"].get("baseline", 0) == int((want["fallback"] == "baseline").sum()))

@@ -75,6 +75,9 @@ class RunConfig:
     min_support: int = 1
     shrinkage: float = 0.0
     min_k: int = 1
+    baseline_epochs: int = 10
+    reg_user: float = 15.0
+    reg_item: float = 10.0
     relevance: float = 4.0
     skip_bad_lines: bool = False
     rating_scale: tuple[float, float] | None = None
@@ -88,14 +91,16 @@ class RunConfig:
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} {getattr(self, name)!r} is not one of {', '.join(allowed)}")
-        for name, low in (("k", 1), ("top_n", 1), ("min_support", 0), ("min_k", 0)):
+        for name, low in (("k", 1), ("top_n", 1), ("min_support", 0), ("min_k", 0), ("baseline_epochs", 0)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise ConfigError(f"{name} must be an integer >= {low}, not {v!r}")
         if not 0 < self.test_fraction < 1:
             raise ConfigError(f"test_fraction must be between 0 and 1, not {self.test_fraction!r}")
-        if self.shrinkage < 0:
-            raise ConfigError(f"shrinkage must be >= 0, not {self.shrinkage!r}")
+        for name in ("shrinkage", "reg_user", "reg_item"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                raise ConfigError(f"{name} must be a number >= 0, not {v!r}")
         if self.rating_scale is not None:
             scale = tuple(self.rating_scale)
             if (len(scale) != 2 or not all(isinstance(v, (int, float)) for v in scale)

@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--min-support", type=int, help=f"minimum co-raters ({d.min_support})")
     g.add_argument("--shrinkage", type=float, help=f"similarity shrinkage ({d.shrinkage})")
     g.add_argument("--min-k", type=int, help=f"minimum neighbours before falling back ({d.min_k})")
+    g.add_argument("--baseline-epochs", type=int,
+                   help=f"ALS epochs of the baseline biases ({d.baseline_epochs})")
+    g.add_argument("--reg-user", type=float, help=f"user-bias regularisation ({d.reg_user:g})")
+    g.add_argument("--reg-item", type=float, help=f"item-bias regularisation ({d.reg_item:g})")
     g.add_argument("--relevance", type=float, help=f"relevant = test rating >= this ({d.relevance})")
     g.add_argument("--block-size", type=int, help="entities per similarity block (default: from data)")
     g = p.add_argument_group("cluster")
@@ -140,7 +144,8 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
         model = KNN(based=cfg.based, similarity=cfg.similarity, k=cfg.k,
                     neighbourhood=cfg.neighbourhood, prediction=cfg.prediction,
                     min_support=cfg.min_support, shrinkage=cfg.shrinkage, min_k=cfg.min_k,
-                    block_size=cfg.block_size, on_bad_lines=read_kw["on_bad_lines"])
+                    block_size=cfg.block_size, on_bad_lines=read_kw["on_bad_lines"],
+                    baseline_epochs=cfg.baseline_epochs, reg_user=cfg.reg_user, reg_item=cfg.reg_item)
         model._check_params()
         block = cfg.block_size
         matrix = build_matrix(train_parts, source=data.source.path,
