@@ -328,3 +328,23 @@ def test_a_shared_input_is_copied_to_every_worker(dist_client):
     with dask.config.set(scheduler="sync"):  # a forced local scheduler: nothing persisted
         d = dask.delayed(np.arange)(3)
         assert everywhere(d) is d
+
+
+@pytest.mark.parametrize("based,ranking", [("item", "prediction"), ("item", "sum"), ("user", "sum")])
+def test_excluded_items_are_never_recommended_and_lists_stay_full(based, ranking):
+    from dcf.datasets import synthetic
+
+    df = synthetic(users=200, items=60, ratings=2000, seed=8).frame.compute()
+    model = KNN(based=based, k=6, neighbourhood="global", block_size=13).fit(df)
+    full = model.recommend(n=8, ranking=ranking).compute()
+    banned = full["item"].value_counts().index[:3].tolist() + ["no-such-item"]
+    got = model.recommend(n=8, ranking=ranking, exclude=banned).compute()
+    assert not got["item"].isin(banned).any()
+    assert len(got) == len(full)  # every list refilled to n
+    for user, mine in got.groupby("user"):
+        before = full[(full["user"] == user) & ~full["fallback"]].sort_values("rank")
+        kept = before[~before["item"].isin(banned)]
+        scored = mine[~mine["fallback"]].sort_values("rank")
+        # the scored items keep their order and scores; the freed places go further down
+        assert scored["item"].tolist()[:len(kept)] == kept["item"].tolist()
+        np.testing.assert_allclose(scored["score"].to_numpy()[:len(kept)], kept["score"].to_numpy())

@@ -165,3 +165,17 @@ def test_baseline_flags_reach_the_model(scheduler, tmp_path):
         want = model.predict(test).compute().sort_values(["user", "item"])
     np.testing.assert_allclose(preds["prediction"].to_numpy(), want["prediction"].to_numpy(), atol=1e-12)
     assert (metrics["fallbacks"].get("baseline", 0) == int((want["fallback"] == "baseline").sum()))
+
+
+def test_write_neighbours_gives_every_items_list(scheduler, tmp_path):
+    out = tmp_path / "out"
+    assert _run(scheduler, "--data", SMALL, "--k", 6, "--neighbourhood", "global", "--write-neighbours",
+                "--out", out) == 0
+    nb = pd.read_parquet(out / "neighbours.parquet")
+    assert list(nb.columns) == ["entity", "rank", "neighbour", "similarity"]
+    assert nb.groupby("entity")["rank"].max().max() == 6 and (nb["entity"] != nb["neighbour"]).all()
+    ranked = nb.sort_values(["entity", "rank"])
+    assert (ranked.groupby("entity")["similarity"].diff().dropna() <= 0).all()  # best first
+    assert nb["entity"].nunique() == json.loads((out / "metrics.json").read_text())["counts"]["items"]
+    assert _run(scheduler, "--data", SMALL, "--k", 6, "--out", tmp_path / "plain") == 0
+    assert not (tmp_path / "plain" / "neighbours.parquet").exists()

@@ -85,6 +85,7 @@ class RunConfig:
     out: str = "dcf-output"
     performance_report: str | None = None
     progress: bool = True
+    write_neighbours: bool = False
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     def __post_init__(self):

@@ -289,8 +289,12 @@ class KNN(BaseEstimator):
                              token=dask.base.tokenize(self._token, parts),
                              max_cells=max(16, 4 * parallelism()))
 
-    def recommend(self, users=None, n: int = 20, ranking: str = "prediction") -> dd.DataFrame:
+    def recommend(self, users=None, n: int = 20, ranking: str = "prediction", exclude=None) -> dd.DataFrame:
         """Top-``n`` unrated items per user (all users, or the given raw ids).
+
+        ``exclude``: raw item ids never to recommend (out of stock, already shown),
+        for every user; unknown ids are ignored.  The lists are still filled to
+        ``n`` from the remaining items.
 
         ``ranking="prediction"`` (the paper's): by the rating the global
         neighbour rule predicts, each candidate's own top-k list.
@@ -325,6 +329,10 @@ class KNN(BaseEstimator):
             codes = m.users.to_codes(wanted)
             bounds = np.concatenate([[0], np.cumsum(m.by_user.chunks[0])])
             blocks = set((np.searchsorted(bounds, codes[codes >= 0], side="right") - 1).tolist())
+        banned = None
+        if exclude is not None:
+            codes = m.items.to_codes(np.asarray(list(exclude), dtype=object))
+            banned = np.unique(codes[codes >= 0]).astype(np.int64)
         recs = recommend_blocks(users=m.users, items=m.items, based=self.based, by_user=m.by_user,
                                 W=self.neighbours_.W, entity_means=self.entity_means_,
                                 item_means=self.item_means_, item_count=self.item_count_, n=int(n),
@@ -332,7 +340,7 @@ class KNN(BaseEstimator):
                                 rating_range=self.rating_range_, blocks=blocks, ranking=ranking,
                                 biases=((self.global_mean_, self.user_bias_, self.item_bias_)
                                         if self.prediction == "baseline" else None),
-                                token=dask.base.tokenize(self._token, n, ranking))
+                                exclude=banned, token=dask.base.tokenize(self._token, n, ranking, banned))
         if users is not None:
             keep = set(m.users.to_raw(codes[codes >= 0]).tolist())
             recs = recs[recs["user"].isin(keep)]

@@ -221,7 +221,7 @@ def _score_unknown(global_mean, rating_range, biases, *pieces):
 def recommend_blocks(*, users: IdMap, items: IdMap, based: str, by_user: da.Array, W: da.Array,
                      entity_means, item_means, item_count, n: int, min_k: int, prediction: str,
                      rating_range, blocks=None, ranking="prediction", token: str = "",
-                     biases=None) -> dd.DataFrame:
+                     biases=None, exclude=None) -> dd.DataFrame:
     """Top-N unrated items for every user, one task per user block.
 
     Scores are the predictions of the *global* neighbour rule (each target's
@@ -263,7 +263,7 @@ def recommend_blocks(*, users: IdMap, items: IdMap, based: str, by_user: da.Arra
             continue
         left = r_blk if based == "item" else w_blocks[b]
         out.append(task(left, other, r_blk, int(r_bounds[b]), based, u_key, i_key, entity_means,
-                        item_means, order, n, min_k, prediction, rating_range, ranking, biases,
+                        item_means, order, n, min_k, prediction, rating_range, ranking, biases, exclude,
                         dask_key_name=f"recommend-block-{token}-{b}"))
     if not out:  # none of the requested users is known
         out = [dask.delayed(RECOMMENDATION_META.copy)()]
@@ -302,8 +302,15 @@ def _popularity_order(count):
 
 
 def _recommend_block(left, other, rated, row0, based, users, items, entity_means, item_means, order,
-                     n, min_k, prediction, rating_range, ranking="prediction", biases=None):
+                     n, min_k, prediction, rating_range, ranking="prediction", biases=None, exclude=None):
     lo, hi = rating_range
+    if exclude is not None and len(exclude):  # excluded items count as rated by everyone
+        rows = rated.shape[0]
+        banned = sp.csr_matrix((np.ones(rows * len(exclude)),
+                                (np.repeat(np.arange(rows), len(exclude)), np.tile(exclude, rows))),
+                               shape=rated.shape)
+        rated = (sp.csr_matrix(rated, dtype=bool) + banned.astype(bool)).tocsr()
+        rated.sort_indices()
     entity_means = np.asarray(entity_means)
     item_means = np.asarray(item_means)
     total = ranking in ("sum", "normalised-sum")

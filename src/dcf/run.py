@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", help=f"output folder ({d.out})")
     g.add_argument("--performance-report", help="write Dask's HTML performance report here")
     g.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    g.add_argument("--write-neighbours", action="store_true", default=None,
+                   help="also write neighbours.parquet: every item's (user's) k most similar, ranked")
     g.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
@@ -193,7 +195,9 @@ def run(cfg: RunConfig) -> dict:
         with stage("output"):
             metrics = _metrics(cfg, res["model"], res["predictions"], res["recommendations"],
                                res["reports"], shape)
-            _write_outputs(Path(cfg.out), res["predictions"], res["recommendations"], metrics, stage)
+            neighbours = res["model"].neighbours() if cfg.write_neighbours else None
+            _write_outputs(Path(cfg.out), res["predictions"], res["recommendations"], metrics, stage,
+                           neighbours)
         metrics["seconds"] = stage.seconds
     return metrics
 
@@ -226,12 +230,14 @@ def _metrics(cfg, model, preds, recs, counts, shape) -> dict:
     }
 
 
-def _write_outputs(out: Path, preds, recs, metrics, stage) -> None:
+def _write_outputs(out: Path, preds, recs, metrics, stage, neighbours=None) -> None:
     """Write into a sibling staging folder, then swap it into place."""
     _check_stop()
     with atomic_folder(out) as staging:
         _uniform_ids(preds).to_parquet(staging / "predictions.parquet", index=False)
         recs.to_parquet(staging / "recommendations.parquet", index=False)
+        if neighbours is not None:  # every item's (user's) most similar ones, ranked
+            neighbours.to_parquet(staging / "neighbours.parquet", index=False)
         metrics["seconds"] = stage.seconds
         with open(staging / "metrics.json", "w") as f:
             json.dump(metrics, f, indent=2, default=_json_default)
