@@ -17,7 +17,6 @@ Writes ``accuracy-ml-100k.{csv,md}`` into ``--out``. The data must be in
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -45,12 +44,10 @@ CONFIGS = {
 }
 
 
-def read(folder: Path, name: str) -> pd.DataFrame:
-    return pd.read_csv(folder / name, sep="\t", names=["user", "item", "rating", "ts"])[["user", "item", "rating"]]
-
-
 def main(argv=None) -> int:
-    from dcf import evaluate
+    from dcf import evaluate, read_ratings
+    from dcf.datasets import movielens_path
+    from dcf.errors import DataError
     from dcf.model import KNN
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -61,10 +58,10 @@ def main(argv=None) -> int:
     p.add_argument("--relevance", type=float, default=4.0)
     p.add_argument("--out", type=Path, default=HERE / "results")
     args = p.parse_args(argv)
-    folder = Path(os.environ.get("DCF_DATA", HERE.parent.parent / "shared" / "data")) / "ml-100k"
-    if not (folder / "u1.base").exists():
-        print(f"MovieLens 100K not found in {folder}: set DCF_DATA to the folder holding ml-100k/",
-              file=sys.stderr)
+    try:  # never downloads: MovieLens may not be redistributed
+        folder = movielens_path("ml-100k", "u1.base", download=False).parent
+    except DataError as exc:
+        print(f"MovieLens 100K: {exc}; set DCF_DATA to the folder holding ml-100k/", file=sys.stderr)
         return 2
     print(environment(), flush=True)
     print(f"data    : {folder} folds u{', u'.join(map(str, args.folds))}; Top-{args.top_n} on u1, "
@@ -79,7 +76,7 @@ def main(argv=None) -> int:
             err = {k: [] for k in ks}
             ranked = {}
             for fold in args.folds:
-                train, test = read(folder, f"u{fold}.base"), read(folder, f"u{fold}.test")
+                train, test = read_ratings(folder / f"u{fold}.base"), read_ratings(folder / f"u{fold}.test")
                 model = KNN(k=ks[-1], **params).fit(train)
                 for k in ks:
                     m = model.derive(k=k)
@@ -88,7 +85,8 @@ def main(argv=None) -> int:
                                    evaluate.rmse(pred["rating"], pred["prediction"])))
                     if fold == 1:
                         recs = m.recommend(n=args.top_n, ranking=ranking).compute()
-                        ranked[k] = evaluate.ranking_metrics(recs, test, args.top_n, args.relevance)
+                        ranked[k] = evaluate.ranking_metrics(recs, pred[["user", "item", "rating"]],
+                                                             args.top_n, args.relevance)
                         ranked[k]["coverage"] = evaluate.catalogue_coverage(recs, model.matrix_.shape[1])
             for k in ks:
                 mae, rmse = np.mean(err[k], axis=0)

@@ -25,26 +25,25 @@ import dask.array as da
 import numpy as np
 
 from .matrix import _concat
+from .similarity import _concatenate
 
 __all__ = ["fit_biases", "residuals"]
 
 
-def fit_biases(by_user: da.Array, global_mean, n_epochs: int = 10, reg_user: float = 15.0,
+def fit_biases(by_user: da.Array, item_count, global_mean, n_epochs: int = 10, reg_user: float = 15.0,
                reg_item: float = 10.0, token: str = ""):
     """``(user_bias, item_bias)`` as Delayed float64 arrays (ALS, see the module doc).
 
     Parameters
     ----------
     by_user : dask array (users x items), CSR chunks in user-row blocks
+    item_count : (items,) array or Delayed: ratings per item (``RatingMatrix.item_count``)
     global_mean : float or Delayed
     """
     blocks = by_user.to_delayed(optimize_graph=False).ravel().tolist()
     rows = by_user.chunks[0]
     n_items = int(by_user.shape[1])
     token = token or dask.base.tokenize(by_user, global_mean, n_epochs, reg_user, reg_item)
-    counts = dask.delayed(_sum, pure=True)(
-        *[dask.delayed(_item_counts, pure=True)(b, n_items) for b in blocks],
-        dask_key_name=f"baseline-item-counts-{token}")
     bu = [dask.delayed(np.zeros, pure=True)(r, dask_key_name=f"baseline-user-{token}-init-{j}")
           for j, r in enumerate(rows)]
     bi = None
@@ -53,7 +52,7 @@ def fit_biases(by_user: da.Array, global_mean, n_epochs: int = 10, reg_user: flo
     for e in range(int(n_epochs)):
         parts = [item_part(b, u, global_mean, n_items, dask_key_name=f"baseline-item-part-{token}-{e}-{j}")
                  for j, (b, u) in enumerate(zip(blocks, bu))]
-        bi = dask.delayed(_item_bias, pure=True)(counts, float(reg_item), *parts,
+        bi = dask.delayed(_item_bias, pure=True)(item_count, float(reg_item), *parts,
                                                  dask_key_name=f"baseline-item-{token}-{e}")
         bu = [user_part(b, bi, global_mean, float(reg_user), dask_key_name=f"baseline-user-{token}-{e}-{j}")
               for j, b in enumerate(blocks)]
@@ -80,18 +79,6 @@ def residuals(X: da.Array, global_mean, row_bias, col_bias, rows_are_entities: b
     return _concat(out, bounds, int(X.shape[1]))
 
 
-def _item_counts(b, n_items):
-    return np.bincount(b.indices, minlength=n_items).astype(np.float64)
-
-
-def _sum(*parts):
-    return np.sum(parts, axis=0)
-
-
-def _concatenate(*parts):
-    return np.concatenate(parts)
-
-
 def _row_of(b):
     return np.repeat(np.arange(b.shape[0]), np.diff(b.indptr))
 
@@ -102,7 +89,7 @@ def _item_part(b, bu, mu, n_items):
 
 
 def _item_bias(counts, reg, *parts):
-    return np.sum(parts, axis=0) / (reg + counts)
+    return np.sum(parts, axis=0) / (reg + np.asarray(counts))
 
 
 def _user_part(b, bi, mu, reg):

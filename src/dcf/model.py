@@ -138,6 +138,13 @@ class KNN(BaseEstimator):
         """Entity block cap from the cluster's worker memory (None without a cluster)."""
         return block_limit(memory_budget(), whole_rows=self.neighbourhood == "rated", forced=self.method)
 
+    def _needs_biases(self) -> bool:
+        return self.similarity == "pearson-baseline" or self.prediction == "baseline"
+
+    def _baseline(self):
+        """``(global mean, user biases, item biases)`` for the baseline prediction, else None."""
+        return (self.global_mean_, self.user_bias_, self.item_bias_) if self.prediction == "baseline" else None
+
     def _biases(self):
         """``(entity biases, other biases)``: item then user biases for item-based CF."""
         return ((self.item_bias_, self.user_bias_) if self.based == "item"
@@ -186,7 +193,7 @@ class KNN(BaseEstimator):
             entity_stats(Q), entity_norms(P) if self.similarity == "full-cosine" else None)
         self.method_ = self.method or similarity_method(memory_budget(), int(P.shape[1]), int(count))
         self.user_bias_ = self.item_bias_ = None
-        if self.similarity == "pearson-baseline" or self.prediction == "baseline":
+        if self._needs_biases():
             _fit_biases(self, matrix, total / count)
         if self.similarity == "pearson-baseline":  # similarities of the residuals
             b_entity, b_other = self._biases()
@@ -282,8 +289,7 @@ class KNN(BaseEstimator):
         k = self.k if self.neighbourhood == "rated" else self.k + 1  # a global list is already top-k
         return predict_pairs(parts, users=m.users, items=m.items, based=self.based, S=S, Q=Q,
                              means=self.entity_means_, k=k, min_k=self.min_k,
-                             biases=((self.global_mean_, self.user_bias_, self.item_bias_)
-                                     if self.prediction == "baseline" else None),
+                             biases=self._baseline(),
                              prediction=self.prediction, global_mean=self.global_mean_,
                              rating_range=self.rating_range_, with_rating=with_rating,
                              token=dask.base.tokenize(self._token, parts),
@@ -338,8 +344,7 @@ class KNN(BaseEstimator):
                                 item_means=self.item_means_, item_count=self.item_count_, n=int(n),
                                 min_k=self.min_k, prediction=self.prediction,
                                 rating_range=self.rating_range_, blocks=blocks, ranking=ranking,
-                                biases=((self.global_mean_, self.user_bias_, self.item_bias_)
-                                        if self.prediction == "baseline" else None),
+                                biases=self._baseline(),
                                 exclude=banned, token=dask.base.tokenize(self._token, n, ranking, banned))
         if users is not None:
             keep = set(m.users.to_raw(codes[codes >= 0]).tolist())
@@ -416,8 +421,8 @@ def _finish_fit(model, matrix, global_mean, rating_range, token):
 def _fit_biases(model, matrix, global_mean):
     """The baseline biases (:mod:`dcf.baseline`), persisted on the model."""
     model.user_bias_, model.item_bias_ = dask.persist(*fit_biases(
-        matrix.by_user, float(global_mean), int(model.baseline_epochs), float(model.reg_user),
-        float(model.reg_item)))
+        matrix.by_user, _single(matrix.item_count), float(global_mean), int(model.baseline_epochs),
+        float(model.reg_user), float(model.reg_item)))
 
 
 def _means(sums: da.Array, counts: da.Array):

@@ -30,7 +30,8 @@ from .errors import ConfigError
 from .matrix import _concat
 
 __all__ = ["SimilarityTiles", "similarity_tiles", "similarity_rows", "similarity_by_rows",
-           "block_limit", "method", "entity_norms", "entity_stats", "balanced_cuts", "shared_bytes", "row_block_format"]
+           "block_limit", "method", "entity_norms", "entity_stats", "balanced_cuts", "shared_bytes",
+           "row_block_format"]
 
 # what one task holds, measured from the kernels: a similarity tile keeps about ten dense
 # block x block float64 arrays (products, counts, norms, result); assembling a block of
@@ -221,7 +222,7 @@ def similarity_by_rows(P: da.Array, Q: da.Array, k: int, measure="cosine", min_s
         or CSR as :func:`row_block_format` decides.  One task per chunk of ``P``
         then (the chunks are sized so that their dense rows fit a worker).
     work : (n,) array, optional
-        Each entity's cost (:func:`entity_work`).  Without whole rows, the
+        Each entity's cost (the second part of :func:`entity_stats`).  Without whole rows, the
         entities are cut into ``groups`` ranges of equal cost, one task each,
         instead of one task per chunk: fewer, even tasks (chunks of equal size
         differ by orders of magnitude in cost under a Zipf popularity).

@@ -242,7 +242,7 @@ def load(path):
              for a in range(len(bounds) - 1)], bounds, n).persist()
     _finish_fit(model, matrix, meta["global_mean"], meta["rating_range"], token)
     model.user_bias_ = model.item_bias_ = None
-    if model.prediction == "baseline" or model.similarity == "pearson-baseline":
+    if model._needs_biases():
         # refitted from the saved ratings, in the same blocks: the same doubles as at fit time
         _fit_biases(model, matrix, meta["global_mean"])
     return model
