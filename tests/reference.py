@@ -46,6 +46,56 @@ def similarity(P, measure="cosine", min_support=1, shrinkage=0.0):
     return S
 
 
+def measure(P, measure, min_support=1, shrinkage=0.0, significance=0.0, min_similarity=0.0):
+    """Every measure from its textbook formula, on the raw ratings of dense P (entities x
+    others, 0 = missing), pair by pair: surprise's ``pearson`` (means over the co-raters,
+    in surprise's one-pass form, which the textbook form equals up to rounding: tested),
+    Sarwar's adjusted cosine (other side's means, co-rated norms), LensKit's centred cosine
+    (entity's own mean, whole-vector norms), Jaccard; then shrinkage, Herlocker's
+    significance weighting and the minimum similarity."""
+    n = P.shape[0]
+    rated = P > 0
+    other_mean = np.array([P[rated[:, c], c].mean() if rated[:, c].any() else 0.0 for c in range(P.shape[1])])
+    own_mean = np.array([P[x, rated[x]].mean() if rated[x].any() else 0.0 for x in range(n)])
+    S = np.eye(n)
+    for x in range(n):
+        for y in range(n):
+            common = rated[x] & rated[y]
+            c = int(common.sum())
+            if x == y or c < max(min_support, 1):
+                continue
+            a, b = P[x, common], P[y, common]
+            if measure == "pearson":  # surprise's one-pass formula, summed in order
+                sa = sb = sab = saa = sbb = 0.0
+                for va, vb in zip(a.tolist(), b.tolist()):
+                    sa, sb, sab, saa, sbb = sa + va, sb + vb, sab + va * vb, saa + va * va, sbb + vb * vb
+                num = c * sab - sa * sb
+                den = math.sqrt((c * saa - sa ** 2) * (c * sbb - sb ** 2))
+            elif measure == "adjusted-cosine":
+                a, b = a - other_mean[common], b - other_mean[common]
+                num, den = float(np.sum(a * b)), math.sqrt(float(np.sum(a ** 2)) * float(np.sum(b ** 2)))
+            elif measure == "centred-cosine":
+                fx, fy = P[x, rated[x]] - own_mean[x], P[y, rated[y]] - own_mean[y]
+                num = float(np.sum((a - own_mean[x]) * (b - own_mean[y])))
+                den = math.sqrt(float(np.sum(fx ** 2))) * math.sqrt(float(np.sum(fy ** 2)))
+            elif measure == "cosine":
+                num, den = float(np.sum(a * b)), math.sqrt(float(np.sum(a ** 2)) * float(np.sum(b ** 2)))
+            elif measure == "full-cosine":
+                num = float(np.sum(a * b))
+                den = math.sqrt(float(np.sum(P[x] ** 2))) * math.sqrt(float(np.sum(P[y] ** 2)))
+            elif measure == "jaccard":
+                num, den = float(c), float(rated[x].sum() + rated[y].sum() - c)
+            else:
+                raise ValueError(measure)
+            if den <= 1e-12 * max(1.0, abs(num)):  # zero up to rounding: no similarity
+                continue
+            s = num / den
+            s *= c / (c + shrinkage) if shrinkage > 0 else 1.0
+            s *= min(c, significance) / significance if significance > 0 else 1.0
+            S[x, y] = 0.0 if 0 < min_similarity and s < min_similarity else s
+    return S
+
+
 def biases(R, epochs=10, reg_u=15.0, reg_i=10.0):
     """Surprise's baseline_als, loop for loop: (mu, bu, bi) of dense R (0 = missing)."""
     mu = R[R > 0].mean()

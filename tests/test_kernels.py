@@ -272,3 +272,76 @@ def test_pearson_baseline_tiles_and_rows_equal_the_reference(seed, min_support, 
         want_idx, want_sim = kernels.topk_rows(got[lo:hi], k, 0, lo)
         np.testing.assert_array_equal(idx, want_idx)
         np.testing.assert_array_equal(sim, want_sim)
+
+
+def kernel_input(P, measure):
+    """What the kernels take for a measure: the raw ratings, or the ratings centred on the
+    other side's means (adjusted-cosine) or on the entity's own mean (centred-cosine); a
+    centred value of 0 stays stored."""
+    rated = P > 0
+    r, c = np.nonzero(rated)
+    vals = P[r, c]
+    if measure == "adjusted-cosine":
+        vals = vals - (P.sum(axis=0) / np.maximum(rated.sum(axis=0), 1))[c]
+    elif measure == "centred-cosine":
+        vals = vals - (P.sum(axis=1) / np.maximum(rated.sum(axis=1), 1))[r]
+    return sp.csr_matrix((vals, (r, c)), shape=P.shape)
+
+
+@given(rating_matrices(), st.sampled_from(["pearson", "adjusted-cosine", "centred-cosine", "jaccard",
+                                           "cosine", "full-cosine"]),
+       st.integers(0, 3), st.sampled_from([0.0, 2.5]), st.sampled_from([0.0, 1.0, 3.0]),
+       st.sampled_from([0.0, 0.3]), st.integers(0, 12), st.integers(1, 6))
+@settings(max_examples=150, deadline=None)
+def test_every_measure_equals_its_formula_in_tiles_and_rows(P, measure, min_support, shrinkage, significance,
+                                                            min_similarity, cut, k):
+    want = ref.measure(P, measure, min_support, shrinkage, significance, min_similarity)
+    X = kernel_input(P, measure)
+    opts = dict(significance=significance, min_similarity=min_similarity)
+    got = kernels.similarity_tile(X, X, measure, min_support, shrinkage, diagonal=True, **opts)
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+    if measure == "jaccard":
+        assert (got >= 0).all() and (got <= 1).all()
+    Q = sp.csr_matrix(X.T)
+    totals = kernels.entity_totals(X, measure)
+    cut = min(cut, P.shape[0])
+    for lo, hi in ((0, cut), (cut, P.shape[0])):
+        rows, idx, sim = kernels.similarity_rows(
+            X[lo:hi], Q, lo, measure, min_support, shrinkage, k,
+            None if totals is None else totals[lo:hi], totals, dense=True, **opts)
+        np.testing.assert_array_equal(rows, got[lo:hi])  # same doubles, summed in the same order
+        want_idx, want_sim = kernels.topk_rows(got[lo:hi], k, 0, lo)
+        np.testing.assert_array_equal(idx, want_idx)
+        np.testing.assert_array_equal(sim, want_sim)
+
+
+def test_measures_on_a_hand_made_case():
+    # items x users; item 0 = (5, 3, -), item 1 = (4, 1, 2)
+    P = np.array([[5.0, 3.0, 0.0], [4.0, 1.0, 2.0]])
+    got = {m: kernels.similarity_tile(kernel_input(P, m), kernel_input(P, m), m)[0, 1]
+           for m in ("pearson", "jaccard", "adjusted-cosine", "centred-cosine")}
+    # pearson over the co-raters (users 0, 1): (5, 3) against (4, 1), both centred: (1, -1), (1.5, -1.5)
+    assert got["pearson"] == pytest.approx(1.0)
+    assert got["jaccard"] == pytest.approx(2 / 3)
+    # user means 4.5, 2 (user 2 rated only item 1): (0.5, 1) . (-0.5, -1) / (|.| |.|) = -1
+    assert got["adjusted-cosine"] == pytest.approx(-1.0)
+    # own means 4 and 7/3: (1, -1, -) . (5/3, -4/3, -1/3) / (sqrt 2 * sqrt(42/9))
+    assert got["centred-cosine"] == pytest.approx(3 / (np.sqrt(2) * np.sqrt(42 / 9)))
+    # significance 4: two co-raters -> half; minimum similarity drops what is below it
+    half = kernels.similarity_tile(sp.csr_matrix(P), sp.csr_matrix(P), "jaccard", significance=4)[0, 1]
+    assert half == pytest.approx(1 / 3)
+    assert kernels.similarity_tile(sp.csr_matrix(P), sp.csr_matrix(P), "jaccard", min_similarity=0.7)[0, 1] == 0
+
+
+@given(rating_matrices())
+@settings(max_examples=40, deadline=None)
+def test_one_pass_pearson_equals_the_textbook_correlation(P):
+    # surprise's (and our) n * sum(xy) - sum(x) sum(y) form against the centred form
+    got = ref.measure(P, "pearson")
+    for x in range(P.shape[0]):
+        for y in range(P.shape[0]):
+            common = (P[x] > 0) & (P[y] > 0)
+            a, b = P[x, common] - P[x, common].mean(), P[y, common] - P[y, common].mean()
+            den = np.sqrt(np.sum(a * a) * np.sum(b * b))
+            want = 1.0 if x == y else (np.sum(a * b) / den if common.any() and den > 1e-12 else 0.0)
+            assert got[x, y] == pytest.approx(want, abs=1e-12)

@@ -84,6 +84,40 @@ def test_predictions_match_reference(scheduler, block, params):
     np.testing.assert_allclose(sim, exp_sim, atol=1e-12)
 
 
+@pytest.mark.parametrize("method", ["rows", "tiles"])
+@pytest.mark.parametrize("based", ["item", "user"])
+@pytest.mark.parametrize("measure,extra", [
+    ("pearson", dict(min_support=2)),
+    ("adjusted-cosine", dict(significance=4.0)),
+    ("centred-cosine", dict(min_similarity=0.2)),
+    ("jaccard", dict(shrinkage=1.0, significance=3.0)),
+])
+def test_every_measure_end_to_end_equals_its_formula(method, based, measure, extra):
+    # the model centres with the means it keeps (sums over blocks), the reference with
+    # numpy's: the same up to rounding
+    data = random_ratings(11, n_users=24, n_items=17, density=0.35)
+    test = data.sample(frac=0.2, random_state=2)
+    train = data.drop(test.index)
+    R, users, items = ref.dense(train)
+    P = R.T if based == "item" else R
+    S = ref.measure(P, measure, extra.get("min_support", 1), extra.get("shrinkage", 0.0),
+                    extra.get("significance", 0.0), extra.get("min_similarity", 0.0))
+    k = 4
+    model = KNN(based=based, similarity=measure, k=k, method=method, block_size=5,
+                prediction="mean-centred", **extra).fit(train)
+    got = model.similarity_rows_.compute()
+    np.testing.assert_allclose(got.toarray() if hasattr(got, "toarray") else got, S, rtol=1e-9, atol=1e-12)
+    idx, sim = dask.compute(model.idx_, model.sim_)
+    exp_idx, exp_sim = ref.topk(S, k)
+    np.testing.assert_array_equal(idx, exp_idx)
+    np.testing.assert_allclose(sim, exp_sim, rtol=1e-9)
+    pairs = test[test["user"].isin(users) & test["item"].isin(items)].sort_values(["user", "item"])
+    expected = ref.predict(R, S, _codes(pairs, users, items), based=based, k=k, prediction="mean-centred")
+    out = model.predict(pairs.reset_index(drop=True)).compute().sort_values(["user", "item"])
+    np.testing.assert_allclose(out["prediction"], [e[0] for e in expected], rtol=1e-9)
+    assert out["neighbours"].tolist() == [e[1] for e in expected]
+
+
 @pytest.mark.parametrize("block", [2, None])
 @pytest.mark.parametrize("params", [
     dict(based="item", prediction="weighted", k=3),
@@ -212,13 +246,15 @@ def test_recommend_for_some_users_equals_their_rows_of_the_full_run():
 
 @pytest.mark.parametrize("based", ["item", "user"])
 @pytest.mark.parametrize("neighbourhood", ["rated", "global"])
-@pytest.mark.parametrize("measure", ["cosine", "full-cosine"])
+@pytest.mark.parametrize("measure", ["cosine", "full-cosine", "pearson", "adjusted-cosine", "centred-cosine",
+                                     "jaccard"])
 def test_rows_and_tiles_methods_give_identical_models(based, neighbourhood, measure):
     from dcf.datasets import synthetic
 
     df = synthetic(users=600, items=120, ratings=6000, seed=4).frame.compute()
     params = dict(based=based, k=7, neighbourhood=neighbourhood, similarity=measure, min_support=2,
-                  shrinkage=1.5, block_size=23)
+                  shrinkage=1.5, block_size=23, significance=0.0 if measure == "cosine" else 5.0,
+                  min_similarity=0.0 if measure == "cosine" else 0.05)
     rows, tiles = (KNN(method=m, **params).fit(df) for m in ("rows", "tiles"))
     assert (rows.method_, tiles.method_) == ("rows", "tiles")
     for a, b in zip(dask.compute(rows.neighbours_.idx, rows.neighbours_.sim),

@@ -167,6 +167,29 @@ def test_baseline_flags_reach_the_model(scheduler, tmp_path):
     assert (metrics["fallbacks"].get("baseline", 0) == int((want["fallback"] == "baseline").sum()))
 
 
+def test_measure_flags_reach_the_model(scheduler, tmp_path):
+    import dask
+
+    from dcf import KNN, split
+    from dcf.datasets import open_source
+
+    out = tmp_path / "out"
+    assert _run(scheduler, "--data", SMALL, "--similarity", "adjusted-cosine", "--significance", 10,
+                "--min-similarity", 0.1, "--k", 7, "--neighbourhood", "global", "--write-neighbours",
+                "--out", out) == 0
+    conf = json.loads((out / "metrics.json").read_text())["config"]
+    assert (conf["similarity"], conf["significance"], conf["min_similarity"]) == ("adjusted-cosine", 10, 0.1)
+    nb = pd.read_parquet(out / "neighbours.parquet").sort_values(["entity", "rank"]).reset_index(drop=True)
+    with dask.config.set(scheduler="sync"):
+        train, _ = split.random_split(open_source(SMALL).parts, 0.1, 0)
+        train = pd.concat(dask.compute(*train), ignore_index=True)
+        model = KNN(k=7, similarity="adjusted-cosine", significance=10, min_similarity=0.1,
+                    neighbourhood="global").fit(train)
+        want = model.neighbours().sort_values(["entity", "rank"]).reset_index(drop=True)
+    assert nb["similarity"].min() >= 0.1
+    pd.testing.assert_frame_equal(nb, want, check_dtype=False)
+
+
 def test_write_neighbours_gives_every_items_list(scheduler, tmp_path):
     out = tmp_path / "out"
     assert _run(scheduler, "--data", SMALL, "--k", 6, "--neighbourhood", "global", "--write-neighbours",

@@ -18,7 +18,8 @@ __all__ = ["ClusterConfig", "RunConfig", "load_config"]
 
 CHOICES = {
     "based": ("item", "user"),
-    "similarity": ("cosine", "full-cosine", "pearson-baseline"),
+    "similarity": ("cosine", "full-cosine", "pearson-baseline", "pearson", "adjusted-cosine", "centred-cosine",
+                   "jaccard"),  # = dcf.kernels.MEASURES (tested)
     "neighbourhood": ("rated", "global"),
     "prediction": ("weighted", "mean-centred", "baseline"),
     "ranking": ("prediction", "sum", "normalised-sum"),
@@ -74,6 +75,8 @@ class RunConfig:
     ranking: str = "prediction"
     min_support: int = 1
     shrinkage: float = 0.0
+    significance: float = 0.0
+    min_similarity: float = 0.0
     min_k: int = 1
     baseline_epochs: int = 10
     reg_user: float = 15.0
@@ -98,7 +101,7 @@ class RunConfig:
                 raise ConfigError(f"{name} must be an integer >= {low}, not {v!r}")
         if not 0 < self.test_fraction < 1:
             raise ConfigError(f"test_fraction must be between 0 and 1, not {self.test_fraction!r}")
-        for name in ("shrinkage", "reg_user", "reg_item"):
+        for name in ("shrinkage", "significance", "min_similarity", "reg_user", "reg_item"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
                 raise ConfigError(f"{name} must be a number >= 0, not {v!r}")

@@ -23,25 +23,51 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 __all__ = [
-    "MEASURES", "csr_from_triplets", "similarity_tile", "similarity_rows", "row_norms",
+    "MEASURES", "INPUTS", "csr_from_triplets", "similarity_tile", "similarity_rows", "row_norms",
+    "needs_norms", "entity_totals",
     "CompactCSR", "compact_csr", "compact_stack",
     "top_columns", "topk_rows",
     "merge_topk", "neighbour_matrix", "score_pairs", "top_n", "recommend_rows",
 ]
 
-MEASURES = ("cosine", "full-cosine", "pearson-baseline")
+MEASURES = ("cosine", "full-cosine", "pearson-baseline", "pearson", "adjusted-cosine", "centred-cosine",
+            "jaccard")
+# how the kernels compute each measure: the numerator over co-raters and the denominator
+CO_RATED, NORMS, PEARSON, JACCARD = 0, 1, 2, 3
+_MODES = {"cosine": CO_RATED, "full-cosine": NORMS, "pearson-baseline": CO_RATED, "pearson": PEARSON,
+          "adjusted-cosine": CO_RATED, "centred-cosine": NORMS, "jaccard": JACCARD}
+# what the values passed to the kernels must already be (the caller transforms the ratings)
+INPUTS = {"cosine": "ratings", "full-cosine": "ratings", "pearson": "ratings",
+          "pearson-baseline": "baseline residuals", "adjusted-cosine": "ratings minus the other side's means",
+          "centred-cosine": "ratings minus the entity's mean", "jaccard": "ratings (values ignored)"}
 
 
 def _measure(measure, min_support, shrinkage):
-    """``(co_rated, min_support, shrink_offset)`` of a measure.  ``pearson-baseline`` is the
+    """``(mode, min_support, shrink_offset)`` of a measure.  ``pearson-baseline`` is the
     co-rated cosine of baseline residuals (the caller passes residuals, see
     :func:`dcf.baseline.residuals`), with at least 2 co-raters and shrinkage
     :math:`(n - 1) / (n - 1 + \\lambda)`, as scikit-surprise defines it."""
     if measure not in MEASURES:
         raise ValueError(f"unknown similarity {measure!r}; choose from {', '.join(MEASURES)}")
     if measure == "pearson-baseline":
-        return True, max(int(min_support), 2), 1.0
-    return measure == "cosine", max(int(min_support), 1), 0.0
+        return CO_RATED, max(int(min_support), 2), 1.0
+    return _MODES[measure], max(int(min_support), 1), 0.0
+
+
+def needs_norms(measure) -> bool:
+    """The measure's denominator uses per-entity totals (:func:`entity_totals`)."""
+    return _MODES[measure] in (NORMS, JACCARD)
+
+
+def entity_totals(P, measure):
+    """Per-row totals a measure divides by: Euclidean norms (``full-cosine``,
+    ``centred-cosine``) or numbers of ratings (``jaccard``); None for the others."""
+    mode = _MODES[measure]
+    if mode == NORMS:
+        return row_norms(P)
+    if mode == JACCARD:
+        return np.diff(sp.csr_matrix(P).indptr).astype(np.float64)
+    return None
 
 
 def csr_from_triplets(rows, cols, vals, shape, lines=None):
@@ -83,7 +109,8 @@ def csr_from_triplets(rows, cols, vals, shape, lines=None):
     return csr, int((same & ~clash).sum()), conflicts
 
 
-def similarity_tile(Pa, Pb, measure="cosine", min_support=1, shrinkage=0.0, diagonal=False):
+def similarity_tile(Pa, Pb, measure="cosine", min_support=1, shrinkage=0.0, diagonal=False,
+                    significance=0.0, min_similarity=0.0):
     """Similarities between the rows of two CSR blocks, as a dense array.
 
     ``cosine`` is the paper's formula 1, norms over the co-rated set
@@ -99,6 +126,18 @@ def similarity_tile(Pa, Pb, measure="cosine", min_support=1, shrinkage=0.0, diag
     :math:`|C| / (|C| + \\lambda)`.  ``pearson-baseline`` is ``cosine`` over
     values that are already baseline residuals, with at least 2 co-raters and
     :math:`(|C| - 1) / (|C| - 1 + \\lambda)` (surprise's ``pearson_baseline``).
+
+    ``pearson`` is surprise's ``pearson``: the correlation over the co-rated
+    set, each side centred on its mean *over that set*.  ``adjusted-cosine``
+    (Sarwar et al. 2001) is ``cosine`` over ratings minus the *other* side's
+    means (user means for item-based CF), ``centred-cosine`` (LensKit's item
+    kNN) is ``full-cosine`` over ratings minus the entity's own mean: for both,
+    the caller passes the centred values (a centred value of 0 stays stored).
+    ``jaccard`` is :math:`|C| / (|x| + |y| - |C|)` over who rated, values ignored.
+
+    ``significance`` :math:`\\gamma > 0` (Herlocker et al. 1999) multiplies by
+    :math:`\\min(|C|, \\gamma) / \\gamma`; ``min_similarity`` > 0 sets
+    similarities below it to 0 (not a neighbour).
 
     Parameters
     ----------
@@ -118,23 +157,36 @@ def similarity_tile(Pa, Pb, measure="cosine", min_support=1, shrinkage=0.0, diag
     >>> similarity_tile(P, P, diagonal=True).round(3).tolist()
     [[1.0, 1.0], [1.0, 1.0]]
     """
-    co_rated, min_support, offset = _measure(measure, min_support, shrinkage)
+    mode, min_support, offset = _measure(measure, min_support, shrinkage)
     Ea, Eb = _binary(Pa), _binary(Pb)
     freq = (Ea @ Eb.T).toarray()
+    if mode == JACCARD:
+        Pa, Pb = Ea, Eb
     prods = (Pa @ Pb.T).toarray()
-    if co_rated:
+    if mode in (CO_RATED, PEARSON):
         sqi = (Pa.multiply(Pa).tocsr() @ Eb.T).toarray()
         sqj = (Ea @ Pb.multiply(Pb).tocsr().T).toarray()
+    if mode == CO_RATED:
         den = np.sqrt(sqi * sqj)
+    elif mode == PEARSON:
+        si, sj = (Pa @ Eb.T).toarray(), (Ea @ Pb.T).toarray()
+        prods = freq * prods - si * sj
+        den = np.sqrt((freq * sqi - si ** 2) * (freq * sqj - sj ** 2))
+    elif mode == NORMS:
+        den = np.outer(row_norms(Pa), row_norms(Pb))
     else:
-        na = np.sqrt(np.asarray(Pa.multiply(Pa).sum(axis=1)).ravel())
-        nb = np.sqrt(np.asarray(Pb.multiply(Pb).sum(axis=1)).ravel())
-        den = np.outer(na, nb)
+        ca = np.diff(Pa.indptr).astype(np.float64)
+        cb = np.diff(Pb.indptr).astype(np.float64)
+        den = (ca[:, None] + cb[None, :]) - prods
     sim = np.zeros_like(prods)
     ok = (freq >= min_support) & (den > 0)
     np.divide(prods, den, out=sim, where=ok)
     if shrinkage > 0:
         sim *= (freq - offset) / (freq - offset + float(shrinkage))
+    if significance > 0:
+        sim *= np.minimum(freq, float(significance)) / float(significance)
+    if min_similarity > 0:
+        sim[sim < min_similarity] = 0.0
     if diagonal:
         np.fill_diagonal(sim, 1.0)
     return sim
@@ -217,7 +269,7 @@ PREFETCH_AHEAD = 4  # rows ahead: the row pointer at 2x, the row itself at 1x (m
 
 
 def similarity_rows(Pa, Q, row0, measure="cosine", min_support=1, shrinkage=0.0, k=None,
-                    norms_a=None, norms=None, dense=False):
+                    norms_a=None, norms=None, dense=False, significance=0.0, min_similarity=0.0):
     """Whole similarity rows of a block of entities, straight from the ratings.
 
     The same values as :func:`similarity_tile` over every block, bit for bit,
@@ -233,13 +285,13 @@ def similarity_rows(Pa, Q, row0, measure="cosine", min_support=1, shrinkage=0.0,
         Entity rows ``row0 .. row0 + na`` over the others (users for item CF).
     Q : scipy.sparse.csr_matrix or CompactCSR (m, n), sorted indices
         Every entity's ratings, others x entities (the whole matrix).
-    measure, min_support, shrinkage : as in :func:`similarity_tile`
+    measure, min_support, shrinkage, significance, min_similarity : as in :func:`similarity_tile`
     k : int, optional
         Also return the top-``k`` table (as :func:`topk_rows` gives it, self
         excluded).
     norms_a, norms : (na,), (n,) float64, optional
-        Row norms of ``Pa`` and of every entity (:func:`row_norms`), needed for
-        ``full-cosine``.
+        :func:`entity_totals` of ``Pa`` and of every entity, needed where
+        :func:`needs_norms` (row norms, or numbers of ratings for ``jaccard``).
     dense : bool
         Return the dense ``(na, n)`` rows (diagonal = 1, as surprise does).
 
@@ -247,33 +299,41 @@ def similarity_rows(Pa, Q, row0, measure="cosine", min_support=1, shrinkage=0.0,
     -------
     rows or None, idx or None, sim or None
     """
-    cosine, min_support, offset = _measure(measure, min_support, shrinkage)
+    mode, min_support, offset = _measure(measure, min_support, shrinkage)
     if not isinstance(Q, CompactCSR):
         Q = compact_csr(Q)
     na, n = Pa.shape[0], Q.shape[1]
-    if not cosine and (norms_a is None or norms is None):
-        raise ValueError("full-cosine needs norms_a and norms (kernels.row_norms)")
+    totals = needs_norms(measure)
+    if totals and (norms_a is None or norms is None):
+        raise ValueError(f"{measure} needs norms_a and norms (kernels.entity_totals)")
     kk = 0 if k is None else int(k)
     rows = np.zeros((na, n) if dense else (0, 0))
     idx = np.full((na, kk), -1, np.int64)
     sim = np.zeros((na, kk))
     empty = np.zeros(0)
-    count = min_support > 1 or shrinkage > 0
-    _sim_rows(Pa.indptr.astype(np.int64, copy=False), Pa.indices, np.asarray(Pa.data, np.float64),
-              Q.indptr, Q.indices, Q.data, int(row0), n, cosine, count,
-              float(min_support), float(shrinkage), offset,
-              empty if cosine else np.asarray(norms_a, np.float64),
-              empty if cosine else np.asarray(norms, np.float64), dense, rows, idx, sim, PREFETCH_AHEAD)
+    count = min_support > 1 or shrinkage > 0 or significance > 0 or mode == PEARSON
+    p_val = np.ones(Pa.nnz) if mode == JACCARD else np.asarray(Pa.data, np.float64)
+    q_val = np.ones(Q.indices.shape[0], np.float32) if mode == JACCARD else Q.data
+    _sim_rows(Pa.indptr.astype(np.int64, copy=False), Pa.indices, p_val,
+              Q.indptr, Q.indices, q_val, int(row0), n, mode, count,
+              float(min_support), float(shrinkage), offset, float(significance), float(min_similarity),
+              np.asarray(norms_a, np.float64) if totals else empty,
+              np.asarray(norms, np.float64) if totals else empty, dense, rows, idx, sim, PREFETCH_AHEAD)
     return (rows if dense else None), (idx if k is not None else None), (sim if k is not None else None)
 
 
 @numba.njit(cache=True, nogil=True)
-def _sim_rows(p_ptr, p_idx, p_val, q_ptr, q_idx, q_val, row0, n, cosine, count, min_support,
-              shrinkage, offset, norms_a, norms, dense, rows, top_i, top_s, ahead):  # pragma: no cover
+def _sim_rows(p_ptr, p_idx, p_val, q_ptr, q_idx, q_val, row0, n, mode, count, min_support,
+              shrinkage, offset, significance, min_similarity, norms_a, norms, dense, rows, top_i, top_s,
+              ahead):  # pragma: no cover
+    squares = mode == 0 or mode == 2  # CO_RATED, PEARSON
+    sums = mode == 2
     prod = np.zeros(n)
     freq = np.zeros(n if count else 0)
-    sqi = np.zeros(n if cosine else 0)
-    sqj = np.zeros(n if cosine else 0)
+    sqi = np.zeros(n if squares else 0)
+    sqj = np.zeros(n if squares else 0)
+    si = np.zeros(n if sums else 0)
+    sj = np.zeros(n if sums else 0)
     seen = np.zeros(n, np.bool_)
     touched = np.empty(n, np.int64)
     k = top_i.shape[1]
@@ -300,27 +360,46 @@ def _sim_rows(p_ptr, p_idx, p_val, q_ptr, q_idx, q_val, row0, n, cosine, count, 
                 prod[j] += r * v
                 if count:
                     freq[j] += 1.0
-                if cosine:
+                if squares:
                     sqi[j] += rr
                     sqj[j] += v * v
+                if sums:
+                    si[j] += r
+                    sj[j] += v
         have = 0
         me = row0 + i
         for e in range(t):
             j = touched[e]
             seen[j] = False
-            den = np.sqrt(sqi[j] * sqj[j]) if cosine else norms_a[i] * norms[j]
-            s = 0.0
             f = freq[j] if count else 1.0
+            num = prod[j]
+            if mode == 0:
+                den = np.sqrt(sqi[j] * sqj[j])
+            elif mode == 1:
+                den = norms_a[i] * norms[j]
+            elif mode == 2:
+                num = f * num - si[j] * sj[j]
+                den = np.sqrt((f * sqi[j] - si[j] * si[j]) * (f * sqj[j] - sj[j] * sj[j]))
+            else:
+                den = (norms_a[i] + norms[j]) - num
+            s = 0.0
             if f >= min_support and den > 0:
-                s = prod[j] / den
+                s = num / den
                 if shrinkage > 0:
                     s *= (f - offset) / (f - offset + shrinkage)
+                if significance > 0:
+                    s *= min(f, significance) / significance
+                if min_similarity > 0 and s < min_similarity:
+                    s = 0.0
             prod[j] = 0.0
             if count:
                 freq[j] = 0.0
-            if cosine:
+            if squares:
                 sqi[j] = 0.0
                 sqj[j] = 0.0
+            if sums:
+                si[j] = 0.0
+                sj[j] = 0.0
             if dense:
                 rows[i, j] = s
             if k == 0 or s <= 0 or j == me:

@@ -23,7 +23,7 @@ from . import io as dio
 from .baseline import fit_biases, residuals
 from .cluster import memory_budget, parallelism
 from .errors import ConfigError
-from .kernels import MEASURES
+from .kernels import MEASURES, needs_norms
 from .matrix import RatingMatrix, _concat, build_matrix, from_array
 from .neighbours import table_from_blocks, top_k
 from .predict import predict_pairs, recommend_blocks
@@ -47,13 +47,21 @@ class KNN(BaseEstimator):
     ----------
     based : {"item", "user"}
         Similarity between items (the paper's choice) or between users.
-    similarity : {"cosine", "full-cosine", "pearson-baseline"}
+    similarity : {"cosine", "full-cosine", "pearson-baseline", "pearson", "adjusted-cosine", \
+"centred-cosine", "jaccard"}
         ``cosine`` = the paper's formula 1 over co-rated entries (= surprise's
         ``cosine``); ``full-cosine`` = whole-vector norms (sklearn's);
         ``pearson-baseline`` = surprise's: the co-rated cosine of the baseline
         residuals :math:`r_{ui} - b_{ui}` (:mod:`dcf.baseline`), at least 2
         co-raters, shrinkage :math:`(n - 1) / (n - 1 + \\lambda)` (surprise's
-        default :math:`\\lambda` is 100: pass ``shrinkage=100``).
+        default :math:`\\lambda` is 100: pass ``shrinkage=100``);
+        ``pearson`` = surprise's: the correlation over the co-raters, centred
+        on the means over them; ``adjusted-cosine`` = Sarwar et al.'s: the
+        co-rated cosine of ratings minus the *other* side's means (user means
+        for item-based CF); ``centred-cosine`` = LensKit's item kNN: the
+        whole-vector cosine of ratings minus the entity's own mean;
+        ``jaccard`` = co-raters / raters of either (implicit feedback: the
+        values are ignored).  The formulas: :func:`dcf.kernels.similarity_tile`.
     k : int
         Neighbours per prediction (``rated``) / per neighbour list (``global``).
     neighbourhood : {"rated", "global"}
@@ -71,6 +79,11 @@ class KNN(BaseEstimator):
         ``min_support``; 0 and 1 both mean "at least one").
     shrinkage : float
         Multiply similarities by ``n / (n + shrinkage)``, n = co-raters.
+    significance : float
+        Herlocker's significance weighting: multiply by ``min(n, significance)
+        / significance``; 0 = off.
+    min_similarity : float
+        Similarities below this are no neighbours (0 = keep every positive one).
     min_k : int
         Fewer neighbours than this -> fallback (surprise's ``min_k``).
     block_size : int, optional
@@ -99,7 +112,8 @@ class KNN(BaseEstimator):
 
     def __init__(self, *, based="item", similarity="cosine", k=50, neighbourhood="rated",
                  prediction="weighted", min_support=1, shrinkage=0.0, min_k=1, block_size=None,
-                 on_bad_lines="error", method=None, baseline_epochs=10, reg_user=15.0, reg_item=10.0):
+                 on_bad_lines="error", method=None, baseline_epochs=10, reg_user=15.0, reg_item=10.0,
+                 significance=0.0, min_similarity=0.0):
         self.based = based
         self.similarity = similarity
         self.k = k
@@ -114,6 +128,8 @@ class KNN(BaseEstimator):
         self.baseline_epochs = baseline_epochs
         self.reg_user = reg_user
         self.reg_item = reg_item
+        self.significance = significance
+        self.min_similarity = min_similarity
 
     # ------------------------------------------------------------ checks
     def _check_params(self):
@@ -127,7 +143,7 @@ class KNN(BaseEstimator):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < low:
                 raise ConfigError(f"{name} must be an integer >= {low}, not {value!r}")
-        for name in ("shrinkage", "reg_user", "reg_item"):
+        for name in ("shrinkage", "reg_user", "reg_item", "significance", "min_similarity"):
             value = getattr(self, name)
             if not isinstance(value, (int, float, np.number)) or not np.isfinite(value) or value < 0:
                 raise ConfigError(f"{name} must be a number >= 0, not {value!r}")
@@ -187,10 +203,14 @@ class KNN(BaseEstimator):
         self.matrix_ = matrix.persist()
         P, Q = matrix.oriented(self.based)[:2]
         whole_rows = self.neighbourhood == "rated"
+        centred = _centred(matrix, self.based, self.similarity)
+        if centred is not None:  # similarities of mean-centred ratings
+            P, Q = centred
         # one round trip for what the graph's shape depends on: the rating summary, each
-        # entity's cost (to cut even tasks) and, for full-cosine, the norms
+        # entity's cost (to cut even tasks) and the norms or counts a measure divides by
         ((lo, hi, total, count), work), norms = dask.compute(
-            entity_stats(Q), entity_norms(P) if self.similarity == "full-cosine" else None)
+            entity_stats(matrix.oriented(self.based)[1]),
+            entity_norms(P, self.similarity) if needs_norms(self.similarity) else None)
         self.method_ = self.method or similarity_method(memory_budget(), int(P.shape[1]), int(count))
         self.user_bias_ = self.item_bias_ = None
         if self._needs_biases():
@@ -199,17 +219,18 @@ class KNN(BaseEstimator):
             b_entity, b_other = self._biases()
             P = residuals(P, total / count, b_entity, b_other, rows_are_entities=True)
             Q = residuals(Q, total / count, b_other, b_entity, rows_are_entities=False)
+        weights = dict(significance=float(self.significance), min_similarity=float(self.min_similarity))
         if self.method_ == "rows":
             bounds, token, blocks = similarity_by_rows(P, Q, self.k, self.similarity, self.min_support,
                                                        self.shrinkage, whole_rows, work=work,
                                                        groups=ROW_TASKS_PER_THREAD * parallelism(),
-                                                       norms=norms)
+                                                       norms=norms, **weights)
             self.neighbours_ = table_from_blocks([b[0] for b in blocks], [b[1] for b in blocks],
                                                  bounds, self.k, token).persist()
             self.similarity_rows_ = (_concat([b[2] for b in blocks], bounds, int(P.shape[0])).persist()
                                      if whole_rows else None)
         else:
-            tiles = similarity_tiles(P, self.similarity, self.min_support, self.shrinkage)
+            tiles = similarity_tiles(P, self.similarity, self.min_support, self.shrinkage, **weights)
             token = tiles.token
             self.neighbours_ = top_k(tiles, self.k).persist()
             self.similarity_rows_ = similarity_rows(tiles).persist() if whole_rows else None
@@ -369,12 +390,13 @@ class ItemKNN(KNN):
 
     def __init__(self, *, similarity="cosine", k=50, neighbourhood="rated", prediction="weighted",
                  min_support=1, shrinkage=0.0, min_k=1, block_size=None, on_bad_lines="error",
-                 method=None, baseline_epochs=10, reg_user=15.0, reg_item=10.0):
+                 method=None, baseline_epochs=10, reg_user=15.0, reg_item=10.0, significance=0.0,
+                 min_similarity=0.0):
         super().__init__(based="item", similarity=similarity, k=k, neighbourhood=neighbourhood,
                          prediction=prediction, min_support=min_support, shrinkage=shrinkage,
                          min_k=min_k, block_size=block_size, on_bad_lines=on_bad_lines,
                          method=method, baseline_epochs=baseline_epochs, reg_user=reg_user,
-                         reg_item=reg_item)
+                         reg_item=reg_item, significance=significance, min_similarity=min_similarity)
 
     def get_params(self, deep=True):
         params = super().get_params(deep)
@@ -387,12 +409,13 @@ class UserKNN(KNN):
 
     def __init__(self, *, similarity="cosine", k=50, neighbourhood="rated", prediction="weighted",
                  min_support=1, shrinkage=0.0, min_k=1, block_size=None, on_bad_lines="error",
-                 method=None, baseline_epochs=10, reg_user=15.0, reg_item=10.0):
+                 method=None, baseline_epochs=10, reg_user=15.0, reg_item=10.0, significance=0.0,
+                 min_similarity=0.0):
         super().__init__(based="user", similarity=similarity, k=k, neighbourhood=neighbourhood,
                          prediction=prediction, min_support=min_support, shrinkage=shrinkage,
                          min_k=min_k, block_size=block_size, on_bad_lines=on_bad_lines,
                          method=method, baseline_epochs=baseline_epochs, reg_user=reg_user,
-                         reg_item=reg_item)
+                         reg_item=reg_item, significance=significance, min_similarity=min_similarity)
 
     def get_params(self, deep=True):
         params = super().get_params(deep)
@@ -416,6 +439,24 @@ def _finish_fit(model, matrix, global_mean, rating_range, token):
     model.global_mean_ = float(global_mean)
     model.rating_range_ = (float(rating_range[0]), float(rating_range[1]))
     model._token = dask.base.tokenize(token, model.get_params())
+
+
+def _centred(matrix, based, measure):
+    """``(P, Q)`` of ratings minus the other side's means (``adjusted-cosine``) or the
+    entity's own means (``centred-cosine``), same structure; None for other measures."""
+    if measure not in ("adjusted-cosine", "centred-cosine"):
+        return None
+    P, Q, ent_sum, ent_count = matrix.oriented(based)
+    oth_sum, oth_count = ((matrix.user_sum, matrix.user_count) if based == "item"
+                          else (matrix.item_sum, matrix.item_count))
+    zero = dask.delayed(np.zeros, pure=True)
+    if measure == "adjusted-cosine":
+        ent, oth = zero(int(P.shape[0])), _means(oth_sum, oth_count)
+    else:
+        ent, oth = _means(ent_sum, ent_count), zero(int(P.shape[1]))
+    # r - ((0 + other) + entity): exactly r minus the one mean
+    return (residuals(P, 0.0, ent, oth, rows_are_entities=True),
+            residuals(Q, 0.0, oth, ent, rows_are_entities=False))
 
 
 def _fit_biases(model, matrix, global_mean):

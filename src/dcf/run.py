@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--top-n", type=int, help=f"recommendations per user ({d.top_n})")
     g.add_argument("--min-support", type=int, help=f"minimum co-raters ({d.min_support})")
     g.add_argument("--shrinkage", type=float, help=f"similarity shrinkage ({d.shrinkage})")
+    g.add_argument("--significance", type=float,
+                   help=f"significance weighting: scale by min(co-raters, this) / this; 0 = off ({d.significance})")
+    g.add_argument("--min-similarity", type=float,
+                   help=f"similarities below this are no neighbours ({d.min_similarity})")
     g.add_argument("--min-k", type=int, help=f"minimum neighbours before falling back ({d.min_k})")
     g.add_argument("--baseline-epochs", type=int,
                    help=f"ALS epochs of the baseline biases ({d.baseline_epochs})")
@@ -147,7 +151,8 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
                     neighbourhood=cfg.neighbourhood, prediction=cfg.prediction,
                     min_support=cfg.min_support, shrinkage=cfg.shrinkage, min_k=cfg.min_k,
                     block_size=cfg.block_size, on_bad_lines=read_kw["on_bad_lines"],
-                    baseline_epochs=cfg.baseline_epochs, reg_user=cfg.reg_user, reg_item=cfg.reg_item)
+                    baseline_epochs=cfg.baseline_epochs, reg_user=cfg.reg_user, reg_item=cfg.reg_item,
+                    significance=cfg.significance, min_similarity=cfg.min_similarity)
         model._check_params()
         block = cfg.block_size
         matrix = build_matrix(train_parts, source=data.source.path,

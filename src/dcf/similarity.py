@@ -149,26 +149,30 @@ class SimilarityTiles:
         return (self.tiles[(a, b)], False) if a <= b else (self.tiles[(b, a)], True)
 
 
-def similarity_tiles(P: da.Array, measure="cosine", min_support=1, shrinkage=0.0) -> SimilarityTiles:
+def similarity_tiles(P: da.Array, measure="cosine", min_support=1, shrinkage=0.0, significance=0.0,
+                     min_similarity=0.0) -> SimilarityTiles:
     """Build the tile graph over the row blocks of ``P`` (entities x others, CSR chunks).
 
     Parameters
     ----------
     P : dask.array.Array of scipy CSR chunks, chunked along rows only
-    measure : {"cosine", "full-cosine"}
+    measure : one of :data:`dcf.kernels.MEASURES`, over values already transformed as
+        :data:`dcf.kernels.INPUTS` says
     min_support : int
         Minimum number of co-raters for a non-zero similarity.
     shrinkage : float
         :math:`\\lambda` in :math:`s \\cdot n / (n + \\lambda)`; 0 disables.
+    significance, min_similarity : float
+        As in :func:`dcf.kernels.similarity_tile`; 0 disables.
     """
     if measure not in kernels.MEASURES:
         raise ValueError(f"unknown similarity {measure!r}; choose from {', '.join(kernels.MEASURES)}")
     blocks = P.to_delayed(optimize_graph=False).ravel().tolist()
     bounds = np.concatenate([[0], np.cumsum(P.chunks[0])]).astype(np.int64)
-    token = dask.base.tokenize(P, measure, min_support, shrinkage)
+    token = dask.base.tokenize(P, measure, min_support, shrinkage, significance, min_similarity)
     tile = dask.delayed(kernels.similarity_tile, pure=True)
     tiles = {(a, b): tile(blocks[a], blocks[b], measure, int(min_support), float(shrinkage), a == b,
-                          dask_key_name=f"similarity-tile-{token}-{a}-{b}")
+                          float(significance), float(min_similarity), dask_key_name=f"similarity-tile-{token}-{a}-{b}")
              for a in range(len(blocks)) for b in range(a, len(blocks))}
     return SimilarityTiles(tiles, bounds, token)
 
@@ -208,7 +212,7 @@ def row_block_format(block, dense_fraction=DENSE_FRACTION):
 
 def similarity_by_rows(P: da.Array, Q: da.Array, k: int, measure="cosine", min_support=1,
                        shrinkage=0.0, whole_rows=False, dense_fraction=DENSE_FRACTION, work=None,
-                       groups=None, norms=None):
+                       groups=None, norms=None, significance=0.0, min_similarity=0.0):
     """The ``rows`` method: top-k (and whole rows) per entity block of ``P``.
 
     Parameters
@@ -229,7 +233,9 @@ def similarity_by_rows(P: da.Array, Q: da.Array, k: int, measure="cosine", min_s
     groups : int, optional
         How many ranges (default: one per chunk).
     norms : (n,) array or Delayed, optional
-        :func:`entity_norms`, already computed (``full-cosine``).
+        :func:`entity_norms`, already computed (where :func:`dcf.kernels.needs_norms`).
+    significance, min_similarity : float
+        As in :func:`dcf.kernels.similarity_tile`; 0 disables.
 
     Returns
     -------
@@ -244,15 +250,16 @@ def similarity_by_rows(P: da.Array, Q: da.Array, k: int, measure="cosine", min_s
     chunk_bounds = np.concatenate([[0], np.cumsum(P.chunks[0])]).astype(np.int64)
     grouped = work is not None and groups is not None and not whole_rows
     bounds = balanced_cuts(work, groups) if grouped else chunk_bounds
-    token = dask.base.tokenize(P, Q, measure, min_support, shrinkage, "rows", bounds)
+    token = dask.base.tokenize(P, Q, measure, min_support, shrinkage, significance, min_similarity, "rows",
+                               bounds)
     others = dask.delayed(_stack_sorted, pure=True)(*Q.to_delayed(optimize_graph=False).ravel().tolist(),
                                                     dask_key_name=f"similarity-others-{token}")
     if grouped:  # the tasks are few and even: let each run wherever a thread is free
         others = everywhere(others)
-    if measure != "full-cosine":
+    if not kernels.needs_norms(measure):
         norms = None
     elif norms is None:
-        norms = entity_norms(P)
+        norms = entity_norms(P, measure)
     elif isinstance(norms, np.ndarray):
         norms = dask.delayed(norms, pure=True)
     task = dask.delayed(_rows_block, nout=3, pure=True)
@@ -263,17 +270,18 @@ def similarity_by_rows(P: da.Array, Q: da.Array, k: int, measure="cosine", min_s
         last = int(np.searchsorted(chunk_bounds, hi, side="left"))
         blocks.append(task(others, norms, lo, hi, int(chunk_bounds[first]), measure, int(min_support),
                            float(shrinkage), int(k), bool(whole_rows), dense_fraction,
-                           *p_blocks[first:last],
+                           (float(significance), float(min_similarity)), *p_blocks[first:last],
                            dask_key_name=f"similarity-block-{token}-{k}-{int(whole_rows)}-{a}"))
     return bounds, f"{token}-{k}", [tuple(b) for b in blocks]
 
 
-def entity_norms(P: da.Array):
-    """Delayed (n,) float64: the norm of every entity's ratings (``full-cosine``)."""
-    norm = dask.delayed(kernels.row_norms, pure=True)
-    token = dask.base.tokenize(P)
+def entity_norms(P: da.Array, measure="full-cosine"):
+    """Delayed (n,) float64: what ``measure`` divides by per entity
+    (:func:`dcf.kernels.entity_totals`: norms, or numbers of ratings for ``jaccard``)."""
+    norm = dask.delayed(kernels.entity_totals, pure=True)
+    token = dask.base.tokenize(P, measure)
     return dask.delayed(_concatenate, pure=True)(
-        *[norm(b, dask_key_name=f"similarity-norms-{token}-{a}")
+        *[norm(b, measure, dask_key_name=f"similarity-norms-{token}-{a}")
           for a, b in enumerate(P.to_delayed(optimize_graph=False).ravel().tolist())],
         dask_key_name=f"similarity-norms-{token}")
 
@@ -325,11 +333,12 @@ def _concatenate(*parts):
 
 
 def _rows_block(Q, norms, lo, hi, offset, measure, min_support, shrinkage, k, whole_rows, dense_fraction,
-                *chunks):
+                weights, *chunks):
     Pa = chunks[0] if len(chunks) == 1 else sp.vstack(chunks, format="csr")
     if (lo - offset, hi - offset) != (0, Pa.shape[0]):
         Pa = Pa[lo - offset:hi - offset]
     rows, idx, sim = kernels.similarity_rows(
         Pa, Q, lo, measure, min_support, shrinkage, k,
-        norms_a=None if norms is None else norms[lo:hi], norms=norms, dense=whole_rows)
+        norms_a=None if norms is None else norms[lo:hi], norms=norms, dense=whole_rows,
+        significance=weights[0], min_similarity=weights[1])
     return idx, sim, (row_block_format(rows, dense_fraction) if whole_rows else None)
