@@ -384,3 +384,46 @@ def test_excluded_items_are_never_recommended_and_lists_stay_full(based, ranking
         # the scored items keep their order and scores; the freed places go further down
         assert scored["item"].tolist()[:len(kept)] == kept["item"].tolist()
         np.testing.assert_allclose(scored["score"].to_numpy()[:len(kept)], kept["score"].to_numpy())
+
+
+@pytest.mark.parametrize("params,ranking", [
+    (dict(prediction="weighted"), "prediction"),
+    (dict(prediction="mean-centred", min_k=2), "prediction"),
+    (dict(prediction="baseline", similarity="pearson-baseline", shrinkage=10.0), "prediction"),
+    (dict(prediction="weighted", similarity="full-cosine"), "sum"),
+    (dict(prediction="weighted"), "normalised-sum"),
+])
+def test_recommend_for_history_equals_recommend_of_a_fitted_user_with_those_ratings(params, ranking):
+    data = random_ratings(5, n_users=30, n_items=25, density=0.3)
+    with dask.config.set(scheduler="sync"):
+        model = ItemKNN(k=5, neighbourhood="global", block_size=6, **params).fit(data)
+        some = [101, 117, 129]
+        want = model.recommend(users=some, n=6, ranking=ranking, exclude=[503]).compute()
+        history = data[data["user"].isin(some)].sample(frac=1.0, random_state=0)  # any row order
+        got = model.recommend_for_history(history, n=6, ranking=ranking, exclude=[503])
+        # a new id with user 101's ratings (and an item the model never saw) gets 101's list
+        new = data[data["user"] == 101].assign(user="someone-new")
+        new = pd.concat([new, pd.DataFrame({"user": ["someone-new"], "item": [99999], "rating": [5.0]})])
+        fresh = model.recommend_for_history(new, n=6, ranking=ranking, exclude=[503])
+    key = ["user", "rank"]
+    pd.testing.assert_frame_equal(got.sort_values(key).reset_index(drop=True),
+                                  want.sort_values(key).reset_index(drop=True), check_dtype=False)
+    mine = want[want["user"] == 101].reset_index(drop=True)
+    pd.testing.assert_frame_equal(fresh.drop(columns="user"), mine.drop(columns="user"), check_dtype=False)
+    assert (fresh["user"] == "someone-new").all() and 503 not in set(got["item"])
+
+
+def test_recommend_for_history_rejects_what_it_cannot_serve():
+    from dcf.errors import ConfigError, DataError
+
+    data = random_ratings(5, n_users=20, n_items=12, density=0.3)
+    with dask.config.set(scheduler="sync"):
+        model = ItemKNN(k=3).fit(data)
+        with pytest.raises(DataError, match=r"history.*rows 1 and 3"):
+            model.recommend_for_history(pd.DataFrame({"user": [1, 1, 1], "item": [500, 501, 500],
+                                                      "rating": [4.0, 3.0, 2.0]}))
+        with pytest.raises(DataError, match="history:2"):
+            model.recommend_for_history(pd.DataFrame({"user": [1, 1], "item": [500, 501],
+                                                      "rating": [4.0, -3.0]}))
+        with pytest.raises(ConfigError, match="item-based"):
+            UserKNN(k=3).fit(data).recommend_for_history(data.head(3))

@@ -27,7 +27,7 @@ import numpy as np
 from .matrix import _concat
 from .similarity import _concatenate
 
-__all__ = ["fit_biases", "residuals"]
+__all__ = ["fit_biases", "fold_in_user_biases", "residuals"]
 
 
 def fit_biases(by_user: da.Array, item_count, global_mean, n_epochs: int = 10, reg_user: float = 15.0,
@@ -77,6 +77,12 @@ def residuals(X: da.Array, global_mean, row_bias, col_bias, rows_are_entities: b
     out = [part(b, int(bounds[j]), global_mean, row_bias, col_bias, bool(rows_are_entities),
                 dask_key_name=f"baseline-residuals-{token}-{j}") for j, b in enumerate(blocks)]
     return _concat(out, bounds, int(X.shape[1]))
+
+
+def fold_in_user_biases(history, item_bias, global_mean, reg_user: float = 15.0):
+    """User biases of new rating histories (users x items CSR) given fitted item biases:
+    the ALS user step, so a fitted user's own ratings give back its fitted bias."""
+    return _user_part(history, np.asarray(item_bias), float(global_mean), float(reg_user))
 
 
 def _row_of(b):

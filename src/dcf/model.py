@@ -20,13 +20,14 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from . import io as dio
-from .baseline import fit_biases, residuals
+from .baseline import fit_biases, fold_in_user_biases, residuals
 from .cluster import memory_budget, parallelism
-from .errors import ConfigError
-from .kernels import MEASURES, needs_norms
+from .errors import ConfigError, DataError
+from .ids import IdMap
+from .kernels import MEASURES, csr_from_triplets, needs_norms
 from .matrix import RatingMatrix, _concat, build_matrix, from_array
 from .neighbours import table_from_blocks, top_k
-from .predict import predict_pairs, recommend_blocks
+from .predict import predict_pairs, recommend_blocks, recommend_histories
 from .similarity import block_limit, entity_norms, entity_stats, similarity_by_rows, similarity_rows, similarity_tiles
 from .similarity import method as similarity_method
 
@@ -358,8 +359,8 @@ class KNN(BaseEstimator):
             blocks = set((np.searchsorted(bounds, codes[codes >= 0], side="right") - 1).tolist())
         banned = None
         if exclude is not None:
-            codes = m.items.to_codes(np.asarray(list(exclude), dtype=object))
-            banned = np.unique(codes[codes >= 0]).astype(np.int64)
+            item_codes = m.items.to_codes(np.asarray(list(exclude), dtype=object))
+            banned = np.unique(item_codes[item_codes >= 0]).astype(np.int64)
         recs = recommend_blocks(users=m.users, items=m.items, based=self.based, by_user=m.by_user,
                                 W=self.neighbours_.W, entity_means=self.entity_means_,
                                 item_means=self.item_means_, item_count=self.item_count_, n=int(n),
@@ -371,6 +372,67 @@ class KNN(BaseEstimator):
             keep = set(m.users.to_raw(codes[codes >= 0]).tolist())
             recs = recs[recs["user"].isin(keep)]
         return recs
+
+    def recommend_for_history(self, history, n: int = 20, ranking: str = "prediction",
+                              exclude=None) -> pd.DataFrame:
+        """Top-``n`` for users described by a rating history, without refitting
+        (item-based CF; a new user, or a known user with ratings newer than the fit).
+
+        The history's users are scored exactly as :meth:`recommend` scores a
+        fitted user with the same ratings: the items' fitted neighbour lists do
+        not change (they would only after a refit or :meth:`refresh`).  Items the
+        model does not know are ignored (they have no neighbour lists); rated
+        items are never recommended.  For ``prediction="baseline"`` each user's
+        bias is folded in from the history with the fitted item biases (the ALS
+        user step: for a fitted user with the same ratings, its fitted bias).
+
+        Parameters
+        ----------
+        history : pandas DataFrame with ``user, item, rating`` (one or more users;
+            bad rows raise :class:`~dcf.errors.DataError` naming the row)
+        n, ranking, exclude : as in :meth:`recommend`
+
+        Returns
+        -------
+        pandas.DataFrame ``user, rank, item, score, fallback``
+        """
+        self._fitted()
+        if self.based != "item":
+            raise ConfigError("recommend_for_history needs item-based CF (a new user has no "
+                              "user-user similarities without a refit); use ItemKNN")
+        if int(n) < 1:
+            raise ConfigError(f"n must be at least 1, not {n!r}")
+        if ranking not in RANKINGS:
+            raise ConfigError(f"ranking={ranking!r} is not one of {', '.join(RANKINGS)}")
+        if not isinstance(history, pd.DataFrame):
+            raise TypeError(f"history must be a pandas DataFrame, not {type(history).__name__}")
+        frame, _ = dio.validate_frame(history.reset_index(drop=True), "history")
+        m = self.matrix_
+        users = IdMap(frame["user"].to_numpy())
+        rows = users.to_codes(frame["user"].to_numpy())
+        cols = m.items.to_codes(frame["item"].to_numpy())
+        known = cols >= 0
+        H, _, conflicts = csr_from_triplets(rows[known], cols[known], frame["rating"].to_numpy()[known],
+                                            (len(users), len(m.items)), np.flatnonzero(known) + 1)
+        if len(conflicts):
+            _, col, first, other, _ = conflicts[0]
+            raise DataError("history", f"user {users.to_raw([int(conflicts[0][0])])[0]!r} rates item "
+                            f"{m.items.to_raw([int(col)])[0]!r} twice with different values "
+                            f"(rows {int(first)} and {int(other)})")
+        banned = None
+        if exclude is not None:
+            codes = m.items.to_codes(np.asarray(list(exclude), dtype=object))
+            banned = np.unique(codes[codes >= 0]).astype(np.int64)
+        biases = self._baseline()
+        if biases is not None:
+            mu, _, item_bias = dask.compute(*biases)
+            biases = (mu, fold_in_user_biases(H, item_bias, mu, float(self.reg_user)), item_bias)
+        return recommend_histories(H, users, items=m.items, W=self.neighbours_.W,
+                                   entity_means=self.entity_means_, item_means=self.item_means_,
+                                   item_count=self.item_count_, n=int(n), min_k=self.min_k,
+                                   prediction=self.prediction, rating_range=self.rating_range_,
+                                   ranking=ranking, biases=biases, exclude=banned,
+                                   token=dask.base.tokenize(self._token, H, n, ranking, banned, biases))
 
     def neighbours(self, ids=None, n=None) -> pd.DataFrame:
         """The fitted neighbour lists as a frame (``entity, rank, neighbour, similarity``)."""

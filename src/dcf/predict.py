@@ -40,7 +40,8 @@ from . import kernels
 from .ids import IdMap, frame_from_parts
 from .matrix import _ids_of
 
-__all__ = ["predict_pairs", "recommend_blocks", "PREDICTION_META", "RECOMMENDATION_META"]
+__all__ = ["predict_pairs", "recommend_blocks", "recommend_histories", "PREDICTION_META",
+           "RECOMMENDATION_META"]
 
 FALLBACKS = ("none", "global_mean", "item_mean", "user_mean", "baseline")
 PREDICTION_META = pd.DataFrame({
@@ -245,15 +246,7 @@ def recommend_blocks(*, users: IdMap, items: IdMap, based: str, by_user: da.Arra
     if based == "user" and W.chunks[0] != by_user.chunks[0]:  # neighbour rows per user block
         W = W.rechunk((by_user.chunks[0], W.chunks[1]))
     w_blocks, _ = _blocks(W)
-    stack = dask.delayed(_vstack, pure=True)
-    if based == "item" and ranking in ("sum", "normalised-sum"):  # rows = rated items, their own lists
-        other = dask.delayed(_vstack_lists, pure=True)(ranking == "normalised-sum", *w_blocks,
-                                                        dask_key_name=f"recommend-neighbours-{token}")
-    elif based == "item":  # W transposed once: columns = target items
-        other = dask.delayed(_vstack_transposed, pure=True)(
-            *w_blocks, dask_key_name=f"recommend-neighbours-{token}")
-    else:
-        other = stack(*r_blocks, dask_key_name=f"recommend-ratings-{token}")
+    other = _other_side(based, ranking, w_blocks, r_blocks, token)
     order = dask.delayed(_popularity_order, pure=True)(item_count, dask_key_name=f"popularity-{token}")
     task = dask.delayed(_recommend_block, pure=True)
     u_key, i_key = users.as_delayed(), items.as_delayed()
@@ -268,6 +261,37 @@ def recommend_blocks(*, users: IdMap, items: IdMap, based: str, by_user: da.Arra
     if not out:  # none of the requested users is known
         out = [dask.delayed(RECOMMENDATION_META.copy)()]
     return frame_from_parts(out, RECOMMENDATION_META)
+
+
+def _other_side(based, ranking, w_blocks, r_blocks, token):
+    """What every user block's scores are read from: the neighbour lists (item-based:
+    rows = rated items for the sums, W transposed for the prediction rule) or the
+    ratings of every user (user-based)."""
+    if based == "item" and ranking in ("sum", "normalised-sum"):  # rows = rated items, their own lists
+        return dask.delayed(_vstack_lists, pure=True)(ranking == "normalised-sum", *w_blocks,
+                                                       dask_key_name=f"recommend-neighbours-{token}")
+    if based == "item":  # W transposed once: columns = target items
+        return dask.delayed(_vstack_transposed, pure=True)(
+            *w_blocks, dask_key_name=f"recommend-neighbours-{token}")
+    return dask.delayed(_vstack, pure=True)(*r_blocks, dask_key_name=f"recommend-ratings-{token}")
+
+
+def recommend_histories(history: sp.csr_matrix, users: IdMap, *, items: IdMap, W: da.Array,
+                        entity_means, item_means, item_count, n: int, min_k: int, prediction: str,
+                        rating_range, ranking="prediction", token: str = "", biases=None,
+                        exclude=None) -> pd.DataFrame:
+    """Top-N for users given by their rating histories (item-based CF), not by the
+    fitted matrix: the same scores as :func:`recommend_blocks` gives a user with that
+    history, with no refit.  ``history``: users x items CSR over the model's item
+    codes; ``biases``: ``(mu, user_bias, item_bias)`` with one user bias per history."""
+    w_blocks, _ = _blocks(W)
+    other = _other_side("item", ranking, w_blocks, None, token)
+    order = dask.delayed(_popularity_order, pure=True)(item_count, dask_key_name=f"popularity-{token}")
+    task = dask.delayed(_recommend_block, pure=True)
+    out = task(history, other, history, 0, "item", users, items.as_delayed(), entity_means, item_means,
+               order, n, min_k, prediction, rating_range, ranking, biases, exclude,
+               dask_key_name=f"recommend-history-{token}")
+    return out.compute()
 
 
 def _vstack(*blocks):
