@@ -39,6 +39,7 @@ def main(argv=None) -> int:
     p.add_argument("--predictions", nargs="+", default=["weighted", "mean-centred"],
                    choices=["weighted", "mean-centred", "baseline"])
     p.add_argument("--top-n", type=int, default=20)
+    p.add_argument("--relevance", type=float, default=4.0, help="relevant = test rating >= this")
     p.add_argument("--neighbourhoods", nargs="+", default=["rated", "global"], choices=["rated", "global"],
                    help="'global' alone fits only the top-k lists (for large data)")
     p.add_argument("--ranking", default="prediction", choices=["prediction", "sum"])
@@ -63,11 +64,13 @@ def main(argv=None) -> int:
         table, info = neighbour_sweep(train, test, args.ks, based=args.based,
                                       similarity=args.similarity, min_support=args.min_support,
                                       shrinkage=args.shrinkage, predictions=tuple(args.predictions),
-                                      top_n=args.top_n, neighbourhoods=tuple(args.neighbourhoods),
+                                      top_n=args.top_n, relevance=args.relevance,
+                                      neighbourhoods=tuple(args.neighbourhoods),
                                       ranking=args.ranking)
         total = time.perf_counter() - t
     print(f"data    : {args.data} ({'test ' + args.test if args.test else '1:9 split, seed ' + str(args.seed)}) "
-          f"-> {info['users']:,} users x {info['items']:,} items, {info['n_test']:,} test pairs")
+          f"-> {info['users']:,} users x {info['items']:,} items, {info['n_test']:,} test pairs; "
+          f"top-{args.top_n} relevant = test rating >= {args.relevance:g}, rated items excluded")
     print(f"model   : {args.based}-based {args.similarity}, min_support {args.min_support}, "
           f"shrinkage {args.shrinkage}; "
           f"one fit at k={info['k_max']} ({info['fit_seconds']:.1f} s), sweep total {total:.1f} s")

@@ -327,7 +327,8 @@ def main(argv=None) -> int:
     print(environment(), flush=True)
     cores = args.workers * args.threads_per_worker
     print(f"setup   : {args.data}{' -> ' + args.test if args.test else ' (1:9 split, seed %d)' % args.seed}; "
-          f"k={args.k}, top-{args.top_n}; {cores} cores for every tool "
+          f"k={args.k}, top-{args.top_n} (relevant = test rating >= 4, rated items excluded); "
+          f"{cores} cores for every tool "
           f"(dcf {args.workers} workers x {args.threads_per_worker} threads, spark local[{cores}])", flush=True)
     rows = []
     for peer in args.peers:

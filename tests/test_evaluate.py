@@ -52,3 +52,37 @@ def test_metrics_lie_in_their_range(seed):
     t = rng.uniform(1, 5, 10)
     p = rng.uniform(1, 5, 10)
     assert 0 <= evaluate.mae(t, p) <= evaluate.rmse(t, p) <= 4
+
+
+@given(st.integers(0, 10_000), st.integers(1, 6), st.sampled_from([3.0, 4.0]))
+@settings(max_examples=60, deadline=None)
+def test_ranking_metrics_equal_a_loop_and_sklearns_ndcg(seed, n, threshold):
+    # independent formulas: precision and recall by a plain loop over users, NDCG by
+    # scikit-learn's ndcg_score (binary gains, the list's rank as the score)
+    from sklearn.metrics import ndcg_score
+
+    rng = np.random.default_rng(seed)
+    users, items = 5, 10
+    lists = {u: rng.permutation(items)[:n].tolist() for u in range(users)}
+    recs = pd.DataFrame([(u, r + 1, i) for u, lst in lists.items() for r, i in enumerate(lst)],
+                        columns=["user", "rank", "item"])
+    test = pd.DataFrame({"user": rng.integers(0, users, 25), "item": rng.integers(0, items, 25),
+                         "rating": rng.integers(1, 6, 25)}).drop_duplicates(["user", "item"])
+    m = evaluate.ranking_metrics(recs, test, n, threshold)
+    precision, recall, ndcg = [], [], []
+    for u in range(users):
+        relevant = set(test.loc[(test["user"] == u) & (test["rating"] >= threshold), "item"])
+        if not relevant:
+            continue
+        hits = sum(1 for i in lists[u] if i in relevant)
+        precision.append(hits / n)
+        recall.append(hits / len(relevant))
+        truth = np.array([[1.0 if i in relevant else 0.0 for i in range(items)]])
+        score = np.zeros((1, items))
+        score[0, lists[u]] = np.arange(n, 0, -1)  # rank 1 highest; unlisted items below
+        ndcg.append(ndcg_score(truth, score, k=n))
+    assert m["users"] == len(precision)
+    if precision:
+        assert m["precision"] == pytest.approx(np.mean(precision), abs=1e-12)
+        assert m["recall"] == pytest.approx(np.mean(recall), abs=1e-12)
+        assert m["ndcg"] == pytest.approx(np.mean(ndcg), abs=1e-12)

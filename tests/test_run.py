@@ -39,6 +39,8 @@ def test_outputs_and_top_n_contract(scheduler, tmp_path):
     for key in ("rmse", "precision@20", "recall@20", "ndcg@20", "coverage", "seconds", "cluster",
                 "config", "fallbacks", "counts"):
         assert key in metrics
+    assert metrics["evaluation"].startswith("random 10% of the ratings as test, seed 0")
+    assert "relevant = test rating >= 4, rated items excluded" in metrics["evaluation"]
     read = metrics["counts"]["read"]
     assert metrics["counts"]["train_ratings"] + metrics["counts"]["test_pairs"] == read["lines"] == 15000
     # Top-20: 20 distinct unrated items for every training user
@@ -114,6 +116,7 @@ def test_ml100k_cli_matches_surprise_knnbasic(scheduler, ml100k, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["mae"] == pytest.approx(0.82714, abs=5e-6)
     assert len(preds) == 20_000
+    assert metrics["evaluation"].startswith("test file ") and "u1.test" in metrics["evaluation"]
 
 
 @pytest.mark.slow

@@ -220,6 +220,7 @@ def _metrics(cfg, model, preds, recs, counts, shape) -> dict:
         f"precision@{cfg.top_n}": ranking["precision"], f"recall@{cfg.top_n}": ranking["recall"],
         f"ndcg@{cfg.top_n}": ranking["ndcg"],
         "ranking_users": ranking["users"], "relevance_threshold": cfg.relevance,
+        "evaluation": _evaluation(cfg),
         "coverage": evaluate.catalogue_coverage(recs, n_items),
         "counts": {"train_ratings": int(train_report.get("stored", 0)), "test_pairs": int(len(preds)),
                    "users": n_users, "items": n_items, "recommendations": int(len(recs)),
@@ -269,12 +270,21 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+def _evaluation(cfg) -> str:
+    """How the figures were measured, in words (printed and in metrics.json)."""
+    split = (f"test file {cfg.test}" if cfg.test else
+             f"random {cfg.test_fraction:.0%} of the ratings as test, seed {cfg.seed} (hash of user, item)")
+    return (f"{split}; relevant = test rating >= {cfg.relevance:g}, rated items excluded, ranking "
+            "metrics averaged over users with a relevant test item")
+
+
 def summary(metrics: dict, top_n: int) -> str:
     rows = [("MAE", f"{metrics['mae']:.4f}"), ("RMSE", f"{metrics['rmse']:.4f}"),
             (f"precision@{top_n}", f"{metrics[f'precision@{top_n}']:.4f}"),
             (f"recall@{top_n}", f"{metrics[f'recall@{top_n}']:.4f}"),
             (f"NDCG@{top_n}", f"{metrics[f'ndcg@{top_n}']:.4f}"),
             ("coverage", f"{metrics['coverage']:.4f}"),
+            ("evaluation", metrics["evaluation"]),
             ("test pairs", f"{metrics['counts']['test_pairs']:,}"),
             ("fallbacks", ", ".join(f"{k} {v:,}" for k, v in metrics["fallbacks"].items() if v)),
             ("seconds", ", ".join(f"{k} {v:.2f}" for k, v in metrics["seconds"].items()))]
