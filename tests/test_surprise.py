@@ -15,6 +15,12 @@ VARIANTS = [("item", "weighted"), ("item", "mean-centred"), ("user", "weighted")
             ("user", "mean-centred")]
 
 
+def _u1(folder):
+    """MovieLens 100K's u1 split as surprise reads it (file order kept)."""
+    cols = ["user", "item", "rating", "ts"]
+    return tuple(pd.read_csv(folder / f"u1.{part}", sep="\t", names=cols) for part in ("base", "test"))
+
+
 def _surprise_predictions(train: pd.DataFrame, test: pd.DataFrame, based, prediction, k, scale,
                           measure="cosine"):
     reader = surprise.Reader(rating_scale=scale)
@@ -44,9 +50,7 @@ def test_small_random_data_matches_surprise(based, prediction, measure):
 @pytest.mark.slow
 @pytest.mark.parametrize("based,prediction", VARIANTS)
 def test_ml100k_u1_matches_surprise(ml100k, based, prediction):
-    cols = ["user", "item", "rating", "ts"]
-    train = pd.read_csv(ml100k / "u1.base", sep="\t", names=cols)
-    test = pd.read_csv(ml100k / "u1.test", sep="\t", names=cols)
+    train, test = _u1(ml100k)
     expected = _surprise_predictions(train, test, based, prediction, 40, (1, 5))
     with dask.config.set(scheduler="threads"):
         model = KNN(based=based, prediction=prediction, k=40).fit(read_ratings(ml100k / "u1.base"))
@@ -60,9 +64,7 @@ def test_ml100k_u1_matches_surprise(ml100k, based, prediction):
 @pytest.mark.slow
 @pytest.mark.parametrize("based", ["item", "user"])
 def test_ml100k_u1_pearson_matches_surprise(ml100k, based):
-    cols = ["user", "item", "rating", "ts"]
-    train = pd.read_csv(ml100k / "u1.base", sep="\t", names=cols)
-    test = pd.read_csv(ml100k / "u1.test", sep="\t", names=cols)
+    train, test = _u1(ml100k)
     expected = _surprise_predictions(train, test, based, "mean-centred", 40, (1, 5), "pearson")
     with dask.config.set(scheduler="threads"):
         model = KNN(based=based, prediction="mean-centred", k=40, similarity="pearson")
@@ -98,9 +100,7 @@ def test_small_random_data_matches_surprise_knn_baseline(based):
 @pytest.mark.slow
 @pytest.mark.parametrize("based", ["item", "user"])
 def test_ml100k_u1_matches_surprise_knn_baseline(ml100k, based):
-    cols = ["user", "item", "rating", "ts"]
-    train = pd.read_csv(ml100k / "u1.base", sep="\t", names=cols)
-    test = pd.read_csv(ml100k / "u1.test", sep="\t", names=cols)
+    train, test = _u1(ml100k)
     expected = _surprise_baseline(train, test, based, 40, 100)
     with dask.config.set(scheduler="threads"):
         model = KNN(based=based, k=40, similarity="pearson-baseline", shrinkage=100,

@@ -203,6 +203,7 @@ class KNN(BaseEstimator):
                                   entity_block_limit=self._block_limit())
         self.matrix_ = matrix.persist()
         P, Q = matrix.oriented(self.based)[:2]
+        raw_q = Q  # the ratings themselves, before any centring: their summary and costs
         whole_rows = self.neighbourhood == "rated"
         centred = _centred(matrix, self.based, self.similarity)
         if centred is not None:  # similarities of mean-centred ratings
@@ -210,7 +211,7 @@ class KNN(BaseEstimator):
         # one round trip for what the graph's shape depends on: the rating summary, each
         # entity's cost (to cut even tasks) and the norms or counts a measure divides by
         ((lo, hi, total, count), work), norms = dask.compute(
-            entity_stats(matrix.oriented(self.based)[1]),
+            entity_stats(raw_q),
             entity_norms(P, self.similarity) if needs_norms(self.similarity) else None)
         self.method_ = self.method or similarity_method(memory_budget(), int(P.shape[1]), int(count))
         self.user_bias_ = self.item_bias_ = None
@@ -357,10 +358,7 @@ class KNN(BaseEstimator):
             codes = m.users.to_codes(wanted)
             bounds = np.concatenate([[0], np.cumsum(m.by_user.chunks[0])])
             blocks = set((np.searchsorted(bounds, codes[codes >= 0], side="right") - 1).tolist())
-        banned = None
-        if exclude is not None:
-            item_codes = m.items.to_codes(np.asarray(list(exclude), dtype=object))
-            banned = np.unique(item_codes[item_codes >= 0]).astype(np.int64)
+        banned = _item_codes(m, exclude)
         recs = recommend_blocks(users=m.users, items=m.items, based=self.based, by_user=m.by_user,
                                 W=self.neighbours_.W, entity_means=self.entity_means_,
                                 item_means=self.item_means_, item_count=self.item_count_, n=int(n),
@@ -380,7 +378,7 @@ class KNN(BaseEstimator):
 
         The history's users are scored exactly as :meth:`recommend` scores a
         fitted user with the same ratings: the items' fitted neighbour lists do
-        not change (they would only after a refit or :meth:`refresh`).  Items the
+        not change (they would only after a refit).  Items the
         model does not know are ignored (they have no neighbour lists); rated
         items are never recommended.  For ``prediction="baseline"`` each user's
         bias is folded in from the history with the fitted item biases (the ALS
@@ -415,14 +413,11 @@ class KNN(BaseEstimator):
         H, _, conflicts = csr_from_triplets(rows[known], cols[known], frame["rating"].to_numpy()[known],
                                             (len(users), len(m.items)), np.flatnonzero(known) + 1)
         if len(conflicts):
-            _, col, first, other, _ = conflicts[0]
-            raise DataError("history", f"user {users.to_raw([int(conflicts[0][0])])[0]!r} rates item "
+            row, col, first, other, _ = conflicts[0]
+            raise DataError("history", f"user {users.to_raw([int(row)])[0]!r} rates item "
                             f"{m.items.to_raw([int(col)])[0]!r} twice with different values "
                             f"(rows {int(first)} and {int(other)})")
-        banned = None
-        if exclude is not None:
-            codes = m.items.to_codes(np.asarray(list(exclude), dtype=object))
-            banned = np.unique(codes[codes >= 0]).astype(np.int64)
+        banned = _item_codes(m, exclude)
         biases = self._baseline()
         if biases is not None:
             mu, _, item_bias = dask.compute(*biases)
@@ -501,6 +496,14 @@ def _finish_fit(model, matrix, global_mean, rating_range, token):
     model.global_mean_ = float(global_mean)
     model.rating_range_ = (float(rating_range[0]), float(rating_range[1]))
     model._token = dask.base.tokenize(token, model.get_params())
+
+
+def _item_codes(matrix, raw):
+    """Sorted distinct codes of the known item ids in ``raw`` (None when ``raw`` is None)."""
+    if raw is None:
+        return None
+    codes = matrix.items.to_codes(np.asarray(list(raw), dtype=object))
+    return np.unique(codes[codes >= 0]).astype(np.int64)
 
 
 def _centred(matrix, based, measure):
