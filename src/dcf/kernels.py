@@ -283,6 +283,9 @@ def similarity_rows(Pa, Q, row0, measure="cosine", min_support=1, shrinkage=0.0,
     ----------
     Pa : scipy.sparse.csr_matrix (na, m)
         Entity rows ``row0 .. row0 + na`` over the others (users for item CF).
+    row0 : int or (na,) int array
+        The first row's entity id, or every row's (rows of scattered entities:
+        an incremental refresh recomputes only some).
     Q : scipy.sparse.csr_matrix or CompactCSR (m, n), sorted indices
         Every entity's ratings, others x entities (the whole matrix).
     measure, min_support, shrinkage, significance, min_similarity : as in :func:`similarity_tile`
@@ -306,6 +309,11 @@ def similarity_rows(Pa, Q, row0, measure="cosine", min_support=1, shrinkage=0.0,
     totals = needs_norms(measure)
     if totals and (norms_a is None or norms is None):
         raise ValueError(f"{measure} needs norms_a and norms (kernels.entity_totals)")
+    ids = np.asarray(row0, np.int64)
+    if ids.ndim == 0:
+        ids = np.arange(int(row0), int(row0) + na, dtype=np.int64)
+    elif ids.shape != (na,):
+        raise ValueError(f"row0 gives {ids.shape[0]} entity ids for {na} rows")
     kk = 0 if k is None else int(k)
     rows = np.zeros((na, n) if dense else (0, 0))
     idx = np.full((na, kk), -1, np.int64)
@@ -315,7 +323,7 @@ def similarity_rows(Pa, Q, row0, measure="cosine", min_support=1, shrinkage=0.0,
     p_val = np.ones(Pa.nnz) if mode == JACCARD else np.asarray(Pa.data, np.float64)
     q_val = np.ones(Q.indices.shape[0], np.float32) if mode == JACCARD else Q.data
     _sim_rows(Pa.indptr.astype(np.int64, copy=False), Pa.indices, p_val,
-              Q.indptr, Q.indices, q_val, int(row0), n, mode, count,
+              Q.indptr, Q.indices, q_val, ids, n, mode, count,
               float(min_support), float(shrinkage), offset, float(significance), float(min_similarity),
               np.asarray(norms_a, np.float64) if totals else empty,
               np.asarray(norms, np.float64) if totals else empty, dense, rows, idx, sim, PREFETCH_AHEAD)
@@ -323,7 +331,7 @@ def similarity_rows(Pa, Q, row0, measure="cosine", min_support=1, shrinkage=0.0,
 
 
 @numba.njit(cache=True, nogil=True)
-def _sim_rows(p_ptr, p_idx, p_val, q_ptr, q_idx, q_val, row0, n, mode, count, min_support,
+def _sim_rows(p_ptr, p_idx, p_val, q_ptr, q_idx, q_val, ids, n, mode, count, min_support,
               shrinkage, offset, significance, min_similarity, norms_a, norms, dense, rows, top_i, top_s,
               ahead):  # pragma: no cover
     squares = mode == 0 or mode == 2  # CO_RATED, PEARSON
@@ -367,7 +375,7 @@ def _sim_rows(p_ptr, p_idx, p_val, q_ptr, q_idx, q_val, row0, n, mode, count, mi
                     si[j] += r
                     sj[j] += v
         have = 0
-        me = row0 + i
+        me = ids[i]
         for e in range(t):
             j = touched[e]
             seen[j] = False

@@ -194,13 +194,7 @@ class KNN(BaseEstimator):
             matrix = from_array(ratings, col_block=self.block_size if self.based == "item" else None,
                                 row_block=self.block_size if self.based == "user" else None)
         else:
-            parts, report, source = as_parts(ratings, self.on_bad_lines)
-            ent_block = self.block_size
-            matrix = build_matrix(parts, source=source, on_bad_lines=self.on_bad_lines,
-                                  report=report, col_block=ent_block if self.based == "item" else None,
-                                  row_block=ent_block if self.based == "user" else None,
-                                  min_blocks=default_blocks(), based=self.based,
-                                  entity_block_limit=self._block_limit())
+            matrix = self._build(*as_parts(ratings, self.on_bad_lines))
         self.matrix_ = matrix.persist()
         P, Q = matrix.oriented(self.based)[:2]
         raw_q = Q  # the ratings themselves, before any centring: their summary and costs
@@ -238,6 +232,42 @@ class KNN(BaseEstimator):
             self.similarity_rows_ = similarity_rows(tiles).persist() if whole_rows else None
         _finish_fit(self, matrix, total / count, (lo, hi), token)
         return self
+
+    def _build(self, parts, report, source) -> RatingMatrix:
+        """The rating matrix of frame parts, blocked as this model's parameters ask."""
+        ent_block = self.block_size
+        return build_matrix(parts, source=source, on_bad_lines=self.on_bad_lines, report=report,
+                            col_block=ent_block if self.based == "item" else None,
+                            row_block=ent_block if self.based == "user" else None,
+                            min_blocks=default_blocks(), based=self.based,
+                            entity_block_limit=self._block_limit())
+
+    def refresh(self, ratings) -> "KNN":
+        """This model with new ratings merged in, recomputing only the similarity rows
+        they can change (:mod:`dcf.refresh`); equal to ``fit`` on the merged ratings.
+
+        A pair this model already has takes the new rating; new users and items join.
+        Bad rows and conflicting duplicates in ``ratings`` follow ``on_bad_lines`` as in
+        :meth:`fit`.  This model is left as it was (it can serve while the refresh
+        runs).  ``pearson-baseline`` similarities read the baseline biases, which every
+        rating moves, so they are refitted whole, as is a model whose merged ratings need
+        the ``tiles`` method.
+
+        Parameters
+        ----------
+        ratings : dcf.io.Ratings, pandas or dask DataFrame (``user, item, rating``)
+
+        Returns
+        -------
+        KNN
+            Fitted, with ``refresh_report_``: ``ratings`` (rows read), ``changed``
+            (pairs added or given a new value), ``new_users``, ``new_items``,
+            ``entities``, ``recomputed`` (similarity rows computed again) and
+            ``recomputed_share``, ``full_refit`` and ``why``.
+        """
+        from .refresh import refresh
+
+        return refresh(self, ratings)
 
     def save(self, path):
         """Write the fitted model to the folder ``path`` (see :mod:`dcf.store`:

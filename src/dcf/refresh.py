@@ -1,0 +1,297 @@
+"""Incremental refresh: a fitted model plus new ratings, without recomputing every similarity.
+
+``model.refresh(new)`` returns the model that ``fit`` on the old ratings with the new ones
+merged in would give (a pair already rated takes the new value; new users and items join
+the vocabulary), recomputing only the similarity rows the new ratings can change:
+
+* The rating matrix, means, counts and baseline biases are rebuilt from the merged
+  ratings: one pass over the ratings, cheap next to the similarities.
+* A similarity row of entity ``e`` (an item, for item-based CF) is recomputed only when
+  a changed rating can reach it.  Let the changed ratings touch the entities ``E`` and
+  the others ``O`` (the users, for item-based CF).
+  - The co-rated measures (``cosine``, ``pearson``, ``adjusted-cosine``) read only the
+    ratings of the co-raters.  Row ``e`` changes only when a user in ``O`` rated ``e``.
+    For ``adjusted-cosine``, only these users' means move.
+  - ``full-cosine``, ``centred-cosine`` and ``jaccard`` also divide by a whole entity's
+    norm (its mean, its count).  Every entity co-rated with one in ``E``, by any user,
+    is recomputed.
+  - ``pearson-baseline`` reads the baseline biases, which every new rating moves: a
+    full refit.
+* Every other row is copied from the old model, its neighbour ids renumbered to the
+  new vocabulary.  The vocabulary is sorted, so renumbering keeps the ties' order.  An
+  untouched entity has no similarity with a new entity: they share no rater.
+
+The result equals a refit bit for bit (``tests/test_refresh.py`` checks it measure by
+measure).  It needs the ``rows`` similarity method (one copy of the ratings per worker,
+:func:`dcf.similarity.method`).  Where the merged ratings call for ``tiles``, it refits,
+and ``refresh_report_`` says so.
+
+Left out: deleting ratings (a deletion is not a rating; refit without them).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import dask
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from . import kernels
+from .cluster import everywhere, memory_budget, parallelism
+from .matrix import _concat
+from .neighbours import table_from_blocks
+from .similarity import DENSE_FRACTION, _stack_sorted, balanced_cuts, entity_norms, entity_stats, row_block_format
+from .similarity import method as similarity_method
+
+__all__ = ["refresh"]
+
+
+def refresh(model, ratings):
+    """The model ``fit`` would give on ``model``'s ratings merged with ``ratings``.
+
+    See :meth:`dcf.model.KNN.refresh`.
+    """
+    from .model import ROW_TASKS_PER_THREAD, _centred, _finish_fit, _fit_biases, as_parts
+
+    model._fitted()
+    model._check_params()
+    parts, batch_report, source = as_parts(ratings, model.on_bad_lines)
+    frames = dask.compute(*parts)
+    batch = (pd.concat(frames, ignore_index=True) if frames
+             else pd.DataFrame({"user": [], "item": [], "rating": [], "line": []}))
+    old = model.matrix_
+    changed = _changed(old, batch)
+    matrix = model._build(_old_parts(old, batch) + [dask.delayed(batch, pure=True)],
+                          batch_report, source).persist()
+    n_ent = len(matrix.items if model.based == "item" else matrix.users)
+    report = {"ratings": int(len(batch)), "changed": int(changed.sum()),
+              "new_users": len(matrix.users) - len(old.users),
+              "new_items": len(matrix.items) - len(old.items),
+              "entities": n_ent, "recomputed": n_ent, "recomputed_share": 1.0,
+              "full_refit": True, "why": None}
+    P, Q = matrix.oriented(model.based)[:2]
+    raw_p, raw_q = P, Q
+    ((lo, hi, total, count), work) = dask.compute(entity_stats(raw_q))[0]
+    why = None
+    if model.similarity == "pearson-baseline":
+        why = "pearson-baseline reads the baseline biases, which every new rating moves"
+    elif model.method == "tiles":
+        why = "the model was told to use the tiles method"
+    elif similarity_method(memory_budget(), int(P.shape[1]), int(count)) != "rows":
+        why = "one copy of the merged ratings no longer fits a worker (the tiles method)"
+    if why is not None:
+        new = copy.copy(model).fit(matrix)
+        report["why"] = why
+        new.refresh_report_ = report
+        return new
+
+    # entities whose rows the changed ratings reach, in the new codes
+    rows = batch.iloc[np.flatnonzero(changed)]
+    ent_raw, oth_raw = ((rows["item"], rows["user"]) if model.based == "item" else (rows["user"], rows["item"]))
+    ent_ids, oth_ids = ((matrix.items, matrix.users) if model.based == "item" else (matrix.users, matrix.items))
+    touched_e = _mask(ent_ids.to_codes(ent_raw.to_numpy()), n_ent)
+    touched_o = _mask(oth_ids.to_codes(oth_raw.to_numpy()), len(oth_ids))
+    if kernels.needs_norms(model.similarity):  # every co-rater of a touched entity
+        touched_o = _reach(raw_p, touched_e)
+    affected = _reach(raw_q, touched_o) | touched_e
+
+    new = copy.copy(model)
+    whole_rows = model.neighbourhood == "rated"
+    centred = _centred(matrix, model.based, model.similarity)
+    if centred is not None:
+        P, Q = centred
+    norms = entity_norms(P, model.similarity) if kernels.needs_norms(model.similarity) else None
+    if model._needs_biases():
+        _fit_biases(new, matrix, total / count)
+    old_ids = old.items if model.based == "item" else old.users
+    old_of_new = old_ids.to_codes(ent_ids.to_raw(np.arange(n_ent)))
+    new_of_old = np.full(len(old_ids), -1, np.int64)
+    new_of_old[old_of_new[old_of_new >= 0]] = np.flatnonzero(old_of_new >= 0)
+    chunk_bounds = np.concatenate([[0], np.cumsum(P.chunks[0])]).astype(np.int64)
+    bounds = (chunk_bounds if whole_rows else
+              balanced_cuts(np.where(affected, work, 0.0), ROW_TASKS_PER_THREAD * parallelism()))
+    k = int(model.neighbours_.k)
+    token = dask.base.tokenize(model._token, matrix.by_user, model.get_params(), "refresh", bounds, k)
+    others = everywhere(dask.delayed(_stack_sorted, pure=True)(
+        *Q.to_delayed(optimize_graph=False).ravel().tolist(), dask_key_name=f"refresh-others-{token}"))
+    shared_map = dask.delayed(new_of_old, pure=True)
+    p_blocks = P.to_delayed(optimize_graph=False).ravel().tolist()
+    old_tab = _blocks_of(model.neighbours_.idx), _blocks_of(model.neighbours_.sim)
+    old_rows = _blocks_of(model.similarity_rows_) if whole_rows else None
+    weights = (float(model.significance), float(model.min_similarity))
+    task = dask.delayed(_refresh_block, nout=3, pure=True)
+    blocks = []
+    for a in range(len(bounds) - 1):
+        b_lo, b_hi = int(bounds[a]), int(bounds[a + 1])
+        aff = affected[b_lo:b_hi]
+        first = int(np.searchsorted(chunk_bounds, b_lo, side="right")) - 1
+        last = int(np.searchsorted(chunk_bounds, b_hi, side="left"))
+        kept = old_of_new[b_lo:b_hi][~aff]
+        o_lo, o_hi = (int(kept.min()), int(kept.max()) + 1) if len(kept) else (0, 0)
+        tab = _overlapping(old_tab[0], o_lo, o_hi)
+        inputs = (p_blocks[first:last] if aff.any() else [], tab[1], _overlapping(old_tab[1], o_lo, o_hi)[1],
+                  _overlapping(old_rows, o_lo, o_hi)[1] if whole_rows else [])
+        blocks.append(task(others if aff.any() else None, norms if aff.any() else None, b_lo, b_hi,
+                           int(chunk_bounds[first]), model.similarity, int(model.min_support),
+                           float(model.shrinkage), k, whole_rows, DENSE_FRACTION, weights, aff,
+                           old_of_new[b_lo:b_hi], shared_map, n_ent, tab[0],
+                           _overlapping(old_rows, o_lo, o_hi)[0] if whole_rows else 0,
+                           tuple(len(x) for x in inputs), *[x for group in inputs for x in group],
+                           dask_key_name=f"refresh-block-{token}-{a}"))
+    new.matrix_ = matrix
+    new.method_ = "rows"
+    new.neighbours_ = table_from_blocks([b[0] for b in blocks], [b[1] for b in blocks], bounds, k,
+                                        token).persist()
+    new.similarity_rows_ = (_concat([b[2] for b in blocks], bounds, n_ent).persist()
+                            if whole_rows else None)
+    _finish_fit(new, matrix, total / count, (lo, hi), token)
+    recomputed = int(affected.sum())
+    report.update(recomputed=recomputed, recomputed_share=recomputed / max(n_ent, 1), full_refit=False)
+    new.refresh_report_ = report
+    return new
+
+
+# ---------------------------------------------------------------- the merged ratings
+
+def _changed(old, batch: pd.DataFrame) -> np.ndarray:
+    """Per batch row: does it add a pair or change a pair's value (else it repeats one)?"""
+    u = old.users.to_codes(batch["user"].to_numpy())
+    i = old.items.to_codes(batch["item"].to_numpy())
+    r = batch["rating"].to_numpy(np.float64)
+    changed = np.ones(len(batch), bool)
+    known = np.flatnonzero((u >= 0) & (i >= 0))
+    if len(known) == 0:
+        return changed
+    ub = np.concatenate([[0], np.cumsum(old.by_user.chunks[0])]).astype(np.int64)
+    blk = np.searchsorted(ub, u[known], side="right") - 1
+    look = dask.delayed(_lookup, pure=True)
+    user_blocks = old.by_user.to_delayed(optimize_graph=False).ravel().tolist()
+    wanted = {b: known[blk == b] for b in np.unique(blk).tolist()}
+    found = dask.compute({b: look(user_blocks[b], u[rows] - ub[b], i[rows]) for b, rows in wanted.items()})[0]
+    for b, rows in wanted.items():
+        present, value = found[b]
+        changed[rows] = ~present | (value != r[rows])
+    return changed
+
+
+def _lookup(block, rows, cols):
+    """``(present, value)`` of the CSR ``block`` at the given cells."""
+    block = sp.csr_matrix(block)
+    keys = np.repeat(np.arange(block.shape[0], dtype=np.int64), np.diff(block.indptr)) * block.shape[1] \
+        + block.indices.astype(np.int64)  # ascending: rows in order, sorted indices
+    want = rows.astype(np.int64) * block.shape[1] + cols.astype(np.int64)
+    pos = np.minimum(np.searchsorted(keys, want), max(len(keys) - 1, 0))
+    present = (keys[pos] == want) if len(keys) else np.zeros(len(want), bool)
+    return present, np.where(present, block.data[pos] if len(keys) else 0.0, 0.0)
+
+
+def _old_parts(old, batch: pd.DataFrame):
+    """The old ratings as frame parts (one per user block), without the pairs the batch
+    rates again: those take the batch's value."""
+    u = old.users.to_codes(batch["user"].to_numpy())
+    i = old.items.to_codes(batch["item"].to_numpy())
+    ok = (u >= 0) & (i >= 0)
+    ub = np.concatenate([[0], np.cumsum(old.by_user.chunks[0])]).astype(np.int64)
+    blk = np.searchsorted(ub, u[ok], side="right") - 1
+    n_items = len(old.items)
+    keys = u[ok].astype(np.int64) * n_items + i[ok]
+    part = dask.delayed(_old_part, pure=True)
+    users, items = old.users.as_delayed(), old.items.as_delayed()
+    return [part(b, int(ub[j]), users, items, np.unique(keys[blk == j]))
+            for j, b in enumerate(old.by_user.to_delayed(optimize_graph=False).ravel().tolist())]
+
+
+def _old_part(block, row0, users, items, drop_keys):
+    coo = sp.csr_matrix(block).tocoo()
+    rows = coo.row.astype(np.int64) + row0
+    keep = ~np.isin(rows * len(items) + coo.col, drop_keys)
+    return pd.DataFrame({"user": users.to_raw(rows[keep]), "item": items.to_raw(coo.col[keep]),
+                         "rating": coo.data[keep], "line": np.zeros(int(keep.sum()), np.int64)})
+
+
+# ---------------------------------------------------------------- which rows
+
+def _mask(codes, n):
+    out = np.zeros(n, bool)
+    out[codes[codes >= 0]] = True
+    return out
+
+
+def _reach(X, rows_mask):
+    """Columns of ``X`` (CSR row blocks) with a stored entry in a row of ``rows_mask``."""
+    bounds = np.concatenate([[0], np.cumsum(X.chunks[0])]).astype(np.int64)
+    cols = dask.delayed(_columns, pure=True)
+    parts = [cols(b, rows_mask[bounds[j]:bounds[j + 1]], int(X.shape[1]))
+             for j, b in enumerate(X.to_delayed(optimize_graph=False).ravel().tolist())
+             if rows_mask[bounds[j]:bounds[j + 1]].any()]
+    return np.logical_or.reduce(dask.compute(*parts), axis=0) if parts else np.zeros(int(X.shape[1]), bool)
+
+
+def _columns(block, mask, n):
+    out = np.zeros(n, bool)
+    out[sp.csr_matrix(block)[np.flatnonzero(mask)].indices] = True
+    return out
+
+
+# ---------------------------------------------------------------- the new blocks
+
+def _blocks_of(X):
+    """``(bounds, Delayed blocks)`` of a row-chunked dask array."""
+    return (np.concatenate([[0], np.cumsum(X.chunks[0])]).astype(np.int64),
+            X.to_delayed(optimize_graph=False).ravel().tolist())
+
+
+def _overlapping(blocks, lo, hi):
+    """``(first row, blocks)``: the blocks covering rows ``lo..hi`` (none when empty)."""
+    bounds, items = blocks
+    if hi <= lo:
+        return 0, []
+    first = int(np.searchsorted(bounds, lo, side="right")) - 1
+    last = int(np.searchsorted(bounds, hi, side="left"))
+    return int(bounds[first]), items[first:last]
+
+
+def _stack(blocks):
+    if len(blocks) == 1:
+        return blocks[0]
+    if any(sp.issparse(b) for b in blocks):
+        return sp.vstack([sp.csr_matrix(b) for b in blocks], format="csr")
+    return np.vstack(blocks)
+
+
+def _refresh_block(Q, norms, lo, hi, chunk0, measure, min_support, shrinkage, k, whole_rows,
+                   dense_fraction, weights, affected, old_codes, new_of_old, n, tab0, rows0, counts,
+                   *inputs):
+    """One block of the refreshed table: recomputed rows where ``affected``, else the old
+    rows renumbered."""
+    cuts = np.cumsum((0,) + tuple(counts))
+    p_chunks, idx_b, sim_b, row_b = (inputs[cuts[j]:cuts[j + 1]] for j in range(4))
+    m = hi - lo
+    idx = np.full((m, k), -1, np.int64)
+    sim = np.zeros((m, k))
+    rows = np.zeros((m, n)) if whole_rows else None
+    aff = np.flatnonzero(affected)
+    if len(aff):
+        Pa = _stack(list(p_chunks))
+        Pa = sp.csr_matrix(Pa)[lo - chunk0 + aff]
+        new_rows, new_idx, new_sim = kernels.similarity_rows(
+            Pa, Q, lo + aff, measure, min_support, shrinkage, k,
+            norms_a=None if norms is None else norms[lo + aff], norms=norms, dense=whole_rows,
+            significance=weights[0], min_similarity=weights[1])
+        idx[aff], sim[aff] = new_idx, new_sim
+        if whole_rows:
+            rows[aff] = new_rows
+    kept = np.flatnonzero(~affected)
+    if len(kept):
+        at = old_codes[kept] - tab0
+        old_idx = _stack(list(idx_b))[at]
+        idx[kept] = np.where(old_idx >= 0, new_of_old[np.maximum(old_idx, 0)], -1)
+        sim[kept] = _stack(list(sim_b))[at]
+        if whole_rows:
+            old = _stack(list(row_b))[old_codes[kept] - rows0]
+            old = old.toarray() if sp.issparse(old) else np.asarray(old)
+            live = np.flatnonzero(new_of_old >= 0)  # entities left without ratings drop out
+            rows[np.ix_(kept, new_of_old[live])] = old[:, live]
+    return idx, sim, (row_block_format(rows, dense_fraction) if whole_rows else None)
