@@ -106,6 +106,25 @@ def test_refresh_equals_a_refit_on_the_merged_ratings(based, neighbourhood, meas
     pd.testing.assert_frame_equal(by_raw_ids(old)[0], by_raw_ids(KNN(**params).fit(df))[0])
 
 
+@pytest.mark.parametrize("based", ["item", "user"])
+@pytest.mark.parametrize("neighbourhood", ["rated", "global"])
+@pytest.mark.parametrize("measure", ["full-cosine", "centred-cosine", "jaccard"])
+def test_norm_measures_patch_the_touched_columns_of_co_rated_rows(based, neighbourhood, measure):
+    # one changed and one added rating: the rows they reach through a rater are recomputed;
+    # rows co-rated with a touched entity only get that entity's column (its norm moved),
+    # and a patched list that loses a neighbour to an unknown successor is recomputed
+    from dcf.datasets import synthetic
+
+    df = synthetic(users=300, items=70, ratings=2200, seed=11).frame.compute()
+    new = batch_of(df, np.random.default_rng(3), n_new_users=0, n_new_items=0, n_changes=1, n_adds=1,
+                   n_repeats=0)
+    params = dict(based=based, similarity=measure, k=6, neighbourhood=neighbourhood)
+    got = KNN(**params).fit(df).refresh(new)
+    rep = got.refresh_report_
+    assert rep["patched"] > 0 and rep["recomputed"] < rep["entities"]
+    assert_same_model(got, KNN(**params).fit(merged(df, new)), merged(df, new).iloc[::5])
+
+
 def test_recomputed_rows_are_those_the_changes_reach():
     # items 0..5; user 1 rates items 0, 1; user 2 rates 1, 2; user 3 rates 3, 4; item 5 by user 4
     df = pd.DataFrame({"user": [1, 1, 2, 2, 3, 3, 4], "item": [0, 1, 1, 2, 3, 4, 5],
@@ -114,16 +133,18 @@ def test_recomputed_rows_are_those_the_changes_reach():
     # co-rated cosine: only the items user 1 rated (0, 1) see the change
     got = KNN(similarity="cosine", k=3).fit(df).refresh(new)
     assert got.refresh_report_["recomputed"] == 2
-    # full cosine: item 0's norm moved, so every item co-rated with item 0 by anyone: 0, 1
-    # (user 1), then not 2: items co-rated with item 0 only
+    # full cosine: item 0's norm moved too, but only user 1 rated item 0: the same rows
     got = KNN(similarity="full-cosine", k=3).fit(df).refresh(new)
-    assert got.refresh_report_["recomputed"] == 2
+    assert (got.refresh_report_["recomputed"], got.refresh_report_["patched"]) == (2, 0)
     # a new rating of user 2 on item 0 reaches item 2 too (user 2's other item)
     new = pd.DataFrame({"user": [2], "item": [0], "rating": [2.0]})
     got = KNN(similarity="cosine", k=3).fit(df).refresh(new)
     assert got.refresh_report_["recomputed"] == 3
+    # user 1 re-rates item 1: items 0 and 1 (user 1's) are recomputed; item 2 shares only
+    # user 2 with item 1, so it keeps its row but gets a new column 1 (item 1's norm moved)
+    new = pd.DataFrame({"user": [1], "item": [1], "rating": [1.0]})
     got = KNN(similarity="full-cosine", k=3).fit(df).refresh(new)
-    assert got.refresh_report_["recomputed"] == 3  # raters of item 0: users 1, 2 -> items 0, 1, 2
+    assert (got.refresh_report_["recomputed"], got.refresh_report_["patched"]) == (2, 1)
     # nothing new: nothing recomputed, the same model
     old = KNN(similarity="full-cosine", k=3).fit(df)
     same = old.refresh(df.iloc[:2])
@@ -213,3 +234,24 @@ def test_refresh_on_a_distributed_cluster(dist_client):
     got = KNN(**params).fit(df).refresh(new)
     assert not got.refresh_report_["full_refit"]
     assert_same_model(got, KNN(**params).fit(merged(df, new)), df.iloc[::9])
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 10**6), k=st.integers(1, 6), n=st.integers(2, 30), n_cols=st.integers(1, 5))
+def test_patched_lists_are_the_top_k_of_the_patched_rows_or_flagged(seed, k, n, n_cols):
+    from dcf import kernels
+    from dcf.refresh import _patch_lists
+
+    rng = np.random.default_rng(seed)
+    old = rng.choice([0.0, -0.2, 0.1, 0.3, 0.5, 0.9], size=(8, n))  # ties and non-positives
+    columns = np.sort(rng.choice(n, min(n_cols, n), replace=False))
+    new = old.copy()
+    new[:, columns] = rng.choice([0.0, -0.1, 0.1, 0.3, 0.7, 1.0], size=(8, len(columns)))
+    idx, sim = kernels.topk_rows(old, k)
+    want_i, want_s = kernels.topk_rows(new, k)
+    got_i, got_s, ok = _patch_lists(idx, sim, columns, new[:, columns], k)
+    np.testing.assert_array_equal(got_i[ok], want_i[ok])
+    np.testing.assert_array_equal(got_s[ok], want_s[ok])
+    # a row is flagged only when a neighbour left a full list and nothing known replaces it
+    for r in np.flatnonzero(~ok):
+        assert idx[r, k - 1] >= 0 and np.isin(idx[r], columns).any()

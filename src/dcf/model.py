@@ -263,7 +263,8 @@ class KNN(BaseEstimator):
             Fitted, with ``refresh_report_``: ``ratings`` (rows read), ``changed``
             (pairs added or given a new value), ``new_users``, ``new_items``,
             ``entities``, ``recomputed`` (similarity rows computed again) and
-            ``recomputed_share``, ``full_refit`` and ``why``.
+            ``recomputed_share``, ``patched`` (rows whose columns of the touched
+            entities alone were recomputed), ``full_refit`` and ``why``.
         """
         from .refresh import refresh
 

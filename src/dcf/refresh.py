@@ -12,9 +12,13 @@ the vocabulary), recomputing only the similarity rows the new ratings can change
   - The co-rated measures (``cosine``, ``pearson``, ``adjusted-cosine``) read only the
     ratings of the co-raters.  Row ``e`` changes only when a user in ``O`` rated ``e``.
     For ``adjusted-cosine``, only these users' means move.
-  - ``full-cosine``, ``centred-cosine`` and ``jaccard`` also divide by a whole entity's
-    norm (its mean, its count).  Every entity co-rated with one in ``E``, by any user,
-    is recomputed.
+  - ``full-cosine``, ``centred-cosine`` and ``jaccard`` also read a whole entity's norm
+    (its mean, its count), which moves for the entities in ``E``.  An entity co-rated
+    with one in ``E`` by an untouched user keeps its row except for the columns ``E``.
+    Those columns are recomputed alone: the same sums, in the same order, that a whole
+    row takes.  Then its top-k list is merged again.  A list that loses a neighbour can
+    have an unknown successor; that row is recomputed whole.  Whole rows (the ``rated``
+    neighbourhood) take the new columns and their top-k is taken again.
   - ``pearson-baseline`` reads the baseline biases, which every new rating moves: a
     full refit.
 * Every other row is copied from the old model, its neighbour ids renumbered to the
@@ -70,7 +74,7 @@ def refresh(model, ratings):
               "new_users": len(matrix.users) - len(old.users),
               "new_items": len(matrix.items) - len(old.items),
               "entities": n_ent, "recomputed": n_ent, "recomputed_share": 1.0,
-              "full_refit": True, "why": None}
+              "patched": 0, "full_refit": True, "why": None}
     P, Q = matrix.oriented(model.based)[:2]
     raw_p, raw_q = P, Q
     ((lo, hi, total, count), work) = dask.compute(entity_stats(raw_q))[0]
@@ -93,9 +97,11 @@ def refresh(model, ratings):
     ent_ids, oth_ids = ((matrix.items, matrix.users) if model.based == "item" else (matrix.users, matrix.items))
     touched_e = _mask(ent_ids.to_codes(ent_raw.to_numpy()), n_ent)
     touched_o = _mask(oth_ids.to_codes(oth_raw.to_numpy()), len(oth_ids))
-    if kernels.needs_norms(model.similarity):  # every co-rater of a touched entity
-        touched_o = _reach(raw_p, touched_e)
-    affected = _reach(raw_q, touched_o) | touched_e
+    affected = _reach(raw_q, touched_o) | touched_e  # whole rows to recompute
+    patch = np.zeros(n_ent, bool)
+    if kernels.needs_norms(model.similarity):  # norms moved: columns E of every co-rated row
+        patch = _reach(raw_q, _reach(raw_p, touched_e)) & ~affected
+    touched = np.flatnonzero(touched_e)
 
     new = copy.copy(model)
     whole_rows = model.neighbourhood == "rated"
@@ -117,38 +123,46 @@ def refresh(model, ratings):
     others = everywhere(dask.delayed(_stack_sorted, pure=True)(
         *Q.to_delayed(optimize_graph=False).ravel().tolist(), dask_key_name=f"refresh-others-{token}"))
     shared_map = dask.delayed(new_of_old, pure=True)
+    columns = None
+    if patch.any():  # the ratings of the touched entities only: what their columns need
+        columns = everywhere(dask.delayed(_stack_columns, pure=True)(
+            touched, *Q.to_delayed(optimize_graph=False).ravel().tolist(),
+            dask_key_name=f"refresh-touched-{token}"))
     p_blocks = P.to_delayed(optimize_graph=False).ravel().tolist()
     old_tab = _blocks_of(model.neighbours_.idx), _blocks_of(model.neighbours_.sim)
     old_rows = _blocks_of(model.similarity_rows_) if whole_rows else None
     weights = (float(model.significance), float(model.min_similarity))
-    task = dask.delayed(_refresh_block, nout=3, pure=True)
+    task = dask.delayed(_refresh_block, nout=4, pure=True)
     blocks = []
     for a in range(len(bounds) - 1):
         b_lo, b_hi = int(bounds[a]), int(bounds[a + 1])
-        aff = affected[b_lo:b_hi]
+        aff, pat = affected[b_lo:b_hi], patch[b_lo:b_hi]
         first = int(np.searchsorted(chunk_bounds, b_lo, side="right")) - 1
         last = int(np.searchsorted(chunk_bounds, b_hi, side="left"))
         kept = old_of_new[b_lo:b_hi][~aff]
         o_lo, o_hi = (int(kept.min()), int(kept.max()) + 1) if len(kept) else (0, 0)
         tab = _overlapping(old_tab[0], o_lo, o_hi)
-        inputs = (p_blocks[first:last] if aff.any() else [], tab[1], _overlapping(old_tab[1], o_lo, o_hi)[1],
+        work_here = aff.any() or pat.any()
+        inputs = (p_blocks[first:last] if work_here else [], tab[1], _overlapping(old_tab[1], o_lo, o_hi)[1],
                   _overlapping(old_rows, o_lo, o_hi)[1] if whole_rows else [])
-        blocks.append(task(others if aff.any() else None, norms if aff.any() else None, b_lo, b_hi,
+        blocks.append(task(others if work_here else None, norms if work_here else None,
+                           (columns, touched) if pat.any() else None, b_lo, b_hi,
                            int(chunk_bounds[first]), model.similarity, int(model.min_support),
-                           float(model.shrinkage), k, whole_rows, DENSE_FRACTION, weights, aff,
+                           float(model.shrinkage), k, whole_rows, DENSE_FRACTION, weights, aff, pat,
                            old_of_new[b_lo:b_hi], shared_map, n_ent, tab[0],
                            _overlapping(old_rows, o_lo, o_hi)[0] if whole_rows else 0,
                            tuple(len(x) for x in inputs), *[x for group in inputs for x in group],
                            dask_key_name=f"refresh-block-{token}-{a}"))
     new.matrix_ = matrix
     new.method_ = "rows"
-    new.neighbours_ = table_from_blocks([b[0] for b in blocks], [b[1] for b in blocks], bounds, k,
-                                        token).persist()
-    new.similarity_rows_ = (_concat([b[2] for b in blocks], bounds, n_ent).persist()
-                            if whole_rows else None)
+    table = table_from_blocks([b[0] for b in blocks], [b[1] for b in blocks], bounds, k, token)
+    whole = _concat([b[2] for b in blocks], bounds, n_ent) if whole_rows else None
+    new.neighbours_, new.similarity_rows_, fallbacks = dask.persist(table, whole, [b[3] for b in blocks])
     _finish_fit(new, matrix, total / count, (lo, hi), token)
-    recomputed = int(affected.sum())
-    report.update(recomputed=recomputed, recomputed_share=recomputed / max(n_ent, 1), full_refit=False)
+    again = int(sum(dask.compute(*fallbacks)))  # patched lists that lost a neighbour: recomputed
+    recomputed = int(affected.sum()) + again
+    report.update(recomputed=recomputed, recomputed_share=recomputed / max(n_ent, 1),
+                  patched=int(patch.sum()) - again, full_refit=False)
     new.refresh_report_ = report
     return new
 
@@ -261,26 +275,36 @@ def _stack(blocks):
     return np.vstack(blocks)
 
 
-def _refresh_block(Q, norms, lo, hi, chunk0, measure, min_support, shrinkage, k, whole_rows,
-                   dense_fraction, weights, affected, old_codes, new_of_old, n, tab0, rows0, counts,
-                   *inputs):
-    """One block of the refreshed table: recomputed rows where ``affected``, else the old
-    rows renumbered."""
+def _stack_columns(columns, *blocks):
+    """The shared others x entities matrix restricted to the entities ``columns`` (sorted)."""
+    return kernels.compact_stack([sp.csr_matrix(b)[:, columns] for b in blocks])
+
+
+def _refresh_block(Q, norms, touched, lo, hi, chunk0, measure, min_support, shrinkage, k, whole_rows,
+                   dense_fraction, weights, affected, patch, old_codes, new_of_old, n, tab0, rows0,
+                   counts, *inputs):
+    """One block of the refreshed table: rows recomputed where ``affected``; the old rows
+    renumbered elsewhere, their columns of the touched entities recomputed where ``patch``.
+
+    Returns ``(idx, sim, whole rows or None, patched lists that had to be recomputed)``.
+    """
     cuts = np.cumsum((0,) + tuple(counts))
     p_chunks, idx_b, sim_b, row_b = (inputs[cuts[j]:cuts[j + 1]] for j in range(4))
     m = hi - lo
     idx = np.full((m, k), -1, np.int64)
     sim = np.zeros((m, k))
     rows = np.zeros((m, n)) if whole_rows else None
+    Pa = sp.csr_matrix(_stack(list(p_chunks))) if p_chunks else None
+
+    def compute(at):  # whole rows of the block's entities ``lo + at``
+        return kernels.similarity_rows(
+            Pa[lo - chunk0 + at], Q, lo + at, measure, min_support, shrinkage, k,
+            norms_a=None if norms is None else norms[lo + at], norms=norms, dense=whole_rows,
+            significance=weights[0], min_similarity=weights[1])
+
     aff = np.flatnonzero(affected)
     if len(aff):
-        Pa = _stack(list(p_chunks))
-        Pa = sp.csr_matrix(Pa)[lo - chunk0 + aff]
-        new_rows, new_idx, new_sim = kernels.similarity_rows(
-            Pa, Q, lo + aff, measure, min_support, shrinkage, k,
-            norms_a=None if norms is None else norms[lo + aff], norms=norms, dense=whole_rows,
-            significance=weights[0], min_similarity=weights[1])
-        idx[aff], sim[aff] = new_idx, new_sim
+        new_rows, idx[aff], sim[aff] = compute(aff)
         if whole_rows:
             rows[aff] = new_rows
     kept = np.flatnonzero(~affected)
@@ -294,4 +318,52 @@ def _refresh_block(Q, norms, lo, hi, chunk0, measure, min_support, shrinkage, k,
             old = old.toarray() if sp.issparse(old) else np.asarray(old)
             live = np.flatnonzero(new_of_old >= 0)  # entities left without ratings drop out
             rows[np.ix_(kept, new_of_old[live])] = old[:, live]
-    return idx, sim, (row_block_format(rows, dense_fraction) if whole_rows else None)
+    again = 0
+    pat = np.flatnonzero(patch)
+    if len(pat):
+        q_touched, columns = touched
+        # the similarities to the touched entities: their columns only, the same sums in the
+        # same order as a whole row takes them (the rows are never touched themselves)
+        values = kernels.similarity_rows(
+            Pa[lo - chunk0 + pat], q_touched, np.full(len(pat), -1), measure, min_support, shrinkage,
+            None, norms_a=norms[lo + pat], norms=norms[columns], dense=True,
+            significance=weights[0], min_similarity=weights[1])[0]
+        if whole_rows:
+            rows[np.ix_(pat, columns)] = values
+            scores = rows[pat].copy()
+            scores[np.arange(len(pat)), lo + pat] = 0.0  # never one's own neighbour
+            idx[pat], sim[pat] = kernels.topk_rows(scores, k)
+        else:
+            idx[pat], sim[pat], ok = _patch_lists(idx[pat], sim[pat], columns, values, k)
+            lost = pat[~ok]
+            if len(lost):  # a neighbour left the list and its successor is unknown
+                again = len(lost)
+                _, idx[lost], sim[lost] = compute(lost)
+    return idx, sim, (row_block_format(rows, dense_fraction) if whole_rows else None), again
+
+
+def _patch_lists(idx, sim, columns, values, k, cells=1 << 22):
+    """Top-k lists with the similarities to ``columns`` replaced by ``values``.
+
+    The other similarities are unchanged, and the old list holds the best of them.  So the
+    new top-k is exact when k candidates rank at or before the old k-th entry: every
+    similarity outside the list ranks after it.  ``ok`` marks the rows where that holds.
+    Rows go in slices of about ``cells`` candidates.
+    """
+    out_i, out_s, ok = np.full_like(idx, -1), np.zeros_like(sim), np.ones(len(idx), bool)
+    step = max(1, cells // (k + len(columns)))
+    for lo in range(0, len(idx), step):
+        i, s, v = idx[lo:lo + step], sim[lo:lo + step], values[lo:lo + step]
+        keep = (i >= 0) & ~np.isin(i, columns)
+        ci = np.concatenate([np.where(keep, i, -1), np.where(v > 0, columns[None, :], -1)], axis=1)
+        cs = np.concatenate([np.where(keep, s, -np.inf), np.where(v > 0, v, -np.inf)], axis=1)
+        order = np.lexsort((ci, -cs), axis=-1)[:, :k]  # similarity descending, then id
+        top_i, top_s = np.take_along_axis(ci, order, 1), np.take_along_axis(cs, order, 1)
+        live = top_i >= 0
+        out_i[lo:lo + step, :order.shape[1]] = np.where(live, top_i, -1)
+        out_s[lo:lo + step, :order.shape[1]] = np.where(live, top_s, 0.0)
+        # a full list: the unknown similarities rank after its last entry
+        s_k, i_k = s[:, -1:], i[:, -1:]
+        better = (ci >= 0) & ((cs > s_k) | ((cs == s_k) & (ci <= i_k)))
+        ok[lo:lo + step] = (i[:, -1] < 0) | (better.sum(axis=1) >= k)
+    return out_i, out_s, ok
