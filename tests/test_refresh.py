@@ -255,3 +255,28 @@ def test_patched_lists_are_the_top_k_of_the_patched_rows_or_flagged(seed, k, n, 
     # a row is flagged only when a neighbour left a full list and nothing known replaces it
     for r in np.flatnonzero(~ok):
         assert idx[r, k - 1] >= 0 and np.isin(idx[r], columns).any()
+
+
+@pytest.mark.parametrize("ids", ["int", "text", "int-as-text"])
+def test_refresh_merges_the_matrix_like_a_refit_builds_it(ids, monkeypatch):
+    # integer ids merge the old CSR blocks by codes; other ids go through frames of raw ids;
+    # both give the refit's matrix, cut into the same blocks
+    import dcf.refresh as refresh
+    from dcf.datasets import synthetic
+
+    df = synthetic(users=250, items=60, ratings=1800, seed=4).frame.compute()
+    new = batch_of(df.astype({"user": np.int64, "item": np.int64}), np.random.default_rng(6))
+    if ids != "int":
+        fmt = (lambda x: f"u{x}") if ids == "text" else str
+        df, new = ({c: x[c].map(fmt) if c != "rating" else x[c] for c in x} for x in (df, new))
+        df, new = pd.DataFrame(df), pd.DataFrame(new)
+    paths = []
+    real = refresh._merged_matrix
+    monkeypatch.setattr(refresh, "_merged_matrix", lambda *a: paths.append(real(*a)) or paths[-1])
+    params = dict(similarity="cosine", k=5, neighbourhood="global", block_size=13)
+    got = KNN(**params).fit(df).refresh(new)
+    want = KNN(**params).fit(merged(df, new))
+    assert (paths[0] is None) == (ids == "text")  # "7" spells an integer id: the fast path
+    assert got.matrix_.by_user.chunks == want.matrix_.by_user.chunks
+    assert got.matrix_.by_item.chunks == want.matrix_.by_item.chunks
+    assert_same_model(got, want, merged(df, new).iloc[::7])

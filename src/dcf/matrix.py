@@ -150,15 +150,8 @@ def build_matrix(parts, *, source="ratings", on_bad_lines="error", row_block=Non
                         "every line dropped)")
     users, items = IdMap(u_raw), IdMap(i_raw)
     n_users, n_items = len(users), len(items)
-    row_default = default_row_block(n_users, nnz, min_blocks)
-    col_default = default_row_block(n_items, nnz, max(4, int(math.sqrt(2 * min_blocks)) + 1))
-    if entity_block_limit is not None:
-        if based == "item":
-            col_default = min(col_default, entity_block_limit(n_items, n_users, nnz))
-        else:
-            row_default = min(row_default, entity_block_limit(n_users, n_items, nnz))
-    ub = block_bounds(n_users, row_block or row_default)
-    ib = block_bounds(n_items, col_block or col_default)
+    ub, ib = layout(n_users, n_items, nnz, row_block=row_block, col_block=col_block,
+                    min_blocks=min_blocks, based=based, entity_block_limit=entity_block_limit)
     token = dask.base.tokenize(parts, ub, ib, on_bad_lines)
     split = dask.delayed(_split_part, nout=len(ub) - 1, pure=True)
     u_key, i_key = users.as_delayed(), items.as_delayed()
@@ -182,6 +175,20 @@ def build_matrix(parts, *, source="ratings", on_bad_lines="error", row_block=Non
     us, uc = _row_stats(by_user)
     is_, ic = _row_stats(by_item)
     return RatingMatrix(users, items, by_user, by_item, us, uc, is_, ic, full_report, source)
+
+
+def layout(n_users, n_items, nnz, *, row_block=None, col_block=None, min_blocks=4, based="item",
+           entity_block_limit=None):
+    """``(user block bounds, item block bounds)`` of a matrix of ``nnz`` rating rows, as
+    :func:`build_matrix` cuts it (its parameters)."""
+    row_default = default_row_block(n_users, nnz, min_blocks)
+    col_default = default_row_block(n_items, nnz, max(4, int(math.sqrt(2 * min_blocks)) + 1))
+    if entity_block_limit is not None:
+        if based == "item":
+            col_default = min(col_default, entity_block_limit(n_items, n_users, nnz))
+        else:
+            row_default = min(row_default, entity_block_limit(n_users, n_items, nnz))
+    return block_bounds(n_users, row_block or row_default), block_bounds(n_items, col_block or col_default)
 
 
 def _ids_of(col: pd.Series) -> np.ndarray:

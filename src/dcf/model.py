@@ -233,14 +233,17 @@ class KNN(BaseEstimator):
         _finish_fit(self, matrix, total / count, (lo, hi), token)
         return self
 
+    def _blocking(self) -> dict:
+        """How this model's parameters ask the rating matrix to be cut into blocks."""
+        return dict(col_block=self.block_size if self.based == "item" else None,
+                    row_block=self.block_size if self.based == "user" else None,
+                    min_blocks=default_blocks(), based=self.based,
+                    entity_block_limit=self._block_limit())
+
     def _build(self, parts, report, source) -> RatingMatrix:
         """The rating matrix of frame parts, blocked as this model's parameters ask."""
-        ent_block = self.block_size
         return build_matrix(parts, source=source, on_bad_lines=self.on_bad_lines, report=report,
-                            col_block=ent_block if self.based == "item" else None,
-                            row_block=ent_block if self.based == "user" else None,
-                            min_blocks=default_blocks(), based=self.based,
-                            entity_block_limit=self._block_limit())
+                            **self._blocking())
 
     def refresh(self, ratings) -> "KNN":
         """This model with new ratings merged in, recomputing only the similarity rows

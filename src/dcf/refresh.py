@@ -4,8 +4,10 @@
 merged in would give (a pair already rated takes the new value; new users and items join
 the vocabulary), recomputing only the similarity rows the new ratings can change:
 
-* The rating matrix, means, counts and baseline biases are rebuilt from the merged
-  ratings: one pass over the ratings, cheap next to the similarities.
+* The rating matrix is merged block by block from the old CSR blocks, renumbered to the
+  new vocabulary, and the batch: the old ratings are not read or checked again.  With
+  ids other than integers the old ratings go through frames of raw ids instead.  Both
+  give the blocks ``fit`` builds.  Means, counts and baseline biases are recomputed.
 * A similarity row of entity ``e`` (an item, for item-based CF) is recomputed only when
   a changed rating can reach it.  Let the changed ratings touch the entities ``E`` and
   the others ``O`` (the users, for item-based CF).
@@ -44,6 +46,7 @@ import scipy.sparse as sp
 
 from . import kernels
 from .cluster import everywhere, memory_budget, parallelism
+from .ids import IdMap
 from .matrix import _concat
 from .neighbours import table_from_blocks
 from .similarity import DENSE_FRACTION, _stack_sorted, balanced_cuts, entity_norms, entity_stats, row_block_format
@@ -67,8 +70,11 @@ def refresh(model, ratings):
              else pd.DataFrame({"user": [], "item": [], "rating": [], "line": []}))
     old = model.matrix_
     changed = _changed(old, batch)
-    matrix = model._build(_old_parts(old, batch) + [dask.delayed(batch, pure=True)],
-                          batch_report, source).persist()
+    matrix = _merged_matrix(model, old, batch, batch_report, source)
+    if matrix is None:  # ids of mixed kinds: the general path, through frames of raw ids
+        matrix = model._build(_old_parts(old, batch) + [dask.delayed(batch, pure=True)],
+                              batch_report, source)
+    matrix = matrix.persist()
     n_ent = len(matrix.items if model.based == "item" else matrix.users)
     report = {"ratings": int(len(batch)), "changed": int(changed.sum()),
               "new_users": len(matrix.users) - len(old.users),
@@ -188,6 +194,95 @@ def _changed(old, batch: pd.DataFrame) -> np.ndarray:
         present, value = found[b]
         changed[rows] = ~present | (value != r[rows])
     return changed
+
+
+def _merged_matrix(model, old, batch: pd.DataFrame, report, source):
+    """The matrix :func:`dcf.matrix.build_matrix` gives for the old ratings and the batch,
+    merged from the old CSR blocks by codes, without the raw ids of every old rating.
+    None where the ids are not integers on both sides (the caller then goes through frames)."""
+    from .matrix import RatingMatrix, _merge_counts, _row_stats, _transpose_blocks, layout
+
+    b_users, b_items = IdMap(batch["user"].to_numpy()), IdMap(batch["item"].to_numpy())
+    if not all(m.numeric for m in (old.users, old.items, b_users, b_items)):
+        return None
+    users = IdMap(np.concatenate([old.users.index.to_numpy(), b_users.index.to_numpy()]))
+    items = IdMap(np.concatenate([old.items.index.to_numpy(), b_items.index.to_numpy()]))
+    u, i = users.to_codes(batch["user"].to_numpy()), items.to_codes(batch["item"].to_numpy())
+    item_of_old = items.to_codes(old.items.index.to_numpy())
+    old_of_user = old.users.to_codes(users.index.to_numpy())
+    # the old pairs the batch rates again are dropped: their new value comes from the batch
+    keys = np.unique(u.astype(np.int64) * len(items) + i)
+    held = dask.compute(old.user_count.sum())[0]
+    again = _present(old, keys, users, items)
+    ub, ib = layout(len(users), len(items), int(held) - len(again) + len(batch), **model._blocking())
+    token = dask.base.tokenize(old.by_user, batch, ub, ib, model.on_bad_lines)
+    o_bounds, o_blocks = _blocks_of(old.by_user)
+    blk = np.searchsorted(ub, u, side="right") - 1
+    lines = batch["line"].to_numpy(np.int64)
+    r = batch["rating"].to_numpy(np.float64)
+    merge = dask.delayed(_merge_block, nout=2, pure=True)
+    u_key, i_key = users.as_delayed(), items.as_delayed()
+    shared_items = dask.delayed(item_of_old, pure=True)
+    blocks, reports = [], [report]
+    for b in range(len(ub) - 1):
+        lo, hi = int(ub[b]), int(ub[b + 1])
+        olds = old_of_user[lo:hi]
+        have = olds[olds >= 0]
+        first, pieces = _overlapping((o_bounds, o_blocks), int(have.min()), int(have.max()) + 1) \
+            if len(have) else (0, [])
+        sel = np.flatnonzero(blk == b)
+        mine = again[(again >= lo * len(items)) & (again < hi * len(items))]
+        blk_csr, rep = merge((hi - lo, len(items)), lo, u_key, i_key, source, model.on_bad_lines,
+                             olds, first, shared_items, mine - lo * len(items),
+                             (u[sel] - lo, i[sel], r[sel], lines[sel]), *pieces,
+                             dask_key_name=f"refresh-matrix-block-{token}-{b}")
+        blocks.append(blk_csr)
+        reports.append(rep)
+    by_user = _concat(blocks, ub, len(items))
+    by_item = _transpose_blocks(blocks, ub, ib, len(users), token)
+    us, uc = _row_stats(by_user)
+    is_, ic = _row_stats(by_item)
+    return RatingMatrix(users, items, by_user, by_item, us, uc, is_, ic,
+                        dask.delayed(_merge_counts, pure=True)(*reports), source)
+
+
+def _present(old, keys, users, items):
+    """The keys (new user code x n items + new item code) of the batch pairs the old model holds."""
+    uu, ii = keys // len(items), keys % len(items)
+    ou = old.users.to_codes(users.to_raw(uu))
+    oi = old.items.to_codes(items.to_raw(ii))
+    known = np.flatnonzero((ou >= 0) & (oi >= 0))
+    if len(known) == 0:
+        return keys[:0]
+    ub = np.concatenate([[0], np.cumsum(old.by_user.chunks[0])]).astype(np.int64)
+    blk = np.searchsorted(ub, ou[known], side="right") - 1
+    look = dask.delayed(_lookup, pure=True)
+    user_blocks = old.by_user.to_delayed(optimize_graph=False).ravel().tolist()
+    wanted = {b: known[blk == b] for b in np.unique(blk).tolist()}
+    found = dask.compute({b: look(user_blocks[b], ou[rows] - ub[b], oi[rows]) for b, rows in wanted.items()})[0]
+    present = np.zeros(len(keys), bool)
+    for b, rows in wanted.items():
+        present[rows] = found[b][0]
+    return keys[present]
+
+
+def _merge_block(shape, row0, users, items, source, on_bad_lines, old_rows, first, item_of_old, drop,
+                 batch, *old_blocks):
+    """One user block of the merged matrix: the old rows, their items renumbered and the
+    re-rated pairs dropped, and the batch's ratings, built as :func:`dcf.matrix.build_matrix`
+    builds a block (the batch's duplicates and conflicts counted or raised alike)."""
+    from .matrix import _build_block
+
+    have = np.flatnonzero(old_rows >= 0)
+    pieces = [batch]
+    if len(have) and old_blocks:
+        stacked = _stack([sp.csr_matrix(b) for b in old_blocks])
+        sub = sp.csr_matrix(stacked)[old_rows[have] - first].tocoo()
+        rows = have[sub.row].astype(np.int64)
+        cols = item_of_old[sub.col]
+        keep = ~np.isin(rows * shape[1] + cols, drop)
+        pieces.insert(0, (rows[keep], cols[keep], sub.data[keep], np.zeros(int(keep.sum()), np.int64)))
+    return _build_block(shape, row0, users, items, source, on_bad_lines, *pieces)
 
 
 def _lookup(block, rows, cols):
