@@ -69,8 +69,9 @@ def refresh(model, ratings):
     batch = (pd.concat(frames, ignore_index=True) if frames
              else pd.DataFrame({"user": [], "item": [], "rating": [], "line": []}))
     old = model.matrix_
-    changed = _changed(old, batch)
-    matrix = _merged_matrix(model, old, batch, batch_report, source)
+    present, value = _old_values(old, batch)
+    changed = ~present | (value != batch["rating"].to_numpy(np.float64))  # else a repeat
+    matrix = _merged_matrix(model, old, batch, present, batch_report, source)
     if matrix is None:  # ids of mixed kinds: the general path, through frames of raw ids
         matrix = model._build(_old_parts(old, batch) + [dask.delayed(batch, pure=True)],
                               batch_report, source)
@@ -121,20 +122,19 @@ def refresh(model, ratings):
     old_of_new = old_ids.to_codes(ent_ids.to_raw(np.arange(n_ent)))
     new_of_old = np.full(len(old_ids), -1, np.int64)
     new_of_old[old_of_new[old_of_new >= 0]] = np.flatnonzero(old_of_new >= 0)
-    chunk_bounds = np.concatenate([[0], np.cumsum(P.chunks[0])]).astype(np.int64)
+    chunk_bounds, p_blocks = _blocks_of(P)
+    q_blocks = _blocks_of(Q)[1]
     bounds = (chunk_bounds if whole_rows else
               balanced_cuts(np.where(affected, work, 0.0), ROW_TASKS_PER_THREAD * parallelism()))
     k = int(model.neighbours_.k)
     token = dask.base.tokenize(model._token, matrix.by_user, model.get_params(), "refresh", bounds, k)
     others = everywhere(dask.delayed(_stack_sorted, pure=True)(
-        *Q.to_delayed(optimize_graph=False).ravel().tolist(), dask_key_name=f"refresh-others-{token}"))
+        *q_blocks, dask_key_name=f"refresh-others-{token}"))
     shared_map = dask.delayed(new_of_old, pure=True)
     columns = None
     if patch.any():  # the ratings of the touched entities only: what their columns need
         columns = everywhere(dask.delayed(_stack_columns, pure=True)(
-            touched, *Q.to_delayed(optimize_graph=False).ravel().tolist(),
-            dask_key_name=f"refresh-touched-{token}"))
-    p_blocks = P.to_delayed(optimize_graph=False).ravel().tolist()
+            touched, *q_blocks, dask_key_name=f"refresh-touched-{token}"))
     old_tab = _blocks_of(model.neighbours_.idx), _blocks_of(model.neighbours_.sim)
     old_rows = _blocks_of(model.similarity_rows_) if whole_rows else None
     weights = (float(model.significance), float(model.min_similarity))
@@ -143,21 +143,18 @@ def refresh(model, ratings):
     for a in range(len(bounds) - 1):
         b_lo, b_hi = int(bounds[a]), int(bounds[a + 1])
         aff, pat = affected[b_lo:b_hi], patch[b_lo:b_hi]
-        first = int(np.searchsorted(chunk_bounds, b_lo, side="right")) - 1
-        last = int(np.searchsorted(chunk_bounds, b_hi, side="left"))
-        kept = old_of_new[b_lo:b_hi][~aff]
+        p0, p_here = _overlapping((chunk_bounds, p_blocks), b_lo, b_hi)
+        kept = old_of_new[b_lo:b_hi][~aff]  # rows copied: their old rows' range
         o_lo, o_hi = (int(kept.min()), int(kept.max()) + 1) if len(kept) else (0, 0)
-        tab = _overlapping(old_tab[0], o_lo, o_hi)
+        tab0, idx_here = _overlapping(old_tab[0], o_lo, o_hi)
+        rows0, rows_here = _overlapping(old_rows, o_lo, o_hi) if whole_rows else (0, [])
         work_here = aff.any() or pat.any()
-        inputs = (p_blocks[first:last] if work_here else [], tab[1], _overlapping(old_tab[1], o_lo, o_hi)[1],
-                  _overlapping(old_rows, o_lo, o_hi)[1] if whole_rows else [])
+        inputs = (p_here if work_here else [], idx_here, _overlapping(old_tab[1], o_lo, o_hi)[1], rows_here)
         blocks.append(task(others if work_here else None, norms if work_here else None,
-                           (columns, touched) if pat.any() else None, b_lo, b_hi,
-                           int(chunk_bounds[first]), model.similarity, int(model.min_support),
-                           float(model.shrinkage), k, whole_rows, DENSE_FRACTION, weights, aff, pat,
-                           old_of_new[b_lo:b_hi], shared_map, n_ent, tab[0],
-                           _overlapping(old_rows, o_lo, o_hi)[0] if whole_rows else 0,
-                           tuple(len(x) for x in inputs), *[x for group in inputs for x in group],
+                           (columns, touched) if pat.any() else None, b_lo, b_hi, p0,
+                           model.similarity, int(model.min_support), float(model.shrinkage), k,
+                           whole_rows, DENSE_FRACTION, weights, aff, pat, old_of_new[b_lo:b_hi],
+                           shared_map, n_ent, tab0, rows0, tuple(len(x) for x in inputs), *[x for group in inputs for x in group],
                            dask_key_name=f"refresh-block-{token}-{a}"))
     new.matrix_ = matrix
     new.method_ = "rows"
@@ -175,30 +172,29 @@ def refresh(model, ratings):
 
 # ---------------------------------------------------------------- the merged ratings
 
-def _changed(old, batch: pd.DataFrame) -> np.ndarray:
-    """Per batch row: does it add a pair or change a pair's value (else it repeats one)?"""
+def _old_values(old, batch: pd.DataFrame):
+    """Per batch row: ``(present, value)``, whether the old model holds the row's pair and
+    with which rating (one lookup in the user blocks the batch touches)."""
     u = old.users.to_codes(batch["user"].to_numpy())
     i = old.items.to_codes(batch["item"].to_numpy())
-    r = batch["rating"].to_numpy(np.float64)
-    changed = np.ones(len(batch), bool)
+    present, value = np.zeros(len(batch), bool), np.zeros(len(batch))
     known = np.flatnonzero((u >= 0) & (i >= 0))
     if len(known) == 0:
-        return changed
-    ub = np.concatenate([[0], np.cumsum(old.by_user.chunks[0])]).astype(np.int64)
+        return present, value
+    ub, user_blocks = _blocks_of(old.by_user)
     blk = np.searchsorted(ub, u[known], side="right") - 1
     look = dask.delayed(_lookup, pure=True)
-    user_blocks = old.by_user.to_delayed(optimize_graph=False).ravel().tolist()
     wanted = {b: known[blk == b] for b in np.unique(blk).tolist()}
     found = dask.compute({b: look(user_blocks[b], u[rows] - ub[b], i[rows]) for b, rows in wanted.items()})[0]
     for b, rows in wanted.items():
-        present, value = found[b]
-        changed[rows] = ~present | (value != r[rows])
-    return changed
+        present[rows], value[rows] = found[b]
+    return present, value
 
 
-def _merged_matrix(model, old, batch: pd.DataFrame, report, source):
+def _merged_matrix(model, old, batch: pd.DataFrame, present, report, source):
     """The matrix :func:`dcf.matrix.build_matrix` gives for the old ratings and the batch,
-    merged from the old CSR blocks by codes, without the raw ids of every old rating.
+    merged from the old CSR blocks by codes, without the raw ids of every old rating
+    (``present``: the batch rows whose pair the old model holds).
     None where the ids are not integers on both sides (the caller then goes through frames)."""
     from .matrix import RatingMatrix, _merge_counts, _row_stats, _transpose_blocks, layout
 
@@ -211,9 +207,8 @@ def _merged_matrix(model, old, batch: pd.DataFrame, report, source):
     item_of_old = items.to_codes(old.items.index.to_numpy())
     old_of_user = old.users.to_codes(users.index.to_numpy())
     # the old pairs the batch rates again are dropped: their new value comes from the batch
-    keys = np.unique(u.astype(np.int64) * len(items) + i)
+    again = np.unique(u[present].astype(np.int64) * len(items) + i[present])
     held = dask.compute(old.user_count.sum())[0]
-    again = _present(old, keys, users, items)
     ub, ib = layout(len(users), len(items), int(held) - len(again) + len(batch), **model._blocking())
     token = dask.base.tokenize(old.by_user, batch, ub, ib, model.on_bad_lines)
     o_bounds, o_blocks = _blocks_of(old.by_user)
@@ -244,26 +239,6 @@ def _merged_matrix(model, old, batch: pd.DataFrame, report, source):
     is_, ic = _row_stats(by_item)
     return RatingMatrix(users, items, by_user, by_item, us, uc, is_, ic,
                         dask.delayed(_merge_counts, pure=True)(*reports), source)
-
-
-def _present(old, keys, users, items):
-    """The keys (new user code x n items + new item code) of the batch pairs the old model holds."""
-    uu, ii = keys // len(items), keys % len(items)
-    ou = old.users.to_codes(users.to_raw(uu))
-    oi = old.items.to_codes(items.to_raw(ii))
-    known = np.flatnonzero((ou >= 0) & (oi >= 0))
-    if len(known) == 0:
-        return keys[:0]
-    ub = np.concatenate([[0], np.cumsum(old.by_user.chunks[0])]).astype(np.int64)
-    blk = np.searchsorted(ub, ou[known], side="right") - 1
-    look = dask.delayed(_lookup, pure=True)
-    user_blocks = old.by_user.to_delayed(optimize_graph=False).ravel().tolist()
-    wanted = {b: known[blk == b] for b in np.unique(blk).tolist()}
-    found = dask.compute({b: look(user_blocks[b], ou[rows] - ub[b], oi[rows]) for b, rows in wanted.items()})[0]
-    present = np.zeros(len(keys), bool)
-    for b, rows in wanted.items():
-        present[rows] = found[b][0]
-    return keys[present]
 
 
 def _merge_block(shape, row0, users, items, source, on_bad_lines, old_rows, first, item_of_old, drop,
@@ -302,14 +277,14 @@ def _old_parts(old, batch: pd.DataFrame):
     u = old.users.to_codes(batch["user"].to_numpy())
     i = old.items.to_codes(batch["item"].to_numpy())
     ok = (u >= 0) & (i >= 0)
-    ub = np.concatenate([[0], np.cumsum(old.by_user.chunks[0])]).astype(np.int64)
+    ub, user_blocks = _blocks_of(old.by_user)
     blk = np.searchsorted(ub, u[ok], side="right") - 1
     n_items = len(old.items)
     keys = u[ok].astype(np.int64) * n_items + i[ok]
     part = dask.delayed(_old_part, pure=True)
     users, items = old.users.as_delayed(), old.items.as_delayed()
     return [part(b, int(ub[j]), users, items, np.unique(keys[blk == j]))
-            for j, b in enumerate(old.by_user.to_delayed(optimize_graph=False).ravel().tolist())]
+            for j, b in enumerate(user_blocks)]
 
 
 def _old_part(block, row0, users, items, drop_keys):
@@ -330,10 +305,10 @@ def _mask(codes, n):
 
 def _reach(X, rows_mask):
     """Columns of ``X`` (CSR row blocks) with a stored entry in a row of ``rows_mask``."""
-    bounds = np.concatenate([[0], np.cumsum(X.chunks[0])]).astype(np.int64)
+    bounds, blocks = _blocks_of(X)
     cols = dask.delayed(_columns, pure=True)
     parts = [cols(b, rows_mask[bounds[j]:bounds[j + 1]], int(X.shape[1]))
-             for j, b in enumerate(X.to_delayed(optimize_graph=False).ravel().tolist())
+             for j, b in enumerate(blocks)
              if rows_mask[bounds[j]:bounds[j + 1]].any()]
     return np.logical_or.reduce(dask.compute(*parts), axis=0) if parts else np.zeros(int(X.shape[1]), bool)
 
