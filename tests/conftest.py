@@ -31,10 +31,22 @@ def ml100k():
 
 
 @pytest.fixture(scope="session")
-def dist_client():
-    """An in-process distributed cluster: 2 workers x 1 thread."""
-    from distributed import Client, LocalCluster
+def dist_cluster():
+    """An in-process distributed cluster, 2 workers x 1 thread, started once."""
+    from distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def dist_client(dist_cluster):
+    """A client of that cluster, the default client only during the test that asks for it.
+
+    A session-long client stayed the default after its first test, so every later test's
+    ``compute()`` went through the distributed scheduler: 4x slower (measured on
+    tests/test_refresh.py), and a test behaved differently alone than in the suite."""
+    from distributed import Client
+
+    with Client(dist_cluster) as client:
         yield client
