@@ -142,8 +142,10 @@ def topk(S, k):
 
 
 def predict(R, S, pairs, *, based="item", k=40, prediction="weighted", neighbourhood="rated",
-            min_k=1, table=None, bias=None):
+            min_k=1, table=None, bias=None, amplification=1.0):
     """Surprise's estimate() loop for each (user row, item col) pair; -1 = unknown.
+
+    With ``amplification`` rho, the neighbours are chosen by s and weigh s ** rho.
 
     Returns (prediction, neighbours used, fallback name) per pair, clipped to
     the rating range of R.
@@ -171,7 +173,7 @@ def predict(R, S, pairs, *, based="item", k=40, prediction="weighted", neighbour
             rated = [j for j in rated if j in listed]
         cands = sorted(((-S[x, j], j) for j in rated))[:k] if neighbourhood == "rated" else \
             sorted(((-S[x, j], j) for j in rated))
-        used = [(-negs, j) for negs, j in cands if -negs > 0]
+        used = [((-negs) ** amplification, j) for negs, j in cands if -negs > 0]
         if prediction == "baseline":
             est = mu + bu[u] + bi[i]
             if len(used) >= max(min_k, 1):
@@ -195,8 +197,9 @@ def predict(R, S, pairs, *, based="item", k=40, prediction="weighted", neighbour
     return out
 
 
-def recommend(R, table, n, *, based="item", prediction="weighted", min_k=1, bias=None):
+def recommend(R, table, n, *, based="item", prediction="weighted", min_k=1, bias=None, amplification=1.0):
     """Top-n per user by the global-rule prediction; ties and fill-in by popularity.
+    Each listed neighbour weighs s ** amplification.
 
     Returns a list per user of (item col, score or None if filled in).
     """
@@ -214,7 +217,7 @@ def recommend(R, table, n, *, based="item", prediction="weighted", min_k=1, bias
             if R[u, i] > 0:
                 continue
             x, y = (i, u) if based == "item" else (u, i)
-            nbrs = [(table[1][x, t], table[0][x, t]) for t in range(table[0].shape[1])
+            nbrs = [(table[1][x, t] ** amplification, table[0][x, t]) for t in range(table[0].shape[1])
                     if table[0][x, t] >= 0 and P[table[0][x, t], y] > 0]
             if len(nbrs) >= max(min_k, 1):
                 ssum = sum(s for s, _ in nbrs)

@@ -35,6 +35,24 @@ def test_derived_models_equal_fresh_fits(based):
             big.derive(similarity="full-cosine")
 
 
+@pytest.mark.parametrize("based", ["item", "user"])
+def test_derived_amplification_equals_a_fresh_fit_and_changes_the_predictions(based):
+    data = random_ratings(19, n_users=30, n_items=25, density=0.3)
+    test = data.sample(frac=0.2, random_state=3)
+    train = data.drop(test.index)
+    with dask.config.set(scheduler="sync"):
+        plain = KNN(based=based, k=6, prediction="baseline", block_size=7).fit(train)
+        for rho in (0.5, 2.0):
+            fresh = KNN(based=based, k=6, prediction="baseline", block_size=7, amplification=rho).fit(train)
+            derived = plain.derive(amplification=rho)
+            a, b, c = (m.predict(test).compute().sort_values(["user", "item"]) for m in (fresh, derived, plain))
+            np.testing.assert_array_equal(a["prediction"], b["prediction"])
+            np.testing.assert_array_equal(a["neighbours"], c["neighbours"])  # the same neighbours
+            assert np.abs(a["prediction"].to_numpy() - c["prediction"].to_numpy()).max() > 1e-3
+            pd.testing.assert_frame_equal(fresh.recommend(n=5).compute().reset_index(drop=True),
+                                          derived.recommend(n=5).compute().reset_index(drop=True))
+
+
 @pytest.mark.slow
 def test_sweep_matches_surprise_at_every_k(ml100k):
     surprise = pytest.importorskip("surprise", reason="scikit-surprise is not installed")

@@ -92,9 +92,10 @@ def test_csr_from_triplets_drops_exact_duplicates_and_reports_conflicts():
     assert conflicts.tolist() == [[1, 0, 12, 13, 5.0]]
 
 
-@given(st.integers(0, 10_000), st.integers(1, 6), st.booleans())
-@settings(max_examples=40, deadline=None)
-def test_score_pairs_matches_surprise_loop(seed, k, centred):
+@given(st.integers(0, 10_000), st.integers(1, 6), st.booleans(),
+       st.sampled_from([1.0, 0.5, 2.0]) | st.floats(0.1, 4.0))
+@settings(max_examples=60, deadline=None)
+def test_score_pairs_matches_surprise_loop(seed, k, centred, rho):
     rng = np.random.default_rng(seed)
     R = rng.choice([0, 0, 1, 2, 3, 4, 5], size=(9, 7)).astype(float)  # users x items
     R[R.sum(1) == 0, 0] = 3.0
@@ -104,14 +105,15 @@ def test_score_pairs_matches_surprise_loop(seed, k, centred):
     pairs = [(u, i) for u in range(9) for i in range(7)]
     x = np.array([i for _, i in pairs])
     y = np.array([u for u, _ in pairs])
-    s, v, n = kernels.score_pairs(S, x, y, sp.csr_matrix(R), k, means if centred else None)
+    s, v, n = kernels.score_pairs(S, x, y, sp.csr_matrix(R), k, means if centred else None, amplification=rho)
     for p, (u, i) in enumerate(pairs):
         cands = sorted((-S[i, j], j) for j in range(7) if R[u, j] > 0)[:k]
-        used = [(-a, j) for a, j in cands if -a > 0]
+        # the neighbours are chosen by s; with case amplification each weighs s ** rho
+        used = [((-a) ** rho, j) for a, j in cands if -a > 0]
         assert n[p] == len(used)
-        assert s[p] == pytest.approx(sum(a for a, _ in used))
+        assert s[p] == pytest.approx(sum(a for a, _ in used), rel=1e-12, abs=1e-300)
         c = (lambda j: means[j]) if centred else (lambda j: 0.0)
-        assert v[p] == pytest.approx(sum(a * (R[u, j] - c(j)) for a, j in used))
+        assert v[p] == pytest.approx(sum(a * (R[u, j] - c(j)) for a, j in used), rel=1e-12, abs=1e-12)
 
 
 def _csr_entries(scores, has):

@@ -51,6 +51,8 @@ def scheduler(request):
     dict(based="user", prediction="baseline", neighbourhood="global", k=3, similarity="pearson-baseline",
          min_k=2, baseline_epochs=3, reg_user=2.0, reg_item=4.0),
     dict(based="item", prediction="baseline", neighbourhood="global", k=5, similarity="cosine"),
+    dict(based="item", prediction="baseline", neighbourhood="rated", k=4, amplification=2.0),
+    dict(based="user", prediction="weighted", neighbourhood="global", k=3, amplification=0.5),
 ])
 def test_predictions_match_reference(scheduler, block, params):
     data = random_ratings(7, n_users=25, n_items=18, density=0.3)
@@ -73,7 +75,8 @@ def test_predictions_match_reference(scheduler, block, params):
     pairs = pairs.sort_values(["user", "item"]).reset_index(drop=True)
     expected = ref.predict(R, S, _codes(pairs, users, items), based=based, k=params["k"],
                            prediction=params["prediction"], neighbourhood=params["neighbourhood"],
-                           min_k=params.get("min_k", 1), table=table, bias=bias)
+                           min_k=params.get("min_k", 1), table=table, bias=bias,
+                           amplification=params.get("amplification", 1.0))
     model, got = _fit_predict(train, pairs, block, **params)
     np.testing.assert_allclose(got["prediction"], [e[0] for e in expected], rtol=0, atol=1e-12)
     assert got["neighbours"].tolist() == [e[1] for e in expected]
@@ -124,6 +127,8 @@ def test_every_measure_end_to_end_equals_its_formula(method, based, measure, ext
     dict(based="user", prediction="mean-centred", k=4, min_k=2),
     dict(based="item", prediction="baseline", k=4),
     dict(based="user", prediction="baseline", k=3, min_k=2),
+    dict(based="item", prediction="baseline", k=4, amplification=2.0),
+    dict(based="user", prediction="mean-centred", k=4, amplification=3.0),
 ])
 def test_recommendations_match_reference(scheduler, block, params):
     train = random_ratings(3, n_users=20, n_items=15, density=0.35)
@@ -132,7 +137,8 @@ def test_recommendations_match_reference(scheduler, block, params):
     S = ref.similarity(R.T if based == "item" else R)
     table = ref.topk(S, params["k"])
     expected, item_means = ref.recommend(R, table, 6, based=based, prediction=params["prediction"],
-                                         min_k=params.get("min_k", 1), bias=ref.biases(R))
+                                         min_k=params.get("min_k", 1), bias=ref.biases(R),
+                                         amplification=params.get("amplification", 1.0))
     model = KNN(block_size=block, neighbourhood="global", **params).fit(train)
     got = model.recommend(n=6).compute()
     for u, exp in enumerate(expected):
@@ -226,6 +232,9 @@ def test_params_round_trip_and_validation():
         KNN(k=0).fit(random_ratings(0))
     with pytest.raises(RuntimeError, match="not fitted"):
         ItemKNN().predict(pd.DataFrame({"user": [1], "item": [2]}))
+    for rho in (0, -1.0, float("nan"), float("inf"), "2", True):
+        with pytest.raises(ConfigError, match="amplification must be a number > 0"):
+            KNN(amplification=rho).fit(random_ratings(0))
 
 
 def test_recommend_for_some_users_equals_their_rows_of_the_full_run():
@@ -251,7 +260,9 @@ def test_recommend_for_some_users_equals_their_rows_of_the_full_run():
 def test_rows_and_tiles_methods_give_identical_models(based, neighbourhood, measure):
     from dcf.datasets import synthetic
 
-    df = synthetic(users=600, items=120, ratings=6000, seed=4).frame.compute()
+    # user-based: half the users (the tiles then cut users, the slow side to tile), still 14 blocks
+    users, ratings = (600, 6000) if based == "item" else (300, 3000)
+    df = synthetic(users=users, items=120, ratings=ratings, seed=4).frame.compute()
     params = dict(based=based, k=7, neighbourhood=neighbourhood, similarity=measure, min_support=2,
                   shrinkage=1.5, block_size=23, significance=0.0 if measure == "cosine" else 5.0,
                   min_similarity=0.0 if measure == "cosine" else 0.05)
@@ -279,17 +290,18 @@ def test_method_falls_back_to_tiles_when_the_shared_matrix_does_not_fit():
 
 
 @pytest.mark.parametrize("based", ["item", "user"])
-@pytest.mark.parametrize("ranking", ["sum", "normalised-sum"])
-def test_sum_ranking_equals_ratings_times_the_neighbour_matrix(based, ranking):
+@pytest.mark.parametrize("ranking,rho", [("sum", 1.0), ("normalised-sum", 1.0), ("sum", 2.0),
+                                         ("normalised-sum", 0.5)])
+def test_sum_ranking_equals_ratings_times_the_neighbour_matrix(based, ranking, rho):
     from dcf.datasets import synthetic
 
     df = synthetic(users=300, items=80, ratings=3000, seed=5).frame.compute()
-    model = KNN(based=based, k=6, neighbourhood="global", block_size=17).fit(df)
+    model = KNN(based=based, k=6, neighbourhood="global", block_size=17, amplification=rho).fit(df)
     recs = model.recommend(n=5, ranking=ranking).compute()
     users = model.matrix_.users.to_raw(np.arange(len(model.matrix_.users)))
     items = model.matrix_.items.to_raw(np.arange(len(model.matrix_.items)))
     R = model.matrix_.by_user.compute().toarray()
-    W = model.neighbours_.W.compute().toarray()
+    W = model.neighbours_.W.compute().toarray() ** rho  # case amplification (listed s > 0)
     if ranking == "normalised-sum" and based == "item":  # every list scaled to sum to one
         W = W / np.where(W.sum(1, keepdims=True) > 0, W.sum(1, keepdims=True), 1.0)
     scores = R @ W if based == "item" else W @ R  # item: sum_j r_uj s_ji over j's lists
@@ -392,6 +404,8 @@ def test_excluded_items_are_never_recommended_and_lists_stay_full(based, ranking
     (dict(prediction="baseline", similarity="pearson-baseline", shrinkage=10.0), "prediction"),
     (dict(prediction="weighted", similarity="full-cosine"), "sum"),
     (dict(prediction="weighted"), "normalised-sum"),
+    (dict(prediction="baseline", similarity="centred-cosine", amplification=2.0), "prediction"),
+    (dict(prediction="weighted", amplification=2.0), "normalised-sum"),
 ])
 def test_recommend_for_history_equals_recommend_of_a_fitted_user_with_those_ratings(params, ranking):
     data = random_ratings(5, n_users=30, n_items=25, density=0.3)

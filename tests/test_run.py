@@ -95,6 +95,8 @@ def test_config_file_and_errors(scheduler, tmp_path, capsys):
     cfg.write_text("neighbors = 3\n")
     assert _run(scheduler, "--config", cfg, "--out", out) == 2
     assert "unknown setting(s) neighbors" in capsys.readouterr().err
+    assert _run(scheduler, "--data", SMALL, "--amplification", 0, "--out", out) == 2
+    assert "amplification must be a number > 0, not 0.0" in capsys.readouterr().err
     assert _run(scheduler, "--data", tmp_path / "nope.csv", "--out", out) == 2
     assert "no such file" in capsys.readouterr().err
 
@@ -154,17 +156,18 @@ def test_baseline_flags_reach_the_model(scheduler, tmp_path):
     out = tmp_path / "out"
     assert _run(scheduler, "--data", SMALL, "--similarity", "pearson-baseline", "--shrinkage", 50,
                 "--prediction", "baseline", "--k", 9, "--reg-item", 2, "--reg-user", 5,
-                "--baseline-epochs", 4, "--ranking", "normalised-sum", "--out", out) == 0
+                "--baseline-epochs", 4, "--ranking", "normalised-sum", "--amplification", 2.5,
+                "--out", out) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     conf = metrics["config"]
-    assert (conf["reg_item"], conf["reg_user"], conf["baseline_epochs"]) == (2, 5, 4)
+    assert (conf["reg_item"], conf["reg_user"], conf["baseline_epochs"], conf["amplification"]) == (2, 5, 4, 2.5)
     preds = pd.read_parquet(out / "predictions.parquet").sort_values(["user", "item"])
     with dask.config.set(scheduler="sync"):
         train, test = split.random_split(open_source(SMALL).parts, 0.1, 0)
         train = pd.concat(dask.compute(*train), ignore_index=True)
         test = pd.concat(dask.compute(*test), ignore_index=True)
         model = KNN(k=9, similarity="pearson-baseline", shrinkage=50, prediction="baseline",
-                    reg_item=2, reg_user=5, baseline_epochs=4).fit(train)
+                    reg_item=2, reg_user=5, baseline_epochs=4, amplification=2.5).fit(train)
         want = model.predict(test).compute().sort_values(["user", "item"])
     np.testing.assert_allclose(preds["prediction"].to_numpy(), want["prediction"].to_numpy(), atol=1e-12)
     assert (metrics["fallbacks"].get("baseline", 0) == int((want["fallback"] == "baseline").sum()))

@@ -28,7 +28,8 @@ def _data():
     (ItemKNN, "rated", {}), (ItemKNN, "global", {}), (UserKNN, "rated", {}), (UserKNN, "global", {}),
     (ItemKNN, "rated", dict(prediction="baseline", similarity="pearson-baseline", shrinkage=10.0)),
     (UserKNN, "global", dict(prediction="baseline", reg_user=3.0)),
-    (ItemKNN, "global", dict(similarity="centred-cosine", significance=5.0, min_similarity=0.05))])
+    (ItemKNN, "global", dict(similarity="centred-cosine", significance=5.0, min_similarity=0.05)),
+    (ItemKNN, "rated", dict(prediction="baseline", similarity="centred-cosine", amplification=2.0))])
 def test_round_trip_serves_the_same_answers(cls, neighbourhood, extra, tmp_path):
     df = _data()
     pairs = df.sample(40, random_state=1)[["user", "item"]]

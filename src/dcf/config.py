@@ -9,6 +9,7 @@ ever executed.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 
@@ -77,6 +78,7 @@ class RunConfig:
     shrinkage: float = 0.0
     significance: float = 0.0
     min_similarity: float = 0.0
+    amplification: float = 1.0
     min_k: int = 1
     baseline_epochs: int = 10
     reg_user: float = 15.0
@@ -99,6 +101,9 @@ class RunConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise ConfigError(f"{name} must be an integer >= {low}, not {v!r}")
+        rho = self.amplification
+        if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not math.isfinite(rho) or rho <= 0:
+            raise ConfigError(f"amplification must be a number > 0, not {rho!r}")
         if not 0 < self.test_fraction < 1:
             raise ConfigError(f"test_fraction must be between 0 and 1, not {self.test_fraction!r}")
         for name in ("shrinkage", "significance", "min_similarity", "reg_user", "reg_item"):

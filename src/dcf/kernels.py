@@ -531,7 +531,7 @@ def neighbour_matrix(idx, sim, n_cols):
     return m
 
 
-def score_pairs(S, x, y, Q, k, centre=None, offset=None):
+def score_pairs(S, x, y, Q, k, centre=None, offset=None, amplification=1.0):
     """Weighted sums over each pair's k most similar rated neighbours.
 
     For pair p = (x, y): the candidates are the entities rated in row ``y`` of
@@ -546,7 +546,9 @@ def score_pairs(S, x, y, Q, k, centre=None, offset=None):
 
     with :math:`c = 0` unless ``centre`` (per-entity means) is given, and
     :math:`c_j + o_p` when a per-pair ``offset`` is given too (the baseline
-    :math:`(\\mu + b_j) + b_y` of :mod:`dcf.baseline`).
+    :math:`(\\mu + b_j) + b_y` of :mod:`dcf.baseline`).  With ``amplification``
+    :math:`\\rho \\ne 1` every :math:`s_{xj}` above is :math:`s_{xj}^\\rho` (Breese et
+    al.'s case amplification); the neighbours chosen do not change.
 
     Parameters
     ----------
@@ -559,6 +561,7 @@ def score_pairs(S, x, y, Q, k, centre=None, offset=None):
     k : int
     centre : (n,) float64, optional
     offset : (P,) float64, optional
+    amplification : float > 0
 
     Returns
     -------
@@ -582,6 +585,8 @@ def score_pairs(S, x, y, Q, k, centre=None, offset=None):
     rank = np.arange(len(rep)) - np.searchsorted(rep, rep, side="left")
     use = rank < k
     rep, nb, r, s = rep[use], nb[use], r[use], s[use]
+    if amplification != 1.0:  # after the selection: s ** rho keeps the order of positive s
+        s = s ** float(amplification)
     if centre is None:
         val = r
     elif offset is None:

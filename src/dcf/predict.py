@@ -65,7 +65,7 @@ def _blocks(X: da.Array):
 def predict_pairs(parts, *, users: IdMap, items: IdMap, based: str, S: da.Array, Q: da.Array,
                   means, k: int, min_k: int, prediction: str, global_mean, rating_range,
                   with_rating: bool = True, token: str = "", max_cells: int | None = None,
-                  biases=None) -> dd.DataFrame:
+                  biases=None, amplification: float = 1.0) -> dd.DataFrame:
     """Predict every (user, item) pair of the frame parts.
 
     Parameters
@@ -86,6 +86,8 @@ def predict_pairs(parts, *, users: IdMap, items: IdMap, based: str, S: da.Array,
         and 131k routing pieces: the scheduler, not the work, set the time.
     biases : (global mean, user biases, item biases), optional
         For ``prediction="baseline"`` (Delayed or plain).
+    amplification : float
+        Each neighbour weighs :math:`s^\\rho` (case amplification; 1 = off).
 
     Returns
     -------
@@ -111,7 +113,7 @@ def predict_pairs(parts, *, users: IdMap, items: IdMap, based: str, S: da.Array,
         for b, q_blk in enumerate(q_blocks):
             c = a * len(q_blocks) + b
             out.append(cell(s_blk, q_blk, means, k, min_k, prediction, global_mean, rating_range,
-                            fallback, biases, based, *[r[c] for r in routed],
+                            fallback, biases, based, amplification, *[r[c] for r in routed],
                             dask_key_name=f"predict-cell-{token}-{a}-{b}"))
     out.append(unknown(global_mean, rating_range, biases, *[r[n_cells] for r in routed],
                        dask_key_name=f"predict-unknown-{token}"))
@@ -170,7 +172,7 @@ def _baseline_of(frame, biases):
 
 
 def _score_cell(S, Q, means, k, min_k, prediction, global_mean, rating_range, fallback, biases, based,
-                *pieces):
+                amplification, *pieces):
     frame = pd.concat(pieces, ignore_index=True) if pieces else PREDICTION_META
     if len(frame) == 0:
         return _empty(frame)
@@ -185,7 +187,7 @@ def _score_cell(S, Q, means, k, min_k, prediction, global_mean, rating_range, fa
         centre, offset = mu + b_entity, b_other[frame["gy"].to_numpy(np.int64)]
     elif centred:
         centre = means
-    sum_sim, sum_val, used = kernels.score_pairs(S, x, y, Q, k, centre, offset)
+    sum_sim, sum_val, used = kernels.score_pairs(S, x, y, Q, k, centre, offset, amplification)
     ok = (used >= max(int(min_k), 1)) & (sum_sim > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.where(ok, sum_val / np.where(ok, sum_sim, 1.0), 0.0)
@@ -222,7 +224,7 @@ def _score_unknown(global_mean, rating_range, biases, *pieces):
 def recommend_blocks(*, users: IdMap, items: IdMap, based: str, by_user: da.Array, W: da.Array,
                      entity_means, item_means, item_count, n: int, min_k: int, prediction: str,
                      rating_range, blocks=None, ranking="prediction", token: str = "",
-                     biases=None, exclude=None) -> dd.DataFrame:
+                     biases=None, exclude=None, amplification: float = 1.0) -> dd.DataFrame:
     """Top-N unrated items for every user, one task per user block.
 
     Scores are the predictions of the *global* neighbour rule (each target's
@@ -237,6 +239,8 @@ def recommend_blocks(*, users: IdMap, items: IdMap, based: str, by_user: da.Arra
     one (see :meth:`dcf.model.KNN.recommend`).
 
     ``blocks`` limits the work to those user blocks (default: all).
+    ``amplification`` :math:`\\rho \\ne 1` raises every listed similarity to the
+    power :math:`\\rho` first (sign kept), for every ranking.
 
     Returns
     -------
@@ -246,6 +250,7 @@ def recommend_blocks(*, users: IdMap, items: IdMap, based: str, by_user: da.Arra
     if based == "user" and W.chunks[0] != by_user.chunks[0]:  # neighbour rows per user block
         W = W.rechunk((by_user.chunks[0], W.chunks[1]))
     w_blocks, _ = _blocks(W)
+    w_blocks = _amplified_blocks(w_blocks, amplification, token)
     other = _other_side(based, ranking, w_blocks, r_blocks, token)
     order = dask.delayed(_popularity_order, pure=True)(item_count, dask_key_name=f"popularity-{token}")
     task = dask.delayed(_recommend_block, pure=True)
@@ -261,6 +266,26 @@ def recommend_blocks(*, users: IdMap, items: IdMap, based: str, by_user: da.Arra
     if not out:  # none of the requested users is known
         out = [dask.delayed(RECOMMENDATION_META.copy)()]
     return frame_from_parts(out, RECOMMENDATION_META)
+
+
+def _amplified_blocks(w_blocks, amplification, token):
+    """The neighbour-matrix blocks with every similarity ``s`` as ``sign(s) |s|**rho``
+    (the blocks themselves when ``rho`` is 1)."""
+    if amplification == 1.0:
+        return w_blocks
+    task = dask.delayed(amplified, pure=True)
+    return [task(w, float(amplification), dask_key_name=f"recommend-amplified-{token}-{b}")
+            for b, w in enumerate(w_blocks)]
+
+
+def amplified(W, amplification: float):
+    """``W`` (CSR or dense) with every value ``s`` as ``sign(s) |s|**amplification``:
+    Breese et al.'s case amplification, monotone, so no neighbour changes rank."""
+    if sp.issparse(W):
+        out = sp.csr_matrix(W, copy=True)
+        out.data = np.sign(out.data) * np.abs(out.data) ** amplification
+        return out
+    return np.sign(W) * np.abs(W) ** amplification
 
 
 def _other_side(based, ranking, w_blocks, r_blocks, token):
@@ -279,12 +304,13 @@ def _other_side(based, ranking, w_blocks, r_blocks, token):
 def recommend_histories(history: sp.csr_matrix, users: IdMap, *, items: IdMap, W: da.Array,
                         entity_means, item_means, item_count, n: int, min_k: int, prediction: str,
                         rating_range, ranking="prediction", token: str = "", biases=None,
-                        exclude=None) -> pd.DataFrame:
+                        exclude=None, amplification: float = 1.0) -> pd.DataFrame:
     """Top-N for users given by their rating histories (item-based CF), not by the
     fitted matrix: the same scores as :func:`recommend_blocks` gives a user with that
     history, with no refit.  ``history``: users x items CSR over the model's item
     codes; ``biases``: ``(mu, user_bias, item_bias)`` with one user bias per history."""
     w_blocks, _ = _blocks(W)
+    w_blocks = _amplified_blocks(w_blocks, amplification, token)
     other = _other_side("item", ranking, w_blocks, None, token)
     order = dask.delayed(_popularity_order, pure=True)(item_count, dask_key_name=f"popularity-{token}")
     task = dask.delayed(_recommend_block, pure=True)

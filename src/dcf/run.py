@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"significance weighting: scale by min(co-raters, this) / this; 0 = off ({d.significance})")
     g.add_argument("--min-similarity", type=float,
                    help=f"similarities below this are no neighbours ({d.min_similarity})")
+    g.add_argument("--amplification", type=float,
+                   help=f"case amplification: each neighbour weighs similarity**this; 1 = off ({d.amplification})")
     g.add_argument("--min-k", type=int, help=f"minimum neighbours before falling back ({d.min_k})")
     g.add_argument("--baseline-epochs", type=int,
                    help=f"ALS epochs of the baseline biases ({d.baseline_epochs})")
@@ -152,7 +154,8 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
                     min_support=cfg.min_support, shrinkage=cfg.shrinkage, min_k=cfg.min_k,
                     block_size=cfg.block_size, on_bad_lines=read_kw["on_bad_lines"],
                     baseline_epochs=cfg.baseline_epochs, reg_user=cfg.reg_user, reg_item=cfg.reg_item,
-                    significance=cfg.significance, min_similarity=cfg.min_similarity)
+                    significance=cfg.significance, min_similarity=cfg.min_similarity,
+                    amplification=cfg.amplification)
         model._check_params()
         block = cfg.block_size
         matrix = build_matrix(train_parts, source=data.source.path,
