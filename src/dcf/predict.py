@@ -273,19 +273,17 @@ def _amplified_blocks(w_blocks, amplification, token):
     (the blocks themselves when ``rho`` is 1)."""
     if amplification == 1.0:
         return w_blocks
-    task = dask.delayed(amplified, pure=True)
+    task = dask.delayed(_amplified, pure=True)
     return [task(w, float(amplification), dask_key_name=f"recommend-amplified-{token}-{b}")
             for b, w in enumerate(w_blocks)]
 
 
-def amplified(W, amplification: float):
-    """``W`` (CSR or dense) with every value ``s`` as ``sign(s) |s|**amplification``:
+def _amplified(W, amplification: float):
+    """A neighbour-matrix block as CSR with every value ``s`` as ``sign(s) |s|**amplification``:
     Breese et al.'s case amplification, monotone, so no neighbour changes rank."""
-    if sp.issparse(W):
-        out = sp.csr_matrix(W, copy=True)
-        out.data = np.sign(out.data) * np.abs(out.data) ** amplification
-        return out
-    return np.sign(W) * np.abs(W) ** amplification
+    out = sp.csr_matrix(W, copy=True)
+    out.data = np.sign(out.data) * np.abs(out.data) ** amplification
+    return out
 
 
 def _other_side(based, ranking, w_blocks, r_blocks, token):

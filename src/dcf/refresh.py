@@ -49,6 +49,7 @@ from .cluster import everywhere, memory_budget, parallelism
 from .ids import IdMap
 from .matrix import _concat
 from .neighbours import table_from_blocks
+from .predict import _blocks, _vstack
 from .similarity import DENSE_FRACTION, _stack_sorted, balanced_cuts, entity_norms, entity_stats, row_block_format
 from .similarity import method as similarity_method
 
@@ -251,8 +252,7 @@ def _merge_block(shape, row0, users, items, source, on_bad_lines, old_rows, firs
     have = np.flatnonzero(old_rows >= 0)
     pieces = [batch]
     if len(have) and old_blocks:
-        stacked = _stack([sp.csr_matrix(b) for b in old_blocks])
-        sub = sp.csr_matrix(stacked)[old_rows[have] - first].tocoo()
+        sub = _vstack(*[sp.csr_matrix(b) for b in old_blocks])[old_rows[have] - first].tocoo()
         rows = have[sub.row].astype(np.int64)
         cols = item_of_old[sub.col]
         keep = ~np.isin(rows * shape[1] + cols, drop)
@@ -322,9 +322,10 @@ def _columns(block, mask, n):
 # ---------------------------------------------------------------- the new blocks
 
 def _blocks_of(X):
-    """``(bounds, Delayed blocks)`` of a row-chunked dask array."""
-    return (np.concatenate([[0], np.cumsum(X.chunks[0])]).astype(np.int64),
-            X.to_delayed(optimize_graph=False).ravel().tolist())
+    """``(bounds, Delayed blocks)`` of a row-chunked dask array (the order
+    :func:`_overlapping` takes)."""
+    blocks, bounds = _blocks(X)
+    return bounds, blocks
 
 
 def _overlapping(blocks, lo, hi):
@@ -335,14 +336,6 @@ def _overlapping(blocks, lo, hi):
     first = int(np.searchsorted(bounds, lo, side="right")) - 1
     last = int(np.searchsorted(bounds, hi, side="left"))
     return int(bounds[first]), items[first:last]
-
-
-def _stack(blocks):
-    if len(blocks) == 1:
-        return blocks[0]
-    if any(sp.issparse(b) for b in blocks):
-        return sp.vstack([sp.csr_matrix(b) for b in blocks], format="csr")
-    return np.vstack(blocks)
 
 
 def _stack_columns(columns, *blocks):
@@ -364,7 +357,7 @@ def _refresh_block(Q, norms, touched, lo, hi, chunk0, measure, min_support, shri
     idx = np.full((m, k), -1, np.int64)
     sim = np.zeros((m, k))
     rows = np.zeros((m, n)) if whole_rows else None
-    Pa = sp.csr_matrix(_stack(list(p_chunks))) if p_chunks else None
+    Pa = sp.csr_matrix(_vstack(*p_chunks)) if p_chunks else None
 
     def compute(at):  # whole rows of the block's entities ``lo + at``
         return kernels.similarity_rows(
@@ -380,11 +373,11 @@ def _refresh_block(Q, norms, touched, lo, hi, chunk0, measure, min_support, shri
     kept = np.flatnonzero(~affected)
     if len(kept):
         at = old_codes[kept] - tab0
-        old_idx = _stack(list(idx_b))[at]
+        old_idx = _vstack(*idx_b)[at]
         idx[kept] = np.where(old_idx >= 0, new_of_old[np.maximum(old_idx, 0)], -1)
-        sim[kept] = _stack(list(sim_b))[at]
+        sim[kept] = _vstack(*sim_b)[at]
         if whole_rows:
-            old = _stack(list(row_b))[old_codes[kept] - rows0]
+            old = _vstack(*row_b)[old_codes[kept] - rows0]
             old = old.toarray() if sp.issparse(old) else np.asarray(old)
             live = np.flatnonzero(new_of_old >= 0)  # entities left without ratings drop out
             rows[np.ix_(kept, new_of_old[live])] = old[:, live]
