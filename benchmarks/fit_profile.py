@@ -49,7 +49,8 @@ def main(argv=None) -> int:
         matrix = build_matrix(data.parts, source=args.data, min_blocks=2 * args.workers * args.threads_per_worker,
                               entity_block_limit=model._block_limit())
         matrix.persist()
-        wait([matrix.by_user, matrix.by_item])
+        wait([matrix.by_user, matrix.by_item, matrix.user_sum, matrix.user_count, matrix.item_sum,
+              matrix.item_count, matrix.report])
         with get_task_stream(client) as ts:
             t0, w0 = time.perf_counter(), time.time()
             model.fit(matrix)

@@ -131,7 +131,9 @@ def child_dcf(args, path: Path, out: Path) -> dict:
             matrix = build_matrix(data.parts, source=str(path), min_blocks=2 * args.workers *
                                   args.threads_per_worker, entity_block_limit=model._block_limit())
             matrix.persist()
-            wait([matrix.by_user, matrix.by_item])
+            # the whole matrix, its statistics included, as implicit's fit is given a built CSR
+            wait([matrix.by_user, matrix.by_item, matrix.user_sum, matrix.user_count, matrix.item_sum,
+                  matrix.item_count, matrix.report])
             t1 = time.perf_counter()
             model.fit(matrix)
             wait([model.neighbours_.W])

@@ -250,6 +250,71 @@ def test_compact_stack_is_exact_and_equals_compact_of_vstack(values):
     np.testing.assert_array_equal(got.data.astype(np.float64), sp.vstack(blocks).tocsr().data)
 
 
+def test_compact_stack_packs_exactly_where_it_can():
+    rng = np.random.default_rng(1)
+    blocks = [sp.csr_matrix(np.where(rng.random((r, 40)) < 0.3, rng.choice([1.0, 2.1, 3.5, -0.25], (r, 40)), 0.0))
+              for r in (6, 0, 9)]
+    blocks.append(sp.csr_matrix(np.where(rng.random((4, 40)) < 0.5, 7.0, 0.0)))  # a value only this block has
+    plain = kernels.compact_stack(blocks)
+    packed = kernels.compact_stack(blocks, pack=True)
+    assert packed.indices is None and packed.data is None and packed.packed.dtype == np.uint32
+    np.testing.assert_array_equal(packed.table, [-0.25, 1.0, 2.1, 3.5, 7.0])
+    back = kernels.unpacked(packed)
+    for a, b in zip(back[:3], plain[:3]):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    assert packed.nbytes < plain.nbytes
+    # too many columns or too many distinct values for 16 bits each: the plain form
+    wide = [sp.csr_matrix(([1.0, 2.0], ([0, 0], [3, 70_000])), shape=(1, 70_001))]
+    assert kernels.compact_stack(wide, pack=True).packed is None
+    many = [sp.csr_matrix((np.arange(1.0, 70_002.0), (np.arange(70_001), np.arange(70_001) % 50)),
+                          shape=(70_001, 50))]
+    assert kernels.compact_stack(many, pack=True).packed is None
+    # parts that each fit but whose union does not: the plain form, the same values
+    halves = [sp.csr_matrix((np.arange(1.0, 40_001.0) + off, (np.arange(40_000), np.arange(40_000) % 50)),
+                            shape=(40_000, 50)) for off in (0.0, 0.5)]
+    joined = kernels.compact_stack(halves, pack=True)
+    assert joined.packed is None
+    for a, b in zip(joined[:3], kernels.compact_stack(halves)[:3]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_fast_topk_is_taken_only_where_its_lists_are_the_general_ones():
+    assert kernels.fast_topk("full-cosine", k=5) and kernels.fast_topk("centred-cosine", k=5)
+    assert not kernels.fast_topk("full-cosine")  # no lists asked for
+    assert not kernels.fast_topk("full-cosine", k=5, dense=True)
+    assert not kernels.fast_topk("full-cosine", min_support=2, k=5)
+    assert not kernels.fast_topk("full-cosine", shrinkage=1.0, k=5)
+    assert not kernels.fast_topk("full-cosine", significance=5.0, k=5)
+    for measure in ("cosine", "pearson", "pearson-baseline", "adjusted-cosine", "jaccard"):
+        assert not kernels.fast_topk(measure, k=5)
+
+
+@given(st.integers(0, 100_000), st.integers(1, 8), st.sampled_from([0.0, 0.2]), st.booleans())
+@settings(max_examples=60, deadline=None)
+def test_fast_topk_equals_the_general_kernel_with_ties_and_signs(seed, k, min_similarity, centred):
+    # few distinct values: many tied similarities, ties broken by the lower id; centred
+    # values of both signs (negative and zero similarities never listed); empty entities
+    rng = np.random.default_rng(seed)
+    n, m = int(rng.integers(2, 30)), int(rng.integers(1, 40))
+    rated = rng.random((n, m)) < rng.uniform(0.05, 0.6)
+    rated[rng.random(n) < 0.2] = False
+    vals = rng.choice([-1.0, -0.5, 0.5, 1.0, 2.0] if centred else [1.0, 2.0, 3.0], size=(n, m))
+    r, c = np.nonzero(rated)
+    X = sp.csr_matrix((vals[r, c], (r, c)), shape=(n, m))
+    measure = "centred-cosine" if centred else "full-cosine"
+    totals = kernels.entity_totals(X, measure)
+    Q = sp.csr_matrix(X.T)
+    _, want_idx, want_sim = kernels.similarity_rows(X, Q, 0, measure, k=k, norms_a=totals, norms=totals,
+                                                    dense=True, min_similarity=min_similarity)
+    for shared in (Q, kernels.compact_stack([Q]), kernels.compact_stack([Q], pack=True)):
+        _, idx, sim = kernels.similarity_rows(X, shared, 0, measure, k=k, norms_a=totals, norms=totals,
+                                              min_similarity=min_similarity)
+        np.testing.assert_array_equal(idx, want_idx)
+        np.testing.assert_array_equal(sim, want_sim)
+    assert (want_sim[want_idx < 0] == 0).all() and (want_sim[want_idx >= 0] > 0).all()
+
+
 @given(st.integers(0, 10_000), st.integers(0, 3), st.sampled_from([0.0, 2.5, 100.0]), st.integers(0, 9),
        st.integers(1, 5))
 @settings(max_examples=60, deadline=None)
@@ -315,6 +380,15 @@ def test_every_measure_equals_its_formula_in_tiles_and_rows(P, measure, min_supp
         want_idx, want_sim = kernels.topk_rows(got[lo:hi], k, 0, lo)
         np.testing.assert_array_equal(idx, want_idx)
         np.testing.assert_array_equal(sim, want_sim)
+        # top-k lists alone (the fast path where the measure allows it), on the plain and
+        # the packed shared matrix: the same lists, bit for bit
+        for shared in (Q, kernels.compact_stack([Q], pack=True)):
+            none, idx, sim = kernels.similarity_rows(
+                X[lo:hi], shared, lo, measure, min_support, shrinkage, k,
+                None if totals is None else totals[lo:hi], totals, **opts)
+            assert none is None
+            np.testing.assert_array_equal(idx, want_idx)
+            np.testing.assert_array_equal(sim, want_sim)
 
 
 def test_measures_on_a_hand_made_case():

@@ -105,6 +105,15 @@ def parallelism() -> int:
         return os.cpu_count() or 1
 
 
+def start(obj):
+    """Begin computing a Delayed on the cluster and return at once (its persisted
+    form); ``obj`` unchanged without a client or with a local scheduler forced."""
+    from dask.base import get_scheduler
+
+    client = getattr(get_scheduler(), "__self__", None)
+    return client.persist(obj) if isinstance(client, Client) else obj
+
+
 def everywhere(obj):
     """Compute a Delayed once and copy it to every worker (the paper's broadcast).
 

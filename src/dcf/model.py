@@ -21,14 +21,15 @@ from sklearn.base import BaseEstimator
 
 from . import io as dio
 from .baseline import fit_biases, fold_in_user_biases, residuals
-from .cluster import memory_budget, parallelism
+from .cluster import memory_budget, parallelism, start
 from .errors import ConfigError, DataError
 from .ids import IdMap
-from .kernels import MEASURES, csr_from_triplets, needs_norms
+from .kernels import MEASURES, csr_from_triplets, fast_topk, needs_norms
 from .matrix import RatingMatrix, _concat, build_matrix, from_array
 from .neighbours import table_from_blocks, top_k
 from .predict import predict_pairs, recommend_blocks, recommend_histories
-from .similarity import block_limit, entity_norms, entity_stats, similarity_by_rows, similarity_rows, similarity_tiles
+from .similarity import (block_limit, entity_norms, entity_stats, shared_parts, similarity_by_rows, similarity_rows,
+                         similarity_tiles)
 from .similarity import method as similarity_method
 
 __all__ = ["KNN", "ItemKNN", "UserKNN", "as_parts"]
@@ -214,11 +215,18 @@ class KNN(BaseEstimator):
         centred = _centred(matrix, self.based, self.similarity)
         if centred is not None:  # similarities of mean-centred ratings
             P, Q = centred
+        parts = None
+        if self.method in (None, "rows") and self.similarity != "pearson-baseline":
+            # the matrix every rows task shares depends on the ratings alone: build its parts
+            # while the costs are summed (dropped unused if the tiles method is chosen)
+            parts = start(shared_parts(Q, fast_topk(self.similarity, self.min_support, self.shrinkage,
+                                                    self.significance, whole_rows, self.k)))
         # one round trip for what the graph's shape depends on: the rating summary, each
         # entity's cost (to cut even tasks) and the norms or counts a measure divides by
         ((lo, hi, total, count), work), norms = dask.compute(
             entity_stats(raw_q),
-            entity_norms(P, self.similarity) if needs_norms(self.similarity) else None)
+            entity_norms(P, self.similarity) if needs_norms(self.similarity) else None,
+            priority=1)  # ahead of the shared matrix: the graph waits on these
         self.method_ = self.method or similarity_method(memory_budget(), int(P.shape[1]), int(count))
         self.user_bias_ = self.item_bias_ = None
         if self._needs_biases():
@@ -232,7 +240,7 @@ class KNN(BaseEstimator):
             bounds, token, blocks = similarity_by_rows(P, Q, self.k, self.similarity, self.min_support,
                                                        self.shrinkage, whole_rows, work=work,
                                                        groups=ROW_TASKS_PER_THREAD * parallelism(),
-                                                       norms=norms, **weights)
+                                                       norms=norms, parts=parts, **weights)
             self.neighbours_ = table_from_blocks([b[0] for b in blocks], [b[1] for b in blocks],
                                                  bounds, self.k, token).persist()
             self.similarity_rows_ = (_concat([b[2] for b in blocks], bounds, int(P.shape[0])).persist()

@@ -50,7 +50,8 @@ from .ids import IdMap
 from .matrix import _concat
 from .neighbours import table_from_blocks
 from .predict import _blocks, _vstack
-from .similarity import DENSE_FRACTION, _stack_sorted, balanced_cuts, entity_norms, entity_stats, row_block_format
+from .similarity import (DENSE_FRACTION, balanced_cuts, entity_norms, entity_stats, row_block_format,
+                         shared_matrix)
 from .similarity import method as similarity_method
 
 __all__ = ["refresh"]
@@ -129,8 +130,9 @@ def refresh(model, ratings):
               balanced_cuts(np.where(affected, work, 0.0), ROW_TASKS_PER_THREAD * parallelism()))
     k = int(model.neighbours_.k)
     token = dask.base.tokenize(model._token, matrix.by_user, model.get_params(), "refresh", bounds, k)
-    others = everywhere(dask.delayed(_stack_sorted, pure=True)(
-        *q_blocks, dask_key_name=f"refresh-others-{token}"))
+    pack = kernels.fast_topk(model.similarity, model.min_support, model.shrinkage, model.significance,
+                             whole_rows, k)
+    others = everywhere(shared_matrix(Q, pack))
     shared_map = dask.delayed(new_of_old, pure=True)
     columns = None
     if patch.any():  # the ratings of the touched entities only: what their columns need

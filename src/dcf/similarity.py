@@ -29,7 +29,8 @@ from .cluster import everywhere
 from .errors import ConfigError
 from .matrix import _concat
 
-__all__ = ["SimilarityTiles", "similarity_tiles", "similarity_rows", "similarity_by_rows",
+__all__ = ["SimilarityTiles", "similarity_tiles", "similarity_rows", "similarity_by_rows", "shared_matrix",
+           "shared_parts",
            "block_limit", "method", "entity_norms", "entity_stats", "balanced_cuts", "shared_bytes",
            "row_block_format"]
 
@@ -212,7 +213,7 @@ def row_block_format(block, dense_fraction=DENSE_FRACTION):
 
 def similarity_by_rows(P: da.Array, Q: da.Array, k: int, measure="cosine", min_support=1,
                        shrinkage=0.0, whole_rows=False, dense_fraction=DENSE_FRACTION, work=None,
-                       groups=None, norms=None, significance=0.0, min_similarity=0.0):
+                       groups=None, norms=None, significance=0.0, min_similarity=0.0, parts=None):
     """The ``rows`` method: top-k (and whole rows) per entity block of ``P``.
 
     Parameters
@@ -236,6 +237,9 @@ def similarity_by_rows(P: da.Array, Q: da.Array, k: int, measure="cosine", min_s
         :func:`entity_norms`, already computed (where :func:`dcf.kernels.needs_norms`).
     significance, min_similarity : float
         As in :func:`dcf.kernels.similarity_tile`; 0 disables.
+    parts : list of Delayed, optional
+        :func:`shared_parts` of ``Q``, already started (they do not depend on the
+        costs, so they can be built while the costs are summed).
 
     Returns
     -------
@@ -252,8 +256,10 @@ def similarity_by_rows(P: da.Array, Q: da.Array, k: int, measure="cosine", min_s
     bounds = balanced_cuts(work, groups) if grouped else chunk_bounds
     token = dask.base.tokenize(P, Q, measure, min_support, shrinkage, significance, min_similarity, "rows",
                                bounds)
-    others = dask.delayed(_stack_sorted, pure=True)(*Q.to_delayed(optimize_graph=False).ravel().tolist(),
-                                                    dask_key_name=f"similarity-others-{token}")
+    if parts is None:
+        parts = shared_parts(Q, kernels.fast_topk(measure, min_support, shrinkage, significance, whole_rows, k))
+    others = dask.delayed(kernels.compact_join, pure=True)(int(Q.shape[1]), *parts,
+                                                            dask_key_name=f"similarity-others-{token}")
     if grouped:  # the tasks are few and even: let each run wherever a thread is free
         others = everywhere(others)
     if not kernels.needs_norms(measure):
@@ -324,8 +330,22 @@ def balanced_cuts(work, groups: int) -> np.ndarray:
     return np.unique(np.concatenate([[0], cuts, [n]])).astype(np.int64)
 
 
-def _stack_sorted(*blocks):
-    return kernels.compact_stack(blocks)
+def shared_parts(Q: da.Array, pack=False) -> list:
+    """Delayed :func:`dcf.kernels.compact_part` of every block of ``Q`` (others x
+    entities), built where the block is: the pieces of the matrix every similarity task
+    reads, packed where ``pack`` and exact."""
+    token = dask.base.tokenize(Q, bool(pack))
+    part = dask.delayed(kernels.compact_part, pure=True)
+    return [part(b, bool(pack), dask_key_name=f"similarity-part-{token}-{a}")
+            for a, b in enumerate(Q.to_delayed(optimize_graph=False).ravel().tolist())]
+
+
+def shared_matrix(Q: da.Array, pack=False):
+    """Delayed :class:`dcf.kernels.CompactCSR` of ``Q``: :func:`shared_parts` joined
+    (see :func:`dcf.kernels.compact_stack`)."""
+    parts = shared_parts(Q, pack)
+    return dask.delayed(kernels.compact_join, pure=True)(
+        int(Q.shape[1]), *parts, dask_key_name=f"similarity-others-{dask.base.tokenize(*parts)}")
 
 
 def _concatenate(*parts):
