@@ -231,22 +231,26 @@ def compact_csr(m) -> CompactCSR:
     """:class:`CompactCSR` of a scipy CSR matrix (sorted indices assumed)."""
     n = m.shape[1]
     indices = m.indices.astype(np.uint16 if n <= PACK_LIMIT else np.int32, copy=False)
-    data = np.asarray(m.data, np.float64)
+    return CompactCSR(m.indptr.astype(np.int64, copy=False), indices, _exact_f32(m.data), tuple(m.shape))
+
+
+def _exact_f32(data):
+    """``data`` as float32 where every value survives the round trip, else float64."""
+    data = np.asarray(data, np.float64)
     f32 = data.astype(np.float32)
-    if np.array_equal(f32.astype(np.float64), data):
-        data = f32
-    return CompactCSR(m.indptr.astype(np.int64, copy=False), indices, data, tuple(m.shape))
+    return f32 if np.array_equal(f32.astype(np.float64), data) else data
+
+
+def _unpack(packed, table):
+    """``(columns uint16, values)`` of packed entries (values as :func:`_exact_f32`)."""
+    return (packed & 0xFFFF).astype(np.uint16), _exact_f32(table[packed >> 16])
 
 
 def unpacked(Q: CompactCSR) -> CompactCSR:
     """The plain form (column and value arrays) of a possibly packed :class:`CompactCSR`."""
     if Q.packed is None:
         return Q
-    data = Q.table[Q.packed >> 16]
-    f32 = data.astype(np.float32)
-    if np.array_equal(f32.astype(np.float64), data):
-        data = f32
-    return CompactCSR(Q.indptr, (Q.packed & 0xFFFF).astype(np.uint16), data, Q.shape)
+    return CompactCSR(Q.indptr, *_unpack(Q.packed, Q.table), Q.shape)
 
 
 def compact_stack(blocks, pack=False) -> CompactCSR:
@@ -278,8 +282,7 @@ def compact_part(b, pack=False):
             _pack(b.indices, data, table, packed)
             return lengths, None, None, packed, table
     indices = b.indices.astype(np.uint16 if b.shape[1] <= PACK_LIMIT else np.int32)
-    f32 = data.astype(np.float32)
-    return lengths, indices, (f32 if np.array_equal(f32.astype(np.float64), data) else data), None, None
+    return lengths, indices, _exact_f32(data), None, None
 
 
 def compact_join(n, *parts) -> CompactCSR:
@@ -301,19 +304,11 @@ def compact_join(n, *parts) -> CompactCSR:
                     _recode(p[3], np.searchsorted(table, p[4]).astype(np.uint32), packed[at:at + len(p[3])])
                 at += len(p[3])
             return CompactCSR(indptr, None, None, shape, packed, table)
-    parts = [p if p[3] is None else _plain_part(p) for p in parts]
+    parts = [p if p[3] is None else (p[0], *_unpack(p[3], p[4])) for p in parts]
     dtype = np.float32 if all(p[2].dtype == np.float32 for p in parts) else np.float64
     indices = np.concatenate([np.zeros(0, np.uint16 if n <= PACK_LIMIT else np.int32)] + [p[1] for p in parts])
     data = np.concatenate([np.zeros(0, dtype)] + [p[2].astype(dtype, copy=False) for p in parts])
     return CompactCSR(indptr, indices, data, shape)
-
-
-def _plain_part(part):
-    lengths, _, _, packed, table = part
-    data = table[packed >> 16]
-    f32 = data.astype(np.float32)
-    return (lengths, (packed & 0xFFFF).astype(np.uint16),
-            f32 if np.array_equal(f32.astype(np.float64), data) else data, None, None)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -538,15 +533,17 @@ def _inverse(norms):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def _prefetch_lines(arr, a, b):  # pragma: no cover - compiled
+    """Prefetch every 64-byte cache line of ``arr[a:b]``."""
+    for w in range(a, b, max(64 // arr.itemsize, 1)):
+        _prefetch(arr, w)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _prefetch_row(q_ptr, q_idx, q_val, u):  # pragma: no cover - compiled
     """Prefetch every cache line of row ``u`` (its columns and values)."""
-    a, b = q_ptr[u], q_ptr[u + 1]
-    step = max(64 // q_idx.itemsize, 1)
-    for w in range(a, b, step):
-        _prefetch(q_idx, w)
-    step = max(64 // q_val.itemsize, 1)
-    for w in range(a, b, step):
-        _prefetch(q_val, w)
+    _prefetch_lines(q_idx, q_ptr[u], q_ptr[u + 1])
+    _prefetch_lines(q_val, q_ptr[u], q_ptr[u + 1])
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -596,8 +593,7 @@ def _norms_topk(p_ptr, p_idx, p_val, q_ptr, q_idx, q_val, q_packed, table, packe
             if p + ahead < hi:
                 if packed:
                     v = p_idx[p + ahead]
-                    for w in range(q_ptr[v], q_ptr[v + 1], 16):  # every 64-byte line of the row
-                        _prefetch(q_packed, w)
+                    _prefetch_lines(q_packed, q_ptr[v], q_ptr[v + 1])
                 else:
                     _prefetch_row(q_ptr, q_idx, q_val, p_idx[p + ahead])
             u = p_idx[p]

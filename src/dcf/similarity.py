@@ -256,10 +256,8 @@ def similarity_by_rows(P: da.Array, Q: da.Array, k: int, measure="cosine", min_s
     bounds = balanced_cuts(work, groups) if grouped else chunk_bounds
     token = dask.base.tokenize(P, Q, measure, min_support, shrinkage, significance, min_similarity, "rows",
                                bounds)
-    if parts is None:
-        parts = shared_parts(Q, kernels.fast_topk(measure, min_support, shrinkage, significance, whole_rows, k))
-    others = dask.delayed(kernels.compact_join, pure=True)(int(Q.shape[1]), *parts,
-                                                            dask_key_name=f"similarity-others-{token}")
+    others = shared_matrix(Q, kernels.fast_topk(measure, min_support, shrinkage, significance, whole_rows, k),
+                           parts)
     if grouped:  # the tasks are few and even: let each run wherever a thread is free
         others = everywhere(others)
     if not kernels.needs_norms(measure):
@@ -340,10 +338,10 @@ def shared_parts(Q: da.Array, pack=False) -> list:
             for a, b in enumerate(Q.to_delayed(optimize_graph=False).ravel().tolist())]
 
 
-def shared_matrix(Q: da.Array, pack=False):
+def shared_matrix(Q: da.Array, pack=False, parts=None):
     """Delayed :class:`dcf.kernels.CompactCSR` of ``Q``: :func:`shared_parts` joined
-    (see :func:`dcf.kernels.compact_stack`)."""
-    parts = shared_parts(Q, pack)
+    (see :func:`dcf.kernels.compact_stack`); ``parts``: those parts, already started."""
+    parts = shared_parts(Q, pack) if parts is None else parts
     return dask.delayed(kernels.compact_join, pure=True)(
         int(Q.shape[1]), *parts, dask_key_name=f"similarity-others-{dask.base.tokenize(*parts)}")
 
