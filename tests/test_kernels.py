@@ -279,6 +279,50 @@ def test_compact_stack_packs_exactly_where_it_can():
         np.testing.assert_array_equal(a, b)
 
 
+@given(st.integers(0, 100_000), st.sampled_from(["full-cosine", "centred-cosine", "jaccard", "cosine"]),
+       st.booleans())
+@settings(max_examples=80, deadline=None)
+def test_column_totals_of_the_shared_matrix_are_the_entity_totals_bit_for_bit(seed, measure, few):
+    # the fit takes the norms from the shared matrix (others x entities) instead of the
+    # entity chunks: the same bits are needed, or its lists would differ from a refresh's
+    rng = np.random.default_rng(seed)
+    m, n = int(rng.integers(1, 60)), int(rng.integers(1, 25))
+    rated = rng.random((m, n)) < rng.uniform(0.05, 0.9)
+    values = rng.choice([1.0, 2.5, 4.0], (m, n)) if few else rng.normal(0.0, 2.0, (m, n))
+    values[rng.random((m, n)) < 0.1] = 0.0  # a centred rating of exactly 0 is still stored
+    Q = sp.csr_matrix((values[rated], np.nonzero(rated)), shape=(m, n))
+    blocks = [Q[a:a + 7] for a in range(0, m, 7)]
+    P = Q.T.tocsr()
+    want = kernels.entity_totals(P, measure)
+    for pack in (False, True):
+        got = kernels.column_totals(kernels.compact_stack(blocks, pack), measure)
+        if want is None:
+            assert got is None
+        else:
+            assert got.dtype == np.float64 and np.array_equal(got, want)
+    if measure == "full-cosine":  # and the norms themselves: each row's squares in column order
+        want_rows = [np.sqrt(sum(v * v for v in row)) for row in np.where(rated.T, values.T, np.nan)
+                     .tolist() for row in [[v for v in row if v == v]]]
+        np.testing.assert_allclose(want, want_rows, rtol=1e-12)
+
+
+@given(st.integers(0, 100_000), st.integers(1, 70))
+@settings(max_examples=60, deadline=None)
+def test_a_part_packs_the_same_whether_its_values_are_scanned_or_sorted(seed, distinct):
+    # up to FEW_VALUES distinct values are found by one scan, more by np.unique: same part
+    rng = np.random.default_rng(seed)
+    scale = rng.choice(np.round(rng.normal(0, 3, 200), 2), distinct, replace=False)
+    dense = np.where(rng.random((30, 20)) < 0.5, rng.choice(scale, (30, 20)), 0.0)
+    b = sp.csr_matrix(dense)
+    lengths, _, _, packed, table = kernels.compact_part(b, pack=True)
+    want_table = np.unique(b.data)
+    want = np.empty(b.nnz, np.uint32)
+    kernels._pack(b.indices, np.asarray(b.data, np.float64), want_table, want)
+    np.testing.assert_array_equal(table, want_table)
+    np.testing.assert_array_equal(packed, want)
+    np.testing.assert_array_equal(lengths, np.diff(b.indptr))
+
+
 def test_fast_topk_is_taken_only_where_its_lists_are_the_general_ones():
     assert kernels.fast_topk("full-cosine", k=5) and kernels.fast_topk("centred-cosine", k=5)
     assert not kernels.fast_topk("full-cosine")  # no lists asked for

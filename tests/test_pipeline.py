@@ -365,6 +365,32 @@ def test_entity_stats_equal_a_dense_count():
     np.testing.assert_array_equal(work, rated.T.astype(float) @ rated.sum(1))
 
 
+@pytest.mark.parametrize("centred", [False, True])
+def test_prepare_gives_the_stats_and_the_shared_parts_in_one_pass(centred):
+    from dcf.similarity import entity_stats, prepare, shared_parts
+
+    rng = np.random.default_rng(3)
+    R = rng.choice([0.0, 0.0, 1.0, 2.5, 5.0], size=(40, 13))
+    raw = da.from_array(sp.csr_matrix(R), chunks=(9, 13), asarray=False)
+    def centre(b):  # same structure, other values (as a centred measure's residuals)
+        b = b.copy()
+        b.data = b.data * 0.5 - 0.25
+        return b
+
+    Q = raw.map_blocks(centre, dtype=float) if centred else raw
+    stats, parts = prepare(raw, Q, pack=True)
+    assert len(parts) == raw.numblocks[0]
+    (got_stats, got_work), got_parts = dask.compute(stats, parts, scheduler="sync")
+    (want_stats, want_work), want_parts = dask.compute(entity_stats(raw), shared_parts(Q, True), scheduler="sync")
+    assert got_stats == want_stats
+    np.testing.assert_array_equal(got_work, want_work)
+    for g, w in zip(got_parts, want_parts):
+        for a, b in zip(g, w):
+            np.testing.assert_array_equal(a, b)
+    # the parts are of Q's values, the stats of the raw ratings
+    assert got_parts[0][4].min() == (0.25 if centred else 1.0)
+
+
 def test_a_shared_input_is_copied_to_every_worker(dist_client):
     from dcf.cluster import everywhere
 

@@ -105,13 +105,25 @@ def parallelism() -> int:
         return os.cpu_count() or 1
 
 
-def start(obj):
-    """Begin computing a Delayed on the cluster and return at once (its persisted
-    form); ``obj`` unchanged without a client or with a local scheduler forced."""
+def _client():
+    """The Client whose ``get`` dask uses now; None under a local scheduler (also a
+    forced one)."""
     from dask.base import get_scheduler
 
     client = getattr(get_scheduler(), "__self__", None)
-    return client.persist(obj) if isinstance(client, Client) else obj
+    return client if isinstance(client, Client) else None
+
+
+def connected() -> bool:
+    """Whether dask computes on a cluster now (a client, no local scheduler forced)."""
+    return _client() is not None
+
+
+def start(obj):
+    """Begin computing a Delayed on the cluster and return at once (its persisted
+    form); ``obj`` unchanged without a client or with a local scheduler forced."""
+    client = _client()
+    return obj if client is None else client.persist(obj)
 
 
 def everywhere(obj):
@@ -122,10 +134,8 @@ def everywhere(obj):
     work stealing moves them back only slowly (measured: one of two workers idle
     a third of the time at 20M ratings).  Without a client (or with a local scheduler forced): ``obj`` unchanged.
     """
-    from dask.base import get_scheduler
-
-    client = getattr(get_scheduler(), "__self__", None)  # the Client whose get dask uses
-    if not isinstance(client, Client):  # a local scheduler (also when one is forced)
+    client = _client()
+    if client is None:
         return obj
     persisted = client.persist(obj)
     futures = _futures(persisted)

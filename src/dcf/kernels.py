@@ -24,7 +24,7 @@ from numba.extending import intrinsic
 
 __all__ = [
     "MEASURES", "INPUTS", "csr_from_triplets", "similarity_tile", "similarity_rows", "row_norms",
-    "needs_norms", "entity_totals",
+    "needs_norms", "entity_totals", "column_totals",
     "CompactCSR", "compact_csr", "compact_stack", "compact_part", "compact_join", "unpacked", "fast_topk",
     "top_columns", "topk_rows",
     "merge_topk", "neighbour_matrix", "score_pairs", "top_n", "recommend_rows",
@@ -193,8 +193,70 @@ def similarity_tile(Pa, Pb, measure="cosine", min_support=1, shrinkage=0.0, diag
 
 
 def row_norms(P):
-    """Euclidean norm of every row of a CSR block (the ``full-cosine`` denominators)."""
-    return np.sqrt(np.asarray(P.multiply(P).sum(axis=1)).ravel())
+    """Euclidean norm of every row of a CSR block (the ``full-cosine`` denominators).
+
+    The squares are summed one after another in column order, the order in which
+    :func:`column_totals` sums them from the shared matrix, so both give the same
+    norms bit for bit (NumPy's pairwise sums would differ in the last bits)."""
+    P = sp.csr_matrix(P)
+    if not P.has_sorted_indices:
+        P = P.sorted_indices()
+    out = np.zeros(P.shape[0])
+    _row_squares(P.indptr.astype(np.int64, copy=False), np.asarray(P.data, np.float64), out)
+    return np.sqrt(out)
+
+
+@numba.njit(cache=True, nogil=True)
+def _row_squares(indptr, data, out):  # pragma: no cover - compiled
+    for i in range(len(indptr) - 1):
+        t = 0.0
+        for e in range(indptr[i], indptr[i + 1]):
+            t += data[e] * data[e]
+        out[i] = t
+
+
+def column_totals(Q, measure):
+    """:func:`entity_totals` of every entity, from the matrix the similarity tasks share
+    (others x entities, :class:`CompactCSR`) in one pass: the norms, summed over
+    the others in ascending order as :func:`row_norms` sums a row of the
+    transpose (so the same bits), or the numbers of ratings for ``jaccard``; None
+    for measures that need neither."""
+    mode = _MODES[measure]
+    if mode not in (NORMS, JACCARD):
+        return None
+    if not isinstance(Q, CompactCSR):
+        Q = compact_csr(sp.csr_matrix(Q).sorted_indices())
+    n = int(Q.shape[1])
+    packed = Q.packed is not None
+    if mode == JACCARD:
+        return np.bincount(Q.packed & 0xFFFF if packed else Q.indices, minlength=n).astype(np.float64)
+    out = np.zeros(n)
+    _column_squares(*_entries(Q), packed, out)
+    return np.sqrt(out)
+
+
+def _entries(Q):
+    """``(columns, values, packed, table)`` of a :class:`CompactCSR` for the compiled
+    loops that read either form (empty arrays stand for the form it does not have)."""
+    if Q.packed is not None:
+        return np.zeros(0, np.uint16), np.zeros(0), Q.packed, Q.table
+    return Q.indices, Q.data, np.zeros(0, np.uint32), np.zeros(0)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _entry(q_idx, q_val, q_packed, table, packed, q):  # pragma: no cover - compiled
+    """``(column, value as float64)`` of entry ``q`` of either form."""
+    if packed:
+        x = q_packed[q]
+        return np.int64(x & 0xFFFF), table[x >> 16]
+    return np.int64(q_idx[q]), np.float64(q_val[q])
+
+
+@numba.njit(cache=True, nogil=True)
+def _column_squares(q_idx, q_val, q_packed, table, packed, out):  # pragma: no cover - compiled
+    for q in range(len(q_packed) if packed else len(q_idx)):
+        c, v = _entry(q_idx, q_val, q_packed, table, packed, q)
+        out[c] += v * v
 
 
 class CompactCSR(NamedTuple):
@@ -276,6 +338,14 @@ def compact_part(b, pack=False):
     lengths = np.diff(b.indptr).astype(np.int64)
     data = np.asarray(b.data, np.float64)
     if pack and b.shape[1] <= PACK_LIMIT:
+        seen, codes = np.empty(FEW_VALUES), np.empty(b.nnz, np.uint32)
+        few = _few_values(data, seen, codes)
+        if few >= 0:  # a rating scale: one pass, no sort of the block's values
+            order = np.argsort(seen[:few])
+            rank = np.empty(few, np.uint32)
+            rank[order] = np.arange(few, dtype=np.uint32)
+            _recode((codes << np.uint32(16)) | b.indices.astype(np.uint32), rank, codes)
+            return lengths, None, None, codes, seen[:few][order]
         table = np.unique(data)
         if len(table) <= PACK_LIMIT:
             packed = np.empty(b.nnz, np.uint32)
@@ -309,6 +379,30 @@ def compact_join(n, *parts) -> CompactCSR:
     indices = np.concatenate([np.zeros(0, np.uint16 if n <= PACK_LIMIT else np.int32)] + [p[1] for p in parts])
     data = np.concatenate([np.zeros(0, dtype)] + [p[2].astype(dtype, copy=False) for p in parts])
     return CompactCSR(indptr, indices, data, shape)
+
+
+FEW_VALUES = 64  # distinct values a block's table is found by scanning, not by sorting
+
+
+@numba.njit(cache=True, nogil=True)
+def _few_values(data, seen, codes):  # pragma: no cover - compiled
+    """The distinct values of ``data`` in first-seen order into ``seen`` and each entry's
+    position among them into ``codes``; the count, or -1 once there are more than
+    ``len(seen)`` (the caller sorts instead)."""
+    have, last = 0, 0
+    for e in range(len(data)):
+        x = data[e]
+        if have == 0 or seen[last] != x:
+            last = 0
+            while last < have and seen[last] != x:
+                last += 1
+            if last == have:
+                if have == len(seen):
+                    return -1
+                seen[have] = x
+                have += 1
+        codes[e] = last
+    return have
 
 
 @numba.njit(cache=True, nogil=True)
@@ -412,11 +506,8 @@ def similarity_rows(Pa, Q, row0, measure="cosine", min_support=1, shrinkage=0.0,
     if fast:
         norms_a, norms = np.asarray(norms_a, np.float64), np.asarray(norms, np.float64)
         args = (Pa.indptr.astype(np.int64, copy=False), Pa.indices, np.asarray(Pa.data, np.float64), Q.indptr)
-        packed = Q.packed is not None
-        none16, none32, none64 = np.zeros(0, np.uint16), np.zeros(0, np.uint32), np.zeros(0)
-        _norms_topk(*args, none16 if packed else Q.indices, none64 if packed else Q.data,
-                    Q.packed if packed else none32, Q.table if packed else none64, packed,
-                    ids, norms_a, norms, _inverse(norms), float(min_similarity), idx, sim, PREFETCH_AHEAD)
+        _norms_topk(*args, *_entries(Q), Q.packed is not None, ids, norms_a, norms, _inverse(norms),
+                    float(min_similarity), idx, sim, PREFETCH_AHEAD)
         return None, idx, sim
     count = min_support > 1 or shrinkage > 0 or significance > 0 or mode == PEARSON
     p_val = np.ones(Pa.nnz) if mode == JACCARD else np.asarray(Pa.data, np.float64)

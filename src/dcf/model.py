@@ -21,14 +21,14 @@ from sklearn.base import BaseEstimator
 
 from . import io as dio
 from .baseline import fit_biases, fold_in_user_biases, residuals
-from .cluster import memory_budget, parallelism, start
+from .cluster import connected, memory_budget, parallelism, start
 from .errors import ConfigError, DataError
 from .ids import IdMap
-from .kernels import MEASURES, csr_from_triplets, fast_topk, needs_norms
+from .kernels import MEASURES, csr_from_triplets, fast_topk
 from .matrix import RatingMatrix, _concat, build_matrix, from_array
 from .neighbours import table_from_blocks, top_k
 from .predict import predict_pairs, recommend_blocks, recommend_histories
-from .similarity import (block_limit, entity_norms, entity_stats, shared_parts, similarity_by_rows, similarity_rows,
+from .similarity import (block_limit, entity_stats, prepare, similarity_by_rows, similarity_rows,
                          similarity_tiles)
 from .similarity import method as similarity_method
 
@@ -215,18 +215,22 @@ class KNN(BaseEstimator):
         centred = _centred(matrix, self.based, self.similarity)
         if centred is not None:  # similarities of mean-centred ratings
             P, Q = centred
-        parts = None
+        # one round trip for what the graph's shape depends on: the rating summary and each
+        # entity's cost (to cut even tasks)
         if self.method in (None, "rows") and self.similarity != "pearson-baseline":
-            # the matrix every rows task shares depends on the ratings alone: build its parts
-            # while the costs are summed (dropped unused if the tiles method is chosen)
-            parts = start(shared_parts(Q, fast_topk(self.similarity, self.min_support, self.shrinkage,
-                                                    self.significance, whole_rows, self.k)))
-        # one round trip for what the graph's shape depends on: the rating summary, each
-        # entity's cost (to cut even tasks) and the norms or counts a measure divides by
-        ((lo, hi, total, count), work), norms = dask.compute(
-            entity_stats(raw_q),
-            entity_norms(P, self.similarity) if needs_norms(self.similarity) else None,
-            priority=1)  # ahead of the shared matrix: the graph waits on these
+            # the matrix every rows task shares depends on the ratings alone: its parts come
+            # from the same per-block tasks as the summary (dropped if tiles are chosen)
+            stats, parts = prepare(raw_q, Q, fast_topk(self.similarity, self.min_support, self.shrinkage,
+                                                       self.significance, whole_rows, self.k))
+            if connected():
+                stats, *parts = start([stats, *parts])  # the parts stay on the workers
+                (lo, hi, total, count), work = dask.compute(stats)[0]
+            else:  # a local scheduler: once, not again for the join
+                ((lo, hi, total, count), work), parts = dask.compute(stats, parts)
+                parts = [dask.delayed(p, pure=True) for p in parts]
+        else:
+            parts = None
+            (lo, hi, total, count), work = dask.compute(entity_stats(raw_q))[0]
         self.method_ = self.method or similarity_method(memory_budget(), int(P.shape[1]), int(count))
         self.user_bias_ = self.item_bias_ = None
         if self._needs_biases():
@@ -240,7 +244,7 @@ class KNN(BaseEstimator):
             bounds, token, blocks = similarity_by_rows(P, Q, self.k, self.similarity, self.min_support,
                                                        self.shrinkage, whole_rows, work=work,
                                                        groups=ROW_TASKS_PER_THREAD * parallelism(),
-                                                       norms=norms, parts=parts, **weights)
+                                                       parts=parts, **weights)
             self.neighbours_ = table_from_blocks([b[0] for b in blocks], [b[1] for b in blocks],
                                                  bounds, self.k, token).persist()
             self.similarity_rows_ = (_concat([b[2] for b in blocks], bounds, int(P.shape[0])).persist()

@@ -30,7 +30,7 @@ from .errors import ConfigError
 from .matrix import _concat
 
 __all__ = ["SimilarityTiles", "similarity_tiles", "similarity_rows", "similarity_by_rows", "shared_matrix",
-           "shared_parts",
+           "shared_parts", "prepare",
            "block_limit", "method", "entity_norms", "entity_stats", "balanced_cuts", "shared_bytes",
            "row_block_format"]
 
@@ -234,7 +234,9 @@ def similarity_by_rows(P: da.Array, Q: da.Array, k: int, measure="cosine", min_s
     groups : int, optional
         How many ranges (default: one per chunk).
     norms : (n,) array or Delayed, optional
-        :func:`entity_norms`, already computed (where :func:`dcf.kernels.needs_norms`).
+        :func:`entity_norms`, already computed (where :func:`dcf.kernels.needs_norms`);
+        by default :func:`dcf.kernels.column_totals` of the shared matrix (the same
+        values), one task after it is built.
     significance, min_similarity : float
         As in :func:`dcf.kernels.similarity_tile`; 0 disables.
     parts : list of Delayed, optional
@@ -258,14 +260,15 @@ def similarity_by_rows(P: da.Array, Q: da.Array, k: int, measure="cosine", min_s
                                bounds)
     others = shared_matrix(Q, kernels.fast_topk(measure, min_support, shrinkage, significance, whole_rows, k),
                            parts)
-    if grouped:  # the tasks are few and even: let each run wherever a thread is free
-        others = everywhere(others)
     if not kernels.needs_norms(measure):
         norms = None
-    elif norms is None:
-        norms = entity_norms(P, measure)
+    elif norms is None:  # one pass over the shared matrix, where it is built
+        norms = dask.delayed(kernels.column_totals, pure=True)(
+            others, measure, dask_key_name=f"similarity-norms-{dask.base.tokenize(others, measure)}")
     elif isinstance(norms, np.ndarray):
         norms = dask.delayed(norms, pure=True)
+    if grouped:  # the tasks are few and even: let each run wherever a thread is free
+        others, norms = everywhere((others, norms)) if norms is not None else (everywhere(others), None)
     task = dask.delayed(_rows_block, nout=3, pure=True)
     blocks = []
     for a in range(len(bounds) - 1):
@@ -326,6 +329,35 @@ def balanced_cuts(work, groups: int) -> np.ndarray:
     targets = cum[-1] * np.arange(1, max(int(groups), 1)) / max(int(groups), 1)
     cuts = np.searchsorted(cum, targets)
     return np.unique(np.concatenate([[0], cuts, [n]])).astype(np.int64)
+
+
+def prepare(raw_q: da.Array, Q: da.Array, pack=False):
+    """:func:`entity_stats` of ``raw_q`` and :func:`shared_parts` of ``Q`` (its
+    values, centred or not, over the same blocks) in one task per block, where the
+    block is: ``(stats, parts)``, a Delayed and a list of Delayed.
+
+    The two are what a fit needs first; as one pass they are half the tasks (a
+    block's share of either takes a few milliseconds, so the tasks' overhead was
+    much of their cost)."""
+    token = dask.base.tokenize(raw_q, Q, bool(pack))
+    task = dask.delayed(_prepare_block, pure=True)
+    raw = raw_q.to_delayed(optimize_graph=False).ravel().tolist()
+    vals = raw if Q is raw_q else Q.to_delayed(optimize_graph=False).ravel().tolist()
+    item = dask.delayed(_item, pure=True)
+    stats, parts = [], []
+    for a, (r, v) in enumerate(zip(raw, vals)):
+        both = task(r, None if v is r else v, bool(pack), dask_key_name=f"similarity-prepare-{token}-{a}")
+        stats.append(item(both, 0, dask_key_name=f"rating-stats-{token}-{a}"))
+        parts.append(item(both, 1, dask_key_name=f"similarity-part-{token}-{a}"))
+    return dask.delayed(_sum_stats, pure=True)(*stats, dask_key_name=f"rating-stats-{token}"), parts
+
+
+def _prepare_block(raw, values, pack):
+    return _stats_part(raw), kernels.compact_part(raw if values is None else values, pack)
+
+
+def _item(pair, i):
+    return pair[i]
 
 
 def shared_parts(Q: da.Array, pack=False) -> list:
