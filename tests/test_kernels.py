@@ -306,6 +306,29 @@ def test_column_totals_of_the_shared_matrix_are_the_entity_totals_bit_for_bit(se
         np.testing.assert_allclose(want, want_rows, rtol=1e-12)
 
 
+@given(st.integers(0, 100_000), st.booleans(), st.data())
+@settings(max_examples=80, deadline=None)
+def test_entity_rows_of_the_shared_matrix_are_the_transposes_rows(seed, few, data):
+    # a rows task cuts its entities' ratings from the shared matrix instead of
+    # gathering P's chunks: the same CSR, explicit zeros and empty rows included
+    rng = np.random.default_rng(seed)
+    m, n = int(rng.integers(1, 50)), int(rng.integers(1, 30))
+    rated = rng.random((m, n)) < rng.uniform(0.0, 0.8)
+    values = rng.choice([1.0, 2.5, 4.0], (m, n)) if few else rng.normal(0.0, 2.0, (m, n))
+    values[rng.random((m, n)) < 0.1] = 0.0
+    Q = sp.csr_matrix((values[rated], np.nonzero(rated)), shape=(m, n))
+    P = Q.T.tocsr()
+    lo = data.draw(st.integers(0, n))
+    hi = data.draw(st.integers(lo, n))
+    for pack in (False, True):
+        got = kernels.entity_rows(kernels.compact_stack([Q[a:a + 9] for a in range(0, m, 9)], pack), lo, hi)
+        want = P[lo:hi]
+        assert got.shape == want.shape and got.data.dtype == np.float64
+        np.testing.assert_array_equal(got.indptr, want.indptr)
+        np.testing.assert_array_equal(got.indices, want.indices)
+        np.testing.assert_array_equal(got.data, want.data)
+
+
 @given(st.integers(0, 100_000), st.integers(1, 70))
 @settings(max_examples=60, deadline=None)
 def test_a_part_packs_the_same_whether_its_values_are_scanned_or_sorted(seed, distinct):

@@ -391,6 +391,33 @@ def test_prepare_gives_the_stats_and_the_shared_parts_in_one_pass(centred):
     assert got_parts[0][4].min() == (0.25 if centred else 1.0)
 
 
+@pytest.mark.parametrize("measure", ["full-cosine", "cosine"])
+def test_even_rows_tasks_read_nothing_but_the_shared_matrix(measure):
+    # what lets Dask queue them and hand them out as threads free up (root-ish tasks):
+    # a task that read P's chunks was sent to the chunks' worker up front
+    from dask.core import get_dependencies
+
+    from dcf.similarity import entity_stats, similarity_by_rows
+
+    rng = np.random.default_rng(5)
+    R = rng.choice([0.0, 0.0, 1.0, 2.5, 5.0], size=(60, 24))
+    Q = da.from_array(sp.csr_matrix(R), chunks=(13, 24), asarray=False)
+    P = da.from_array(sp.csr_matrix(R.T), chunks=(7, 60), asarray=False)
+    work = entity_stats(Q).compute(scheduler="sync")[1]
+    for groups, whole in ((3, False), (None, False), (3, True)):
+        bounds, _, blocks = similarity_by_rows(P, Q, 4, measure, work=work, groups=groups, whole_rows=whole)
+        graph = dict(blocks[0][0].dask)
+        task = [key for key in graph if str(key).startswith("similarity-block")][0]
+        reads = {str(d).split("-")[0] + "-" + str(d).split("-")[1] for d in get_dependencies(graph, task)}
+        if groups and not whole:
+            assert len(bounds) == 4 and reads <= {"similarity-others", "similarity-norms"}
+        else:  # one task per chunk of P: it reads the chunk
+            assert any(not r.startswith("similarity-") for r in reads)
+        lists = dask.compute(*[b[:2] for b in blocks], scheduler="sync")
+        sim = np.concatenate([v for _, v in lists])
+        np.testing.assert_allclose(sim, ref.topk(ref.similarity(R.T, measure), 4)[1], rtol=1e-12)
+
+
 def test_a_shared_input_is_copied_to_every_worker(dist_client):
     from dcf.cluster import everywhere
 

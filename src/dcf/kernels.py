@@ -24,7 +24,7 @@ from numba.extending import intrinsic
 
 __all__ = [
     "MEASURES", "INPUTS", "csr_from_triplets", "similarity_tile", "similarity_rows", "row_norms",
-    "needs_norms", "entity_totals", "column_totals",
+    "needs_norms", "entity_totals", "column_totals", "entity_rows",
     "CompactCSR", "compact_csr", "compact_stack", "compact_part", "compact_join", "unpacked", "fast_topk",
     "top_columns", "topk_rows",
     "merge_topk", "neighbour_matrix", "score_pairs", "top_n", "recommend_rows",
@@ -257,6 +257,58 @@ def _column_squares(q_idx, q_val, q_packed, table, packed, out):  # pragma: no c
     for q in range(len(q_packed) if packed else len(q_idx)):
         c, v = _entry(q_idx, q_val, q_packed, table, packed, q)
         out[c] += v * v
+
+
+def entity_rows(Q, lo, hi):
+    """Rows ``lo .. hi`` of the transpose of the shared matrix ``Q`` (others x
+    entities, :class:`CompactCSR`): the entities' ratings by other, as the ``P``
+    chunks hold them (CSR, others ascending, float64 values), cut from the matrix a
+    task already has instead of gathered from the workers that hold the chunks.
+    Two passes over ``Q``'s rows: count, then fill."""
+    lo, hi = int(lo), int(hi)
+    m = int(Q.shape[0])
+    first = np.empty(m, np.int64)
+    indptr = np.zeros(hi - lo + 1, np.int64)
+    args = (Q.indptr, *_entries(Q), Q.packed is not None, lo, hi, first)
+    _slice_count(*args, indptr)
+    np.cumsum(indptr, out=indptr)
+    indices = np.empty(int(indptr[-1]), np.int32)
+    data = np.empty(int(indptr[-1]))
+    _slice_fill(*args, indptr[:-1].copy(), indices, data)
+    return sp.csr_matrix((data, indices, indptr), shape=(hi - lo, m))
+
+
+@numba.njit(cache=True, nogil=True)
+def _slice_count(q_ptr, q_idx, q_val, q_packed, table, packed, lo, hi, first, counts):  # pragma: no cover
+    """Each row's first entry at or after column ``lo`` into ``first``, and the entries
+    of every column ``lo .. hi`` into ``counts[1:]``.  A plain scan from each row's
+    start: three times faster than a binary search for ``lo`` (measured on the 20M
+    set), whose every step is an unpredictable branch."""
+    for u in range(len(q_ptr) - 1):
+        b = q_ptr[u + 1]
+        f = b
+        for q in range(q_ptr[u], b):
+            c = _entry(q_idx, q_val, q_packed, table, packed, q)[0]
+            if c >= lo:
+                if f == b:
+                    f = q
+                if c >= hi:
+                    break
+                counts[c - lo + 1] += 1
+        first[u] = f
+
+
+@numba.njit(cache=True, nogil=True)
+def _slice_fill(q_ptr, q_idx, q_val, q_packed, table, packed, lo, hi, first, at, indices, data):  # pragma: no cover
+    for u in range(len(q_ptr) - 1):
+        for q in range(first[u], q_ptr[u + 1]):
+            c, v = _entry(q_idx, q_val, q_packed, table, packed, q)
+            if c >= hi:
+                break
+            e = at[c - lo]
+            indices[e] = u
+            data[e] = v
+            at[c - lo] = e + 1
 
 
 class CompactCSR(NamedTuple):

@@ -5,9 +5,10 @@ blocks of ``P``.  Two methods give the same values, bit for bit:
 
 * ``rows`` (the default): the whole ratings matrix, others x entities, is
   stacked once and shared by every task, as the paper shares its neighbour
-  table (Spark's broadcast); one task per entity block
-  (``similarity-block``) computes its rows with a sparse accumulator and keeps
-  the top-k on the fly.  Cost follows the ratings (sum over the others of
+  table (Spark's broadcast); one task per range of entities of equal cost
+  (``similarity-block``) cuts the range's ratings from that matrix, computes its
+  rows with a sparse accumulator and keeps the top-k on the fly.  Needing no
+  other input, the tasks are handed out as threads free up.  Cost follows the ratings (sum over the others of
   ratings-in-block x ratings), never the number of entity pairs; no merge.
 * ``tiles`` (when the shared matrix would not fit a worker, see
   :func:`method`): similarity is symmetric, so only tiles ``(a, b)`` with
@@ -230,7 +231,12 @@ def similarity_by_rows(P: da.Array, Q: da.Array, k: int, measure="cosine", min_s
         Each entity's cost (the second part of :func:`entity_stats`).  Without whole rows, the
         entities are cut into ``groups`` ranges of equal cost, one task each,
         instead of one task per chunk: fewer, even tasks (chunks of equal size
-        differ by orders of magnitude in cost under a Zipf popularity).
+        differ by orders of magnitude in cost under a Zipf popularity).  Each
+        cuts its entities' ratings from the shared matrix
+        (:func:`dcf.kernels.entity_rows`) rather than reading ``P``'s chunks: with
+        no input but the shared matrix and the norms, Dask queues the tasks and
+        hands them out as threads free up instead of sending each to its chunks'
+        worker up front.
     groups : int, optional
         How many ranges (default: one per chunk).
     norms : (n,) array or Delayed, optional
@@ -277,7 +283,8 @@ def similarity_by_rows(P: da.Array, Q: da.Array, k: int, measure="cosine", min_s
         last = int(np.searchsorted(chunk_bounds, hi, side="left"))
         blocks.append(task(others, norms, lo, hi, int(chunk_bounds[first]), measure, int(min_support),
                            float(shrinkage), int(k), bool(whole_rows), dense_fraction,
-                           (float(significance), float(min_similarity)), *p_blocks[first:last],
+                           (float(significance), float(min_similarity)),
+                           *([] if grouped else p_blocks[first:last]),
                            dask_key_name=f"similarity-block-{token}-{k}-{int(whole_rows)}-{a}"))
     return bounds, f"{token}-{k}", [tuple(b) for b in blocks]
 
@@ -384,9 +391,12 @@ def _concatenate(*parts):
 
 def _rows_block(Q, norms, lo, hi, offset, measure, min_support, shrinkage, k, whole_rows, dense_fraction,
                 weights, *chunks):
-    Pa = chunks[0] if len(chunks) == 1 else sp.vstack(chunks, format="csr")
-    if (lo - offset, hi - offset) != (0, Pa.shape[0]):
-        Pa = Pa[lo - offset:hi - offset]
+    if not chunks:  # the rows cut from the shared matrix: the task needs nothing else
+        Pa = kernels.entity_rows(Q, lo, hi)
+    else:
+        Pa = chunks[0] if len(chunks) == 1 else sp.vstack(chunks, format="csr")
+        if (lo - offset, hi - offset) != (0, Pa.shape[0]):
+            Pa = Pa[lo - offset:hi - offset]
     rows, idx, sim = kernels.similarity_rows(
         Pa, Q, lo, measure, min_support, shrinkage, k,
         norms_a=None if norms is None else norms[lo:hi], norms=norms, dense=whole_rows,
