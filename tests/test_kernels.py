@@ -279,18 +279,25 @@ def test_compact_stack_packs_exactly_where_it_can():
         np.testing.assert_array_equal(a, b)
 
 
+def _random_others(seed, few):
+    """``(Q, rated, values)``: a random others x entities CSR (empty rows and columns
+    possible) of a few rating values or of centred ones, some exactly 0 (still stored)."""
+    rng = np.random.default_rng(seed)
+    m, n = int(rng.integers(1, 60)), int(rng.integers(1, 30))
+    rated = rng.random((m, n)) < rng.uniform(0.0, 0.9)
+    values = rng.choice([1.0, 2.5, 4.0], (m, n)) if few else rng.normal(0.0, 2.0, (m, n))
+    values[rng.random((m, n)) < 0.1] = 0.0
+    return sp.csr_matrix((values[rated], np.nonzero(rated)), shape=(m, n)), rated, values
+
+
 @given(st.integers(0, 100_000), st.sampled_from(["full-cosine", "centred-cosine", "jaccard", "cosine"]),
        st.booleans())
 @settings(max_examples=80, deadline=None)
 def test_column_totals_of_the_shared_matrix_are_the_entity_totals_bit_for_bit(seed, measure, few):
     # the fit takes the norms from the shared matrix (others x entities) instead of the
     # entity chunks: the same bits are needed, or its lists would differ from a refresh's
-    rng = np.random.default_rng(seed)
-    m, n = int(rng.integers(1, 60)), int(rng.integers(1, 25))
-    rated = rng.random((m, n)) < rng.uniform(0.05, 0.9)
-    values = rng.choice([1.0, 2.5, 4.0], (m, n)) if few else rng.normal(0.0, 2.0, (m, n))
-    values[rng.random((m, n)) < 0.1] = 0.0  # a centred rating of exactly 0 is still stored
-    Q = sp.csr_matrix((values[rated], np.nonzero(rated)), shape=(m, n))
+    Q, rated, values = _random_others(seed, few)
+    m = Q.shape[0]
     blocks = [Q[a:a + 7] for a in range(0, m, 7)]
     P = Q.T.tocsr()
     want = kernels.entity_totals(P, measure)
@@ -311,12 +318,8 @@ def test_column_totals_of_the_shared_matrix_are_the_entity_totals_bit_for_bit(se
 def test_entity_rows_of_the_shared_matrix_are_the_transposes_rows(seed, few, data):
     # a rows task cuts its entities' ratings from the shared matrix instead of
     # gathering P's chunks: the same CSR, explicit zeros and empty rows included
-    rng = np.random.default_rng(seed)
-    m, n = int(rng.integers(1, 50)), int(rng.integers(1, 30))
-    rated = rng.random((m, n)) < rng.uniform(0.0, 0.8)
-    values = rng.choice([1.0, 2.5, 4.0], (m, n)) if few else rng.normal(0.0, 2.0, (m, n))
-    values[rng.random((m, n)) < 0.1] = 0.0
-    Q = sp.csr_matrix((values[rated], np.nonzero(rated)), shape=(m, n))
+    Q = _random_others(seed, few)[0]
+    m, n = Q.shape
     P = Q.T.tocsr()
     lo = data.draw(st.integers(0, n))
     hi = data.draw(st.integers(lo, n))
