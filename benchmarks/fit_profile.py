@@ -6,7 +6,9 @@ Builds and persists the matrix, then fits once (global lists, k=50, full cosine 
 default) inside ``get_task_stream`` and prints, per task-name prefix, the count, summed
 seconds and first/last time after the fit started, each worker's busy seconds, and the
 similarity tasks per worker in start order (``index:seconds@start``), which shows idle
-workers and gaps between tasks.
+workers and gaps between tasks.  ``--repeat N`` fits N times on the same matrix and
+prints every fit's time (the stream is of the last): for comparing two commits, run
+each in turn, alternating, on this noisy shared host.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import collections
 import re
 import sys
 import time
+
+import numpy as np
 
 from _report import environment
 
@@ -36,6 +40,8 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads-per-worker", type=int, default=1)
     p.add_argument("--memory-limit", default="3GB")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="fit this many times on the same persisted matrix (A/B runs); the stream is of the last")
     args = p.parse_args(argv)
     print(environment(), flush=True)
     cfg = ClusterConfig(workers=args.workers, threads_per_worker=args.threads_per_worker,
@@ -51,12 +57,23 @@ def main(argv=None) -> int:
         matrix.persist()
         wait([matrix.by_user, matrix.by_item, matrix.user_sum, matrix.user_count, matrix.item_sum,
               matrix.item_count, matrix.report])
+        times = []
+        for _ in range(args.repeat - 1):  # earlier fits: timed only, then released
+            t0 = time.perf_counter()
+            model.fit(matrix)
+            wait([model.neighbours_.W])
+            times.append(time.perf_counter() - t0)
+            model = KNN(k=args.k, neighbourhood="global", similarity=args.similarity)
+            time.sleep(1.0)  # the released keys are forgotten before the next fit
         with get_task_stream(client) as ts:
             t0, w0 = time.perf_counter(), time.time()
             model.fit(matrix)
             wait([model.neighbours_.W])
             took = time.perf_counter() - t0
+    times.append(took)
     print(f"fit {took:.2f} s ({model.method_}, {matrix.shape[0]:,} x {matrix.shape[1]:,})")
+    if len(times) > 1:
+        print("fits:", " ".join(f"{t:.2f}" for t in times), f"median {float(np.median(times)):.2f} s")
     rows = sorted((ss["start"] - w0, ss["stop"] - w0, ss["action"], str(d["key"] if isinstance(d["key"], str)
                                                                          else d["key"][0]), d["worker"])
                   for d in ts.data for ss in d["startstops"])

@@ -366,8 +366,9 @@ def test_entity_stats_equal_a_dense_count():
 
 
 @pytest.mark.parametrize("centred", [False, True])
-def test_prepare_gives_the_stats_and_the_shared_parts_in_one_pass(centred):
-    from dcf.similarity import entity_stats, prepare, shared_parts
+@pytest.mark.parametrize("where", [None, "two workers"])
+def test_prepare_gives_the_stats_and_the_shared_matrix_in_one_pass(centred, where):
+    from dcf.similarity import entity_stats, prepare, shared_matrix
 
     rng = np.random.default_rng(3)
     R = rng.choice([0.0, 0.0, 1.0, 2.5, 5.0], size=(40, 13))
@@ -378,17 +379,46 @@ def test_prepare_gives_the_stats_and_the_shared_parts_in_one_pass(centred):
         return b
 
     Q = raw.map_blocks(centre, dtype=float) if centred else raw
-    stats, parts = prepare(raw, Q, pack=True)
-    assert len(parts) == raw.numblocks[0]
-    (got_stats, got_work), got_parts = dask.compute(stats, parts, scheduler="sync")
-    (want_stats, want_work), want_parts = dask.compute(entity_stats(raw), shared_parts(Q, True), scheduler="sync")
+    if where:  # blocks 0, 2, 4 on one worker with two threads, 1 and 3 on another with one
+        where = [("a", 2), ("b", 1), ("a", 2), ("b", 1), ("a", 2)]
+    stats, runs = prepare(raw, Q, pack=True, where=where)
+    assert len(runs) == (3 if where else raw.numblocks[0])  # a task per thread of a worker, or per block
+    (got_stats, got_work), got = dask.compute(stats, shared_matrix(Q, True, runs), scheduler="sync")
+    (want_stats, want_work), want = dask.compute(entity_stats(raw), shared_matrix(Q, True), scheduler="sync")
     assert got_stats == want_stats
     np.testing.assert_array_equal(got_work, want_work)
-    for g, w in zip(got_parts, want_parts):
-        for a, b in zip(g, w):
+    assert got.shape == want.shape
+    for a, b in zip(got, want):
+        if isinstance(a, np.ndarray):
             np.testing.assert_array_equal(a, b)
-    # the parts are of Q's values, the stats of the raw ratings
-    assert got_parts[0][4].min() == (0.25 if centred else 1.0)
+    # the shared matrix is of Q's values (in block order), the stats of the raw ratings
+    assert got.table.min() == (0.25 if centred else 1.0)
+    np.testing.assert_array_equal(_dense_of(got), R * 0.5 - 0.25 * (R > 0) if centred else R)
+
+
+@pytest.mark.parametrize("measure", ["full-cosine", "cosine"])
+def _dense_of(Q):
+    """The dense array of a (possibly packed) CompactCSR."""
+    from dcf import kernels
+
+    plain = kernels.unpacked(Q)
+    return sp.csr_matrix((plain.data.astype(float), plain.indices, plain.indptr), shape=Q.shape).toarray()
+
+
+def test_placement_names_the_worker_holding_each_chunk(dist_client):
+    from dcf.cluster import placement
+
+    X = da.from_array(sp.csr_matrix(np.eye(12)), chunks=(3, 12), asarray=False)
+    with dask.config.set(scheduler=dist_client):
+        assert placement(X) is None  # not persisted
+        X = X.persist()
+        where = placement(X)
+    holders = dist_client.who_has(distributed.futures_of(X))
+    workers = dist_client.scheduler_info()["workers"]
+    assert [w for w, _ in where] == [holders[k][0] for k in [key for (key,) in X.__dask_keys__()]]
+    assert all(t == workers[w]["nthreads"] for w, t in where)
+    with dask.config.set(scheduler="sync"):
+        assert placement(X) is None
 
 
 @pytest.mark.parametrize("measure", ["full-cosine", "cosine"])

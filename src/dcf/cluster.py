@@ -114,6 +114,28 @@ def _client():
     return client if isinstance(client, Client) else None
 
 
+def placement(collection):
+    """For each chunk of a persisted collection (in ``to_delayed().ravel()`` order), the
+    ``(address, threads)`` of a worker that holds it, once the chunks are computed; None
+    without a client or where a chunk is not in a worker's memory (not persisted)."""
+    from dask.core import flatten
+
+    client = _client()
+    if client is None:
+        return None
+    futures = _futures(collection)
+    wait_for(collection)
+    holders = client.who_has(futures) if futures else {}
+    workers = client.scheduler_info(n_workers=-1)["workers"]
+    out = []
+    for key in flatten(collection.__dask_keys__()):
+        where = [w for w in holders.get(key, ()) if w in workers]
+        if not where:
+            return None
+        out.append((where[0], int(workers[where[0]]["nthreads"])))
+    return out
+
+
 def connected() -> bool:
     """Whether dask computes on a cluster now (a client, no local scheduler forced)."""
     return _client() is not None

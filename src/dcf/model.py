@@ -21,7 +21,7 @@ from sklearn.base import BaseEstimator
 
 from . import io as dio
 from .baseline import fit_biases, fold_in_user_biases, residuals
-from .cluster import connected, memory_budget, parallelism, start
+from .cluster import connected, memory_budget, parallelism, placement, start
 from .errors import ConfigError, DataError
 from .ids import IdMap
 from .kernels import MEASURES, csr_from_triplets, fast_topk
@@ -221,7 +221,8 @@ class KNN(BaseEstimator):
             # the matrix every rows task shares depends on the ratings alone: its parts come
             # from the same per-block tasks as the summary (dropped if tiles are chosen)
             stats, parts = prepare(raw_q, Q, fast_topk(self.similarity, self.min_support, self.shrinkage,
-                                                       self.significance, whole_rows, self.k))
+                                                       self.significance, whole_rows, self.k),
+                                   where=placement(raw_q))
             if connected():
                 stats, *parts = start([stats, *parts])  # the parts stay on the workers
                 (lo, hi, total, count), work = dask.compute(stats)[0]

@@ -322,9 +322,12 @@ def _stats_part(b):
 
 
 def _sum_stats(*parts):
-    stats = np.array([p[0] for p in parts])
-    summary = (stats[:, 0].min(), stats[:, 1].max(), stats[:, 2].sum(), stats[:, 3].sum())
-    return summary, np.sum([p[1] for p in parts], axis=0)
+    return _summary([p[0] for p in parts]), np.sum([p[1] for p in parts], axis=0)
+
+
+def _summary(stats):
+    stats = np.array(stats)
+    return stats[:, 0].min(), stats[:, 1].max(), stats[:, 2].sum(), stats[:, 3].sum()
 
 
 def balanced_cuts(work, groups: int) -> np.ndarray:
@@ -338,29 +341,57 @@ def balanced_cuts(work, groups: int) -> np.ndarray:
     return np.unique(np.concatenate([[0], cuts, [n]])).astype(np.int64)
 
 
-def prepare(raw_q: da.Array, Q: da.Array, pack=False):
+def prepare(raw_q: da.Array, Q: da.Array, pack=False, where=None):
     """:func:`entity_stats` of ``raw_q`` and :func:`shared_parts` of ``Q`` (its
-    values, centred or not, over the same blocks) in one task per block, where the
-    block is: ``(stats, parts)``, a Delayed and a list of Delayed.
+    values, centred or not, over the same blocks) in one pass: ``(stats, parts)``, a
+    Delayed and a list of Delayed runs of parts for :func:`shared_matrix`.
 
-    The two are what a fit needs first; as one pass they are half the tasks (a
-    block's share of either takes a few milliseconds, so the tasks' overhead was
-    much of their cost)."""
-    token = dask.base.tokenize(raw_q, Q, bool(pack))
-    task = dask.delayed(_prepare_block, pure=True)
+    ``where``: for each block of ``raw_q``, ``(worker, threads)`` of a worker that
+    holds it (:func:`dcf.cluster.placement`).  Each worker's blocks are then done by
+    one task per thread, there, instead of one task per block: a block's share takes
+    a few milliseconds, so the tasks' overhead and the per-block cost arrays shipped
+    to be summed were most of the cost (80 tasks at 20M ratings).  Without it, one
+    task per block.  The rating summary is summed per block in block order either
+    way, so the same bits."""
+    token = dask.base.tokenize(raw_q, Q, bool(pack), where)
+    task = dask.delayed(_prepare_blocks, pure=True)
     raw = raw_q.to_delayed(optimize_graph=False).ravel().tolist()
-    vals = raw if Q is raw_q else Q.to_delayed(optimize_graph=False).ravel().tolist()
+    vals = None if Q is raw_q else Q.to_delayed(optimize_graph=False).ravel().tolist()
     item = dask.delayed(_item, pure=True)
-    stats, parts = [], []
-    for a, (r, v) in enumerate(zip(raw, vals)):
-        both = task(r, None if v is r else v, bool(pack), dask_key_name=f"similarity-prepare-{token}-{a}")
-        stats.append(item(both, 0, dask_key_name=f"rating-stats-{token}-{a}"))
-        parts.append(item(both, 1, dask_key_name=f"similarity-part-{token}-{a}"))
-    return dask.delayed(_sum_stats, pure=True)(*stats, dask_key_name=f"rating-stats-{token}"), parts
+    stats, runs = [], []
+    for g, blocks in enumerate(_groups(where, len(raw))):
+        both = task(bool(pack), blocks, [raw[a] for a in blocks], None if vals is None else [vals[a] for a in blocks],
+                    dask_key_name=f"similarity-prepare-{token}-{g}")
+        stats.append(item(both, 0, dask_key_name=f"rating-stats-{token}-{g}"))
+        runs.append(item(both, 1, dask_key_name=f"similarity-part-{token}-{g}"))
+    return dask.delayed(_sum_group_stats, pure=True)(*stats, dask_key_name=f"rating-stats-{token}"), runs
 
 
-def _prepare_block(raw, values, pack):
-    return _stats_part(raw), kernels.compact_part(raw if values is None else values, pack)
+def _groups(where, n: int) -> list:
+    """Block indices per task: one block each without ``where``, else each worker's
+    blocks (ascending) cut into one run per thread."""
+    if where is None:
+        return [[a] for a in range(n)]
+    mine = {}
+    for a, (worker, threads) in enumerate(where):
+        mine.setdefault(worker, (threads, []))[1].append(a)
+    return [run.tolist() for threads, blocks in mine.values()
+            for run in np.array_split(np.array(blocks, np.int64), min(max(int(threads), 1), len(blocks)))]
+
+
+def _prepare_blocks(pack, blocks, raws, values):
+    summary, work, run = [], None, []
+    for j, a in enumerate(blocks):
+        s, w = _stats_part(raws[j])
+        summary.append((a, s))
+        work = w if work is None else work + w  # whole numbers: exact in any order
+        run.append((a, kernels.compact_part(raws[j] if values is None else values[j], pack)))
+    return (summary, work), run
+
+
+def _sum_group_stats(*groups):
+    in_order = sorted((pair for g in groups for pair in g[0]), key=lambda pair: pair[0])
+    return _summary([s for _, s in in_order]), np.sum([g[1] for g in groups], axis=0)  # as entity_stats sums
 
 
 def _item(pair, i):
@@ -368,21 +399,31 @@ def _item(pair, i):
 
 
 def shared_parts(Q: da.Array, pack=False) -> list:
-    """Delayed :func:`dcf.kernels.compact_part` of every block of ``Q`` (others x
+    """Delayed runs of :func:`dcf.kernels.compact_part`, one per block of ``Q`` (others x
     entities), built where the block is: the pieces of the matrix every similarity task
-    reads, packed where ``pack`` and exact."""
+    reads, packed where ``pack`` and exact.  A run is a list of ``(block index, part)``."""
     token = dask.base.tokenize(Q, bool(pack))
-    part = dask.delayed(kernels.compact_part, pure=True)
-    return [part(b, bool(pack), dask_key_name=f"similarity-part-{token}-{a}")
+    part = dask.delayed(_part_run, pure=True)
+    return [part(a, b, bool(pack), dask_key_name=f"similarity-part-{token}-{a}")
             for a, b in enumerate(Q.to_delayed(optimize_graph=False).ravel().tolist())]
 
 
+def _part_run(a, b, pack):
+    return [(a, kernels.compact_part(b, pack))]
+
+
 def shared_matrix(Q: da.Array, pack=False, parts=None):
-    """Delayed :class:`dcf.kernels.CompactCSR` of ``Q``: :func:`shared_parts` joined
-    (see :func:`dcf.kernels.compact_stack`); ``parts``: those parts, already started."""
+    """Delayed :class:`dcf.kernels.CompactCSR` of ``Q``: the runs of parts of
+    :func:`shared_parts` (or of :func:`prepare`, already started: ``parts``) joined in
+    block order (see :func:`dcf.kernels.compact_stack`)."""
     parts = shared_parts(Q, pack) if parts is None else parts
-    return dask.delayed(kernels.compact_join, pure=True)(
+    return dask.delayed(_join_runs, pure=True)(
         int(Q.shape[1]), *parts, dask_key_name=f"similarity-others-{dask.base.tokenize(*parts)}")
+
+
+def _join_runs(n, *runs):
+    return kernels.compact_join(n, *[p for _, p in sorted((pair for run in runs for pair in run),
+                                                          key=lambda pair: pair[0])])
 
 
 def _concatenate(*parts):
