@@ -49,7 +49,8 @@ def main(argv=None) -> int:
     with cluster.connect(cfg) as client:
         warm = KNN(k=5, neighbourhood="global", similarity=args.similarity).fit(
             open_source("synthetic:users=2000,items=300,ratings=20000"))
-        del warm  # the kernels are compiled in every worker
+        del warm
+        cluster.warm_up(client, [args.similarity])  # every kernel loaded in every worker
         model = KNN(k=args.k, neighbourhood="global", similarity=args.similarity)
         data = open_source(args.data)
         matrix = build_matrix(data.parts, source=args.data, min_blocks=2 * args.workers * args.threads_per_worker,

@@ -122,6 +122,7 @@ def child_dcf(args, path: Path, out: Path) -> dict:
         for ranking in ("sum", "prediction"):  # compiles the kernels in every worker
             warm.recommend(n=5, ranking=ranking).compute()
         del warm
+        cluster.warm_up(client, [args.similarity])  # every kernel loaded in every worker
         before = set(client.scheduler_info()["workers"])
         pids = list(client.run(os.getpid).values())
         with RssSampler(pids) as rss:

@@ -219,3 +219,26 @@ def test_batch_job_across_network_namespaces(paper_hosts, tmp_path):
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
+
+
+def _kernels_loaded():
+    from dcf import kernels
+
+    return {name: len(getattr(kernels, name).signatures) > 0
+            for name in ("_few_values", "_column_squares", "_slice_count", "_slice_fill", "_norms_topk", "_sim_rows")}
+
+
+def test_warm_up_loads_every_kernel_in_every_worker():
+    # a first fit on a fresh cluster must not pay numba's loading part way through, on
+    # whichever worker first runs each kernel (what the benchmarks time is the steady state)
+    from distributed import Client, LocalCluster
+
+    from dcf.cluster import warm_up
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as lc, \
+            Client(lc) as client:
+        before = client.run(_kernels_loaded)
+        assert len(before) == 2 and not any(any(v.values()) for v in before.values())
+        warm_up(client)
+        after = client.run(_kernels_loaded)
+        assert all(all(v.values()) for v in after.values()), after
