@@ -8,8 +8,9 @@ blocks of ``P``.  Two methods give the same values, bit for bit:
   table (Spark's broadcast); one task per range of entities of equal cost
   (``similarity-block``) cuts the range's ratings from that matrix, computes its
   rows with a sparse accumulator and keeps the top-k on the fly.  Needing no
-  other input, the tasks are handed out as threads free up.  Cost follows the ratings (sum over the others of
-  ratings-in-block x ratings), never the number of entity pairs; no merge.
+  other input, the tasks are handed out as threads free up.  Cost follows the
+  ratings (sum over the others of ratings-in-block x ratings), never the number
+  of entity pairs; no merge.
 * ``tiles`` (when the shared matrix would not fit a worker, see
   :func:`method`): similarity is symmetric, so only tiles ``(a, b)`` with
   ``a <= b`` are computed, one task each (``similarity-tile``); the lower half
@@ -213,7 +214,7 @@ def row_block_format(block, dense_fraction=DENSE_FRACTION):
 
 def similarity_by_rows(P: da.Array, Q: da.Array, k: int, measure="cosine", min_support=1,
                        shrinkage=0.0, whole_rows=False, dense_fraction=DENSE_FRACTION, work=None,
-                       groups=None, norms=None, significance=0.0, min_similarity=0.0, parts=None):
+                       groups=None, significance=0.0, min_similarity=0.0, parts=None):
     """The ``rows`` method: top-k (and whole rows) per entity block of ``P``.
 
     Parameters
@@ -238,15 +239,15 @@ def similarity_by_rows(P: da.Array, Q: da.Array, k: int, measure="cosine", min_s
         worker up front.
     groups : int, optional
         How many ranges (default: one per chunk).
-    norms : (n,) array or Delayed, optional
-        :func:`entity_norms`, already computed (where :func:`dcf.kernels.needs_norms`);
-        by default :func:`dcf.kernels.column_totals` of the shared matrix (the same
-        values), one task after it is built.
     significance, min_similarity : float
         As in :func:`dcf.kernels.similarity_tile`; 0 disables.
     parts : list of Delayed, optional
-        :func:`shared_parts` of ``Q``, already started (they do not depend on the
-        costs, so they can be built while the costs are summed).
+        Runs of parts of the shared matrix (:func:`prepare`'s, already started, or
+        :func:`shared_parts`, the default).
+
+    Where :func:`dcf.kernels.needs_norms`, the norms (or counts) are one task's pass
+    over the shared matrix once it is built (:func:`dcf.kernels.column_totals`: the
+    same bits as :func:`entity_norms`).
 
     Returns
     -------
@@ -265,13 +266,10 @@ def similarity_by_rows(P: da.Array, Q: da.Array, k: int, measure="cosine", min_s
                                bounds)
     others = shared_matrix(Q, kernels.fast_topk(measure, min_support, shrinkage, significance, whole_rows, k),
                            parts)
-    if not kernels.needs_norms(measure):
-        norms = None
-    elif norms is None:  # one pass over the shared matrix, where it is built
+    norms = None
+    if kernels.needs_norms(measure):  # one pass over the shared matrix, where it is built
         norms = dask.delayed(kernels.column_totals, pure=True)(
             others, measure, dask_key_name=f"similarity-norms-{dask.base.tokenize(others, measure)}")
-    elif isinstance(norms, np.ndarray):
-        norms = dask.delayed(norms, pure=True)
     # even (grouped) tasks read nothing else, so Dask queues them and gives each to a free
     # thread; the first on a worker fetches the matrix, the next ones find it there (copying
     # it to every worker first, as refresh does, held them all back by 0.3-0.4 s at 20M)
