@@ -1,5 +1,7 @@
 """Kernels against the dense reference, and their properties."""
 
+from unittest import mock
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -360,13 +362,16 @@ def test_fast_topk_is_taken_only_where_its_lists_are_the_general_ones():
         assert not kernels.fast_topk(measure, k=5)
 
 
-@given(st.integers(0, 100_000), st.integers(1, 8), st.sampled_from([0.0, 0.2]), st.booleans())
-@settings(max_examples=60, deadline=None)
-def test_fast_topk_equals_the_general_kernel_with_ties_and_signs(seed, k, min_similarity, centred):
+@given(st.integers(0, 100_000), st.integers(1, 8), st.sampled_from([0.0, 0.2]), st.booleans(),
+       st.sampled_from([1, 2, 3, kernels.SELECT_BLOCK]))
+@settings(max_examples=80, deadline=None)
+def test_fast_topk_equals_the_general_kernel_with_ties_and_signs(seed, k, min_similarity, centred, block):
     # few distinct values: many tied similarities, ties broken by the lower id; centred
-    # values of both signs (negative and zero similarities never listed); empty entities
+    # values of both signs (negative and zero similarities never listed); empty entities.
+    # Blocks of 1-3 columns give more blocks than k, so the scan's cut starts from the
+    # blocks' peaks (at the default width only past k x 32 entities)
     rng = np.random.default_rng(seed)
-    n, m = int(rng.integers(2, 30)), int(rng.integers(1, 40))
+    n, m = int(rng.integers(2, 60)), int(rng.integers(1, 40))
     rated = rng.random((n, m)) < rng.uniform(0.05, 0.6)
     rated[rng.random(n) < 0.2] = False
     vals = rng.choice([-1.0, -0.5, 0.5, 1.0, 2.0] if centred else [1.0, 2.0, 3.0], size=(n, m))
@@ -378,8 +383,9 @@ def test_fast_topk_equals_the_general_kernel_with_ties_and_signs(seed, k, min_si
     _, want_idx, want_sim = kernels.similarity_rows(X, Q, 0, measure, k=k, norms_a=totals, norms=totals,
                                                     dense=True, min_similarity=min_similarity)
     for shared in (Q, kernels.compact_stack([Q]), kernels.compact_stack([Q], pack=True)):
-        _, idx, sim = kernels.similarity_rows(X, shared, 0, measure, k=k, norms_a=totals, norms=totals,
-                                              min_similarity=min_similarity)
+        with mock.patch.object(kernels, "SELECT_BLOCK", block):
+            _, idx, sim = kernels.similarity_rows(X, shared, 0, measure, k=k, norms_a=totals, norms=totals,
+                                                  min_similarity=min_similarity)
         np.testing.assert_array_equal(idx, want_idx)
         np.testing.assert_array_equal(sim, want_sim)
     assert (want_sim[want_idx < 0] == 0).all() and (want_sim[want_idx >= 0] > 0).all()

@@ -499,6 +499,7 @@ def _prefetch(typingctx, arr, idx):  # pragma: no cover - compiled
 
 _PREFETCH = "llvm.prefetch.p0" if llvm_version_info >= (15,) else "llvm.prefetch.p0i8"
 PREFETCH_AHEAD = 4  # rows ahead: the row pointer at 2x, the row itself at 1x (measured best)
+SELECT_BLOCK = 32  # columns a top-k scan skips at once when their largest estimate is under the cut
 
 
 def similarity_rows(Pa, Q, row0, measure="cosine", min_support=1, shrinkage=0.0, k=None,
@@ -559,7 +560,7 @@ def similarity_rows(Pa, Q, row0, measure="cosine", min_support=1, shrinkage=0.0,
         norms_a, norms = np.asarray(norms_a, np.float64), np.asarray(norms, np.float64)
         args = (Pa.indptr.astype(np.int64, copy=False), Pa.indices, np.asarray(Pa.data, np.float64), Q.indptr)
         _norms_topk(*args, *_entries(Q), Q.packed is not None, ids, norms_a, norms, _inverse(norms),
-                    float(min_similarity), idx, sim, PREFETCH_AHEAD)
+                    float(min_similarity), idx, sim, PREFETCH_AHEAD, SELECT_BLOCK)
         return None, idx, sim
     count = min_support > 1 or shrinkage > 0 or significance > 0 or mode == PEARSON
     p_val = np.ones(Pa.nnz) if mode == JACCARD else np.asarray(Pa.data, np.float64)
@@ -713,21 +714,32 @@ def _insert(top_i, top_s, i, have, j, s):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, nogil=True)
 def _norms_topk(p_ptr, p_idx, p_val, q_ptr, q_idx, q_val, q_packed, table, packed, ids, norms_a, norms, inv,
-                min_similarity, top_i, top_s, ahead):  # pragma: no cover - compiled
+                min_similarity, top_i, top_s, ahead, block):  # pragma: no cover - compiled
     """Top-k rows of a norm-divided measure (see :func:`fast_topk`); ``packed``: read
     ``q_packed`` / ``table``, else ``q_idx`` / ``q_val``.
 
     Each row's products are summed into a dense accumulator with no bookkeeping of the
     columns touched (measured: tracking them, even only for rows with few products,
-    costs more than it saves), then every column is scanned with a cheap estimate
-    ``prod * (1 / norm_j)`` against the current k-th similarity times the row's norm,
-    less a 1e-9 margin (far above the estimate's rounding).  Only the columns that pass
-    compute the exact ``prod / (norm_i * norm_j)`` of the general kernel, so the lists
-    are the same bit for bit."""
+    costs more than it saves).  A cheap estimate ``prod * (1 / norm_j)`` of every
+    column's similarity times the row's norm is then compared with a cut, less a 1e-9
+    margin (far above the estimate's rounding); only the columns that pass compute the
+    exact ``prod / (norm_i * norm_j)`` of the general kernel and are offered to the
+    list, so the lists are the same bit for bit.
+
+    The cut starts at the k-th largest of the estimates' maxima over blocks of
+    ``block`` columns (self excluded): those are k distinct columns, so the row's k-th
+    similarity is at least that high, and no column of the list can fall under it.
+    Only blocks whose maximum passes are scanned, and a row offers its list about k
+    columns instead of about k log(n / k) from a cut that starts at 0 (measured on the
+    20M set: 54 instead of 322 a row, each insert costing some 150 ns).  Once the list
+    is full, the cut follows its k-th similarity."""
     n = norms.shape[0]
     k = top_i.shape[1]
+    nb = (n + block - 1) // block
     prod = np.zeros(n)
     est = np.empty(n)
+    peak = np.empty(nb)  # each block's largest estimate
+    scratch = np.empty(nb)
     for i in range(len(p_ptr) - 1):
         lo, hi = p_ptr[i], p_ptr[i + 1]
         for p in range(lo, hi):
@@ -748,16 +760,30 @@ def _norms_topk(p_ptr, p_idx, p_val, q_ptr, q_idx, q_val, q_packed, table, packe
             else:
                 for q in range(q_ptr[u], q_ptr[u + 1]):
                     prod[q_idx[q]] += r * np.float64(q_val[q])
-        for j in range(n):  # vectorised: the estimates, then one mostly-untaken branch per column
+        for j in range(n):  # vectorised
             est[j] = prod[j] * inv[j]
-        have, cut, me, na = 0, 0.0, ids[i], norms_a[i]
-        for j in range(n):
-            if est[j] > cut and j != me:
-                s = prod[j] / (na * norms[j])
-                if s > 0 and not s < min_similarity:
-                    have = _insert(top_i, top_s, i, have, j, s)
-                    if have == k:
-                        cut = top_s[i, k - 1] * na * (1.0 - 1e-9)
+        me, na = ids[i], norms_a[i]
+        if 0 <= me < n:
+            est[me] = 0.0  # never listed
+        for b in range(nb):
+            top = 0.0
+            for j in range(b * block, min(b * block + block, n)):
+                top = est[j] if est[j] > top else top
+            peak[b] = top
+        cut = 0.0
+        if nb > k:  # the k-th largest block peak: a floor under the row's k-th estimate
+            scratch[:] = peak
+            cut = np.partition(scratch, nb - k)[nb - k] * (1.0 - 1e-9)
+        have = 0
+        for b in range(nb):
+            if peak[b] > cut:  # one mostly-untaken branch per block
+                for j in range(b * block, min(b * block + block, n)):
+                    if est[j] > cut:
+                        s = prod[j] / (na * norms[j])
+                        if s > 0 and not s < min_similarity:
+                            have = _insert(top_i, top_s, i, have, j, s)
+                            if have == k:
+                                cut = max(cut, top_s[i, k - 1] * na * (1.0 - 1e-9))
         prod[:] = 0.0
 
 
