@@ -353,7 +353,7 @@ def test_balanced_cuts_cover_every_entity_in_even_ranges(work, groups):
 
 
 def test_entity_stats_equal_a_dense_count():
-    from dcf.similarity import entity_stats
+    from dcf.similarity import PAIR_COST, entity_stats
 
     rng = np.random.default_rng(7)
     R = rng.choice([0.0, 0.0, 0.0, 1.0, 2.5, 5.0], size=(40, 13))
@@ -361,8 +361,9 @@ def test_entity_stats_equal_a_dense_count():
     (lo, hi, total, count), work = entity_stats(Q).compute(scheduler="sync")
     rated = R > 0
     assert (lo, hi, total, count) == (R[rated].min(), R[rated].max(), R[rated].sum(), rated.sum())
-    # an item's cost in the rows method: the ratings of each of its raters, summed
-    np.testing.assert_array_equal(work, rated.T.astype(float) @ rated.sum(1))
+    # an item's cost in the rows method: the ratings of each of its raters, summed, plus a
+    # fixed cost a rating
+    np.testing.assert_array_equal(work, rated.T.astype(float) @ (rated.sum(1) + PAIR_COST))
 
 
 @pytest.mark.parametrize("centred", [False, True])

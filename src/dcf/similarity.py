@@ -45,6 +45,17 @@ MIN_BLOCK = 16
 # the rows method keeps one copy of the whole matrix per worker: allowed up to this share
 # of the memory a worker has for tasks
 SHARED_FRACTION = 0.25
+# an entity's cost in the rows kernels, in products (multiply-adds): each of its ratings
+# also costs PAIR_COST (fetching that other's row from the shared matrix), and in the fast
+# top-k path each entity costs SCAN_COST per entity it is compared with (the scan for its
+# list).  Fitted to the kernel's time on random item ranges of the 20M set
+# (benchmarks/kernel_costs.py): 0.16-0.18 ns a product, 75-92 ns a pair, 1.9-2.2 ns a
+# column scanned, so a pair is 400-580 products and a column 10-14 (products and pairs
+# go together, so their split is loose; the total is what cuts the tasks).  Cut by
+# products alone, the range of rarely rated items (many rows, few products) took twice
+# the time of the others
+PAIR_COST = 400.0
+SCAN_COST = 10.0
 
 
 def shared_bytes(n_others: int, nnz: int) -> float:
@@ -261,11 +272,14 @@ def similarity_by_rows(P: da.Array, Q: da.Array, k: int, measure="cosine", min_s
     p_blocks = P.to_delayed(optimize_graph=False).ravel().tolist()
     chunk_bounds = np.concatenate([[0], np.cumsum(P.chunks[0])]).astype(np.int64)
     grouped = work is not None and groups is not None and not whole_rows
-    bounds = balanced_cuts(work, groups) if grouped else chunk_bounds
+    fast = kernels.fast_topk(measure, min_support, shrinkage, significance, whole_rows, k)
+    if grouped:  # the fast path also scans every entity for each list
+        bounds = balanced_cuts(np.asarray(work, np.float64) + (SCAN_COST * int(Q.shape[1]) if fast else 0.0), groups)
+    else:
+        bounds = chunk_bounds
     token = dask.base.tokenize(P, Q, measure, min_support, shrinkage, significance, min_similarity, "rows",
                                bounds)
-    others = shared_matrix(Q, kernels.fast_topk(measure, min_support, shrinkage, significance, whole_rows, k),
-                           parts)
+    others = shared_matrix(Q, fast, parts)
     norms = None
     if kernels.needs_norms(measure):  # one pass over the shared matrix, where it is built
         norms = dask.delayed(kernels.column_totals, pure=True)(
@@ -301,8 +315,8 @@ def entity_norms(P: da.Array, measure="full-cosine"):
 def entity_stats(Q: da.Array):
     """Delayed ``((low, high, sum, count), work)`` in one pass over the blocks of ``Q``
     (others x entities): the ratings' range, sum and count, and each entity's cost in
-    the rows method (the sum of the row lengths of ``Q`` over the entity's ratings:
-    the products its row takes)."""
+    the rows method: the sum of the row lengths of ``Q`` over the entity's ratings
+    (the products its row takes), plus :data:`PAIR_COST` a rating."""
     part = dask.delayed(_stats_part, pure=True)
     token = dask.base.tokenize(Q)
     parts = [part(b, dask_key_name=f"rating-stats-{token}-{a}")
@@ -313,7 +327,7 @@ def entity_stats(Q: da.Array):
 def _stats_part(b):
     b = sp.csr_matrix(b)
     lengths = np.diff(b.indptr)
-    work = np.bincount(b.indices, weights=np.repeat(lengths, lengths).astype(np.float64), minlength=b.shape[1])
+    work = np.bincount(b.indices, weights=np.repeat(lengths + PAIR_COST, lengths), minlength=b.shape[1])
     if b.nnz == 0:
         return (np.inf, -np.inf, 0.0, 0.0), work
     return (float(b.data.min()), float(b.data.max()), float(b.data.sum()), float(b.nnz)), work
