@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
+from dcf.cluster import MMAP_THRESHOLD
 from dcf.run import main
 
 pytestmark = pytest.mark.slow
@@ -79,6 +80,7 @@ def test_start_dashboard_batch_job_stop(tmp_path):
             assert [(w["nthreads"], w["memory_limit"]) for w in workers] == [(2, 3_000_000_000)] * 2
             target = c.run(lambda: __import__("dask").config.get("distributed.worker.memory.target"))
             assert set(target.values()) == {0.4}
+            assert _allocation_settings(c) == ({str(MMAP_THRESHOLD)}, 1.0)
         remote, local = tmp_path / "remote", tmp_path / "local"
         assert main(["--scheduler", address, "--data", SMALL, "--out", str(remote), "--no-progress"]) == 0
         assert main(["--data", SMALL, "--out", str(local), "--no-progress", "--workers", "1",
@@ -93,6 +95,30 @@ def test_start_dashboard_batch_job_stop(tmp_path):
     assert processes_of(run_dir) == []
     again = stop(run_dir)
     assert again.returncode == 0 and "nothing to stop" in again.stdout
+
+
+def _allocation_settings(c):
+    """The workers' glibc mmap threshold(s) and the scheduler's worker saturation."""
+    env = c.run(lambda: os.environ.get("MALLOC_MMAP_THRESHOLD_"))
+    return set(env.values()), c.run_on_scheduler(lambda dask_scheduler: dask_scheduler.WORKER_SATURATION)
+
+
+def test_batch_jobs_local_cluster_has_the_scripts_settings():
+    # the batch job's own cluster and start-all.sh's (cluster/dask.yaml) set the same mmap
+    # threshold in the workers and the same saturation in the scheduler
+    import yaml
+
+    from dcf.cluster import client
+    from dcf.config import ClusterConfig
+
+    conf = yaml.safe_load((ROOT / "cluster" / "dask.yaml").read_text())["distributed"]
+    assert conf["nanny"]["pre-spawn-environ"] == {"MALLOC_MMAP_THRESHOLD_": MMAP_THRESHOLD}
+    assert conf["scheduler"]["worker-saturation"] == 1.0
+    cfg = ClusterConfig(workers=1, threads_per_worker=1, memory_limit="1GB", dashboard_address=None)
+    with client(cfg) as c:
+        assert _allocation_settings(c) == ({str(MMAP_THRESHOLD)}, 1.0)
+        # Dask's own settings for the workers stay
+        assert set(c.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_")).values()) == {"65536"}
 
 
 def test_workers_flag_threads_memory_and_config_errors(tmp_path):
