@@ -334,12 +334,37 @@ def test_entity_rows_of_the_shared_matrix_are_the_transposes_rows(seed, few, dat
         np.testing.assert_array_equal(got.data, want.data)
 
 
+@given(st.lists(st.one_of(st.integers(-4, 140).map(lambda h: h / 2), st.sampled_from([0.0, -0.0, 63.75, 1e-300]),
+                          st.floats(-100, 100, allow_nan=False)), max_size=300),
+       st.integers(1, 70))
+@settings(max_examples=150, deadline=None)
+def test_few_values_lists_the_distinct_values_in_first_seen_order(values, room):
+    # half-step values from 0 to 63.5 take the direct table, the rest (negative, past the
+    # grid, off it) the search; both give each entry its value's first-seen position,
+    # 0.0 and -0.0 being one value (the first seen is kept)
+    data = np.array(values, np.float64)
+    seen, codes = np.empty(room), np.empty(len(data), np.uint32)
+    got = kernels._few_values(data, seen, codes)
+    first = []
+    for x in values:
+        if not any(x == y for y in first):
+            first.append(x)
+    if len(first) > room:
+        assert got == -1
+        return
+    assert got == len(first)
+    np.testing.assert_array_equal(np.signbit(seen[:got]), np.signbit(first))
+    assert seen[:got].tolist() == first
+    assert codes.tolist() == [next(i for i, y in enumerate(first) if x == y) for x in values]
+
+
 @given(st.integers(0, 100_000), st.integers(1, 70))
 @settings(max_examples=60, deadline=None)
 def test_a_part_packs_the_same_whether_its_values_are_scanned_or_sorted(seed, distinct):
     # up to FEW_VALUES distinct values are found by one scan, more by np.unique: same part
     rng = np.random.default_rng(seed)
-    scale = rng.choice(np.round(rng.normal(0, 3, 200), 2), distinct, replace=False)
+    pool = np.concatenate([np.round(rng.normal(0, 3, 200), 2), np.arange(0.5, 70, 0.5)])  # half-steps too
+    scale = rng.choice(pool, distinct, replace=False)
     dense = np.where(rng.random((30, 20)) < 0.5, rng.choice(scale, (30, 20)), 0.0)
     b = sp.csr_matrix(dense)
     lengths, _, _, packed, table = kernels.compact_part(b, pack=True)

@@ -215,6 +215,24 @@ def _row_squares(indptr, data, out):  # pragma: no cover - compiled
         out[i] = t
 
 
+def rater_costs(b, per_rating):
+    """For each column of a CSR block (others x entities), the sum over its entries of
+    their row's length plus ``per_rating``: an entity's products (and fetches) in the
+    rows kernel, from one block.  Whole numbers, so exact in any order (the same as
+    ``np.bincount`` weighted by the repeated row lengths, without the two temporaries)."""
+    out = np.zeros(int(b.shape[1]))
+    _rater_costs(b.indptr.astype(np.int64, copy=False), b.indices, float(per_rating), out)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _rater_costs(indptr, indices, per_rating, out):  # pragma: no cover - compiled
+    for u in range(len(indptr) - 1):
+        w = (indptr[u + 1] - indptr[u]) + per_rating
+        for e in range(indptr[u], indptr[u + 1]):
+            out[indices[e]] += w
+
+
 def column_totals(Q, measure):
     """:func:`entity_totals` of every entity, from the matrix the similarity tasks share
     (others x entities, :class:`CompactCSR`) in one pass: the norms, summed over
@@ -436,14 +454,35 @@ def compact_join(n, *parts) -> CompactCSR:
 FEW_VALUES = 64  # distinct values a block's table is found by scanning, not by sorting
 
 
+GRID_SLOTS = 128  # half-steps 0, 0.5, .., 63.5 looked up directly by _few_values
+
+
 @numba.njit(cache=True, nogil=True)
 def _few_values(data, seen, codes):  # pragma: no cover - compiled
     """The distinct values of ``data`` in first-seen order into ``seen`` and each entry's
     position among them into ``codes``; the count, or -1 once there are more than
-    ``len(seen)`` (the caller sorts instead)."""
+    ``len(seen)`` (the caller sorts instead).
+
+    Values on a half-step grid from 0 (whole and half stars) find their position in
+    a table indexed by twice the value; others by a search of those seen (measured
+    on the 20M set's blocks: 2.9 ms a block by search alone, each of ten values an
+    unpredictable branch or more).  The grid takes a value wherever it first appears,
+    so the result is the search's."""
+    slot = np.full(GRID_SLOTS, -1, np.int64)
     have, last = 0, 0
     for e in range(len(data)):
         x = data[e]
+        y = x * 2.0
+        if 0.0 <= y < GRID_SLOTS and y == np.floor(y):  # 0.0 and -0.0 share slot 0, as == does
+            i = int(y)
+            if slot[i] < 0:
+                if have == len(seen):
+                    return -1
+                seen[have] = x
+                slot[i] = have
+                have += 1
+            codes[e] = slot[i]
+            continue
         if have == 0 or seen[last] != x:
             last = 0
             while last < have and seen[last] != x:

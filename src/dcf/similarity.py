@@ -326,8 +326,7 @@ def entity_stats(Q: da.Array):
 
 def _stats_part(b):
     b = sp.csr_matrix(b)
-    lengths = np.diff(b.indptr)
-    work = np.bincount(b.indices, weights=np.repeat(lengths + PAIR_COST, lengths), minlength=b.shape[1])
+    work = kernels.rater_costs(b, PAIR_COST)
     if b.nnz == 0:
         return (np.inf, -np.inf, 0.0, 0.0), work
     return (float(b.data.min()), float(b.data.max()), float(b.data.sum()), float(b.nnz)), work
