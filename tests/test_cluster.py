@@ -251,7 +251,8 @@ def _kernels_loaded():
     from dcf import kernels
 
     return {name: len(getattr(kernels, name).signatures) > 0
-            for name in ("_few_values", "_column_squares", "_slice_count", "_slice_fill", "_norms_topk", "_sim_rows")}
+            for name in ("_few_values", "_rater_costs", "_column_squares", "_slice_count", "_slice_fill", "_norms_topk",
+                         "_sim_rows")}
 
 
 def test_warm_up_loads_every_kernel_in_every_worker():
