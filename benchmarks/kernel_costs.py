@@ -19,7 +19,6 @@ import argparse
 import time
 
 import numpy as np
-import scipy.sparse as sp
 from _report import environment
 
 
@@ -42,9 +41,7 @@ def main(argv=None) -> int:
     u = pd.factorize(df["user"].to_numpy(), sort=True)[0]
     i = pd.factorize(df["item"].to_numpy(), sort=True)[0]
     m, n = int(u.max()) + 1, int(i.max()) + 1
-    Q = sp.csr_matrix((df["rating"].to_numpy(np.float64), (u, i)), shape=(m, n))
-    Q.sum_duplicates()
-    Q.sort_indices()
+    Q = kernels.csr_from_triplets(u, i, df["rating"].to_numpy(np.float64), (m, n))[0]  # as dcf builds blocks
     P = Q.T.tocsr()
     P.sort_indices()
     print(f"data    : {m:,} users x {n:,} items x {Q.nnz:,} ratings ({args.data})", flush=True)

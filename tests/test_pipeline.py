@@ -397,7 +397,6 @@ def test_prepare_gives_the_stats_and_the_shared_matrix_in_one_pass(centred, wher
     np.testing.assert_array_equal(_dense_of(got), R * 0.5 - 0.25 * (R > 0) if centred else R)
 
 
-@pytest.mark.parametrize("measure", ["full-cosine", "cosine"])
 def _dense_of(Q):
     """The dense array of a (possibly packed) CompactCSR."""
     from dcf import kernels

@@ -24,7 +24,7 @@ from numba.extending import intrinsic
 
 __all__ = [
     "MEASURES", "INPUTS", "csr_from_triplets", "similarity_tile", "similarity_rows", "row_norms",
-    "needs_norms", "entity_totals", "column_totals", "entity_rows",
+    "needs_norms", "entity_totals", "column_totals", "entity_rows", "rater_costs",
     "CompactCSR", "compact_csr", "compact_stack", "compact_part", "compact_join", "unpacked", "fast_topk",
     "top_columns", "topk_rows",
     "merge_topk", "neighbour_matrix", "score_pairs", "top_n", "recommend_rows",
