@@ -19,11 +19,12 @@ from distributed import Client, LocalCluster
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from dcf.run import main
-from dcf.store import atomic_folder
+from dcf.folders import MARKER, RUN_OUTPUT, atomic_folder
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
 
 DATA = "synthetic:users=3000,items=400,ratings=40000,seed=3"
+PREVIOUS = '{"dcf_version": "previous"}'
 
 
 class KillOnTask(WorkerPlugin):
@@ -145,7 +146,7 @@ def _wait_for_stage(proc, stage, timeout=120):
 def test_interrupt_keeps_previous_output_and_stops_the_cluster(sig, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    (out / "metrics.json").write_text('{"previous": true}')
+    (out / "metrics.json").write_text(PREVIOUS)  # an earlier run's output
     args = ["--data", "synthetic:users=20000,items=1500,ratings=400000,seed=1", "--k", "20",
             "--workers", "2", "--threads-per-worker", "1", "--dashboard-address", "127.0.0.1:0",
             "--out", str(out)]
@@ -160,7 +161,7 @@ def test_interrupt_keeps_previous_output_and_stops_the_cluster(sig, tmp_path):
     assert last == f"dcf: {'terminated' if sig == signal.SIGTERM else 'interrupted'}; outputs left as they were"
     # distributed may log its own cancellation noise (AllExit) from its IO thread; nothing of dcf's
     assert "/dcf/" not in rest
-    assert (out / "metrics.json").read_text() == '{"previous": true}'
+    assert (out / "metrics.json").read_text() == PREVIOUS
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging folder left
     gone, alive = psutil.wait_procs(workers, timeout=30)
     assert not alive, f"worker processes still running: {alive}"
@@ -171,17 +172,18 @@ def test_sigkill_leaves_previous_output_and_the_next_run_cleans_up(tmp_path):
     args = ["--data", "synthetic:users=20000,items=1500,ratings=400000,seed=1", "--k", "20",
             "--workers", "1", "--dashboard-address", "127.0.0.1:0", "--out", str(out)]
     out.mkdir()
-    (out / "metrics.json").write_text('{"previous": true}')
+    (out / "metrics.json").write_text(PREVIOUS)  # an earlier run's output
     proc = _start(args, tmp_path)
     _wait_for_stage(proc, "neighbours")
     family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
     for p in family:
         p.kill()
     psutil.wait_procs(family, timeout=30)
-    assert (out / "metrics.json").read_text() == '{"previous": true}'
+    assert (out / "metrics.json").read_text() == PREVIOUS
     # a killed run's staging folder (dead pid) is removed by the next write
     stale = tmp_path / ".out.partial-999999999"
     stale.mkdir()
+    (stale / MARKER).write_text('{"kind": "batch-job output"}')  # dcf marks its staging at once
     with atomic_folder(out) as staging:
         (staging / "metrics.json").write_text("{}")
     assert not stale.exists() and (out / "metrics.json").read_text() == "{}"
@@ -191,8 +193,9 @@ def test_killed_between_the_two_renames_restores_the_old_output(tmp_path):
     out = tmp_path / "out"
     old = tmp_path / ".out.old-999999999"  # the previous output, moved aside, then killed
     old.mkdir()
+    (old / MARKER).write_text('{"kind": "batch-job output"}')
     (old / "metrics.json").write_text("old")
-    with pytest.raises(RuntimeError), atomic_folder(out) as staging:
+    with pytest.raises(RuntimeError), atomic_folder(out, RUN_OUTPUT) as staging:
         (staging / "metrics.json").write_text("new")
         raise RuntimeError("interrupted while writing")
     assert (out / "metrics.json").read_text() == "old" and not old.exists()

@@ -87,7 +87,7 @@ def test_skip_bad_lines_counts_rows(scheduler, tmp_path):
 
 def test_config_file_and_errors(scheduler, tmp_path, capsys):
     cfg = tmp_path / "run.toml"
-    cfg.write_text(f'data = "{SMALL}"\nk = 7\ntop_n = 5\n[cluster]\nworkers = 1\n')
+    cfg.write_text(f'data = "{SMALL}"\nk = 7\ntop_n = 5\n[cluster]\nwait_for_workers = 1\n')
     out = tmp_path / "out"
     assert _run(scheduler, "--config", cfg, "--out", out, "--top-n", 3) == 0
     conf = json.loads((out / "metrics.json").read_text())["config"]

@@ -15,7 +15,12 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 from .errors import ConfigError
 
-__all__ = ["ClusterConfig", "RunConfig", "load_config"]
+__all__ = ["ClusterConfig", "RunConfig", "load_config", "MAX_K", "MAX_TOP_N"]
+
+# upper bounds that keep a typo from ending in a MemoryError after the data is read: the
+# neighbour table is n x k (16 bytes an entry), Top-N is users x n
+MAX_K = 10_000
+MAX_TOP_N = 10_000
 
 CHOICES = {
     "based": ("item", "user"),
@@ -41,22 +46,45 @@ class ClusterConfig:
     memory_target: float = 0.4  # the paper's spark.storage.memoryFraction
     wait_for_workers: int = 0
     no_workers_timeout: str = "60s"
+    stall_timeout: float = 180.0  # seconds with work waiting, nothing running, nothing done
     tls_ca_file: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
 
     def __post_init__(self):
+        _check_types(self, _CLUSTER_TYPES)
         for name in ("workers", "threads_per_worker"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+            if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be a positive integer, not {getattr(self, name)!r}")
+        if self.wait_for_workers < 0:
+            raise ConfigError(f"wait_for_workers must be >= 0, not {self.wait_for_workers!r}")
         if not 0 < self.memory_target <= 1:
             raise ConfigError(f"memory_target must be in (0, 1], not {self.memory_target!r}")
+        if not 0 < self.stall_timeout <= 86400:
+            raise ConfigError(f"stall_timeout must be seconds in (0, 86400], not {self.stall_timeout!r}")
         tls = [self.tls_ca_file, self.tls_cert, self.tls_key]
         if any(tls) and not all(tls):
             raise ConfigError("TLS needs all of tls_ca_file, tls_cert and tls_key")
         if self.scheduler and self.scheduler.startswith("tls://") and not all(tls):
             raise ConfigError(f"the scheduler {self.scheduler} uses TLS: give --tls-ca-file, "
                               "--tls-cert and --tls-key")
+
+    def check_combination(self) -> None:
+        """Settings of the local cluster are errors with ``scheduler`` (they would be
+        ignored), and waiting for workers is an error without it.  Checked once the
+        file and the flags are merged (a file's ``[cluster]`` table may be meant for a
+        local cluster that a ``--scheduler`` flag then replaces)."""
+        defaults = ClusterConfig.__dataclass_fields__
+        if self.scheduler:
+            given = [name for name in _LOCAL_ONLY if getattr(self, name) != defaults[name].default]
+            if given:
+                flags = ", ".join("--" + n.replace("_", "-") for n in given)
+                raise ConfigError(f"{flags} set the local cluster dcf starts; with --scheduler "
+                                  f"{self.scheduler} they would be ignored: drop them (size the "
+                                  "running cluster where it is started)")
+        elif self.wait_for_workers:
+            raise ConfigError("--wait-for-workers needs --scheduler (the local cluster starts "
+                              "its own workers)")
 
 
 @dataclass(frozen=True)
@@ -94,29 +122,35 @@ class RunConfig:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     def __post_init__(self):
+        _check_types(self, _RUN_TYPES)
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} {getattr(self, name)!r} is not one of {', '.join(allowed)}")
-        for name, low in (("k", 1), ("top_n", 1), ("min_support", 0), ("min_k", 0), ("baseline_epochs", 0)):
+        for name, low, high in (("k", 1, MAX_K), ("top_n", 1, MAX_TOP_N), ("min_support", 0, None),
+                                ("min_k", 0, MAX_K), ("baseline_epochs", 0, 10_000), ("seed", 0, 2**63 - 1),
+                                ("block_size", 1, None)):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise ConfigError(f"{name} must be an integer >= {low}, not {v!r}")
-        rho = self.amplification
-        if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not math.isfinite(rho) or rho <= 0:
-            raise ConfigError(f"amplification must be a number > 0, not {rho!r}")
+            if v is not None and (v < low or (high is not None and v > high)):
+                bound = f"between {low:,} and {high:,}" if high is not None else f">= {low}"
+                raise ConfigError(f"{name} must be an integer {bound}, not {v!r}")
+        if self.amplification <= 0:
+            raise ConfigError(f"amplification must be a number > 0, not {self.amplification!r}")
         if not 0 < self.test_fraction < 1:
             raise ConfigError(f"test_fraction must be between 0 and 1, not {self.test_fraction!r}")
         for name in ("shrinkage", "significance", "min_similarity", "reg_user", "reg_item"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+            if v < 0:
                 raise ConfigError(f"{name} must be a number >= 0, not {v!r}")
         if self.rating_scale is not None:
             scale = tuple(self.rating_scale)
-            if (len(scale) != 2 or not all(isinstance(v, (int, float)) for v in scale)
+            if (len(scale) != 2 or not all(_is_number(v) for v in scale)
                     or not 0 < scale[0] <= scale[1]):
-                raise ConfigError(f"rating_scale must be two numbers 0 < low <= high, not "
+                raise ConfigError(f"rating_scale must be two finite numbers 0 < low <= high, not "
                                   f"{self.rating_scale!r}")
             object.__setattr__(self, "rating_scale", (float(scale[0]), float(scale[1])))
+        for name in ("data", "out"):
+            if not getattr(self, name).strip():
+                raise ConfigError(f"{name} is empty (an unset variable?)")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -129,6 +163,52 @@ class RunConfig:
 
 
 _CLUSTER_KEYS = {f.name for f in fields(ClusterConfig)}
+_LOCAL_ONLY = ("workers", "threads_per_worker", "memory_limit", "host", "dashboard_address",
+               "memory_target", "no_workers_timeout")
+
+# what each setting must be: a TOML string where a boolean belongs ("no") is an error, not
+# a truthy value; floats must be finite; int fields take no bool and no float
+_STR, _OPT_STR, _INT, _OPT_INT, _FLOAT, _BOOL = "text", "text or nothing", "an integer", \
+    "an integer or nothing", "a finite number", "true or false"
+_CLUSTER_TYPES = {"scheduler": _OPT_STR, "workers": _INT, "threads_per_worker": _INT,
+                  "memory_limit": _STR, "host": _STR, "dashboard_address": _STR,
+                  "memory_target": _FLOAT, "wait_for_workers": _INT, "no_workers_timeout": _STR,
+                  "stall_timeout": _FLOAT, "tls_ca_file": _OPT_STR, "tls_cert": _OPT_STR,
+                  "tls_key": _OPT_STR}
+_RUN_TYPES = {"data": _STR, "test": _OPT_STR, "test_fraction": _FLOAT, "seed": _INT, "based": _STR,
+              "similarity": _STR, "k": _INT, "neighbourhood": _STR, "prediction": _STR, "top_n": _INT,
+              "ranking": _STR, "min_support": _INT, "shrinkage": _FLOAT, "significance": _FLOAT,
+              "min_similarity": _FLOAT, "amplification": _FLOAT, "min_k": _INT,
+              "baseline_epochs": _INT, "reg_user": _FLOAT, "reg_item": _FLOAT, "relevance": _FLOAT,
+              "skip_bad_lines": _BOOL, "rating_scale": "two numbers or nothing",
+              "block_size": _OPT_INT, "out": _STR, "performance_report": _OPT_STR,
+              "progress": _BOOL, "write_neighbours": _BOOL}
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _fits(v, kind: str) -> bool:
+    if kind in (_OPT_STR, _OPT_INT) and v is None:
+        return True
+    if kind in (_STR, _OPT_STR):
+        return isinstance(v, str) and "\x00" not in v
+    if kind in (_INT, _OPT_INT):
+        return isinstance(v, int) and not isinstance(v, bool)
+    if kind == _FLOAT:
+        return _is_number(v)
+    if kind == _BOOL:
+        return isinstance(v, bool)
+    return v is None or (isinstance(v, (list, tuple)) and all(_is_number(x) for x in v))
+
+
+def _check_types(obj, types: dict) -> None:
+    """Every field of ``obj`` of the kind ``types`` names (ConfigError otherwise)."""
+    for name, kind in types.items():
+        v = getattr(obj, name)
+        if not _fits(v, kind):
+            raise ConfigError(f"{name} must be {kind}, not {v!r} ({type(v).__name__})")
 _RUN_KEYS = {f.name for f in fields(RunConfig)} - {"cluster"}
 
 

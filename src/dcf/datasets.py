@@ -28,6 +28,7 @@ import pandas as pd
 
 from . import io as dio
 from .errors import ConfigError, DataError
+from .folders import SYNTHETIC, atomic_folder
 
 __all__ = ["SyntheticSpec", "synthetic", "write_synthetic", "data_dir", "movielens_path",
            "item_titles", "open_source", "MOVIELENS"]
@@ -171,19 +172,16 @@ def write_synthetic(path, **kw) -> str:
 
     Each part is generated and written by a worker (``part.N.parquet``, columns
     ``user, item`` int64 and ``rating`` float64); the client holds nothing.
-    The folder is assembled under a temporary name and renamed when complete.
+    The folder is assembled under a temporary name and renamed when complete; an
+    existing ``path`` is replaced only when it is empty or synthetic data that dcf
+    wrote (:mod:`dcf.folders`), never a folder holding other files.
     """
     r = synthetic(**kw)
-    final = Path(path)
-    staging = final.with_name(f".{final.name}.partial-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
     write = dask.delayed(_write_part, pure=True)
-    dask.compute(*[write(p, staging / f"part.{j:05d}.parquet") for j, p in enumerate(r.parts)])
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(staging, final)
-    return os.fspath(final)
+    # an existing folder is replaced only when it is empty or synthetic data dcf wrote
+    with atomic_folder(path, SYNTHETIC, what="write_synthetic") as staging:
+        dask.compute(*[write(p, staging / f"part.{j:05d}.parquet") for j, p in enumerate(r.parts)])
+    return os.fspath(path)
 
 
 def _write_part(frame: pd.DataFrame, path: Path) -> int:

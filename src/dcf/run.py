@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
+import math
 import os
 import platform
 import signal
@@ -35,7 +37,7 @@ from .errors import ClusterError, ConfigError, DataError
 from .ids import gather_frame
 from .matrix import build_matrix
 from .model import KNN, default_blocks
-from .store import atomic_folder
+from .folders import RUN_OUTPUT, atomic_file, atomic_folder, check_file, check_folder, local_path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threads-per-worker", type=int, help=f"({d.cluster.threads_per_worker})")
     g.add_argument("--memory-limit", help=f"per local worker ({d.cluster.memory_limit})")
     g.add_argument("--dashboard-address", help=f"({d.cluster.dashboard_address})")
+    g.add_argument("--stall-timeout", type=float, metavar="S",
+                   help="fail when work is waiting and no worker has run a task for this many "
+                        f"seconds, e.g. every worker paused at its memory limit ({d.cluster.stall_timeout:g})")
     g.add_argument("--tls-ca-file", help="CA certificate (PEM) for a tls:// scheduler")
     g.add_argument("--tls-cert", help="client certificate (PEM) for a tls:// scheduler")
     g.add_argument("--tls-key", help="client private key (PEM) for a tls:// scheduler")
@@ -97,7 +102,31 @@ def build_parser() -> argparse.ArgumentParser:
 def resolve(args) -> RunConfig:
     base = load_config(args.config) if args.config else RunConfig()
     kw = {k: v for k, v in vars(args).items() if k not in ("config", "debug")}
-    return base.with_overrides(**kw)
+    cfg = base.with_overrides(**kw)
+    cfg.cluster.check_combination()
+    return cfg
+
+
+def preflight(cfg: RunConfig, config_path=None) -> tuple:
+    """What can be checked before the cluster starts: where the outputs go (dcf replaces
+    only what it wrote, :mod:`dcf.folders`), and a test set that is not the training set.
+    Returns the run's inputs (to keep outputs away from them)."""
+    inputs = tuple(s for s in (cfg.data, cfg.test, config_path) if s)
+    out = check_folder(cfg.out, RUN_OUTPUT, inputs=inputs)
+    if cfg.performance_report:
+        report = check_file(cfg.performance_report, inputs=inputs)
+        if out == report.parent or out in report.parents:
+            raise ConfigError(f"--performance-report {report}: is inside --out {out}, which the "
+                              "job replaces whole; write the report elsewhere")
+    if cfg.test:
+        a, b = local_path(cfg.data), local_path(cfg.test)
+        same = cfg.test == cfg.data or (a is not None and b is not None and a.exists() and b.exists()
+                                        and os.path.samefile(a, b))
+        if same:
+            raise ConfigError(f"--test {cfg.test}: is the training data itself, so every test "
+                              "rating would also be a training rating; give a held-out file, or "
+                              "drop --test for a random split")
+    return inputs
 
 
 class Stages:
@@ -181,22 +210,27 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
             "reports": counts}
 
 
-def run(cfg: RunConfig) -> dict:
+def run(cfg: RunConfig, config_path=None) -> dict:
     """Run the whole job under a client it opens; returns the metrics dict."""
+    inputs = preflight(cfg, config_path)
     stage = Stages(cfg.progress)
     with ExitStack() as stack:
+        report = (stack.enter_context(atomic_file(cfg.performance_report, inputs=inputs))
+                  if cfg.performance_report else None)
         client = stack.enter_context(cluster.connect(cfg.cluster))
         shape = cluster.describe(client)
         print(f"dcf {__version__}: dashboard {shape['dashboard']}  ({shape['workers']} workers)",
               file=sys.stderr)
-        stack.enter_context(cluster.report_to(cfg.performance_report))
+        stack.enter_context(cluster.report_to(report))
+        stack.enter_context(cluster.watchdog(client, cfg.cluster.stall_timeout, _on_stall))
         at_start = cluster.worker_addresses(client)
         try:
             res = execute(cfg, stage)
         except (DataError, ConfigError):
             raise
         except Exception as exc:
-            reason = cluster.explain_failure(exc, len(at_start - cluster.worker_addresses(client)))
+            reason = cluster.explain_failure(exc, len(at_start - cluster.worker_addresses(client)),
+                                             client)
             if reason:
                 raise ClusterError(reason) from exc
             raise
@@ -205,7 +239,7 @@ def run(cfg: RunConfig) -> dict:
                                res["reports"], shape)
             neighbours = res["model"].neighbours() if cfg.write_neighbours else None
             _write_outputs(Path(cfg.out), res["predictions"], res["recommendations"], metrics, stage,
-                           neighbours)
+                           neighbours, inputs)
         metrics["seconds"] = stage.seconds
     return metrics
 
@@ -239,38 +273,88 @@ def _metrics(cfg, model, preds, recs, counts, shape) -> dict:
     }
 
 
-def _write_outputs(out: Path, preds, recs, metrics, stage, neighbours=None) -> None:
+def _write_outputs(out: Path, preds, recs, metrics, stage, neighbours=None, inputs=()) -> None:
     """Write into a sibling staging folder, then swap it into place."""
     _check_stop()
-    with atomic_folder(out) as staging:
-        _uniform_ids(preds).to_parquet(staging / "predictions.parquet", index=False)
+    with atomic_folder(out, RUN_OUTPUT, inputs=inputs) as staging:
+        preds, recs, neighbours = uniform_ids(preds, recs, neighbours, metrics["config"]["based"])
+        preds.to_parquet(staging / "predictions.parquet", index=False)
         recs.to_parquet(staging / "recommendations.parquet", index=False)
         if neighbours is not None:  # every item's (user's) most similar ones, ranked
             neighbours.to_parquet(staging / "neighbours.parquet", index=False)
         metrics["seconds"] = stage.seconds
         with open(staging / "metrics.json", "w") as f:
-            json.dump(metrics, f, indent=2, default=_json_default)
+            json.dump(strict_json(metrics), f, indent=2, allow_nan=False)
         _check_stop()  # a signal swallowed while writing: discard the staging folder
 
 
-def _uniform_ids(frame: pd.DataFrame) -> pd.DataFrame:
-    """Id columns of one type: text if ints and strings got mixed (unknown ids)."""
-    for col in ("user", "item"):
-        values = frame[col].to_numpy(dtype=object)
-        kinds = {type(v) for v in values}
-        if len(kinds) > 1:
-            frame = frame.assign(**{col: frame[col].astype(str)})
-    return frame
+def uniform_ids(preds: pd.DataFrame, recs: pd.DataFrame, neighbours=None, based: str = "item"):
+    """Every id column of one role (users, items) of one type across the output files.
+
+    Integer ids stay ``int64`` where every id of the role, in every file, is an integer
+    within 64 bits; otherwise the role is written as text in every file (a float id
+    ``1.0`` is ``"1.0"`` in predictions and recommendations alike, an unknown test user
+    ``"x"`` turns the users of both files to text)."""
+    entity = "user" if based == "user" else "item"
+    columns = {"user": [(preds, "user"), (recs, "user")], "item": [(preds, "item"), (recs, "item")]}
+    if neighbours is not None:
+        columns[entity] += [(neighbours, "entity"), (neighbours, "neighbour")]
+    out = {id(f): f for f in (preds, recs, neighbours) if f is not None}
+    for role, cols in columns.items():
+        text = not all(_all_int64(out[id(f)][c]) for f, c in cols)
+        for f, c in cols:
+            frame = out[id(f)]
+            values = frame[c]
+            fixed = values.map(str).astype(object) if text else values.astype(np.int64)
+            out[id(f)] = frame.assign(**{c: fixed})
+    return out[id(preds)], out[id(recs)], None if neighbours is None else out[id(neighbours)]
 
 
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+def _all_int64(values: pd.Series) -> bool:
+    if values.dtype.kind in "iu":
+        return values.dtype.kind == "i" or len(values) == 0 or int(values.max()) < 2**63
+    return all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+               and -2**63 <= int(v) < 2**63 for v in values.to_numpy(dtype=object))
+
+
+def strict_json(obj, path: str = "", why: dict | None = None):
+    """``obj`` with every NaN or infinite number replaced by ``None`` (strict JSON), the
+    reasons collected under the top level's ``"undefined"`` key (``{"rmse": "..."}``)."""
+    top = why is None
+    why = {} if top else why
+    if isinstance(obj, dict):
+        out = {str(k): strict_json(v, f"{path}.{k}" if path else str(k), why) for k, v in obj.items()}
+    elif isinstance(obj, (list, tuple, np.ndarray)):
+        out = [strict_json(v, f"{path}[{i}]", why) for i, v in enumerate(list(obj))]
+    elif isinstance(obj, (bool, np.bool_)):
+        out = bool(obj)
+    elif isinstance(obj, (int, np.integer)):
+        out = int(obj)
+    elif isinstance(obj, (float, np.floating)):
+        out = float(obj)
+        if not math.isfinite(out):
+            why[path] = ("not a number: " if math.isnan(out) else "infinite: ") + _REASONS.get(
+                path.split(".")[0].split("@")[0], "undefined for this data")
+            out = None
+    elif obj is None or isinstance(obj, str):
+        out = obj
+    else:
+        raise TypeError(f"{path}: not JSON serialisable: {type(obj).__name__}")
+    if top and why:
+        out["undefined"] = why
+    return out
+
+
+_REASONS = {
+    "mae": "no test pair, or ratings so large that the error overflows",
+    "rmse": "no test pair, or ratings so large that their squared error overflows",
+    "precision": "no test user has a relevant rating (see relevance_threshold)",
+    "recall": "no test user has a relevant rating (see relevance_threshold)",
+    "ndcg": "no test user has a relevant rating (see relevance_threshold)",
+    "coverage": "no item in the catalogue",
+    "global_mean": "the training ratings are too large to average",
+    "rating_range": "the training ratings are too large",
+}
 
 
 def _evaluation(cfg) -> str:
@@ -282,11 +366,12 @@ def _evaluation(cfg) -> str:
 
 
 def summary(metrics: dict, top_n: int) -> str:
-    rows = [("MAE", f"{metrics['mae']:.4f}"), ("RMSE", f"{metrics['rmse']:.4f}"),
-            (f"precision@{top_n}", f"{metrics[f'precision@{top_n}']:.4f}"),
-            (f"recall@{top_n}", f"{metrics[f'recall@{top_n}']:.4f}"),
-            (f"NDCG@{top_n}", f"{metrics[f'ndcg@{top_n}']:.4f}"),
-            ("coverage", f"{metrics['coverage']:.4f}"),
+    num = lambda v: f"{v:.4f}" if v is not None and math.isfinite(v) else "undefined (metrics.json says why)"
+    rows = [("MAE", num(metrics['mae'])), ("RMSE", num(metrics['rmse'])),
+            (f"precision@{top_n}", num(metrics[f'precision@{top_n}'])),
+            (f"recall@{top_n}", num(metrics[f'recall@{top_n}'])),
+            (f"NDCG@{top_n}", num(metrics[f'ndcg@{top_n}'])),
+            ("coverage", num(metrics['coverage'])),
             ("evaluation", metrics["evaluation"]),
             ("test pairs", f"{metrics['counts']['test_pairs']:,}"),
             ("fallbacks", ", ".join(f"{k} {v:,}" for k, v in metrics["fallbacks"].items() if v)),
@@ -321,6 +406,32 @@ def _check_stop() -> None:
         raise Terminated() if _STOP["signal"] == signal.SIGTERM else KeyboardInterrupt()
 
 
+def _on_stall(message: str) -> None:
+    """The watchdog's verdict (from its thread): stop the job as Ctrl-C would, and say why."""
+    _STOP["stalled"] = message
+    if signal.getsignal(signal.SIGINT) is _on_signal:
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+@contextlib.contextmanager
+def _quiet_distributed(debug: bool):
+    """distributed's own loggers print tracebacks when the scheduler or a worker goes
+    away; the job says what happened in one line instead (``--debug`` shows them)."""
+    if debug:
+        yield
+        return
+    names = [n for n in list(logging.root.manager.loggerDict) if n.split(".")[0] in ("distributed", "tornado")]
+    loggers = [logging.getLogger(n) for n in {"distributed", "tornado", "asyncio", *names}]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     previous = {}
@@ -330,13 +441,17 @@ def main(argv=None) -> int:
             previous[sig] = signal.signal(sig, _on_signal)
     try:
         cfg = resolve(args)
-        metrics = run(cfg)
+        with _quiet_distributed(args.debug):
+            metrics = run(cfg, args.config)
     except (DataError, ConfigError) as exc:
         if args.debug:
             raise
         print(f"dcf: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
+        if "stalled" in _STOP:
+            print(f"dcf: failed: {_STOP['stalled']}", file=sys.stderr)
+            return 1
         what = "terminated" if isinstance(exc, Terminated) else "interrupted"
         print(f"dcf: {what}; outputs left as they were", file=sys.stderr)
         return 130

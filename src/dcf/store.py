@@ -29,8 +29,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import shutil
 import zipfile
 from pathlib import Path
 
@@ -42,71 +40,28 @@ import scipy.sparse as sp
 
 from . import kernels
 from .errors import DataError
+from .folders import MODEL, atomic_folder, check_folder
 from .ids import IdMap
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "save", "load", "atomic_folder"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "save", "load"]
 
 FORMAT = "dcf-knn"
 FORMAT_VERSION = 1
 META = "dcf-model.json"
 
 
-@contextlib.contextmanager
-def atomic_folder(path):
-    """Yield a staging folder next to ``path``; on success it replaces ``path``.
-
-    On any exception (KeyboardInterrupt included) the staging folder is removed
-    and ``path`` is left as it was.  Staging folders left by a killed process
-    (``.<name>.partial-<pid>`` whose pid is gone) are removed first.
-    """
-    out = Path(path).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale(out)
-    staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
-        yield staging
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        if out.exists():
-            os.replace(out, old)
-        os.replace(staging, out)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def _remove_stale(out: Path) -> None:
-    for kind in ("partial", "old"):
-        for p in out.parent.glob(f".{out.name}.{kind}-*"):
-            pid = p.name.rsplit("-", 1)[-1]
-            if pid.isdigit() and not _alive(int(pid)):
-                if kind == "old" and not out.exists():
-                    os.replace(p, out)  # killed between the two renames: restore
-                else:
-                    shutil.rmtree(p, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 # ------------------------------------------------------------------ save
 
 def save(model, path) -> Path:
-    """Write a fitted model to the folder ``path`` (replaced if it exists)."""
+    """Write a fitted model to the folder ``path``.
+
+    An existing ``path`` is replaced only when it is empty or a model dcf saved
+    (:mod:`dcf.folders`); anything else raises :class:`~dcf.errors.ConfigError`
+    before any work."""
     from . import __version__
 
     model._fitted()
+    check_folder(path, MODEL, what="save")
     m = model.matrix_
     # one type per compute call: dask 2026.8 returns mixed Delayed/Array results grouped
     # by type, not in argument order
@@ -124,7 +79,7 @@ def save(model, path) -> Path:
         "global_mean": model.global_mean_, "rating_range": list(model.rating_range_),
         "source": m.source, "report": _plain(report), "files": {},
     }
-    with atomic_folder(path) as tmp:
+    with atomic_folder(path, MODEL, what="save") as tmp:
         _ids_frame(m.users).to_parquet(tmp / "users.parquet", index=False)
         _ids_frame(m.items).to_parquet(tmp / "items.parquet", index=False)
         np.savez(tmp / "ratings.npz", data=by_user.data, indices=by_user.indices,
