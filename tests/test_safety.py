@@ -205,6 +205,24 @@ def test_flags_are_checked_before_the_cluster_starts(args, expect, tmp_path, cap
     assert expect in _refused(capsys, "--out", tmp_path / "o", *args)
 
 
+@pytest.mark.parametrize("args, expect", [
+    (["--memory-limit", "banana"], "memory_limit 'banana' is not a size"),
+    (["--dashboard-address", "nonsense"], "dashboard_address 'nonsense' is not HOST:PORT"),
+    (["--threads-per-worker", "0"], "threads_per_worker must be a positive integer"),
+])
+def test_local_cluster_settings_are_checked_before_it_starts(args, expect, tmp_path, capsys):
+    rc = main(["--data", SMALL, "--no-progress", "--out", str(tmp_path / "o"), *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and expect in err[0], err
+
+
+def test_a_dashboard_port_without_a_host_stays_on_the_clusters_host():
+    from dcf.config import ClusterConfig
+
+    assert ClusterConfig(dashboard_address=":0").dashboard_address == "127.0.0.1:0"
+    assert ClusterConfig(host="10.0.0.5", dashboard_address=":8787").dashboard_address == "10.0.0.5:8787"
+
+
 def test_wait_for_workers_needs_a_scheduler(tmp_path, capsys):
     rc = main(["--wait-for-workers", "2", "--out", str(tmp_path / "o"), "--no-progress"])
     assert rc == 2 and "--wait-for-workers needs --scheduler" in capsys.readouterr().err

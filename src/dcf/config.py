@@ -60,6 +60,7 @@ class ClusterConfig:
             raise ConfigError(f"wait_for_workers must be >= 0, not {self.wait_for_workers!r}")
         if not 0 < self.memory_target <= 1:
             raise ConfigError(f"memory_target must be in (0, 1], not {self.memory_target!r}")
+        self._check_addresses_and_sizes()
         if not 0 < self.stall_timeout <= 86400:
             raise ConfigError(f"stall_timeout must be seconds in (0, 86400], not {self.stall_timeout!r}")
         tls = [self.tls_ca_file, self.tls_cert, self.tls_key]
@@ -68,6 +69,31 @@ class ClusterConfig:
         if self.scheduler and self.scheduler.startswith("tls://") and not all(tls):
             raise ConfigError(f"the scheduler {self.scheduler} uses TLS: give --tls-ca-file, "
                               "--tls-cert and --tls-key")
+
+    def _check_addresses_and_sizes(self) -> None:
+        """Memory limit, timeout and dashboard address as Dask will read them; a dashboard
+        address without a host (``:PORT``) listens on ``host``, not on every interface."""
+        from dask.utils import parse_bytes, parse_timedelta
+
+        if self.memory_limit != "auto":
+            try:
+                if parse_bytes(self.memory_limit) <= 0:
+                    raise ValueError
+            except (ValueError, TypeError):
+                raise ConfigError(f"memory_limit {self.memory_limit!r} is not a size such as 3GB, "
+                                  "1500MiB or auto") from None
+        try:
+            if parse_timedelta(self.no_workers_timeout) <= 0:
+                raise ValueError
+        except (ValueError, TypeError, KeyError):
+            raise ConfigError(f"no_workers_timeout {self.no_workers_timeout!r} is not a duration "
+                              "such as 60s") from None
+        host, sep, port = self.dashboard_address.rpartition(":")
+        if not sep or not port.isdigit() or int(port) > 65535:
+            raise ConfigError(f"dashboard_address {self.dashboard_address!r} is not HOST:PORT "
+                              "(PORT 0 picks a free one)")
+        if not host:  # ":8787" would listen on every interface
+            object.__setattr__(self, "dashboard_address", f"{self.host}:{port}")
 
     def check_combination(self) -> None:
         """Settings of the local cluster are errors with ``scheduler`` (they would be
