@@ -90,7 +90,8 @@ CASES = [
     Case("binary file", "binary.data", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", (3, "binary file")),
     Case("latin-1 encoding", "latin1.csv", CSV.encode() + "caf\u00e9,2,4\n".encode("latin-1"),
          (N_GOOD + 2, "is not valid UTF-8 text")),
-    Case("corrupt gzip", "cut.data.gz", _gz(_b(GOOD))[:100], (None, "cannot be read")),
+    Case("corrupt gzip", "cut.data.gz", _gz(_b(GOOD))[:100],
+         (None, r"cannot be read: the compressed stream ends early \(truncated file\?\)")),
     Case("missing file", "absent.data", None, (None, "no such file or folder")),
     Case("folder without ratings", "folder", None, (None, "folder without")),
     Case("BOM", "bom.csv", _b("\ufeff" + CSV), None, None),
@@ -230,14 +231,57 @@ def test_unknown_users_and_items_in_the_test_set(scheduler, tmp_path, capsys):
     assert fell_back["888/777"] == "global_mean"
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
-                    reason="root reads files whatever their permissions")
-def test_unreadable_file(scheduler, tmp_path, capsys):
+def test_unreadable_file(scheduler, tmp_path, capsys, monkeypatch):
     path = tmp_path / "secret.data"
     path.write_text(GOOD)
     path.chmod(0)
+    if os.geteuid() == 0:  # root reads it anyway: make opening it fail as it would for others
+        import builtins
+
+        real_open = builtins.open
+
+        def refuse(file, *args, **kw):
+            if os.fspath(file) == str(path):
+                raise PermissionError(13, "Permission denied", str(path))
+            return real_open(file, *args, **kw)
+
+        monkeypatch.setattr(builtins, "open", refuse)
     rc, err = _cli(scheduler, capsys, str(path), tmp_path / "out")
     assert rc == 2 and "permission" in err.lower() and str(path) in err
+    assert err.strip().splitlines()[-1] == f"dcf: error: {path}: permission denied"
+
+
+def _truncated_gzip(path):
+    rng = np.random.default_rng(0)
+    text = "".join(f"{u}\t{i}\t{r}\n" for u, i, r in zip(rng.integers(1, 10**6, 100_000),
+                                                        rng.integers(1, 10**5, 100_000),
+                                                        rng.integers(1, 6, 100_000)))
+    packed = gzip.compress(text.encode())
+    path.write_bytes(packed[:len(packed) // 2])
+
+
+def _bool_ratings(path):
+    pd.DataFrame({"user": [1, 2], "item": [1, 2], "rating": [True, False]}).to_parquet(path)
+
+
+@pytest.mark.parametrize("name,make,problem", [
+    ("fifo.data", os.mkfifo, "is a FIFO"),
+    ("cut.data.gz", _truncated_gzip, r"cannot be read: the compressed stream ends early \(truncated"),
+    ("bool.parquet", _bool_ratings, "rating column is boolean, expected numbers"),
+], ids=["fifo", "truncated gzip (read task)", "boolean Parquet ratings (read task)"])
+def test_inputs_that_hang_or_lie_through_the_command(tmp_path, name, make, problem):
+    """``python -m dcf.run``: exit 2 quickly, one line naming the file."""
+    path = tmp_path / name
+    make(path)
+    proc = subprocess.run([sys.executable, "-m", "dcf.run", "--data", str(path), "--no-progress",
+                           "--workers", "1", "--dashboard-address", "127.0.0.1:0",
+                           "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"dcf: error: {path}: "), last
+    assert re.search(problem, last), last
+    assert "Traceback" not in proc.stderr and not (tmp_path / "out").exists()
 
 
 def test_python_m_dcf_run_prints_one_line_without_worker_tracebacks(tmp_path):

@@ -160,3 +160,275 @@ def test_a_large_parquet_file_is_read_in_row_group_parts(tmp_path, monkeypatch):
     with pytest.raises(DataError) as err:
         _read(tmp_path / "r.parquet")
     assert err.value.line == 62 and "positive" in str(err.value)
+
+
+# ---------------------------------------------------------------- issue 19: memory and limits
+
+def _bench():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "read_memory.py"
+    spec = importlib.util.spec_from_file_location("read_memory", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("shape,bound", [("ml", 4.0), ("text", None)])
+def test_a_read_task_peaks_under_a_small_multiple_of_its_block(tmp_path, shape, bound):
+    # one 16 MiB block read and parsed in a fresh process (peak RSS, VmHWM); whole blocks
+    # parsed as text peaked at about 31x
+    from dcf.io import READ_MEMORY_MULTIPLE
+
+    bench = _bench()
+    path = tmp_path / f"{shape}.data"
+    bench.write_shape(path, shape, 16)
+    m = bench.measure(path, timeout=120)
+    assert m["rows"] > 600_000 and m["block"] > 15 * 2**20
+    assert m["ratio"] < (bound or READ_MEMORY_MULTIPLE), m
+    assert m["id_dtype"] == ("int64" if shape == "ml" else "object")
+
+
+def test_an_absurd_id_or_line_names_its_line(tmp_path):
+    from dcf.io import MAX_ID_CHARS, MAX_LINE_BYTES
+
+    path = tmp_path / "u.data"
+    path.write_text("1\t2\t3\n2\t2\t4\n" + "x" * 10_000 + "\t5\t4\n3\t3\t3\n")
+    for mode in ("error", "skip"):
+        with pytest.raises(DataError, match=f"user id is 10,000 characters long, more than the "
+                                            f"limit of {MAX_ID_CHARS:,}") as err:
+            _read(path, on_bad_lines=mode)
+        assert err.value.line == 3 and str(err.value).startswith(f"{path}:3: ")
+    # a line longer than the limit, crossing several small blocks, is named by its number
+    good = "".join(f"{u}\t{i}\t3\n" for u in range(1, 300) for i in range(1, 20))
+    n_good = good.count("\n")
+    path.write_text(good + "7\t" + "9" * (3 * MAX_LINE_BYTES) + "\t4\n" + good)
+    for blocksize in (50_000, 10**7):
+        with pytest.raises(DataError, match="line is longer than 65,536 bytes") as err:
+            _read(path, blocksize=blocksize)
+        assert err.value.line == n_good + 1
+
+
+def test_blocksize_auto_follows_the_worker_memory_limit(tmp_path, monkeypatch):
+    from dcf import cluster
+    from dcf.io import DEFAULT_BLOCKSIZE, MAX_BLOCKSIZE, MIN_BLOCKSIZE, block_size_for, resolve_blocksize
+
+    assert block_size_for(3 * 2**30, 2) == MAX_BLOCKSIZE  # the default cluster's workers
+    assert block_size_for(2**30, 4) == 12 * 2**20
+    assert block_size_for(2**30, 4, used=2**29) == 4 * 2**20
+    assert block_size_for(100 * 2**20, 8) == MIN_BLOCKSIZE
+    assert block_size_for(2**30, 1) > block_size_for(2**30, 2) > block_size_for(2**30, 8)
+    assert resolve_blocksize("auto") == DEFAULT_BLOCKSIZE  # no client
+    assert resolve_blocksize("2MiB") == 2 * 2**20 and resolve_blocksize(5000) == 5000
+    monkeypatch.setattr(cluster, "memory_budget", lambda: (256 * 2**20, 2, 512 * 2**20, 0))
+    assert resolve_blocksize("auto") == 6 * 2**20
+    monkeypatch.setattr(cluster, "memory_budget", lambda: (64 * 2**20, 2, 128 * 2**20, 0))
+    path = tmp_path / "u.data"
+    path.write_text("".join(f"{u}\t{i}\t{1 + (u + i) % 5}\t881250949\n"
+                            for u in range(1, 400) for i in range(1, 300)))
+    r = read_ratings(path)  # blocksize="auto": 1 MiB blocks here
+    assert len(r.parts) == -(-path.stat().st_size // MIN_BLOCKSIZE) > 1
+    frame, report = _read(path)
+    assert report["rows"] == 399 * 299 and frame["line"].tolist() == list(range(1, 399 * 299 + 1))
+
+
+def test_integer_ids_are_typed_and_other_ids_kept_as_text(tmp_path):
+    # a block's id column is int64 where every id spells an integer that fits 64 bits;
+    # where one does not, the whole column is the exact text, in every slice of the block
+    good = "".join(f"{u}\t{i}\t3\n" for u in range(1, 200) for i in range(1, 100))
+    path = tmp_path / "u.data"
+    path.write_text(good)
+    frame, _ = _read(path)
+    assert frame["user"].dtype == np.int64 and frame["item"].dtype == np.int64
+    odd = ["007", "+7", "-0", " 7", "9223372036854775808", "José"]
+    path.write_text(good + "".join(f"{u}\t1\t4\n" for u in odd))
+    frame, report = _read(path)
+    assert frame["user"].dtype == object and frame["item"].dtype == np.int64
+    assert all(isinstance(u, str) for u in frame["user"])
+    assert frame["user"].tolist()[-len(odd):] == odd and frame["user"].iloc[0] == "1"
+    assert report["rows"] == good.count("\n") + len(odd)
+    assert frame["line"].tolist() == list(range(1, report["rows"] + 1))
+
+
+@pytest.fixture
+def alarm():
+    import signal
+
+    def _hung(*_):
+        raise TimeoutError("reading hung")
+
+    old = signal.signal(signal.SIGALRM, _hung)
+    signal.alarm(20)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
+def test_fifos_and_devices_are_refused_without_opening_them(tmp_path, alarm):
+    import os
+
+    fifo = tmp_path / "ratings.data"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match="is a FIFO .*not a regular file or folder") as err:
+        read_ratings(fifo)
+    assert err.value.path == str(fifo) and err.value.line is None
+    with pytest.raises(DataError, match="is a FIFO"):
+        read_ratings(fifo, format="parquet")
+    with pytest.raises(DataError, match="is a character device"):
+        read_ratings("/dev/zero")
+
+
+def test_a_truncated_compressed_file_is_a_data_error(tmp_path):
+    import bz2
+    import lzma
+
+    small = tmp_path / "small.data.gz"
+    packed = gzip.compress("".join(f"{u}\t{u % 7}\t3\n" for u in range(2000)).encode())
+    small.write_bytes(packed[:len(packed) // 2])
+    with pytest.raises(DataError, match=r"compressed stream ends early \(truncated file\?\)"):
+        read_ratings(small)  # found by sniff
+    rng = np.random.default_rng(0)
+    text = "".join(f"{u}\t{i}\t{r}\n" for u, i, r in zip(rng.integers(1, 10**6, 200_000),
+                                                        rng.integers(1, 10**5, 200_000),
+                                                        rng.integers(1, 6, 200_000))).encode()
+    for ext, compress in (("gz", gzip.compress), ("bz2", bz2.compress), ("xz", lzma.compress)):
+        packed = compress(text)
+        path = tmp_path / f"cut.data.{ext}"
+        path.write_bytes(packed[:len(packed) // 2])
+        r = read_ratings(path)  # the first 64 KiB decompress: the read task finds the end
+        with pytest.raises(DataError, match="compressed stream ends early") as err:
+            r.frame.compute(scheduler="sync")
+        assert err.value.path == str(path) and str(err.value).startswith(f"{path}: cannot be read: ")
+
+
+def test_permission_denied_is_a_data_error(tmp_path):
+    import os
+    import pwd
+    import tempfile
+
+    folder = tempfile.mkdtemp()  # a folder another user may enter
+    try:
+        os.chmod(folder, 0o755)
+        path = os.path.join(folder, "secret.data")
+        with open(path, "w") as f:
+            f.write("1\t2\t3\n")
+        os.chmod(path, 0)
+        if os.geteuid() != 0:
+            with pytest.raises(DataError, match="permission denied") as err:
+                read_ratings(path)
+            assert err.value.path == path
+            return
+        try:
+            nobody = pwd.getpwnam("nobody")
+        except KeyError:
+            pytest.skip("running as root without a 'nobody' user to drop to")
+        got = _as_user(nobody, lambda: read_ratings(path))
+        assert got == f"DataError: {path}: permission denied", got
+    finally:
+        os.chmod(os.path.join(folder, "secret.data"), 0o600)
+        import shutil
+
+        shutil.rmtree(folder)
+
+
+def _as_user(user, call) -> str:
+    """Run ``call`` in a forked child as ``user``; what it raised, as 'Type: message'."""
+    import os
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.setgid(user.pw_gid)
+            os.setuid(user.pw_uid)
+            call()
+            out = "no error"
+        except BaseException as exc:  # noqa: BLE001
+            out = f"{type(exc).__name__}: {exc}"
+        os.write(write, out.encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as f:
+        return f.read()
+
+
+# ---------------------------------------------------------------- issue 19: Parquet that lies
+
+def _pandas(frame):
+    return frame.compute() if hasattr(frame, "compute") else frame
+
+
+def test_parquet_uint64_ids_at_or_above_2_63_stay_exact(tmp_path):
+    from dcf import ItemKNN
+
+    big = [2**64 - 1, 2**63, 2**63 - 1, 1, 5]
+    rows = [(u, i, float(1 + (k + i) % 5)) for k, u in enumerate(big) for i in range(1, 7) if (k + i) % 4]
+    users = np.array([u for u, _, _ in rows], dtype=np.uint64)
+    df = pd.DataFrame({"user": users, "item": [i for _, i, _ in rows], "rating": [r for *_, r in rows]})
+    df.to_parquet(tmp_path / "r.parquet")
+    (tmp_path / "r.data").write_text("".join(f"{u}\t{i}\t{r:g}\n" for u, i, r in rows))
+    frames, fits = [], []
+    for name in ("r.parquet", "r.data"):
+        frame, _ = _read(tmp_path / name)
+        frames.append(frame)
+        with dask.config.set(scheduler="sync"):
+            model = ItemKNN(k=3).fit(read_ratings(tmp_path / name))
+            fits.append((model.matrix_.users.to_raw(np.arange(len(big))).tolist(),
+                         _pandas(model.neighbours()), _pandas(model.recommend(n=2))))
+    assert sorted(map(str, frames[0]["user"])) == sorted(map(str, frames[1]["user"]))
+    assert str(2**64 - 1) in frames[0]["user"].tolist()  # not -1
+    assert fits[0][0] == fits[1][0] == sorted(str(u) for u in big)
+    pd.testing.assert_frame_equal(fits[0][1], fits[1][1])
+    pd.testing.assert_frame_equal(fits[0][2], fits[1][2])
+
+
+def test_parquet_column_types_that_cannot_hold_ids_or_ratings(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ok = {"user": pa.array([1, 2]), "item": pa.array([3, 4]), "rating": pa.array([4.0, 5.0])}
+    cases = [("rating", pa.array([True, False]), "rating column is boolean, expected numbers"),
+             ("user", pa.array([[1], [2]]), r"user id column 'user' has type list<.*int64>: ids must be integers or text"),
+             ("item", pa.array([{"a": 1}, {"a": 2}]), r"item id column 'item' has type struct<a: int64>"),
+             ("user", pa.array([b"\x01", b"\x02"]), r"user id column 'user' has type binary")]
+    for k, (column, values, problem) in enumerate(cases):
+        path = tmp_path / f"bad{k}.parquet"
+        pq.write_table(pa.table({**ok, column: values}), path)
+        with pytest.raises(DataError, match=problem) as err:
+            _read(path)
+        assert err.value.path == str(path)
+
+
+def test_a_folder_mixing_parquet_and_other_files_is_refused(tmp_path):
+    df = pd.DataFrame({"user": [1, 2], "item": [3, 4], "rating": [4.0, 5.0]})
+    folder = tmp_path / "ratings"
+    folder.mkdir()
+    df.to_parquet(folder / "part.0.parquet")
+    for marker in ("_SUCCESS", "_metadata", "_common_metadata", ".part.0.parquet.crc"):
+        (folder / marker).write_bytes(b"")
+    frame, report = _read(folder)  # markers and hidden files are not data
+    assert report["rows"] == 2
+    df.to_csv(folder / "part.1.csv", index=False)
+    with pytest.raises(DataError, match=r"mixes Parquet parts with other files \('part.1.csv'") as err:
+        read_ratings(folder)
+    assert err.value.path == str(folder)
+
+
+def test_blocks_of_integer_ids_and_a_block_with_text_ids_agree(tmp_path):
+    # the block with "abc" is text; the other blocks' integer ids come as the same text,
+    # so 7 and "7" are never two users (the id map refused such duplicates)
+    from dcf import ItemKNN
+
+    good = "".join(f"{u}\t{i}\t{1 + (u * 7 + i) % 5}\n" for u in range(1, 31) for i in range(1, 21) if (u + i) % 3)
+    path = tmp_path / "u.data"
+    path.write_text(good + "abc\t1\t4\nabc\t2\t5\n7\t2\t4\n")
+    r = read_ratings(path, blocksize=1000)
+    assert len(r.parts) >= 3
+    with dask.config.set(scheduler="sync"):
+        frame = pd.concat(dask.compute(*r.parts), ignore_index=True)
+        model = ItemKNN(k=5).fit(read_ratings(path, blocksize=1000))
+        pred = model.predict(pd.DataFrame({"user": ["7", "abc"], "item": ["1", "2"]})).compute()
+    assert frame["user"].map(type).eq(str).all() and frame["item"].dtype == np.int64
+    assert len(model.matrix_.users) == 31 and pred["user"].tolist() == ["7", "abc"]

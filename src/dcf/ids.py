@@ -88,7 +88,10 @@ class IdMap:
         if raw.dtype == object and self.numeric and len(raw) and \
                 pd.api.types.infer_dtype(raw, skipna=False) == "integer":  # Python ints
             return self.to_codes(raw.astype(np.int64))
-        return self._text_index().get_indexer(raw.astype(str)).astype(np.int64)
+        # object strings, not raw.astype(str): NumPy's fixed-width text costs 4 bytes x the
+        # longest id for every row (a 1,000-character id made it 4 KB a row)
+        text = pd.Series(raw, dtype=object).astype(str).to_numpy(dtype=object)
+        return self._text_index().get_indexer(text).astype(np.int64)
 
     def _text_index(self) -> pd.Index:
         if getattr(self, "_text", None) is None:
@@ -136,7 +139,7 @@ def _as_int_or_none(index: pd.Index):
     if ints.isna().any() or ints.dtype.kind not in "iu":
         return None
     ints = ints.astype(np.int64)
-    if not (ints.astype(str).to_numpy() == np.asarray(text, dtype=str)).all():
+    if not (ints.astype(str).to_numpy(dtype=object) == np.asarray(text, dtype=object)).all():
         return None
     return pd.Index(ints.to_numpy(), dtype=np.int64)
 
