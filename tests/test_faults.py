@@ -24,7 +24,7 @@ from dcf.folders import MARKER, RUN_OUTPUT, atomic_folder
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
 
 DATA = "synthetic:users=3000,items=400,ratings=40000,seed=3"
-PREVIOUS = '{"dcf_version": "previous"}'
+PREVIOUS = '{"dcf_version": "previous", "config": {}, "counts": {}, "mae": 1.0}'
 
 
 class KillOnTask(WorkerPlugin):

@@ -104,7 +104,7 @@ def test_out_that_dcf_wrote_is_replaced_and_only_its_files(tmp_path):
 def test_output_of_an_older_dcf_without_the_marker_is_still_dcfs(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    (out / "metrics.json").write_text('{"dcf_version": "0.0.9"}')
+    (out / "metrics.json").write_text('{"dcf_version": "0.0.9", "config": {}, "counts": {}, "mae": 1}')
     (out / "recommendations.parquet").write_bytes(b"old")
     assert check_folder(out, RUN_OUTPUT) == out
     (out / "metrics.json").write_text('{"mine": true}')  # a user's own metrics.json: not dcf's
@@ -169,6 +169,110 @@ def test_performance_report_replaces_only_a_report(users_files, tmp_path, capsys
     assert (users_files / "thesis.tex").read_text() == "years of work"
 
 
+def _dcf_output(folder: Path) -> Path:
+    """A folder as an earlier run of the batch job leaves it."""
+    with atomic_folder(folder, RUN_OUTPUT) as staging:
+        (staging / "metrics.json").write_text('{"dcf_version": "x"}')
+    return folder
+
+
+@pytest.mark.parametrize("disguise", ["marker-is-a-folder", "marker-is-a-symlink", "marker-of-another-kind",
+                                      "marker-and-a-users-file"])
+def test_leftovers_named_like_dcfs_are_only_removed_when_they_are_dcfs(disguise, tmp_path):
+    stale = tmp_path / (".out.old-999999999" if disguise == "marker-of-another-kind" else ".out.partial-999999999")
+    stale.mkdir()
+    (stale / "metrics.json").write_text('{"mine": 1}')
+    if disguise == "marker-is-a-folder":
+        (stale / MARKER).mkdir()
+    elif disguise == "marker-is-a-symlink":
+        (tmp_path / "elsewhere").write_text('{"kind": "batch-job output"}')
+        (stale / MARKER).symlink_to(tmp_path / "elsewhere")
+    elif disguise == "marker-of-another-kind":
+        (stale / MARKER).write_text('{"kind": "saved model"}')
+    else:
+        (stale / MARKER).write_text('{"kind": "batch-job output"}')
+        (stale / "notes.txt").write_text("mine")
+    before = _tree(stale)
+    with atomic_folder(tmp_path / "out", RUN_OUTPUT) as staging:
+        (staging / "metrics.json").write_text("{}")
+    assert _tree(stale) == before and (tmp_path / "out" / "metrics.json").read_text() == "{}"
+
+
+def test_an_out_name_with_glob_characters_touches_no_other_output(tmp_path):
+    other = _dcf_output(tmp_path / "xyz")
+    os.replace(other, tmp_path / ".xyz.old-999999999")  # another output, moved aside by a killed run
+    for name in ("x*", "x[1]", "x?z"):
+        with atomic_folder(tmp_path / name, RUN_OUTPUT) as staging:
+            (staging / "metrics.json").write_text("{}")
+    assert (tmp_path / ".xyz.old-999999999" / "metrics.json").exists()
+
+
+def test_replacing_an_empty_folder_keeps_its_mode_and_owner(tmp_path):
+    out = tmp_path / "private"
+    out.mkdir(mode=0o700)
+    os.chmod(out, 0o700)
+    st = out.stat()
+    with atomic_folder(out, RUN_OUTPUT) as staging:
+        (staging / "metrics.json").write_text("{}")
+    after = out.stat()
+    assert (after.st_mode & 0o7777, after.st_uid, after.st_gid) == (0o700, st.st_uid, st.st_gid)
+
+
+def test_a_hand_written_signature_does_not_make_a_folder_dcfs(tmp_path):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "dcf-model.json").write_text('{"format": "dcf-knn"}')
+    (folder / "users.parquet").write_text("the user's own")
+    with pytest.raises(ConfigError, match="holds files dcf did not write"):
+        check_folder(folder, MODEL, what="save")
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "metrics.json").write_text('{"dcf_version": "mine"}')  # not a batch job's metrics
+    with pytest.raises(ConfigError, match="holds files dcf did not write"):
+        check_folder(out, RUN_OUTPUT)
+
+
+def test_paths_through_symbolic_links_are_checked_as_resolved(users_files, tmp_path, monkeypatch, capsys):
+    here = users_files / "sub" / "empty"
+    here.mkdir()
+    (tmp_path / "L").symlink_to(users_files / "sub")
+    monkeypatch.chdir(here)
+    assert "is the current directory" in _refused(capsys, "--out", tmp_path / "L" / "empty")
+    monkeypatch.chdir("/")
+    out = _dcf_output(tmp_path / "o")
+    (tmp_path / "M").symlink_to(out)
+    data = users_files / "u.data"
+    err = _refused(capsys, "--data", data, "--test", tmp_path / "M" / "metrics.json", "--out", out)
+    assert "holds the input" in err
+    err = _refused(capsys, "--data", data, "--out", out, "--performance-report", tmp_path / "M" / "r.html")
+    assert "is inside --out" in err
+    err = _refused(capsys, "--data", data, "--test", f"file://{data}", "--out", tmp_path / "o3")
+    assert "is the training data itself" in err
+
+
+def test_out_inside_an_input_folder_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir("/")
+    data = tmp_path / "parts"
+    data.mkdir()
+    pd.DataFrame({"user": [1, 2], "item": [1, 2], "rating": [1.0, 2.0]}).to_parquet(data / "part.0.parquet")
+    assert "is inside the input folder" in _refused(capsys, "--data", data, "--out", data / "out")
+
+
+def test_report_and_out_cannot_be_one_path_and_a_mere_mention_is_no_report(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir("/")
+    assert "is inside --out" in _refused(capsys, "--out", tmp_path / "o", "--performance-report", tmp_path / "o")
+    words = tmp_path / "words.txt"
+    words.write_text("My notes on the <title>Dask Performance Report</title> tool.")
+    err = _refused(capsys, "--out", tmp_path / "o", "--performance-report", words)
+    assert "is not a Dask performance report" in err and words.read_text().startswith("My notes")
+
+
+def test_a_name_too_long_for_the_filesystem_fails_before_the_job(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir("/")
+    err = _refused(capsys, "--out", tmp_path / ("a" * 250))
+    assert "cannot write in" in err and "File name too long" in err
+
+
 # ---------------------------------------------------------------- 6. settings
 
 @pytest.mark.parametrize("toml, expect", [
@@ -180,6 +284,9 @@ def test_performance_report_replaces_only_a_report(users_files, tmp_path, capsys
     ("shrinkage = inf", "shrinkage must be a finite number, not inf"),
     ('out = 5', "out must be text, not 5"),
     ("[cluster]\nworkers = 2.5", "workers must be an integer, not 2.5"),
+    ("cluster = 5", "cluster must be a table"),
+    ('[cluster]\nmemory_limit = "1e400GB"', "memory_limit '1e400GB' is not a size"),
+    ("[cluster]\nthreads_per_worker = 99999999999999999999", "between 1 and 4,096"),
     ('[cluster]\nstall_timeout = "soon"', "stall_timeout must be a finite number"),
 ])
 def test_config_file_values_are_typed(toml, expect, tmp_path, capsys):
@@ -208,7 +315,10 @@ def test_flags_are_checked_before_the_cluster_starts(args, expect, tmp_path, cap
 @pytest.mark.parametrize("args, expect", [
     (["--memory-limit", "banana"], "memory_limit 'banana' is not a size"),
     (["--dashboard-address", "nonsense"], "dashboard_address 'nonsense' is not HOST:PORT"),
-    (["--threads-per-worker", "0"], "threads_per_worker must be a positive integer"),
+    (["--threads-per-worker", "0"], "threads_per_worker must be an integer between 1 and 4,096"),
+    (["--memory-limit", "1e400GB"], "memory_limit '1e400GB' is not a size"),
+    (["--performance-report", ""], "performance_report is empty"),
+    (["--scheduler", ""], "scheduler is empty"),
 ])
 def test_local_cluster_settings_are_checked_before_it_starts(args, expect, tmp_path, capsys):
     rc = main(["--data", SMALL, "--no-progress", "--out", str(tmp_path / "o"), *args])

@@ -42,7 +42,7 @@ class ClusterConfig:
     threads_per_worker: int = 2
     memory_limit: str = "3GB"
     host: str = "127.0.0.1"
-    dashboard_address: str = "127.0.0.1:8787"
+    dashboard_address: str | None = "127.0.0.1:8787"  # None: no dashboard
     memory_target: float = 0.4  # the paper's spark.storage.memoryFraction
     wait_for_workers: int = 0
     no_workers_timeout: str = "60s"
@@ -54,8 +54,12 @@ class ClusterConfig:
     def __post_init__(self):
         _check_types(self, _CLUSTER_TYPES)
         for name in ("workers", "threads_per_worker"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be a positive integer, not {getattr(self, name)!r}")
+            if not 1 <= getattr(self, name) <= 4096:
+                raise ConfigError(f"{name} must be an integer between 1 and 4,096, not "
+                                  f"{getattr(self, name)!r}")
+        if self.scheduler is not None and not self.scheduler.strip():
+            raise ConfigError("scheduler is empty (an unset variable?): give its address, or "
+                              "leave it out for a local cluster")
         if self.wait_for_workers < 0:
             raise ConfigError(f"wait_for_workers must be >= 0, not {self.wait_for_workers!r}")
         if not 0 < self.memory_target <= 1:
@@ -79,15 +83,17 @@ class ClusterConfig:
             try:
                 if parse_bytes(self.memory_limit) <= 0:
                     raise ValueError
-            except (ValueError, TypeError):
+            except (ValueError, TypeError, OverflowError):
                 raise ConfigError(f"memory_limit {self.memory_limit!r} is not a size such as 3GB, "
                                   "1500MiB or auto") from None
         try:
             if parse_timedelta(self.no_workers_timeout) <= 0:
                 raise ValueError
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, OverflowError):
             raise ConfigError(f"no_workers_timeout {self.no_workers_timeout!r} is not a duration "
                               "such as 60s") from None
+        if self.dashboard_address is None:  # no dashboard (scripts, tests)
+            return
         host, sep, port = self.dashboard_address.rpartition(":")
         if not sep or not port.isdigit() or int(port) > 65535:
             raise ConfigError(f"dashboard_address {self.dashboard_address!r} is not HOST:PORT "
@@ -174,8 +180,8 @@ class RunConfig:
                 raise ConfigError(f"rating_scale must be two finite numbers 0 < low <= high, not "
                                   f"{self.rating_scale!r}")
             object.__setattr__(self, "rating_scale", (float(scale[0]), float(scale[1])))
-        for name in ("data", "out"):
-            if not getattr(self, name).strip():
+        for name in ("data", "out", "test", "performance_report"):
+            if getattr(self, name) is not None and not getattr(self, name).strip():
                 raise ConfigError(f"{name} is empty (an unset variable?)")
 
     def to_dict(self) -> dict:
@@ -197,7 +203,7 @@ _LOCAL_ONLY = ("workers", "threads_per_worker", "memory_limit", "host", "dashboa
 _STR, _OPT_STR, _INT, _OPT_INT, _FLOAT, _BOOL = "text", "text or nothing", "an integer", \
     "an integer or nothing", "a finite number", "true or false"
 _CLUSTER_TYPES = {"scheduler": _OPT_STR, "workers": _INT, "threads_per_worker": _INT,
-                  "memory_limit": _STR, "host": _STR, "dashboard_address": _STR,
+                  "memory_limit": _STR, "host": _STR, "dashboard_address": _OPT_STR,
                   "memory_target": _FLOAT, "wait_for_workers": _INT, "no_workers_timeout": _STR,
                   "stall_timeout": _FLOAT, "tls_ca_file": _OPT_STR, "tls_cert": _OPT_STR,
                   "tls_key": _OPT_STR}
@@ -248,6 +254,9 @@ def load_config(path) -> RunConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     cluster = raw.pop("cluster", {})
+    if not isinstance(cluster, dict):
+        raise ConfigError(f"{path}: cluster must be a table ([cluster] and KEY = VALUE lines), "
+                          f"not {cluster!r}")
     bad = (set(raw) - _RUN_KEYS) | {f"cluster.{k}" for k in set(cluster) - _CLUSTER_KEYS}
     if bad:
         raise ConfigError(f"{path}: unknown setting(s) {', '.join(sorted(bad))}")

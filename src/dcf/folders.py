@@ -33,6 +33,7 @@ import contextlib
 import json
 import os
 import re
+import stat
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -70,6 +71,7 @@ class FolderKind:
     signature: str = ""
     signature_key: str = ""
     signature_value: object = None
+    signature_extra: tuple = ()
 
     def writes(self, entry: str) -> bool:
         """Whether ``entry`` is a name dcf writes into such a folder."""
@@ -80,7 +82,8 @@ class FolderKind:
 RUN_OUTPUT = FolderKind("batch-job output",
                         frozenset({"metrics.json", "predictions.parquet", "recommendations.parquet",
                                    "neighbours.parquet"}),
-                        signature="metrics.json", signature_key="dcf_version")
+                        signature="metrics.json", signature_key="dcf_version",
+                        signature_extra=("config", "counts", "mae"))
 MODEL = FolderKind("saved model",
                    frozenset({"dcf-model.json", "users.parquet", "items.parquet", "ratings.npz",
                               "neighbours.npz", "similarity.npz"}),
@@ -92,55 +95,85 @@ def local_path(source) -> Path | None:
     """The local file a data source names, or None (``synthetic``, ``movielens:``, URLs)."""
     if source is None:
         return None
-    text = os.fspath(source)
+    text = os.fsdecode(source)
+    text = text.removeprefix("file://")
     if not text or text.startswith(("synthetic", "movielens:")) or re.match(r"^[a-z][a-z0-9+.-]*://", text):
         return None
-    if text.startswith("file://"):
-        text = text[len("file://"):]
     return Path(os.path.abspath(os.path.expanduser(text)))
 
 
 def _absolute(path, what: str) -> Path:
-    text = os.fspath(path) if path is not None else ""
-    if not str(text).strip():
+    try:
+        text = os.fsdecode(path) if path is not None else ""
+    except TypeError:
+        raise ConfigError(f"{what} must be a path, not {type(path).__name__}") from None
+    if not text.strip():
         raise ConfigError(f"{what} is empty: give the folder to write (an unset variable?)")
     return Path(os.path.abspath(os.path.expanduser(text)))
 
 
 def _refuse_special(p: Path, what: str, inputs) -> None:
-    """Places that are never dcf's to replace, whatever they hold."""
-    cwd = Path(os.getcwd())
-    if p == Path(p.anchor):
-        raise ConfigError(f"{what} {p}: is the filesystem root")
-    if p == cwd or p in cwd.parents:
-        raise ConfigError(f"{what} {p}: is the current directory or holds it; give a folder "
-                          "of its own, e.g. ./dcf-output")
-    home = Path(os.path.expanduser("~"))
-    if p == home or p in home.parents:
-        raise ConfigError(f"{what} {p}: is the home folder or holds it")
+    """Places that are never dcf's to replace, whatever they hold.  Compared both as
+    written and with symbolic links resolved (``link/empty`` may be the current folder)."""
+    here = [p, Path(os.path.realpath(p))]
+    cwd = Path(os.path.realpath(os.getcwd()))
+    home = Path(os.path.realpath(os.path.expanduser("~")))
+    for q in here:
+        if q == Path(q.anchor):
+            raise ConfigError(f"{what} {p}: is the filesystem root")
+        if q == cwd or q in cwd.parents:
+            raise ConfigError(f"{what} {p}: is the current directory or holds it; give a folder "
+                              "of its own, e.g. ./dcf-output")
+        if q == home or q in home.parents:
+            raise ConfigError(f"{what} {p}: is the home folder or holds it")
     for source in inputs:
         src = local_path(source)
-        if src is not None and (src == p or p in src.parents):
-            raise ConfigError(f"{what} {p}: holds the input {src}; write the outputs elsewhere")
+        if src is None:
+            continue
+        for s_ in {src, Path(os.path.realpath(src))}:
+            for q in here:
+                if s_ == q or q in s_.parents:
+                    raise ConfigError(f"{what} {p}: holds the input {src}; write the outputs elsewhere")
+                if s_.is_dir() and s_ in q.parents:
+                    raise ConfigError(f"{what} {p}: is inside the input folder {src}, which would "
+                                      "then hold more than the data; write the outputs elsewhere")
+
+
+def _regular(path: Path) -> bool:
+    """A regular file, not a symbolic link (nor a folder, FIFO or device)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _json_object(path: Path) -> dict | None:
+    if not _regular(path) or os.lstat(path).st_size > (64 << 20):
+        return None
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _is_dcfs(p: Path, kind: FolderKind) -> bool:
-    marker = p / MARKER
-    if marker.is_file() and not marker.is_symlink():
-        try:
-            return json.loads(marker.read_text(encoding="utf-8")).get("kind") == kind.name
-        except (OSError, ValueError, AttributeError):
-            return False
+    """Whether ``p`` carries dcf's marker of this kind (a regular file), or, for folders
+    written before the marker, the kind's full signature file."""
+    if os.path.lexists(p / MARKER):
+        marker = _json_object(p / MARKER)
+        return marker is not None and marker.get("kind") == kind.name
     if not kind.signature:
         return False
-    sig = p / kind.signature
-    if not sig.is_file() or sig.is_symlink() or sig.stat().st_size > (64 << 20):
+    sig = _json_object(p / kind.signature)
+    if sig is None or sig.get(kind.signature_key) is None:
         return False
-    try:
-        value = json.loads(sig.read_text(encoding="utf-8")).get(kind.signature_key)
-    except (OSError, ValueError, AttributeError):
+    if kind.signature_value is not None and sig.get(kind.signature_key) != kind.signature_value:
         return False
-    return value is not None and (kind.signature_value is None or value == kind.signature_value)
+    if kind is MODEL:  # every other file is one the model lists
+        files = sig.get("files")
+        return isinstance(files, dict) and set(os.listdir(p)) - {kind.signature} <= set(files)
+    return all(k in sig for k in kind.signature_extra)
 
 
 def _foreign(p: Path, kind: FolderKind) -> list[str]:
@@ -148,7 +181,7 @@ def _foreign(p: Path, kind: FolderKind) -> list[str]:
     out = []
     for entry in sorted(os.listdir(p)):
         full = p / entry
-        if not kind.writes(entry) or full.is_symlink() or not full.is_file():
+        if not kind.writes(entry) or not _regular(full):
             out.append(entry)
     return out
 
@@ -202,8 +235,9 @@ def check_file(path, *, what: str = "--performance-report", inputs=()) -> Path:
         if not p.is_file():
             raise ConfigError(f"{what} {p}: exists and is not a file")
         with open(p, "rb") as f:
-            head = f.read(1 << 16).decode("utf-8", "replace")
-        if _REPORT_SIGNATURE not in head:
+            head = f.read(1 << 10).decode("utf-8", "replace")
+        if not (head.lstrip().lower().startswith("<!doctype html>")
+                and f"<title>{_REPORT_SIGNATURE}</title>" in head):
             raise ConfigError(f"{what} {p}: exists and is not a Dask performance report; dcf "
                               "replaces only a report it wrote")
     _check_writable(p, what)
@@ -211,17 +245,22 @@ def check_file(path, *, what: str = "--performance-report", inputs=()) -> Path:
 
 
 def _check_writable(p: Path, what: str) -> None:
-    """Create and remove a probe folder where the destination will be staged."""
+    """Create and remove a probe folder named as the staging folder will be, where it
+    will be (so a name too long for the filesystem fails here, not after the job)."""
     parent = p.parent
-    while not parent.exists():
+    while not os.path.lexists(parent):
         parent = parent.parent
     if not parent.is_dir():
         raise ConfigError(f"{what} {p}: {parent} is a file, not a folder")
+    probe = parent / (p.name if parent == p.parent else "x")
+    probe = probe.with_name(f".{probe.name}.partial-{os.getpid()}")
     try:
-        probe = tempfile.mkdtemp(prefix=".dcf-probe-", dir=parent)
-        os.rmdir(probe)
+        probe.mkdir()
+    except FileExistsError:
+        return
     except OSError as exc:
         raise ConfigError(f"{what} {p}: cannot write in {parent}: {exc.strerror}") from None
+    os.rmdir(probe)
 
 
 def _mark(folder: Path, kind: FolderKind) -> None:
@@ -256,9 +295,14 @@ def atomic_folder(path, kind: FolderKind = RUN_OUTPUT, *, what: str = "--out", i
     try:
         _mark(staging, kind)
         yield staging
-        check_folder(out, kind, what=what, inputs=inputs)  # nothing foreign appeared meanwhile
+        try:
+            check_folder(out, kind, what=what, inputs=inputs)  # nothing foreign appeared meanwhile
+        except ConfigError as exc:
+            raise ConfigError(f"{exc}; it changed while the job ran, so the new outputs were "
+                              "discarded and it was left as it is") from None
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
         if out.exists():
+            _same_access(out, staging)
             os.replace(out, old)
         os.replace(staging, out)
         if old.exists():
@@ -266,6 +310,14 @@ def atomic_folder(path, kind: FolderKind = RUN_OUTPUT, *, what: str = "--out", i
     except BaseException:
         _remove_owned(staging, kind)
         raise
+
+
+def _same_access(old: Path, new: Path) -> None:
+    """Give the replacement the folder's mode and, where allowed, its owner."""
+    st = os.stat(old)
+    with contextlib.suppress(OSError):
+        os.chown(new, st.st_uid, st.st_gid)
+    os.chmod(new, stat.S_IMODE(st.st_mode))
 
 
 def _remove_owned(folder: Path, kind: FolderKind) -> None:
@@ -276,7 +328,7 @@ def _remove_owned(folder: Path, kind: FolderKind) -> None:
         return
     for entry in entries:
         full = folder / entry
-        if kind.writes(entry) and full.is_file() and not full.is_symlink():
+        if kind.writes(entry) and _regular(full):
             with contextlib.suppress(OSError):
                 full.unlink()
     try:
@@ -286,18 +338,22 @@ def _remove_owned(folder: Path, kind: FolderKind) -> None:
 
 
 def _remove_stale(out: Path, kind: FolderKind) -> None:
-    """Clean up after a killed run: its staging folder, or the output it moved aside."""
-    for state in ("partial", "old"):
-        for p in out.parent.glob(f".{out.name}.{state}-*"):
-            pid = p.name.rsplit("-", 1)[-1]
-            if not pid.isdigit() or _alive(int(pid)) or not p.is_dir() or p.is_symlink():
-                continue
-            if not (p / MARKER).exists() and not _is_dcfs(p, kind):
-                continue  # not a folder of ours: leave it
-            if state == "old" and not out.exists():
-                os.replace(p, out)  # killed between the two renames: restore
-            else:
-                _remove_owned(p, kind)
+    """Clean up after a killed run: its staging folder, or the output it moved aside.
+    Only folders named exactly so, marked as dcf's of this kind and holding nothing but
+    dcf's files; anything else is left where it is."""
+    pattern = re.compile(rf"\.{re.escape(out.name)}\.(partial|old)-(\d+)")
+    for entry in sorted(os.listdir(out.parent)):
+        m = pattern.fullmatch(entry)
+        if m is None:
+            continue
+        p = out.parent / entry
+        if (_alive(int(m.group(2))) or p.is_symlink() or not p.is_dir()
+                or not _is_dcfs(p, kind) or _foreign(p, kind)):
+            continue
+        if m.group(1) == "old" and not os.path.lexists(out):
+            os.replace(p, out)  # killed between the two renames: restore
+        else:
+            _remove_owned(p, kind)
 
 
 def _alive(pid: int) -> bool:
@@ -316,16 +372,19 @@ def _alive(pid: int) -> bool:
 def atomic_file(path, *, what: str = "--performance-report", inputs=()):
     """Yield a staging file name next to ``path``; it replaces ``path`` when the block
     ends, even on failure when the staging file was written (a report of a failed run
-    is still worth reading)."""
+    is still worth reading).  Where ``path`` changed meanwhile, the staging file is
+    dropped with a warning."""
     out = check_file(path, what=what, inputs=inputs)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.with_name(f".{out.name}.partial-{os.getpid()}{out.suffix}")
+    staging = out.with_name(f".{out.name}.report-partial-{os.getpid()}{out.suffix}")
     try:
         yield staging
     finally:
-        if staging.is_file() and not staging.is_symlink():
-            with contextlib.suppress(ConfigError):
+        if _regular(staging):
+            try:
                 check_file(out, what=what, inputs=inputs)
                 os.replace(staging, out)
+            except ConfigError as exc:
+                print(f"dcf: warning: {what} not written: {exc}", file=sys.stderr)
         with contextlib.suppress(OSError):
             staging.unlink()

@@ -115,7 +115,8 @@ def preflight(cfg: RunConfig, config_path=None) -> tuple:
     out = check_folder(cfg.out, RUN_OUTPUT, inputs=inputs)
     if cfg.performance_report:
         report = check_file(cfg.performance_report, inputs=inputs)
-        if out == report.parent or out in report.parents:
+        outs, reports = {out, Path(os.path.realpath(out))}, {report, Path(os.path.realpath(report))}
+        if outs & reports or any(o in r.parents for o in outs for r in reports):
             raise ConfigError(f"--performance-report {report}: is inside --out {out}, which the "
                               "job replaces whole; write the report elsewhere")
     if cfg.test:
