@@ -146,22 +146,8 @@ done
 # process started, in clock ticks since boot) and ARGS the arguments after the program;
 # stop-all.sh signals a PID only while both still match (a reused PID is left alone).
 
-start_time() {  # field 22 of /proc/PID/stat (the fields after "(comm) " start at field 3)
-  local stat f=()
-  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
-  read -ra f <<< "${stat##*) }"
-  echo "${f[19]:-}"
-}
-running() {  # alive, not a zombie
-  local stat
-  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
-  [[ "${stat##*) }" != Z* ]]
-}
-cmdline() {
-  local a=() IFS=' '
-  mapfile -d '' a < "/proc/$1/cmdline" 2>/dev/null || return 1
-  [ "${#a[@]}" -gt 0 ] && echo "${a[*]}"
-}
+# shellcheck source=proc.sh
+source "$here/proc.sh"
 same_process() {  # same_process PIDFILE: its process is alive and is the one recorded
   local pid="" start="" args=""
   read -r pid start args < "$1" 2>/dev/null || true

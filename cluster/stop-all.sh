@@ -44,22 +44,8 @@ if [ "${#pids[@]}" -eq 0 ]; then
   exit 0
 fi
 
-start_time() {  # field 22 of /proc/PID/stat (the fields after "(comm) " start at field 3)
-  local stat f=()
-  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
-  read -ra f <<< "${stat##*) }"
-  echo "${f[19]:-}"
-}
-running() {  # alive, not a zombie
-  local stat
-  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
-  [[ "${stat##*) }" != Z* ]]
-}
-cmdline() {
-  local a=() IFS=' '
-  mapfile -d '' a < "/proc/$1/cmdline" 2>/dev/null || return 1
-  [ "${#a[@]}" -gt 0 ] && echo "${a[*]}"
-}
+# shellcheck source=proc.sh
+source "$here/proc.sh"
 
 stopped=0
 stale=0
