@@ -48,6 +48,18 @@ MARKER = ".dcf-owned"
 _REPORT_SIGNATURE = "Dask Performance Report"
 
 
+def _old_run_output(meta: dict, entries: set) -> bool:
+    """metrics.json as every batch job has written it."""
+    return isinstance(meta.get("dcf_version"), str) and all(k in meta for k in ("config", "counts", "mae"))
+
+
+def _old_model(meta: dict, entries: set) -> bool:
+    """dcf-model.json of format dcf-knn that lists every other file of the folder."""
+    files = meta.get("files")
+    return (meta.get("format") == "dcf-knn" and isinstance(files, dict)
+            and entries - {"dcf-model.json"} <= set(files))
+
+
 @dataclass(frozen=True)
 class FolderKind:
     """A kind of folder dcf writes: the names it puts there and its signature file.
@@ -61,17 +73,18 @@ class FolderKind:
     pattern : str
         A regular expression for further names (``part.00001.parquet``); empty for none.
     signature : str
-        A file that, with the key ``signature_key`` in its JSON, identifies a folder
-        written by a dcf that did not yet write :data:`MARKER`; empty for none.
+        The JSON file that identifies such a folder written by a dcf that did not yet
+        write :data:`MARKER`; empty for none.
+    signed : callable, optional
+        ``signed(signature_json, entries) -> bool``: whether that file (a dict) and the
+        folder's entries are dcf's.
     """
 
     name: str
     names: frozenset
     pattern: str = ""
     signature: str = ""
-    signature_key: str = ""
-    signature_value: object = None
-    signature_extra: tuple = ()
+    signed: object = None
 
     def writes(self, entry: str) -> bool:
         """Whether ``entry`` is a name dcf writes into such a folder."""
@@ -82,12 +95,11 @@ class FolderKind:
 RUN_OUTPUT = FolderKind("batch-job output",
                         frozenset({"metrics.json", "predictions.parquet", "recommendations.parquet",
                                    "neighbours.parquet"}),
-                        signature="metrics.json", signature_key="dcf_version",
-                        signature_extra=("config", "counts", "mae"))
+                        signature="metrics.json", signed=_old_run_output)
 MODEL = FolderKind("saved model",
                    frozenset({"dcf-model.json", "users.parquet", "items.parquet", "ratings.npz",
                               "neighbours.npz", "similarity.npz"}),
-                   signature="dcf-model.json", signature_key="format", signature_value="dcf-knn")
+                   signature="dcf-model.json", signed=_old_model)
 SYNTHETIC = FolderKind("synthetic data", frozenset(), pattern=r"part\.\d{5}\.parquet")
 
 
@@ -166,14 +178,7 @@ def _is_dcfs(p: Path, kind: FolderKind) -> bool:
     if not kind.signature:
         return False
     sig = _json_object(p / kind.signature)
-    if sig is None or sig.get(kind.signature_key) is None:
-        return False
-    if kind.signature_value is not None and sig.get(kind.signature_key) != kind.signature_value:
-        return False
-    if kind is MODEL:  # every other file is one the model lists
-        files = sig.get("files")
-        return isinstance(files, dict) and set(os.listdir(p)) - {kind.signature} <= set(files)
-    return all(k in sig for k in kind.signature_extra)
+    return sig is not None and kind.signed(sig, set(os.listdir(p)))
 
 
 def _foreign(p: Path, kind: FolderKind) -> list[str]:
