@@ -306,7 +306,12 @@ def uniform_ids(preds: pd.DataFrame, recs: pd.DataFrame, neighbours=None, based:
         for f, c in cols:
             frame = out[id(f)]
             values = frame[c]
-            fixed = values.map(str).astype(object) if text else values.astype(np.int64)
+            if not text:
+                fixed = values.astype(np.int64)
+            elif pd.api.types.infer_dtype(values, skipna=False) == "string":
+                fixed = values  # already text (a C-speed check; 20M Top-N rows)
+            else:
+                fixed = values.map(str).astype(object)
             out[id(f)] = frame.assign(**{c: fixed})
     return out[id(preds)], out[id(recs)], None if neighbours is None else out[id(neighbours)]
 
@@ -314,6 +319,8 @@ def uniform_ids(preds: pd.DataFrame, recs: pd.DataFrame, neighbours=None, based:
 def _all_int64(values: pd.Series) -> bool:
     if values.dtype.kind in "iu":
         return values.dtype.kind == "i" or len(values) == 0 or int(values.max()) < 2**63
+    if pd.api.types.infer_dtype(values, skipna=False) != "integer":
+        return False
     return all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
                and -2**63 <= int(v) < 2**63 for v in values.to_numpy(dtype=object))
 
