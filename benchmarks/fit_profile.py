@@ -27,7 +27,7 @@ from _report import environment
 def main(argv=None) -> int:
     from distributed import get_task_stream, wait
 
-    from dcf import cluster
+    from dcf import cluster, experiments
     from dcf.config import ClusterConfig
     from dcf.datasets import open_source
     from dcf.matrix import build_matrix
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
         warm = KNN(k=5, neighbourhood="global", similarity=args.similarity).fit(
             open_source("synthetic:users=2000,items=300,ratings=20000"))
         del warm
-        cluster.warm_up(client, [args.similarity])  # every kernel loaded in every worker
+        experiments.warm_up(client, [args.similarity])  # every kernel loaded in every worker
         model = KNN(k=args.k, neighbourhood="global", similarity=args.similarity)
         data = open_source(args.data)
         matrix = build_matrix(data.parts, source=args.data, min_blocks=2 * args.workers * args.threads_per_worker,

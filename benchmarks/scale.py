@@ -107,7 +107,7 @@ def _spilled(dask_worker) -> int:
 def child_dcf(args, path: Path, out: Path) -> dict:
     from distributed import wait
 
-    from dcf import cluster
+    from dcf import cluster, experiments
     from dcf.config import ClusterConfig
     from dcf.datasets import open_source
     from dcf.matrix import build_matrix
@@ -122,7 +122,7 @@ def child_dcf(args, path: Path, out: Path) -> dict:
         for ranking in ("sum", "prediction"):  # compiles the kernels in every worker
             warm.recommend(n=5, ranking=ranking).compute()
         del warm
-        cluster.warm_up(client, [args.similarity])  # every kernel loaded in every worker
+        experiments.warm_up(client, [args.similarity])  # every kernel loaded in every worker
         before = set(client.scheduler_info()["workers"])
         pids = list(client.run(os.getpid).values())
         with RssSampler(pids) as rss:

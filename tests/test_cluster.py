@@ -260,7 +260,7 @@ def test_warm_up_loads_every_kernel_in_every_worker():
     # whichever worker first runs each kernel (what the benchmarks time is the steady state)
     from distributed import Client, LocalCluster
 
-    from dcf.cluster import warm_up
+    from dcf.experiments import warm_up
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as lc, \
             Client(lc) as client:

@@ -3,14 +3,34 @@
 Item- and user-based neighbourhood models (the 2015 Spark paper's system,
 scikit-surprise's ``KNNBasic``/``KNNWithMeans``) computed as Dask task graphs
 over a chunked sparse rating matrix.
+
+The package's names are loaded when first used (PEP 562), so that importing one
+stage, ``dcf.kernels`` say, does not import the estimator, the runtime or
+``distributed`` with it.
 """
 
-from . import cluster, evaluate, split
-from .errors import ConfigError, DataError
-from .io import read_ratings
-from .model import KNN, ItemKNN, UserKNN
-from .store import load
+from importlib import import_module
 
-__version__ = "0.1.0"
+from .errors import ConfigError, DataError
+from .version import __version__
+
 __all__ = ["KNN", "ItemKNN", "UserKNN", "read_ratings", "load", "DataError", "ConfigError", "cluster",
            "evaluate", "split", "__version__"]
+
+# public name -> the module that defines it
+_HOMES = {"KNN": "model", "ItemKNN": "model", "UserKNN": "model", "read_ratings": "io",
+          "load": "store", "cluster": "cluster", "evaluate": "evaluate", "split": "split"}
+
+
+def __getattr__(name):
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'dcf' has no attribute {name!r}")
+    module = import_module(f".{home}", __name__)
+    value = module if home == name else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

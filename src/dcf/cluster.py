@@ -224,31 +224,6 @@ def memory_budget():
     return smallest[0], max(1, smallest[1]), sum(lim for lim, _ in limits), idle
 
 
-def warm_up(client, similarities=("full-cosine", "cosine")) -> None:
-    """Load the compiled kernels in every worker now, each worker on its own: a tiny
-    fit and Top-N under the local scheduler in each.
-
-    numba compiles a kernel (or loads it from its cache) on its first call in a
-    process, some tenths of a second each; a fit on a fresh cluster would otherwise
-    pay it part way, on whichever worker first runs each kernel.  A fit run through
-    the cluster does not reach every kernel on every worker (a worker's blocks are
-    prepared by one task there, the norms by one task somewhere).  Benchmarks call
-    this so that their timings are of the steady state."""
-    client.run(_warm_here, list(similarities))
-
-
-def _warm_here(similarities):
-    from .datasets import synthetic
-    from .model import KNN
-
-    frame = synthetic(users=300, items=60, ratings=3000, seed=0).frame.compute(scheduler="sync")
-    with dask.config.set(scheduler="sync"):
-        for similarity in similarities:
-            model = KNN(k=5, neighbourhood="global", similarity=similarity).fit(frame)
-            for ranking in ("sum", "prediction"):
-                model.recommend(n=5, ranking=ranking).compute()
-
-
 def worker_addresses(client) -> set:
     """Addresses of the workers connected now (a restarted worker has a new one)."""
     try:

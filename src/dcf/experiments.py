@@ -1,4 +1,5 @@
-"""Experiments over fitted models: the paper's Figure 2 (MAE against k).
+"""Experiments over fitted models: the paper's Figure 2 (MAE against k), and the
+warm-up benchmarks run before they time anything.
 
 The similarity is computed once, at the largest k; every other row of the
 sweep is derived from that fit (:meth:`dcf.model.KNN.derive`), so a sweep
@@ -9,13 +10,15 @@ from __future__ import annotations
 
 import time
 
+import dask
 import pandas as pd
 
 from . import evaluate
+from .datasets import synthetic
 from .ids import gather_frame
 from .model import KNN
 
-__all__ = ["neighbour_sweep"]
+__all__ = ["neighbour_sweep", "warm_up", "warm_here"]
 
 COLUMNS = ["k", "neighbourhood", "prediction", "mae", "rmse", "fallback_share", "precision",
            "recall", "ndcg", "coverage", "predict_seconds", "top_n_seconds"]
@@ -80,3 +83,26 @@ def neighbour_sweep(train, test, ks, *, based="item", similarity="cosine", min_s
                              "predict_seconds": pred_s, "top_n_seconds": top_s})
     info["n_test"] = int(len(p))
     return pd.DataFrame(rows, columns=COLUMNS), info
+
+
+def warm_up(client, similarities=("full-cosine", "cosine")) -> None:
+    """Load the compiled kernels in every worker now, each worker on its own: a tiny
+    fit and Top-N under the local scheduler in each.
+
+    numba compiles a kernel (or loads it from its cache) on its first call in a
+    process, some tenths of a second each; a fit on a fresh cluster would otherwise
+    pay it part way, on whichever worker first runs each kernel.  A fit run through
+    the cluster does not reach every kernel on every worker (a worker's blocks are
+    prepared by one task there, the norms by one task somewhere).  Benchmarks call
+    this so that their timings are of the steady state."""
+    client.run(warm_here, list(similarities))
+
+
+def warm_here(similarities) -> None:
+    """:func:`warm_up`'s work in one process: a tiny fit and Top-N per similarity."""
+    frame = synthetic(users=300, items=60, ratings=3000, seed=0).frame.compute(scheduler="sync")
+    with dask.config.set(scheduler="sync"):
+        for similarity in similarities:
+            model = KNN(k=5, neighbourhood="global", similarity=similarity).fit(frame)
+            for ranking in ("sum", "prediction"):
+                model.recommend(n=5, ranking=ranking).compute()

@@ -35,11 +35,11 @@ import os
 import re
 import stat
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError
+from .version import __version__
 
 __all__ = ["MARKER", "FolderKind", "RUN_OUTPUT", "MODEL", "SYNTHETIC", "check_folder", "check_file",
            "atomic_folder", "atomic_file", "local_path"]
@@ -269,8 +269,6 @@ def _check_writable(p: Path, what: str) -> None:
 
 
 def _mark(folder: Path, kind: FolderKind) -> None:
-    from . import __version__
-
     with open(folder / MARKER, "w", encoding="utf-8") as f:
         json.dump({"kind": kind.name, "dcf_version": __version__,
                    "note": "written by dcf; dcf replaces this folder only while it holds "

@@ -29,7 +29,7 @@ import dask
 import numpy as np
 import pandas as pd
 
-from . import __version__, cluster, evaluate, split
+from . import cluster, evaluate, split
 from . import io as dio
 from .config import CHOICES, RunConfig, load_config
 from .datasets import open_source
@@ -37,6 +37,7 @@ from .errors import ClusterError, ConfigError, DataError
 from .ids import gather_frame
 from .matrix import build_matrix
 from .model import KNN, default_blocks
+from .version import __version__
 from .folders import RUN_OUTPUT, atomic_file, atomic_folder, check_file, check_folder, local_path
 
 

@@ -71,6 +71,7 @@ from . import kernels
 from .errors import DataError
 from .folders import MARKER, MODEL, atomic_folder, check_folder
 from .ids import IdMap
+from .version import __version__
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "save", "load", "model_token"]
 
@@ -87,8 +88,6 @@ def save(model, path) -> Path:
     An existing ``path`` is replaced only when it is empty or a model dcf saved
     (:mod:`dcf.folders`); anything else raises :class:`~dcf.errors.ConfigError`
     before any work."""
-    from . import __version__
-
     model._fitted()
     check_folder(path, MODEL, what="save")
     m = model.matrix_
