@@ -19,7 +19,7 @@ __all__ = ["KNN", "ItemKNN", "UserKNN", "read_ratings", "load", "DataError", "Co
 
 # public name -> the module that defines it
 _HOMES = {"KNN": "model", "ItemKNN": "model", "UserKNN": "model", "read_ratings": "io",
-          "load": "store", "cluster": "cluster", "evaluate": "evaluate", "split": "split"}
+          "load": "model", "cluster": "cluster", "evaluate": "evaluate", "split": "split"}
 
 
 def __getattr__(name):

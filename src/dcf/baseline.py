@@ -24,8 +24,7 @@ import dask
 import dask.array as da
 import numpy as np
 
-from .matrix import _concat
-from .similarity import _concatenate
+from .blocks import concat_rows, concatenate
 
 __all__ = ["fit_biases", "fold_in_user_biases", "residuals"]
 
@@ -58,7 +57,7 @@ def fit_biases(by_user: da.Array, item_count, global_mean, n_epochs: int = 10, r
               for j, b in enumerate(blocks)]
     if bi is None:  # no epoch: all zeros
         bi = dask.delayed(np.zeros, pure=True)(n_items)
-    user_bias = dask.delayed(_concatenate, pure=True)(*bu, dask_key_name=f"baseline-user-{token}")
+    user_bias = dask.delayed(concatenate, pure=True)(*bu, dask_key_name=f"baseline-user-{token}")
     return user_bias, bi
 
 
@@ -76,7 +75,7 @@ def residuals(X: da.Array, global_mean, row_bias, col_bias, rows_are_entities: b
     part = dask.delayed(_residual_block, pure=True)
     out = [part(b, int(bounds[j]), global_mean, row_bias, col_bias, bool(rows_are_entities),
                 dask_key_name=f"baseline-residuals-{token}-{j}") for j, b in enumerate(blocks)]
-    return _concat(out, bounds, int(X.shape[1]))
+    return concat_rows(out, bounds, int(X.shape[1]))
 
 
 def fold_in_user_biases(history, item_bias, global_mean, reg_user: float = 15.0):

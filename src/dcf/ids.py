@@ -15,7 +15,7 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
-__all__ = ["IdMap", "frame_from_parts", "gather_frame"]
+__all__ = ["IdMap", "ids_of", "frame_from_parts", "gather_frame"]
 
 
 class IdMap:
@@ -142,6 +142,13 @@ def _as_int_or_none(index: pd.Index):
     if not (ints.astype(str).to_numpy(dtype=object) == np.asarray(text, dtype=object)).all():
         return None
     return pd.Index(ints.to_numpy(), dtype=np.int64)
+
+
+def ids_of(col: pd.Series) -> np.ndarray:
+    """A raw id column as int64 when it is one (fast paths), else as objects."""
+    if isinstance(col.dtype, np.dtype) and col.dtype.kind in "iu":
+        return col.to_numpy(np.int64)
+    return col.to_numpy(dtype=object)
 
 
 def frame_from_parts(parts, meta: pd.DataFrame) -> dd.DataFrame:

@@ -24,13 +24,12 @@ import pandas as pd
 import scipy.sparse as sp
 
 from . import kernels
+from .blocks import CSR_META, concat_rows, row_stats, transpose_blocks
 from .errors import DataError
-from .ids import IdMap
+from .ids import IdMap, ids_of
 
-__all__ = ["RatingMatrix", "build_matrix", "from_array", "block_bounds", "to_pydata_sparse"]
-
-_CSR_META = sp.csr_matrix((0, 0), dtype=np.float64)
-
+__all__ = ["RatingMatrix", "build_matrix", "from_array", "from_user_blocks", "block_bounds", "layout",
+           "build_block", "merge_counts", "to_pydata_sparse"]
 
 @dataclass
 class RatingMatrix:
@@ -159,7 +158,7 @@ def build_matrix(parts, *, source="ratings", on_bad_lines="error", row_block=Non
                 for j, p in enumerate(parts)]
     if len(ub) == 2:
         per_part = [[pp] for pp in per_part]
-    build = dask.delayed(_build_block, nout=2, pure=True)
+    build = dask.delayed(build_block, nout=2, pure=True)
     blocks, reports = [], [] if report is None else [report]
     for b in range(len(ub) - 1):
         shape = (int(ub[b + 1] - ub[b]), n_items)
@@ -169,12 +168,32 @@ def build_matrix(parts, *, source="ratings", on_bad_lines="error", row_block=Non
                          *[pp[b] for pp in per_part], dask_key_name=f"matrix-user-block-{token}-{b}")
         blocks.append(blk)
         reports.append(rep)
-    by_user = _concat(blocks, ub, n_items)
-    by_item = _transpose_blocks(blocks, ub, ib, n_users, token)
-    full_report = dask.delayed(_merge_counts, pure=True)(*reports)
-    us, uc = _row_stats(by_user)
-    is_, ic = _row_stats(by_item)
-    return RatingMatrix(users, items, by_user, by_item, us, uc, is_, ic, full_report, source)
+    return from_user_blocks(users, items, blocks, ub, ib, reports, source, token)
+
+
+def from_user_blocks(users: IdMap, items: IdMap, blocks, ub, ib, reports, source: str,
+                     token: str) -> RatingMatrix:
+    """The one way a :class:`RatingMatrix` is assembled (fit, refresh, load, arrays).
+
+    Parameters
+    ----------
+    users, items : IdMap
+    blocks : list of dask.delayed.Delayed
+        The user-row CSR blocks, rows ``ub[b]:ub[b + 1]``, all items as columns.
+    ub, ib : arrays of int
+        User and item block bounds (the item-row blocks are the transpose's).
+    reports : list
+        Cleaning counts (dicts or Delayed dicts), merged into the matrix's report.
+    source : str
+    token : str
+        Names the transpose's tasks.
+    """
+    by_user = concat_rows(blocks, ub, len(items))
+    by_item = transpose_blocks(blocks, ub, ib, len(users), token)
+    us, uc = row_stats(by_user)
+    is_, ic = row_stats(by_item)
+    report = dask.delayed(merge_counts, pure=True)(*reports)
+    return RatingMatrix(users, items, by_user, by_item, us, uc, is_, ic, report, source)
 
 
 def layout(n_users, n_items, nnz, *, row_block=None, col_block=None, min_blocks=4, based="item",
@@ -191,15 +210,8 @@ def layout(n_users, n_items, nnz, *, row_block=None, col_block=None, min_blocks=
     return block_bounds(n_users, row_block or row_default), block_bounds(n_items, col_block or col_default)
 
 
-def _ids_of(col: pd.Series) -> np.ndarray:
-    """A raw id column as int64 when it is one (fast paths), else as objects."""
-    if isinstance(col.dtype, np.dtype) and col.dtype.kind in "iu":
-        return col.to_numpy(np.int64)
-    return col.to_numpy(dtype=object)
-
-
 def _uniques(frame: pd.DataFrame):
-    return pd.unique(_ids_of(frame["user"])), pd.unique(_ids_of(frame["item"])), len(frame)
+    return pd.unique(ids_of(frame["user"])), pd.unique(ids_of(frame["item"])), len(frame)
 
 
 def _merge_uniques(*pieces):
@@ -212,8 +224,8 @@ def _merge_uniques(*pieces):
 
 def _split_part(frame: pd.DataFrame, users: IdMap, items: IdMap, bounds: np.ndarray):
     """Route one frame part's ratings to user blocks (local rows)."""
-    u = users.to_codes(_ids_of(frame["user"]))
-    i = items.to_codes(_ids_of(frame["item"]))
+    u = users.to_codes(ids_of(frame["user"]))
+    i = items.to_codes(ids_of(frame["item"]))
     r = frame["rating"].to_numpy(np.float64)
     ln = frame["line"].to_numpy(np.int64)
     blk = np.searchsorted(bounds, u, side="right") - 1
@@ -226,7 +238,7 @@ def _split_part(frame: pd.DataFrame, users: IdMap, items: IdMap, bounds: np.ndar
     return out if len(out) > 1 else out[0]
 
 
-def _build_block(shape, row0, users, items, source, on_bad_lines, *pieces):
+def build_block(shape, row0, users, items, source, on_bad_lines, *pieces):
     rows, cols, vals, lines = (np.concatenate([p[j] for p in pieces]) if pieces else np.zeros(0)
                                for j in range(4))
     csr, dups, conflicts = kernels.csr_from_triplets(rows, cols, vals, shape, lines)
@@ -247,7 +259,7 @@ def _raw(ids: IdMap, code: int):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _merge_counts(*reports):
+def merge_counts(*reports):
     out: dict = {}
     for r in reports:
         for key, value in r.items():
@@ -256,44 +268,6 @@ def _merge_counts(*reports):
             else:
                 out[key] = out.get(key, 0) + value
     return out
-
-
-def _concat(blocks, bounds, n_cols) -> da.Array:
-    arrays = [da.from_delayed(b, shape=(int(bounds[j + 1] - bounds[j]), n_cols), dtype=np.float64,
-                              meta=_CSR_META) for j, b in enumerate(blocks)]
-    return da.concatenate(arrays, axis=0) if len(arrays) > 1 else arrays[0]
-
-
-def _transpose_blocks(user_blocks, ub, ib, n_users, token) -> da.Array:
-    """Item-row blocks of the transpose: slice every user block, stack per item block."""
-    cut = dask.delayed(_column_slice, pure=True)
-    stack = dask.delayed(_stack_transpose, pure=True)
-    out = []
-    for a in range(len(ib) - 1):
-        lo, hi = int(ib[a]), int(ib[a + 1])
-        pieces = [cut(blk, lo, hi, dask_key_name=f"matrix-slice-{token}-{b}-{a}")
-                  for b, blk in enumerate(user_blocks)]
-        out.append(stack(*pieces, dask_key_name=f"matrix-item-block-{token}-{a}"))
-    return _concat(out, ib, n_users)
-
-
-def _column_slice(block, lo, hi):
-    return block[:, lo:hi].tocsc()
-
-
-def _stack_transpose(*pieces):
-    m = sp.vstack(pieces, format="csc").T.tocsr()
-    m.sort_indices()
-    return m
-
-
-def _row_stats(X: da.Array):
-    """Per-row sum and count of stored ratings, as dask arrays."""
-    sums = X.map_blocks(lambda b: np.asarray(b.sum(axis=1)).ravel(), drop_axis=1, dtype=np.float64,
-                        meta=np.zeros(0), name=f"row-sums-{dask.base.tokenize(X)}")
-    counts = X.map_blocks(lambda b: np.diff(b.indptr).astype(np.int64), drop_axis=1, dtype=np.int64,
-                          meta=np.zeros(0, np.int64), name=f"row-counts-{dask.base.tokenize(X)}")
-    return sums, counts
 
 
 def from_array(X: da.Array, *, row_block=None, col_block=None, source="array") -> RatingMatrix:
@@ -308,7 +282,7 @@ def from_array(X: da.Array, *, row_block=None, col_block=None, source="array") -
     nnz_guess = max(1, n_users * n_items // 20)
     ub = block_bounds(n_users, row_block or default_row_block(n_users, nnz_guess))
     ib = block_bounds(n_items, col_block or default_row_block(n_items, nnz_guess))
-    X = X.map_blocks(_chunk_to_csr, dtype=np.float64, meta=_CSR_META)
+    X = X.map_blocks(_chunk_to_csr, dtype=np.float64, meta=CSR_META)
     X = X.rechunk((tuple(np.diff(ub).tolist()), (n_items,)))
     token = dask.base.tokenize(X, ub, ib)
     check = dask.delayed(_checked_block, nout=2, pure=True)
@@ -317,13 +291,8 @@ def from_array(X: da.Array, *, row_block=None, col_block=None, source="array") -
         csr, rep = check(blk, int(ub[b]), source, dask_key_name=f"matrix-user-block-{token}-{b}")
         blocks.append(csr)
         reports.append(rep)
-    by_user = _concat(blocks, ub, n_items)
-    by_item = _transpose_blocks(blocks, ub, ib, n_users, token)
-    us, uc = _row_stats(by_user)
-    is_, ic = _row_stats(by_item)
-    ids = IdMap(np.arange(n_users)), IdMap(np.arange(n_items))
-    return RatingMatrix(*ids, by_user, by_item, us, uc, is_, ic,
-                        dask.delayed(_merge_counts, pure=True)(*reports), source)
+    return from_user_blocks(IdMap(np.arange(n_users)), IdMap(np.arange(n_items)), blocks, ub, ib,
+                            reports, source, token)
 
 
 def _chunk_to_csr(chunk):

@@ -20,26 +20,27 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from . import io as dio
-from .baseline import fit_biases, fold_in_user_biases, residuals
+from . import store
+from .baseline import fold_in_user_biases, residuals
 from .cluster import connected, memory_budget, parallelism, placement, start
 from .errors import ConfigError, DataError
+from .fitted import ROW_TASKS_PER_THREAD, as_parts, centred_ratings, finish_fit, persist_biases
 from .ids import IdMap
 from .kernels import MEASURES, csr_from_triplets, fast_topk
-from .matrix import RatingMatrix, _concat, build_matrix, from_array
+from .blocks import concat_rows
+from .matrix import RatingMatrix, build_matrix, from_array
 from .neighbours import table_from_blocks, top_k
 from .predict import predict_pairs, recommend_blocks, recommend_histories
+from .refresh import refresh as refresh_model
 from .similarity import (block_limit, entity_stats, prepare, similarity_by_rows, similarity_rows,
                          similarity_tiles)
 from .similarity import method as similarity_method
 
-__all__ = ["KNN", "ItemKNN", "UserKNN", "as_parts"]
+__all__ = ["KNN", "ItemKNN", "UserKNN", "ESTIMATORS", "load"]
 
 NEIGHBOURHOODS = ("rated", "global")
 PREDICTIONS = ("weighted", "mean-centred", "baseline")
 RANKINGS = ("prediction", "sum", "normalised-sum")
-# rows-method similarity tasks per thread, cut to equal cost: enough to even out the
-# scheduling, few enough that per-task overhead stays small (measured at 20M ratings)
-ROW_TASKS_PER_THREAD = 4
 
 
 class KNN(BaseEstimator):
@@ -212,7 +213,7 @@ class KNN(BaseEstimator):
         P, Q = matrix.oriented(self.based)[:2]
         raw_q = Q  # the ratings themselves, before any centring: their summary and costs
         whole_rows = self.neighbourhood == "rated"
-        centred = _centred(matrix, self.based, self.similarity)
+        centred = centred_ratings(matrix, self.based, self.similarity)
         if centred is not None:  # similarities of mean-centred ratings
             P, Q = centred
         # one round trip for what the graph's shape depends on: the rating summary and each
@@ -235,7 +236,7 @@ class KNN(BaseEstimator):
         self.method_ = self.method or similarity_method(memory_budget(), int(P.shape[1]), int(count))
         self.user_bias_ = self.item_bias_ = None
         if self._needs_biases():
-            _fit_biases(self, matrix, total / count)
+            persist_biases(self, matrix, total / count)
         if self.similarity == "pearson-baseline":  # similarities of the residuals
             b_entity, b_other = self._biases()
             P = residuals(P, total / count, b_entity, b_other, rows_are_entities=True)
@@ -248,14 +249,14 @@ class KNN(BaseEstimator):
                                                        parts=parts, **weights)
             self.neighbours_ = table_from_blocks([b[0] for b in blocks], [b[1] for b in blocks],
                                                  bounds, self.k, token).persist()
-            self.similarity_rows_ = (_concat([b[2] for b in blocks], bounds, int(P.shape[0])).persist()
+            self.similarity_rows_ = (concat_rows([b[2] for b in blocks], bounds, int(P.shape[0])).persist()
                                      if whole_rows else None)
         else:
             tiles = similarity_tiles(P, self.similarity, self.min_support, self.shrinkage, **weights)
             token = tiles.token
             self.neighbours_ = top_k(tiles, self.k).persist()
             self.similarity_rows_ = similarity_rows(tiles).persist() if whole_rows else None
-        _finish_fit(self, matrix, total / count, (lo, hi), token)
+        finish_fit(self, matrix, total / count, (lo, hi), token)
         return self
 
     def _blocking(self) -> dict:
@@ -294,9 +295,7 @@ class KNN(BaseEstimator):
             ``recomputed_share``, ``patched`` (rows whose columns of the touched
             entities alone were recomputed), ``full_refit`` and ``why``.
         """
-        from .refresh import refresh
-
-        return refresh(self, ratings)
+        return refresh_model(self, ratings)
 
     def save(self, path):
         """Write the fitted model to the folder ``path`` (see :mod:`dcf.store`:
@@ -304,9 +303,7 @@ class KNN(BaseEstimator):
 
         ``dcf.load(path)`` gives it back, ready to ``predict``/``recommend``.
         """
-        from .store import save
-
-        return save(self, path)
+        return store.save(self, path)
 
     def derive(self, **params) -> "KNN":
         """A fitted model differing only in ``k``, ``neighbourhood``, ``prediction``,
@@ -334,7 +331,7 @@ class KNN(BaseEstimator):
         if other.k < self.neighbours_.k:
             other.neighbours_ = self.neighbours_.prefix(other.k).persist()
         if other.prediction == "baseline" and getattr(other, "user_bias_", None) is None:
-            _fit_biases(other, other.matrix_, other.global_mean_)
+            persist_biases(other, other.matrix_, other.global_mean_)
         other._token = dask.base.tokenize(self._token, params)
         return other
 
@@ -550,17 +547,6 @@ def default_blocks() -> int:
     return max(4, parallelism())
 
 
-def _finish_fit(model, matrix, global_mean, rating_range, token):
-    """Per-entity means and item counts (persisted), global mean, range, graph token."""
-    _, _, ent_sum, ent_count = matrix.oriented(model.based)
-    model.entity_means_, model.item_means_, model.item_count_ = dask.persist(
-        _means(ent_sum, ent_count), _means(matrix.item_sum, matrix.item_count),
-        _single(matrix.item_count))
-    model.global_mean_ = float(global_mean)
-    model.rating_range_ = (float(rating_range[0]), float(rating_range[1]))
-    model._token = dask.base.tokenize(token, model.get_params())
-
-
 def _item_codes(matrix, raw):
     """Sorted distinct codes of the known item ids in ``raw`` (None when ``raw`` is None)."""
     if raw is None:
@@ -569,60 +555,19 @@ def _item_codes(matrix, raw):
     return np.unique(codes[codes >= 0]).astype(np.int64)
 
 
-def _centred(matrix, based, measure):
-    """``(P, Q)`` of ratings minus the other side's means (``adjusted-cosine``) or the
-    entity's own means (``centred-cosine``), same structure; None for other measures."""
-    if measure not in ("adjusted-cosine", "centred-cosine"):
-        return None
-    P, Q, ent_sum, ent_count = matrix.oriented(based)
-    oth_sum, oth_count = ((matrix.user_sum, matrix.user_count) if based == "item"
-                          else (matrix.item_sum, matrix.item_count))
-    zero = dask.delayed(np.zeros, pure=True)
-    if measure == "adjusted-cosine":
-        ent, oth = zero(int(P.shape[0])), _means(oth_sum, oth_count)
-    else:
-        ent, oth = _means(ent_sum, ent_count), zero(int(P.shape[1]))
-    # r - ((0 + other) + entity): exactly r minus the one mean
-    return (residuals(P, 0.0, ent, oth, rows_are_entities=True),
-            residuals(Q, 0.0, oth, ent, rows_are_entities=False))
+# the classes a saved model may name (dcf-model.json's "class")
+ESTIMATORS = {"KNN": KNN, "ItemKNN": ItemKNN, "UserKNN": UserKNN}
 
 
-def _fit_biases(model, matrix, global_mean):
-    """The baseline biases (:mod:`dcf.baseline`), persisted on the model."""
-    model.user_bias_, model.item_bias_ = dask.persist(*fit_biases(
-        matrix.by_user, _single(matrix.item_count), float(global_mean), int(model.baseline_epochs),
-        float(model.reg_user), float(model.reg_item)))
+def load(path):
+    """Read a model saved by :meth:`KNN.save`; returns a fitted ``ItemKNN``/``UserKNN``/``KNN``.
 
+    Every field and file is checked before it is trusted (:func:`dcf.store.load`).
 
-def _means(sums: da.Array, counts: da.Array):
-    return dask.delayed(_divide, pure=True)(_single(sums), _single(counts))
-
-
-def _divide(s, c):
-    return np.asarray(s, np.float64) / np.maximum(np.asarray(c), 1)
-
-
-def _single(x: da.Array):
-    x = x.rechunk(-1) if x.numblocks[0] > 1 else x
-    return x.to_delayed(optimize_graph=False).ravel()[0]  # keeps persisted Futures alive
-
-
-def as_parts(data, on_bad_lines="error", need_rating=True):
-    """Frame parts (Delayed pandas frames), a Delayed report and a source name."""
-    if isinstance(data, dio.Ratings):
-        return data.parts, data.report, data.source.path
-    if isinstance(data, pd.DataFrame):
-        data = dd.from_pandas(data.reset_index(drop=True), npartitions=max(1, len(data) // 200_000 + 1),
-                              sort=False)
-    if isinstance(data, dd.DataFrame):
-        missing = {"user", "item"} - set(data.columns)
-        if need_rating and "rating" not in data.columns:
-            missing.add("rating")
-        if missing:
-            raise ConfigError(f"the frame lacks column(s) {', '.join(sorted(missing))}")
-        parts = data.to_delayed()
-        check = dask.delayed(dio.validate_frame, nout=2, pure=True)
-        checked = [check(p, "DataFrame", on_bad_lines, need_rating, j) for j, p in enumerate(parts)]
-        report = dask.delayed(dio.merge_reports, pure=True)(*[c[1] for c in checked])
-        return [c[0] for c in checked], report, "DataFrame"
-    raise TypeError(f"expected a RatingMatrix, dcf.io.Ratings or DataFrame, not {type(data).__name__}")
+    Raises
+    ------
+    DataError
+        The folder or a file in it is missing, truncated, corrupt, inconsistent,
+        not a dcf model, or written by a newer format version.
+    """
+    return store.load(path, ESTIMATORS)

@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import kernels
-from .matrix import _concat
+from .blocks import concat_rows
 from .similarity import SimilarityTiles
 
 __all__ = ["NeighbourTable", "top_k", "table_from_blocks"]
@@ -98,7 +98,7 @@ def table_from_blocks(idx_blocks, sim_blocks, bounds, k: int, token: str) -> Nei
         sim_arrays.append(da.from_delayed(sim, (rows, k), dtype=np.float64))
         w_blocks.append(to_w(idx, sim, n, dask_key_name=f"neighbour-matrix-{token}-{a}"))
     return NeighbourTable(da.concatenate(idx_arrays), da.concatenate(sim_arrays),
-                          _concat(w_blocks, bounds, n), k)
+                          concat_rows(w_blocks, bounds, n), k)
 
 
 def _tile_topk(tile, transposed, k, col_offset, self_offset):

@@ -37,8 +37,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from . import kernels
-from .ids import IdMap, frame_from_parts
-from .matrix import _ids_of
+from .blocks import row_blocks, stack_rows
+from .ids import IdMap, frame_from_parts, ids_of
 
 __all__ = ["predict_pairs", "recommend_blocks", "recommend_histories", "PREDICTION_META",
            "RECOMMENDATION_META"]
@@ -53,13 +53,6 @@ RECOMMENDATION_META = pd.DataFrame({
     "user": pd.Series([], dtype=object), "rank": pd.Series([], dtype=np.int64),
     "item": pd.Series([], dtype=object), "score": pd.Series([], dtype=np.float64),
     "fallback": pd.Series([], dtype=bool)})
-
-
-def _blocks(X: da.Array):
-    # optimize_graph=False keeps the persisted blocks' Futures in the Delayed graphs; the
-    # default drops them, and a model dropped right after building a graph (chained
-    # ``fit(...).predict(...).compute()``) then lost its blocks under load
-    return X.to_delayed(optimize_graph=False).ravel().tolist(), np.concatenate([[0], np.cumsum(X.chunks[0])]).astype(np.int64)
 
 
 def predict_pairs(parts, *, users: IdMap, items: IdMap, based: str, S: da.Array, Q: da.Array,
@@ -94,8 +87,8 @@ def predict_pairs(parts, *, users: IdMap, items: IdMap, based: str, S: da.Array,
     dask.dataframe.DataFrame with the columns of ``PREDICTION_META`` (without
     ``rating`` when the pairs have none).
     """
-    s_blocks, s_bounds = _blocks(S)
-    q_blocks, q_bounds = _blocks(Q)
+    s_blocks, s_bounds = row_blocks(S)
+    q_blocks, q_bounds = row_blocks(Q)
     if max_cells and len(s_blocks) * len(q_blocks) > max_cells:
         side = max(1, int(np.ceil(np.sqrt(max_cells))))
         s_blocks, s_bounds = _merged(s_blocks, s_bounds, side, f"predict-similarity-{token}")
@@ -127,15 +120,15 @@ def _merged(blocks, bounds, groups, name):
     if len(blocks) <= groups:
         return blocks, bounds
     cuts = np.unique(np.linspace(0, len(blocks), groups + 1).round().astype(np.int64))
-    stack = dask.delayed(_vstack, pure=True)
+    stack = dask.delayed(stack_rows, pure=True)
     return ([stack(*blocks[lo:hi], dask_key_name=f"{name}-{g}")
              for g, (lo, hi) in enumerate(zip(cuts[:-1], cuts[1:]))], bounds[cuts])
 
 
 def _route(frame, users, items, based, s_bounds, q_bounds):
     """Split one part's pairs into grid cells (+ a last piece of unknown pairs)."""
-    u = users.to_codes(_ids_of(frame["user"]))
-    i = items.to_codes(_ids_of(frame["item"]))
+    u = users.to_codes(ids_of(frame["user"]))
+    i = items.to_codes(ids_of(frame["item"]))
     x, y = (i, u) if based == "item" else (u, i)
     known = (u >= 0) & (i >= 0)
     a = np.searchsorted(s_bounds, x, side="right") - 1
@@ -143,8 +136,8 @@ def _route(frame, users, items, based, s_bounds, q_bounds):
     n_b = len(q_bounds) - 1
     cell = np.where(known, a * n_b + b, (len(s_bounds) - 1) * n_b)
     base = frame[["user", "item"] + (["rating"] if "rating" in frame else [])].reset_index(drop=True)
-    base["user"] = users.canonical(_ids_of(base["user"]))
-    base["item"] = items.canonical(_ids_of(base["item"]))
+    base["user"] = users.canonical(ids_of(base["user"]))
+    base["item"] = items.canonical(ids_of(base["item"]))
     base = base.assign(x=x - s_bounds[np.clip(a, 0, None)], y=y - q_bounds[np.clip(b, 0, None)], gx=x, gy=y,
                        gu=u, gi=i)
     order = np.argsort(cell, kind="stable")
@@ -246,10 +239,10 @@ def recommend_blocks(*, users: IdMap, items: IdMap, based: str, by_user: da.Arra
     -------
     dask.dataframe.DataFrame with columns ``user, rank, item, score, fallback``.
     """
-    r_blocks, r_bounds = _blocks(by_user)
+    r_blocks, r_bounds = row_blocks(by_user)
     if based == "user" and W.chunks[0] != by_user.chunks[0]:  # neighbour rows per user block
         W = W.rechunk((by_user.chunks[0], W.chunks[1]))
-    w_blocks, _ = _blocks(W)
+    w_blocks, _ = row_blocks(W)
     w_blocks = _amplified_blocks(w_blocks, amplification, token)
     other = _other_side(based, ranking, w_blocks, r_blocks, token)
     order = dask.delayed(_popularity_order, pure=True)(item_count, dask_key_name=f"popularity-{token}")
@@ -296,7 +289,7 @@ def _other_side(based, ranking, w_blocks, r_blocks, token):
     if based == "item":  # W transposed once: columns = target items
         return dask.delayed(_vstack_transposed, pure=True)(
             *w_blocks, dask_key_name=f"recommend-neighbours-{token}")
-    return dask.delayed(_vstack, pure=True)(*r_blocks, dask_key_name=f"recommend-ratings-{token}")
+    return dask.delayed(stack_rows, pure=True)(*r_blocks, dask_key_name=f"recommend-ratings-{token}")
 
 
 def recommend_histories(history: sp.csr_matrix, users: IdMap, *, items: IdMap, W: da.Array,
@@ -307,7 +300,7 @@ def recommend_histories(history: sp.csr_matrix, users: IdMap, *, items: IdMap, W
     fitted matrix: the same scores as :func:`recommend_blocks` gives a user with that
     history, with no refit.  ``history``: users x items CSR over the model's item
     codes; ``biases``: ``(mu, user_bias, item_bias)`` with one user bias per history."""
-    w_blocks, _ = _blocks(W)
+    w_blocks, _ = row_blocks(W)
     w_blocks = _amplified_blocks(w_blocks, amplification, token)
     other = _other_side("item", ranking, w_blocks, None, token)
     order = dask.delayed(_popularity_order, pure=True)(item_count, dask_key_name=f"popularity-{token}")
@@ -318,18 +311,11 @@ def recommend_histories(history: sp.csr_matrix, users: IdMap, *, items: IdMap, W
     return out.compute()
 
 
-def _vstack(*blocks):
-    """Row blocks stacked: dense when every block is (``rated`` similarity rows), else CSR."""
-    if all(isinstance(b, np.ndarray) for b in blocks):
-        return np.vstack(blocks)
-    return sp.vstack([sp.csr_matrix(b) for b in blocks], format="csr")
-
-
 def _vstack_lists(normalise, *blocks):
     """The neighbour lists stacked, each scaled to sum to one when ``normalise``
     (Deshpande and Karypis' similarity normalisation: every rated item then brings the
     same weight, however similar its neighbourhood is overall)."""
-    W = _vstack(*blocks)
+    W = stack_rows(*blocks)
     return _normalised_rows(W) if normalise else W
 
 
@@ -341,7 +327,7 @@ def _normalised_rows(W):
 
 
 def _vstack_transposed(*blocks):
-    return _vstack(*blocks).T.tocsr()
+    return stack_rows(*blocks).T.tocsr()
 
 
 def _popularity_order(count):

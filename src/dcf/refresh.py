@@ -46,10 +46,11 @@ import scipy.sparse as sp
 
 from . import kernels
 from .cluster import everywhere, memory_budget, parallelism
+from .fitted import ROW_TASKS_PER_THREAD, as_parts, centred_ratings, finish_fit, persist_biases
 from .ids import IdMap
-from .matrix import _concat
+from .blocks import concat_rows, row_blocks, stack_rows
+from .matrix import build_block, from_user_blocks, layout
 from .neighbours import table_from_blocks
-from .predict import _blocks, _vstack
 from .similarity import (DENSE_FRACTION, balanced_cuts, entity_norms, entity_stats, row_block_format,
                          shared_matrix)
 from .similarity import method as similarity_method
@@ -62,8 +63,6 @@ def refresh(model, ratings):
 
     See :meth:`dcf.model.KNN.refresh`.
     """
-    from .model import ROW_TASKS_PER_THREAD, _centred, _finish_fit, _fit_biases, as_parts
-
     model._fitted()
     model._check_params()
     parts, batch_report, source = as_parts(ratings, model.on_bad_lines)
@@ -114,12 +113,12 @@ def refresh(model, ratings):
 
     new = copy.copy(model)
     whole_rows = model.neighbourhood == "rated"
-    centred = _centred(matrix, model.based, model.similarity)
+    centred = centred_ratings(matrix, model.based, model.similarity)
     if centred is not None:
         P, Q = centred
     norms = entity_norms(P, model.similarity) if kernels.needs_norms(model.similarity) else None
     if model._needs_biases():
-        _fit_biases(new, matrix, total / count)
+        persist_biases(new, matrix, total / count)
     old_ids = old.items if model.based == "item" else old.users
     old_of_new = old_ids.to_codes(ent_ids.to_raw(np.arange(n_ent)))
     new_of_old = np.full(len(old_ids), -1, np.int64)
@@ -162,9 +161,9 @@ def refresh(model, ratings):
     new.matrix_ = matrix
     new.method_ = "rows"
     table = table_from_blocks([b[0] for b in blocks], [b[1] for b in blocks], bounds, k, token)
-    whole = _concat([b[2] for b in blocks], bounds, n_ent) if whole_rows else None
+    whole = concat_rows([b[2] for b in blocks], bounds, n_ent) if whole_rows else None
     new.neighbours_, new.similarity_rows_, fallbacks = dask.persist(table, whole, [b[3] for b in blocks])
-    _finish_fit(new, matrix, total / count, (lo, hi), token)
+    finish_fit(new, matrix, total / count, (lo, hi), token)
     again = int(sum(dask.compute(*fallbacks)))  # patched lists that lost a neighbour: recomputed
     recomputed = int(affected.sum()) + again
     report.update(recomputed=recomputed, recomputed_share=recomputed / max(n_ent, 1),
@@ -199,8 +198,6 @@ def _merged_matrix(model, old, batch: pd.DataFrame, present, report, source):
     merged from the old CSR blocks by codes, without the raw ids of every old rating
     (``present``: the batch rows whose pair the old model holds).
     None where the ids are not integers on both sides (the caller then goes through frames)."""
-    from .matrix import RatingMatrix, _merge_counts, _row_stats, _transpose_blocks, layout
-
     b_users, b_items = IdMap(batch["user"].to_numpy()), IdMap(batch["item"].to_numpy())
     if not all(m.numeric for m in (old.users, old.items, b_users, b_items)):
         return None
@@ -236,12 +233,7 @@ def _merged_matrix(model, old, batch: pd.DataFrame, present, report, source):
                              dask_key_name=f"refresh-matrix-block-{token}-{b}")
         blocks.append(blk_csr)
         reports.append(rep)
-    by_user = _concat(blocks, ub, len(items))
-    by_item = _transpose_blocks(blocks, ub, ib, len(users), token)
-    us, uc = _row_stats(by_user)
-    is_, ic = _row_stats(by_item)
-    return RatingMatrix(users, items, by_user, by_item, us, uc, is_, ic,
-                        dask.delayed(_merge_counts, pure=True)(*reports), source)
+    return from_user_blocks(users, items, blocks, ub, ib, reports, source, token)
 
 
 def _merge_block(shape, row0, users, items, source, on_bad_lines, old_rows, first, item_of_old, drop,
@@ -249,17 +241,15 @@ def _merge_block(shape, row0, users, items, source, on_bad_lines, old_rows, firs
     """One user block of the merged matrix: the old rows, their items renumbered and the
     re-rated pairs dropped, and the batch's ratings, built as :func:`dcf.matrix.build_matrix`
     builds a block (the batch's duplicates and conflicts counted or raised alike)."""
-    from .matrix import _build_block
-
     have = np.flatnonzero(old_rows >= 0)
     pieces = [batch]
     if len(have) and old_blocks:
-        sub = _vstack(*[sp.csr_matrix(b) for b in old_blocks])[old_rows[have] - first].tocoo()
+        sub = stack_rows(*[sp.csr_matrix(b) for b in old_blocks])[old_rows[have] - first].tocoo()
         rows = have[sub.row].astype(np.int64)
         cols = item_of_old[sub.col]
         keep = ~np.isin(rows * shape[1] + cols, drop)
         pieces.insert(0, (rows[keep], cols[keep], sub.data[keep], np.zeros(int(keep.sum()), np.int64)))
-    return _build_block(shape, row0, users, items, source, on_bad_lines, *pieces)
+    return build_block(shape, row0, users, items, source, on_bad_lines, *pieces)
 
 
 def _lookup(block, rows, cols):
@@ -326,7 +316,7 @@ def _columns(block, mask, n):
 def _blocks_of(X):
     """``(bounds, Delayed blocks)`` of a row-chunked dask array (the order
     :func:`_overlapping` takes)."""
-    blocks, bounds = _blocks(X)
+    blocks, bounds = row_blocks(X)
     return bounds, blocks
 
 
@@ -359,7 +349,7 @@ def _refresh_block(Q, norms, touched, lo, hi, chunk0, measure, min_support, shri
     idx = np.full((m, k), -1, np.int64)
     sim = np.zeros((m, k))
     rows = np.zeros((m, n)) if whole_rows else None
-    Pa = sp.csr_matrix(_vstack(*p_chunks)) if p_chunks else None
+    Pa = sp.csr_matrix(stack_rows(*p_chunks)) if p_chunks else None
 
     def compute(at):  # whole rows of the block's entities ``lo + at``
         return kernels.similarity_rows(
@@ -375,11 +365,11 @@ def _refresh_block(Q, norms, touched, lo, hi, chunk0, measure, min_support, shri
     kept = np.flatnonzero(~affected)
     if len(kept):
         at = old_codes[kept] - tab0
-        old_idx = _vstack(*idx_b)[at]
+        old_idx = stack_rows(*idx_b)[at]
         idx[kept] = np.where(old_idx >= 0, new_of_old[np.maximum(old_idx, 0)], -1)
-        sim[kept] = _vstack(*sim_b)[at]
+        sim[kept] = stack_rows(*sim_b)[at]
         if whole_rows:
-            old = _vstack(*row_b)[old_codes[kept] - rows0]
+            old = stack_rows(*row_b)[old_codes[kept] - rows0]
             old = old.toarray() if sp.issparse(old) else np.asarray(old)
             live = np.flatnonzero(new_of_old >= 0)  # entities left without ratings drop out
             rows[np.ix_(kept, new_of_old[live])] = old[:, live]

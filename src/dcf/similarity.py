@@ -28,7 +28,7 @@ import scipy.sparse as sp
 
 from . import kernels
 from .errors import ConfigError
-from .matrix import _concat
+from .blocks import concat_rows, concatenate
 
 __all__ = ["SimilarityTiles", "similarity_tiles", "similarity_rows", "similarity_by_rows", "shared_matrix",
            "shared_parts", "prepare",
@@ -206,7 +206,7 @@ def similarity_rows(st: SimilarityTiles, dense_fraction=DENSE_FRACTION) -> da.Ar
         parts = [st.tile(a, b) for b in range(st.n_blocks)]
         out.append(rows([t for _, t in parts], dense_fraction, *[p for p, _ in parts],
                         dask_key_name=f"similarity-rows-{st.token}-{a}"))
-    return _concat(out, st.bounds, n)
+    return concat_rows(out, st.bounds, n)
 
 
 def _assemble_rows(transposed, dense_fraction, *tiles):
@@ -306,7 +306,7 @@ def entity_norms(P: da.Array, measure="full-cosine"):
     (:func:`dcf.kernels.entity_totals`: norms, or numbers of ratings for ``jaccard``)."""
     norm = dask.delayed(kernels.entity_totals, pure=True)
     token = dask.base.tokenize(P, measure)
-    return dask.delayed(_concatenate, pure=True)(
+    return dask.delayed(concatenate, pure=True)(
         *[norm(b, measure, dask_key_name=f"similarity-norms-{token}-{a}")
           for a, b in enumerate(P.to_delayed(optimize_graph=False).ravel().tolist())],
         dask_key_name=f"similarity-norms-{token}")
@@ -435,10 +435,6 @@ def shared_matrix(Q: da.Array, pack=False, parts=None):
 def _join_runs(n, *runs):
     return kernels.compact_join(n, *[p for _, p in sorted((pair for run in runs for pair in run),
                                                           key=lambda pair: pair[0])])
-
-
-def _concatenate(*parts):
-    return np.concatenate(parts)
 
 
 def _rows_block(Q, norms, lo, hi, offset, measure, min_support, shrinkage, k, whole_rows, dense_fraction,

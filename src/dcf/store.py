@@ -68,9 +68,14 @@ import scipy.sparse as sp
 from numpy.lib import format as npformat
 
 from . import kernels
+from .blocks import concat_rows
 from .errors import DataError
+from .fitted import finish_fit, persist_biases
 from .folders import MARKER, MODEL, atomic_folder, check_folder
 from .ids import IdMap
+from .matrix import from_user_blocks
+from .neighbours import NeighbourTable
+from .similarity import row_block_format
 from .version import __version__
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "save", "load", "model_token"]
@@ -182,8 +187,12 @@ _READ_ERRORS = (OSError, EOFError, ValueError, TypeError, KeyError, RuntimeError
                 zipfile.LargeZipFile)
 
 
-def load(path):
-    """Read a model saved by :func:`save`; returns a fitted ``ItemKNN``/``UserKNN``/``KNN``.
+def load(path, classes: dict):
+    """Read a model saved by :func:`save`; returns a fitted estimator of one of ``classes``.
+
+    ``classes`` maps the saved class name to the estimator class (``dcf.load``, in
+    :mod:`dcf.model`, passes ``ItemKNN``, ``UserKNN`` and ``KNN``), so this module
+    needs nothing of the estimator's and the two do not import each other.
 
     Every field of the metadata, every file and every array header is checked
     before anything is allocated or sent to the cluster (see the module notes);
@@ -198,7 +207,7 @@ def load(path):
     """
     folder = Path(path)
     meta = _read_meta(folder)
-    model = _check_meta(meta, folder / META)
+    model = _check_meta(meta, folder / META, classes)
     for name, want in meta["files"].items():
         _check_file(folder / name, want)
     n_users, n_items = meta["shape"]
@@ -233,22 +242,14 @@ def model_token(meta: dict) -> str:
 
 def _assemble(model, meta, matrix_parts, table_parts, token):
     """The fitted model from checked parts, on the current scheduler, keys from ``token``."""
-    from .matrix import RatingMatrix, _concat, _row_stats, _transpose_blocks
-    from .model import _finish_fit, _fit_biases
-    from .neighbours import NeighbourTable
-    from .similarity import row_block_format
 
     users, items, ratings = matrix_parts
     idx, sim, rows = table_parts
     n_users, n_items = meta["shape"]
     ub, ib = np.asarray(meta["user_bounds"]), np.asarray(meta["item_bounds"])
     blocks = [_share(ratings[ub[b]:ub[b + 1]], f"saved-user-block-{token}-{b}") for b in range(len(ub) - 1)]
-    by_user = _concat(blocks, ub, n_items)
-    by_item = _transpose_blocks(blocks, ub, ib, n_users, token)
-    us, uc = _row_stats(by_user)
-    is_, ic = _row_stats(by_item)
     report = _share(meta["report"], f"saved-report-{token}")
-    matrix = RatingMatrix(users, items, by_user, by_item, us, uc, is_, ic, report, meta["source"])
+    matrix = from_user_blocks(users, items, blocks, ub, ib, [report], meta["source"], token)
     n, bounds = (n_items, ib) if model.based == "item" else (n_users, ub)
     chunks = (tuple(np.diff(bounds).tolist()), (idx.shape[1],))
     idx_d = da.from_array(idx, chunks=chunks, name=f"saved-idx-{token}")
@@ -260,14 +261,14 @@ def _assemble(model, meta, matrix_parts, table_parts, token):
     model.neighbours_ = NeighbourTable(idx_d, sim_d, W, int(meta["fitted_k"])).persist()
     model.similarity_rows_ = None
     if rows is not None:
-        model.similarity_rows_ = _concat(
+        model.similarity_rows_ = concat_rows(
             [_share(row_block_format(rows[bounds[a]:bounds[a + 1]]), f"saved-sim-rows-{token}-{a}")
              for a in range(len(bounds) - 1)], bounds, n).persist()
-    _finish_fit(model, matrix, meta["global_mean"], meta["rating_range"], token)
+    finish_fit(model, matrix, meta["global_mean"], meta["rating_range"], token)
     model.user_bias_ = model.item_bias_ = None
     if model._needs_biases():
         # refitted from the saved ratings, in the same blocks: the same doubles as at fit time
-        _fit_biases(model, matrix, meta["global_mean"])
+        persist_biases(model, matrix, meta["global_mean"])
     return model
 
 
@@ -346,7 +347,7 @@ def _read_meta(folder: Path) -> dict:
 
 # ------------------------------------------------------------------ load: metadata fields
 
-def _check_meta(meta: dict, path: Path):
+def _check_meta(meta: dict, path: Path, classes: dict):
     """Check every field of ``meta``; returns the (unfitted) estimator it describes."""
     if not isinstance(meta["dcf_version"], str):
         raise DataError(path, f"field 'dcf_version' must be a string, not {meta['dcf_version']!r}")
@@ -364,7 +365,7 @@ def _check_meta(meta: dict, path: Path):
         raise DataError(path, f"field 'report' must be an object nested at most {MAX_REPORT_DEPTH} deep")
     if meta["source"] is not None and not isinstance(meta["source"], str):
         raise DataError(path, f"field 'source' must be a string or null, not {meta['source']!r}")
-    model = _check_model(meta, path)
+    model = _check_model(meta, path, classes)
     _check_files(meta["files"], model.neighbourhood, path)
     return model
 
@@ -405,12 +406,10 @@ def _check_number(value, field: str, path: Path) -> float:
     return float(value)
 
 
-def _check_model(meta: dict, path: Path):
+def _check_model(meta: dict, path: Path, classes: dict):
     """The estimator of ``class`` and ``params``: every parameter present, of its type,
     accepted by the estimator's own checks; ``based`` and ``fitted_k`` consistent."""
-    from .model import KNN, ItemKNN, UserKNN
-
-    cls = {"ItemKNN": ItemKNN, "UserKNN": UserKNN, "KNN": KNN}.get(meta["class"]) \
+    cls = classes.get(meta["class"]) \
         if isinstance(meta["class"], str) else None
     if cls is None:
         raise DataError(path, f"unknown model class {meta['class']!r}")
@@ -454,7 +453,6 @@ def _param_type_ok(value, default) -> bool:
 
 def _check_files(files: dict, neighbourhood: str, path: Path) -> None:
     """``files``: known plain names, each with ``bytes`` (int >= 0) and ``sha256`` (64 hex)."""
-    from .folders import MARKER
 
     for name, want in files.items():
         if name not in DATA_FILES and name != MARKER:  # save() records the folder's marker too

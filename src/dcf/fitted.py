@@ -1,0 +1,106 @@
+"""The fitted state: what ``fit``, ``refresh`` and ``load`` each finish with.
+
+Three paths build a fitted model: :meth:`dcf.model.KNN.fit` from ratings,
+:func:`dcf.refresh.refresh` from a fitted model and new ratings, and
+:func:`dcf.store.load` from a saved folder.  Each ends with the same steps, kept
+here once: the per-entity and per-item means, the global mean and rating range,
+the graph token (:func:`finish_fit`), and, where the model needs them, the
+baseline biases (:func:`persist_biases`).  The mean-centred ratings the centred
+measures compare (:func:`centred_ratings`) and the frame parts every input is
+read into (:func:`as_parts`) are shared by ``fit`` and ``refresh``.
+"""
+
+from __future__ import annotations
+
+import dask
+import dask.array as da
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+
+from . import io as dio
+from .baseline import fit_biases, residuals
+from .errors import ConfigError
+
+__all__ = ["ROW_TASKS_PER_THREAD", "finish_fit", "persist_biases", "centred_ratings", "means", "single",
+           "as_parts"]
+
+# rows-method similarity tasks per thread, cut to equal cost: enough to even out the
+# scheduling, few enough that per-task overhead stays small (measured at 20M ratings)
+ROW_TASKS_PER_THREAD = 4
+
+
+def finish_fit(model, matrix, global_mean, rating_range, token):
+    """Per-entity means and item counts (persisted), global mean, range, graph token."""
+    _, _, ent_sum, ent_count = matrix.oriented(model.based)
+    model.entity_means_, model.item_means_, model.item_count_ = dask.persist(
+        means(ent_sum, ent_count), means(matrix.item_sum, matrix.item_count),
+        single(matrix.item_count))
+    model.global_mean_ = float(global_mean)
+    model.rating_range_ = (float(rating_range[0]), float(rating_range[1]))
+    model._token = dask.base.tokenize(token, model.get_params())
+
+
+
+def centred_ratings(matrix, based, measure):
+    """``(P, Q)`` of ratings minus the other side's means (``adjusted-cosine``) or the
+    entity's own means (``centred-cosine``), same structure; None for other measures."""
+    if measure not in ("adjusted-cosine", "centred-cosine"):
+        return None
+    P, Q, ent_sum, ent_count = matrix.oriented(based)
+    oth_sum, oth_count = ((matrix.user_sum, matrix.user_count) if based == "item"
+                          else (matrix.item_sum, matrix.item_count))
+    zero = dask.delayed(np.zeros, pure=True)
+    if measure == "adjusted-cosine":
+        ent, oth = zero(int(P.shape[0])), means(oth_sum, oth_count)
+    else:
+        ent, oth = means(ent_sum, ent_count), zero(int(P.shape[1]))
+    # r - ((0 + other) + entity): exactly r minus the one mean
+    return (residuals(P, 0.0, ent, oth, rows_are_entities=True),
+            residuals(Q, 0.0, oth, ent, rows_are_entities=False))
+
+
+
+def persist_biases(model, matrix, global_mean):
+    """The baseline biases (:mod:`dcf.baseline`), persisted on the model."""
+    model.user_bias_, model.item_bias_ = dask.persist(*fit_biases(
+        matrix.by_user, single(matrix.item_count), float(global_mean), int(model.baseline_epochs),
+        float(model.reg_user), float(model.reg_item)))
+
+
+
+def means(sums: da.Array, counts: da.Array):
+    return dask.delayed(_divide, pure=True)(single(sums), single(counts))
+
+
+
+def _divide(s, c):
+    return np.asarray(s, np.float64) / np.maximum(np.asarray(c), 1)
+
+
+
+def single(x: da.Array):
+    x = x.rechunk(-1) if x.numblocks[0] > 1 else x
+    return x.to_delayed(optimize_graph=False).ravel()[0]  # keeps persisted Futures alive
+
+
+
+def as_parts(data, on_bad_lines="error", need_rating=True):
+    """Frame parts (Delayed pandas frames), a Delayed report and a source name."""
+    if isinstance(data, dio.Ratings):
+        return data.parts, data.report, data.source.path
+    if isinstance(data, pd.DataFrame):
+        data = dd.from_pandas(data.reset_index(drop=True), npartitions=max(1, len(data) // 200_000 + 1),
+                              sort=False)
+    if isinstance(data, dd.DataFrame):
+        missing = {"user", "item"} - set(data.columns)
+        if need_rating and "rating" not in data.columns:
+            missing.add("rating")
+        if missing:
+            raise ConfigError(f"the frame lacks column(s) {', '.join(sorted(missing))}")
+        parts = data.to_delayed()
+        check = dask.delayed(dio.validate_frame, nout=2, pure=True)
+        checked = [check(p, "DataFrame", on_bad_lines, need_rating, j) for j, p in enumerate(parts)]
+        report = dask.delayed(dio.merge_reports, pure=True)(*[c[1] for c in checked])
+        return [c[0] for c in checked], report, "DataFrame"
+    raise TypeError(f"expected a RatingMatrix, dcf.io.Ratings or DataFrame, not {type(data).__name__}")
