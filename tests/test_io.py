@@ -145,14 +145,15 @@ def test_a_large_parquet_file_is_read_in_row_group_parts(tmp_path, monkeypatch):
     # one Parquet file of many row groups becomes several tasks (a 20M-row file in one task
     # took a 3 GB worker down); the parts keep the file's row numbers as line numbers
     from dcf import io as dio
+    from dcf.io import parquet
 
     n = 95
     df = pd.DataFrame({"user": np.arange(n) % 7, "item": np.arange(n), "rating": 1.0 + np.arange(n) % 5})
     df.loc[61, "rating"] = -2.0
     df.to_parquet(tmp_path / "r.parquet", row_group_size=10)
-    monkeypatch.setattr(dio, "PARQUET_PART_ROWS", 25)
+    monkeypatch.setattr(parquet, "PARQUET_PART_ROWS", 25)  # patched where it is read
     src = dio.sniff(tmp_path / "r.parquet", on_bad_lines="skip")
-    parts, _ = dio._read_parquet(src)
+    parts, _ = dio.parquet_parts(src)
     assert len(parts) == 5  # groups of 10 rows, at most 25 rows a part: 20+20+20+20+15
     frame, report = _read(tmp_path / "r.parquet", on_bad_lines="skip")
     assert frame["line"].tolist() == [i + 1 for i in range(n) if i != 61]

@@ -1,0 +1,132 @@
+"""Parquet ratings: a file or a folder of ``*.parquet`` parts, read in row-group parts.
+
+The user, item and rating columns are found by name, as in a CSV header.  Each
+task reads at most :data:`PARQUET_PART_ROWS` rows of one file (whole row groups);
+``line`` numbers are row numbers in the file, counted from 1.  Integer id and
+numeric rating columns are checked as numbers (:func:`dcf.io.validate.validate_numeric`),
+anything else as text.
+
+Refused: id columns of list, struct, map or binary type, and a boolean rating
+column.  ``uint64`` ids at or above 2**63 are kept exactly, as text, like the
+same ids in a text file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import dask
+import fsspec
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from ..errors import DataError
+from .formats import header_columns, parquet_files
+from .sources import RatingsSource
+from .validate import raw_ids, validate_numeric, validate_text
+
+__all__ = ["PARQUET_PART_ROWS", "parquet_parts"]
+
+PARQUET_PART_ROWS = 2_000_000  # rows per task: one 20M-row file in one task needs > 3 GB
+_NOT_IDS = "ids must be integers or text"
+
+
+def parquet_parts(src: RatingsSource):
+    """``(parts, reports)``: one delayed frame and report per row-group part of each file."""
+    fs, _, (local,) = fsspec.get_fs_token_paths(src.path)
+    files = parquet_files(fs, local, src.path) if fs.isdir(local) else [local]
+    proto = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    urls = [f if proto in ("file", "local") else f"{proto}://{f}" for f in files]
+    parse = dask.delayed(_parse_parquet_file, nout=2, pure=True)
+    token = dask.base.tokenize(src, urls)
+    pieces = [(url, groups, first) for f, url in zip(files, urls) for groups, first in _row_group_parts(fs, f)]
+    pairs = [parse(url, src, groups, first, dask_key_name=f"read-parquet-{token}-{i}")
+             for i, (url, groups, first) in enumerate(pieces)]
+    return [p for p, _ in pairs], [r for _, r in pairs]
+
+
+def _row_group_parts(fs, path):
+    """``[(row groups or None, first line)]``: a file's row groups in parts of at most
+    :data:`PARQUET_PART_ROWS` rows (one part per group when a group is larger); the whole
+    file as one part when its footer cannot be read here (the task then says why)."""
+    import pyarrow.parquet as pq
+
+    try:
+        with fs.open(path, "rb") as f:
+            meta = pq.ParquetFile(f).metadata
+        sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+    except Exception:  # noqa: BLE001 -- reported by the reading task, with the file name
+        return [(None, 1)]
+    parts, groups, rows, first = [], [], 0, 1
+    for g, n in enumerate(sizes):
+        if groups and rows + n > PARQUET_PART_ROWS:
+            parts.append((groups, first))
+            first, groups, rows = first + rows, [], 0
+        groups.append(g)
+        rows += n
+    parts.append((groups or None, first))
+    return parts
+
+
+def _parse_parquet_file(url: str, src: RatingsSource, groups=None, first_line: int = 1):
+    """One part of a Parquet file (``groups``: its row groups, None = all); ``line`` numbers
+    are row numbers in the file, counted from 1."""
+    import pyarrow.parquet as pq
+
+    try:
+        with fsspec.open(url, "rb") as f:
+            file = pq.ParquetFile(f)
+            table = file.read() if groups is None else file.read_row_groups(groups)
+    except Exception as exc:  # noqa: BLE001 -- any reader failure is a data problem here
+        raise DataError(url, f"cannot be read as Parquet: {exc}") from None
+    names = [str(c) for c in table.column_names]
+    cols = header_columns(url, names)
+    _check_parquet_types(url, table.schema, cols)
+    n_rows = table.num_rows
+    u, it, r = (table.column(c).to_pandas() for c in cols)
+    del table
+    fixed = replace(src, path=url)
+    lines = np.arange(first_line, first_line + n_rows)
+    users, items = _int64_ids(u), _int64_ids(it)
+    if users is not None and items is not None and _plain(r, "iuf"):  # typed: no text pass
+        return validate_numeric(fixed, users, items, r.to_numpy(np.float64), lines)
+    r = r.astype(object).where(r.notna(), "").to_numpy(dtype=object)
+    return validate_text(fixed, _parquet_ids(u), _parquet_ids(it), r, lines, n_rows, [])
+
+
+def _check_parquet_types(url: str, schema, cols) -> None:
+    """Refuse id columns that cannot hold ids and rating columns that cannot hold numbers."""
+    for role, c in zip(("user id", "item id", "rating"), cols):
+        kind = schema.field(c).type
+        name = schema.field(c).name
+        if role == "rating" and pa.types.is_boolean(kind):
+            raise DataError(url, f"rating column is boolean, expected numbers (column {name!r})")
+        if pa.types.is_nested(kind) or pa.types.is_binary(kind) or pa.types.is_large_binary(kind) \
+                or pa.types.is_fixed_size_binary(kind) or str(kind).startswith("binary_view"):
+            wanted = _NOT_IDS if role != "rating" else "expected numbers"
+            raise DataError(url, f"{role} column {name!r} has type {kind}: {wanted}")
+
+
+def _int64_ids(col: pd.Series):
+    """A NumPy integer id column as int64, or None (other types, or uint64 values at or
+    above 2**63, which int64 cannot hold)."""
+    if not _plain(col, "iu"):
+        return None
+    if col.dtype.kind == "u" and len(col) and int(col.max()) >= 1 << 63:
+        return None
+    return col.to_numpy(np.int64)
+
+
+def _parquet_ids(col: pd.Series) -> np.ndarray:
+    """Raw ids of a Parquet column for the text path.  An unsigned column holding values
+    at or above 2**63 becomes text, all of it, as the same ids read from a text file."""
+    ids = raw_ids(col)
+    if pd.api.types.is_unsigned_integer_dtype(col.dtype) and len(col) and col.max() >= 1 << 63:
+        ids = np.array([v if isinstance(v, str) else str(v) for v in ids], dtype=object)
+    return ids
+
+
+def _plain(col: pd.Series, kinds: str) -> bool:
+    """A NumPy-typed column of one of ``kinds`` (nullable extension types are not)."""
+    return isinstance(col.dtype, np.dtype) and col.dtype.kind in kinds

@@ -1,0 +1,193 @@
+"""A text file's read tasks, and parsing one block of lines in slices.
+
+:func:`text_parts` builds one read task and one parse task per block
+(:mod:`dcf.io.blocks`); every row keeps the 1-based line it came from (each
+block's first line is the previous one's plus its line count), so a problem
+found anywhere later names the line.
+
+Memory: a task parses its block in slices of at most :data:`SLICE_BYTES` (1 MiB;
+1/16 of a smaller block), each first with a typed parser (pyarrow: integer ids become ``int64``, ratings
+``float64``, nothing else is kept; :mod:`dcf.io.typed`) and, where that parser fails or sees any
+problem, with the exact line-by-line parser (same messages, lines and counts; :mod:`dcf.io.exact`).
+The peak memory of a read task stays under :data:`~dcf.io.blocks.READ_MEMORY_MULTIPLE` (8)
+times its block, measured with ``benchmarks/read_memory.py`` on 16 MiB blocks:
+about 3x for u.data-like lines with integer ids, 4x for 3-field integer lines,
+6.6x for text ids that rarely repeat (they are kept as Python strings), 5.7x
+when every slice needs the exact parser; it was 31-33x when whole blocks were
+parsed as text.
+
+Before parsing, a slice is refused with its first bad line named when it holds a
+NUL byte or invalid UTF-8, a line longer than :data:`~dcf.io.sources.MAX_LINE_BYTES`
+or an id longer than :data:`~dcf.io.sources.MAX_ID_CHARS`.
+"""
+
+from __future__ import annotations
+
+import dask
+import fsspec
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError
+from .blocks import block_ranges, count_lines, read_text_block
+from .exact import parse_exact
+from .sources import BOM, MAX_ID_CHARS, MAX_LINE_BYTES, META, RatingsSource, merge_reports
+from .typed import parse_typed, typed_ids
+
+__all__ = ["SLICE_BYTES", "parse_text_block", "text_parts"]
+
+SLICE_BYTES = 1 << 20  # a block is parsed at most this many bytes at a time (1/16 of a small one)
+
+
+def text_parts(src: RatingsSource, blocksize):
+    """``(parts, reports)``: one delayed frame and report per block of a text file."""
+    fs, _, (local,) = fsspec.get_fs_token_paths(src.path)
+    ranges = block_ranges(fs, local, None if src.compression else blocksize)
+    token = dask.base.tokenize(src, blocksize, fs.ukey(local))
+    read = dask.delayed(read_text_block, pure=True)
+    parse = dask.delayed(parse_text_block, nout=2, pure=True)
+    count = dask.delayed(count_lines, pure=True)
+    add = dask.delayed(_add, pure=True)
+    parts, reports, start = [], [], 1
+    for i, (offset, length) in enumerate(ranges):
+        block = read(src.path, offset, length, src.compression, dask_key_name=f"read-bytes-{token}-{i}")
+        part, rep = parse(block, start, i == 0, src, dask_key_name=f"read-block-{token}-{i}")
+        parts.append(part)
+        reports.append(rep)
+        n = count(block, dask_key_name=f"count-lines-{token}-{i}")
+        start = add(start, n, dask_key_name=f"line-offset-{token}-{i}")
+    return parts, reports
+
+
+def _add(a: int, b: int) -> int:
+    return a + b
+
+
+def parse_text_block(data: bytes, start_line: int, first: bool, src: RatingsSource):
+    """Parse one block of lines; ``start_line`` is the 1-based line of its first line.
+
+    The block is parsed :data:`SLICE_BYTES` at a time (whole lines), so the memory a
+    task needs beyond its block and its typed result is that of one slice.
+    """
+    if first and data.startswith(BOM):
+        data = data[len(BOM):]
+    skip_header = 1 if (first and src.header) else 0
+    out, reports, lo, line = _Columns(data.count(b"\n") + 1), [], 0, start_line
+    size = min(SLICE_BYTES, max(2 * MAX_LINE_BYTES, len(data) // 16))
+    while lo < len(data):
+        hi = _slice_end(data, lo, line, src, size)
+        piece = data[lo:hi]
+        frame, report = _parse_slice(piece, line, skip_header if lo == 0 else 0, src)
+        out.append(frame)
+        reports.append(report)
+        line += piece.count(b"\n")
+        lo = hi
+    return out.frame(), merge_reports(*reports)
+
+
+def _slice_end(data: bytes, lo: int, line: int, src: RatingsSource, size: int) -> int:
+    """Where the slice starting at ``lo`` ends: after the last line break within ``size``
+    bytes (more than :data:`MAX_LINE_BYTES`), or the end of the block."""
+    if len(data) - lo <= size:
+        return len(data)
+    cut = data.rfind(b"\n", lo, lo + size)
+    if cut < 0:
+        raise _long_line(src, line)
+    return cut + 1
+
+
+def _long_line(src: RatingsSource, line: int) -> DataError:
+    return DataError(src.path, f"line is longer than {MAX_LINE_BYTES:,} bytes: not ratings text "
+                     "(a wrong file, or line breaks missing?)", line)
+
+
+def _check_line_lengths(data: bytes, start_line: int, src: RatingsSource) -> None:
+    if len(data) <= MAX_LINE_BYTES:
+        return
+    ends = np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
+    starts = np.concatenate(([0], ends + 1))
+    lengths = np.append(ends, len(data)) - starts
+    long = np.flatnonzero(lengths > MAX_LINE_BYTES)
+    if len(long):
+        raise _long_line(src, start_line + int(long[0]))
+
+
+def _parse_slice(data: bytes, start_line: int, skip_header: int, src: RatingsSource):
+    """One slice of whole lines -> (frame with typed ids, report)."""
+    _check_bytes(data, start_line, src)
+    _check_line_lengths(data, start_line, src)
+    if src.format == "dat":
+        data = data.replace(b"::", b"\x1f")
+    parsed = parse_typed(data, start_line, skip_header, src)
+    if parsed is None:
+        frame, report = parse_exact(data, start_line, skip_header, src)
+        frame = {"user": typed_ids(frame["user"].to_numpy(dtype=object)),
+                 "item": typed_ids(frame["item"].to_numpy(dtype=object)),
+                 "rating": frame["rating"].to_numpy(), "line": frame["line"].to_numpy()}
+    else:
+        frame, report = parsed
+    _check_id_lengths(frame, src)
+    return frame, report
+
+
+def _check_id_lengths(frame: dict, src: RatingsSource) -> None:
+    for role in ("user", "item"):
+        ids = frame[role]
+        if ids.dtype != object or not len(ids):
+            continue
+        lengths = pd.Series(ids, dtype=object).str.len().to_numpy()
+        long = np.flatnonzero(lengths > MAX_ID_CHARS)
+        if len(long):
+            i = int(long[0])
+            raise DataError(src.path, f"{role} id is {int(lengths[i]):,} characters long, more than "
+                            f"the limit of {MAX_ID_CHARS:,}: not a ratings file?", int(frame["line"][i]))
+
+
+def _check_bytes(data: bytes, start_line: int, src: RatingsSource) -> None:
+    """Fail on NUL bytes and invalid UTF-8, naming the first bad line."""
+    try:
+        data.decode("utf-8")
+        if b"\x00" not in data:
+            return
+        pos, what = data.index(b"\x00"), "contains a NUL byte (binary file?)"
+    except UnicodeDecodeError as exc:
+        pos, what = exc.start, "is not valid UTF-8 text"
+    line = start_line + data[:pos].count(b"\n")
+    raise DataError(src.path, what, line)
+
+
+class _Columns:
+    """A block's output columns, allocated once for every line it could hold and filled
+    slice by slice (concatenating slices at the end needed the output twice over).
+
+    An id column that is text in some slice is text in all of them: the integers'
+    text is their canonical spelling, the text they were read from.
+    """
+
+    def __init__(self, capacity: int):
+        self.n = 0
+        self.columns = {"user": np.empty(capacity, np.int64), "item": np.empty(capacity, np.int64),
+                        "rating": np.empty(capacity, np.float64), "line": np.empty(capacity, np.int64)}
+
+    def append(self, piece: dict) -> None:
+        m = len(piece["line"])
+        for name, values in piece.items():
+            column = self.columns[name]
+            if values.dtype == object and column.dtype != object:
+                text = np.empty(len(column), dtype=object)
+                text[:self.n] = column[:self.n].astype(str).astype(object)
+                column = self.columns[name] = text
+            elif column.dtype == object and values.dtype != object:
+                values = values.astype(str).astype(object)
+            column[self.n:self.n + m] = values
+        self.n += m
+
+    def frame(self) -> pd.DataFrame:
+        if self.n == 0:
+            return META.iloc[:0].copy()
+        columns = {}
+        for name, column in self.columns.items():
+            column = column[:self.n] if self.n > 0.9 * len(column) else column[:self.n].copy()
+            columns[name] = pd.Series(column, dtype=column.dtype, copy=False)  # object stays object
+        self.columns = {}
+        return pd.DataFrame(columns, copy=False)
