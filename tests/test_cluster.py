@@ -248,11 +248,12 @@ def test_batch_job_across_network_namespaces(paper_hosts, tmp_path):
 
 
 def _kernels_loaded():
-    from dcf import kernels
+    from dcf.kernels import codec, rows, sparse
 
-    return {name: len(getattr(kernels, name).signatures) > 0
-            for name in ("_few_values", "_rater_costs", "_column_squares", "_slice_count", "_slice_fill", "_norms_topk",
-                         "_sim_rows")}
+    return {f"{module.__name__}.{name}": len(getattr(module, name).signatures) > 0
+            for module, name in ((codec, "few_values"), (sparse, "add_rater_costs"), (codec, "column_squares"),
+                                 (codec, "slice_count"), (codec, "slice_fill"), (rows, "norms_topk"),
+                                 (rows, "sim_rows"))}
 
 
 def test_warm_up_loads_every_kernel_in_every_worker():

@@ -11,6 +11,8 @@ from hypothesis.extra.numpy import arrays
 
 import reference as ref
 from dcf import kernels
+from dcf.kernels import rows as kernel_rows
+from dcf.kernels.codec import few_values, pack_entries
 
 
 def sparse_ratings(draw, max_rows=12, max_cols=10):
@@ -344,7 +346,7 @@ def test_few_values_lists_the_distinct_values_in_first_seen_order(values, room):
     # 0.0 and -0.0 being one value (the first seen is kept)
     data = np.array(values, np.float64)
     seen, codes = np.empty(room), np.empty(len(data), np.uint32)
-    got = kernels._few_values(data, seen, codes)
+    got = few_values(data, seen, codes)
     first = []
     for x in values:
         if not any(x == y for y in first):
@@ -370,7 +372,7 @@ def test_a_part_packs_the_same_whether_its_values_are_scanned_or_sorted(seed, di
     lengths, _, _, packed, table = kernels.compact_part(b, pack=True)
     want_table = np.unique(b.data)
     want = np.empty(b.nnz, np.uint32)
-    kernels._pack(b.indices, np.asarray(b.data, np.float64), want_table, want)
+    pack_entries(b.indices, np.asarray(b.data, np.float64), want_table, want)
     np.testing.assert_array_equal(table, want_table)
     np.testing.assert_array_equal(packed, want)
     np.testing.assert_array_equal(lengths, np.diff(b.indptr))
@@ -388,7 +390,7 @@ def test_fast_topk_is_taken_only_where_its_lists_are_the_general_ones():
 
 
 @given(st.integers(0, 100_000), st.integers(1, 8), st.sampled_from([0.0, 0.2]), st.booleans(),
-       st.sampled_from([1, 2, 3, kernels.SELECT_BLOCK]))
+       st.sampled_from([1, 2, 3, kernel_rows.SELECT_BLOCK]))
 @settings(max_examples=80, deadline=None)
 def test_fast_topk_equals_the_general_kernel_with_ties_and_signs(seed, k, min_similarity, centred, block):
     # few distinct values: many tied similarities, ties broken by the lower id; centred
@@ -408,7 +410,7 @@ def test_fast_topk_equals_the_general_kernel_with_ties_and_signs(seed, k, min_si
     _, want_idx, want_sim = kernels.similarity_rows(X, Q, 0, measure, k=k, norms_a=totals, norms=totals,
                                                     dense=True, min_similarity=min_similarity)
     for shared in (Q, kernels.compact_stack([Q]), kernels.compact_stack([Q], pack=True)):
-        with mock.patch.object(kernels, "SELECT_BLOCK", block):
+        with mock.patch.object(kernel_rows, "SELECT_BLOCK", block):
             _, idx, sim = kernels.similarity_rows(X, shared, 0, measure, k=k, norms_a=totals, norms=totals,
                                                   min_similarity=min_similarity)
         np.testing.assert_array_equal(idx, want_idx)

@@ -1,0 +1,41 @@
+"""Per-block math: plain NumPy/SciPy on one block, knowing nothing of Dask.
+
+Stage modules (:mod:`dcf.matrix`, :mod:`dcf.similarity`, :mod:`dcf.neighbours`,
+:mod:`dcf.predict`) wrap these functions into task graphs.  Every function is
+tested directly against a dense NumPy reference (``tests/reference.py``).
+
+Orientation: similarity is computed between the *rows* of a CSR matrix ``P``
+("entities": items for item-based CF, users for user-based) over its columns
+(the "others").  Ratings are positive, so a stored entry means "rated".
+
+The modules, by concern:
+
+- :mod:`~dcf.kernels.measures`: the similarity measures, what each needs, the fast-path rule
+- :mod:`~dcf.kernels.sparse`: CSR blocks from ratings, row norms, per-column costs
+- :mod:`~dcf.kernels.codec`: :class:`CompactCSR`, the shared matrix's compact storage
+- :mod:`~dcf.kernels.tiles`: similarities of two blocks as one dense tile
+- :mod:`~dcf.kernels.rows`: whole similarity rows (and top-k lists) from the shared matrix
+- :mod:`~dcf.kernels.prefetch`: the software prefetch the rows loops use
+- :mod:`~dcf.kernels.topk`: top-k neighbour tables, their merge, the neighbour matrix
+- :mod:`~dcf.kernels.scoring`: the weighted sums a prediction divides
+- :mod:`~dcf.kernels.topn`: Top-N recommendations per row
+"""
+
+from __future__ import annotations
+
+from .codec import CompactCSR, compact_csr, compact_join, compact_part, compact_stack, entity_rows, unpacked
+from .measures import INPUTS, MEASURES, column_totals, entity_totals, fast_topk, needs_norms
+from .rows import similarity_rows
+from .scoring import score_pairs
+from .sparse import csr_from_triplets, rater_costs, row_norms
+from .tiles import similarity_tile
+from .topk import merge_topk, neighbour_matrix, top_columns, topk_rows
+from .topn import recommend_rows, top_n
+
+__all__ = [
+    "MEASURES", "INPUTS", "csr_from_triplets", "similarity_tile", "similarity_rows", "row_norms",
+    "needs_norms", "entity_totals", "column_totals", "entity_rows", "rater_costs",
+    "CompactCSR", "compact_csr", "compact_stack", "compact_part", "compact_join", "unpacked", "fast_topk",
+    "top_columns", "topk_rows",
+    "merge_topk", "neighbour_matrix", "score_pairs", "top_n", "recommend_rows",
+]

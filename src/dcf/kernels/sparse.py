@@ -1,0 +1,102 @@
+"""CSR blocks from ratings, and per-row sums over them.
+
+Building a block from triplets (exact duplicates dropped, conflicts found), the
+Euclidean norm of every row, a block's who-rated pattern, and the per-column cost
+of the rows kernel that the similarity stage balances its tasks by.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["csr_from_triplets", "row_norms", "rater_costs", "add_rater_costs", "binary"]
+
+
+def csr_from_triplets(rows, cols, vals, shape, lines=None):
+    """Build a CSR block, dropping exact duplicates and finding conflicts.
+
+    Parameters
+    ----------
+    rows, cols : (n,) int
+        Block-local row and column of each rating.
+    vals : (n,) float64
+    shape : (int, int)
+    lines : (n,) int64, optional
+        Source line of each rating; duplicates keep the earliest line.
+
+    Returns
+    -------
+    csr : scipy.sparse.csr_matrix, float64, sorted indices, no duplicates
+    duplicates : int
+        Exact duplicates dropped (same row, column and value).
+    conflicts : (m, 5) float64 array
+        ``row, col, line_kept, line_other, value_other`` of every later rating
+        of a pair whose value differs from the first one (not stored).
+    """
+    rows = np.asarray(rows, np.int64)
+    cols = np.asarray(cols, np.int64)
+    vals = np.asarray(vals, np.float64)
+    lines = np.arange(len(rows), dtype=np.int64) if lines is None else np.asarray(lines, np.int64)
+    order = np.lexsort((lines, cols, rows))
+    rows, cols, vals, lines = rows[order], cols[order], vals[order], lines[order]
+    same = np.zeros(len(rows), bool)
+    same[1:] = (rows[1:] == rows[:-1]) & (cols[1:] == cols[:-1])
+    first = np.maximum.accumulate(np.where(~same, np.arange(len(rows)), 0)) if len(rows) else same
+    clash = same & (vals != vals[first])
+    conflicts = np.column_stack([rows[clash], cols[clash], lines[first][clash], lines[clash],
+                                 vals[clash]]).astype(np.float64)
+    keep = ~same
+    csr = sp.csr_matrix((vals[keep], (rows[keep], cols[keep])), shape=shape)
+    csr.sort_indices()
+    return csr, int((same & ~clash).sum()), conflicts
+
+
+def row_norms(P):
+    """Euclidean norm of every row of a CSR block (the ``full-cosine`` denominators).
+
+    The squares are summed one after another in column order, the order in which
+    :func:`column_totals` sums them from the shared matrix, so both give the same
+    norms bit for bit (NumPy's pairwise sums would differ in the last bits)."""
+    P = sp.csr_matrix(P)
+    if not P.has_sorted_indices:
+        P = P.sorted_indices()
+    out = np.zeros(P.shape[0])
+    _row_squares(P.indptr.astype(np.int64, copy=False), np.asarray(P.data, np.float64), out)
+    return np.sqrt(out)
+
+
+@numba.njit(cache=True, nogil=True)
+def _row_squares(indptr, data, out):  # pragma: no cover - compiled
+    for i in range(len(indptr) - 1):
+        t = 0.0
+        for e in range(indptr[i], indptr[i + 1]):
+            t += data[e] * data[e]
+        out[i] = t
+
+
+def rater_costs(b, per_rating):
+    """For each column of a CSR block (others x entities), the sum over its entries of
+    their row's length plus ``per_rating``: an entity's products (and fetches) in the
+    rows kernel, from one block.  Whole numbers, so exact in any order (the same as
+    ``np.bincount`` weighted by the repeated row lengths, without the two temporaries)."""
+    out = np.zeros(int(b.shape[1]))
+    add_rater_costs(b.indptr.astype(np.int64, copy=False), b.indices, float(per_rating), out)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def add_rater_costs(indptr, indices, per_rating, out):  # pragma: no cover - compiled
+    """Add each row's length plus ``per_rating`` to ``out`` at every column of the row (:func:`rater_costs`)."""
+    for u in range(len(indptr) - 1):
+        w = (indptr[u + 1] - indptr[u]) + per_rating
+        for e in range(indptr[u], indptr[u + 1]):
+            out[indices[e]] += w
+
+
+def binary(P):
+    """A copy of the CSR block with every stored value 1: who rated what."""
+    E = P.copy()
+    E.data = np.ones_like(E.data)
+    return E
