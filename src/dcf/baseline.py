@@ -56,7 +56,7 @@ def fit_biases(by_user: da.Array, item_count, global_mean, n_epochs: int = 10, r
         bu = [user_part(b, bi, global_mean, float(reg_user), dask_key_name=f"baseline-user-{token}-{e}-{j}")
               for j, b in enumerate(blocks)]
     if bi is None:  # no epoch: all zeros
-        bi = dask.delayed(np.zeros, pure=True)(n_items)
+        bi = dask.delayed(np.zeros, pure=True)(n_items, dask_key_name=f"baseline-item-{token}-init")
     user_bias = dask.delayed(concatenate, pure=True)(*bu, dask_key_name=f"baseline-user-{token}")
     return user_bias, bi
 
@@ -75,7 +75,7 @@ def residuals(X: da.Array, global_mean, row_bias, col_bias, rows_are_entities: b
     part = dask.delayed(_residual_block, pure=True)
     out = [part(b, int(bounds[j]), global_mean, row_bias, col_bias, bool(rows_are_entities),
                 dask_key_name=f"baseline-residuals-{token}-{j}") for j, b in enumerate(blocks)]
-    return concat_rows(out, bounds, int(X.shape[1]))
+    return concat_rows(out, bounds, int(X.shape[1]), "baseline-residual-rows")
 
 
 def fold_in_user_biases(history, item_bias, global_mean, reg_user: float = 15.0):

@@ -11,19 +11,26 @@ stage by the others.  Task names are kept: ``matrix-slice``, ``matrix-item-block
 
 from __future__ import annotations
 
+import operator
+
 import dask
 import dask.array as da
 import numpy as np
 import scipy.sparse as sp
+from dask.highlevelgraph import HighLevelGraph
 
-__all__ = ["CSR_META", "concat_rows", "row_blocks", "stack_rows", "concatenate", "transpose_blocks",
+__all__ = ["CSR_META", "outputs", "concat_rows", "row_blocks", "stack_rows", "stack_csr", "concatenate", "reblock_rows", "transpose_blocks",
            "row_stats"]
 
 CSR_META = sp.csr_matrix((0, 0), dtype=np.float64)
 
 
-def concat_rows(blocks, bounds, n_cols) -> da.Array:
+def concat_rows(blocks, bounds, n_cols, stage: str, dtype=np.float64, meta=CSR_META) -> da.Array:
     """Delayed row blocks (rows ``bounds[j]:bounds[j + 1]``) as one dask array of CSR chunks.
+
+    The array's chunk ``j`` is block ``j`` itself (an alias), named after ``stage``:
+    the dashboard shows the stage's name, not ``from-value`` or ``concatenate``.  The
+    name's token comes from the blocks' own keys, so different blocks never share it.
 
     Parameters
     ----------
@@ -31,10 +38,33 @@ def concat_rows(blocks, bounds, n_cols) -> da.Array:
         Each computes to a ``(bounds[j + 1] - bounds[j], n_cols)`` CSR (or dense) block.
     bounds : array of int, shape (len(blocks) + 1,)
     n_cols : int
+    stage : str
+        The task name (``matrix-user-rows``); the array is ``<stage>-<token>``.
+    dtype, meta
+        Of the blocks (default: float64 CSR).
     """
-    arrays = [da.from_delayed(b, shape=(int(bounds[j + 1] - bounds[j]), n_cols), dtype=np.float64,
-                              meta=CSR_META) for j, b in enumerate(blocks)]
-    return da.concatenate(arrays, axis=0) if len(arrays) > 1 else arrays[0]
+    name = f"{stage}-{dask.base.tokenize([b.key for b in blocks], list(map(int, bounds)), n_cols, dtype)}"
+    layer = {(name, j, 0): b.key for j, b in enumerate(blocks)}
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=list(blocks))
+    rows = tuple(int(bounds[j + 1] - bounds[j]) for j in range(len(blocks)))
+    return da.Array(graph, name, chunks=(rows, (int(n_cols),)), dtype=dtype, meta=meta)
+
+
+def outputs(call, n: int, stages) -> list:
+    """The ``n`` results of a Delayed call that returns a tuple, as named tasks.
+
+    ``dask.delayed(f, nout=n)`` unpacks into tasks named ``getitem``; these carry the
+    stage's names instead (``stages``: one name, or one per output), each keyed by the
+    call's own key, so they are as unique as the call.
+
+    Examples
+    --------
+    >>> blk, rep = outputs(build(...), 2, ("matrix-user-csr", "matrix-user-report"))  # doctest: +SKIP
+    """
+    names = [stages] * n if isinstance(stages, str) else list(stages)
+    get = dask.delayed(operator.getitem, pure=True)
+    key = call.key if isinstance(call.key, str) else "-".join(map(str, call.key))
+    return [get(call, i, dask_key_name=f"{names[i]}-{dask.base.tokenize(key, i)}") for i in range(n)]
 
 
 def row_blocks(X: da.Array):
@@ -53,9 +83,35 @@ def stack_rows(*blocks):
     return sp.vstack([sp.csr_matrix(b) for b in blocks], format="csr")
 
 
+def stack_csr(*blocks):
+    """Row blocks stacked as one CSR, dense blocks included."""
+    return sp.vstack([sp.csr_matrix(b) for b in blocks], format="csr")
+
+
 def concatenate(*parts):
     """1-d pieces joined (a task's body: ``dask.delayed(concatenate)(*pieces)``)."""
     return np.concatenate(parts)
+
+
+def reblock_rows(X: da.Array, bounds, stage: str) -> da.Array:
+    """``X`` cut into the row blocks ``bounds`` by tasks named ``stage`` (what
+    ``X.rechunk`` does, under the stage's name instead of ``rechunk-merge``)."""
+    blocks, src = row_blocks(X)
+    bounds = np.asarray(bounds, np.int64)
+    cut = dask.delayed(_rows_between, pure=True)
+    token = dask.base.tokenize(X.name, bounds.tolist())
+    out = []
+    for a in range(len(bounds) - 1):
+        lo, hi = int(bounds[a]), int(bounds[a + 1])
+        first = int(np.searchsorted(src, lo, side="right")) - 1
+        last = max(first + 1, int(np.searchsorted(src, hi, side="left")))
+        out.append(cut(lo - int(src[first]), hi - int(src[first]), *blocks[first:last],
+                       dask_key_name=f"{stage}-{token}-{a}"))
+    return concat_rows(out, bounds, int(X.shape[1]), stage, X.dtype, X._meta)
+
+
+def _rows_between(lo, hi, *blocks):
+    return stack_rows(*blocks)[lo:hi]
 
 
 def transpose_blocks(user_blocks, ub, ib, n_users, token) -> da.Array:
@@ -68,7 +124,7 @@ def transpose_blocks(user_blocks, ub, ib, n_users, token) -> da.Array:
         pieces = [cut(blk, lo, hi, dask_key_name=f"matrix-slice-{token}-{b}-{a}")
                   for b, blk in enumerate(user_blocks)]
         out.append(stack(*pieces, dask_key_name=f"matrix-item-block-{token}-{a}"))
-    return concat_rows(out, ib, n_users)
+    return concat_rows(out, ib, n_users, "matrix-item-rows")
 
 
 def _column_slice(block, lo, hi):

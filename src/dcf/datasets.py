@@ -162,9 +162,13 @@ def synthetic(users=100_000, items=3_900, ratings=690_000, seed=0, **kw) -> dio.
     parts = [gen(spec, lo, min(lo + spec.users_per_partition, spec.users),
                  dask_key_name=f"synthetic-{token}-{j}")
              for j, lo in enumerate(range(0, spec.users, spec.users_per_partition))]
-    report = dask.delayed(lambda *p: {**dio.empty_report(), "lines": sum(map(len, p)),
-                                      "rows": sum(map(len, p))}, pure=True)(*parts)
+    report = dask.delayed(_synthetic_report, pure=True)(*parts, dask_key_name=f"synthetic-report-{token}")
     return dio.Ratings(dio.RatingsSource(spec.name, "synthetic"), parts, report)
+
+
+def _synthetic_report(*parts) -> dict:
+    rows = sum(map(len, parts))
+    return {**dio.empty_report(), "lines": rows, "rows": rows}
 
 
 def write_synthetic(path, **kw) -> str:

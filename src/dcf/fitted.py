@@ -20,9 +20,10 @@ import pandas as pd
 
 from . import io as dio
 from .baseline import fit_biases, residuals
+from .blocks import concatenate, outputs
 from .errors import ConfigError
 
-__all__ = ["ROW_TASKS_PER_THREAD", "finish_fit", "persist_biases", "centred_ratings", "means", "single",
+__all__ = ["ROW_TASKS_PER_THREAD", "FRAME_PART_ROWS", "finish_fit", "persist_biases", "centred_ratings", "means", "single",
            "as_parts"]
 
 # rows-method similarity tasks per thread, cut to equal cost: enough to even out the
@@ -52,9 +53,9 @@ def centred_ratings(matrix, based, measure):
                           else (matrix.item_sum, matrix.item_count))
     zero = dask.delayed(np.zeros, pure=True)
     if measure == "adjusted-cosine":
-        ent, oth = zero(int(P.shape[0])), means(oth_sum, oth_count)
+        ent, oth = zero(int(P.shape[0]), dask_key_name=f"centred-zeros-{P.shape[0]}"), means(oth_sum, oth_count)
     else:
-        ent, oth = means(ent_sum, ent_count), zero(int(P.shape[1]))
+        ent, oth = means(ent_sum, ent_count), zero(int(P.shape[1]), dask_key_name=f"centred-zeros-{P.shape[1]}")
     # r - ((0 + other) + entity): exactly r minus the one mean
     return (residuals(P, 0.0, ent, oth, rows_are_entities=True),
             residuals(Q, 0.0, oth, ent, rows_are_entities=False))
@@ -70,7 +71,8 @@ def persist_biases(model, matrix, global_mean):
 
 
 def means(sums: da.Array, counts: da.Array):
-    return dask.delayed(_divide, pure=True)(single(sums), single(counts))
+    s, c = single(sums), single(counts)
+    return dask.delayed(_divide, pure=True)(s, c, dask_key_name=f"means-{dask.base.tokenize(s, c)}")
 
 
 
@@ -80,27 +82,43 @@ def _divide(s, c):
 
 
 def single(x: da.Array):
-    x = x.rechunk(-1) if x.numblocks[0] > 1 else x
-    return x.to_delayed(optimize_graph=False).ravel()[0]  # keeps persisted Futures alive
+    pieces = x.to_delayed(optimize_graph=False).ravel().tolist()  # keeps persisted Futures alive
+    if len(pieces) == 1:
+        return pieces[0]
+    return dask.delayed(concatenate, pure=True)(*pieces, dask_key_name=f"whole-vector-{x.name}")
 
+
+
+FRAME_PART_ROWS = 200_000  # rows of an in-memory frame per task
+
+
+def _frame_parts(frame: pd.DataFrame) -> list:
+    """An in-memory frame as Delayed parts of consecutive rows, numbered from 0 (row
+    numbers name bad rows), each part one task named ``frame-input``."""
+    frame = frame.reset_index(drop=True)
+    n = max(1, -(-len(frame) // FRAME_PART_ROWS))
+    cuts = np.linspace(0, len(frame), n + 1).astype(np.int64)
+    return [dask.delayed(frame.iloc[cuts[j]:cuts[j + 1]], pure=True,
+                         name=f"frame-input-{dask.base.tokenize(frame)}-{j}") for j in range(n)]
 
 
 def as_parts(data, on_bad_lines="error", need_rating=True):
     """Frame parts (Delayed pandas frames), a Delayed report and a source name."""
     if isinstance(data, dio.Ratings):
         return data.parts, data.report, data.source.path
-    if isinstance(data, pd.DataFrame):
-        data = dd.from_pandas(data.reset_index(drop=True), npartitions=max(1, len(data) // 200_000 + 1),
-                              sort=False)
-    if isinstance(data, dd.DataFrame):
+    if isinstance(data, (pd.DataFrame, dd.DataFrame)):
         missing = {"user", "item"} - set(data.columns)
         if need_rating and "rating" not in data.columns:
             missing.add("rating")
         if missing:
             raise ConfigError(f"the frame lacks column(s) {', '.join(sorted(missing))}")
-        parts = data.to_delayed()
-        check = dask.delayed(dio.validate_frame, nout=2, pure=True)
-        checked = [check(p, "DataFrame", on_bad_lines, need_rating, j) for j, p in enumerate(parts)]
-        report = dask.delayed(dio.merge_reports, pure=True)(*[c[1] for c in checked])
+        parts = _frame_parts(data) if isinstance(data, pd.DataFrame) else data.to_delayed()
+        token = dask.base.tokenize(parts, on_bad_lines, need_rating)
+        check = dask.delayed(dio.validate_frame, pure=True)
+        checked = [outputs(check(p, "DataFrame", on_bad_lines, need_rating, j,
+                                 dask_key_name=f"frame-check-{token}-{j}"), 2, ("frame-part", "frame-report"))
+                   for j, p in enumerate(parts)]
+        report = dask.delayed(dio.merge_reports, pure=True)(*[c[1] for c in checked],
+                                                             dask_key_name=f"frame-report-{token}")
         return [c[0] for c in checked], report, "DataFrame"
     raise TypeError(f"expected a RatingMatrix, dcf.io.Ratings or DataFrame, not {type(data).__name__}")

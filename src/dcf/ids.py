@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dask
 import dask.dataframe as dd
+from dask.highlevelgraph import HighLevelGraph
 import numpy as np
 import pandas as pd
 
@@ -59,7 +60,7 @@ class IdMap:
         """This map as one graph key, so tasks share it instead of each carrying a copy
         (a million-user map embedded in hundreds of tasks made graphs huge)."""
         if getattr(self, "_delayed", None) is None:
-            self._delayed = dask.delayed(self, pure=True)
+            self._delayed = dask.delayed(self, pure=True, name=f"id-map-{dask.base.tokenize(self)}")
         return self._delayed
 
     def __repr__(self) -> str:
@@ -151,14 +152,21 @@ def ids_of(col: pd.Series) -> np.ndarray:
     return col.to_numpy(dtype=object)
 
 
-def frame_from_parts(parts, meta: pd.DataFrame) -> dd.DataFrame:
+def frame_from_parts(parts, meta: pd.DataFrame, stage: str = "frame") -> dd.DataFrame:
     """A dask DataFrame over Delayed pandas parts, raw id columns left as they are.
 
     dask-expr would otherwise turn object columns into strings, so integer ids
-    would come back as ``"7"``.
+    would come back as ``"7"``.  ``stage`` names its tasks on the dashboard.
     """
+    parts = list(parts)
+    if not parts:
+        with dask.config.set({"dataframe.convert-string": False}):
+            return dd.from_delayed(parts, meta=meta, verify_meta=False, prefix=stage)
+    # from_graph, not from_delayed: the latter wraps every part in a task named
+    # "delayed-container"; here each partition is an alias of its part, named by ``stage``
+    graph = HighLevelGraph.merge(*[p.__dask_graph__() for p in parts])
     with dask.config.set({"dataframe.convert-string": False}):
-        return dd.from_delayed(parts, meta=meta, verify_meta=False)
+        return dd.from_graph(dict(graph), meta, (None,) * (len(parts) + 1), [p.key for p in parts], stage)
 
 
 def gather_frame(frame: dd.DataFrame) -> pd.DataFrame:

@@ -24,7 +24,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from . import kernels
-from .blocks import CSR_META, concat_rows, row_stats, transpose_blocks
+from .blocks import CSR_META, concat_rows, outputs, row_stats, transpose_blocks
 from .errors import DataError
 from .ids import IdMap, ids_of
 
@@ -138,9 +138,13 @@ def build_matrix(parts, *, source="ratings", on_bad_lines="error", row_block=Non
     """
     uniq = dask.delayed(_uniques, pure=True)
     merge = dask.delayed(_merge_uniques, pure=True)
-    pieces = [uniq(p) for p in parts]
+    token = dask.base.tokenize(parts)
+    pieces = [uniq(p, dask_key_name=f"matrix-ids-{token}-{j}") for j, p in enumerate(parts)]
+    level = 0
     while len(pieces) > 1:  # tree merge of distinct ids
-        pieces = [merge(*pieces[i:i + 8]) for i in range(0, len(pieces), 8)]
+        pieces = [merge(*pieces[i:i + 8], dask_key_name=f"matrix-ids-merge-{token}-{level}-{i}")
+                  for i in range(0, len(pieces), 8)]
+        level += 1
     if not pieces:
         raise DataError(source, "no ratings")
     u_raw, i_raw, nnz = dask.compute(pieces[0])[0]
@@ -152,20 +156,21 @@ def build_matrix(parts, *, source="ratings", on_bad_lines="error", row_block=Non
     ub, ib = layout(n_users, n_items, nnz, row_block=row_block, col_block=col_block,
                     min_blocks=min_blocks, based=based, entity_block_limit=entity_block_limit)
     token = dask.base.tokenize(parts, ub, ib, on_bad_lines)
-    split = dask.delayed(_split_part, nout=len(ub) - 1, pure=True)
+    split = dask.delayed(_split_part, pure=True)
     u_key, i_key = users.as_delayed(), items.as_delayed()
     per_part = [split(p, u_key, i_key, ub, dask_key_name=f"matrix-route-{token}-{j}")
                 for j, p in enumerate(parts)]
-    if len(ub) == 2:
-        per_part = [[pp] for pp in per_part]
-    build = dask.delayed(build_block, nout=2, pure=True)
+    per_part = ([[pp] for pp in per_part] if len(ub) == 2 else
+                [outputs(pp, len(ub) - 1, "matrix-route-part") for pp in per_part])
+    build = dask.delayed(build_block, pure=True)
     blocks, reports = [], [] if report is None else [report]
     for b in range(len(ub) - 1):
         shape = (int(ub[b + 1] - ub[b]), n_items)
         # pieces as varargs, not a list: a list of Delayed makes dask optimise and cull the
         # whole graph once per call (O(layers x keys); 40 s of graph building at 20M ratings)
-        blk, rep = build(shape, int(ub[b]), u_key, i_key, source, on_bad_lines,
-                         *[pp[b] for pp in per_part], dask_key_name=f"matrix-user-block-{token}-{b}")
+        blk, rep = outputs(build(shape, int(ub[b]), u_key, i_key, source, on_bad_lines,
+                                 *[pp[b] for pp in per_part], dask_key_name=f"matrix-user-block-{token}-{b}"),
+                           2, ("matrix-user-csr", "matrix-user-report"))
         blocks.append(blk)
         reports.append(rep)
     return from_user_blocks(users, items, blocks, ub, ib, reports, source, token)
@@ -188,11 +193,11 @@ def from_user_blocks(users: IdMap, items: IdMap, blocks, ub, ib, reports, source
     token : str
         Names the transpose's tasks.
     """
-    by_user = concat_rows(blocks, ub, len(items))
+    by_user = concat_rows(blocks, ub, len(items), "matrix-user-rows")
     by_item = transpose_blocks(blocks, ub, ib, len(users), token)
     us, uc = row_stats(by_user)
     is_, ic = row_stats(by_item)
-    report = dask.delayed(merge_counts, pure=True)(*reports)
+    report = dask.delayed(merge_counts, pure=True)(*reports, dask_key_name=f"matrix-report-{token}")
     return RatingMatrix(users, items, by_user, by_item, us, uc, is_, ic, report, source)
 
 
@@ -285,10 +290,11 @@ def from_array(X: da.Array, *, row_block=None, col_block=None, source="array") -
     X = X.map_blocks(_chunk_to_csr, dtype=np.float64, meta=CSR_META)
     X = X.rechunk((tuple(np.diff(ub).tolist()), (n_items,)))
     token = dask.base.tokenize(X, ub, ib)
-    check = dask.delayed(_checked_block, nout=2, pure=True)
+    check = dask.delayed(_checked_block, pure=True)
     blocks, reports = [], []
     for b, blk in enumerate(X.to_delayed(optimize_graph=False).ravel().tolist()):
-        csr, rep = check(blk, int(ub[b]), source, dask_key_name=f"matrix-user-block-{token}-{b}")
+        csr, rep = outputs(check(blk, int(ub[b]), source, dask_key_name=f"matrix-user-block-{token}-{b}"),
+                           2, ("matrix-user-csr", "matrix-user-report"))
         blocks.append(csr)
         reports.append(rep)
     return from_user_blocks(IdMap(np.arange(n_users)), IdMap(np.arange(n_items)), blocks, ub, ib,

@@ -229,7 +229,7 @@ class KNN(BaseEstimator):
                 (lo, hi, total, count), work = dask.compute(stats)[0]
             else:  # a local scheduler: once, not again for the join
                 ((lo, hi, total, count), work), parts = dask.compute(stats, parts)
-                parts = [dask.delayed(p, pure=True) for p in parts]
+                parts = [dask.delayed(p, pure=True, name=f"similarity-part-{dask.base.tokenize(p)}") for p in parts]
         else:
             parts = None
             (lo, hi, total, count), work = dask.compute(entity_stats(raw_q))[0]
@@ -249,7 +249,8 @@ class KNN(BaseEstimator):
                                                        parts=parts, **weights)
             self.neighbours_ = table_from_blocks([b[0] for b in blocks], [b[1] for b in blocks],
                                                  bounds, self.k, token).persist()
-            self.similarity_rows_ = (concat_rows([b[2] for b in blocks], bounds, int(P.shape[0])).persist()
+            self.similarity_rows_ = (concat_rows([b[2] for b in blocks], bounds, int(P.shape[0]),
+                                                 "similarity-whole-rows").persist()
                                      if whole_rows else None)
         else:
             tiles = similarity_tiles(P, self.similarity, self.min_support, self.shrinkage, **weights)
@@ -493,7 +494,7 @@ class KNN(BaseEstimator):
         vocab = self.matrix_.items if self.based == "item" else self.matrix_.users
         rows = np.arange(len(vocab)) if ids is None else vocab.to_codes(ids)
         rows = rows[rows >= 0]
-        idx, sim = dask.compute(self.neighbours_.idx[rows], self.neighbours_.sim[rows])
+        idx, sim = self.neighbours_.rows(rows)
         n = idx.shape[1] if n is None else min(int(n), idx.shape[1])
         r, c = np.nonzero(idx[:, :n] >= 0)
         return pd.DataFrame({"entity": vocab.to_raw(rows[r]), "rank": c + 1,

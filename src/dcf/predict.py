@@ -37,7 +37,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from . import kernels
-from .blocks import row_blocks, stack_rows
+from .blocks import outputs, reblock_rows, row_blocks, stack_rows
 from .ids import IdMap, frame_from_parts, ids_of
 
 __all__ = ["predict_pairs", "recommend_blocks", "recommend_histories", "PREDICTION_META",
@@ -94,10 +94,11 @@ def predict_pairs(parts, *, users: IdMap, items: IdMap, based: str, S: da.Array,
         s_blocks, s_bounds = _merged(s_blocks, s_bounds, side, f"predict-similarity-{token}")
         q_blocks, q_bounds = _merged(q_blocks, q_bounds, side, f"predict-ratings-{token}")
     n_cells = len(s_blocks) * len(q_blocks)
-    route = dask.delayed(_route, nout=n_cells + 1, pure=True)
+    route = dask.delayed(_route, pure=True)
     u_key, i_key = users.as_delayed(), items.as_delayed()
-    routed = [route(p, u_key, i_key, based, s_bounds, q_bounds,
-                    dask_key_name=f"predict-route-{token}-{j}") for j, p in enumerate(parts)]
+    routed = [outputs(route(p, u_key, i_key, based, s_bounds, q_bounds,
+                            dask_key_name=f"predict-route-{token}-{j}"), n_cells + 1, "predict-route-part")
+              for j, p in enumerate(parts)]
     cell = dask.delayed(_score_cell, pure=True)
     unknown = dask.delayed(_score_unknown, pure=True)
     fallback = "item_mean" if based == "item" else "user_mean"
@@ -111,7 +112,7 @@ def predict_pairs(parts, *, users: IdMap, items: IdMap, based: str, S: da.Array,
     out.append(unknown(global_mean, rating_range, biases, *[r[n_cells] for r in routed],
                        dask_key_name=f"predict-unknown-{token}"))
     meta = PREDICTION_META if with_rating else PREDICTION_META.drop(columns="rating")
-    return frame_from_parts(out, meta)
+    return frame_from_parts(out, meta, "predictions")
 
 
 def _merged(blocks, bounds, groups, name):
@@ -241,7 +242,7 @@ def recommend_blocks(*, users: IdMap, items: IdMap, based: str, by_user: da.Arra
     """
     r_blocks, r_bounds = row_blocks(by_user)
     if based == "user" and W.chunks[0] != by_user.chunks[0]:  # neighbour rows per user block
-        W = W.rechunk((by_user.chunks[0], W.chunks[1]))
+        W = reblock_rows(W, np.concatenate([[0], np.cumsum(by_user.chunks[0])]), "recommend-lists")
     w_blocks, _ = row_blocks(W)
     w_blocks = _amplified_blocks(w_blocks, amplification, token)
     other = _other_side(based, ranking, w_blocks, r_blocks, token)
@@ -258,7 +259,7 @@ def recommend_blocks(*, users: IdMap, items: IdMap, based: str, by_user: da.Arra
                         dask_key_name=f"recommend-block-{token}-{b}"))
     if not out:  # none of the requested users is known
         out = [dask.delayed(RECOMMENDATION_META.copy)()]
-    return frame_from_parts(out, RECOMMENDATION_META)
+    return frame_from_parts(out, RECOMMENDATION_META, "recommendations")
 
 
 def _amplified_blocks(w_blocks, amplification, token):

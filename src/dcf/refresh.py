@@ -46,9 +46,9 @@ import scipy.sparse as sp
 
 from . import kernels
 from .cluster import everywhere, memory_budget, parallelism
-from .fitted import ROW_TASKS_PER_THREAD, as_parts, centred_ratings, finish_fit, persist_biases
+from .fitted import ROW_TASKS_PER_THREAD, as_parts, centred_ratings, finish_fit, persist_biases, single
 from .ids import IdMap
-from .blocks import concat_rows, row_blocks, stack_rows
+from .blocks import concat_rows, outputs, row_blocks, stack_rows
 from .matrix import build_block, from_user_blocks, layout
 from .neighbours import table_from_blocks
 from .similarity import (DENSE_FRACTION, balanced_cuts, entity_norms, entity_stats, row_block_format,
@@ -74,7 +74,8 @@ def refresh(model, ratings):
     changed = ~present | (value != batch["rating"].to_numpy(np.float64))  # else a repeat
     matrix = _merged_matrix(model, old, batch, present, batch_report, source)
     if matrix is None:  # ids of mixed kinds: the general path, through frames of raw ids
-        matrix = model._build(_old_parts(old, batch) + [dask.delayed(batch, pure=True)],
+        matrix = model._build(_old_parts(old, batch) + [dask.delayed(batch, pure=True,
+                                                                     name=f"refresh-batch-{dask.base.tokenize(batch)}")],
                               batch_report, source)
     matrix = matrix.persist()
     n_ent = len(matrix.items if model.based == "item" else matrix.users)
@@ -132,7 +133,7 @@ def refresh(model, ratings):
     pack = kernels.fast_topk(model.similarity, model.min_support, model.shrinkage, model.significance,
                              whole_rows, k)
     others = everywhere(shared_matrix(Q, pack))
-    shared_map = dask.delayed(new_of_old, pure=True)
+    shared_map = dask.delayed(new_of_old, pure=True, name=f"refresh-renumbering-{dask.base.tokenize(new_of_old)}")
     columns = None
     if patch.any():  # the ratings of the touched entities only: what their columns need
         columns = everywhere(dask.delayed(_stack_columns, pure=True)(
@@ -140,7 +141,7 @@ def refresh(model, ratings):
     old_tab = _blocks_of(model.neighbours_.idx), _blocks_of(model.neighbours_.sim)
     old_rows = _blocks_of(model.similarity_rows_) if whole_rows else None
     weights = (float(model.significance), float(model.min_similarity))
-    task = dask.delayed(_refresh_block, nout=4, pure=True)
+    task = dask.delayed(_refresh_block, pure=True)
     blocks = []
     for a in range(len(bounds) - 1):
         b_lo, b_hi = int(bounds[a]), int(bounds[a + 1])
@@ -156,12 +157,13 @@ def refresh(model, ratings):
                            (columns, touched) if pat.any() else None, b_lo, b_hi, p0,
                            model.similarity, int(model.min_support), float(model.shrinkage), k,
                            whole_rows, DENSE_FRACTION, weights, aff, pat, old_of_new[b_lo:b_hi],
-                           shared_map, n_ent, tab0, rows0, tuple(len(x) for x in inputs), *[x for group in inputs for x in group],
-                           dask_key_name=f"refresh-block-{token}-{a}"))
+                           shared_map, n_ent, tab0, rows0, tuple(len(x) for x in inputs),
+                           *[x for group in inputs for x in group], dask_key_name=f"refresh-block-{token}-{a}"))
+        blocks[-1] = outputs(blocks[-1], 4, ("refresh-idx", "refresh-sim", "refresh-row-block", "refresh-fallbacks"))
     new.matrix_ = matrix
     new.method_ = "rows"
     table = table_from_blocks([b[0] for b in blocks], [b[1] for b in blocks], bounds, k, token)
-    whole = concat_rows([b[2] for b in blocks], bounds, n_ent) if whole_rows else None
+    whole = concat_rows([b[2] for b in blocks], bounds, n_ent, "refresh-whole-rows") if whole_rows else None
     new.neighbours_, new.similarity_rows_, fallbacks = dask.persist(table, whole, [b[3] for b in blocks])
     finish_fit(new, matrix, total / count, (lo, hi), token)
     again = int(sum(dask.compute(*fallbacks)))  # patched lists that lost a neighbour: recomputed
@@ -187,7 +189,9 @@ def _old_values(old, batch: pd.DataFrame):
     blk = np.searchsorted(ub, u[known], side="right") - 1
     look = dask.delayed(_lookup, pure=True)
     wanted = {b: known[blk == b] for b in np.unique(blk).tolist()}
-    found = dask.compute({b: look(user_blocks[b], u[rows] - ub[b], i[rows]) for b, rows in wanted.items()})[0]
+    found = dask.compute({b: look(user_blocks[b], u[rows] - ub[b], i[rows],
+                                  dask_key_name=f"refresh-lookup-{dask.base.tokenize(user_blocks[b], u[rows], i[rows])}")
+                          for b, rows in wanted.items()})[0]
     for b, rows in wanted.items():
         present[rows], value[rows] = found[b]
     return present, value
@@ -208,16 +212,16 @@ def _merged_matrix(model, old, batch: pd.DataFrame, present, report, source):
     old_of_user = old.users.to_codes(users.index.to_numpy())
     # the old pairs the batch rates again are dropped: their new value comes from the batch
     again = np.unique(u[present].astype(np.int64) * len(items) + i[present])
-    held = dask.compute(old.user_count.sum())[0]
+    held = int(np.sum(dask.compute(single(old.user_count))[0]))
     ub, ib = layout(len(users), len(items), int(held) - len(again) + len(batch), **model._blocking())
     token = dask.base.tokenize(old.by_user, batch, ub, ib, model.on_bad_lines)
     o_bounds, o_blocks = _blocks_of(old.by_user)
     blk = np.searchsorted(ub, u, side="right") - 1
     lines = batch["line"].to_numpy(np.int64)
     r = batch["rating"].to_numpy(np.float64)
-    merge = dask.delayed(_merge_block, nout=2, pure=True)
+    merge = dask.delayed(_merge_block, pure=True)
     u_key, i_key = users.as_delayed(), items.as_delayed()
-    shared_items = dask.delayed(item_of_old, pure=True)
+    shared_items = dask.delayed(item_of_old, pure=True, name=f"refresh-item-renumbering-{dask.base.tokenize(item_of_old)}")
     blocks, reports = [], [report]
     for b in range(len(ub) - 1):
         lo, hi = int(ub[b]), int(ub[b + 1])
@@ -227,10 +231,11 @@ def _merged_matrix(model, old, batch: pd.DataFrame, present, report, source):
             if len(have) else (0, [])
         sel = np.flatnonzero(blk == b)
         mine = again[(again >= lo * len(items)) & (again < hi * len(items))]
-        blk_csr, rep = merge((hi - lo, len(items)), lo, u_key, i_key, source, model.on_bad_lines,
-                             olds, first, shared_items, mine - lo * len(items),
-                             (u[sel] - lo, i[sel], r[sel], lines[sel]), *pieces,
-                             dask_key_name=f"refresh-matrix-block-{token}-{b}")
+        blk_csr, rep = outputs(merge((hi - lo, len(items)), lo, u_key, i_key, source, model.on_bad_lines,
+                                     olds, first, shared_items, mine - lo * len(items),
+                                     (u[sel] - lo, i[sel], r[sel], lines[sel]), *pieces,
+                                     dask_key_name=f"refresh-matrix-block-{token}-{b}"),
+                               2, ("matrix-user-csr", "matrix-user-report"))
         blocks.append(blk_csr)
         reports.append(rep)
     return from_user_blocks(users, items, blocks, ub, ib, reports, source, token)
@@ -299,7 +304,8 @@ def _reach(X, rows_mask):
     """Columns of ``X`` (CSR row blocks) with a stored entry in a row of ``rows_mask``."""
     bounds, blocks = _blocks_of(X)
     cols = dask.delayed(_columns, pure=True)
-    parts = [cols(b, rows_mask[bounds[j]:bounds[j + 1]], int(X.shape[1]))
+    token = dask.base.tokenize(X.name, rows_mask)
+    parts = [cols(b, rows_mask[bounds[j]:bounds[j + 1]], int(X.shape[1]), dask_key_name=f"refresh-reach-{token}-{j}")
              for j, b in enumerate(blocks)
              if rows_mask[bounds[j]:bounds[j + 1]].any()]
     return np.logical_or.reduce(dask.compute(*parts), axis=0) if parts else np.zeros(int(X.shape[1]), bool)

@@ -28,7 +28,7 @@ import scipy.sparse as sp
 
 from . import kernels
 from .errors import ConfigError
-from .blocks import concat_rows, concatenate
+from .blocks import concat_rows, concatenate, outputs
 
 __all__ = ["SimilarityTiles", "similarity_tiles", "similarity_rows", "similarity_by_rows", "shared_matrix",
            "shared_parts", "prepare",
@@ -206,7 +206,7 @@ def similarity_rows(st: SimilarityTiles, dense_fraction=DENSE_FRACTION) -> da.Ar
         parts = [st.tile(a, b) for b in range(st.n_blocks)]
         out.append(rows([t for _, t in parts], dense_fraction, *[p for p, _ in parts],
                         dask_key_name=f"similarity-rows-{st.token}-{a}"))
-    return concat_rows(out, st.bounds, n)
+    return concat_rows(out, st.bounds, n, "similarity-whole-rows")
 
 
 def _assemble_rows(transposed, dense_fraction, *tiles):
@@ -287,17 +287,18 @@ def similarity_by_rows(P: da.Array, Q: da.Array, k: int, measure="cosine", min_s
     # even (grouped) tasks read nothing else, so Dask queues them and gives each to a free
     # thread; the first on a worker fetches the matrix, the next ones find it there (copying
     # it to every worker first, as refresh does, held them all back by 0.3-0.4 s at 20M)
-    task = dask.delayed(_rows_block, nout=3, pure=True)
+    task = dask.delayed(_rows_block, pure=True)
     blocks = []
     for a in range(len(bounds) - 1):
         lo, hi = int(bounds[a]), int(bounds[a + 1])
         first = int(np.searchsorted(chunk_bounds, lo, side="right")) - 1
         last = int(np.searchsorted(chunk_bounds, hi, side="left"))
-        blocks.append(task(others, norms, lo, hi, int(chunk_bounds[first]), measure, int(min_support),
-                           float(shrinkage), int(k), bool(whole_rows), dense_fraction,
-                           (float(significance), float(min_similarity)),
-                           *([] if grouped else p_blocks[first:last]),
-                           dask_key_name=f"similarity-block-{token}-{k}-{int(whole_rows)}-{a}"))
+        blocks.append(outputs(task(others, norms, lo, hi, int(chunk_bounds[first]), measure, int(min_support),
+                                   float(shrinkage), int(k), bool(whole_rows), dense_fraction,
+                                   (float(significance), float(min_similarity)),
+                                   *([] if grouped else p_blocks[first:last]),
+                                   dask_key_name=f"similarity-block-{token}-{k}-{int(whole_rows)}-{a}"),
+                              3, ("similarity-idx", "similarity-sim", "similarity-row-block")))
     return bounds, f"{token}-{k}", [tuple(b) for b in blocks]
 
 

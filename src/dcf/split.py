@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from . import io as dio
+from .blocks import outputs
 from .ids import frame_from_parts
 
 __all__ = ["pair_uniform", "random_split", "kfold", "user_holdout"]
@@ -71,8 +72,9 @@ def random_split(data, test_fraction: float = 0.1, seed: int = 0):
     a list of Delayed frame parts (then two lists).
     """
     _check_fraction(test_fraction)
-    two = dask.delayed(_split_two, nout=2, pure=True)
-    pairs = [two(p, seed, test_fraction) for p in _parts(data)]  # one hash pass per part
+    two = dask.delayed(_split_two, pure=True)
+    pairs = [outputs(two(p, seed, test_fraction, dask_key_name=f"split-{dask.base.tokenize(p, seed, test_fraction)}"),
+                     2, ("split-train", "split-test")) for p in _parts(data)]  # one hash pass per part
     return _wrap(data, [tr for tr, _ in pairs], [te for _, te in pairs])
 
 
@@ -106,7 +108,7 @@ def user_holdout(data, test_fraction: float = 0.1, seed: int = 0, npartitions=No
     _check_fraction(test_fraction)
     parts = _parts(data)
     meta = dask.compute(parts[0])[0].iloc[:0] if parts else None
-    ddf = frame_from_parts(parts, meta)
+    ddf = frame_from_parts(parts, meta, "split-part")
     ddf = ddf.shuffle("user", npartitions=npartitions or len(parts), shuffle_method="tasks")
     flagged = ddf.map_partitions(_flag_user_holdout, test_fraction, seed,
                                  meta=meta.assign(_test=pd.Series([], dtype=bool)))

@@ -68,7 +68,7 @@ import scipy.sparse as sp
 from numpy.lib import format as npformat
 
 from . import kernels
-from .blocks import concat_rows
+from .blocks import concat_rows, row_blocks, stack_csr, stack_rows
 from .errors import DataError
 from .fitted import finish_fit, persist_biases
 from .folders import MARKER, MODEL, atomic_folder, check_folder
@@ -98,7 +98,8 @@ def save(model, path) -> Path:
     m = model.matrix_
     # one type per compute call: dask 2026.8 returns mixed Delayed/Array results grouped
     # by type, not in argument order
-    idx, sim = dask.compute(model.neighbours_.idx, model.neighbours_.sim)
+    idx, sim = dask.compute(*(dask.delayed(stack_rows, pure=True)(*row_blocks(a)[0], dask_key_name=f"stack-rows-{a.name}")
+                              for a in (model.neighbours_.idx, model.neighbours_.sim)))
     by_user, report = dask.compute(_stack(m.by_user), m.report)
     sim_rows = None
     if model.similarity_rows_ is not None:
@@ -132,8 +133,8 @@ def save(model, path) -> Path:
 
 def _stack(X: da.Array):
     """All row blocks of a CSR- (or dense-) chunked dask array as one CSR."""
-    return dask.delayed(lambda *b: sp.vstack([sp.csr_matrix(x) for x in b], format="csr"),
-                        pure=True)(*X.to_delayed(optimize_graph=False).ravel().tolist())
+    return dask.delayed(stack_csr, pure=True)(*X.to_delayed(optimize_graph=False).ravel().tolist(),
+                                               dask_key_name=f"stack-rows-{X.name}")
 
 
 def _bounds(chunks) -> list[int]:
@@ -263,7 +264,7 @@ def _assemble(model, meta, matrix_parts, table_parts, token):
     if rows is not None:
         model.similarity_rows_ = concat_rows(
             [_share(row_block_format(rows[bounds[a]:bounds[a + 1]]), f"saved-sim-rows-{token}-{a}")
-             for a in range(len(bounds) - 1)], bounds, n).persist()
+             for a in range(len(bounds) - 1)], bounds, n, "saved-similarity-rows").persist()
     finish_fit(model, matrix, meta["global_mean"], meta["rating_range"], token)
     model.user_bias_ = model.item_bias_ = None
     if model._needs_biases():

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from ..blocks import outputs
 from ..errors import DataError
 from .formats import header_columns, parquet_files
 from .sources import RatingsSource
@@ -38,10 +39,11 @@ def parquet_parts(src: RatingsSource):
     files = parquet_files(fs, local, src.path) if fs.isdir(local) else [local]
     proto = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
     urls = [f if proto in ("file", "local") else f"{proto}://{f}" for f in files]
-    parse = dask.delayed(_parse_parquet_file, nout=2, pure=True)
+    parse = dask.delayed(_parse_parquet_file, pure=True)
     token = dask.base.tokenize(src, urls)
     pieces = [(url, groups, first) for f, url in zip(files, urls) for groups, first in _row_group_parts(fs, f)]
-    pairs = [parse(url, src, groups, first, dask_key_name=f"read-parquet-{token}-{i}")
+    pairs = [outputs(parse(url, src, groups, first, dask_key_name=f"read-parquet-{token}-{i}"),
+                     2, ("read-part", "read-block-report"))
              for i, (url, groups, first) in enumerate(pieces)]
     return [p for p, _ in pairs], [r for _, r in pairs]
 

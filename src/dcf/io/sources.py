@@ -74,7 +74,7 @@ class Ratings:
     @property
     def frame(self) -> dd.DataFrame:
         """The parts as one dask DataFrame."""
-        return frame_from_parts(self.parts, META)
+        return frame_from_parts(self.parts, META, "ratings")
 
 
 def empty_report() -> dict:

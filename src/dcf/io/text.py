@@ -28,6 +28,7 @@ import fsspec
 import numpy as np
 import pandas as pd
 
+from ..blocks import outputs
 from ..errors import DataError
 from .blocks import block_ranges, count_lines, read_text_block
 from .exact import parse_exact
@@ -45,13 +46,14 @@ def text_parts(src: RatingsSource, blocksize):
     ranges = block_ranges(fs, local, None if src.compression else blocksize)
     token = dask.base.tokenize(src, blocksize, fs.ukey(local))
     read = dask.delayed(read_text_block, pure=True)
-    parse = dask.delayed(parse_text_block, nout=2, pure=True)
+    parse = dask.delayed(parse_text_block, pure=True)
     count = dask.delayed(count_lines, pure=True)
     add = dask.delayed(_add, pure=True)
     parts, reports, start = [], [], 1
     for i, (offset, length) in enumerate(ranges):
         block = read(src.path, offset, length, src.compression, dask_key_name=f"read-bytes-{token}-{i}")
-        part, rep = parse(block, start, i == 0, src, dask_key_name=f"read-block-{token}-{i}")
+        part, rep = outputs(parse(block, start, i == 0, src, dask_key_name=f"read-block-{token}-{i}"),
+                            2, ("read-part", "read-block-report"))
         parts.append(part)
         reports.append(rep)
         n = count(block, dask_key_name=f"count-lines-{token}-{i}")
