@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from . import io as dio
+from . import kernels
 from .baseline import fit_biases, residuals
 from .blocks import concatenate, outputs
 from .errors import ConfigError
@@ -43,16 +44,18 @@ def finish_fit(model, matrix, global_mean, rating_range, token):
 
 
 
-def centred_ratings(matrix, based, measure):
-    """``(P, Q)`` of ratings minus the other side's means (``adjusted-cosine``) or the
-    entity's own means (``centred-cosine``), same structure; None for other measures."""
-    if measure not in ("adjusted-cosine", "centred-cosine"):
+def centred_ratings(matrix, based, name):
+    """``(P, Q)`` of ratings minus the other side's means or the entity's own means, as
+    the measure ``name`` is centred (:attr:`dcf.kernels.Measure.centre`: ``adjusted-cosine``,
+    ``centred-cosine``), same structure; None for measures of the raw ratings."""
+    centre = kernels.measure(name).centre
+    if centre not in ("other-means", "entity-means"):
         return None
     P, Q, ent_sum, ent_count = matrix.oriented(based)
     oth_sum, oth_count = ((matrix.user_sum, matrix.user_count) if based == "item"
                           else (matrix.item_sum, matrix.item_count))
     zero = dask.delayed(np.zeros, pure=True)
-    if measure == "adjusted-cosine":
+    if centre == "other-means":
         ent, oth = zero(int(P.shape[0]), dask_key_name=f"centred-zeros-{P.shape[0]}"), means(oth_sum, oth_count)
     else:
         ent, oth = means(ent_sum, ent_count), zero(int(P.shape[1]), dask_key_name=f"centred-zeros-{P.shape[1]}")

@@ -26,7 +26,7 @@ from .cluster import connected, memory_budget, parallelism, placement, start
 from .errors import ConfigError, DataError
 from .fitted import ROW_TASKS_PER_THREAD, as_parts, centred_ratings, finish_fit, persist_biases
 from .ids import IdMap
-from .kernels import MEASURES, csr_from_triplets, fast_topk
+from .kernels import MEASURES, csr_from_triplets, fast_topk, measure as measure_of
 from .blocks import concat_rows
 from .matrix import RatingMatrix, build_matrix, from_array
 from .neighbours import table_from_blocks, top_k
@@ -170,7 +170,7 @@ class KNN(BaseEstimator):
         return block_limit(memory_budget(), whole_rows=self.neighbourhood == "rated", forced=self.method)
 
     def _needs_biases(self) -> bool:
-        return self.similarity == "pearson-baseline" or self.prediction == "baseline"
+        return measure_of(self.similarity).needs_biases or self.prediction == "baseline"
 
     def _baseline(self):
         """``(global mean, user biases, item biases)`` for the baseline prediction, else None."""
@@ -218,7 +218,8 @@ class KNN(BaseEstimator):
             P, Q = centred
         # one round trip for what the graph's shape depends on: the rating summary and each
         # entity's cost (to cut even tasks)
-        if self.method in (None, "rows") and self.similarity != "pearson-baseline":
+        measure = measure_of(self.similarity)
+        if self.method in (None, "rows") and not measure.needs_biases:
             # the matrix every rows task shares depends on the ratings alone: its parts come
             # from the same per-block tasks as the summary (dropped if tiles are chosen)
             stats, parts = prepare(raw_q, Q, fast_topk(self.similarity, self.min_support, self.shrinkage,
@@ -237,7 +238,7 @@ class KNN(BaseEstimator):
         self.user_bias_ = self.item_bias_ = None
         if self._needs_biases():
             persist_biases(self, matrix, total / count)
-        if self.similarity == "pearson-baseline":  # similarities of the residuals
+        if measure.needs_biases:  # similarities of the baseline residuals
             b_entity, b_other = self._biases()
             P = residuals(P, total / count, b_entity, b_other, rows_are_entities=True)
             Q = residuals(Q, total / count, b_other, b_entity, rows_are_entities=False)

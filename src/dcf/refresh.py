@@ -88,8 +88,8 @@ def refresh(model, ratings):
     raw_p, raw_q = P, Q
     ((lo, hi, total, count), work) = dask.compute(entity_stats(raw_q))[0]
     why = None
-    if model.similarity == "pearson-baseline":
-        why = "pearson-baseline reads the baseline biases, which every new rating moves"
+    if kernels.measure(model.similarity).needs_biases:
+        why = f"{model.similarity} reads the baseline biases, which every new rating moves"
     elif model.method == "tiles":
         why = "the model was told to use the tiles method"
     elif similarity_method(memory_budget(), int(P.shape[1]), int(count)) != "rows":

@@ -9,6 +9,8 @@ and whether :func:`dcf.kernels.rows.similarity_rows` takes its fast path
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -16,44 +18,101 @@ from .codec import CompactCSR, column_squares, compact_csr, entries
 from .sparse import row_norms
 
 __all__ = [
-    "MEASURES", "INPUTS", "CO_RATED", "NORMS", "PEARSON", "JACCARD", "measure_mode", "needs_norms",
+    "Measure", "MEASURE", "MEASURES", "INPUTS", "CO_RATED", "NORMS", "PEARSON", "JACCARD", "measure",
+    "measure_mode", "needs_norms",
     "entity_totals", "column_totals", "fast_topk",
 ]
 
 
-MEASURES = ("cosine", "full-cosine", "pearson-baseline", "pearson", "adjusted-cosine", "centred-cosine",
-            "jaccard")
 # how the kernels compute each measure: the numerator over co-raters and the denominator
 CO_RATED, NORMS, PEARSON, JACCARD = 0, 1, 2, 3
-_MODES = {"cosine": CO_RATED, "full-cosine": NORMS, "pearson-baseline": CO_RATED, "pearson": PEARSON,
-          "adjusted-cosine": CO_RATED, "centred-cosine": NORMS, "jaccard": JACCARD}
-# what the values passed to the kernels must already be (the caller transforms the ratings)
-INPUTS = {"cosine": "ratings", "full-cosine": "ratings", "pearson": "ratings",
-          "pearson-baseline": "baseline residuals", "adjusted-cosine": "ratings minus the other side's means",
-          "centred-cosine": "ratings minus the entity's mean", "jaccard": "ratings (values ignored)"}
 
 
-def measure_mode(measure, min_support, shrinkage):
+@dataclass(frozen=True)
+class Measure:
+    """One similarity measure, whole: what it reads, how a pair is scored, its rules.
+
+    Attributes
+    ----------
+    name : str
+    mode : int
+        How the kernels score a pair: :data:`CO_RATED` (a cosine over the co-raters),
+        :data:`NORMS` (the dot product over whole-vector norms), :data:`PEARSON`
+        (centred on the means over the co-raters) or :data:`JACCARD` (who rated).
+    centre : {"none", "other-means", "entity-means", "baseline"}
+        What the ratings are centred on before the kernels see them: nothing, each
+        other side's mean (``adjusted-cosine``), the entity's own mean
+        (``centred-cosine``) or the baseline estimate (``pearson-baseline``, which
+        needs the fitted biases).
+    inputs : str
+        The values the kernels are given, in words.
+    min_co_raters : int
+        The least ``min_support`` the measure accepts (2 for ``pearson-baseline``).
+    shrink_offset : float
+        Shrinkage is :math:`(n - o) / (n - o + \lambda)` with this offset ``o``.
+
+    To add a measure: one entry in :data:`MEASURE` (and, for a new ``mode``, its
+    branch in the kernels), its name in :data:`dcf.config.CHOICES` (tested equal),
+    and its tests against the pair-by-pair reference.
+    """
+
+    name: str
+    mode: int
+    centre: str = "none"
+    inputs: str = "ratings"
+    min_co_raters: int = 1
+    shrink_offset: float = 0.0
+
+    @property
+    def needs_biases(self) -> bool:
+        """Scored on baseline residuals: the fit needs the baseline biases first, and
+        every new rating moves them (a refresh refits whole)."""
+        return self.centre == "baseline"
+
+    @property
+    def needs_norms(self) -> bool:
+        """Divided by per-entity totals (:func:`entity_totals`)."""
+        return self.mode in (NORMS, JACCARD)
+
+
+MEASURE = {m.name: m for m in (
+    Measure("cosine", CO_RATED),
+    Measure("full-cosine", NORMS),
+    Measure("pearson-baseline", CO_RATED, "baseline", "baseline residuals", min_co_raters=2, shrink_offset=1.0),
+    Measure("pearson", PEARSON),
+    Measure("adjusted-cosine", CO_RATED, "other-means", "ratings minus the other side's means"),
+    Measure("centred-cosine", NORMS, "entity-means", "ratings minus the entity's mean"),
+    Measure("jaccard", JACCARD, inputs="ratings (values ignored)"),
+)}
+MEASURES = tuple(MEASURE)
+INPUTS = {m.name: m.inputs for m in MEASURE.values()}  # what the caller passes the kernels
+
+
+def measure(name) -> Measure:
+    """The :class:`Measure` called ``name`` (ValueError naming the choices otherwise)."""
+    if name not in MEASURE:
+        raise ValueError(f"unknown similarity {name!r}; choose from {', '.join(MEASURES)}")
+    return MEASURE[name]
+
+
+def measure_mode(name, min_support, shrinkage):
     """``(mode, min_support, shrink_offset)`` of a measure.  ``pearson-baseline`` is the
     co-rated cosine of baseline residuals (the caller passes residuals, see
     :func:`dcf.baseline.residuals`), with at least 2 co-raters and shrinkage
-    :math:`(n - 1) / (n - 1 + \\lambda)`, as scikit-surprise defines it."""
-    if measure not in MEASURES:
-        raise ValueError(f"unknown similarity {measure!r}; choose from {', '.join(MEASURES)}")
-    if measure == "pearson-baseline":
-        return CO_RATED, max(int(min_support), 2), 1.0
-    return _MODES[measure], max(int(min_support), 1), 0.0
+    :math:`(n - 1) / (n - 1 + \lambda)`, as scikit-surprise defines it."""
+    m = measure(name)
+    return m.mode, max(int(min_support), m.min_co_raters), m.shrink_offset
 
 
-def needs_norms(measure) -> bool:
+def needs_norms(name) -> bool:
     """The measure's denominator uses per-entity totals (:func:`entity_totals`)."""
-    return _MODES[measure] in (NORMS, JACCARD)
+    return measure(name).needs_norms
 
 
 def entity_totals(P, measure):
     """Per-row totals a measure divides by: Euclidean norms (``full-cosine``,
     ``centred-cosine``) or numbers of ratings (``jaccard``); None for the others."""
-    mode = _MODES[measure]
+    mode = MEASURE[measure].mode
     if mode == NORMS:
         return row_norms(P)
     if mode == JACCARD:
@@ -67,7 +126,7 @@ def column_totals(Q, measure):
     the others in ascending order as :func:`row_norms` sums a row of the
     transpose (so the same bits), or the numbers of ratings for ``jaccard``; None
     for measures that need neither."""
-    mode = _MODES[measure]
+    mode = MEASURE[measure].mode
     if mode not in (NORMS, JACCARD):
         return None
     if not isinstance(Q, CompactCSR):
