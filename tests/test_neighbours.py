@@ -11,6 +11,7 @@ from hypothesis.extra.numpy import arrays
 
 import reference as ref
 from conftest import random_ratings
+from dcf.kernels import SimilaritySettings
 from dcf.neighbours import NeighbourTable, table_from_blocks, top_k
 from dcf.similarity import SimilarityTiles, similarity_tiles
 
@@ -63,7 +64,7 @@ def items():
 @pytest.mark.parametrize("size", [1, 4, None])
 @pytest.mark.parametrize("measure", ["cosine", "full-cosine"])
 def test_top_k_of_tiles_equals_the_reference(items, measure, size, k):
-    st_ = similarity_tiles(_chunked(items, size), measure)
+    st_ = similarity_tiles(_chunked(items, size), SimilaritySettings(measure))
     table = top_k(st_, k)
     assert isinstance(table, NeighbourTable) and table.k == k
     assert table.idx.shape == (14, k) and table.idx.chunks[0] == tuple(np.diff(st_.bounds))

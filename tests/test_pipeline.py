@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import reference as ref
 from conftest import random_ratings
 from dcf import ItemKNN, UserKNN
+from dcf.kernels import SimilaritySettings
 from dcf.model import KNN
 
 SCHEDULERS = ["sync", "threads", "distributed"]
@@ -435,7 +436,7 @@ def test_even_rows_tasks_read_nothing_but_the_shared_matrix(measure):
     P = da.from_array(sp.csr_matrix(R.T), chunks=(7, 60), asarray=False)
     work = entity_stats(Q).compute(scheduler="sync")[1]
     for groups, whole in ((3, False), (None, False), (3, True)):
-        bounds, _, blocks = similarity_by_rows(P, Q, 4, measure, work=work, groups=groups, whole_rows=whole)
+        bounds, _, blocks = similarity_by_rows(P, Q, 4, SimilaritySettings(measure), work=work, groups=groups, whole_rows=whole)
         graph = dict(blocks[0][0].dask)
         task = [key for key in graph if str(key).startswith("similarity-block")][0]
         reads = {str(d).split("-")[0] + "-" + str(d).split("-")[1] for d in get_dependencies(graph, task)}

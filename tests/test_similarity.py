@@ -14,6 +14,7 @@ from conftest import random_ratings
 from dcf import kernels
 from dcf.blocks import row_blocks
 from dcf.errors import ConfigError
+from dcf.kernels import SimilaritySettings
 from dcf.similarity import (PAIR_COST, balanced_cuts, block_limit, entity_norms, entity_stats, method, prepare,
                             shared_matrix, shared_parts, similarity_by_rows, similarity_rows, similarity_tiles)
 
@@ -78,7 +79,7 @@ def items():
 @pytest.mark.parametrize("size", [1, 5, None])
 @pytest.mark.parametrize("measure,opts,kind", MEASURES)
 def test_tiles_assemble_to_the_reference(items, measure, opts, kind, size):
-    st_ = similarity_tiles(_chunked(items, size), measure, **opts)
+    st_ = similarity_tiles(_chunked(items, size), SimilaritySettings(measure, **opts))
     nb = st_.n_blocks
     assert sorted(st_.tiles) == [(a, b) for a in range(nb) for b in range(a, nb)]  # upper triangle only
     np.testing.assert_allclose(_assembled(st_), _expected(items, measure, opts, kind), rtol=1e-9, atol=1e-12)
@@ -99,9 +100,9 @@ def test_similarity_rows_of_tiles_are_whole_rows_dense_or_csr(items, size):
 
 def test_unknown_measure_is_refused(items):
     with pytest.raises(ValueError, match="unknown similarity 'dice'"):
-        similarity_tiles(_chunked(items, 4), "dice")
+        similarity_tiles(_chunked(items, 4), SimilaritySettings("dice"))
     with pytest.raises(ValueError, match="unknown similarity 'dice'"):
-        similarity_by_rows(_chunked(items, 4), _chunked(items.T, 4), 3, "dice")
+        similarity_by_rows(_chunked(items, 4), _chunked(items.T, 4), 3, SimilaritySettings("dice"))
 
 
 @pytest.mark.parametrize("grouped", [False, True])
@@ -116,7 +117,7 @@ def test_by_rows_top_k_and_whole_rows_equal_the_reference_and_the_tiles(items, m
     if grouped:
         extra = dict(work=dask.compute(entity_stats(Q))[0][1], groups=3)
     # top-k lists only (grouped ranges of equal cost where asked; the fast path for full-cosine)
-    bounds, token, blocks = similarity_by_rows(P, Q, k, measure, **opts, **extra)
+    bounds, token, blocks = similarity_by_rows(P, Q, k, SimilaritySettings(measure, **opts), **extra)
     assert bounds[0] == 0 and bounds[-1] == 13 and token.endswith(f"-{k}")
     if grouped:
         assert len(bounds) - 1 <= 3
@@ -129,10 +130,11 @@ def test_by_rows_top_k_and_whole_rows_equal_the_reference_and_the_tiles(items, m
     np.testing.assert_array_equal(idx, exp_idx)
     np.testing.assert_allclose(sim, exp_sim, rtol=1e-9, atol=1e-12)
     # whole rows (one task per chunk): the tiles' values, bit for bit
-    _, _, blocks = similarity_by_rows(P, Q, k, measure, whole_rows=True, dense_fraction=0.0, **opts, **extra)
+    _, _, blocks = similarity_by_rows(P, Q, k, SimilaritySettings(measure, **opts), whole_rows=True, dense_fraction=0.0,
+                                      **extra)
     rows = np.vstack([_dense(b[2]) for b in dask.compute(blocks)[0]])
     np.testing.assert_allclose(rows, expected, rtol=1e-9, atol=1e-12)
-    np.testing.assert_array_equal(rows, _assembled(similarity_tiles(P, measure, **opts)))
+    np.testing.assert_array_equal(rows, _assembled(similarity_tiles(P, SimilaritySettings(measure, **opts))))
 
 
 @given(arrays(np.float64, st.tuples(st.integers(2, 10), st.integers(1, 8)),
@@ -140,7 +142,7 @@ def test_by_rows_top_k_and_whole_rows_equal_the_reference_and_the_tiles(items, m
 @settings(max_examples=30, deadline=None)
 def test_cosine_rows_are_symmetric_bounded_with_unit_diagonal(E, size, q_size):
     with dask.config.set(scheduler="sync"):
-        _, _, blocks = similarity_by_rows(_chunked(E, size), _chunked(E.T, q_size), 2, "cosine",
+        _, _, blocks = similarity_by_rows(_chunked(E, size), _chunked(E.T, q_size), 2, SimilaritySettings("cosine"),
                                           whole_rows=True, dense_fraction=0.0)
         S = np.vstack([b[2] for b in dask.compute(blocks)[0]])
     np.testing.assert_array_equal(S, S.T)
@@ -253,7 +255,7 @@ def test_by_rows_on_a_distributed_cluster_equals_sync(items, dist_client):
     P, Q = _chunked(items, 3), _chunked(items.T, 4)
     work = dask.compute(entity_stats(Q))[0][1]
     for measure in ["cosine", "full-cosine"]:
-        args = (P, Q, 3, measure)
+        args = (P, Q, 3, SimilaritySettings(measure))
         _, _, local = similarity_by_rows(*args, work=work, groups=4)
         local = dask.compute(local)[0]
         with dask.config.set(scheduler=dist_client):

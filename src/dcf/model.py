@@ -26,7 +26,7 @@ from .cluster import connected, memory_budget, parallelism, placement, start
 from .errors import ConfigError, DataError
 from .fitted import ROW_TASKS_PER_THREAD, as_parts, centred_ratings, finish_fit, persist_biases
 from .ids import IdMap
-from .kernels import MEASURES, csr_from_triplets, fast_topk, measure as measure_of
+from .kernels import MEASURES, SimilaritySettings, csr_from_triplets, measure as measure_of
 from .blocks import concat_rows
 from .matrix import RatingMatrix, build_matrix, from_array
 from .neighbours import table_from_blocks, top_k
@@ -169,6 +169,11 @@ class KNN(BaseEstimator):
         """Entity block cap from the cluster's worker memory (None without a cluster)."""
         return block_limit(memory_budget(), whole_rows=self.neighbourhood == "rated", forced=self.method)
 
+    def similarity_settings(self) -> SimilaritySettings:
+        """The measure and its post-processing as one value (what the stages are given)."""
+        return SimilaritySettings(self.similarity, self.min_support, self.shrinkage, self.significance,
+                                  self.min_similarity)
+
     def _needs_biases(self) -> bool:
         return measure_of(self.similarity).needs_biases or self.prediction == "baseline"
 
@@ -218,12 +223,11 @@ class KNN(BaseEstimator):
             P, Q = centred
         # one round trip for what the graph's shape depends on: the rating summary and each
         # entity's cost (to cut even tasks)
-        measure = measure_of(self.similarity)
-        if self.method in (None, "rows") and not measure.needs_biases:
+        settings = self.similarity_settings()
+        if self.method in (None, "rows") and not settings.spec.needs_biases:
             # the matrix every rows task shares depends on the ratings alone: its parts come
             # from the same per-block tasks as the summary (dropped if tiles are chosen)
-            stats, parts = prepare(raw_q, Q, fast_topk(self.similarity, self.min_support, self.shrinkage,
-                                                       self.significance, whole_rows, self.k),
+            stats, parts = prepare(raw_q, Q, settings.fast_topk(whole_rows, self.k),
                                    where=placement(raw_q))
             if connected():
                 stats, *parts = start([stats, *parts])  # the parts stay on the workers
@@ -238,23 +242,21 @@ class KNN(BaseEstimator):
         self.user_bias_ = self.item_bias_ = None
         if self._needs_biases():
             persist_biases(self, matrix, total / count)
-        if measure.needs_biases:  # similarities of the baseline residuals
+        if settings.spec.needs_biases:  # similarities of the baseline residuals
             b_entity, b_other = self._biases()
             P = residuals(P, total / count, b_entity, b_other, rows_are_entities=True)
             Q = residuals(Q, total / count, b_other, b_entity, rows_are_entities=False)
-        weights = dict(significance=float(self.significance), min_similarity=float(self.min_similarity))
         if self.method_ == "rows":
-            bounds, token, blocks = similarity_by_rows(P, Q, self.k, self.similarity, self.min_support,
-                                                       self.shrinkage, whole_rows, work=work,
+            bounds, token, blocks = similarity_by_rows(P, Q, self.k, settings, whole_rows, work=work,
                                                        groups=ROW_TASKS_PER_THREAD * parallelism(),
-                                                       parts=parts, **weights)
+                                                       parts=parts)
             self.neighbours_ = table_from_blocks([b[0] for b in blocks], [b[1] for b in blocks],
                                                  bounds, self.k, token).persist()
             self.similarity_rows_ = (concat_rows([b[2] for b in blocks], bounds, int(P.shape[0]),
                                                  "similarity-whole-rows").persist()
                                      if whole_rows else None)
         else:
-            tiles = similarity_tiles(P, self.similarity, self.min_support, self.shrinkage, **weights)
+            tiles = similarity_tiles(P, settings)
             token = tiles.token
             self.neighbours_ = top_k(tiles, self.k).persist()
             self.similarity_rows_ = similarity_rows(tiles).persist() if whole_rows else None

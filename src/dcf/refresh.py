@@ -88,7 +88,8 @@ def refresh(model, ratings):
     raw_p, raw_q = P, Q
     ((lo, hi, total, count), work) = dask.compute(entity_stats(raw_q))[0]
     why = None
-    if kernels.measure(model.similarity).needs_biases:
+    settings = model.similarity_settings()
+    if settings.spec.needs_biases:
         why = f"{model.similarity} reads the baseline biases, which every new rating moves"
     elif model.method == "tiles":
         why = "the model was told to use the tiles method"
@@ -130,8 +131,7 @@ def refresh(model, ratings):
               balanced_cuts(np.where(affected, work, 0.0), ROW_TASKS_PER_THREAD * parallelism()))
     k = int(model.neighbours_.k)
     token = dask.base.tokenize(model._token, matrix.by_user, model.get_params(), "refresh", bounds, k)
-    pack = kernels.fast_topk(model.similarity, model.min_support, model.shrinkage, model.significance,
-                             whole_rows, k)
+    pack = settings.fast_topk(whole_rows, k)
     others = everywhere(shared_matrix(Q, pack))
     shared_map = dask.delayed(new_of_old, pure=True, name=f"refresh-renumbering-{dask.base.tokenize(new_of_old)}")
     columns = None
@@ -140,7 +140,6 @@ def refresh(model, ratings):
             touched, *q_blocks, dask_key_name=f"refresh-touched-{token}"))
     old_tab = _blocks_of(model.neighbours_.idx), _blocks_of(model.neighbours_.sim)
     old_rows = _blocks_of(model.similarity_rows_) if whole_rows else None
-    weights = (float(model.significance), float(model.min_similarity))
     task = dask.delayed(_refresh_block, pure=True)
     blocks = []
     for a in range(len(bounds) - 1):
@@ -155,8 +154,7 @@ def refresh(model, ratings):
         inputs = (p_here if work_here else [], idx_here, _overlapping(old_tab[1], o_lo, o_hi)[1], rows_here)
         blocks.append(task(others if work_here else None, norms if work_here else None,
                            (columns, touched) if pat.any() else None, b_lo, b_hi, p0,
-                           model.similarity, int(model.min_support), float(model.shrinkage), k,
-                           whole_rows, DENSE_FRACTION, weights, aff, pat, old_of_new[b_lo:b_hi],
+                           settings, k, whole_rows, DENSE_FRACTION, aff, pat, old_of_new[b_lo:b_hi],
                            shared_map, n_ent, tab0, rows0, tuple(len(x) for x in inputs),
                            *[x for group in inputs for x in group], dask_key_name=f"refresh-block-{token}-{a}"))
         blocks[-1] = outputs(blocks[-1], 4, ("refresh-idx", "refresh-sim", "refresh-row-block", "refresh-fallbacks"))
@@ -341,14 +339,14 @@ def _stack_columns(columns, *blocks):
     return kernels.compact_stack([sp.csr_matrix(b)[:, columns] for b in blocks])
 
 
-def _refresh_block(Q, norms, touched, lo, hi, chunk0, measure, min_support, shrinkage, k, whole_rows,
-                   dense_fraction, weights, affected, patch, old_codes, new_of_old, n, tab0, rows0,
-                   counts, *inputs):
+def _refresh_block(Q, norms, touched, lo, hi, chunk0, settings, k, whole_rows, dense_fraction, affected,
+                   patch, old_codes, new_of_old, n, tab0, rows0, counts, *inputs):
     """One block of the refreshed table: rows recomputed where ``affected``; the old rows
     renumbered elsewhere, their columns of the touched entities recomputed where ``patch``.
 
     Returns ``(idx, sim, whole rows or None, patched lists that had to be recomputed)``.
     """
+    s = settings
     cuts = np.cumsum((0,) + tuple(counts))
     p_chunks, idx_b, sim_b, row_b = (inputs[cuts[j]:cuts[j + 1]] for j in range(4))
     m = hi - lo
@@ -359,9 +357,9 @@ def _refresh_block(Q, norms, touched, lo, hi, chunk0, measure, min_support, shri
 
     def compute(at):  # whole rows of the block's entities ``lo + at``
         return kernels.similarity_rows(
-            Pa[lo - chunk0 + at], Q, lo + at, measure, min_support, shrinkage, k,
+            Pa[lo - chunk0 + at], Q, lo + at, s.measure, s.min_support, s.shrinkage, k,
             norms_a=None if norms is None else norms[lo + at], norms=norms, dense=whole_rows,
-            significance=weights[0], min_similarity=weights[1])
+            significance=s.significance, min_similarity=s.min_similarity)
 
     aff = np.flatnonzero(affected)
     if len(aff):
@@ -386,9 +384,9 @@ def _refresh_block(Q, norms, touched, lo, hi, chunk0, measure, min_support, shri
         # the similarities to the touched entities: their columns only, the same sums in the
         # same order as a whole row takes them (the rows are never touched themselves)
         values = kernels.similarity_rows(
-            Pa[lo - chunk0 + pat], q_touched, np.full(len(pat), -1), measure, min_support, shrinkage,
+            Pa[lo - chunk0 + pat], q_touched, np.full(len(pat), -1), s.measure, s.min_support, s.shrinkage,
             None, norms_a=norms[lo + pat], norms=norms[columns], dense=True,
-            significance=weights[0], min_similarity=weights[1])[0]
+            significance=s.significance, min_similarity=s.min_similarity)[0]
         if whole_rows:
             rows[np.ix_(pat, columns)] = values
             scores = rows[pat].copy()

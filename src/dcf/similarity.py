@@ -28,6 +28,7 @@ import scipy.sparse as sp
 
 from . import kernels
 from .errors import ConfigError
+from .kernels import SimilaritySettings
 from .blocks import concat_rows, concatenate, outputs
 
 __all__ = ["SimilarityTiles", "similarity_tiles", "similarity_rows", "similarity_by_rows", "shared_matrix",
@@ -162,30 +163,23 @@ class SimilarityTiles:
         return (self.tiles[(a, b)], False) if a <= b else (self.tiles[(b, a)], True)
 
 
-def similarity_tiles(P: da.Array, measure="cosine", min_support=1, shrinkage=0.0, significance=0.0,
-                     min_similarity=0.0) -> SimilarityTiles:
+def similarity_tiles(P: da.Array, settings: SimilaritySettings = SimilaritySettings()) -> SimilarityTiles:
     """Build the tile graph over the row blocks of ``P`` (entities x others, CSR chunks).
 
     Parameters
     ----------
     P : dask.array.Array of scipy CSR chunks, chunked along rows only
-    measure : one of :data:`dcf.kernels.MEASURES`, over values already transformed as
-        :data:`dcf.kernels.INPUTS` says
-    min_support : int
-        Minimum number of co-raters for a non-zero similarity.
-    shrinkage : float
-        :math:`\\lambda` in :math:`s \\cdot n / (n + \\lambda)`; 0 disables.
-    significance, min_similarity : float
-        As in :func:`dcf.kernels.similarity_tile`; 0 disables.
+    settings : SimilaritySettings
+        The measure (over values already transformed as :data:`dcf.kernels.INPUTS`
+        says) and its post-processing.
     """
-    if measure not in kernels.MEASURES:
-        raise ValueError(f"unknown similarity {measure!r}; choose from {', '.join(kernels.MEASURES)}")
+    s = settings
     blocks = P.to_delayed(optimize_graph=False).ravel().tolist()
     bounds = np.concatenate([[0], np.cumsum(P.chunks[0])]).astype(np.int64)
-    token = dask.base.tokenize(P, measure, min_support, shrinkage, significance, min_similarity)
+    token = dask.base.tokenize(P, s)
     tile = dask.delayed(kernels.similarity_tile, pure=True)
-    tiles = {(a, b): tile(blocks[a], blocks[b], measure, int(min_support), float(shrinkage), a == b,
-                          float(significance), float(min_similarity), dask_key_name=f"similarity-tile-{token}-{a}-{b}")
+    tiles = {(a, b): tile(blocks[a], blocks[b], s.measure, s.min_support, s.shrinkage, a == b,
+                          s.significance, s.min_similarity, dask_key_name=f"similarity-tile-{token}-{a}-{b}")
              for a in range(len(blocks)) for b in range(a, len(blocks))}
     return SimilarityTiles(tiles, bounds, token)
 
@@ -223,9 +217,8 @@ def row_block_format(block, dense_fraction=DENSE_FRACTION):
     return sp.csr_matrix(block)
 
 
-def similarity_by_rows(P: da.Array, Q: da.Array, k: int, measure="cosine", min_support=1,
-                       shrinkage=0.0, whole_rows=False, dense_fraction=DENSE_FRACTION, work=None,
-                       groups=None, significance=0.0, min_similarity=0.0, parts=None):
+def similarity_by_rows(P: da.Array, Q: da.Array, k: int, settings: SimilaritySettings = SimilaritySettings(),
+                       whole_rows=False, dense_fraction=DENSE_FRACTION, work=None, groups=None, parts=None):
     """The ``rows`` method: top-k (and whole rows) per entity block of ``P``.
 
     Parameters
@@ -234,6 +227,8 @@ def similarity_by_rows(P: da.Array, Q: da.Array, k: int, measure="cosine", min_s
     Q : dask array (others x entities), CSR chunks: the same ratings, stacked once
         into the matrix every task shares
     k : int
+    settings : SimilaritySettings
+        The measure and its post-processing.
     whole_rows : bool
         Also keep every block's whole rows (the ``rated`` neighbourhood), dense
         or CSR as :func:`row_block_format` decides.  One task per chunk of ``P``
@@ -250,8 +245,6 @@ def similarity_by_rows(P: da.Array, Q: da.Array, k: int, measure="cosine", min_s
         worker up front.
     groups : int, optional
         How many ranges (default: one per chunk).
-    significance, min_similarity : float
-        As in :func:`dcf.kernels.similarity_tile`; 0 disables.
     parts : list of Delayed, optional
         Runs of parts of the shared matrix (:func:`prepare`'s, already started, or
         :func:`shared_parts`, the default).
@@ -267,21 +260,19 @@ def similarity_by_rows(P: da.Array, Q: da.Array, k: int, measure="cosine", min_s
     blocks : list of ``(idx, sim, rows)`` Delayed per entity block (rows is
         ``None`` unless ``whole_rows``)
     """
-    if measure not in kernels.MEASURES:
-        raise ValueError(f"unknown similarity {measure!r}; choose from {', '.join(kernels.MEASURES)}")
+    measure = settings.measure
     p_blocks = P.to_delayed(optimize_graph=False).ravel().tolist()
     chunk_bounds = np.concatenate([[0], np.cumsum(P.chunks[0])]).astype(np.int64)
     grouped = work is not None and groups is not None and not whole_rows
-    fast = kernels.fast_topk(measure, min_support, shrinkage, significance, whole_rows, k)
+    fast = settings.fast_topk(whole_rows, k)
     if grouped:  # the fast path also scans every entity for each list
         bounds = balanced_cuts(np.asarray(work, np.float64) + (SCAN_COST * int(Q.shape[1]) if fast else 0.0), groups)
     else:
         bounds = chunk_bounds
-    token = dask.base.tokenize(P, Q, measure, min_support, shrinkage, significance, min_similarity, "rows",
-                               bounds)
+    token = dask.base.tokenize(P, Q, settings, "rows", bounds)
     others = shared_matrix(Q, fast, parts)
     norms = None
-    if kernels.needs_norms(measure):  # one pass over the shared matrix, where it is built
+    if settings.spec.needs_norms:  # one pass over the shared matrix, where it is built
         norms = dask.delayed(kernels.column_totals, pure=True)(
             others, measure, dask_key_name=f"similarity-norms-{dask.base.tokenize(others, measure)}")
     # even (grouped) tasks read nothing else, so Dask queues them and gives each to a free
@@ -293,10 +284,8 @@ def similarity_by_rows(P: da.Array, Q: da.Array, k: int, measure="cosine", min_s
         lo, hi = int(bounds[a]), int(bounds[a + 1])
         first = int(np.searchsorted(chunk_bounds, lo, side="right")) - 1
         last = int(np.searchsorted(chunk_bounds, hi, side="left"))
-        blocks.append(outputs(task(others, norms, lo, hi, int(chunk_bounds[first]), measure, int(min_support),
-                                   float(shrinkage), int(k), bool(whole_rows), dense_fraction,
-                                   (float(significance), float(min_similarity)),
-                                   *([] if grouped else p_blocks[first:last]),
+        blocks.append(outputs(task(others, norms, lo, hi, int(chunk_bounds[first]), settings, int(k),
+                                   bool(whole_rows), dense_fraction, *([] if grouped else p_blocks[first:last]),
                                    dask_key_name=f"similarity-block-{token}-{k}-{int(whole_rows)}-{a}"),
                               3, ("similarity-idx", "similarity-sim", "similarity-row-block")))
     return bounds, f"{token}-{k}", [tuple(b) for b in blocks]
@@ -438,16 +427,16 @@ def _join_runs(n, *runs):
                                                           key=lambda pair: pair[0])])
 
 
-def _rows_block(Q, norms, lo, hi, offset, measure, min_support, shrinkage, k, whole_rows, dense_fraction,
-                weights, *chunks):
+def _rows_block(Q, norms, lo, hi, offset, settings, k, whole_rows, dense_fraction, *chunks):
     if not chunks:  # the rows cut from the shared matrix: the task needs nothing else
         Pa = kernels.entity_rows(Q, lo, hi)
     else:
         Pa = chunks[0] if len(chunks) == 1 else sp.vstack(chunks, format="csr")
         if (lo - offset, hi - offset) != (0, Pa.shape[0]):
             Pa = Pa[lo - offset:hi - offset]
+    s = settings
     rows, idx, sim = kernels.similarity_rows(
-        Pa, Q, lo, measure, min_support, shrinkage, k,
+        Pa, Q, lo, s.measure, s.min_support, s.shrinkage, k,
         norms_a=None if norms is None else norms[lo:hi], norms=norms, dense=whole_rows,
-        significance=weights[0], min_similarity=weights[1])
+        significance=s.significance, min_similarity=s.min_similarity)
     return idx, sim, (row_block_format(rows, dense_fraction) if whole_rows else None)

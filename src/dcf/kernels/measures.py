@@ -18,7 +18,7 @@ from .codec import CompactCSR, column_squares, compact_csr, entries
 from .sparse import row_norms
 
 __all__ = [
-    "Measure", "MEASURE", "MEASURES", "INPUTS", "CO_RATED", "NORMS", "PEARSON", "JACCARD", "measure",
+    "Measure", "MEASURE", "SimilaritySettings", "MEASURES", "INPUTS", "CO_RATED", "NORMS", "PEARSON", "JACCARD", "measure",
     "measure_mode", "needs_norms",
     "entity_totals", "column_totals", "fast_topk",
 ]
@@ -49,7 +49,7 @@ class Measure:
     min_co_raters : int
         The least ``min_support`` the measure accepts (2 for ``pearson-baseline``).
     shrink_offset : float
-        Shrinkage is :math:`(n - o) / (n - o + \lambda)` with this offset ``o``.
+        Shrinkage is :math:`(n - o) / (n - o + \\lambda)` with this offset ``o``.
 
     To add a measure: one entry in :data:`MEASURE` (and, for a new ``mode``, its
     branch in the kernels), its name in :data:`dcf.config.CHOICES` (tested equal),
@@ -95,11 +95,68 @@ def measure(name) -> Measure:
     return MEASURE[name]
 
 
+@dataclass(frozen=True)
+class SimilaritySettings:
+    """A measure and its post-processing, as one validated value that travels whole.
+
+    Attributes
+    ----------
+    measure : str
+        One of :data:`MEASURES`.
+    min_support : int
+        Fewer co-raters give 0 (at least the measure's ``min_co_raters``).
+    shrinkage : float
+        :math:`s \\cdot (n - o) / (n - o + \\lambda)`; 0 disables.
+    significance : float
+        Herlocker's weighting, :math:`s \\cdot \\min(n, \\gamma) / \\gamma`; 0 disables.
+    min_similarity : float
+        Similarities below it are no neighbours.
+
+    Examples
+    --------
+    >>> SimilaritySettings("full-cosine").fast_topk(dense=False, k=50)
+    True
+    """
+
+    measure: str = "cosine"
+    min_support: int = 1
+    shrinkage: float = 0.0
+    significance: float = 0.0
+    min_similarity: float = 0.0
+
+    def __post_init__(self):
+        measure(self.measure)
+        if isinstance(self.min_support, bool) or not isinstance(self.min_support, (int, np.integer)) \
+                or self.min_support < 0:
+            raise ValueError(f"min_support must be an integer >= 0, not {self.min_support!r}")
+        for name in ("shrinkage", "significance", "min_similarity"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not np.isfinite(v) or v < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, not {v!r}")
+        object.__setattr__(self, "min_support", int(self.min_support))
+        for name in ("shrinkage", "significance", "min_similarity"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+
+    @property
+    def spec(self) -> Measure:
+        """The :class:`Measure` itself."""
+        return MEASURE[self.measure]
+
+    @property
+    def weights(self) -> tuple:
+        """``(significance, min_similarity)``, as the kernels take them."""
+        return self.significance, self.min_similarity
+
+    def fast_topk(self, dense: bool, k) -> bool:
+        """Whether the rows kernel takes its fast path (:func:`fast_topk`)."""
+        return fast_topk(self.measure, self.min_support, self.shrinkage, self.significance, dense, k)
+
+
 def measure_mode(name, min_support, shrinkage):
     """``(mode, min_support, shrink_offset)`` of a measure.  ``pearson-baseline`` is the
     co-rated cosine of baseline residuals (the caller passes residuals, see
     :func:`dcf.baseline.residuals`), with at least 2 co-raters and shrinkage
-    :math:`(n - 1) / (n - 1 + \lambda)`, as scikit-surprise defines it."""
+    :math:`(n - 1) / (n - 1 + \\lambda)`, as scikit-surprise defines it."""
     m = measure(name)
     return m.mode, max(int(min_support), m.min_co_raters), m.shrink_offset
 
