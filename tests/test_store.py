@@ -148,7 +148,7 @@ def test_pickled_arrays_are_never_loaded(saved, tmp_path):
         idx = z["idx"]
     np.savez(f, idx=idx, sim=np.array([object()] * idx.size, dtype=object).reshape(idx.shape))
     files = _meta(saved)["files"]
-    from dcf.store import _sha256
+    from dcf.store import sha256 as _sha256
 
     files["neighbours.npz"] = {"bytes": f.stat().st_size, "sha256": _sha256(f)}
     _rewrite_meta(saved, files=files)
@@ -215,7 +215,7 @@ def saved_once(tmp_path_factory):
 
 def _rerecord(folder, meta):
     """Record the size and SHA-256 of every listed regular file, as a careful forger would."""
-    from dcf.store import _sha256
+    from dcf.store import sha256 as _sha256
 
     for name, entry in meta["files"].items():
         p = folder / name
@@ -295,7 +295,7 @@ def _npy_bytes(a):
 def _outside(kind):
     """``files`` lists a path outside the folder, recorded with its true size and SHA-256."""
     def edit(folder, meta):
-        from dcf.store import _sha256
+        from dcf.store import sha256 as _sha256
 
         target = folder.parent / "x" if kind == "../x" else Path(kind)
         if kind == "../x":
