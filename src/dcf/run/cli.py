@@ -1,0 +1,117 @@
+"""``python -m dcf.run``'s command line: the parser, the settings it resolves to, and
+:func:`main` (exit status 0 done, 2 bad input or settings, 1 any other failure, 130
+interrupted)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..config import CHOICES, RunConfig, load_config
+from ..errors import ClusterError, ConfigError, DataError
+from .job import run
+from .metrics import summary
+from .signals import STOP, Terminated, handled, quiet_distributed
+
+DESCRIPTION = "``python -m dcf.run``: the batch job (config -> cluster -> pipeline -> outputs)."
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m dcf.run", description=DESCRIPTION,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d = RunConfig()
+    p.add_argument("--config", help="TOML file with run settings (flags override it)")
+    g = p.add_argument_group("data")
+    g.add_argument("--data", help=f"ratings: a path/URL, 'synthetic[:users=..,items=..,ratings=..,"
+                   f"seed=..]' or 'movielens:ml-100k[/u1.base]' (default {d.data})")
+    g.add_argument("--test", help="explicit test set (same forms as --data); else a random split")
+    g.add_argument("--test-fraction", type=float, help=f"test share of a random split ({d.test_fraction})")
+    g.add_argument("--seed", type=int, help=f"split seed ({d.seed})")
+    g.add_argument("--skip-bad-lines", action="store_true", default=None,
+                   help="drop bad lines (counted in metrics.json) instead of failing")
+    g.add_argument("--rating-scale", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   help="declared rating scale: ratings outside it are bad lines (default: any > 0)")
+    g = p.add_argument_group("model")
+    for name in ("based", "similarity", "neighbourhood", "prediction", "ranking"):
+        g.add_argument(f"--{name}", choices=CHOICES[name], help=f"(default {getattr(d, name)})")
+    g.add_argument("--k", type=int, help=f"neighbours ({d.k})")
+    g.add_argument("--top-n", type=int, help=f"recommendations per user ({d.top_n})")
+    g.add_argument("--min-support", type=int, help=f"minimum co-raters ({d.min_support})")
+    g.add_argument("--shrinkage", type=float, help=f"similarity shrinkage ({d.shrinkage})")
+    g.add_argument("--significance", type=float,
+                   help=f"significance weighting: scale by min(co-raters, this) / this; 0 = off ({d.significance})")
+    g.add_argument("--min-similarity", type=float,
+                   help=f"similarities below this are no neighbours ({d.min_similarity})")
+    g.add_argument("--amplification", type=float,
+                   help=f"case amplification: each neighbour weighs similarity**this; 1 = off ({d.amplification})")
+    g.add_argument("--min-k", type=int, help=f"minimum neighbours before falling back ({d.min_k})")
+    g.add_argument("--baseline-epochs", type=int,
+                   help=f"ALS epochs of the baseline biases ({d.baseline_epochs})")
+    g.add_argument("--reg-user", type=float, help=f"user-bias regularisation ({d.reg_user:g})")
+    g.add_argument("--reg-item", type=float, help=f"item-bias regularisation ({d.reg_item:g})")
+    g.add_argument("--relevance", type=float, help=f"relevant = test rating >= this ({d.relevance})")
+    g.add_argument("--block-size", type=int, help="entities per similarity block (default: from data)")
+    g = p.add_argument_group("cluster")
+    g.add_argument("--scheduler", help="address of a running scheduler (else a local cluster)")
+    g.add_argument("--workers", type=int, help=f"local workers ({d.cluster.workers})")
+    g.add_argument("--wait-for-workers", type=int, metavar="N",
+                   help="with --scheduler: wait (up to 120 s) until N workers have registered")
+    g.add_argument("--threads-per-worker", type=int, help=f"({d.cluster.threads_per_worker})")
+    g.add_argument("--memory-limit", help=f"per local worker ({d.cluster.memory_limit})")
+    g.add_argument("--dashboard-address", help=f"({d.cluster.dashboard_address})")
+    g.add_argument("--stall-timeout", type=float, metavar="S",
+                   help="fail when work is waiting and no worker has run a task for this many "
+                        f"seconds, e.g. every worker paused at its memory limit ({d.cluster.stall_timeout:g})")
+    g.add_argument("--tls-ca-file", help="CA certificate (PEM) for a tls:// scheduler")
+    g.add_argument("--tls-cert", help="client certificate (PEM) for a tls:// scheduler")
+    g.add_argument("--tls-key", help="client private key (PEM) for a tls:// scheduler")
+    g = p.add_argument_group("output")
+    g.add_argument("--out", help=f"output folder ({d.out})")
+    g.add_argument("--performance-report", help="write Dask's HTML performance report here")
+    g.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    g.add_argument("--write-neighbours", action="store_true", default=None,
+                   help="also write neighbours.parquet: every item's (user's) k most similar, ranked")
+    g.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def resolve(args) -> RunConfig:
+    base = load_config(args.config) if args.config else RunConfig()
+    kw = {k: v for k, v in vars(args).items() if k not in ("config", "debug")}
+    cfg = base.with_overrides(**kw)
+    cfg.cluster.check_combination()
+    return cfg
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    with handled():
+        try:
+            cfg = resolve(args)
+            with quiet_distributed(args.debug):
+                metrics = run(cfg, args.config)
+        except (DataError, ConfigError) as exc:
+            if args.debug:
+                raise
+            print(f"dcf: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as exc:
+            if "stalled" in STOP:
+                print(f"dcf: failed: {STOP['stalled']}", file=sys.stderr)
+                return 1
+            what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+            print(f"dcf: {what}; outputs left as they were", file=sys.stderr)
+            return 130
+        except Exception as exc:  # noqa: BLE001 - one line unless --debug
+            if args.debug:
+                raise
+            if isinstance(exc, ClusterError):
+                print(f"dcf: failed: {exc}", file=sys.stderr)
+            else:
+                print(f"dcf: failed: {type(exc).__name__}: {exc} (rerun with --debug for the "
+                      "traceback)", file=sys.stderr)
+            return 1
+    print(summary(metrics, cfg.top_n))
+    print(f"outputs in {Path(cfg.out).resolve()}")
+    return 0

@@ -1,0 +1,53 @@
+"""The whole job under a client it opens: preflight, the cluster, Dask's performance
+report, the stall watchdog, the pipeline, a cluster failure explained, the outputs."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+
+from .. import cluster
+from ..config import RunConfig
+from ..errors import ClusterError, ConfigError, DataError
+from ..folders import atomic_file
+from ..version import __version__
+from .metrics import collect_metrics
+from .outputs import write_outputs
+from .pipeline import Stages, execute
+from .preflight import preflight
+from .signals import on_stall
+
+
+def run(cfg: RunConfig, config_path=None) -> dict:
+    """Run the whole job under a client it opens; returns the metrics dict."""
+    inputs = preflight(cfg, config_path)
+    stage = Stages(cfg.progress)
+    with ExitStack() as stack:
+        report = (stack.enter_context(atomic_file(cfg.performance_report, inputs=inputs))
+                  if cfg.performance_report else None)
+        client = stack.enter_context(cluster.connect(cfg.cluster))
+        shape = cluster.describe(client)
+        print(f"dcf {__version__}: dashboard {shape['dashboard']}  ({shape['workers']} workers)",
+              file=sys.stderr)
+        stack.enter_context(cluster.report_to(report))
+        stack.enter_context(cluster.watchdog(client, cfg.cluster.stall_timeout, on_stall))
+        at_start = cluster.worker_addresses(client)
+        try:
+            res = execute(cfg, stage)
+        except (DataError, ConfigError):
+            raise
+        except Exception as exc:
+            reason = cluster.explain_failure(exc, len(at_start - cluster.worker_addresses(client)),
+                                             client)
+            if reason:
+                raise ClusterError(reason) from exc
+            raise
+        with stage("output"):
+            metrics = collect_metrics(cfg, res["model"], res["predictions"], res["recommendations"],
+                                      res["reports"], shape)
+            neighbours = res["model"].neighbours() if cfg.write_neighbours else None
+            write_outputs(Path(cfg.out), res["predictions"], res["recommendations"], metrics, stage,
+                          neighbours, inputs)
+        metrics["seconds"] = stage.seconds
+    return metrics

@@ -1,0 +1,109 @@
+"""The job's figures: the metrics dict (``metrics.json``), strict JSON for it, and the
+summary printed at the end."""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+
+import numpy as np
+
+from .. import evaluate
+from ..config import RunConfig
+from ..version import __version__
+
+
+def collect_metrics(cfg: RunConfig, model, preds, recs, counts, shape) -> dict:
+    """The figures of a finished pipeline (``counts``: its computed cleaning reports,
+    ``shape``: the cluster's description), as written to ``metrics.json``."""
+    test = preds[["user", "item", "rating"]]
+    ranking = evaluate.ranking_metrics(recs, test, cfg.top_n, cfg.relevance)
+    n_users, n_items = model.matrix_.shape
+    train_report = counts[0]
+    test_report = counts[1] if len(counts) > 1 else None
+    return {
+        "dcf_version": __version__,
+        "mae": evaluate.mae(preds["rating"], preds["prediction"]),
+        "rmse": evaluate.rmse(preds["rating"], preds["prediction"]),
+        f"precision@{cfg.top_n}": ranking["precision"], f"recall@{cfg.top_n}": ranking["recall"],
+        f"ndcg@{cfg.top_n}": ranking["ndcg"],
+        "ranking_users": ranking["users"], "relevance_threshold": cfg.relevance,
+        "evaluation": evaluation(cfg),
+        "coverage": evaluate.catalogue_coverage(recs, n_items),
+        "counts": {"train_ratings": int(train_report.get("stored", 0)), "test_pairs": int(len(preds)),
+                   "users": n_users, "items": n_items, "recommendations": int(len(recs)),
+                   "read": train_report, "test_read": test_report},
+        "fallbacks": {str(k): int(v) for k, v in preds["fallback"].value_counts().items()},
+        "recommendation_fallbacks": int(recs["fallback"].sum()),
+        "global_mean": model.global_mean_, "rating_range": list(model.rating_range_),
+        "similarity_block": int(max(model.matrix_.oriented(model.based)[0].chunks[0])),
+        "cluster": shape,
+        "config": cfg.to_dict(),
+        "machine": {"python": platform.python_version(), "platform": platform.platform(),
+                    "cpus": os.cpu_count()},
+    }
+
+
+def evaluation(cfg: RunConfig) -> str:
+    """How the figures were measured, in words (printed and in metrics.json)."""
+    split = (f"test file {cfg.test}" if cfg.test else
+             f"random {cfg.test_fraction:.0%} of the ratings as test, seed {cfg.seed} (hash of user, item)")
+    return (f"{split}; relevant = test rating >= {cfg.relevance:g}, rated items excluded, ranking "
+            "metrics averaged over users with a relevant test item")
+
+
+def strict_json(obj, path: str = "", why: dict | None = None):
+    """``obj`` with every NaN or infinite number replaced by ``None`` (strict JSON), the
+    reasons collected under the top level's ``"undefined"`` key (``{"rmse": "..."}``)."""
+    top = why is None
+    why = {} if top else why
+    if isinstance(obj, dict):
+        out = {str(k): strict_json(v, f"{path}.{k}" if path else str(k), why) for k, v in obj.items()}
+    elif isinstance(obj, (list, tuple, np.ndarray)):
+        out = [strict_json(v, f"{path}[{i}]", why) for i, v in enumerate(list(obj))]
+    elif isinstance(obj, (bool, np.bool_)):
+        out = bool(obj)
+    elif isinstance(obj, (int, np.integer)):
+        out = int(obj)
+    elif isinstance(obj, (float, np.floating)):
+        out = float(obj)
+        if not math.isfinite(out):
+            why[path] = ("not a number: " if math.isnan(out) else "infinite: ") + _REASONS.get(
+                path.split(".")[0].split("@")[0], "undefined for this data")
+            out = None
+    elif obj is None or isinstance(obj, str):
+        out = obj
+    else:
+        raise TypeError(f"{path}: not JSON serialisable: {type(obj).__name__}")
+    if top and why:
+        out["undefined"] = why
+    return out
+
+
+_REASONS = {
+    "mae": "no test pair, or ratings so large that the error overflows",
+    "rmse": "no test pair, or ratings so large that their squared error overflows",
+    "precision": "no test user has a relevant rating (see relevance_threshold)",
+    "recall": "no test user has a relevant rating (see relevance_threshold)",
+    "ndcg": "no test user has a relevant rating (see relevance_threshold)",
+    "coverage": "no item in the catalogue",
+    "global_mean": "the training ratings are too large to average",
+    "rating_range": "the training ratings are too large",
+}
+
+
+def summary(metrics: dict, top_n: int) -> str:
+    """The lines ``python -m dcf.run`` prints at the end of a run."""
+    num = lambda v: f"{v:.4f}" if v is not None and math.isfinite(v) else "undefined (metrics.json says why)"
+    rows = [("MAE", num(metrics['mae'])), ("RMSE", num(metrics['rmse'])),
+            (f"precision@{top_n}", num(metrics[f'precision@{top_n}'])),
+            (f"recall@{top_n}", num(metrics[f'recall@{top_n}'])),
+            (f"NDCG@{top_n}", num(metrics[f'ndcg@{top_n}'])),
+            ("coverage", num(metrics['coverage'])),
+            ("evaluation", metrics["evaluation"]),
+            ("test pairs", f"{metrics['counts']['test_pairs']:,}"),
+            ("fallbacks", ", ".join(f"{k} {v:,}" for k, v in metrics["fallbacks"].items() if v)),
+            ("seconds", ", ".join(f"{k} {v:.2f}" for k, v in metrics["seconds"].items()))]
+    width = max(len(r[0]) for r in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

@@ -1,0 +1,67 @@
+"""The output files: ``predictions.parquet``, ``recommendations.parquet`` (and
+``neighbours.parquet``) with one id type per role, and ``metrics.json``, written to a
+staging folder and moved into place only when complete."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..folders import RUN_OUTPUT, atomic_folder
+from .metrics import strict_json
+from .signals import check_stop
+
+
+def write_outputs(out: Path, preds, recs, metrics, stage, neighbours=None, inputs=()) -> None:
+    """Write into a sibling staging folder, then swap it into place."""
+    check_stop()
+    with atomic_folder(out, RUN_OUTPUT, inputs=inputs) as staging:
+        preds, recs, neighbours = uniform_ids(preds, recs, neighbours, metrics["config"]["based"])
+        preds.to_parquet(staging / "predictions.parquet", index=False)
+        recs.to_parquet(staging / "recommendations.parquet", index=False)
+        if neighbours is not None:  # every item's (user's) most similar ones, ranked
+            neighbours.to_parquet(staging / "neighbours.parquet", index=False)
+        metrics["seconds"] = stage.seconds
+        with open(staging / "metrics.json", "w") as f:
+            json.dump(strict_json(metrics), f, indent=2, allow_nan=False)
+        check_stop()  # a signal swallowed while writing: discard the staging folder
+
+
+def uniform_ids(preds: pd.DataFrame, recs: pd.DataFrame, neighbours=None, based: str = "item"):
+    """Every id column of one role (users, items) of one type across the output files.
+
+    Integer ids stay ``int64`` where every id of the role, in every file, is an integer
+    within 64 bits; otherwise the role is written as text in every file (a float id
+    ``1.0`` is ``"1.0"`` in predictions and recommendations alike, an unknown test user
+    ``"x"`` turns the users of both files to text)."""
+    entity = "user" if based == "user" else "item"
+    columns = {"user": [(preds, "user"), (recs, "user")], "item": [(preds, "item"), (recs, "item")]}
+    if neighbours is not None:
+        columns[entity] += [(neighbours, "entity"), (neighbours, "neighbour")]
+    out = {id(f): f for f in (preds, recs, neighbours) if f is not None}
+    for role, cols in columns.items():
+        text = not all(_all_int64(out[id(f)][c]) for f, c in cols)
+        for f, c in cols:
+            frame = out[id(f)]
+            values = frame[c]
+            if not text:
+                fixed = values.astype(np.int64)
+            elif pd.api.types.infer_dtype(values, skipna=False) == "string":
+                fixed = values  # already text (a C-speed check; 20M Top-N rows)
+            else:
+                fixed = values.map(str).astype(object)
+            out[id(f)] = frame.assign(**{c: fixed})
+    return out[id(preds)], out[id(recs)], None if neighbours is None else out[id(neighbours)]
+
+
+def _all_int64(values: pd.Series) -> bool:
+    if values.dtype.kind in "iu":
+        return values.dtype.kind == "i" or len(values) == 0 or int(values.max()) < 2**63
+    if pd.api.types.infer_dtype(values, skipna=False) != "integer":
+        return False
+    return all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+               and -2**63 <= int(v) < 2**63 for v in values.to_numpy(dtype=object))
+

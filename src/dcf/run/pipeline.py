@@ -1,0 +1,102 @@
+"""The pipeline's stages on the current client, each timed by :class:`Stages`:
+load (read, validate, id maps), matrix (CSR blocks persisted), neighbours
+(similarity tiles + top-k, persisted), prediction (every test pair), top-N (every user).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+
+import dask
+
+from .. import cluster, split
+from .. import io as dio
+from ..config import RunConfig
+from ..datasets import open_source
+from ..ids import gather_frame
+from ..matrix import build_matrix
+from ..model import KNN, default_blocks
+from .signals import check_stop
+
+
+class Stages:
+    """Times stages and prints one progress line each."""
+
+    def __init__(self, show: bool):
+        self.seconds: dict[str, float] = {}
+        self.show = show
+
+    @contextlib.contextmanager
+    def __call__(self, name):
+        check_stop()
+        if self.show:
+            print(f"  {name:<12} ...", end="", flush=True, file=sys.stderr)
+        t = time.perf_counter()
+        try:
+            yield
+        except BaseException:
+            if self.show:
+                print(" failed", file=sys.stderr)
+            raise
+        finally:
+            self.seconds[name] = round(time.perf_counter() - t, 3)
+        if self.show:
+            print(f" {self.seconds[name]:8.2f} s", file=sys.stderr)
+
+
+def _persisted(data: dio.Ratings) -> dio.Ratings:
+    *parts, report = dask.persist(*data.parts, data.report)
+    return dio.Ratings(data.source, list(parts), report)
+
+
+def execute(cfg: RunConfig, stage: Stages) -> dict:
+    """The pipeline's stages on the current client; returns their results.
+
+    Returns a dict with ``model``, ``matrix``, ``predictions`` and
+    ``recommendations`` (pandas) and ``reports`` (computed cleaning counts).
+    """
+    read_kw = {"on_bad_lines": "skip" if cfg.skip_bad_lines else "error",
+               "rating_scale": cfg.rating_scale}
+    with stage("load"):
+        # read (or generate) once: the id pass, the matrix, the split and the report all
+        # reuse the parts held on the workers instead of each reading them again
+        data = _persisted(open_source(cfg.data, **read_kw))
+        if cfg.test:
+            test_src = _persisted(open_source(cfg.test, **read_kw))
+            train_parts, test_parts, reports = data.parts, test_src.parts, [data.report, test_src.report]
+        else:
+            train_parts, test_parts = split.random_split(data.parts, cfg.test_fraction, cfg.seed)
+            train_parts, test_parts = dask.persist(train_parts, test_parts)
+            reports = [data.report]
+        model = KNN(based=cfg.based, similarity=cfg.similarity, k=cfg.k,
+                    neighbourhood=cfg.neighbourhood, prediction=cfg.prediction,
+                    min_support=cfg.min_support, shrinkage=cfg.shrinkage, min_k=cfg.min_k,
+                    block_size=cfg.block_size, on_bad_lines=read_kw["on_bad_lines"],
+                    baseline_epochs=cfg.baseline_epochs, reg_user=cfg.reg_user, reg_item=cfg.reg_item,
+                    significance=cfg.significance, min_similarity=cfg.min_similarity,
+                    amplification=cfg.amplification)
+        model._check_params()
+        block = cfg.block_size
+        matrix = build_matrix(train_parts, source=data.source.path,
+                              on_bad_lines=read_kw["on_bad_lines"], report=reports[0],
+                              col_block=block if cfg.based == "item" else None,
+                              row_block=block if cfg.based == "user" else None,
+                              min_blocks=default_blocks(), based=cfg.based,
+                              entity_block_limit=model._block_limit())
+    with stage("matrix"):
+        matrix.persist()
+        cluster.wait_for(matrix.by_user, matrix.by_item)
+        # the matrix holds the training ratings now: let the workers drop the frames
+        source, train_parts, data = data.source, None, None
+    with stage("neighbours"):
+        model.fit(matrix)
+        cluster.wait_for(model.neighbours_.W, model.similarity_rows_)
+    with stage("prediction"):
+        preds = gather_frame(model.predict(dio.Ratings(source, test_parts, None)))
+    with stage("top-n"):
+        recs = gather_frame(model.recommend(n=cfg.top_n, ranking=cfg.ranking))
+    counts = dask.compute(matrix.report, *reports[1:])
+    return {"model": model, "matrix": matrix, "predictions": preds, "recommendations": recs,
+            "reports": counts}

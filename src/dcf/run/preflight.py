@@ -1,0 +1,33 @@
+"""What the job checks before the cluster starts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..config import RunConfig
+from ..errors import ConfigError
+from ..folders import RUN_OUTPUT, check_file, check_folder, local_path
+
+
+def preflight(cfg: RunConfig, config_path=None) -> tuple:
+    """What can be checked before the cluster starts: where the outputs go (dcf replaces
+    only what it wrote, :mod:`dcf.folders`), and a test set that is not the training set.
+    Returns the run's inputs (to keep outputs away from them)."""
+    inputs = tuple(s for s in (cfg.data, cfg.test, config_path) if s)
+    out = check_folder(cfg.out, RUN_OUTPUT, inputs=inputs)
+    if cfg.performance_report:
+        report = check_file(cfg.performance_report, inputs=inputs)
+        outs, reports = {out, Path(os.path.realpath(out))}, {report, Path(os.path.realpath(report))}
+        if outs & reports or any(o in r.parents for o in outs for r in reports):
+            raise ConfigError(f"--performance-report {report}: is inside --out {out}, which the "
+                              "job replaces whole; write the report elsewhere")
+    if cfg.test:
+        a, b = local_path(cfg.data), local_path(cfg.test)
+        same = cfg.test == cfg.data or (a is not None and b is not None and a.exists() and b.exists()
+                                        and os.path.samefile(a, b))
+        if same:
+            raise ConfigError(f"--test {cfg.test}: is the training data itself, so every test "
+                              "rating would also be a training rating; give a held-out file, or "
+                              "drop --test for a random split")
+    return inputs
