@@ -11,7 +11,7 @@ import reference as ref
 from conftest import random_ratings
 from dcf import io as dio
 from dcf.errors import ConfigError
-from dcf.fitted import as_parts, centred_ratings, finish_fit, means, persist_biases, single
+from dcf.fitted import FittedState, as_parts, baseline_biases, centred_ratings, fitted_state, means, single
 from dcf.matrix import build_matrix
 from dcf.model import KNN
 
@@ -49,13 +49,14 @@ def test_single_is_one_delayed_holding_the_whole_array(chunks):
 
 @pytest.mark.parametrize("row_block,col_block", CHUNKINGS)
 @pytest.mark.parametrize("based", ["item", "user"])
-def test_finish_fit_sets_means_counts_mean_range_and_token(based, row_block, col_block):
+def test_fitted_state_sets_means_counts_mean_range_and_token(based, row_block, col_block):
     df = random_ratings(21, n_users=13, n_items=9)
     R, _, _ = ref.dense(df)
     model = KNN(based=based, k=3)
     with dask.config.set(scheduler="sync"):
         m = _matrix(df, row_block, col_block)
-        finish_fit(model, m, np.float64(3.25), (np.int64(1), 5), "graph-token")
+        state = fitted_state(model, m, None, None, "rows", np.float64(3.25), (np.int64(1), 5), "graph-token")
+        assert isinstance(state, FittedState) and model.set_state(state) is model
         ent, item_means, item_count = dask.compute(model.entity_means_, model.item_means_, model.item_count_)
     np.testing.assert_allclose(ent, _dense_means(R.T if based == "item" else R), rtol=1e-13)
     np.testing.assert_allclose(item_means, _dense_means(R.T), rtol=1e-13)
@@ -65,14 +66,14 @@ def test_finish_fit_sets_means_counts_mean_range_and_token(based, row_block, col
     assert model._token == dask.base.tokenize("graph-token", model.get_params())
 
 
-def test_finish_fit_token_follows_graph_and_parameters():
+def test_fitted_state_token_follows_graph_and_parameters():
     df = random_ratings(22, n_users=8, n_items=6)
     tokens = []
     with dask.config.set(scheduler="sync"):
         m = _matrix(df, None, None)
         for token, k in [("a", 3), ("a", 3), ("b", 3), ("a", 4)]:
             model = KNN(k=k)
-            finish_fit(model, m, 3.0, (1, 5), token)
+            model.set_state(fitted_state(model, m, None, None, "rows", 3.0, (1, 5), token))
             tokens.append(model._token)
     assert tokens[0] == tokens[1]
     assert len(set(tokens[1:])) == 3
@@ -80,15 +81,14 @@ def test_finish_fit_token_follows_graph_and_parameters():
 
 @pytest.mark.parametrize("row_block", [1, 5, None])
 @pytest.mark.parametrize("epochs,reg_user,reg_item", [(10, 15.0, 10.0), (3, 2.0, 4.0), (0, 15.0, 10.0)])
-def test_persist_biases_equal_surprise_als(row_block, epochs, reg_user, reg_item):
+def test_baseline_biases_equal_surprise_als(row_block, epochs, reg_user, reg_item):
     df = random_ratings(23, n_users=14, n_items=10, density=0.35)
     R, _, _ = ref.dense(df)
     mu = R[R > 0].mean()
     model = KNN(baseline_epochs=epochs, reg_user=reg_user, reg_item=reg_item)
     with dask.config.set(scheduler="sync"):
         m = _matrix(df, row_block, 3)
-        persist_biases(model, m, mu)
-        bu, bi = dask.compute(model.user_bias_, model.item_bias_)
+        bu, bi = dask.compute(*baseline_biases(model, m, mu))
     _, exp_bu, exp_bi = ref.biases(R, epochs, reg_user, reg_item)
     np.testing.assert_allclose(bu, exp_bu, rtol=0, atol=1e-12)
     np.testing.assert_allclose(bi, exp_bi, rtol=0, atol=1e-12)
@@ -173,14 +173,14 @@ def test_as_parts_refuses_missing_columns_and_other_types(tmp_path):
     assert parts is ratings.parts and report is ratings.report and source == ratings.source.path
 
 
-def test_finish_fit_and_biases_from_a_persisted_matrix_on_a_cluster(dist_client):
+def test_fitted_state_and_biases_from_a_persisted_matrix_on_a_cluster(dist_client):
     df = random_ratings(27, n_users=15, n_items=11)
     R, _, _ = ref.dense(df)
     model = KNN(based="user", k=3, baseline_epochs=4)
     with dask.config.set(scheduler=dist_client):
         m = _matrix(df, 4, 3).persist()
-        finish_fit(model, m, 3.0, (1, 5), "t")
-        persist_biases(model, m, R[R > 0].mean())
+        model.set_state(fitted_state(model, m, None, None, "rows", 3.0, (1, 5), "t",
+                                     baseline_biases(model, m, R[R > 0].mean())))
         del m  # the model's persisted results keep what they need
         ent, count, bu, bi = dask.compute(model.entity_means_, model.item_count_, model.user_bias_,
                                           model.item_bias_)
@@ -189,3 +189,23 @@ def test_finish_fit_and_biases_from_a_persisted_matrix_on_a_cluster(dist_client)
     _, exp_bu, exp_bi = ref.biases(R, 4)
     np.testing.assert_allclose(bu, exp_bu, atol=1e-12)
     np.testing.assert_allclose(bi, exp_bi, atol=1e-12)
+
+
+@pytest.mark.parametrize("params", [dict(), dict(prediction="baseline"), dict(similarity="pearson-baseline")])
+def test_fit_refresh_and_load_build_the_same_state(params, tmp_path):
+    """The three ways to a fitted model end in one constructor: the same fields, set."""
+    import dcf
+
+    df = random_ratings(28, n_users=20, n_items=12)
+    with dask.config.set(scheduler="sync"):
+        fitted = KNN(k=3, **params).fit(df.iloc[:-10])
+        refreshed = fitted.refresh(df.iloc[-10:])
+        fitted.save(tmp_path / "m")
+        loaded = dcf.load(tmp_path / "m")
+    fields = [f"{name}_" for name in ("matrix", "neighbours", "similarity_rows", "method", "global_mean",
+                                      "rating_range", "entity_means", "item_means", "item_count",
+                                      "user_bias", "item_bias")]
+    for model in (fitted, refreshed, loaded):
+        assert all(hasattr(model, f) for f in fields), [f for f in fields if not hasattr(model, f)]
+        assert (model.user_bias_ is not None) == (params != {})
+    assert fitted.method_ == "rows" and loaded.method_ is None

@@ -4,13 +4,15 @@ Three paths build a fitted model: :meth:`dcf.model.KNN.fit` from ratings,
 :func:`dcf.refresh.refresh` from a fitted model and new ratings, and
 :func:`dcf.store.load` from a saved folder.  Each ends with the same steps, kept
 here once: the per-entity and per-item means, the global mean and rating range,
-the graph token (:func:`finish_fit`), and, where the model needs them, the
-baseline biases (:func:`persist_biases`).  The mean-centred ratings the centred
+the graph token, and, where the model needs them, the baseline biases: one
+:class:`FittedState`, built by one constructor (:func:`fitted_state`).  The mean-centred ratings the centred
 measures compare (:func:`centred_ratings`) and the frame parts every input is
 read into (:func:`as_parts`) are shared by ``fit`` and ``refresh``.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import dask
 import dask.array as da
@@ -24,24 +26,82 @@ from .baseline import fit_biases, residuals
 from .blocks import concatenate, outputs
 from .errors import ConfigError
 
-__all__ = ["ROW_TASKS_PER_THREAD", "FRAME_PART_ROWS", "finish_fit", "persist_biases", "centred_ratings", "means", "single",
-           "as_parts"]
+__all__ = ["ROW_TASKS_PER_THREAD", "FRAME_PART_ROWS", "FittedState", "fitted_state", "needs_biases",
+           "baseline_biases", "centred_ratings", "means", "single", "as_parts"]
 
 # rows-method similarity tasks per thread, cut to equal cost: enough to even out the
 # scheduling, few enough that per-task overhead stays small (measured at 20M ratings)
 ROW_TASKS_PER_THREAD = 4
 
 
-def finish_fit(model, matrix, global_mean, rating_range, token):
-    """Per-entity means and item counts (persisted), global mean, range, graph token."""
-    _, _, ent_sum, ent_count = matrix.oriented(model.based)
-    model.entity_means_, model.item_means_, model.item_count_ = dask.persist(
-        means(ent_sum, ent_count), means(matrix.item_sum, matrix.item_count),
-        single(matrix.item_count))
-    model.global_mean_ = float(global_mean)
-    model.rating_range_ = (float(rating_range[0]), float(rating_range[1]))
-    model._token = dask.base.tokenize(token, model.get_params())
+@dataclass
+class FittedState:
+    """Everything a fitted model serves from, persisted on the workers (the article's
+    distributed cache).  :func:`fitted_state` builds it, whichever way the model came:
+    :meth:`dcf.model.KNN.fit`, :func:`dcf.refresh.refresh` or :func:`dcf.store.load`;
+    :meth:`dcf.model.KNN.set_state` hands it to the estimator.
 
+    Attributes
+    ----------
+    matrix : RatingMatrix
+    neighbours : NeighbourTable
+    similarity_rows : dask.array.Array or None
+        Whole similarity rows (the ``rated`` neighbourhood).
+    method : str or None
+        ``rows`` or ``tiles``; None for a model read from a file.
+    global_mean : float
+    rating_range : (float, float)
+    entity_means, item_means, item_count : Delayed arrays
+    user_bias, item_bias : Delayed arrays or None
+        The baseline biases, where the measure or the prediction reads them.
+    token : str
+        The graph token every later task key of the model derives from.
+    """
+
+    matrix: object
+    neighbours: object
+    similarity_rows: object
+    method: object
+    global_mean: float
+    rating_range: tuple
+    entity_means: object
+    item_means: object
+    item_count: object
+    user_bias: object
+    item_bias: object
+    token: str
+
+
+def needs_biases(model) -> bool:
+    """Whether ``model``'s measure or prediction reads the baseline biases."""
+    return kernels.measure(model.similarity).needs_biases or model.prediction == "baseline"
+
+
+def baseline_biases(model, matrix, global_mean) -> tuple:
+    """``(user biases, item biases)`` of ``model``'s ALS settings (:mod:`dcf.baseline`),
+    persisted."""
+    return dask.persist(*fit_biases(matrix.by_user, single(matrix.item_count), float(global_mean),
+                                    int(model.baseline_epochs), float(model.reg_user), float(model.reg_item)))
+
+
+def fitted_state(model, matrix, neighbours, similarity_rows, method, global_mean, rating_range, token,
+                 biases=None) -> FittedState:
+    """The one constructor of a fitted model's state.
+
+    The per-entity and per-item means and the item counts are persisted here; the
+    biases too when the model needs them and ``biases`` does not give them (a fit
+    computes them before its similarities, for ``pearson-baseline``).
+    """
+    _, _, ent_sum, ent_count = matrix.oriented(model.based)
+    entity_means, item_means, item_count = dask.persist(
+        means(ent_sum, ent_count), means(matrix.item_sum, matrix.item_count), single(matrix.item_count))
+    if biases is None and needs_biases(model):
+        # from the ratings, in their blocks: the same doubles as at fit time
+        biases = baseline_biases(model, matrix, global_mean)
+    user_bias, item_bias = biases if biases is not None else (None, None)
+    return FittedState(matrix, neighbours, similarity_rows, method, float(global_mean),
+                       (float(rating_range[0]), float(rating_range[1])), entity_means, item_means,
+                       item_count, user_bias, item_bias, dask.base.tokenize(token, model.get_params()))
 
 
 def centred_ratings(matrix, based, name):
@@ -62,14 +122,6 @@ def centred_ratings(matrix, based, name):
     # r - ((0 + other) + entity): exactly r minus the one mean
     return (residuals(P, 0.0, ent, oth, rows_are_entities=True),
             residuals(Q, 0.0, oth, ent, rows_are_entities=False))
-
-
-
-def persist_biases(model, matrix, global_mean):
-    """The baseline biases (:mod:`dcf.baseline`), persisted on the model."""
-    model.user_bias_, model.item_bias_ = dask.persist(*fit_biases(
-        matrix.by_user, single(matrix.item_count), float(global_mean), int(model.baseline_epochs),
-        float(model.reg_user), float(model.reg_item)))
 
 
 

@@ -24,9 +24,10 @@ from . import store
 from .baseline import fold_in_user_biases, residuals
 from .cluster import connected, memory_budget, parallelism, placement, start
 from .errors import ConfigError, DataError
-from .fitted import ROW_TASKS_PER_THREAD, as_parts, centred_ratings, finish_fit, persist_biases
+from .fitted import (ROW_TASKS_PER_THREAD, FittedState, as_parts, baseline_biases, centred_ratings, fitted_state,
+                     needs_biases)
 from .ids import IdMap
-from .kernels import MEASURES, SimilaritySettings, csr_from_triplets, measure as measure_of
+from .kernels import MEASURES, SimilaritySettings, csr_from_triplets
 from .blocks import concat_rows
 from .matrix import RatingMatrix, build_matrix, from_array
 from .neighbours import table_from_blocks, top_k
@@ -174,17 +175,18 @@ class KNN(BaseEstimator):
         return SimilaritySettings(self.similarity, self.min_support, self.shrinkage, self.significance,
                                   self.min_similarity)
 
-    def _needs_biases(self) -> bool:
-        return measure_of(self.similarity).needs_biases or self.prediction == "baseline"
+    def set_state(self, state: FittedState) -> "KNN":
+        """Take a fitted state (:func:`dcf.fitted.fitted_state`, what ``fit``, ``refresh``
+        and ``dcf.load`` each build) as this model's fitted attributes; returns self."""
+        self.matrix_, self.neighbours_, self.similarity_rows_ = state.matrix, state.neighbours, state.similarity_rows
+        self.method_, self.global_mean_, self.rating_range_ = state.method, state.global_mean, state.rating_range
+        self.entity_means_, self.item_means_, self.item_count_ = state.entity_means, state.item_means, state.item_count
+        self.user_bias_, self.item_bias_, self._token = state.user_bias, state.item_bias, state.token
+        return self
 
     def _baseline(self):
         """``(global mean, user biases, item biases)`` for the baseline prediction, else None."""
         return (self.global_mean_, self.user_bias_, self.item_bias_) if self.prediction == "baseline" else None
-
-    def _biases(self):
-        """``(entity biases, other biases)``: item then user biases for item-based CF."""
-        return ((self.item_bias_, self.user_bias_) if self.based == "item"
-                else (self.user_bias_, self.item_bias_))
 
     def _fitted(self):
         if not hasattr(self, "neighbours_"):
@@ -214,7 +216,7 @@ class KNN(BaseEstimator):
                                 row_block=self.block_size if self.based == "user" else None)
         else:
             matrix = self._build(*as_parts(ratings, self.on_bad_lines))
-        self.matrix_ = matrix.persist()
+        matrix = matrix.persist()
         P, Q = matrix.oriented(self.based)[:2]
         raw_q = Q  # the ratings themselves, before any centring: their summary and costs
         whole_rows = self.neighbourhood == "rated"
@@ -238,30 +240,28 @@ class KNN(BaseEstimator):
         else:
             parts = None
             (lo, hi, total, count), work = dask.compute(entity_stats(raw_q))[0]
-        self.method_ = self.method or similarity_method(memory_budget(), int(P.shape[1]), int(count))
-        self.user_bias_ = self.item_bias_ = None
-        if self._needs_biases():
-            persist_biases(self, matrix, total / count)
+        method = self.method or similarity_method(memory_budget(), int(P.shape[1]), int(count))
+        biases = baseline_biases(self, matrix, total / count) if needs_biases(self) else None
         if settings.spec.needs_biases:  # similarities of the baseline residuals
-            b_entity, b_other = self._biases()
+            user_bias, item_bias = biases
+            b_entity, b_other = (item_bias, user_bias) if self.based == "item" else (user_bias, item_bias)
             P = residuals(P, total / count, b_entity, b_other, rows_are_entities=True)
             Q = residuals(Q, total / count, b_other, b_entity, rows_are_entities=False)
-        if self.method_ == "rows":
+        if method == "rows":
             bounds, token, blocks = similarity_by_rows(P, Q, self.k, settings, whole_rows, work=work,
                                                        groups=ROW_TASKS_PER_THREAD * parallelism(),
                                                        parts=parts)
-            self.neighbours_ = table_from_blocks([b[0] for b in blocks], [b[1] for b in blocks],
-                                                 bounds, self.k, token).persist()
-            self.similarity_rows_ = (concat_rows([b[2] for b in blocks], bounds, int(P.shape[0]),
-                                                 "similarity-whole-rows").persist()
-                                     if whole_rows else None)
+            neighbours = table_from_blocks([b[0] for b in blocks], [b[1] for b in blocks],
+                                           bounds, self.k, token).persist()
+            rows = (concat_rows([b[2] for b in blocks], bounds, int(P.shape[0]), "similarity-whole-rows").persist()
+                    if whole_rows else None)
         else:
             tiles = similarity_tiles(P, settings)
             token = tiles.token
-            self.neighbours_ = top_k(tiles, self.k).persist()
-            self.similarity_rows_ = similarity_rows(tiles).persist() if whole_rows else None
-        finish_fit(self, matrix, total / count, (lo, hi), token)
-        return self
+            neighbours = top_k(tiles, self.k).persist()
+            rows = similarity_rows(tiles).persist() if whole_rows else None
+        return self.set_state(fitted_state(self, matrix, neighbours, rows, method, total / count, (lo, hi), token,
+                                           biases))
 
     def _blocking(self) -> dict:
         """How this model's parameters ask the rating matrix to be cut into blocks."""
@@ -335,7 +335,7 @@ class KNN(BaseEstimator):
         if other.k < self.neighbours_.k:
             other.neighbours_ = self.neighbours_.prefix(other.k).persist()
         if other.prediction == "baseline" and getattr(other, "user_bias_", None) is None:
-            persist_biases(other, other.matrix_, other.global_mean_)
+            other.user_bias_, other.item_bias_ = baseline_biases(other, other.matrix_, other.global_mean_)
         other._token = dask.base.tokenize(self._token, params)
         return other
 

@@ -46,7 +46,7 @@ import scipy.sparse as sp
 
 from . import kernels
 from .cluster import everywhere, memory_budget, parallelism
-from .fitted import ROW_TASKS_PER_THREAD, as_parts, centred_ratings, finish_fit, persist_biases, single
+from .fitted import ROW_TASKS_PER_THREAD, as_parts, baseline_biases, centred_ratings, fitted_state, needs_biases, single
 from .ids import IdMap
 from .blocks import concat_rows, outputs, row_blocks, stack_rows
 from .matrix import build_block, from_user_blocks, layout
@@ -119,8 +119,7 @@ def refresh(model, ratings):
     if centred is not None:
         P, Q = centred
     norms = entity_norms(P, model.similarity) if kernels.needs_norms(model.similarity) else None
-    if model._needs_biases():
-        persist_biases(new, matrix, total / count)
+    biases = baseline_biases(model, matrix, total / count) if needs_biases(model) else None
     old_ids = old.items if model.based == "item" else old.users
     old_of_new = old_ids.to_codes(ent_ids.to_raw(np.arange(n_ent)))
     new_of_old = np.full(len(old_ids), -1, np.int64)
@@ -158,12 +157,10 @@ def refresh(model, ratings):
                            shared_map, n_ent, tab0, rows0, tuple(len(x) for x in inputs),
                            *[x for group in inputs for x in group], dask_key_name=f"refresh-block-{token}-{a}"))
         blocks[-1] = outputs(blocks[-1], 4, ("refresh-idx", "refresh-sim", "refresh-row-block", "refresh-fallbacks"))
-    new.matrix_ = matrix
-    new.method_ = "rows"
     table = table_from_blocks([b[0] for b in blocks], [b[1] for b in blocks], bounds, k, token)
     whole = concat_rows([b[2] for b in blocks], bounds, n_ent, "refresh-whole-rows") if whole_rows else None
-    new.neighbours_, new.similarity_rows_, fallbacks = dask.persist(table, whole, [b[3] for b in blocks])
-    finish_fit(new, matrix, total / count, (lo, hi), token)
+    table, whole, fallbacks = dask.persist(table, whole, [b[3] for b in blocks])
+    new.set_state(fitted_state(model, matrix, table, whole, "rows", total / count, (lo, hi), token, biases))
     again = int(sum(dask.compute(*fallbacks)))  # patched lists that lost a neighbour: recomputed
     recomputed = int(affected.sum()) + again
     report.update(recomputed=recomputed, recomputed_share=recomputed / max(n_ent, 1),

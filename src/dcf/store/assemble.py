@@ -13,7 +13,7 @@ import scipy.sparse as sp
 
 from .. import kernels
 from ..blocks import concat_rows
-from ..fitted import finish_fit, persist_biases
+from ..fitted import FittedState, fitted_state
 from ..matrix import from_user_blocks
 from ..neighbours import NeighbourTable
 from ..similarity import row_block_format
@@ -21,8 +21,9 @@ from ..similarity import row_block_format
 __all__ = ["assemble"]
 
 
-def assemble(model, meta, matrix_parts, table_parts, token):
-    """The fitted model from checked parts, on the current scheduler, keys from ``token``."""
+def assemble(model, meta, matrix_parts, table_parts, token) -> FittedState:
+    """The fitted state of ``model`` (an unfitted estimator of the saved parameters) from
+    checked parts, on the current scheduler, keys from ``token``."""
 
     users, items, ratings = matrix_parts
     idx, sim, rows = table_parts
@@ -38,19 +39,14 @@ def assemble(model, meta, matrix_parts, table_parts, token):
     W = da.map_blocks(kernels.neighbour_matrix, idx_d, sim_d, n, dtype=np.float64,
                       chunks=(idx_d.chunks[0], (n,)), meta=sp.csr_matrix((0, 0)),
                       name=f"saved-neighbour-matrix-{token}")
-    model.matrix_ = matrix.persist()
-    model.neighbours_ = NeighbourTable(idx_d, sim_d, W, int(meta["fitted_k"])).persist()
-    model.similarity_rows_ = None
+    table = NeighbourTable(idx_d, sim_d, W, int(meta["fitted_k"])).persist()
+    whole = None
     if rows is not None:
-        model.similarity_rows_ = concat_rows(
+        whole = concat_rows(
             [_share(row_block_format(rows[bounds[a]:bounds[a + 1]]), f"saved-sim-rows-{token}-{a}")
              for a in range(len(bounds) - 1)], bounds, n, "saved-similarity-rows").persist()
-    finish_fit(model, matrix, meta["global_mean"], meta["rating_range"], token)
-    model.user_bias_ = model.item_bias_ = None
-    if model._needs_biases():
-        # refitted from the saved ratings, in the same blocks: the same doubles as at fit time
-        persist_biases(model, matrix, meta["global_mean"])
-    return model
+    return fitted_state(model, matrix.persist(), table, whole, None, meta["global_mean"], meta["rating_range"],
+                        token)
 
 
 def _share(obj, key: str):

@@ -58,4 +58,4 @@ def load(path, classes: dict):
     idx, sim = neighbour_table(arrays["neighbours.npz"], folder / "neighbours.npz", n)
     rows = (csr(arrays["similarity.npz"], folder / "similarity.npz", (n, n))
             if model.neighbourhood == "rated" else None)
-    return assemble(model, meta, (users, items, ratings), (idx, sim, rows), model_token(meta))
+    return model.set_state(assemble(model, meta, (users, items, ratings), (idx, sim, rows), model_token(meta)))
