@@ -92,7 +92,7 @@ def test_a_task_that_keeps_killing_workers_fails_without_a_restart_loop(tmp_path
     # holding, and the scheduler gives up once one task reaches allowed-failures + 1, so at
     # worst every block task takes `allowed` deaths before one takes the last (+1 for the
     # other worker dying at the same time). A restart loop would run to the time limit.
-    from dcf.model import ROW_TASKS_PER_THREAD
+    from dcf.fitted import ROW_TASKS_PER_THREAD
 
     blocks = ROW_TASKS_PER_THREAD * 2  # similarity tasks: even-cost ranges, per thread
     assert len(flag.read_text().split()) <= blocks * allowed + 2

@@ -21,21 +21,17 @@ from sklearn.base import BaseEstimator
 
 from . import io as dio
 from . import store
-from .baseline import fold_in_user_biases, residuals
-from .cluster import connected, memory_budget, parallelism, placement, start
+from .baseline import fold_in_user_biases
+from .cluster import memory_budget, parallelism
 from .errors import ConfigError, DataError
-from .fitted import (ROW_TASKS_PER_THREAD, FittedState, as_parts, baseline_biases, centred_ratings, fitted_state,
-                     needs_biases)
+from .fitted import FittedState, as_parts, baseline_biases
+from .fitting import fit_matrix
 from .ids import IdMap
 from .kernels import MEASURES, SimilaritySettings, csr_from_triplets
-from .blocks import concat_rows
 from .matrix import RatingMatrix, build_matrix, from_array
-from .neighbours import table_from_blocks, top_k
 from .predict import predict_pairs, recommend_blocks, recommend_histories
 from .refresh import refresh as refresh_model
-from .similarity import (block_limit, entity_stats, prepare, similarity_by_rows, similarity_rows,
-                         similarity_tiles)
-from .similarity import method as similarity_method
+from .similarity import block_limit
 
 __all__ = ["KNN", "ItemKNN", "UserKNN", "ESTIMATORS", "load"]
 
@@ -216,52 +212,7 @@ class KNN(BaseEstimator):
                                 row_block=self.block_size if self.based == "user" else None)
         else:
             matrix = self._build(*as_parts(ratings, self.on_bad_lines))
-        matrix = matrix.persist()
-        P, Q = matrix.oriented(self.based)[:2]
-        raw_q = Q  # the ratings themselves, before any centring: their summary and costs
-        whole_rows = self.neighbourhood == "rated"
-        centred = centred_ratings(matrix, self.based, self.similarity)
-        if centred is not None:  # similarities of mean-centred ratings
-            P, Q = centred
-        # one round trip for what the graph's shape depends on: the rating summary and each
-        # entity's cost (to cut even tasks)
-        settings = self.similarity_settings()
-        if self.method in (None, "rows") and not settings.spec.needs_biases:
-            # the matrix every rows task shares depends on the ratings alone: its parts come
-            # from the same per-block tasks as the summary (dropped if tiles are chosen)
-            stats, parts = prepare(raw_q, Q, settings.fast_topk(whole_rows, self.k),
-                                   where=placement(raw_q))
-            if connected():
-                stats, *parts = start([stats, *parts])  # the parts stay on the workers
-                (lo, hi, total, count), work = dask.compute(stats)[0]
-            else:  # a local scheduler: once, not again for the join
-                ((lo, hi, total, count), work), parts = dask.compute(stats, parts)
-                parts = [dask.delayed(p, pure=True, name=f"similarity-part-{dask.base.tokenize(p)}") for p in parts]
-        else:
-            parts = None
-            (lo, hi, total, count), work = dask.compute(entity_stats(raw_q))[0]
-        method = self.method or similarity_method(memory_budget(), int(P.shape[1]), int(count))
-        biases = baseline_biases(self, matrix, total / count) if needs_biases(self) else None
-        if settings.spec.needs_biases:  # similarities of the baseline residuals
-            user_bias, item_bias = biases
-            b_entity, b_other = (item_bias, user_bias) if self.based == "item" else (user_bias, item_bias)
-            P = residuals(P, total / count, b_entity, b_other, rows_are_entities=True)
-            Q = residuals(Q, total / count, b_other, b_entity, rows_are_entities=False)
-        if method == "rows":
-            bounds, token, blocks = similarity_by_rows(P, Q, self.k, settings, whole_rows, work=work,
-                                                       groups=ROW_TASKS_PER_THREAD * parallelism(),
-                                                       parts=parts)
-            neighbours = table_from_blocks([b[0] for b in blocks], [b[1] for b in blocks],
-                                           bounds, self.k, token).persist()
-            rows = (concat_rows([b[2] for b in blocks], bounds, int(P.shape[0]), "similarity-whole-rows").persist()
-                    if whole_rows else None)
-        else:
-            tiles = similarity_tiles(P, settings)
-            token = tiles.token
-            neighbours = top_k(tiles, self.k).persist()
-            rows = similarity_rows(tiles).persist() if whole_rows else None
-        return self.set_state(fitted_state(self, matrix, neighbours, rows, method, total / count, (lo, hi), token,
-                                           biases))
+        return self.set_state(fit_matrix(self, matrix.persist()))
 
     def _blocking(self) -> dict:
         """How this model's parameters ask the rating matrix to be cut into blocks."""

@@ -1,0 +1,83 @@
+"""The fit: the similarity graph and the neighbour table of a rating matrix.
+
+:func:`fit_matrix` is what :meth:`dcf.model.KNN.fit` runs once the matrix is built:
+one round trip for what the graph's shape depends on (the rating summary and each
+entity's cost), the similarity method from the workers' memory, the baseline biases
+where the measure or the prediction reads them, the ``rows`` (default) or ``tiles``
+graph, and the :class:`~dcf.fitted.FittedState` it all ends in.
+"""
+
+from __future__ import annotations
+
+import dask
+
+from .baseline import residuals
+from .blocks import concat_rows
+from .cluster import connected, memory_budget, parallelism, placement, start
+from .fitted import ROW_TASKS_PER_THREAD, FittedState, baseline_biases, centred_ratings, fitted_state, needs_biases
+from .neighbours import table_from_blocks, top_k
+from .similarity import entity_stats, prepare, similarity_by_rows, similarity_rows, similarity_tiles
+from .similarity import method as similarity_method
+
+__all__ = ["fit_matrix"]
+
+
+def fit_matrix(model, matrix) -> FittedState:
+    """The fitted state of ``model``'s parameters on ``matrix`` (a persisted
+    :class:`~dcf.matrix.RatingMatrix`)."""
+    P, Q = matrix.oriented(model.based)[:2]
+    raw_q = Q  # the ratings themselves, before any centring: their summary and costs
+    whole_rows = model.neighbourhood == "rated"
+    centred = centred_ratings(matrix, model.based, model.similarity)
+    if centred is not None:  # similarities of mean-centred ratings
+        P, Q = centred
+    settings = model.similarity_settings()
+    (lo, hi, total, count), work, parts = _summary(model, raw_q, Q, settings, whole_rows)
+    method = model.method or similarity_method(memory_budget(), int(P.shape[1]), int(count))
+    biases = baseline_biases(model, matrix, total / count) if needs_biases(model) else None
+    if settings.spec.needs_biases:  # similarities of the baseline residuals
+        user_bias, item_bias = biases
+        b_entity, b_other = (item_bias, user_bias) if model.based == "item" else (user_bias, item_bias)
+        P = residuals(P, total / count, b_entity, b_other, rows_are_entities=True)
+        Q = residuals(Q, total / count, b_other, b_entity, rows_are_entities=False)
+    neighbours, rows, token = _graph(model, P, Q, settings, method, whole_rows, work, parts)
+    return fitted_state(model, matrix, neighbours, rows, method, total / count, (lo, hi), token, biases)
+
+
+def _summary(model, raw_q, Q, settings, whole_rows):
+    """One round trip for what the graph's shape depends on: ``(summary, work, parts)``,
+    the rating summary ``(lo, hi, total, count)``, each entity's cost (to cut even tasks)
+    and, for the rows method, the parts of the matrix its tasks share."""
+    if model.method in (None, "rows") and not settings.spec.needs_biases:
+        # the matrix every rows task shares depends on the ratings alone: its parts come
+        # from the same per-block tasks as the summary (dropped if tiles are chosen)
+        stats, parts = prepare(raw_q, Q, settings.fast_topk(whole_rows, model.k),
+                               where=placement(raw_q))
+        if connected():
+            stats, *parts = start([stats, *parts])  # the parts stay on the workers
+            (lo, hi, total, count), work = dask.compute(stats)[0]
+        else:  # a local scheduler: once, not again for the join
+            ((lo, hi, total, count), work), parts = dask.compute(stats, parts)
+            parts = [dask.delayed(p, pure=True, name=f"similarity-part-{dask.base.tokenize(p)}") for p in parts]
+    else:
+        parts = None
+        (lo, hi, total, count), work = dask.compute(entity_stats(raw_q))[0]
+    return (lo, hi, total, count), work, parts
+
+
+def _graph(model, P, Q, settings, method, whole_rows, work, parts):
+    """``(neighbour table, whole rows or None, token)`` by the ``rows`` or ``tiles`` method."""
+    if method == "rows":
+        bounds, token, blocks = similarity_by_rows(P, Q, model.k, settings, whole_rows, work=work,
+                                                   groups=ROW_TASKS_PER_THREAD * parallelism(),
+                                                   parts=parts)
+        neighbours = table_from_blocks([b[0] for b in blocks], [b[1] for b in blocks],
+                                       bounds, model.k, token).persist()
+        rows = (concat_rows([b[2] for b in blocks], bounds, int(P.shape[0]), "similarity-whole-rows").persist()
+                if whole_rows else None)
+    else:
+        tiles = similarity_tiles(P, settings)
+        token = tiles.token
+        neighbours = top_k(tiles, model.k).persist()
+        rows = similarity_rows(tiles).persist() if whole_rows else None
+    return neighbours, rows, token
