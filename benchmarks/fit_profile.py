@@ -54,7 +54,7 @@ def main(argv=None) -> int:
         model = KNN(k=args.k, neighbourhood="global", similarity=args.similarity)
         data = open_source(args.data)
         matrix = build_matrix(data.parts, source=args.data, min_blocks=2 * args.workers * args.threads_per_worker,
-                              entity_block_limit=model._block_limit())
+                              entity_block_limit=model.entity_block_limit())
         matrix.persist()
         wait([matrix.by_user, matrix.by_item, matrix.user_sum, matrix.user_count, matrix.item_sum,
               matrix.item_count, matrix.report])

@@ -130,7 +130,7 @@ def child_dcf(args, path: Path, out: Path) -> dict:
             model = KNN(k=args.k, neighbourhood="global", similarity=args.similarity)
             data = open_source(str(path))
             matrix = build_matrix(data.parts, source=str(path), min_blocks=2 * args.workers *
-                                  args.threads_per_worker, entity_block_limit=model._block_limit())
+                                  args.threads_per_worker, entity_block_limit=model.entity_block_limit())
             matrix.persist()
             # the whole matrix, its statistics included, as implicit's fit is given a built CSR
             wait([matrix.by_user, matrix.by_item, matrix.user_sum, matrix.user_count, matrix.item_sum,

@@ -63,7 +63,7 @@ def test_fitted_state_sets_means_counts_mean_range_and_token(based, row_block, c
     np.testing.assert_array_equal(item_count, (R > 0).sum(axis=0))
     assert type(model.global_mean_) is float and model.global_mean_ == 3.25
     assert model.rating_range_ == (1.0, 5.0) and all(type(v) is float for v in model.rating_range_)
-    assert model._token == dask.base.tokenize("graph-token", model.get_params())
+    assert model.token_ == dask.base.tokenize("graph-token", model.get_params())
 
 
 def test_fitted_state_token_follows_graph_and_parameters():
@@ -74,7 +74,7 @@ def test_fitted_state_token_follows_graph_and_parameters():
         for token, k in [("a", 3), ("a", 3), ("b", 3), ("a", 4)]:
             model = KNN(k=k)
             model.set_state(fitted_state(model, m, None, None, "rows", 3.0, (1, 5), token))
-            tokens.append(model._token)
+            tokens.append(model.token_)
     assert tokens[0] == tokens[1]
     assert len(set(tokens[1:])) == 3
 

@@ -140,7 +140,7 @@ class KNN(BaseEstimator):
         self.amplification = amplification
 
     # ------------------------------------------------------------ checks
-    def _check_params(self):
+    def check_params(self):
         choices = {"based": ("item", "user"), "similarity": MEASURES,
                    "neighbourhood": NEIGHBOURHOODS, "prediction": PREDICTIONS,
                    "on_bad_lines": ("error", "skip"), "method": (None, "rows", "tiles")}
@@ -162,7 +162,7 @@ class KNN(BaseEstimator):
         if self.block_size is not None and int(self.block_size) < 1:
             raise ConfigError(f"block_size must be >= 1, not {self.block_size!r}")
 
-    def _block_limit(self):
+    def entity_block_limit(self):
         """Entity block cap from the cluster's worker memory (None without a cluster)."""
         return block_limit(memory_budget(), whole_rows=self.neighbourhood == "rated", forced=self.method)
 
@@ -177,14 +177,14 @@ class KNN(BaseEstimator):
         self.matrix_, self.neighbours_, self.similarity_rows_ = state.matrix, state.neighbours, state.similarity_rows
         self.method_, self.global_mean_, self.rating_range_ = state.method, state.global_mean, state.rating_range
         self.entity_means_, self.item_means_, self.item_count_ = state.entity_means, state.item_means, state.item_count
-        self.user_bias_, self.item_bias_, self._token = state.user_bias, state.item_bias, state.token
+        self.user_bias_, self.item_bias_, self.token_ = state.user_bias, state.item_bias, state.token
         return self
 
     def _baseline(self):
         """``(global mean, user biases, item biases)`` for the baseline prediction, else None."""
         return (self.global_mean_, self.user_bias_, self.item_bias_) if self.prediction == "baseline" else None
 
-    def _fitted(self):
+    def check_fitted(self):
         if not hasattr(self, "neighbours_"):
             raise RuntimeError(f"this {type(self).__name__} is not fitted yet: call fit() first")
 
@@ -204,27 +204,27 @@ class KNN(BaseEstimator):
         self
             The fitted model lives in the workers' memory (persisted).
         """
-        self._check_params()
+        self.check_params()
         if isinstance(ratings, RatingMatrix):
             matrix = ratings
         elif isinstance(ratings, da.Array):
             matrix = from_array(ratings, col_block=self.block_size if self.based == "item" else None,
                                 row_block=self.block_size if self.based == "user" else None)
         else:
-            matrix = self._build(*as_parts(ratings, self.on_bad_lines))
+            matrix = self.matrix_from_parts(*as_parts(ratings, self.on_bad_lines))
         return self.set_state(fit_matrix(self, matrix.persist()))
 
-    def _blocking(self) -> dict:
+    def matrix_layout(self) -> dict:
         """How this model's parameters ask the rating matrix to be cut into blocks."""
         return dict(col_block=self.block_size if self.based == "item" else None,
                     row_block=self.block_size if self.based == "user" else None,
                     min_blocks=default_blocks(), based=self.based,
-                    entity_block_limit=self._block_limit())
+                    entity_block_limit=self.entity_block_limit())
 
-    def _build(self, parts, report, source) -> RatingMatrix:
+    def matrix_from_parts(self, parts, report, source) -> RatingMatrix:
         """The rating matrix of frame parts, blocked as this model's parameters ask."""
         return build_matrix(parts, source=source, on_bad_lines=self.on_bad_lines, report=report,
-                            **self._blocking())
+                            **self.matrix_layout())
 
     def refresh(self, ratings) -> "KNN":
         """This model with new ratings merged in, recomputing only the similarity rows
@@ -269,7 +269,7 @@ class KNN(BaseEstimator):
         the ``rated`` neighbourhood needs a model fitted with it (whole rows).
         Used by the neighbours sweep: one similarity computation for every k.
         """
-        self._fitted()
+        self.check_fitted()
         allowed = {"k", "neighbourhood", "prediction", "min_k", "amplification"}
         if set(params) - allowed:
             raise ConfigError(f"derive() changes only {', '.join(sorted(allowed))}; refit for "
@@ -277,7 +277,7 @@ class KNN(BaseEstimator):
         other = copy.copy(self)
         for name, value in params.items():
             setattr(other, name, value)
-        other._check_params()
+        other.check_params()
         if other.k > self.neighbours_.k:
             raise ConfigError(f"k={other.k} exceeds the fitted k={self.neighbours_.k}: fit with "
                               "the largest k first")
@@ -287,18 +287,18 @@ class KNN(BaseEstimator):
             other.neighbours_ = self.neighbours_.prefix(other.k).persist()
         if other.prediction == "baseline" and getattr(other, "user_bias_", None) is None:
             other.user_bias_, other.item_bias_ = baseline_biases(other, other.matrix_, other.global_mean_)
-        other._token = dask.base.tokenize(self._token, params)
+        other.token_ = dask.base.tokenize(self.token_, params)
         return other
 
     # ------------------------------------------------------------ use
     @property
     def idx_(self) -> da.Array:
-        self._fitted()
+        self.check_fitted()
         return self.neighbours_.idx
 
     @property
     def sim_(self) -> da.Array:
-        self._fitted()
+        self.check_fitted()
         return self.neighbours_.sim
 
     def predict(self, pairs) -> dd.DataFrame:
@@ -315,7 +315,7 @@ class KNN(BaseEstimator):
             ``user, item, rating, prediction, neighbours, fallback`` (``rating``
             only when the pairs have one); never NaN.
         """
-        self._fitted()
+        self.check_fitted()
         parts, _, _ = as_parts(pairs, self.on_bad_lines, need_rating=False)
         with_rating = isinstance(pairs, dio.Ratings) or "rating" in pairs.columns
         m = self.matrix_
@@ -327,7 +327,7 @@ class KNN(BaseEstimator):
                              biases=self._baseline(), amplification=float(self.amplification),
                              prediction=self.prediction, global_mean=self.global_mean_,
                              rating_range=self.rating_range_, with_rating=with_rating,
-                             token=dask.base.tokenize(self._token, parts),
+                             token=dask.base.tokenize(self.token_, parts),
                              max_cells=max(16, 4 * parallelism()))
 
     def recommend(self, users=None, n: int = 20, ranking: str = "prediction", exclude=None) -> dd.DataFrame:
@@ -358,7 +358,7 @@ class KNN(BaseEstimator):
             ``fallback`` marks popular items filled in where fewer than n items
             had a score.
         """
-        self._fitted()
+        self.check_fitted()
         if int(n) < 1:
             raise ConfigError(f"n must be at least 1, not {n!r}")
         if ranking not in RANKINGS:
@@ -377,7 +377,7 @@ class KNN(BaseEstimator):
                                 min_k=self.min_k, prediction=self.prediction,
                                 rating_range=self.rating_range_, blocks=blocks, ranking=ranking,
                                 biases=self._baseline(), amplification=float(self.amplification),
-                                exclude=banned, token=dask.base.tokenize(self._token, n, ranking, banned))
+                                exclude=banned, token=dask.base.tokenize(self.token_, n, ranking, banned))
         if users is not None:
             keep = set(m.users.to_raw(codes[codes >= 0]).tolist())
             recs = recs[recs["user"].isin(keep)]
@@ -406,7 +406,7 @@ class KNN(BaseEstimator):
         -------
         pandas.DataFrame ``user, rank, item, score, fallback``
         """
-        self._fitted()
+        self.check_fitted()
         if self.based != "item":
             raise ConfigError("recommend_for_history needs item-based CF (a new user has no "
                               "user-user similarities without a refit); use ItemKNN")
@@ -440,11 +440,11 @@ class KNN(BaseEstimator):
                                    prediction=self.prediction, rating_range=self.rating_range_,
                                    ranking=ranking, biases=biases, exclude=banned,
                                    amplification=float(self.amplification),
-                                   token=dask.base.tokenize(self._token, H, n, ranking, banned, biases))
+                                   token=dask.base.tokenize(self.token_, H, n, ranking, banned, biases))
 
     def neighbours(self, ids=None, n=None) -> pd.DataFrame:
         """The fitted neighbour lists as a frame (``entity, rank, neighbour, similarity``)."""
-        self._fitted()
+        self.check_fitted()
         vocab = self.matrix_.items if self.based == "item" else self.matrix_.users
         rows = np.arange(len(vocab)) if ids is None else vocab.to_codes(ids)
         rows = rows[rows >= 0]

@@ -63,8 +63,8 @@ def refresh(model, ratings):
 
     See :meth:`dcf.model.KNN.refresh`.
     """
-    model._fitted()
-    model._check_params()
+    model.check_fitted()
+    model.check_params()
     parts, batch_report, source = as_parts(ratings, model.on_bad_lines)
     frames = dask.compute(*parts)
     batch = (pd.concat(frames, ignore_index=True) if frames
@@ -74,7 +74,7 @@ def refresh(model, ratings):
     changed = ~present | (value != batch["rating"].to_numpy(np.float64))  # else a repeat
     matrix = _merged_matrix(model, old, batch, present, batch_report, source)
     if matrix is None:  # ids of mixed kinds: the general path, through frames of raw ids
-        matrix = model._build(_old_parts(old, batch) + [dask.delayed(batch, pure=True,
+        matrix = model.matrix_from_parts(_old_parts(old, batch) + [dask.delayed(batch, pure=True,
                                                                      name=f"refresh-batch-{dask.base.tokenize(batch)}")],
                               batch_report, source)
     matrix = matrix.persist()
@@ -129,7 +129,7 @@ def refresh(model, ratings):
     bounds = (chunk_bounds if whole_rows else
               balanced_cuts(np.where(affected, work, 0.0), ROW_TASKS_PER_THREAD * parallelism()))
     k = int(model.neighbours_.k)
-    token = dask.base.tokenize(model._token, matrix.by_user, model.get_params(), "refresh", bounds, k)
+    token = dask.base.tokenize(model.token_, matrix.by_user, model.get_params(), "refresh", bounds, k)
     pack = settings.fast_topk(whole_rows, k)
     others = everywhere(shared_matrix(Q, pack))
     shared_map = dask.delayed(new_of_old, pure=True, name=f"refresh-renumbering-{dask.base.tokenize(new_of_old)}")
@@ -208,7 +208,7 @@ def _merged_matrix(model, old, batch: pd.DataFrame, present, report, source):
     # the old pairs the batch rates again are dropped: their new value comes from the batch
     again = np.unique(u[present].astype(np.int64) * len(items) + i[present])
     held = int(np.sum(dask.compute(single(old.user_count))[0]))
-    ub, ib = layout(len(users), len(items), int(held) - len(again) + len(batch), **model._blocking())
+    ub, ib = layout(len(users), len(items), int(held) - len(again) + len(batch), **model.matrix_layout())
     token = dask.base.tokenize(old.by_user, batch, ub, ib, model.on_bad_lines)
     o_bounds, o_blocks = _blocks_of(old.by_user)
     blk = np.searchsorted(ub, u, side="right") - 1

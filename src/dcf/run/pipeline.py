@@ -77,14 +77,14 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
                     baseline_epochs=cfg.baseline_epochs, reg_user=cfg.reg_user, reg_item=cfg.reg_item,
                     significance=cfg.significance, min_similarity=cfg.min_similarity,
                     amplification=cfg.amplification)
-        model._check_params()
+        model.check_params()
         block = cfg.block_size
         matrix = build_matrix(train_parts, source=data.source.path,
                               on_bad_lines=read_kw["on_bad_lines"], report=reports[0],
                               col_block=block if cfg.based == "item" else None,
                               row_block=block if cfg.based == "user" else None,
                               min_blocks=default_blocks(), based=cfg.based,
-                              entity_block_limit=model._block_limit())
+                              entity_block_limit=model.entity_block_limit())
     with stage("matrix"):
         matrix.persist()
         cluster.wait_for(matrix.by_user, matrix.by_item)

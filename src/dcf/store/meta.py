@@ -154,7 +154,7 @@ def _check_model(meta: dict, path: Path, classes: dict):
             raise DataError(path, f"parameter {name!r} has the wrong type: {value!r}")
     try:
         model = cls(**params)
-        model._check_params()
+        model.check_params()
     except (TypeError, ValueError) as exc:
         raise DataError(path, f"parameters do not fit this dcf version: {exc}") from None
     if meta["based"] != model.based:

@@ -29,7 +29,7 @@ def save(model, path) -> Path:
     An existing ``path`` is replaced only when it is empty or a model dcf saved
     (:mod:`dcf.folders`); anything else raises :class:`~dcf.errors.ConfigError`
     before any work."""
-    model._fitted()
+    model.check_fitted()
     check_folder(path, MODEL, what="save")
     m = model.matrix_
     # one type per compute call: dask 2026.8 returns mixed Delayed/Array results grouped
