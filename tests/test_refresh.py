@@ -249,7 +249,7 @@ def test_refresh_on_a_distributed_cluster(dist_client):
 @given(seed=st.integers(0, 10**6), k=st.integers(1, 6), n=st.integers(2, 30), n_cols=st.integers(1, 5))
 def test_patched_lists_are_the_top_k_of_the_patched_rows_or_flagged(seed, k, n, n_cols):
     from dcf import kernels
-    from dcf.refresh import _patch_lists
+    from dcf.refresh.rows import patch_lists as _patch_lists
 
     rng = np.random.default_rng(seed)
     old = rng.choice([0.0, -0.2, 0.1, 0.3, 0.5, 0.9], size=(8, n))  # ties and non-positives
@@ -270,7 +270,7 @@ def test_patched_lists_are_the_top_k_of_the_patched_rows_or_flagged(seed, k, n, 
 def test_refresh_merges_the_matrix_like_a_refit_builds_it(ids, monkeypatch):
     # integer ids merge the old CSR blocks by codes; other ids go through frames of raw ids;
     # both give the refit's matrix, cut into the same blocks
-    import dcf.refresh as refresh
+    import dcf.refresh.core as refresh
     from dcf.datasets import synthetic
 
     df = synthetic(users=250, items=60, ratings=1800, seed=4).frame.compute()
@@ -280,8 +280,8 @@ def test_refresh_merges_the_matrix_like_a_refit_builds_it(ids, monkeypatch):
         df, new = ({c: x[c].map(fmt) if c != "rating" else x[c] for c in x} for x in (df, new))
         df, new = pd.DataFrame(df), pd.DataFrame(new)
     paths = []
-    real = refresh._merged_matrix
-    monkeypatch.setattr(refresh, "_merged_matrix", lambda *a: paths.append(real(*a)) or paths[-1])
+    real = refresh.merged_matrix
+    monkeypatch.setattr(refresh, "merged_matrix", lambda *a: paths.append(real(*a)) or paths[-1])
     params = dict(similarity="cosine", k=5, neighbourhood="global", block_size=13)
     got = KNN(**params).fit(df).refresh(new)
     want = KNN(**params).fit(merged(df, new))
