@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "dcf"
 MAX_LINES = 400
 # modules still over MAX_LINES, each at most its size when this test was written: the
 # next steps of issue 20 shrink this list; a module may not grow past its cap
-OVER = {"model": 530, "refresh": 430, "similarity": 460}
+OVER = {"model": 530}
 
 
 def _modules():

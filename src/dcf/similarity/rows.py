@@ -1,0 +1,107 @@
+"""The ``rows`` method (the default): one task per range of entities of equal cost, each
+computing its rows against the shared matrix with a sparse accumulator and fused top-k."""
+
+from __future__ import annotations
+
+import dask
+import dask.array as da
+import numpy as np
+import scipy.sparse as sp
+
+from .. import kernels
+from ..blocks import outputs
+from ..kernels import SimilaritySettings
+from .plan import SCAN_COST, balanced_cuts
+from .shared import shared_matrix
+from .tiles import DENSE_FRACTION, row_block_format
+
+__all__ = ["similarity_by_rows"]
+
+
+def similarity_by_rows(P: da.Array, Q: da.Array, k: int, settings: SimilaritySettings = SimilaritySettings(),
+                       whole_rows=False, dense_fraction=DENSE_FRACTION, work=None, groups=None, parts=None):
+    """The ``rows`` method: top-k (and whole rows) per entity block of ``P``.
+
+    Parameters
+    ----------
+    P : dask array (entities x others), CSR chunks in entity row blocks
+    Q : dask array (others x entities), CSR chunks: the same ratings, stacked once
+        into the matrix every task shares
+    k : int
+    settings : SimilaritySettings
+        The measure and its post-processing.
+    whole_rows : bool
+        Also keep every block's whole rows (the ``rated`` neighbourhood), dense
+        or CSR as :func:`row_block_format` decides.  One task per chunk of ``P``
+        then (the chunks are sized so that their dense rows fit a worker).
+    work : (n,) array, optional
+        Each entity's cost (the second part of :func:`entity_stats`).  Without whole rows, the
+        entities are cut into ``groups`` ranges of equal cost, one task each,
+        instead of one task per chunk: fewer, even tasks (chunks of equal size
+        differ by orders of magnitude in cost under a Zipf popularity).  Each
+        cuts its entities' ratings from the shared matrix
+        (:func:`dcf.kernels.entity_rows`) rather than reading ``P``'s chunks: with
+        no input but the shared matrix and the norms, Dask queues the tasks and
+        hands them out as threads free up instead of sending each to its chunks'
+        worker up front.
+    groups : int, optional
+        How many ranges (default: one per chunk).
+    parts : list of Delayed, optional
+        Runs of parts of the shared matrix (:func:`prepare`'s, already started, or
+        :func:`shared_parts`, the default).
+
+    Where :func:`dcf.kernels.needs_norms`, the norms (or counts) are one task's pass
+    over the shared matrix once it is built (:func:`dcf.kernels.column_totals`: the
+    same bits as :func:`entity_norms`).
+
+    Returns
+    -------
+    bounds : (n_blocks + 1,) int64
+    token : str
+    blocks : list of ``(idx, sim, rows)`` Delayed per entity block (rows is
+        ``None`` unless ``whole_rows``)
+    """
+    measure = settings.measure
+    p_blocks = P.to_delayed(optimize_graph=False).ravel().tolist()
+    chunk_bounds = np.concatenate([[0], np.cumsum(P.chunks[0])]).astype(np.int64)
+    grouped = work is not None and groups is not None and not whole_rows
+    fast = settings.fast_topk(whole_rows, k)
+    if grouped:  # the fast path also scans every entity for each list
+        bounds = balanced_cuts(np.asarray(work, np.float64) + (SCAN_COST * int(Q.shape[1]) if fast else 0.0), groups)
+    else:
+        bounds = chunk_bounds
+    token = dask.base.tokenize(P, Q, settings, "rows", bounds)
+    others = shared_matrix(Q, fast, parts)
+    norms = None
+    if settings.spec.needs_norms:  # one pass over the shared matrix, where it is built
+        norms = dask.delayed(kernels.column_totals, pure=True)(
+            others, measure, dask_key_name=f"similarity-norms-{dask.base.tokenize(others, measure)}")
+    # even (grouped) tasks read nothing else, so Dask queues them and gives each to a free
+    # thread; the first on a worker fetches the matrix, the next ones find it there (copying
+    # it to every worker first, as refresh does, held them all back by 0.3-0.4 s at 20M)
+    task = dask.delayed(_rows_block, pure=True)
+    blocks = []
+    for a in range(len(bounds) - 1):
+        lo, hi = int(bounds[a]), int(bounds[a + 1])
+        first = int(np.searchsorted(chunk_bounds, lo, side="right")) - 1
+        last = int(np.searchsorted(chunk_bounds, hi, side="left"))
+        blocks.append(outputs(task(others, norms, lo, hi, int(chunk_bounds[first]), settings, int(k),
+                                   bool(whole_rows), dense_fraction, *([] if grouped else p_blocks[first:last]),
+                                   dask_key_name=f"similarity-block-{token}-{k}-{int(whole_rows)}-{a}"),
+                              3, ("similarity-idx", "similarity-sim", "similarity-row-block")))
+    return bounds, f"{token}-{k}", [tuple(b) for b in blocks]
+
+
+def _rows_block(Q, norms, lo, hi, offset, settings, k, whole_rows, dense_fraction, *chunks):
+    if not chunks:  # the rows cut from the shared matrix: the task needs nothing else
+        Pa = kernels.entity_rows(Q, lo, hi)
+    else:
+        Pa = chunks[0] if len(chunks) == 1 else sp.vstack(chunks, format="csr")
+        if (lo - offset, hi - offset) != (0, Pa.shape[0]):
+            Pa = Pa[lo - offset:hi - offset]
+    s = settings
+    rows, idx, sim = kernels.similarity_rows(
+        Pa, Q, lo, s.measure, s.min_support, s.shrinkage, k,
+        norms_a=None if norms is None else norms[lo:hi], norms=norms, dense=whole_rows,
+        significance=s.significance, min_similarity=s.min_similarity)
+    return idx, sim, (row_block_format(rows, dense_fraction) if whole_rows else None)

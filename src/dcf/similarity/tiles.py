@@ -1,0 +1,95 @@
+"""The ``tiles`` method: upper-triangle tiles of the entity x entity similarity matrix, one
+task each, and whole rows assembled from them; :func:`row_block_format`, how a block of
+whole rows is stored (by either method)."""
+
+from __future__ import annotations
+
+import dask
+import dask.array as da
+import numpy as np
+import scipy.sparse as sp
+
+from .. import kernels
+from ..blocks import concat_rows
+from ..kernels import SimilaritySettings
+
+__all__ = ["DENSE_FRACTION", "SimilarityTiles", "row_block_format", "similarity_rows", "similarity_tiles"]
+
+
+class SimilarityTiles:
+    """Lazy upper-triangle tiles of the entity x entity similarity matrix.
+
+    Attributes
+    ----------
+    tiles : dict[(int, int), Delayed]
+        ``(a, b) -> ndarray (len_a, len_b)`` for ``a <= b``.
+    bounds : numpy.ndarray
+        Block start offsets ``[0, ..., n]``.
+    token : str
+        Identifies the graph (used in task names).
+    """
+
+    def __init__(self, tiles, bounds, token):
+        self.tiles, self.bounds, self.token = tiles, np.asarray(bounds), token
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self.bounds) - 1
+
+    def tile(self, a: int, b: int):
+        """``(tile, transposed)`` for any block pair."""
+        return (self.tiles[(a, b)], False) if a <= b else (self.tiles[(b, a)], True)
+
+
+def similarity_tiles(P: da.Array, settings: SimilaritySettings = SimilaritySettings()) -> SimilarityTiles:
+    """Build the tile graph over the row blocks of ``P`` (entities x others, CSR chunks).
+
+    Parameters
+    ----------
+    P : dask.array.Array of scipy CSR chunks, chunked along rows only
+    settings : SimilaritySettings
+        The measure (over values already transformed as :data:`dcf.kernels.INPUTS`
+        says) and its post-processing.
+    """
+    s = settings
+    blocks = P.to_delayed(optimize_graph=False).ravel().tolist()
+    bounds = np.concatenate([[0], np.cumsum(P.chunks[0])]).astype(np.int64)
+    token = dask.base.tokenize(P, s)
+    tile = dask.delayed(kernels.similarity_tile, pure=True)
+    tiles = {(a, b): tile(blocks[a], blocks[b], s.measure, s.min_support, s.shrinkage, a == b,
+                          s.significance, s.min_similarity, dask_key_name=f"similarity-tile-{token}-{a}-{b}")
+             for a in range(len(blocks)) for b in range(a, len(blocks))}
+    return SimilarityTiles(tiles, bounds, token)
+
+
+DENSE_FRACTION = 0.3
+
+
+def similarity_rows(st: SimilarityTiles, dense_fraction=DENSE_FRACTION) -> da.Array:
+    """Whole similarity rows per block (for the exact ``rated`` neighbourhood).
+
+    Each row block is stored dense when at least ``dense_fraction`` of it is
+    non-zero, else as CSR, so sparse co-rating patterns stay small.
+    """
+    n = int(st.bounds[-1])
+    rows = dask.delayed(_assemble_rows, pure=True)
+    out = []
+    for a in range(st.n_blocks):
+        parts = [st.tile(a, b) for b in range(st.n_blocks)]
+        out.append(rows([t for _, t in parts], dense_fraction, *[p for p, _ in parts],
+                        dask_key_name=f"similarity-rows-{st.token}-{a}"))
+    return concat_rows(out, st.bounds, n, "similarity-whole-rows")
+
+
+def _assemble_rows(transposed, dense_fraction, *tiles):
+    return row_block_format(np.hstack([t.T if tr else t for t, tr in zip(tiles, transposed)]),
+                            dense_fraction)
+
+
+def row_block_format(block, dense_fraction=DENSE_FRACTION):
+    """A block of whole similarity rows as stored: dense when at least ``dense_fraction``
+    of it is non-zero, else CSR (``block``: ndarray or scipy sparse)."""
+    nnz = block.nnz if sp.issparse(block) else np.count_nonzero(block)
+    if nnz >= dense_fraction * block.shape[0] * block.shape[1]:
+        return block.toarray() if sp.issparse(block) else block
+    return sp.csr_matrix(block)
