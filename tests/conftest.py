@@ -22,6 +22,17 @@ def random_ratings(seed, n_users=30, n_items=20, density=0.3, scale=(1, 5), half
     return pd.DataFrame({"user": u + 100, "item": i + 500, "rating": r.astype(float)})
 
 
+@pytest.fixture
+def sync():
+    """Dask's synchronous scheduler for the test (stage modules use it for speed; a test
+    that needs a cluster asks for ``dist_client`` as well, which takes precedence in its
+    own ``dask.config.set``)."""
+    import dask
+
+    with dask.config.set(scheduler="sync"):
+        yield
+
+
 @pytest.fixture(scope="session")
 def ml100k():
     folder = Path(os.environ["DCF_DATA"]) / "ml-100k"

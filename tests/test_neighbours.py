@@ -48,10 +48,7 @@ def _argsort_topk(S, k):
     return idx, sim
 
 
-@pytest.fixture(autouse=True)
-def sync():
-    with dask.config.set(scheduler="sync"):
-        yield
+pytestmark = pytest.mark.usefixtures("sync")
 
 
 @pytest.fixture(scope="module")

@@ -28,10 +28,7 @@ def _table_matrix(table, n):
     return W
 
 
-@pytest.fixture(autouse=True)
-def sync():
-    with dask.config.set(scheduler="sync"):
-        yield
+pytestmark = pytest.mark.usefixtures("sync")
 
 
 @pytest.fixture(scope="module")

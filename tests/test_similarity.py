@@ -63,10 +63,7 @@ def _compact_dense(C):
     return sp.csr_matrix((C.data.astype(np.float64), C.indices.astype(np.int64), C.indptr), shape=C.shape).toarray()
 
 
-@pytest.fixture(autouse=True)
-def sync():
-    with dask.config.set(scheduler="sync"):
-        yield
+pytestmark = pytest.mark.usefixtures("sync")
 
 
 @pytest.fixture(scope="module")

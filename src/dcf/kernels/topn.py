@@ -33,11 +33,7 @@ def top_n(indptr, indices, scores, valid, rated, n, order):
     filled : (r, n) bool, True where the column was filled in by popularity
     """
     r, m = rated.shape
-    rank_of = np.empty(m, np.int64)
-    rank_of[np.asarray(order, np.int64)] = np.arange(m)
-    out_c = np.full((r, n), -1, np.int64)
-    out_v = np.zeros((r, n))
-    have = np.zeros(r, np.int64)
+    rank_of, out_c, out_v, have = _output_table(r, m, order, n)
     _topn_rows(np.asarray(indptr, np.int64), np.asarray(indices, np.int64),
                np.asarray(scores, np.float64), np.asarray(valid, np.bool_),
                rated.indptr.astype(np.int64), rated.indices.astype(np.int64), rank_of, n,
@@ -82,11 +78,7 @@ def recommend_rows(A, B, sim_left, rated, n, order, min_k=1, row_add=None, col_a
     cols, vals, filled : as :func:`top_n`
     """
     r, m = rated.shape
-    rank_of = np.empty(m, np.int64)
-    rank_of[np.asarray(order, np.int64)] = np.arange(m)
-    out_c = np.full((r, n), -1, np.int64)
-    out_v = np.zeros((r, n))
-    have = np.zeros(r, np.int64)
+    rank_of, out_c, out_v, have = _output_table(r, m, order, n)
     lo, hi = (float(v) for v in rating_range)
     _recommend_rows(A.indptr.astype(np.int64), A.indices.astype(np.int64), np.asarray(A.data, np.float64),
                     B.indptr.astype(np.int64), B.indices.astype(np.int64), np.asarray(B.data, np.float64),
@@ -187,6 +179,14 @@ def _topn_rows(indptr, indices, scores, valid, r_indptr, r_indices, rank_of, n, 
         have[row] = cnt
         for p in range(r_indptr[row], r_indptr[row + 1]):
             flag[r_indices[p]] = False
+
+
+def _output_table(r: int, m: int, order, n: int):
+    """``(rank_of, cols, vals, have)``: each column's place in ``order`` and the empty
+    ``(r, n)`` lists the compiled loops fill."""
+    rank_of = np.empty(m, np.int64)
+    rank_of[np.asarray(order, np.int64)] = np.arange(m)
+    return rank_of, np.full((r, n), -1, np.int64), np.zeros((r, n)), np.zeros(r, np.int64)
 
 
 def _row_keys(csr):
