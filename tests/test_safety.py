@@ -38,8 +38,10 @@ def _tree(folder: Path) -> dict:
     return out
 
 
-def _refused(capsys, *args) -> str:
-    rc = main(["--scheduler", NOWHERE, "--data", SMALL, "--no-progress", *map(str, args)])
+def _refused(capsys, *args, scheduler=NOWHERE) -> str:
+    """The one line the job prints when it refuses ``args`` (exit 2), before any cluster."""
+    rc = main([*(["--scheduler", scheduler] if scheduler else []), "--data", SMALL, "--no-progress",
+               *map(str, args)])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2, err
     assert len(err) == 1 and err[0].startswith("dcf: error: ") and "Traceback" not in err[0]
@@ -292,9 +294,7 @@ def test_a_name_too_long_for_the_filesystem_fails_before_the_job(tmp_path, capsy
 def test_config_file_values_are_typed(toml, expect, tmp_path, capsys):
     cfg = tmp_path / "run.toml"
     cfg.write_text(toml + "\n")
-    rc = main(["--config", str(cfg), "--no-progress", "--out", str(tmp_path / "o")])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and expect in err[0], err
+    assert expect in _refused(capsys, "--config", cfg, "--out", tmp_path / "o", scheduler=None)
 
 
 @pytest.mark.parametrize("args, expect", [
@@ -321,9 +321,7 @@ def test_flags_are_checked_before_the_cluster_starts(args, expect, tmp_path, cap
     (["--scheduler", ""], "scheduler is empty"),
 ])
 def test_local_cluster_settings_are_checked_before_it_starts(args, expect, tmp_path, capsys):
-    rc = main(["--data", SMALL, "--no-progress", "--out", str(tmp_path / "o"), *args])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and expect in err[0], err
+    assert expect in _refused(capsys, "--out", tmp_path / "o", *args, scheduler=None)
 
 
 def test_a_dashboard_port_without_a_host_stays_on_the_clusters_host():

@@ -218,14 +218,13 @@ def check_folder(path, kind: FolderKind, *, what: str = "--out", inputs=()) -> P
     if p.exists():
         if not p.is_dir():
             raise ConfigError(f"{what} {p}: is a file, not a folder; dcf never replaces it")
-        entries = os.listdir(p)
-        if entries:
-            foreign = _foreign(p, kind)
-            if foreign or not _is_dcfs(p, kind):
-                shown = ", ".join(foreign[:3]) + (" ..." if len(foreign) > 3 else "") if foreign else \
-                    ", ".join(sorted(entries)[:3])
-                raise ConfigError(f"{what} {p}: holds files dcf did not write ({shown}); give a new "
-                                  f"or empty folder, or a {kind.name} folder that dcf wrote")
+        entries = sorted(os.listdir(p))
+        foreign = _foreign(p, kind)
+        if entries and (foreign or not _is_dcfs(p, kind)):
+            named = foreign or entries  # no marker: even dcf's own names are not known to be dcf's
+            shown = ", ".join(named[:3]) + (" ..." if len(named) > 3 else "")
+            raise ConfigError(f"{what} {p}: holds files dcf did not write ({shown}); give a new "
+                              f"or empty folder, or a {kind.name} folder that dcf wrote")
     _check_writable(p, what)
     return p
 
