@@ -56,7 +56,8 @@ def main(argv=None) -> int:
         Pa = P[lo:hi]
         for rep in range(2):  # the first call warms the caches for this range
             t = time.perf_counter()
-            kernels.similarity_rows(Pa, shared, lo, "full-cosine", k=args.k, norms_a=norms[lo:hi], norms=norms)
+            kernels.similarity_rows(Pa, shared, lo, kernels.SimilaritySettings("full-cosine"), k=args.k,
+                                    norms_a=norms[lo:hi], norms=norms)
             took = time.perf_counter() - t
         X.append([products[lo:hi].sum(), pairs[lo:hi].sum(), (hi - lo) * n])
         y.append(took)

@@ -173,8 +173,9 @@ def test_similarity_rows_equal_the_tiles_bit_for_bit(P, measure, min_support, sh
     Q = sp.csr_matrix(P.T)
     norms = kernels.row_norms(sp.csr_matrix(P))
     for lo, hi in ((0, cut), (cut, P.shape[0])):
-        rows, idx, sim = kernels.similarity_rows(sp.csr_matrix(P[lo:hi]), Q, lo, measure, min_support,
-                                                 shrinkage, k, norms[lo:hi], norms, dense=True)
+        rows, idx, sim = kernels.similarity_rows(sp.csr_matrix(P[lo:hi]), Q, lo,
+                                                 kernels.SimilaritySettings(measure, min_support, shrinkage),
+                                                 k, norms[lo:hi], norms, dense=True)
         np.testing.assert_array_equal(rows, full[lo:hi])
         want_idx, want_sim = kernels.topk_rows(full[lo:hi], k, 0, lo)
         np.testing.assert_array_equal(idx, want_idx)
@@ -184,7 +185,7 @@ def test_similarity_rows_equal_the_tiles_bit_for_bit(P, measure, min_support, sh
 def test_similarity_rows_needs_norms_for_full_cosine():
     P = sp.csr_matrix(np.array([[1.0, 2.0], [0.0, 3.0]]))
     with pytest.raises(ValueError, match="norms"):
-        kernels.similarity_rows(P, P.T.tocsr(), 0, "full-cosine", k=1)
+        kernels.similarity_rows(P, P.T.tocsr(), 0, kernels.SimilaritySettings("full-cosine"), k=1)
 
 
 @given(st.integers(0, 100_000), st.integers(1, 8), st.sampled_from(["item", "user"]),
@@ -210,8 +211,9 @@ def test_recommend_rows_equals_a_dense_loop(seed, n, based, centred, min_k, divi
         A = sp.csr_matrix(W)
         B = sp.csr_matrix((np.asarray((R - means[:, None])[R > 0]), np.nonzero(R > 0)), shape=R.shape)
         row_add, col_add = (means if centred else None), None
-    cols, vals, filled = kernels.recommend_rows(A, B, based == "user", sp.csr_matrix(R), n, order,
-                                                min_k, row_add, col_add, (lo, hi), divide=divide)
+    cols, vals, filled = kernels.recommend_rows(A, B, sp.csr_matrix(R), n, order, sim_left=based == "user",
+                                                min_k=min_k, adds=(row_add, col_add), rating_range=(lo, hi),
+                                                divide=divide)
     for u in range(users):
         scored, rest = [], []
         for i in range(items):
@@ -407,12 +409,11 @@ def test_fast_topk_equals_the_general_kernel_with_ties_and_signs(seed, k, min_si
     measure = "centred-cosine" if centred else "full-cosine"
     totals = kernels.entity_totals(X, measure)
     Q = sp.csr_matrix(X.T)
-    _, want_idx, want_sim = kernels.similarity_rows(X, Q, 0, measure, k=k, norms_a=totals, norms=totals,
-                                                    dense=True, min_similarity=min_similarity)
+    chosen = kernels.SimilaritySettings(measure, min_similarity=min_similarity)
+    _, want_idx, want_sim = kernels.similarity_rows(X, Q, 0, chosen, k=k, norms_a=totals, norms=totals, dense=True)
     for shared in (Q, kernels.compact_stack([Q]), kernels.compact_stack([Q], pack=True)):
         with mock.patch.object(kernel_rows, "SELECT_BLOCK", block):
-            _, idx, sim = kernels.similarity_rows(X, shared, 0, measure, k=k, norms_a=totals, norms=totals,
-                                                  min_similarity=min_similarity)
+            _, idx, sim = kernels.similarity_rows(X, shared, 0, chosen, k=k, norms_a=totals, norms=totals)
         np.testing.assert_array_equal(idx, want_idx)
         np.testing.assert_array_equal(sim, want_sim)
     assert (want_sim[want_idx < 0] == 0).all() and (want_sim[want_idx >= 0] > 0).all()
@@ -436,8 +437,9 @@ def test_pearson_baseline_tiles_and_rows_equal_the_reference(seed, min_support, 
     Q = sp.csr_matrix(P.T)
     cut = min(cut, n)
     for lo, hi in ((0, cut), (cut, n)):
-        rows, idx, sim = kernels.similarity_rows(sp.csr_matrix(P[lo:hi]), Q, lo, "pearson-baseline",
-                                                 min_support, shrinkage, k, dense=True)
+        rows, idx, sim = kernels.similarity_rows(
+            sp.csr_matrix(P[lo:hi]), Q, lo, kernels.SimilaritySettings("pearson-baseline", min_support, shrinkage),
+            k, dense=True)
         np.testing.assert_array_equal(rows, got[lo:hi])
         want_idx, want_sim = kernels.topk_rows(got[lo:hi], k, 0, lo)
         np.testing.assert_array_equal(idx, want_idx)
@@ -475,10 +477,10 @@ def test_every_measure_equals_its_formula_in_tiles_and_rows(P, measure, min_supp
     Q = sp.csr_matrix(X.T)
     totals = kernels.entity_totals(X, measure)
     cut = min(cut, P.shape[0])
+    chosen = kernels.SimilaritySettings(measure, min_support, shrinkage, **opts)
     for lo, hi in ((0, cut), (cut, P.shape[0])):
         rows, idx, sim = kernels.similarity_rows(
-            X[lo:hi], Q, lo, measure, min_support, shrinkage, k,
-            None if totals is None else totals[lo:hi], totals, dense=True, **opts)
+            X[lo:hi], Q, lo, chosen, k, None if totals is None else totals[lo:hi], totals, dense=True)
         np.testing.assert_array_equal(rows, got[lo:hi])  # same doubles, summed in the same order
         want_idx, want_sim = kernels.topk_rows(got[lo:hi], k, 0, lo)
         np.testing.assert_array_equal(idx, want_idx)
@@ -487,8 +489,7 @@ def test_every_measure_equals_its_formula_in_tiles_and_rows(P, measure, min_supp
         # the packed shared matrix: the same lists, bit for bit
         for shared in (Q, kernels.compact_stack([Q], pack=True)):
             none, idx, sim = kernels.similarity_rows(
-                X[lo:hi], shared, lo, measure, min_support, shrinkage, k,
-                None if totals is None else totals[lo:hi], totals, **opts)
+                X[lo:hi], shared, lo, chosen, k, None if totals is None else totals[lo:hi], totals)
             assert none is None
             np.testing.assert_array_equal(idx, want_idx)
             np.testing.assert_array_equal(sim, want_sim)

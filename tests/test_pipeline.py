@@ -331,12 +331,17 @@ def test_frames_keep_their_model_blocks_alive_after_the_model_is_dropped(dist_cl
 
     df = synthetic(users=400, items=90, ratings=4000, seed=6).frame.compute()
     with dask.config.set(scheduler=dist_client):
-        preds = ItemKNN(k=5, block_size=20).fit(df).predict(df.iloc[:60])
-        recs = ItemKNN(k=5, neighbourhood="global", block_size=20).fit(df).recommend(n=3)
+        frames = []
+        # mean-centred: persisted means; baseline: persisted biases too (a tuple of them once
+        # kept only their keys, and both frames failed with "lost dependencies")
+        for prediction in ("mean-centred", "baseline"):
+            frames.append((ItemKNN(k=5, block_size=20, prediction=prediction).fit(df).predict(df.iloc[:60]), 60))
+            frames.append((ItemKNN(k=5, neighbourhood="global", block_size=20, prediction=prediction).fit(df)
+                           .recommend(n=3), 3 * df["user"].nunique()))
         gc.collect()
         time.sleep(1.0)  # let the releases reach the scheduler
-        assert len(preds.compute()) == 60
-        assert len(recs.compute()) == 3 * df["user"].nunique()
+        for frame, rows in frames:
+            assert len(frame.compute()) == rows
 
 
 @given(st.lists(st.floats(0, 1e6), min_size=1, max_size=60), st.integers(1, 12))

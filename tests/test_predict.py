@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 import reference as ref
 from conftest import random_ratings
 from dcf.ids import IdMap
-from dcf.predict import PREDICTION_META, RECOMMENDATION_META, predict_pairs, recommend_blocks, recommend_histories
+from dcf.predict import (PREDICTION_META, RECOMMENDATION_META, ScoringData, ScoringRule, predict_pairs,
+                         recommend_blocks, recommend_histories)
 
 
 def _csr_chunks(X, size):
@@ -77,11 +78,11 @@ def test_predict_pairs_match_reference(data, case, s_size, q_size, max_cells):
     bias = ref.biases(R)
     lo, hi = R[R > 0].min(), R[R > 0].max()
     parts = [dask.delayed(pairs.iloc[:10]), dask.delayed(pairs.iloc[10:])]
-    out = predict_pairs(parts, users=IdMap(users), items=IdMap(items), based=based, S=S_arr, Q=Q,
-                        means=dask.delayed(means), k=k, min_k=case.get("min_k", 1),
-                        prediction=case["prediction"], global_mean=R[R > 0].mean(), rating_range=(lo, hi),
-                        biases=bias if case["prediction"] == "baseline" else None,
-                        amplification=case.get("amplification", 1.0), token="t", max_cells=max_cells)
+    rule = ScoringRule(based, case["prediction"], k, case.get("min_k", 1), case.get("amplification", 1.0))
+    data = ScoringData((lo, hi), R[R > 0].mean(), dask.delayed(means),
+                       biases=bias if case["prediction"] == "baseline" else None)
+    out = predict_pairs(parts, users=IdMap(users), items=IdMap(items), S=S_arr, Q=Q, rule=rule, data=data,
+                        token="t", max_cells=max_cells)
     assert list(out.columns) == list(PREDICTION_META.columns)
     got = out.compute().reset_index(drop=True)
     assert len(got) == len(pairs)
@@ -104,9 +105,9 @@ def test_predict_pairs_same_bits_for_any_blocks(data, s_size, q_size, max_cells,
     R, users, items, pairs = data
     _, _, S_whole, means = _inputs(R, "item", "cosine", "rated", 3, None)
     S_arr = S_whole.rechunk((s_size, S_whole.shape[1]))
-    kw = dict(users=IdMap(users), items=IdMap(items), based="item", means=means, k=3, min_k=1,
-              prediction=prediction, global_mean=R[R > 0].mean(), rating_range=(1.0, 5.0),
-              biases=ref.biases(R) if prediction == "baseline" else None)
+    kw = dict(users=IdMap(users), items=IdMap(items), rule=ScoringRule("item", prediction, 3, 1),
+              data=ScoringData((1.0, 5.0), R[R > 0].mean(), means,
+                               biases=ref.biases(R) if prediction == "baseline" else None))
     parts = [dask.delayed(pairs)]
     with dask.config.set(scheduler="sync"):
         one = predict_pairs(parts, S=S_whole, Q=_csr_chunks(R, None), **kw).compute()
@@ -120,9 +121,9 @@ def test_predict_pairs_without_ratings_and_unknown_pairs(data):
     R, users, items, _ = data
     _, _, S_arr, means = _inputs(R, "item", "cosine", "rated", 3, 5)
     pairs = pd.DataFrame({"user": [999, users[2]], "item": [items[0], 777]})
-    out = predict_pairs([dask.delayed(pairs)], users=IdMap(users), items=IdMap(items), based="item", S=S_arr,
-                        Q=_csr_chunks(R, 6), means=means, k=3, min_k=1, prediction="weighted",
-                        global_mean=3.5, rating_range=(1.0, 5.0), with_rating=False)
+    out = predict_pairs([dask.delayed(pairs)], users=IdMap(users), items=IdMap(items), S=S_arr,
+                        Q=_csr_chunks(R, 6), rule=ScoringRule("item", "weighted", 3, 1),
+                        data=ScoringData((1.0, 5.0), 3.5, means), with_rating=False)
     assert list(out.columns) == [c for c in PREDICTION_META.columns if c != "rating"]
     got = out.compute()
     assert got["prediction"].tolist() == [3.5, 3.5] and got["neighbours"].tolist() == [0, 0]
@@ -136,15 +137,16 @@ def _ref_recs(R, based, k, n, prediction, min_k=1, amplification=1.0, ranking="p
                                 bias=ref.biases(R), amplification=amplification)
 
 
-def _recommend(R, users, items, table, based, n, prediction, r_size, w_size, **kw):
+def _recommend(R, users, items, table, based, n, prediction, r_size, w_size, min_k=1, amplification=1.0,
+               ranking="prediction", **kw):
     P = R.T if based == "item" else R
     W = _csr_chunks(_table_matrix(table, len(P)), w_size)
-    return recommend_blocks(users=IdMap(users), items=IdMap(items), based=based, by_user=_csr_chunks(R, r_size),
-                            W=W, entity_means=np.array([r[r > 0].mean() for r in P]),
-                            item_means=dask.delayed(np.array([c[c > 0].mean() for c in R.T])),
-                            item_count=(R > 0).sum(axis=0), n=n, prediction=prediction,
-                            rating_range=(R[R > 0].min(), R[R > 0].max()), biases=ref.biases(R),
-                            token="t", **kw)
+    rule = ScoringRule(based, prediction, 1, min_k, amplification, ranking)
+    data = ScoringData((R[R > 0].min(), R[R > 0].max()), R[R > 0].mean(), np.array([r[r > 0].mean() for r in P]),
+                       dask.delayed(np.array([c[c > 0].mean() for c in R.T])), (R > 0).sum(axis=0),
+                       ref.biases(R) if prediction == "baseline" else None)
+    return recommend_blocks(users=IdMap(users), items=IdMap(items), by_user=_csr_chunks(R, r_size), W=W,
+                            rule=rule, data=data, n=n, token="t", **kw)
 
 
 @pytest.mark.parametrize("r_size,w_size", [(1, 1), (5, 4), (None, None)])
@@ -218,12 +220,12 @@ def test_recommend_histories_equal_the_fitted_users_lists(data, prediction):
     n = 6
     table, (expected, item_means) = _ref_recs(R, "item", 4, n, prediction)
     rows = [3, 8, 11]
+    item_means = np.array([c[c > 0].mean() for c in R.T])
     out = recommend_histories(sp.csr_matrix(R[rows]), IdMap(users[rows]), items=IdMap(items),
                               W=_csr_chunks(_table_matrix(table, len(items)), 5),
-                              entity_means=np.array([c[c > 0].mean() for c in R.T]),
-                              item_means=np.array([c[c > 0].mean() for c in R.T]),
-                              item_count=(R > 0).sum(axis=0), n=n, min_k=1, prediction=prediction,
-                              rating_range=(R[R > 0].min(), R[R > 0].max()), token="h")
+                              rule=ScoringRule("item", prediction, 1, 1),
+                              data=ScoringData((R[R > 0].min(), R[R > 0].max()), R[R > 0].mean(), item_means,
+                                               item_means, (R > 0).sum(axis=0)), n=n, token="h")
     assert isinstance(out, pd.DataFrame) and list(out.columns) == list(RECOMMENDATION_META.columns)
     for u in rows:
         mine = out[out["user"] == users[u]].sort_values("rank")
@@ -235,9 +237,9 @@ def test_recommend_histories_equal_the_fitted_users_lists(data, prediction):
 def test_predict_and_recommend_on_a_distributed_cluster(data, dist_client):
     R, users, items, pairs = data
     _, _, S_arr, means = _inputs(R, "item", "cosine", "global", 3, 4)
-    kw = dict(users=IdMap(users), items=IdMap(items), based="item", S=S_arr, Q=_csr_chunks(R, 5),
-              means=means, k=3, min_k=1, prediction="mean-centred", global_mean=R[R > 0].mean(),
-              rating_range=(R[R > 0].min(), R[R > 0].max()), token="d", max_cells=4)
+    kw = dict(users=IdMap(users), items=IdMap(items), S=S_arr, Q=_csr_chunks(R, 5),
+              rule=ScoringRule("item", "mean-centred", 3, 1),
+              data=ScoringData((R[R > 0].min(), R[R > 0].max()), R[R > 0].mean(), means), token="d", max_cells=4)
     parts = [dask.delayed(pairs.iloc[:12]), dask.delayed(pairs.iloc[12:])]
     local = predict_pairs(parts, **kw).compute()
     rec_table, (expected, _) = _ref_recs(R, "user", 3, 4, "weighted")

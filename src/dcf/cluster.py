@@ -21,7 +21,7 @@ from distributed.security import Security
 from .config import ClusterConfig
 from .errors import ConfigError
 
-__all__ = ["connect", "client", "security", "describe", "parallelism", "wait_for", "report_to",
+__all__ = ["connect", "client", "security", "describe", "parallelism", "default_blocks", "wait_for", "report_to",
            "memory_budget", "explain_failure", "worker_addresses", "watchdog", "progress_state"]
 
 # a task whose workers died this many times plus one fails the job (Dask's default is 3)
@@ -121,6 +121,11 @@ def parallelism() -> int:
         return max(1, sum(w["nthreads"] for w in workers))
     except ValueError:  # no client: the local threaded scheduler
         return os.cpu_count() or 1
+
+
+def default_blocks() -> int:
+    """User blocks when none is given: one per thread that will run the tasks (at least 4)."""
+    return max(4, parallelism())
 
 
 def _client():

@@ -12,6 +12,7 @@ read into (:func:`as_parts`) are shared by ``fit`` and ``refresh``.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import dask
@@ -26,8 +27,8 @@ from .baseline import fit_biases, residuals
 from .blocks import concatenate, outputs
 from .errors import ConfigError
 
-__all__ = ["ROW_TASKS_PER_THREAD", "FRAME_PART_ROWS", "FittedState", "fitted_state", "needs_biases",
-           "baseline_biases", "centred_ratings", "means", "single", "as_parts"]
+__all__ = ["ROW_TASKS_PER_THREAD", "FRAME_PART_ROWS", "FittedState", "fitted_state", "derived", "DERIVABLE",
+           "needs_biases", "baseline_biases", "centred_ratings", "means", "single", "as_parts"]
 
 # rows-method similarity tasks per thread, cut to equal cost: enough to even out the
 # scheduling, few enough that per-task overhead stays small (measured at 20M ratings)
@@ -102,6 +103,36 @@ def fitted_state(model, matrix, neighbours, similarity_rows, method, global_mean
     return FittedState(matrix, neighbours, similarity_rows, method, float(global_mean),
                        (float(rating_range[0]), float(rating_range[1])), entity_means, item_means,
                        item_count, user_bias, item_bias, dask.base.tokenize(token, model.get_params()))
+
+
+# the parameters a fitted model can change without a refit (:func:`derived`)
+DERIVABLE = frozenset({"k", "neighbourhood", "prediction", "min_k", "amplification"})
+
+
+def derived(model, params: dict):
+    """:meth:`dcf.model.KNN.derive`: a copy of the fitted ``model`` with the
+    :data:`DERIVABLE` ``params`` changed, sharing its similarities and neighbour lists
+    (a shorter ``k`` cuts the lists; the baseline prediction fits the biases if the
+    model has none)."""
+    model.check_fitted()
+    if set(params) - DERIVABLE:
+        raise ConfigError(f"derive() changes only {', '.join(sorted(DERIVABLE))}; refit for "
+                          f"{', '.join(sorted(set(params) - DERIVABLE))}")
+    other = copy.copy(model)
+    for name, value in params.items():
+        setattr(other, name, value)
+    other.check_params()
+    if other.k > model.neighbours_.k:
+        raise ConfigError(f"k={other.k} exceeds the fitted k={model.neighbours_.k}: fit with "
+                          "the largest k first")
+    if other.neighbourhood == "rated" and model.similarity_rows_ is None:
+        raise ConfigError("the rated neighbourhood needs a model fitted with neighbourhood='rated'")
+    if other.k < model.neighbours_.k:
+        other.neighbours_ = model.neighbours_.prefix(other.k).persist()
+    if other.prediction == "baseline" and getattr(other, "user_bias_", None) is None:
+        other.user_bias_, other.item_bias_ = baseline_biases(other, other.matrix_, other.global_mean_)
+    other.token_ = dask.base.tokenize(model.token_, params)
+    return other
 
 
 def centred_ratings(matrix, based, name):

@@ -10,16 +10,46 @@ graph, and the :class:`~dcf.fitted.FittedState` it all ends in.
 from __future__ import annotations
 
 import dask
+import dask.array as da
 
 from .baseline import residuals
 from .blocks import concat_rows
-from .cluster import connected, memory_budget, parallelism, placement, start
-from .fitted import ROW_TASKS_PER_THREAD, FittedState, baseline_biases, centred_ratings, fitted_state, needs_biases
+from .cluster import connected, default_blocks, memory_budget, parallelism, placement, start
+from .fitted import (ROW_TASKS_PER_THREAD, FittedState, as_parts, baseline_biases, centred_ratings, fitted_state,
+                     needs_biases)
+from .matrix import RatingMatrix, build_matrix, from_array
 from .neighbours import table_from_blocks, top_k
 from .similarity import entity_stats, prepare, similarity_by_rows, similarity_rows, similarity_tiles
 from .similarity import method as similarity_method
 
-__all__ = ["fit_matrix"]
+__all__ = ["fit_matrix", "rating_matrix", "matrix_layout", "matrix_from_parts"]
+
+
+def rating_matrix(model, ratings) -> RatingMatrix:
+    """The rating matrix ``model.fit(ratings)`` fits: ``ratings`` itself, a users x
+    items dask array's, or the one of frame parts, blocked as the model's parameters ask
+    (:func:`matrix_from_parts`)."""
+    if isinstance(ratings, RatingMatrix):
+        return ratings
+    if isinstance(ratings, da.Array):
+        return from_array(ratings, col_block=model.block_size if model.based == "item" else None,
+                          row_block=model.block_size if model.based == "user" else None)
+    return matrix_from_parts(model, *as_parts(ratings, model.on_bad_lines))
+
+
+def matrix_layout(model) -> dict:
+    """How ``model``'s parameters ask the rating matrix to be cut into blocks (the
+    keywords of :func:`dcf.matrix.build_matrix` and :func:`dcf.matrix.layout`)."""
+    return dict(col_block=model.block_size if model.based == "item" else None,
+                row_block=model.block_size if model.based == "user" else None,
+                min_blocks=default_blocks(), based=model.based,
+                entity_block_limit=model.entity_block_limit())
+
+
+def matrix_from_parts(model, parts, report, source) -> RatingMatrix:
+    """The rating matrix of frame parts, blocked as ``model``'s parameters ask."""
+    return build_matrix(parts, source=source, on_bad_lines=model.on_bad_lines, report=report,
+                        **matrix_layout(model))
 
 
 def fit_matrix(model, matrix) -> FittedState:

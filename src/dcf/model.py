@@ -10,34 +10,26 @@
 
 from __future__ import annotations
 
-import copy
-
-import dask
 import dask.array as da
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
-from . import io as dio
 from . import store
-from .baseline import fold_in_user_biases
-from .cluster import memory_budget, parallelism
-from .errors import ConfigError, DataError
-from .fitted import FittedState, as_parts, baseline_biases
-from .fitting import fit_matrix
-from .ids import IdMap
-from .kernels import MEASURES, SimilaritySettings, csr_from_triplets
-from .matrix import RatingMatrix, build_matrix, from_array
-from .predict import predict_pairs, recommend_blocks, recommend_histories
+from .cluster import memory_budget
+from .errors import ConfigError
+from .fitted import FittedState, derived
+from .fitting import fit_matrix, rating_matrix
+from .kernels import SimilaritySettings
+from .predict import (ScoringRule, history_recommendations, model_predictions, model_recommendations,
+                      neighbour_lists)
 from .refresh import refresh as refresh_model
 from .similarity import block_limit
 
 __all__ = ["KNN", "ItemKNN", "UserKNN", "ESTIMATORS", "load"]
 
 NEIGHBOURHOODS = ("rated", "global")
-PREDICTIONS = ("weighted", "mean-centred", "baseline")
-RANKINGS = ("prediction", "sum", "normalised-sum")
 
 
 class KNN(BaseEstimator):
@@ -141,24 +133,24 @@ class KNN(BaseEstimator):
 
     # ------------------------------------------------------------ checks
     def check_params(self):
-        choices = {"based": ("item", "user"), "similarity": MEASURES,
-                   "neighbourhood": NEIGHBOURHOODS, "prediction": PREDICTIONS,
-                   "on_bad_lines": ("error", "skip"), "method": (None, "rows", "tiles")}
+        """ConfigError naming the first invalid parameter (the similarity's and the scoring's
+        are checked by :class:`~dcf.kernels.SimilaritySettings` and :class:`~dcf.predict.ScoringRule`)."""
+        try:
+            self.similarity_settings()
+            ScoringRule(self.based, self.prediction, self.k, self.min_k, self.amplification)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        choices = {"neighbourhood": NEIGHBOURHOODS, "on_bad_lines": ("error", "skip"),
+                   "method": (None, "rows", "tiles")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}={getattr(self, name)!r} is not one of {', '.join(map(str, allowed))}")
-        for name, low in (("k", 1), ("min_support", 0), ("min_k", 0), ("baseline_epochs", 0)):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < low:
-                raise ConfigError(f"{name} must be an integer >= {low}, not {value!r}")
-        for name in ("shrinkage", "reg_user", "reg_item", "significance", "min_similarity"):
+        if not isinstance(self.baseline_epochs, (int, np.integer)) or self.baseline_epochs < 0:
+            raise ConfigError(f"baseline_epochs must be an integer >= 0, not {self.baseline_epochs!r}")
+        for name in ("reg_user", "reg_item"):
             value = getattr(self, name)
             if not isinstance(value, (int, float, np.number)) or not np.isfinite(value) or value < 0:
                 raise ConfigError(f"{name} must be a number >= 0, not {value!r}")
-        rho = self.amplification
-        if (not isinstance(rho, (int, float, np.number)) or isinstance(rho, bool) or not np.isfinite(rho)
-                or rho <= 0):
-            raise ConfigError(f"amplification must be a number > 0, not {rho!r}")
         if self.block_size is not None and int(self.block_size) < 1:
             raise ConfigError(f"block_size must be >= 1, not {self.block_size!r}")
 
@@ -179,10 +171,6 @@ class KNN(BaseEstimator):
         self.entity_means_, self.item_means_, self.item_count_ = state.entity_means, state.item_means, state.item_count
         self.user_bias_, self.item_bias_, self.token_ = state.user_bias, state.item_bias, state.token
         return self
-
-    def _baseline(self):
-        """``(global mean, user biases, item biases)`` for the baseline prediction, else None."""
-        return (self.global_mean_, self.user_bias_, self.item_bias_) if self.prediction == "baseline" else None
 
     def check_fitted(self):
         if not hasattr(self, "neighbours_"):
@@ -205,26 +193,7 @@ class KNN(BaseEstimator):
             The fitted model lives in the workers' memory (persisted).
         """
         self.check_params()
-        if isinstance(ratings, RatingMatrix):
-            matrix = ratings
-        elif isinstance(ratings, da.Array):
-            matrix = from_array(ratings, col_block=self.block_size if self.based == "item" else None,
-                                row_block=self.block_size if self.based == "user" else None)
-        else:
-            matrix = self.matrix_from_parts(*as_parts(ratings, self.on_bad_lines))
-        return self.set_state(fit_matrix(self, matrix.persist()))
-
-    def matrix_layout(self) -> dict:
-        """How this model's parameters ask the rating matrix to be cut into blocks."""
-        return dict(col_block=self.block_size if self.based == "item" else None,
-                    row_block=self.block_size if self.based == "user" else None,
-                    min_blocks=default_blocks(), based=self.based,
-                    entity_block_limit=self.entity_block_limit())
-
-    def matrix_from_parts(self, parts, report, source) -> RatingMatrix:
-        """The rating matrix of frame parts, blocked as this model's parameters ask."""
-        return build_matrix(parts, source=source, on_bad_lines=self.on_bad_lines, report=report,
-                            **self.matrix_layout())
+        return self.set_state(fit_matrix(self, rating_matrix(self, ratings).persist()))
 
     def refresh(self, ratings) -> "KNN":
         """This model with new ratings merged in, recomputing only the similarity rows
@@ -269,26 +238,7 @@ class KNN(BaseEstimator):
         the ``rated`` neighbourhood needs a model fitted with it (whole rows).
         Used by the neighbours sweep: one similarity computation for every k.
         """
-        self.check_fitted()
-        allowed = {"k", "neighbourhood", "prediction", "min_k", "amplification"}
-        if set(params) - allowed:
-            raise ConfigError(f"derive() changes only {', '.join(sorted(allowed))}; refit for "
-                              f"{', '.join(sorted(set(params) - allowed))}")
-        other = copy.copy(self)
-        for name, value in params.items():
-            setattr(other, name, value)
-        other.check_params()
-        if other.k > self.neighbours_.k:
-            raise ConfigError(f"k={other.k} exceeds the fitted k={self.neighbours_.k}: fit with "
-                              "the largest k first")
-        if other.neighbourhood == "rated" and self.similarity_rows_ is None:
-            raise ConfigError("the rated neighbourhood needs a model fitted with neighbourhood='rated'")
-        if other.k < self.neighbours_.k:
-            other.neighbours_ = self.neighbours_.prefix(other.k).persist()
-        if other.prediction == "baseline" and getattr(other, "user_bias_", None) is None:
-            other.user_bias_, other.item_bias_ = baseline_biases(other, other.matrix_, other.global_mean_)
-        other.token_ = dask.base.tokenize(self.token_, params)
-        return other
+        return derived(self, params)
 
     # ------------------------------------------------------------ use
     @property
@@ -315,20 +265,7 @@ class KNN(BaseEstimator):
             ``user, item, rating, prediction, neighbours, fallback`` (``rating``
             only when the pairs have one); never NaN.
         """
-        self.check_fitted()
-        parts, _, _ = as_parts(pairs, self.on_bad_lines, need_rating=False)
-        with_rating = isinstance(pairs, dio.Ratings) or "rating" in pairs.columns
-        m = self.matrix_
-        _, Q, _, _ = m.oriented(self.based)
-        S = self.similarity_rows_ if self.neighbourhood == "rated" else self.neighbours_.W
-        k = self.k if self.neighbourhood == "rated" else self.k + 1  # a global list is already top-k
-        return predict_pairs(parts, users=m.users, items=m.items, based=self.based, S=S, Q=Q,
-                             means=self.entity_means_, k=k, min_k=self.min_k,
-                             biases=self._baseline(), amplification=float(self.amplification),
-                             prediction=self.prediction, global_mean=self.global_mean_,
-                             rating_range=self.rating_range_, with_rating=with_rating,
-                             token=dask.base.tokenize(self.token_, parts),
-                             max_cells=max(16, 4 * parallelism()))
+        return model_predictions(self, pairs)
 
     def recommend(self, users=None, n: int = 20, ranking: str = "prediction", exclude=None) -> dd.DataFrame:
         """Top-``n`` unrated items per user (all users, or the given raw ids).
@@ -358,30 +295,7 @@ class KNN(BaseEstimator):
             ``fallback`` marks popular items filled in where fewer than n items
             had a score.
         """
-        self.check_fitted()
-        if int(n) < 1:
-            raise ConfigError(f"n must be at least 1, not {n!r}")
-        if ranking not in RANKINGS:
-            raise ConfigError(f"ranking={ranking!r} is not one of {', '.join(RANKINGS)}")
-        m = self.matrix_
-        blocks = None
-        if users is not None:
-            wanted = np.asarray(users, dtype=object)
-            codes = m.users.to_codes(wanted)
-            bounds = np.concatenate([[0], np.cumsum(m.by_user.chunks[0])])
-            blocks = set((np.searchsorted(bounds, codes[codes >= 0], side="right") - 1).tolist())
-        banned = _item_codes(m, exclude)
-        recs = recommend_blocks(users=m.users, items=m.items, based=self.based, by_user=m.by_user,
-                                W=self.neighbours_.W, entity_means=self.entity_means_,
-                                item_means=self.item_means_, item_count=self.item_count_, n=int(n),
-                                min_k=self.min_k, prediction=self.prediction,
-                                rating_range=self.rating_range_, blocks=blocks, ranking=ranking,
-                                biases=self._baseline(), amplification=float(self.amplification),
-                                exclude=banned, token=dask.base.tokenize(self.token_, n, ranking, banned))
-        if users is not None:
-            keep = set(m.users.to_raw(codes[codes >= 0]).tolist())
-            recs = recs[recs["user"].isin(keep)]
-        return recs
+        return model_recommendations(self, users, n, ranking, exclude)
 
     def recommend_for_history(self, history, n: int = 20, ranking: str = "prediction",
                               exclude=None) -> pd.DataFrame:
@@ -406,53 +320,11 @@ class KNN(BaseEstimator):
         -------
         pandas.DataFrame ``user, rank, item, score, fallback``
         """
-        self.check_fitted()
-        if self.based != "item":
-            raise ConfigError("recommend_for_history needs item-based CF (a new user has no "
-                              "user-user similarities without a refit); use ItemKNN")
-        if int(n) < 1:
-            raise ConfigError(f"n must be at least 1, not {n!r}")
-        if ranking not in RANKINGS:
-            raise ConfigError(f"ranking={ranking!r} is not one of {', '.join(RANKINGS)}")
-        if not isinstance(history, pd.DataFrame):
-            raise TypeError(f"history must be a pandas DataFrame, not {type(history).__name__}")
-        frame, _ = dio.validate_frame(history.reset_index(drop=True), "history")
-        m = self.matrix_
-        users = IdMap(frame["user"].to_numpy())
-        rows = users.to_codes(frame["user"].to_numpy())
-        cols = m.items.to_codes(frame["item"].to_numpy())
-        known = cols >= 0
-        H, _, conflicts = csr_from_triplets(rows[known], cols[known], frame["rating"].to_numpy()[known],
-                                            (len(users), len(m.items)), np.flatnonzero(known) + 1)
-        if len(conflicts):
-            row, col, first, other, _ = conflicts[0]
-            raise DataError("history", f"user {users.to_raw([int(row)])[0]!r} rates item "
-                            f"{m.items.to_raw([int(col)])[0]!r} twice with different values "
-                            f"(rows {int(first)} and {int(other)})")
-        banned = _item_codes(m, exclude)
-        biases = self._baseline()
-        if biases is not None:
-            mu, _, item_bias = dask.compute(*biases)
-            biases = (mu, fold_in_user_biases(H, item_bias, mu, float(self.reg_user)), item_bias)
-        return recommend_histories(H, users, items=m.items, W=self.neighbours_.W,
-                                   entity_means=self.entity_means_, item_means=self.item_means_,
-                                   item_count=self.item_count_, n=int(n), min_k=self.min_k,
-                                   prediction=self.prediction, rating_range=self.rating_range_,
-                                   ranking=ranking, biases=biases, exclude=banned,
-                                   amplification=float(self.amplification),
-                                   token=dask.base.tokenize(self.token_, H, n, ranking, banned, biases))
+        return history_recommendations(self, history, n, ranking, exclude)
 
     def neighbours(self, ids=None, n=None) -> pd.DataFrame:
         """The fitted neighbour lists as a frame (``entity, rank, neighbour, similarity``)."""
-        self.check_fitted()
-        vocab = self.matrix_.items if self.based == "item" else self.matrix_.users
-        rows = np.arange(len(vocab)) if ids is None else vocab.to_codes(ids)
-        rows = rows[rows >= 0]
-        idx, sim = self.neighbours_.rows(rows)
-        n = idx.shape[1] if n is None else min(int(n), idx.shape[1])
-        r, c = np.nonzero(idx[:, :n] >= 0)
-        return pd.DataFrame({"entity": vocab.to_raw(rows[r]), "rank": c + 1,
-                             "neighbour": vocab.to_raw(idx[r, c]), "similarity": sim[r, c]})
+        return neighbour_lists(self, ids, n)
 
 
 class ItemKNN(KNN):
@@ -496,19 +368,6 @@ class UserKNN(KNN):
 
 
 # ---------------------------------------------------------------- helpers
-
-def default_blocks() -> int:
-    """User blocks when none is given: one per thread that will run the tasks (at least 4)."""
-    return max(4, parallelism())
-
-
-def _item_codes(matrix, raw):
-    """Sorted distinct codes of the known item ids in ``raw`` (None when ``raw`` is None)."""
-    if raw is None:
-        return None
-    codes = matrix.items.to_codes(np.asarray(list(raw), dtype=object))
-    return np.unique(codes[codes >= 0]).astype(np.int64)
-
 
 # the classes a saved model may name (dcf-model.json's "class")
 ESTIMATORS = {"KNN": KNN, "ItemKNN": ItemKNN, "UserKNN": UserKNN}

@@ -11,7 +11,7 @@ Orientation: similarity is computed between the *rows* of a CSR matrix ``P``
 The modules, by concern:
 
 - :mod:`~dcf.kernels.measures`: the similarity measures, what each needs, the fast-path rule
-- :mod:`~dcf.kernels.sparse`: CSR blocks from ratings, row norms, per-column costs
+- :mod:`~dcf.kernels.sparse`: CSR blocks from ratings, their arrays as the loops take them, row norms, per-column costs
 - :mod:`~dcf.kernels.codec`: :class:`CompactCSR`, the shared matrix's compact storage
 - :mod:`~dcf.kernels.tiles`: similarities of two blocks as one dense tile
 - :mod:`~dcf.kernels.rows`: whole similarity rows (and top-k lists) from the shared matrix

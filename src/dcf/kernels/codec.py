@@ -4,8 +4,8 @@
 blocks are: :func:`compact_part` then :func:`compact_join`, which
 :func:`compact_stack` does in one process), the packed form's value tables
 (:func:`few_values`, :func:`pack_entries`), and how the compiled loops read either
-form (:func:`entries`), including the entities' rows cut from it
-(:func:`entity_rows`).
+form (:class:`Entries`, from :func:`entries`), including the entities' rows cut
+from it (:func:`entity_rows`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import scipy.sparse as sp
 
 __all__ = [
     "CompactCSR", "PACK_LIMIT", "compact_csr", "unpacked", "compact_stack", "compact_part", "compact_join",
-    "FEW_VALUES", "GRID_SLOTS", "few_values", "pack_entries", "entries", "column_squares", "entity_rows",
+    "FEW_VALUES", "GRID_SLOTS", "few_values", "pack_entries", "Entries", "entries", "column_squares", "entity_rows",
     "slice_count", "slice_fill",
 ]
 
@@ -212,28 +212,41 @@ def pack_entries(indices, data, table, out):  # pragma: no cover - compiled
         out[e] = (np.uint32(lo) << np.uint32(16)) | np.uint32(indices[e])
 
 
-def entries(Q):
-    """``(columns, values, packed, table)`` of a :class:`CompactCSR` for the compiled
-    loops that read either form (empty arrays stand for the form it does not have)."""
+class Entries(NamedTuple):
+    """A :class:`CompactCSR`'s arrays as the compiled loops that read either form take
+    them, one argument: row pointers ``ptr``; columns ``idx`` and values ``val`` (plain
+    form) or ``packed`` entries and their value ``table`` (packed form), empty arrays
+    standing for the form it does not have; ``is_packed`` says which."""
+
+    ptr: np.ndarray
+    idx: np.ndarray
+    val: np.ndarray
+    packed: np.ndarray
+    table: np.ndarray
+    is_packed: bool
+
+
+def entries(Q) -> Entries:
+    """The :class:`Entries` of a :class:`CompactCSR`."""
     if Q.packed is not None:
-        return np.zeros(0, np.uint16), np.zeros(0), Q.packed, Q.table
-    return Q.indices, Q.data, np.zeros(0, np.uint32), np.zeros(0)
+        return Entries(Q.indptr, np.zeros(0, np.uint16), np.zeros(0), Q.packed, Q.table, True)
+    return Entries(Q.indptr, Q.indices, Q.data, np.zeros(0, np.uint32), np.zeros(0), False)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _entry(q_idx, q_val, q_packed, table, packed, q):  # pragma: no cover - compiled
-    """``(column, value as float64)`` of entry ``q`` of either form."""
-    if packed:
-        x = q_packed[q]
-        return np.int64(x & 0xFFFF), table[x >> 16]
-    return np.int64(q_idx[q]), np.float64(q_val[q])
+def _entry(e, q):  # pragma: no cover - compiled
+    """``(column, value as float64)`` of entry ``q`` of :class:`Entries` ``e`` (either form)."""
+    if e.is_packed:
+        x = e.packed[q]
+        return np.int64(x & 0xFFFF), e.table[x >> 16]
+    return np.int64(e.idx[q]), np.float64(e.val[q])
 
 
 @numba.njit(cache=True, nogil=True)
-def column_squares(q_idx, q_val, q_packed, table, packed, out):  # pragma: no cover - compiled
-    """Add the square of every entry's value to its column's total in ``out`` (either form)."""
-    for q in range(len(q_packed) if packed else len(q_idx)):
-        c, v = _entry(q_idx, q_val, q_packed, table, packed, q)
+def column_squares(e, out):  # pragma: no cover - compiled
+    """Add the square of every entry's value to its column's total in ``out`` (:class:`Entries`, either form)."""
+    for q in range(len(e.packed) if e.is_packed else len(e.idx)):
+        c, v = _entry(e, q)
         out[c] += v * v
 
 
@@ -247,26 +260,27 @@ def entity_rows(Q, lo, hi):
     m = int(Q.shape[0])
     first = np.empty(m, np.int64)
     indptr = np.zeros(hi - lo + 1, np.int64)
-    args = (Q.indptr, *entries(Q), Q.packed is not None, lo, hi, first)
-    slice_count(*args, indptr)
+    e = entries(Q)
+    slice_count(e, lo, hi, first, indptr)
     np.cumsum(indptr, out=indptr)
     indices = np.empty(int(indptr[-1]), np.int32)
     data = np.empty(int(indptr[-1]))
-    slice_fill(*args, indptr[:-1].copy(), indices, data)
+    slice_fill(e, lo, hi, first, indptr[:-1].copy(), indices, data)
     return sp.csr_matrix((data, indices, indptr), shape=(hi - lo, m))
 
 
 @numba.njit(cache=True, nogil=True)
-def slice_count(q_ptr, q_idx, q_val, q_packed, table, packed, lo, hi, first, counts):  # pragma: no cover
+def slice_count(e, lo, hi, first, counts):  # pragma: no cover
     """Each row's first entry at or after column ``lo`` into ``first``, and the entries
-    of every column ``lo .. hi`` into ``counts[1:]``.  A plain scan from each row's
-    start: three times faster than a binary search for ``lo`` (measured on the 20M
+    of every column ``lo .. hi`` into ``counts[1:]`` (:class:`Entries` ``e``, either
+    form).  A plain scan from each row's start: three times faster than a binary search for ``lo`` (measured on the 20M
     set), whose every step is an unpredictable branch."""
+    q_ptr = e.ptr
     for u in range(len(q_ptr) - 1):
         b = q_ptr[u + 1]
         f = b
         for q in range(q_ptr[u], b):
-            c = _entry(q_idx, q_val, q_packed, table, packed, q)[0]
+            c = _entry(e, q)[0]
             if c >= lo:
                 if f == b:
                     f = q
@@ -277,14 +291,16 @@ def slice_count(q_ptr, q_idx, q_val, q_packed, table, packed, lo, hi, first, cou
 
 
 @numba.njit(cache=True, nogil=True)
-def slice_fill(q_ptr, q_idx, q_val, q_packed, table, packed, lo, hi, first, at, indices, data):  # pragma: no cover
-    """Each entry of columns ``lo .. hi`` from ``first`` on, as row ``u`` of column ``c - lo``, at ``at[c - lo]``."""
+def slice_fill(e, lo, hi, first, at, indices, data):  # pragma: no cover
+    """Each entry of :class:`Entries` ``e`` in columns ``lo .. hi`` from ``first`` on, as
+    row ``u`` of column ``c - lo``, at ``at[c - lo]``."""
+    q_ptr = e.ptr
     for u in range(len(q_ptr) - 1):
         for q in range(first[u], q_ptr[u + 1]):
-            c, v = _entry(q_idx, q_val, q_packed, table, packed, q)
+            c, v = _entry(e, q)
             if c >= hi:
                 break
-            e = at[c - lo]
-            indices[e] = u
-            data[e] = v
-            at[c - lo] = e + 1
+            w = at[c - lo]
+            indices[w] = u
+            data[w] = v
+            at[c - lo] = w + 1

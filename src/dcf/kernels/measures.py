@@ -193,7 +193,7 @@ def column_totals(Q, measure):
     if mode == JACCARD:
         return np.bincount(Q.packed & 0xFFFF if packed else Q.indices, minlength=n).astype(np.float64)
     out = np.zeros(n)
-    column_squares(*entries(Q), packed, out)
+    column_squares(entries(Q), out)
     return np.sqrt(out)
 
 

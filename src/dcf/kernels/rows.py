@@ -3,27 +3,56 @@
 :func:`similarity_rows` and its two compiled loops: the general one
 (:func:`sim_rows`, every measure, dense rows or top-k lists) and the fast top-k
 scan of the norm-divided measures (:func:`norms_topk`, see
-:func:`dcf.kernels.measures.fast_topk`), with the tuning constants they run with.
+:func:`dcf.kernels.measures.fast_topk`), the arguments they take grouped
+(:class:`Rules`, how a pair is scored; :class:`RowsOut`, what they fill), with the
+tuning constants they run with.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numba
 import numpy as np
 
 from .codec import CompactCSR, compact_csr, entries, unpacked
-from .measures import JACCARD, PEARSON, fast_topk, measure_mode, needs_norms
+from .measures import JACCARD, PEARSON, SimilaritySettings, measure_mode
 from .prefetch import prefetch, prefetch_lines, prefetch_row
+from .sparse import CsrArrays, csr_arrays
 
-__all__ = ["PREFETCH_AHEAD", "SELECT_BLOCK", "similarity_rows", "sim_rows", "norms_topk"]
+__all__ = ["PREFETCH_AHEAD", "SELECT_BLOCK", "Rules", "RowsOut", "similarity_rows", "sim_rows", "norms_topk"]
 
 
 PREFETCH_AHEAD = 4  # rows ahead: the row pointer at 2x, the row itself at 1x (measured best)
 SELECT_BLOCK = 32  # columns a top-k scan skips at once when their largest estimate is under the cut
 
 
-def similarity_rows(Pa, Q, row0, measure="cosine", min_support=1, shrinkage=0.0, k=None,
-                    norms_a=None, norms=None, dense=False, significance=0.0, min_similarity=0.0):
+class Rules(NamedTuple):
+    """How :func:`sim_rows` scores a pair, as it takes the rules: the measure's ``mode``
+    (as :func:`dcf.kernels.measures.measure_mode` gives it), whether co-raters are
+    counted (``count``), and ``min_support``, ``shrinkage``, the shrinkage's
+    ``offset``, ``significance`` and ``min_similarity``, all floats."""
+
+    mode: int
+    count: bool
+    min_support: float
+    shrinkage: float
+    offset: float
+    significance: float
+    min_similarity: float
+
+
+class RowsOut(NamedTuple):
+    """What the rows loops fill: the dense rows ``rows`` where ``dense`` (else a
+    ``(0, 0)`` array), and the top-k table ``top_i`` / ``top_s`` (k columns, 0 for none)."""
+
+    dense: bool
+    rows: np.ndarray
+    top_i: np.ndarray
+    top_s: np.ndarray
+
+
+def similarity_rows(Pa, Q, row0, settings=SimilaritySettings(), k=None, norms_a=None, norms=None, dense=False):
     """Whole similarity rows of a block of entities, straight from the ratings.
 
     The same values as :func:`similarity_tile` over every block, bit for bit,
@@ -42,7 +71,9 @@ def similarity_rows(Pa, Q, row0, measure="cosine", min_support=1, shrinkage=0.0,
         an incremental refresh recomputes only some).
     Q : scipy.sparse.csr_matrix or CompactCSR (m, n), sorted indices
         Every entity's ratings, others x entities (the whole matrix).
-    measure, min_support, shrinkage, significance, min_similarity : as in :func:`similarity_tile`
+    settings : SimilaritySettings
+        The measure and its ``min_support``, ``shrinkage``, ``significance`` and
+        ``min_similarity``, as in :func:`similarity_tile`.
     k : int, optional
         Also return the top-``k`` table (as :func:`topk_rows` gives it, self
         excluded).
@@ -56,49 +87,58 @@ def similarity_rows(Pa, Q, row0, measure="cosine", min_support=1, shrinkage=0.0,
     -------
     rows or None, idx or None, sim or None
     """
-    mode, min_support, offset = measure_mode(measure, min_support, shrinkage)
+    s = settings
+    mode, min_support, offset = measure_mode(s.measure, s.min_support, s.shrinkage)
     if not isinstance(Q, CompactCSR):
         Q = compact_csr(Q)
-    fast = fast_topk(measure, min_support, shrinkage, significance, dense, k)
+    fast = s.fast_topk(dense, k)
     if not fast:
         Q = unpacked(Q)
     na, n = Pa.shape[0], Q.shape[1]
-    totals = needs_norms(measure)
+    totals = s.spec.needs_norms
     if totals and (norms_a is None or norms is None):
-        raise ValueError(f"{measure} needs norms_a and norms (kernels.entity_totals)")
+        raise ValueError(f"{s.measure} needs norms_a and norms (kernels.entity_totals)")
     ids = np.asarray(row0, np.int64)
     if ids.ndim == 0:
         ids = np.arange(int(row0), int(row0) + na, dtype=np.int64)
     elif ids.shape != (na,):
         raise ValueError(f"row0 gives {ids.shape[0]} entity ids for {na} rows")
     kk = 0 if k is None else int(k)
-    rows = np.zeros((na, n) if dense else (0, 0))
-    idx = np.full((na, kk), -1, np.int64)
-    sim = np.zeros((na, kk))
-    empty = np.zeros(0)
+    out = RowsOut(bool(dense), np.zeros((na, n) if dense else (0, 0)), np.full((na, kk), -1, np.int64),
+                  np.zeros((na, kk)))
+    a = csr_arrays(Pa)
     if fast:
         norms_a, norms = np.asarray(norms_a, np.float64), np.asarray(norms, np.float64)
-        args = (Pa.indptr.astype(np.int64, copy=False), Pa.indices, np.asarray(Pa.data, np.float64), Q.indptr)
-        norms_topk(*args, *entries(Q), Q.packed is not None, ids, norms_a, norms, _inverse(norms),
-                   float(min_similarity), idx, sim, PREFETCH_AHEAD, SELECT_BLOCK)
-        return None, idx, sim
-    count = min_support > 1 or shrinkage > 0 or significance > 0 or mode == PEARSON
-    p_val = np.ones(Pa.nnz) if mode == JACCARD else np.asarray(Pa.data, np.float64)
+        norms_topk(a, entries(Q), ids, norms_a, norms, _inverse(norms), float(s.min_similarity), out,
+                   PREFETCH_AHEAD, SELECT_BLOCK)
+        return None, out.top_i, out.top_s
+    count = min_support > 1 or s.shrinkage > 0 or s.significance > 0 or mode == PEARSON
+    if mode == JACCARD:
+        a = a._replace(val=np.ones(Pa.nnz))
     q_val = np.ones(Q.indices.shape[0], np.float32) if mode == JACCARD else Q.data
-    sim_rows(Pa.indptr.astype(np.int64, copy=False), Pa.indices, p_val,
-             Q.indptr, Q.indices, q_val, ids, n, mode, count,
-             float(min_support), float(shrinkage), offset, float(significance), float(min_similarity),
+    rules = Rules(mode, count, float(min_support), float(s.shrinkage), offset, float(s.significance),
+                  float(s.min_similarity))
+    empty = np.zeros(0)
+    sim_rows(a, CsrArrays(Q.indptr, Q.indices, q_val), ids, n, rules,
              np.asarray(norms_a, np.float64) if totals else empty,
-             np.asarray(norms, np.float64) if totals else empty, dense, rows, idx, sim, PREFETCH_AHEAD)
-    return (rows if dense else None), (idx if k is not None else None), (sim if k is not None else None)
+             np.asarray(norms, np.float64) if totals else empty, out, PREFETCH_AHEAD)
+    return (out.rows if dense else None), (out.top_i if k is not None else None), \
+        (out.top_s if k is not None else None)
 
 
 @numba.njit(cache=True, nogil=True)
-def sim_rows(p_ptr, p_idx, p_val, q_ptr, q_idx, q_val, ids, n, mode, count, min_support,
-             shrinkage, offset, significance, min_similarity, norms_a, norms, dense, rows, top_i, top_s,
-             ahead):  # pragma: no cover
-    """The general loop of :func:`similarity_rows`: any measure (``mode`` as
-    :func:`dcf.kernels.measures.measure_mode` gives it), dense rows and / or top-k lists."""
+def sim_rows(a, q, ids, n, rules, norms_a, norms, out, ahead):  # pragma: no cover
+    """The general loop of :func:`similarity_rows`: any measure, dense rows and / or
+    top-k lists.  Rows ``a`` of the block and ``q`` of the shared matrix
+    (:class:`~dcf.kernels.sparse.CsrArrays`), the block's entity ids ``ids``, ``n``
+    entities, the pair's scoring :class:`Rules`, the totals ``norms_a`` / ``norms``
+    where the measure divides by them (else empty), the :class:`RowsOut` to fill,
+    and the rows to prefetch ``ahead``."""
+    p_ptr, p_idx, p_val = a.ptr, a.idx, a.val
+    q_ptr, q_idx, q_val = q.ptr, q.idx, q.val
+    mode, count, min_support, shrinkage = rules.mode, rules.count, rules.min_support, rules.shrinkage
+    offset, significance, min_similarity = rules.offset, rules.significance, rules.min_similarity
+    dense, rows, top_i, top_s = out.dense, out.rows, out.top_i, out.top_s
     squares = mode == 0 or mode == 2  # CO_RATED, PEARSON
     sums = mode == 2
     prod = np.zeros(n)
@@ -209,10 +249,13 @@ def _insert(top_i, top_s, i, have, j, s):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def norms_topk(p_ptr, p_idx, p_val, q_ptr, q_idx, q_val, q_packed, table, packed, ids, norms_a, norms, inv,
-               min_similarity, top_i, top_s, ahead, block):  # pragma: no cover - compiled
-    """Top-k rows of a norm-divided measure (see :func:`fast_topk`); ``packed``: read
-    ``q_packed`` / ``table``, else ``q_idx`` / ``q_val``.
+def norms_topk(a, e, ids, norms_a, norms, inv, min_similarity, out, ahead, block):  # pragma: no cover - compiled
+    """Top-k rows of a norm-divided measure (see :func:`dcf.kernels.measures.fast_topk`)
+    into ``out.top_i`` / ``out.top_s`` (:class:`RowsOut`): rows ``a`` of the block
+    (:class:`~dcf.kernels.sparse.CsrArrays`) against the shared matrix's
+    :class:`~dcf.kernels.codec.Entries` ``e`` (its packed entries and table where
+    ``e.is_packed``, else its columns and values), ``inv`` = ``1 / norms`` (0 where
+    a norm is 0), prefetching ``ahead`` rows, scanning blocks of ``block`` columns.
 
     Each row's products are summed into a dense accumulator with no bookkeeping of the
     columns touched (measured: tracking them, even only for rows with few products,
@@ -229,6 +272,9 @@ def norms_topk(p_ptr, p_idx, p_val, q_ptr, q_idx, q_val, q_packed, table, packed
     columns instead of about k log(n / k) from a cut that starts at 0 (measured on the
     20M set: 54 instead of 322 a row, each insert costing some 150 ns).  Once the list
     is full, the cut follows its k-th similarity."""
+    p_ptr, p_idx, p_val = a.ptr, a.idx, a.val
+    q_ptr, q_idx, q_val, q_packed, table, packed = e.ptr, e.idx, e.val, e.packed, e.table, e.is_packed
+    top_i, top_s = out.top_i, out.top_s
     n = norms.shape[0]
     k = top_i.shape[1]
     nb = (n + block - 1) // block

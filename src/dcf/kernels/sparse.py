@@ -1,17 +1,20 @@
 """CSR blocks from ratings, and per-row sums over them.
 
-Building a block from triplets (exact duplicates dropped, conflicts found), the
+Building a block from triplets (exact duplicates dropped, conflicts found), a
+block's arrays as the compiled loops read them (:class:`CsrArrays`), the
 Euclidean norm of every row, a block's who-rated pattern, and the per-column cost
 of the rows kernel that the similarity stage balances its tasks by.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["csr_from_triplets", "row_norms", "rater_costs", "add_rater_costs", "binary"]
+__all__ = ["csr_from_triplets", "CsrArrays", "csr_arrays", "row_norms", "rater_costs", "add_rater_costs", "binary"]
 
 
 def csr_from_triplets(rows, cols, vals, shape, lines=None):
@@ -51,6 +54,23 @@ def csr_from_triplets(rows, cols, vals, shape, lines=None):
     csr = sp.csr_matrix((vals[keep], (rows[keep], cols[keep])), shape=shape)
     csr.sort_indices()
     return csr, int((same & ~clash).sum()), conflicts
+
+
+class CsrArrays(NamedTuple):
+    """A CSR block's arrays as the compiled loops take them, one argument: row pointers
+    ``ptr``, column indices ``idx`` and values ``val``."""
+
+    ptr: np.ndarray
+    idx: np.ndarray
+    val: np.ndarray
+
+
+def csr_arrays(m, index=None) -> CsrArrays:
+    """:class:`CsrArrays` of a scipy CSR matrix: int64 row pointers, its column indices
+    (converted to ``index`` where given) and float64 values (no copy where the arrays
+    have those types already)."""
+    idx = m.indices if index is None else m.indices.astype(index, copy=False)
+    return CsrArrays(m.indptr.astype(np.int64, copy=False), idx, np.asarray(m.data, np.float64))
 
 
 def row_norms(P):

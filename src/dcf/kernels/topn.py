@@ -1,15 +1,42 @@
 """Top-N recommendations per row: selection among scored columns, or scores and selection fused.
 
 Rated columns are excluded, ties go to the more popular column, and rows with
-fewer than N candidates are filled in by popularity.
+fewer than N candidates are filled in by popularity.  The compiled loops take the
+lists they fill as one :class:`TopNTable`, and :func:`recommend_rows`'s loop its
+scoring as one :class:`ScoreRule`.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba
 import numpy as np
 
-__all__ = ["top_n", "recommend_rows"]
+from .sparse import CsrArrays, csr_arrays
+
+__all__ = ["TopNTable", "ScoreRule", "top_n", "recommend_rows"]
+
+
+class TopNTable(NamedTuple):
+    """The ``(r, n)`` Top-N lists the compiled loops fill: columns ``cols`` (-1 where
+    none), scores ``vals``, and each row's count of listed columns ``have``."""
+
+    cols: np.ndarray
+    vals: np.ndarray
+    have: np.ndarray
+
+
+class ScoreRule(NamedTuple):
+    """How :func:`recommend_rows`'s loop scores a column: the similarity is ``A``'s value
+    where ``sim_left`` else ``B``'s; at least ``min_k`` terms (a float); the score
+    clipped to ``lo .. hi``; ``divide`` False ranks by the weighted sum itself."""
+
+    sim_left: bool
+    min_k: float
+    lo: float
+    hi: float
+    divide: bool
 
 
 def top_n(indptr, indices, scores, valid, rated, n, order):
@@ -33,19 +60,13 @@ def top_n(indptr, indices, scores, valid, rated, n, order):
     filled : (r, n) bool, True where the column was filled in by popularity
     """
     r, m = rated.shape
-    rank_of, out_c, out_v, have = _output_table(r, m, order, n)
-    _topn_rows(np.asarray(indptr, np.int64), np.asarray(indices, np.int64),
-               np.asarray(scores, np.float64), np.asarray(valid, np.bool_),
-               rated.indptr.astype(np.int64), rated.indices.astype(np.int64), rank_of, n,
-               out_c, out_v, have, np.zeros(m, np.bool_))
-    filled = np.zeros((r, n), bool)
-    short = np.flatnonzero(have < n)
-    if len(short):
-        _fill(out_c, filled, short, have, rated, _row_keys(rated), np.asarray(order, np.int64), n)
-    return out_c, out_v, filled
+    rank_of, out = _output_table(r, m, order, n)
+    candidates = CsrArrays(np.asarray(indptr, np.int64), np.asarray(indices, np.int64), np.asarray(scores, np.float64))
+    _topn_rows(candidates, np.asarray(valid, np.bool_), _pattern(rated), rank_of, out, np.zeros(m, np.bool_))
+    return _filled(out, rated, order)
 
 
-def recommend_rows(A, B, sim_left, rated, n, order, min_k=1, row_add=None, col_add=None,
+def recommend_rows(A, B, rated, n, order, *, sim_left, min_k=1, adds=(None, None),
                    rating_range=(-np.inf, np.inf), divide=True):
     r"""Top-N by predicted rating for a block of rows, scores and selection fused.
 
@@ -70,33 +91,46 @@ def recommend_rows(A, B, sim_left, rated, n, order, min_k=1, row_add=None, col_a
     ----------
     A : scipy.sparse.csr_matrix (r, K); B : scipy.sparse.csr_matrix (K, m)
         Values already centred where the prediction is mean-centred.
-    row_add, col_add : (r,), (m,) float64, optional
+    rated : scipy.sparse.csr_matrix (r, m); its stored entries are excluded
+    n : int
+    order : (m,) int64 permutation of the columns, most popular first (as in :func:`top_n`)
+    sim_left : bool
+        The similarity is ``A``'s value (user-based), else ``B``'s (item-based).
+    min_k : int
+        The fewest terms a scored column needs (at least 1).
+    adds : ((r,) or None, (m,) or None)
+        ``(row_add, col_add)``: the float64 :math:`a_u` and :math:`c_i` added to each
+        score (None: zeros).
     rating_range : (low, high)
+        What a score is clipped to.
+    divide : bool
+        False: rank by ``num`` itself.
 
     Returns
     -------
     cols, vals, filled : as :func:`top_n`
     """
     r, m = rated.shape
-    rank_of, out_c, out_v, have = _output_table(r, m, order, n)
+    rank_of, out = _output_table(r, m, order, n)
+    row_add, col_add = adds
     lo, hi = (float(v) for v in rating_range)
-    _recommend_rows(A.indptr.astype(np.int64), A.indices.astype(np.int64), np.asarray(A.data, np.float64),
-                    B.indptr.astype(np.int64), B.indices.astype(np.int64), np.asarray(B.data, np.float64),
-                    bool(sim_left), rated.indptr.astype(np.int64), rated.indices.astype(np.int64),
-                    rank_of, n, float(max(int(min_k), 1)),
+    rule = ScoreRule(bool(sim_left), float(max(int(min_k), 1)), lo, hi, bool(divide))
+    _recommend_rows(csr_arrays(A, np.int64), csr_arrays(B, np.int64), _pattern(rated), rank_of, rule,
                     np.zeros(r) if row_add is None else np.asarray(row_add, np.float64),
-                    np.zeros(m) if col_add is None else np.asarray(col_add, np.float64),
-                    lo, hi, bool(divide), out_c, out_v, have)
-    filled = np.zeros((r, n), bool)
-    short = np.flatnonzero(have < n)
-    if len(short):
-        _fill(out_c, filled, short, have, rated, _row_keys(rated), np.asarray(order, np.int64), n)
-    return out_c, out_v, filled
+                    np.zeros(m) if col_add is None else np.asarray(col_add, np.float64), out)
+    return _filled(out, rated, order)
 
 
 @numba.njit(cache=True, nogil=True)
-def _recommend_rows(a_ptr, a_idx, a_val, b_ptr, b_idx, b_val, sim_left, r_ptr, r_idx, rank_of, n,
-                    min_k, row_add, col_add, lo, hi, divide, out_c, out_v, have):  # pragma: no cover
+def _recommend_rows(a, b, rated, rank_of, rule, row_add, col_add, out):  # pragma: no cover
+    """:func:`recommend_rows`'s loop: rows ``a`` times ``b`` and ``rated``
+    (:class:`~dcf.kernels.sparse.CsrArrays`, int64 indices) scored by ``rule``
+    (:class:`ScoreRule`) into ``out`` (:class:`TopNTable`)."""
+    a_ptr, a_idx, a_val, b_ptr, b_idx, b_val = a.ptr, a.idx, a.val, b.ptr, b.idx, b.val
+    r_ptr, r_idx = rated.ptr, rated.idx
+    sim_left, min_k, lo, hi, divide = rule.sim_left, rule.min_k, rule.lo, rule.hi, rule.divide
+    out_c, out_v, have = out.cols, out.vals, out.have
+    n = out_c.shape[1]
     m = len(rank_of)
     num = np.zeros(m)
     den = np.zeros(m)
@@ -163,8 +197,14 @@ def _push(out_c, out_v, row, have, n, c, s, rank_of):  # pragma: no cover - comp
 
 
 @numba.njit(cache=True, nogil=True)
-def _topn_rows(indptr, indices, scores, valid, r_indptr, r_indices, rank_of, n, out_c, out_v, have,
-               flag):  # pragma: no cover - compiled
+def _topn_rows(candidates, valid, rated, rank_of, out, flag):  # pragma: no cover - compiled
+    """:func:`top_n`'s loop: the ``candidates`` (:class:`~dcf.kernels.sparse.CsrArrays`:
+    columns and scores) where ``valid`` and not ``rated`` into ``out`` (:class:`TopNTable`);
+    ``flag`` all False, m long."""
+    indptr, indices, scores = candidates.ptr, candidates.idx, candidates.val
+    r_indptr, r_indices = rated.ptr, rated.idx
+    out_c, out_v, have = out.cols, out.vals, out.have
+    n = out_c.shape[1]
     for row in range(len(indptr) - 1):
         for p in range(r_indptr[row], r_indptr[row + 1]):
             flag[r_indices[p]] = True
@@ -182,11 +222,28 @@ def _topn_rows(indptr, indices, scores, valid, r_indptr, r_indices, rank_of, n, 
 
 
 def _output_table(r: int, m: int, order, n: int):
-    """``(rank_of, cols, vals, have)``: each column's place in ``order`` and the empty
-    ``(r, n)`` lists the compiled loops fill."""
+    """``(rank_of, table)``: each column's place in ``order`` and the empty ``(r, n)``
+    :class:`TopNTable` the compiled loops fill."""
     rank_of = np.empty(m, np.int64)
     rank_of[np.asarray(order, np.int64)] = np.arange(m)
-    return rank_of, np.full((r, n), -1, np.int64), np.zeros((r, n)), np.zeros(r, np.int64)
+    return rank_of, TopNTable(np.full((r, n), -1, np.int64), np.zeros((r, n)), np.zeros(r, np.int64))
+
+
+def _pattern(rated):
+    """The :class:`~dcf.kernels.sparse.CsrArrays` of ``rated``'s pattern: int64 row
+    pointers and columns (the values are not read: an empty array)."""
+    return CsrArrays(rated.indptr.astype(np.int64), rated.indices.astype(np.int64), np.zeros(0))
+
+
+def _filled(out, rated, order):
+    """``(cols, vals, filled)`` of a filled :class:`TopNTable`, its short rows filled in by
+    popularity (:func:`_fill`)."""
+    r, n = out.cols.shape
+    filled = np.zeros((r, n), bool)
+    short = np.flatnonzero(out.have < n)
+    if len(short):
+        _fill(out.cols, filled, short, out.have, rated, _row_keys(rated), np.asarray(order, np.int64), n)
+    return out.cols, out.vals, filled
 
 
 def _row_keys(csr):

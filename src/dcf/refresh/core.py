@@ -14,11 +14,12 @@ from .. import kernels
 from ..blocks import concat_rows, outputs
 from ..cluster import everywhere, memory_budget, parallelism
 from ..fitted import ROW_TASKS_PER_THREAD, as_parts, baseline_biases, centred_ratings, fitted_state, needs_biases
+from ..fitting import matrix_from_parts
 from ..neighbours import table_from_blocks
 from ..similarity import DENSE_FRACTION, balanced_cuts, entity_norms, entity_stats, shared_matrix
 from ..similarity import method as similarity_method
 from .ratings import merged_matrix, old_parts, old_values
-from .rows import blocks_of, overlapping, refresh_block, stack_columns
+from .rows import BlockRows, TableSpec, blocks_of, overlapping, refresh_block, stack_columns
 
 __all__ = ["refresh"]
 
@@ -39,7 +40,7 @@ def refresh(model, ratings):
     changed = ~present | (value != batch["rating"].to_numpy(np.float64))  # else a repeat
     matrix = merged_matrix(model, old, batch, present, batch_report, source)
     if matrix is None:  # ids of mixed kinds: the general path, through frames of raw ids
-        matrix = model.matrix_from_parts(old_parts(old, batch) + [dask.delayed(batch, pure=True,
+        matrix = matrix_from_parts(model, old_parts(old, batch) + [dask.delayed(batch, pure=True,
                                                                      name=f"refresh-batch-{dask.base.tokenize(batch)}")],
                               batch_report, source)
     matrix = matrix.persist()
@@ -105,6 +106,7 @@ def refresh(model, ratings):
     old_tab = blocks_of(model.neighbours_.idx), blocks_of(model.neighbours_.sim)
     old_rows = blocks_of(model.similarity_rows_) if whole_rows else None
     task = dask.delayed(refresh_block, pure=True)
+    spec = TableSpec(settings, k, whole_rows, DENSE_FRACTION, n_ent, touched)
     blocks = []
     for a in range(len(bounds) - 1):
         b_lo, b_hi = int(bounds[a]), int(bounds[a + 1])
@@ -116,10 +118,10 @@ def refresh(model, ratings):
         rows0, rows_here = overlapping(old_rows, o_lo, o_hi) if whole_rows else (0, [])
         work_here = aff.any() or pat.any()
         inputs = (p_here if work_here else [], idx_here, overlapping(old_tab[1], o_lo, o_hi)[1], rows_here)
+        block = BlockRows(b_lo, b_hi, p0, aff, pat, old_of_new[b_lo:b_hi], tab0, rows0,
+                          tuple(len(x) for x in inputs))
         blocks.append(task(others if work_here else None, norms if work_here else None,
-                           (columns, touched) if pat.any() else None, b_lo, b_hi, p0,
-                           settings, k, whole_rows, DENSE_FRACTION, aff, pat, old_of_new[b_lo:b_hi],
-                           shared_map, n_ent, tab0, rows0, tuple(len(x) for x in inputs),
+                           columns if pat.any() else None, shared_map, spec, block,
                            *[x for group in inputs for x in group], dask_key_name=f"refresh-block-{token}-{a}"))
         blocks[-1] = outputs(blocks[-1], 4, ("refresh-idx", "refresh-sim", "refresh-row-block", "refresh-fallbacks"))
     table = table_from_blocks([b[0] for b in blocks], [b[1] for b in blocks], bounds, k, token)

@@ -11,6 +11,7 @@ import scipy.sparse as sp
 
 from ..blocks import outputs, stack_rows
 from ..fitted import single
+from ..fitting import matrix_layout
 from ..ids import IdMap
 from ..matrix import build_block, from_user_blocks, layout
 from .rows import blocks_of, overlapping
@@ -55,7 +56,7 @@ def merged_matrix(model, old, batch: pd.DataFrame, present, report, source):
     # the old pairs the batch rates again are dropped: their new value comes from the batch
     again = np.unique(u[present].astype(np.int64) * len(items) + i[present])
     held = int(np.sum(dask.compute(single(old.user_count))[0]))
-    ub, ib = layout(len(users), len(items), int(held) - len(again) + len(batch), **model.matrix_layout())
+    ub, ib = layout(len(users), len(items), int(held) - len(again) + len(batch), **matrix_layout(model))
     token = dask.base.tokenize(old.by_user, batch, ub, ib, model.on_bad_lines)
     o_bounds, o_blocks = blocks_of(old.by_user)
     blk = np.searchsorted(ub, u, side="right") - 1
@@ -73,8 +74,8 @@ def merged_matrix(model, old, batch: pd.DataFrame, present, report, source):
             if len(have) else (0, [])
         sel = np.flatnonzero(blk == b)
         mine = again[(again >= lo * len(items)) & (again < hi * len(items))]
-        blk_csr, rep = outputs(merge((hi - lo, len(items)), lo, u_key, i_key, source, model.on_bad_lines,
-                                     olds, first, shared_items, mine - lo * len(items),
+        block = ((hi - lo, len(items)), lo, u_key, i_key, source, model.on_bad_lines)
+        blk_csr, rep = outputs(merge(block, olds, first, shared_items, mine - lo * len(items),
                                      (u[sel] - lo, i[sel], r[sel], lines[sel]), *pieces,
                                      dask_key_name=f"refresh-matrix-block-{token}-{b}"),
                                2, ("matrix-user-csr", "matrix-user-report"))
@@ -83,11 +84,13 @@ def merged_matrix(model, old, batch: pd.DataFrame, present, report, source):
     return from_user_blocks(users, items, blocks, ub, ib, reports, source, token)
 
 
-def _merge_block(shape, row0, users, items, source, on_bad_lines, old_rows, first, item_of_old, drop,
-                 batch, *old_blocks):
+def _merge_block(block, old_rows, first, item_of_old, drop, batch, *old_blocks):
     """One user block of the merged matrix: the old rows, their items renumbered and the
     re-rated pairs dropped, and the batch's ratings, built as :func:`dcf.matrix.build_matrix`
-    builds a block (the batch's duplicates and conflicts counted or raised alike)."""
+    builds a block (the batch's duplicates and conflicts counted or raised alike).
+    ``block``: :func:`dcf.matrix.build_block`'s ``(shape, row0, users, items, source,
+    on_bad_lines)``."""
+    shape = block[0]
     have = np.flatnonzero(old_rows >= 0)
     pieces = [batch]
     if len(have) and old_blocks:
@@ -96,7 +99,7 @@ def _merge_block(shape, row0, users, items, source, on_bad_lines, old_rows, firs
         cols = item_of_old[sub.col]
         keep = ~np.isin(rows * shape[1] + cols, drop)
         pieces.insert(0, (rows[keep], cols[keep], sub.data[keep], np.zeros(int(keep.sum()), np.int64)))
-    return build_block(shape, row0, users, items, source, on_bad_lines, *pieces)
+    return build_block(*block, *pieces)
 
 
 def _lookup(block, rows, cols):

@@ -4,6 +4,8 @@ others copied renumbered, their columns of the touched entities patched
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -11,7 +13,7 @@ from .. import kernels
 from ..blocks import row_blocks, stack_rows
 from ..similarity import row_block_format
 
-__all__ = ["blocks_of", "overlapping", "stack_columns", "refresh_block", "patch_lists"]
+__all__ = ["blocks_of", "overlapping", "stack_columns", "TableSpec", "BlockRows", "refresh_block", "patch_lists"]
 
 
 def blocks_of(X):
@@ -36,15 +38,82 @@ def stack_columns(columns, *blocks):
     return kernels.compact_stack([sp.csr_matrix(b)[:, columns] for b in blocks])
 
 
-def refresh_block(Q, norms, touched, lo, hi, chunk0, settings, k, whole_rows, dense_fraction, affected,
-                   patch, old_codes, new_of_old, n, tab0, rows0, counts, *inputs):
-    """One block of the refreshed table: rows recomputed where ``affected``; the old rows
-    renumbered elsewhere, their columns of the touched entities recomputed where ``patch``.
+@dataclass(frozen=True)
+class TableSpec:
+    """What every block of the refreshed table is, the same for all of them.
+
+    Attributes
+    ----------
+    settings : SimilaritySettings
+    k : int
+        Neighbours per list.
+    whole_rows : bool
+        Whole similarity rows are kept too (the ``rated`` neighbourhood).
+    dense_fraction : float
+        How a block of whole rows is stored (:func:`dcf.similarity.row_block_format`).
+    n : int
+        Entities in the new vocabulary.
+    touched : (t,) int64
+        The entities whose norms moved (sorted codes): the columns a patched row recomputes.
+    """
+
+    settings: kernels.SimilaritySettings
+    k: int
+    whole_rows: bool
+    dense_fraction: float
+    n: int
+    touched: np.ndarray
+
+
+@dataclass(frozen=True)
+class BlockRows:
+    """One block's rows ``lo .. hi`` and where its inputs start.
+
+    Attributes
+    ----------
+    lo, hi : int
+        The block's entities (new codes).
+    chunk0 : int
+        The first row of the first ratings chunk given.
+    affected, patch : (hi - lo,) bool
+        Rows recomputed whole; rows whose columns of the touched entities are recomputed.
+    old_codes : (hi - lo,) int64
+        Each row's entity in the old vocabulary (-1 for a new one).
+    tab0, rows0 : int
+        The first old row of the old table blocks and of the old whole-row blocks given.
+    counts : tuple of 4 ints
+        How many of the task's trailing inputs are ratings chunks, old ``idx`` blocks,
+        old ``sim`` blocks and old whole-row blocks.
+    """
+
+    lo: int
+    hi: int
+    chunk0: int
+    affected: np.ndarray
+    patch: np.ndarray
+    old_codes: np.ndarray
+    tab0: int
+    rows0: int
+    counts: tuple
+
+
+def refresh_block(Q, norms, q_touched, new_of_old, spec: TableSpec, block: BlockRows, *inputs):
+    """One block of the refreshed table: rows recomputed where ``block.affected``; the old
+    rows renumbered elsewhere, their columns of the touched entities recomputed where
+    ``block.patch``.
+
+    ``Q`` is the shared matrix (others x entities), ``norms`` the entities' totals (None
+    for the measures without), ``q_touched`` the shared matrix's columns of
+    ``spec.touched`` (None when no row of the block is patched), ``new_of_old`` each old
+    entity's new code; the shared values come as arguments of their own, so that the
+    graph keeps their Futures.  ``inputs``: the chunks ``block.counts`` counts.
 
     Returns ``(idx, sim, whole rows or None, patched lists that had to be recomputed)``.
     """
-    s = settings
-    cuts = np.cumsum((0,) + tuple(counts))
+    s, k, n, whole_rows = spec.settings, spec.k, spec.n, spec.whole_rows
+    lo, hi, chunk0, tab0, rows0 = block.lo, block.hi, block.chunk0, block.tab0, block.rows0
+    affected, patch, old_codes = block.affected, block.patch, block.old_codes
+    cuts = np.cumsum((0,) + tuple(block.counts))
     p_chunks, idx_b, sim_b, row_b = (inputs[cuts[j]:cuts[j + 1]] for j in range(4))
     m = hi - lo
     idx = np.full((m, k), -1, np.int64)
@@ -54,9 +123,8 @@ def refresh_block(Q, norms, touched, lo, hi, chunk0, settings, k, whole_rows, de
 
     def compute(at):  # whole rows of the block's entities ``lo + at``
         return kernels.similarity_rows(
-            Pa[lo - chunk0 + at], Q, lo + at, s.measure, s.min_support, s.shrinkage, k,
-            norms_a=None if norms is None else norms[lo + at], norms=norms, dense=whole_rows,
-            significance=s.significance, min_similarity=s.min_similarity)
+            Pa[lo - chunk0 + at], Q, lo + at, s, k,
+            norms_a=None if norms is None else norms[lo + at], norms=norms, dense=whole_rows)
 
     aff = np.flatnonzero(affected)
     if len(aff):
@@ -77,13 +145,12 @@ def refresh_block(Q, norms, touched, lo, hi, chunk0, settings, k, whole_rows, de
     again = 0
     pat = np.flatnonzero(patch)
     if len(pat):
-        q_touched, columns = touched
+        columns = spec.touched
         # the similarities to the touched entities: their columns only, the same sums in the
         # same order as a whole row takes them (the rows are never touched themselves)
         values = kernels.similarity_rows(
-            Pa[lo - chunk0 + pat], q_touched, np.full(len(pat), -1), s.measure, s.min_support, s.shrinkage,
-            None, norms_a=norms[lo + pat], norms=norms[columns], dense=True,
-            significance=s.significance, min_similarity=s.min_similarity)[0]
+            Pa[lo - chunk0 + pat], q_touched, np.full(len(pat), -1), s, None,
+            norms_a=norms[lo + pat], norms=norms[columns], dense=True)[0]
         if whole_rows:
             rows[np.ix_(pat, columns)] = values
             scores = rows[pat].copy()
@@ -95,7 +162,7 @@ def refresh_block(Q, norms, touched, lo, hi, chunk0, settings, k, whole_rows, de
             if len(lost):  # a neighbour left the list and its successor is unknown
                 again = len(lost)
                 _, idx[lost], sim[lost] = compute(lost)
-    return idx, sim, (row_block_format(rows, dense_fraction) if whole_rows else None), again
+    return idx, sim, (row_block_format(rows, spec.dense_fraction) if whole_rows else None), again
 
 
 def patch_lists(idx, sim, columns, values, k, cells=1 << 22):

@@ -17,7 +17,7 @@ from ..config import RunConfig
 from ..datasets import open_source
 from ..ids import gather_frame
 from ..matrix import build_matrix
-from ..model import KNN, default_blocks
+from ..model import KNN
 from .signals import check_stop
 
 
@@ -83,7 +83,7 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
                               on_bad_lines=read_kw["on_bad_lines"], report=reports[0],
                               col_block=block if cfg.based == "item" else None,
                               row_block=block if cfg.based == "user" else None,
-                              min_blocks=default_blocks(), based=cfg.based,
+                              min_blocks=cluster.default_blocks(), based=cfg.based,
                               entity_block_limit=model.entity_block_limit())
     with stage("matrix"):
         matrix.persist()

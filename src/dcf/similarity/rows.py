@@ -99,9 +99,6 @@ def _rows_block(Q, norms, lo, hi, offset, settings, k, whole_rows, dense_fractio
         Pa = chunks[0] if len(chunks) == 1 else sp.vstack(chunks, format="csr")
         if (lo - offset, hi - offset) != (0, Pa.shape[0]):
             Pa = Pa[lo - offset:hi - offset]
-    s = settings
     rows, idx, sim = kernels.similarity_rows(
-        Pa, Q, lo, s.measure, s.min_support, s.shrinkage, k,
-        norms_a=None if norms is None else norms[lo:hi], norms=norms, dense=whole_rows,
-        significance=s.significance, min_similarity=s.min_similarity)
+        Pa, Q, lo, settings, k, norms_a=None if norms is None else norms[lo:hi], norms=norms, dense=whole_rows)
     return idx, sim, (row_block_format(rows, dense_fraction) if whole_rows else None)

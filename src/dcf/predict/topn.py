@@ -1,0 +1,215 @@
+"""Top-N recommendation, as task graphs: every user of a block at once, or users given by
+their rating histories.
+
+Scores are the predictions of the global neighbour rule (each target's top-k list,
+as the paper ranks) or sums over the neighbour lists (``ranking="sum"``,
+``"normalised-sum"``), computed by one fused kernel per block of users
+(:func:`dcf.kernels.recommend_rows`).  Rated and excluded items are never listed;
+ties go to the more popular item; short lists are filled in by popularity.
+"""
+
+from __future__ import annotations
+
+import dask
+import dask.array as da
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .. import kernels
+from ..blocks import reblock_rows, row_blocks, stack_rows
+from ..ids import IdMap, frame_from_parts
+from .rule import RECOMMENDATION_META, ScoringData, ScoringRule, data_task
+
+__all__ = ["recommend_blocks", "recommend_histories"]
+
+
+def recommend_blocks(*, users: IdMap, items: IdMap, by_user: da.Array, W: da.Array, rule: ScoringRule,
+                     data: ScoringData, n: int, blocks=None, token: str = "", exclude=None) -> dd.DataFrame:
+    """Top-N unrated items for every user, one task per user block.
+
+    Scores are the predictions of the *global* neighbour rule (each target's
+    top-k list, as the paper ranks), computed for all items of a user block
+    by one fused kernel (:func:`dcf.kernels.recommend_rows`: sums and
+    selection per user, no sparse product materialised).  Ties go to the more popular item; users
+    with fewer than ``n`` scored unrated items are filled in with the most
+    popular unrated items (``fallback=True``, score = the item's mean).
+
+    ``rule.ranking="sum"`` ranks by the unnormalised sum over each rated item's own
+    list instead, ``"normalised-sum"`` by the same sum over lists scaled to sum to
+    one (see :meth:`dcf.model.KNN.recommend`).  ``rule.amplification``
+    :math:`\\rho \\ne 1` raises every listed similarity to the power :math:`\\rho`
+    first (sign kept), for every ranking; ``rule.k`` does not apply (``W`` holds the
+    lists as they are to be used).
+
+    Parameters
+    ----------
+    users, items : IdMap
+    by_user : dask array, users x items ratings (CSR chunks) in user row blocks
+    W : dask array, the neighbour matrix (CSR chunks) in entity row blocks
+    rule : ScoringRule
+    data : ScoringData
+        Every field but ``global_mean`` applies (``biases`` for the baseline prediction).
+    n : int
+        Items per user.
+    blocks : set of int, optional
+        Only those user blocks (default: all).
+    exclude : (e,) int64 item codes, optional
+        Never recommended, for any user.
+
+    Returns
+    -------
+    dask.dataframe.DataFrame with columns ``user, rank, item, score, fallback``.
+    """
+    r_blocks, r_bounds = row_blocks(by_user)
+    if rule.based == "user" and W.chunks[0] != by_user.chunks[0]:  # neighbour rows per user block
+        W = reblock_rows(W, np.concatenate([[0], np.cumsum(by_user.chunks[0])]), "recommend-lists")
+    w_blocks, _ = row_blocks(W)
+    w_blocks = _amplified_blocks(w_blocks, rule.amplification, token)
+    other = _other_side(rule, w_blocks, r_blocks, token)
+    order = dask.delayed(_popularity_order, pure=True)(data.item_count, dask_key_name=f"popularity-{token}")
+    task = dask.delayed(_recommend_block, pure=True)
+    ids = (users.as_delayed(), items.as_delayed())
+    shared = data_task(data, token)
+    out = []
+    for b, r_blk in enumerate(r_blocks):
+        if blocks is not None and b not in blocks:
+            continue
+        left = r_blk if rule.based == "item" else w_blocks[b]
+        out.append(task(left, other, r_blk, int(r_bounds[b]), ids, order, rule, shared, n, exclude,
+                        dask_key_name=f"recommend-block-{token}-{b}"))
+    if not out:  # none of the requested users is known
+        out = [dask.delayed(RECOMMENDATION_META.copy)()]
+    return frame_from_parts(out, RECOMMENDATION_META, "recommendations")
+
+
+def _amplified_blocks(w_blocks, amplification, token):
+    """The neighbour-matrix blocks with every similarity ``s`` as ``sign(s) |s|**rho``
+    (the blocks themselves when ``rho`` is 1)."""
+    if amplification == 1.0:
+        return w_blocks
+    task = dask.delayed(_amplified, pure=True)
+    return [task(w, float(amplification), dask_key_name=f"recommend-amplified-{token}-{b}")
+            for b, w in enumerate(w_blocks)]
+
+
+def _amplified(W, amplification: float):
+    """A neighbour-matrix block as CSR with every value ``s`` as ``sign(s) |s|**amplification``:
+    Breese et al.'s case amplification, monotone, so no neighbour changes rank."""
+    out = sp.csr_matrix(W, copy=True)
+    out.data = np.sign(out.data) * np.abs(out.data) ** amplification
+    return out
+
+
+def _other_side(rule: ScoringRule, w_blocks, r_blocks, token):
+    """What every user block's scores are read from: the neighbour lists (item-based:
+    rows = rated items for the sums, W transposed for the prediction rule) or the
+    ratings of every user (user-based)."""
+    if rule.based == "item" and rule.summed:  # rows = rated items, their own lists
+        return dask.delayed(_vstack_lists, pure=True)(rule.ranking == "normalised-sum", *w_blocks,
+                                                       dask_key_name=f"recommend-neighbours-{token}")
+    if rule.based == "item":  # W transposed once: columns = target items
+        return dask.delayed(_vstack_transposed, pure=True)(
+            *w_blocks, dask_key_name=f"recommend-neighbours-{token}")
+    return dask.delayed(stack_rows, pure=True)(*r_blocks, dask_key_name=f"recommend-ratings-{token}")
+
+
+def recommend_histories(history: sp.csr_matrix, users: IdMap, *, items: IdMap, W: da.Array,
+                        rule: ScoringRule, data: ScoringData, n: int, token: str = "",
+                        exclude=None) -> pd.DataFrame:
+    """Top-N for users given by their rating histories (item-based CF, ``rule.based``
+    must be ``item``), not by the fitted matrix: the same scores as
+    :func:`recommend_blocks` gives a user with that history, with no refit.
+    ``history``: users x items CSR over the model's item codes; ``data.biases``:
+    ``(mu, user_bias, item_bias)`` with one user bias per history."""
+    if rule.based != "item":
+        raise ValueError("recommend_histories scores item-based lists (rule.based='item')")
+    w_blocks, _ = row_blocks(W)
+    w_blocks = _amplified_blocks(w_blocks, rule.amplification, token)
+    other = _other_side(rule, w_blocks, None, token)
+    order = dask.delayed(_popularity_order, pure=True)(data.item_count, dask_key_name=f"popularity-{token}")
+    task = dask.delayed(_recommend_block, pure=True)
+    out = task(history, other, history, 0, (users, items.as_delayed()), order, rule, data_task(data, token), n, exclude,
+               dask_key_name=f"recommend-history-{token}")
+    return out.compute()
+
+
+def _vstack_lists(normalise, *blocks):
+    """The neighbour lists stacked, each scaled to sum to one when ``normalise``
+    (Deshpande and Karypis' similarity normalisation: every rated item then brings the
+    same weight, however similar its neighbourhood is overall)."""
+    W = stack_rows(*blocks)
+    return _normalised_rows(W) if normalise else W
+
+
+def _normalised_rows(W):
+    W = sp.csr_matrix(W, copy=True)
+    sums = np.asarray(W.sum(axis=1)).ravel()
+    W.data = W.data / np.repeat(np.where(sums > 0, sums, 1.0), np.diff(W.indptr))
+    return W
+
+
+def _vstack_transposed(*blocks):
+    return stack_rows(*blocks).T.tocsr()
+
+
+def _popularity_order(count):
+    count = np.asarray(count)
+    return np.lexsort((np.arange(len(count)), -count)).astype(np.int64)
+
+
+def _recommend_block(left, other, rated, row0, ids, order, rule: ScoringRule, data: ScoringData, n, exclude):
+    """Top-``n`` of one block of users (rows ``row0 ..`` of ``rated``): ``left`` and
+    ``other`` are the two sides of the sum (see :func:`_other_side`), ``ids`` the
+    ``(users, items)`` IdMaps (literal Delayed values, rebuilt from the maps themselves)."""
+    users, items = ids
+    based = rule.based
+    lo, hi = data.rating_range
+    if exclude is not None and len(exclude):  # excluded items count as rated by everyone
+        rows = rated.shape[0]
+        banned = sp.csr_matrix((np.ones(rows * len(exclude)),
+                                (np.repeat(np.arange(rows), len(exclude)), np.tile(exclude, rows))),
+                               shape=rated.shape)
+        rated = (sp.csr_matrix(rated, dtype=bool) + banned.astype(bool)).tocsr()
+        rated.sort_indices()
+    entity_means = np.asarray(data.entity_means)
+    item_means = np.asarray(data.item_means)
+    total = rule.summed
+    centred = rule.prediction == "mean-centred" and not total
+    A, B = left, other
+    row_add = col_add = None
+    if rule.prediction == "baseline" and not total:
+        # score = (mu + b_u) + b_i + sum s (r_j - b_j) / sum s; the residual ratings sit on
+        # the ratings side (A for item-based, B for user-based)
+        mu, bu, bi = float(data.biases[0]), np.asarray(data.biases[1]), np.asarray(data.biases[2])
+        R = left if based == "item" else other
+        r_row = np.repeat(np.arange(R.shape[0]), np.diff(R.indptr))
+        res = R.copy()
+        if based == "item":  # rows: users of this block; neighbour j = item: (mu + b_j) + b_u
+            res.data = R.data - ((mu + bi[R.indices]) + bu[row0 + r_row])
+            A = res
+        else:  # rows: every user v (neighbours); y = item: (mu + b_v) + b_i
+            res.data = R.data - ((mu + bu[r_row]) + bi[R.indices])
+            B = res
+        row_add = mu + bu[row0:row0 + rated.shape[0]]
+        col_add = bi
+    elif based == "item":  # A: ratings (u x items); B: W transposed (items x items)
+        if centred:
+            A = left.copy()
+            A.data = A.data - entity_means[A.indices]
+            col_add = entity_means
+    else:  # A: W rows (u x users); B: ratings (users x items)
+        if centred:
+            B = other.copy()
+            B.data = B.data - np.repeat(entity_means, np.diff(other.indptr))
+            row_add = entity_means[row0:row0 + left.shape[0]]
+    cols, vals, filled = kernels.recommend_rows(A, B, rated, n, order, sim_left=based == "user",
+                                                min_k=rule.min_k, adds=(row_add, col_add),
+                                                rating_range=(lo, hi), divide=not total)
+    r, c = np.nonzero(cols >= 0)
+    if not total:
+        vals = np.clip(np.where(filled, item_means[np.clip(cols, 0, None)], vals), lo, hi)
+    return pd.DataFrame({
+        "user": users.to_raw(row0 + r), "rank": (c + 1).astype(np.int64),
+        "item": items.to_raw(cols[r, c]), "score": vals[r, c], "fallback": filled[r, c]})
