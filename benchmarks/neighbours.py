@@ -23,6 +23,7 @@ from dcf import cluster, split
 from dcf.config import ClusterConfig
 from dcf.datasets import open_source
 from dcf.experiments import neighbour_sweep
+from dcf.model import KNN
 
 DEFAULT_KS = [5, 10, 20, 30, 40, 50, 60, 80, 100]
 
@@ -61,9 +62,10 @@ def main(argv=None) -> int:
         else:
             train, test = split.random_split(data, 0.1, args.seed)
         t = time.perf_counter()
-        table, info = neighbour_sweep(train, test, args.ks, based=args.based,
-                                      similarity=args.similarity, min_support=args.min_support,
-                                      shrinkage=args.shrinkage, predictions=tuple(args.predictions),
+        estimator = KNN(based=args.based, similarity=args.similarity, min_support=args.min_support,
+                        shrinkage=args.shrinkage)
+        table, info = neighbour_sweep(train, test, args.ks, estimator=estimator,
+                                      predictions=tuple(args.predictions),
                                       top_n=args.top_n, relevance=args.relevance,
                                       neighbourhoods=tuple(args.neighbourhoods),
                                       ranking=args.ranking)

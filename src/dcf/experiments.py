@@ -12,6 +12,7 @@ import time
 
 import dask
 import pandas as pd
+from sklearn.base import clone
 
 from . import evaluate
 from .datasets import synthetic
@@ -24,8 +25,7 @@ COLUMNS = ["k", "neighbourhood", "prediction", "mae", "rmse", "fallback_share", 
            "recall", "ndcg", "coverage", "predict_seconds", "top_n_seconds"]
 
 
-def neighbour_sweep(train, test, ks, *, based="item", similarity="cosine", min_support=1,
-                    shrinkage=0.0, neighbourhoods=("rated", "global"),
+def neighbour_sweep(train, test, ks, *, estimator: KNN | None = None, neighbourhoods=("rated", "global"),
                     predictions=("weighted", "mean-centred"), top_n=20, relevance=4.0,
                     ranking="prediction"):
     """Quality for every k, neighbourhood rule and prediction formula.
@@ -35,6 +35,10 @@ def neighbour_sweep(train, test, ks, *, based="item", similarity="cosine", min_s
     train, test : anything :meth:`KNN.fit` / :meth:`KNN.predict` accept
         (``test`` must carry ratings).
     ks : iterable of int
+    estimator : KNN, optional
+        The unfitted estimator whose parameters the sweep keeps (``based``, the
+        similarity and its settings, ...); ``k``, ``neighbourhood`` and ``prediction``
+        are the sweep's.  Default: ``KNN()`` (item-based, cosine).
 
     Returns
     -------
@@ -51,11 +55,10 @@ def neighbour_sweep(train, test, ks, *, based="item", similarity="cosine", min_s
     """
     ks = sorted({int(k) for k in ks})
     t0 = time.perf_counter()
-    base = KNN(based=based, similarity=similarity, k=ks[-1],
-               neighbourhood="rated" if "rated" in neighbourhoods else "global",
-               min_support=min_support, shrinkage=shrinkage,
-               # fitted once with the biases when any setting needs them
-               prediction="baseline" if "baseline" in predictions else "weighted").fit(train)
+    base = clone(KNN() if estimator is None else estimator).set_params(
+        k=ks[-1], neighbourhood="rated" if "rated" in neighbourhoods else "global",
+        # fitted once with the biases when any setting needs them
+        prediction="baseline" if "baseline" in predictions else "weighted").fit(train)
     info = {"fit_seconds": time.perf_counter() - t0, "users": base.matrix_.shape[0],
             "items": base.matrix_.shape[1], "k_max": ks[-1]}
     rows, ranked = [], {}
