@@ -392,13 +392,15 @@ def test_fast_topk_is_taken_only_where_its_lists_are_the_general_ones():
 
 
 @given(st.integers(0, 100_000), st.integers(1, 8), st.sampled_from([0.0, 0.2]), st.booleans(),
-       st.sampled_from([1, 2, 3, kernel_rows.SELECT_BLOCK]))
-@settings(max_examples=80, deadline=None)
-def test_fast_topk_equals_the_general_kernel_with_ties_and_signs(seed, k, min_similarity, centred, block):
+       st.sampled_from([1, 2, 3, kernel_rows.SELECT_BLOCK]), st.sampled_from([0.0, kernel_rows.TRACK_BELOW, np.inf]))
+@settings(max_examples=120, deadline=None)
+def test_fast_topk_equals_the_general_kernel_with_ties_and_signs(seed, k, min_similarity, centred, block, track):
     # few distinct values: many tied similarities, ties broken by the lower id; centred
-    # values of both signs (negative and zero similarities never listed); empty entities.
-    # Blocks of 1-3 columns give more blocks than k, so the scan's cut starts from the
-    # blocks' peaks (at the default width only past k x 32 entities)
+    # values of both signs (negative and zero similarities never listed; products that sum
+    # to exactly 0 and are touched again); empty entities.  Blocks of 1-3 columns give
+    # more blocks than k, so the scan's cut starts from the blocks' peaks (at the default
+    # width only past k x 32 entities).  ``track``: every row scanned dense (0), the
+    # default choice per row, or every row's touched columns tracked (inf)
     rng = np.random.default_rng(seed)
     n, m = int(rng.integers(2, 60)), int(rng.integers(1, 40))
     rated = rng.random((n, m)) < rng.uniform(0.05, 0.6)
@@ -412,7 +414,7 @@ def test_fast_topk_equals_the_general_kernel_with_ties_and_signs(seed, k, min_si
     chosen = kernels.SimilaritySettings(measure, min_similarity=min_similarity)
     _, want_idx, want_sim = kernels.similarity_rows(X, Q, 0, chosen, k=k, norms_a=totals, norms=totals, dense=True)
     for shared in (Q, kernels.compact_stack([Q]), kernels.compact_stack([Q], pack=True)):
-        with mock.patch.object(kernel_rows, "SELECT_BLOCK", block):
+        with mock.patch.object(kernel_rows, "SELECT_BLOCK", block), mock.patch.object(kernel_rows, "TRACK_BELOW", track):
             _, idx, sim = kernels.similarity_rows(X, shared, 0, chosen, k=k, norms_a=totals, norms=totals)
         np.testing.assert_array_equal(idx, want_idx)
         np.testing.assert_array_equal(sim, want_sim)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from .codec import CompactCSR, compact_csr, compact_join, compact_part, compact_stack, entity_rows, unpacked
 from .measures import INPUTS, MEASURE, MEASURES, Measure, SimilaritySettings, column_totals, entity_totals, fast_topk, measure, needs_norms
-from .rows import similarity_rows
+from .rows import TRACK_BELOW, similarity_rows
 from .scoring import score_pairs
 from .sparse import csr_from_triplets, rater_costs, row_norms
 from .tiles import similarity_tile
@@ -33,7 +33,8 @@ from .topk import merge_topk, neighbour_matrix, top_columns, topk_rows
 from .topn import recommend_rows, top_n
 
 __all__ = [
-    "Measure", "MEASURE", "SimilaritySettings", "measure", "MEASURES", "INPUTS", "csr_from_triplets", "similarity_tile", "similarity_rows", "row_norms",
+    "Measure", "MEASURE", "SimilaritySettings", "measure", "MEASURES", "INPUTS", "csr_from_triplets", "similarity_tile",
+    "similarity_rows", "TRACK_BELOW", "row_norms",
     "needs_norms", "entity_totals", "column_totals", "entity_rows", "rater_costs",
     "CompactCSR", "compact_csr", "compact_stack", "compact_part", "compact_join", "unpacked", "fast_topk",
     "top_columns", "topk_rows",

@@ -23,8 +23,9 @@ MIN_BLOCK = 16
 SHARED_FRACTION = 0.25
 # an entity's cost in the rows kernels, in products (multiply-adds): each of its ratings
 # also costs PAIR_COST (fetching that other's row from the shared matrix), and in the fast
-# top-k path each entity costs SCAN_COST per entity it is compared with (the scan for its
-# list).  Fitted to the kernel's time on random item ranges of the 20M set
+# top-k path an entity with many products costs SCAN_COST per entity it is compared with
+# (the scan for its list; one with fewer products than entities scans only the columns it
+# touched, :data:`dcf.kernels.TRACK_BELOW`).  Fitted to the kernel's time on random item ranges of the 20M set
 # (benchmarks/kernel_costs.py): 0.16-0.18 ns a product, 75-92 ns a pair, 1.9-2.2 ns a
 # column scanned, so a pair is 400-580 products and a column 10-14 (products and pairs
 # go together, so their split is loose; the total is what cuts the tasks).  Cut by

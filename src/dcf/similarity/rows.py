@@ -66,8 +66,11 @@ def similarity_by_rows(P: da.Array, Q: da.Array, k: int, settings: SimilaritySet
     chunk_bounds = np.concatenate([[0], np.cumsum(P.chunks[0])]).astype(np.int64)
     grouped = work is not None and groups is not None and not whole_rows
     fast = settings.fast_topk(whole_rows, k)
-    if grouped:  # the fast path also scans every entity for each list
-        bounds = balanced_cuts(np.asarray(work, np.float64) + (SCAN_COST * int(Q.shape[1]) if fast else 0.0), groups)
+    if grouped:  # the fast path also scans every entity for the lists of rows with many products
+        work = np.asarray(work, np.float64)
+        n = int(Q.shape[1])
+        scan = np.where(work >= kernels.TRACK_BELOW * n, SCAN_COST * n, 0.0) if fast else 0.0
+        bounds = balanced_cuts(work + scan, groups)
     else:
         bounds = chunk_bounds
     token = dask.base.tokenize(P, Q, settings, "rows", bounds)
