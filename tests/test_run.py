@@ -129,6 +129,9 @@ def test_python_m_dcf_run_default_cluster(tmp_path):
         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "dashboard http://127.0.0.1:" in proc.stderr and "(2 workers)" in proc.stderr
+    # a line before the cluster starts, so the first seconds are not silent
+    starting = proc.stderr.index("starting 2 workers x 2 threads (1GB each) ...")
+    assert starting < proc.stderr.index("dashboard http://")
     assert "MAE" in proc.stdout
     assert (tmp_path / "o" / "recommendations.parquet").exists()
 

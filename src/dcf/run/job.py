@@ -26,6 +26,10 @@ def run(cfg: RunConfig, config_path=None) -> dict:
     with ExitStack() as stack:
         report = (stack.enter_context(atomic_file(cfg.performance_report, inputs=inputs))
                   if cfg.performance_report else None)
+        c = cfg.cluster
+        print(f"dcf {__version__}: " + (f"connecting to {c.scheduler}" if c.scheduler else
+                                        f"starting {c.workers} workers x {c.threads_per_worker} threads "
+                                        f"({c.memory_limit} each)") + " ...", file=sys.stderr, flush=True)
         client = stack.enter_context(cluster.connect(cfg.cluster))
         shape = cluster.describe(client)
         print(f"dcf {__version__}: dashboard {shape['dashboard']}  ({shape['workers']} workers)",
