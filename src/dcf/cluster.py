@@ -10,6 +10,7 @@ limit; it still pauses at 80 % and is restarted at 95 % (Dask's defaults).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import threading
 import time
@@ -22,7 +23,7 @@ from .config import ClusterConfig
 from .errors import ConfigError
 
 __all__ = ["connect", "client", "security", "describe", "parallelism", "default_blocks", "wait_for", "report_to",
-           "memory_budget", "explain_failure", "worker_addresses", "watchdog", "progress_state"]
+           "memory_budget", "trimmed_memory", "explain_failure", "worker_addresses", "watchdog", "progress_state"]
 
 # a task whose workers died this many times plus one fails the job (Dask's default is 3)
 ALLOWED_FAILURES = 2
@@ -211,22 +212,47 @@ def _futures(collection):
         return []
 
 
+BUDGET_TIMEOUT = 30  # seconds the workers have to report their memory
+
+
 def memory_budget():
     """``(limit, threads, total, idle)`` of the current client's workers: the smallest
     memory limit in bytes, that worker's threads, the sum of limits and the largest
-    memory a worker uses now; ``None`` without a client or without memory limits."""
+    memory a worker uses now; ``None`` without a client or without memory limits.
+
+    "Now" is measured on the workers after each has handed its freed heap back to the
+    operating system (:func:`trimmed_memory`): a worker that read 20M ratings of text
+    kept 1.7 GB of freed frames in its process size, and a budget read from that (the
+    heartbeat's figure) sent the fit to the tiles method, ten times slower than rows.
+    The heartbeat's figure stands in when the workers cannot be asked."""
     from distributed import default_client
 
     try:
-        workers = list(default_client().scheduler_info(n_workers=-1)["workers"].values())
+        client = default_client()
+        workers = client.scheduler_info(n_workers=-1)["workers"]
     except ValueError:
         return None
-    limits = [(int(w.get("memory_limit") or 0), int(w["nthreads"])) for w in workers]
+    limits = [(int(w.get("memory_limit") or 0), int(w["nthreads"])) for w in workers.values()]
     if not limits or any(lim == 0 for lim, _ in limits):
         return None
     smallest = min(limits)
-    idle = max(int(w.get("metrics", {}).get("memory", 0)) for w in workers)
+    try:  # Client.run, bounded (it has no timeout of its own)
+        used = client.sync(client._run, trimmed_memory, workers=list(workers), callback_timeout=BUDGET_TIMEOUT)
+        idle = max(int(v) for v in used.values())
+    except Exception:  # noqa: BLE001 - a worker leaving, or one that cannot run it: the heartbeat's figure
+        idle = max(int(w.get("metrics", {}).get("memory", 0)) for w in workers.values())
     return smallest[0], max(1, smallest[1]), sum(lim for lim, _ in limits), idle
+
+
+def trimmed_memory(dask_worker) -> int:
+    """This worker's process memory after glibc's ``malloc_trim`` hands its freed heap
+    back to the operating system (what Dask's documentation advises for unmanaged
+    memory); the size as it is where there is no glibc."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    return int(dask_worker.monitor.get_process_memory())
 
 
 def worker_addresses(client) -> set:
