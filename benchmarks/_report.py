@@ -36,6 +36,18 @@ def environment() -> str:
         f"versions: python {platform.python_version()}, {', '.join(vers)}, commit {commit}"])
 
 
+def peak_rss_gb(pid="self") -> float:
+    """Peak resident memory (VmHWM) of a live process, GB; NaN once it is gone (Linux)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024 / 1e9
+    except OSError:
+        pass
+    return float("nan")
+
+
 def markdown(df: pd.DataFrame, floatfmt: str = ".4f") -> str:
     cols = list(df.columns)
     fmt = lambda v: format(v, floatfmt) if isinstance(v, float) else str(v)

@@ -65,7 +65,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _report import environment, markdown
+from _report import environment, markdown, peak_rss_gb
 
 HERE = Path(__file__).parent
 SHAPES = {"paper": (100_000, 3_900, 690_000),
@@ -305,7 +305,7 @@ class PeakRss:
         except psutil.Error:
             return
         for p in pids:
-            hwm = vm_hwm(p)
+            hwm = peak_rss_gb(p)
             if hwm == hwm:
                 self.peak[p] = max(self.peak.get(p, 0.0), hwm)
 
@@ -326,18 +326,6 @@ class PeakRss:
     @property
     def gb(self) -> float:
         return sum(self.peak.values()) if self.peak else float("nan")
-
-
-def vm_hwm(pid) -> float:
-    """Peak resident memory (VmHWM) of a live process, GB; NaN once it is gone."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024 / 1e9
-    except OSError:
-        pass
-    return float("nan")
 
 
 def launch(cmd: list[str], timeout: float, env: dict | None = None) -> dict:
@@ -542,8 +530,8 @@ def main(argv=None) -> int:
     if args.data:
         name = re.sub(r"[^A-Za-z0-9.-]+", "-", args.data.stem).strip("-")
         bench_shape(args, name, args.data.resolve())
-    for shape, *_ in shapes:
-        name, path, _ = data_file(args, shape)
+    for text in args.shape or []:  # data_file parses the text again (a custom shape's name is not a shape)
+        name, path, _ = data_file(args, text)
         bench_shape(args, name, path)
     return 0
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _report import environment, markdown
+from _report import environment, markdown, peak_rss_gb
 
 HERE = Path(__file__).parent
 
@@ -63,18 +63,6 @@ def load_split(args):
 def _ints(col):
     num = pd.to_numeric(col.astype(str), errors="coerce")
     return num.astype(np.int64) if num.notna().all() else col.astype(str)
-
-
-def peak_rss_gb(pid="self") -> float:
-    """Peak resident memory (VmHWM) of a live process, GB."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024 / 1e9
-    except OSError:
-        pass
-    return float("nan")
 
 
 def quality(args, test, preds=None, recs=None) -> dict:

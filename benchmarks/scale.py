@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _report import environment, markdown, save
+from _report import environment, markdown, peak_rss_gb, save
 
 HERE = Path(__file__).parent
 SAMPLE_USERS = 20_000
@@ -179,15 +179,7 @@ def child_implicit(args, path: Path, out: Path) -> dict:
     sample = pd.DataFrame({"user": np.repeat(users[keep], ids.shape[1]),
                            "item": items[np.clip(ids[keep].ravel(), 0, None)]})[ids[keep].ravel() >= 0]
     sample.to_parquet(out / "implicit-sample.parquet")
-    return {"fit_s": t1 - t0, "top_n_s": t2 - t1, "peak_gb": _peak_rss_gb(), "threads": threads}
-
-
-def _peak_rss_gb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024 / 1e9
-    return float("nan")
+    return {"fit_s": t1 - t0, "top_n_s": t2 - t1, "peak_gb": peak_rss_gb(), "threads": threads}
 
 
 def run_child(tool: str, args, path: Path, out: Path) -> dict | None:
