@@ -8,6 +8,8 @@ public attributes) and the request, checks the request, and builds the graph wit
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import dask
 import dask.dataframe as dd
 import numpy as np
@@ -21,7 +23,7 @@ from ..fitted import as_parts
 from ..ids import IdMap
 from ..kernels import csr_from_triplets
 from .pairs import predict_pairs
-from .rule import RANKINGS, ScoringData, scoring
+from .rule import RANKINGS, scoring
 from .topn import recommend_blocks, recommend_histories
 
 __all__ = ["model_predictions", "model_recommendations", "history_recommendations", "neighbour_lists",
@@ -100,8 +102,7 @@ def history_recommendations(model, history, n, ranking, exclude) -> pd.DataFrame
     if biases is not None:  # each history's own user bias: the ALS user step on its ratings
         mu, _, item_bias = dask.compute(*biases)
         biases = (mu, fold_in_user_biases(H, item_bias, mu, float(model.reg_user)), item_bias)
-    data = ScoringData(data.rating_range, data.global_mean, data.entity_means, data.item_means,
-                       data.item_count, biases)
+        data = replace(data, biases=biases)
     return recommend_histories(H, users, items=m.items, W=model.neighbours_.W, rule=rule, data=data,
                                n=int(n), exclude=banned,
                                token=dask.base.tokenize(model.token_, H, n, ranking, banned, biases))

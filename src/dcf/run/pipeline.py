@@ -15,8 +15,8 @@ from .. import cluster, split
 from .. import io as dio
 from ..config import RunConfig
 from ..datasets import open_source
+from ..fitting import matrix_from_parts
 from ..ids import gather_frame
-from ..matrix import build_matrix
 from ..model import KNN
 from .signals import check_stop
 
@@ -78,13 +78,7 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
                     significance=cfg.significance, min_similarity=cfg.min_similarity,
                     amplification=cfg.amplification)
         model.check_params()
-        block = cfg.block_size
-        matrix = build_matrix(train_parts, source=data.source.path,
-                              on_bad_lines=read_kw["on_bad_lines"], report=reports[0],
-                              col_block=block if cfg.based == "item" else None,
-                              row_block=block if cfg.based == "user" else None,
-                              min_blocks=cluster.default_blocks(), based=cfg.based,
-                              entity_block_limit=model.entity_block_limit())
+        matrix = matrix_from_parts(model, train_parts, reports[0], data.source.path)
     with stage("matrix"):
         matrix.persist()
         cluster.wait_for(matrix.by_user, matrix.by_item)
