@@ -301,3 +301,23 @@ def test_trimmed_memory_reports_the_worker_process_size():
 
     worker = SimpleNamespace(monitor=SimpleNamespace(get_process_memory=lambda: 123_456_789))
     assert cluster.trimmed_memory(worker) == 123_456_789
+
+
+def test_pending_tasks_counts_on_the_scheduler_and_is_none_without_a_client(dist_client, monkeypatch):
+    import distributed
+
+    from dcf import cluster
+
+    assert cluster.pending_tasks() == 0
+    futures = [dist_client.submit(time.sleep, 1.5, pure=False) for _ in range(5)]  # 2 threads: 5 queued or running
+    deadline = time.monotonic() + 1.0
+    while cluster.pending_tasks() != 5 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert cluster.pending_tasks() == 5
+    distributed.wait(futures, timeout=60)
+
+    def no_client():
+        raise ValueError("No clients found")
+
+    monkeypatch.setattr(distributed, "default_client", no_client)
+    assert cluster.pending_tasks() is None

@@ -1,8 +1,10 @@
 """The batch job: outputs, exit codes, atomic output, and the surprise parity contract."""
 
 import json
+import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -211,3 +213,21 @@ def test_write_neighbours_gives_every_items_list(scheduler, tmp_path):
     assert nb["entity"].nunique() == json.loads((out / "metrics.json").read_text())["counts"]["items"]
     assert _run(scheduler, "--data", SMALL, "--k", 6, "--out", tmp_path / "plain") == 0
     assert not (tmp_path / "plain" / "neighbours.parquet").exists()
+
+
+def test_a_long_stage_shows_its_progress(monkeypatch, capsys):
+    from dcf.run import pipeline
+
+    monkeypatch.setattr(pipeline.Stages, "TICK", 0.05)
+    stage = pipeline.Stages(True)
+    with stage("neighbours"):
+        time.sleep(0.32)
+    err = capsys.readouterr().err
+    marks = re.findall(r" (\d+) s(?:: [\d,]+ tasks to go)? \.\.\.", err)
+    assert err.startswith("  neighbours   ...") and len(marks) >= 3, err
+    assert re.search(r"\.\.\.\s+\d+\.\d\d s\n$", err), err  # the stage's time comes last
+    assert 0.32 <= stage.seconds["neighbours"] < 5
+    quiet = pipeline.Stages(False)
+    with quiet("matrix"):
+        time.sleep(0.12)
+    assert capsys.readouterr().err == "" and quiet.seconds["matrix"] >= 0.12

@@ -23,7 +23,8 @@ from .config import ClusterConfig
 from .errors import ConfigError
 
 __all__ = ["connect", "client", "security", "describe", "parallelism", "default_blocks", "wait_for", "report_to",
-           "memory_budget", "trimmed_memory", "explain_failure", "worker_addresses", "watchdog", "progress_state"]
+           "memory_budget", "trimmed_memory", "explain_failure", "worker_addresses", "watchdog", "progress_state",
+           "pending_tasks"]
 
 # a task whose workers died this many times plus one fails the job (Dask's default is 3)
 ALLOWED_FAILURES = 2
@@ -304,6 +305,17 @@ def scheduler_alive(client, timeout: float = 5) -> bool:
     except Exception:  # noqa: BLE001 - any failure to answer is a lost scheduler here
         return False
     return True
+
+
+def pending_tasks() -> int | None:
+    """Tasks the current client's scheduler has waiting or running now; None without a
+    client (or when the scheduler cannot be asked)."""
+    from distributed import default_client
+
+    try:
+        return int(default_client().run_on_scheduler(progress_state)["waiting"])
+    except Exception:  # noqa: BLE001 - no client, or one going away: nothing to report
+        return None
 
 
 def progress_state(dask_scheduler) -> dict:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 import time
 
 import dask
@@ -22,7 +23,12 @@ from .signals import check_stop
 
 
 class Stages:
-    """Times stages and prints one progress line each."""
+    """Times stages and prints one progress line each; a stage still running after
+    :attr:`TICK` seconds adds, every :attr:`TICK` seconds, how long it has run and how
+    many tasks the scheduler has still to run (``  neighbours   ... 10 s: 1,234 tasks
+    to go ...   31.80 s``)."""
+
+    TICK = 10.0
 
     def __init__(self, show: bool):
         self.seconds: dict[str, float] = {}
@@ -31,8 +37,11 @@ class Stages:
     @contextlib.contextmanager
     def __call__(self, name):
         check_stop()
+        done, ticker = threading.Event(), None
         if self.show:
             print(f"  {name:<12} ...", end="", flush=True, file=sys.stderr)
+            ticker = threading.Thread(target=self._tick, args=(done,), name="dcf-stage-progress", daemon=True)
+            ticker.start()
         t = time.perf_counter()
         try:
             yield
@@ -41,9 +50,21 @@ class Stages:
                 print(" failed", file=sys.stderr)
             raise
         finally:
+            done.set()
             self.seconds[name] = round(time.perf_counter() - t, 3)
+            if ticker is not None:
+                ticker.join(timeout=1.0)  # its last mark before the stage's time (a mark is quick)
         if self.show:
             print(f" {self.seconds[name]:8.2f} s", file=sys.stderr)
+
+    def _tick(self, done: threading.Event) -> None:
+        t = time.perf_counter()
+        while not done.wait(self.TICK):
+            pending = cluster.pending_tasks()
+            if done.is_set():
+                return
+            to_go = "" if pending is None else f": {pending:,} tasks to go"
+            print(f" {time.perf_counter() - t:.0f} s{to_go} ...", end="", flush=True, file=sys.stderr)
 
 
 def _persisted(data: dio.Ratings) -> dio.Ratings:
