@@ -9,6 +9,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 from importlib.metadata import version
 from pathlib import Path
 
@@ -34,6 +35,31 @@ def environment() -> str:
         f"machine : {platform.node()} {platform.machine()}, {os.cpu_count()} cpus, {mem:.1f} GiB, "
         f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
         f"versions: python {platform.python_version()}, {', '.join(vers)}, commit {commit}"])
+
+
+class Sampler:
+    """Calls :meth:`read` every ``every`` seconds on a thread while the ``with`` block
+    runs; subclasses say what is read."""
+
+    def __init__(self, every: float):
+        self.every, self._stop = every, threading.Event()
+
+    def read(self) -> None:
+        raise NotImplementedError
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.read()
+            self._stop.wait(self.every)
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
 
 
 def peak_rss_gb(pid="self") -> float:

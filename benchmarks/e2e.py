@@ -59,13 +59,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _report import environment, markdown, peak_rss_gb
+from _report import Sampler, environment, markdown, peak_rss_gb
 
 HERE = Path(__file__).parent
 SHAPES = {"paper": (100_000, 3_900, 690_000),
@@ -293,14 +292,15 @@ CHILDREN = {"implicit": child_implicit, "similaripy": child_similaripy, "surpris
 
 # ------------------------------------------------------------------ the parent
 
-class PeakRss:
+class PeakRss(Sampler):
     """Peak resident memory (VmHWM) of a process and all its descendants, read every
     ``every`` seconds on a thread; ``gb`` sums each process's peak (every process seen)."""
 
     def __init__(self, pid: int, every: float = 0.2):
-        self.pid, self.every, self.peak, self._stop = pid, every, {}, threading.Event()
+        super().__init__(every)
+        self.pid, self.peak = pid, {}
 
-    def _read(self):
+    def read(self):
         import psutil
 
         try:
@@ -311,20 +311,6 @@ class PeakRss:
             hwm = peak_rss_gb(p)
             if hwm == hwm:
                 self.peak[p] = max(self.peak.get(p, 0.0), hwm)
-
-    def _run(self):
-        while not self._stop.is_set():
-            self._read()
-            self._stop.wait(self.every)
-
-    def __enter__(self):
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
     @property
     def gb(self) -> float:

@@ -31,13 +31,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _report import environment, markdown, peak_rss_gb, save
+from _report import Sampler, environment, markdown, peak_rss_gb, save
 
 HERE = Path(__file__).parent
 SAMPLE_USERS = 20_000
@@ -69,32 +68,22 @@ def csr_from_parquet(path: Path):
     return m, users, items
 
 
-class RssSampler:
+class RssSampler(Sampler):
     """Peak RSS of a set of processes, sampled on a thread."""
 
     def __init__(self, pids, every=0.1):
         import psutil
 
+        super().__init__(every)
         self.procs = [psutil.Process(p) for p in pids]
-        self.every, self.peak, self._stop = every, {p.pid: 0 for p in self.procs}, threading.Event()
+        self.peak = {p.pid: 0 for p in self.procs}
 
-    def _run(self):
-        while not self._stop.is_set():
-            for p in self.procs:
-                try:
-                    self.peak[p.pid] = max(self.peak[p.pid], p.memory_info().rss)
-                except Exception:  # noqa: BLE001 - a process may be gone
-                    pass
-            self._stop.wait(self.every)
-
-    def __enter__(self):
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+    def read(self):
+        for p in self.procs:
+            try:
+                self.peak[p.pid] = max(self.peak[p.pid], p.memory_info().rss)
+            except Exception:  # noqa: BLE001 - a process may be gone
+                pass
 
 
 def _spilled(dask_worker) -> int:
