@@ -282,7 +282,7 @@ def test_memory_budget_asks_the_workers_after_trimming_and_falls_back_to_the_hea
     assert (limit, threads, total) == (min(int(w["memory_limit"]) for w in workers.values()), 1,
                                        sum(int(w["memory_limit"]) for w in workers.values()))
     assert idle > 0
-    monkeypatch.setattr(cluster, "trimmed_memory", lambda dask_worker: 7_777_777_777)  # what the workers say
+    monkeypatch.setattr(cluster.compute, "trimmed_memory", lambda dask_worker: 7_777_777_777)  # what the workers say
     assert cluster.memory_budget()[3] == 7_777_777_777
 
     async def unreachable(*args, **kwargs):
@@ -319,5 +319,36 @@ def test_pending_tasks_counts_on_the_scheduler_and_is_none_without_a_client(dist
     def no_client():
         raise ValueError("No clients found")
 
-    monkeypatch.setattr(distributed, "default_client", no_client)
+    monkeypatch.setattr(cluster.health, "default_client", no_client)
     assert cluster.pending_tasks() is None
+
+
+def test_a_cluster_started_in_the_background_is_waited_for_bounded_and_always_closed():
+    # the batch job starts its cluster in a thread while it imports its stages: what the
+    # start raises reaches the caller, the wait has a bound, and a client that comes up
+    # after the caller gave up is closed, not leaked
+    from dcf.cluster import Starting, starting
+    from dcf.config import ClusterConfig
+    from dcf.errors import ClusterError, ConfigError
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there
+    with pytest.raises(ConfigError, match="cannot reach the scheduler"):
+        with starting(ClusterConfig(scheduler=f"tcp://127.0.0.1:{port}")) as pending:
+            pending.client()
+
+    cfg = ClusterConfig(workers=1, threads_per_worker=1, memory_limit="1GB", dashboard_address=None)
+    late = Starting(cfg, timeout=0.01)
+    with pytest.raises(ClusterError, match="did not start within"):
+        late.client()
+    late.close()  # before the cluster is up: it closes itself when it comes up
+    assert late._done.wait(120)
+    assert late._client is None
+
+    with starting(cfg) as pending:
+        c = pending.client()
+        assert c.submit(sum, [1, 2]).result(timeout=60) == 3
+        # the workers imported the job's task modules as they started
+        assert all("dcf.predict" in mods for mods in c.run(lambda: list(sys.modules)).values())
+    assert c.status == "closed"

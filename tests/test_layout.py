@@ -18,6 +18,11 @@ MAX_LINES = 400
 # modules allowed over MAX_LINES (none: a module that outgrows it becomes a package,
 # as ../shared/STYLE.md describes)
 OVER: dict = {}
+# dcf imports allowed inside a function, each with its reason (none dodges a cycle)
+LATE = {
+    # the batch job imports its stages while the cluster starts in the background
+    "dcf.run.cli -> dcf.run.job", "dcf.run.cli -> dcf.run.metrics",
+}
 
 
 def _modules():
@@ -52,7 +57,7 @@ def test_no_dcf_import_inside_a_function_and_no_private_name_across_modules():
     inside, private = [], []
     for mod, f, tree in _modules():
         for node, target, in_function in _dcf_imports(tree, mod, f.name == "__init__.py"):
-            if in_function:
+            if in_function and f"{mod} -> {target}" not in LATE:
                 inside.append(f"{mod} -> {target}")
             private += [f"{mod}: {target}.{a.name}" for a in node.names
                         if a.name.startswith("_") and not a.name.startswith("__")]

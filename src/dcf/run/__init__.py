@@ -22,13 +22,26 @@ The modules, in the order a run meets them:
 
 from __future__ import annotations
 
-from .cli import build_parser, main, resolve
-from .job import run
-from .metrics import strict_json, summary
-from .outputs import uniform_ids
-from .pipeline import Stages, execute
-from .preflight import preflight
-from .signals import Terminated
+from importlib import import_module
 
-__all__ = ["main", "build_parser", "resolve", "preflight", "run", "execute", "Stages", "summary",
-           "strict_json", "uniform_ids", "Terminated"]
+__all__ = ["build_parser", "main", "resolve", "run", "strict_json", "summary", "uniform_ids", "Stages",
+           "execute", "preflight"]
+
+# public name -> the module that defines it; loaded when first used (PEP 562), so that
+# ``python -m dcf.run`` starts the cluster before it imports the stages
+_HOMES = {"build_parser": "cli", "main": "cli", "resolve": "cli", "run": "job", "strict_json": "metrics",
+          "summary": "metrics", "uniform_ids": "outputs", "Stages": "pipeline", "execute": "pipeline",
+          "preflight": "preflight"}
+
+
+def __getattr__(name):
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'dcf.run' has no attribute {name!r}")
+    value = getattr(import_module(f".{home}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

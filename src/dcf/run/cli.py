@@ -8,10 +8,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from .. import cluster
 from ..config import CHOICES, RunConfig, load_config
 from ..errors import ClusterError, ConfigError, DataError
-from .job import run
-from .metrics import summary
+from ..version import __version__
+from .preflight import preflight
 from .signals import STOP, Terminated, handled, quiet_distributed
 
 DESCRIPTION = "``python -m dcf.run``: the batch job (config -> cluster -> pipeline -> outputs)."
@@ -84,13 +85,30 @@ def resolve(args) -> RunConfig:
     return cfg
 
 
+def _job(cfg: RunConfig, config_path) -> tuple:
+    """Preflight, then the cluster starts in the background while this thread imports the
+    job (its stages, Dask's collections, the estimator: about 2 s) and runs it."""
+    inputs = preflight(cfg, config_path)
+    c = cfg.cluster
+    print(f"dcf {__version__}: " + (f"connecting to {c.scheduler}" if c.scheduler else
+                                    f"starting {c.workers} workers x {c.threads_per_worker} threads "
+                                    f"({c.memory_limit} each)") + " ...", file=sys.stderr, flush=True)
+    with cluster.starting(cfg.cluster) as pending:
+        # imported here, not at the top, so that the import overlaps the workers' start
+        # (tests/test_layout.py allows this one import inside a function)
+        from .job import run
+        from .metrics import summary
+        metrics = run(cfg, inputs, pending)
+    return metrics, summary(metrics, cfg.top_n)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     with handled():
         try:
             cfg = resolve(args)
             with quiet_distributed(args.debug):
-                metrics = run(cfg, args.config)
+                metrics, summary = _job(cfg, args.config)
         except (DataError, ConfigError) as exc:
             if args.debug:
                 raise
@@ -112,6 +130,6 @@ def main(argv=None) -> int:
                 print(f"dcf: failed: {type(exc).__name__}: {exc} (rerun with --debug for the "
                       "traceback)", file=sys.stderr)
             return 1
-    print(summary(metrics, cfg.top_n))
+    print(summary)
     print(f"outputs in {Path(cfg.out).resolve()}")
     return 0

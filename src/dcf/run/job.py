@@ -1,5 +1,5 @@
-"""The whole job under a client it opens: preflight, the cluster, Dask's performance
-report, the stall watchdog, the pipeline, a cluster failure explained, the outputs."""
+"""The whole job on a cluster being started: Dask's performance report, the stall
+watchdog, the pipeline, a cluster failure explained, the outputs."""
 
 from __future__ import annotations
 
@@ -15,22 +15,18 @@ from ..version import __version__
 from .metrics import collect_metrics
 from .outputs import write_outputs
 from .pipeline import Stages, execute
-from .preflight import preflight
 from .signals import on_stall
 
 
-def run(cfg: RunConfig, config_path=None) -> dict:
-    """Run the whole job under a client it opens; returns the metrics dict."""
-    inputs = preflight(cfg, config_path)
+def run(cfg: RunConfig, inputs: tuple, pending: cluster.Starting) -> dict:
+    """Run the whole job on the cluster ``pending`` starts (:func:`dcf.cluster.starting`,
+    which also closes it); ``inputs``: the files :func:`~dcf.run.preflight.preflight`
+    found. Returns the metrics dict."""
     stage = Stages(cfg.progress)
     with ExitStack() as stack:
         report = (stack.enter_context(atomic_file(cfg.performance_report, inputs=inputs))
                   if cfg.performance_report else None)
-        c = cfg.cluster
-        print(f"dcf {__version__}: " + (f"connecting to {c.scheduler}" if c.scheduler else
-                                        f"starting {c.workers} workers x {c.threads_per_worker} threads "
-                                        f"({c.memory_limit} each)") + " ...", file=sys.stderr, flush=True)
-        client = stack.enter_context(cluster.connect(cfg.cluster))
+        client = pending.client()
         shape = cluster.describe(client)
         print(f"dcf {__version__}: dashboard {shape['dashboard']}  ({shape['workers']} workers)",
               file=sys.stderr)
