@@ -86,3 +86,10 @@ def test_ranking_metrics_equal_a_loop_and_sklearns_ndcg(seed, n, threshold):
         assert m["precision"] == pytest.approx(np.mean(precision), abs=1e-12)
         assert m["recall"] == pytest.approx(np.mean(recall), abs=1e-12)
         assert m["ndcg"] == pytest.approx(np.mean(ndcg), abs=1e-12)
+    # the same ids spelled otherwise give the same figures: as text on both sides, text
+    # against integers (7 equals "7"), and integers too large for one key per pair
+    for recs_ids, test_ids in [(str, str), (int, str), (lambda v: v + 2**62, lambda v: v + 2**62)]:
+        other = evaluate.ranking_metrics(
+            recs.assign(user=recs["user"].map(recs_ids), item=recs["item"].map(recs_ids)),
+            test.assign(user=test["user"].map(test_ids), item=test["item"].map(test_ids)), n, threshold)
+        assert other == pytest.approx(m, abs=1e-12)
