@@ -60,3 +60,20 @@ def test_user_holdout_keeps_every_user_in_train():
     held = te.groupby("user").size().reindex(sizes.index, fill_value=0)
     expected = np.where(sizes > 1, np.ceil(0.2 * sizes - 1e-12), 0)
     assert (held.to_numpy() == expected).all()
+
+
+@given(st.lists(st.tuples(st.integers(-2**63, 2**63 - 1), st.integers(-5, 10**6)), min_size=1, max_size=60),
+       st.integers(-2**63, 2**64 - 1), st.booleans())
+@settings(max_examples=80, deadline=None)
+def test_pair_uniform_is_pandas_hash_of_the_ids_text(pairs, seed, text_users):
+    # the split is pandas' hash of (user, item) as text, whatever the id columns' types:
+    # the per-distinct-id computation gives exactly the numbers of the plain formula
+    from dcf.split import pair_uniform
+
+    users = [str(u) for u, _ in pairs] if text_users else [u for u, _ in pairs]
+    frame = pd.DataFrame({"user": pd.Series(users, dtype=object if text_users else np.int64),
+                          "item": np.array([i for _, i in pairs], dtype=np.int64)})
+    text = pd.DataFrame({"user": [str(u) for u, _ in pairs], "item": [str(i) for _, i in pairs]}, dtype=object)
+    h = pd.util.hash_pandas_object(text, index=False, hash_key=f"{seed & 0xFFFFFFFFFFFFFFFF:016x}")
+    expected = (h.to_numpy(np.uint64) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    assert np.array_equal(pair_uniform(frame, seed), expected)
