@@ -5,7 +5,7 @@ residuals are all ``dask.array`` collections whose chunks are scipy CSR row
 blocks (or dense NumPy rows).  Building such an array from Delayed blocks,
 taking its blocks back out, stacking them in a task and transposing user blocks
 into item blocks live here, once, instead of being borrowed privately from one
-stage by the others.  Task names are kept: ``matrix-slice``, ``matrix-item-block``,
+stage by the others.  Task names are kept: ``matrix-columns``, ``matrix-slice``, ``matrix-item-block``,
 ``row-sums``, ``row-counts``.
 """
 
@@ -115,20 +115,28 @@ def _rows_between(lo, hi, *blocks):
 
 
 def transpose_blocks(user_blocks, ub, ib, n_users, token) -> da.Array:
-    """Item-row blocks of the transpose: slice every user block, stack per item block."""
-    cut = dask.delayed(_column_slice, pure=True)
+    """Item-row blocks of the transpose: every user block cut into its item-block
+    column pieces by one task (one CSC conversion, then each piece a range of it:
+    slicing the CSR once per item block passed the whole block each time, 5,184
+    slices and 12 s of tasks at 20M ratings), then stacked per item block."""
+    cut = dask.delayed(_column_pieces, pure=True)
+    bounds = [int(b) for b in ib]
+    pieces = []
+    for b, blk in enumerate(user_blocks):
+        call = cut(blk, bounds, dask_key_name=f"matrix-columns-{token}-{b}")
+        pieces.append(outputs(call, len(bounds) - 1, "matrix-slice") if len(bounds) > 2 else [call])
     stack = dask.delayed(_stack_transpose, pure=True)
-    out = []
-    for a in range(len(ib) - 1):
-        lo, hi = int(ib[a]), int(ib[a + 1])
-        pieces = [cut(blk, lo, hi, dask_key_name=f"matrix-slice-{token}-{b}-{a}")
-                  for b, blk in enumerate(user_blocks)]
-        out.append(stack(*pieces, dask_key_name=f"matrix-item-block-{token}-{a}"))
+    out = [stack(*[p[a] for p in pieces], dask_key_name=f"matrix-item-block-{token}-{a}")
+           for a in range(len(bounds) - 1)]
     return concat_rows(out, ib, n_users, "matrix-item-rows")
 
 
-def _column_slice(block, lo, hi):
-    return block[:, lo:hi].tocsc()
+def _column_pieces(block, bounds):
+    """A block's columns ``bounds[a]:bounds[a + 1]`` for every ``a``, as CSC pieces (one
+    piece itself where there is a single range)."""
+    csc = sp.csc_matrix(block)
+    pieces = [csc[:, lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]
+    return tuple(pieces) if len(pieces) > 1 else pieces[0]
 
 
 def _stack_transpose(*pieces):
