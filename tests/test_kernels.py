@@ -110,6 +110,10 @@ def test_score_pairs_matches_surprise_loop(seed, k, centred, rho):
     x = np.array([i for _, i in pairs])
     y = np.array([u for u, _ in pairs])
     s, v, n = kernels.score_pairs(S, x, y, sp.csr_matrix(R), k, means if centred else None, amplification=rho)
+    # the same sums from the similarities as a sparse table (every positive one listed)
+    sparse = kernels.score_pairs(sp.csr_matrix(np.where(S > 0, S, 0.0)), x, y, sp.csr_matrix(R), k,
+                                 means if centred else None, amplification=rho)
+    assert all(np.array_equal(a, b) for a, b in zip((s, v, n), sparse))
     for p, (u, i) in enumerate(pairs):
         cands = sorted((-S[i, j], j) for j in range(7) if R[u, j] > 0)[:k]
         # the neighbours are chosen by s; with case amplification each weighs s ** rho
@@ -118,6 +122,39 @@ def test_score_pairs_matches_surprise_loop(seed, k, centred, rho):
         assert s[p] == pytest.approx(sum(a for a, _ in used), rel=1e-12, abs=1e-300)
         c = (lambda j: means[j]) if centred else (lambda j: 0.0)
         assert v[p] == pytest.approx(sum(a * (R[u, j] - c(j)) for a, j in used), rel=1e-12, abs=1e-12)
+
+
+@given(st.integers(0, 10_000), st.integers(1, 8), st.booleans(), st.booleans())
+@settings(max_examples=60, deadline=None)
+def test_score_pairs_adds_in_surprises_order_to_the_bit(seed, k, sparse, baseline):
+    # a vectorised NumPy formulation of the same rule (sort by similarity, then by
+    # neighbour; add in that order): the compiled loops give the same bits
+    rng = np.random.default_rng(seed)
+    R = rng.choice([0, 0, 0, 1, 2, 3, 4, 5], size=(12, 9)).astype(float)
+    S = np.round(rng.uniform(-0.5, 1, (9, 9)), 1)  # ties and non-positive similarities
+    if sparse:
+        S[rng.random(S.shape) < 0.4] = 0.0
+    x, y = rng.integers(0, 9, 40), rng.integers(0, 12, 40)
+    centre = rng.uniform(1, 5, 9) if baseline else None
+    offset = rng.normal(0, 1, 40) if baseline else None
+    Q = sp.csr_matrix(R)
+    got = kernels.score_pairs(sp.csr_matrix(S) if sparse else S, x, y, Q, k, centre, offset)
+    counts = np.diff(Q.indptr)[y]
+    rep = np.repeat(np.arange(40), counts)
+    nb = np.concatenate([Q.indices[Q.indptr[v]:Q.indptr[v + 1]] for v in y]).astype(np.int64)
+    r = np.concatenate([Q.data[Q.indptr[v]:Q.indptr[v + 1]] for v in y])
+    s = S[x[rep], nb]
+    live = s > 0
+    rep, nb, r, s = rep[live], nb[live], r[live], s[live]
+    order = np.lexsort((nb, -s, rep))
+    rep, nb, r, s = rep[order], nb[order], r[order], s[order]
+    use = (np.arange(len(rep)) - np.searchsorted(rep, rep, side="left")) < k
+    rep, nb, r, s = rep[use], nb[use], r[use], s[use]
+    val = r if centre is None else r - (centre[nb] + offset[rep])
+    want = (np.bincount(rep, weights=s, minlength=40), np.bincount(rep, weights=s * val, minlength=40),
+            np.bincount(rep, minlength=40))
+    for a, b in zip(got, want):
+        assert np.array_equal(a, b)
 
 
 def _csr_entries(scores, has):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 
@@ -45,30 +46,80 @@ def score_pairs(S, x, y, Q, k, centre=None, offset=None, amplification=1.0):
     sum_sim, sum_val : (P,) float64
     n_used : (P,) int64
     """
-    x = np.asarray(x, np.int64)
-    y = np.asarray(y, np.int64)
+    x = np.ascontiguousarray(x, np.int64)
+    y = np.ascontiguousarray(y, np.int64)
+    rho = float(amplification)
+    has_centre, has_offset = centre is not None, offset is not None
+    centre = np.ascontiguousarray(centre if has_centre else np.zeros(0), np.float64)
+    offset = np.ascontiguousarray(offset if has_offset else np.zeros(0), np.float64)
+    if not Q.has_sorted_indices:  # ties go to the lower neighbour: candidates in column order
+        Q = Q.sorted_indices()
+    q = (Q.indptr.astype(np.int64), Q.indices.astype(np.int64), np.asarray(Q.data, np.float64))
+    if sp.issparse(S):
+        S = sp.csr_matrix(S)
+        if not S.has_sorted_indices:
+            S = S.sorted_indices()
+        s_rows = (S.indptr.astype(np.int64), S.indices.astype(np.int64), np.asarray(S.data, np.float64))
+        return _score_sparse(s_rows, x, y, q, int(k), centre, has_centre, offset, has_offset, rho)
+    return _score_dense(np.ascontiguousarray(S, np.float64), x, y, q, int(k), centre, has_centre, offset,
+                        has_offset, rho)
+
+
+@numba.njit(cache=True, nogil=True)
+def _score_dense(S, x, y, q, k, centre, has_centre, offset, has_offset, rho):
+    q_ptr, q_idx, q_val = q
     P = len(x)
-    counts = (Q.indptr[y + 1] - Q.indptr[y]).astype(np.int64)
-    rep = np.repeat(np.arange(P), counts)
-    base = np.repeat(Q.indptr[y].astype(np.int64) - np.cumsum(counts) + counts, counts)
-    pos = base + np.arange(len(rep))
-    nb, r = Q.indices[pos].astype(np.int64), Q.data[pos]
-    s = S[x[rep], nb]
-    s = np.asarray(s).ravel() if sp.issparse(S) else s
-    live = s > 0
-    rep, nb, r, s = rep[live], nb[live], r[live], s[live]
-    order = np.lexsort((nb, -s, rep))
-    rep, nb, r, s = rep[order], nb[order], r[order], s[order]
-    rank = np.arange(len(rep)) - np.searchsorted(rep, rep, side="left")
-    use = rank < k
-    rep, nb, r, s = rep[use], nb[use], r[use], s[use]
-    if amplification != 1.0:  # after the selection: s ** rho keeps the order of positive s
-        s = s ** float(amplification)
-    if centre is None:
-        val = r
-    elif offset is None:
-        val = r - centre[nb]
-    else:
-        val = r - (centre[nb] + np.asarray(offset, np.float64)[rep])
-    return (np.bincount(rep, weights=s, minlength=P), np.bincount(rep, weights=s * val, minlength=P),
-            np.bincount(rep, minlength=P).astype(np.int64))
+    sum_sim, sum_val, used = np.zeros(P), np.zeros(P), np.zeros(P, np.int64)
+    longest = int(np.max(np.diff(q_ptr))) if len(q_ptr) > 1 else 0
+    cs, cj, cr = np.empty(longest), np.empty(longest, np.int64), np.empty(longest)
+    for p in range(P):
+        m = 0
+        for e in range(q_ptr[y[p]], q_ptr[y[p] + 1]):
+            s = S[x[p], q_idx[e]]
+            if s > 0:
+                cs[m], cj[m], cr[m] = s, q_idx[e], q_val[e]
+                m += 1
+        _add_best(p, cs, cj, cr, m, k, centre, has_centre, offset, has_offset, rho, sum_sim, sum_val, used)
+    return sum_sim, sum_val, used
+
+
+@numba.njit(cache=True, nogil=True)
+def _score_sparse(s_rows, x, y, q, k, centre, has_centre, offset, has_offset, rho):
+    s_ptr, s_idx, s_val = s_rows
+    q_ptr, q_idx, q_val = q
+    P = len(x)
+    sum_sim, sum_val, used = np.zeros(P), np.zeros(P), np.zeros(P, np.int64)
+    longest = int(np.max(np.diff(q_ptr))) if len(q_ptr) > 1 else 0
+    cs, cj, cr = np.empty(longest), np.empty(longest, np.int64), np.empty(longest)
+    for p in range(P):
+        m, a, a_end = 0, s_ptr[x[p]], s_ptr[x[p] + 1]
+        for e in range(q_ptr[y[p]], q_ptr[y[p] + 1]):  # both rows sorted: one merge
+            j = q_idx[e]
+            while a < a_end and s_idx[a] < j:
+                a += 1
+            if a == a_end:
+                break
+            if s_idx[a] == j and s_val[a] > 0:
+                cs[m], cj[m], cr[m] = s_val[a], j, q_val[e]
+                m += 1
+        _add_best(p, cs, cj, cr, m, k, centre, has_centre, offset, has_offset, rho, sum_sim, sum_val, used)
+    return sum_sim, sum_val, used
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _add_best(p, cs, cj, cr, m, k, centre, has_centre, offset, has_offset, rho, sum_sim, sum_val, used):
+    """Pair ``p``'s sums over its ``k`` candidates of largest similarity (candidates in
+    increasing neighbour order; a stable sort keeps the lower one first on ties), added
+    in that order, as surprise adds them."""
+    order = np.argsort(-cs[:m], kind="mergesort")
+    n = min(k, m)
+    total_s, total_v = 0.0, 0.0
+    for t in range(n):
+        c = order[t]
+        s = cs[c] if rho == 1.0 else cs[c] ** rho
+        v = cr[c]
+        if has_centre:
+            v = cr[c] - (centre[cj[c]] + offset[p]) if has_offset else cr[c] - centre[cj[c]]
+        total_s += s
+        total_v += s * v
+    sum_sim[p], sum_val[p], used[p] = total_s, total_v, n
