@@ -93,3 +93,9 @@ def test_ranking_metrics_equal_a_loop_and_sklearns_ndcg(seed, n, threshold):
             recs.assign(user=recs["user"].map(recs_ids), item=recs["item"].map(recs_ids)),
             test.assign(user=test["user"].map(test_ids), item=test["item"].map(test_ids)), n, threshold)
         assert other == pytest.approx(m, abs=1e-12)
+    # integers held as objects (what predictions carry) compare as integers
+    as_objects = evaluate.ranking_metrics(recs, test.astype({"user": object, "item": object}), n, threshold)
+    assert as_objects == pytest.approx(m, abs=1e-12)
+    assert evaluate.integer_ids(pd.Series([1, np.int64(2)], dtype=object)).tolist() == [1, 2]
+    assert evaluate.integer_ids(pd.Series([1, True], dtype=object)) is None
+    assert evaluate.integer_ids(pd.Series([1, 2**63], dtype=object)) is None

@@ -117,17 +117,35 @@ def _pair_keys(*frames):
     return [f["user"].to_numpy(np.int64) * (items + 1) + f["item"].to_numpy(np.int64) for f in frames]
 
 
+def integer_ids(values) -> np.ndarray | None:
+    """Ids as ``int64`` where every one is an integer within 64 bits (an integer column,
+    or objects that are all Python or NumPy integers, never booleans); else None."""
+    values = values if isinstance(values, pd.Series) else pd.Series(values)
+    kind = values.dtype.kind if isinstance(values.dtype, np.dtype) else ""
+    if kind == "i":
+        return values.to_numpy(np.int64)
+    if kind == "u":
+        return values.to_numpy(np.int64) if len(values) == 0 or int(values.max()) < 2**63 else None
+    if kind != "O" or pd.api.types.infer_dtype(values, skipna=False) != "integer":
+        return None
+    try:  # one C-level conversion; a value beyond 64 bits overflows
+        return values.to_numpy(dtype=object).astype(np.int64)
+    except OverflowError:
+        return None
+
+
 def _comparable_ids(a: pd.DataFrame, b: pd.DataFrame):
-    """Both frames with user and item columns that compare as the ids do: integer
-    columns stay integers where both sides are integers, else both sides become text
-    (an id ``7`` then equals ``"7"``; 20M recommendations took 10 s as text, 1 s as
-    integers)."""
+    """Both frames with user and item columns that compare as the ids do: integers where
+    every id of the column on both sides is one (also objects holding integers), else
+    text on both sides (an id ``7`` then equals ``"7"``; 20M recommendations took 10 s
+    as text, 1 s as integers)."""
     fixed = {}
     for col in ("user", "item"):
-        if not (a[col].dtype.kind == b[col].dtype.kind and a[col].dtype.kind in "iu"):
+        ints = integer_ids(a[col]), integer_ids(b[col])
+        if ints[0] is not None and ints[1] is not None:
+            fixed[col] = ints
+        else:
             fixed[col] = (a[col].astype(str), b[col].astype(str))
-    if not fixed:
-        return a, b
     return (a.assign(**{c: v[0] for c, v in fixed.items()}), b.assign(**{c: v[1] for c, v in fixed.items()}))
 
 

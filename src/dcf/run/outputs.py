@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..evaluate import integer_ids
 from ..folders import RUN_OUTPUT, atomic_folder
 from .metrics import strict_json
 from .signals import check_stop
@@ -58,10 +59,4 @@ def uniform_ids(preds: pd.DataFrame, recs: pd.DataFrame, neighbours=None, based:
 
 
 def _all_int64(values: pd.Series) -> bool:
-    if values.dtype.kind in "iu":
-        return values.dtype.kind == "i" or len(values) == 0 or int(values.max()) < 2**63
-    if pd.api.types.infer_dtype(values, skipna=False) != "integer":
-        return False
-    return all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-               and -2**63 <= int(v) < 2**63 for v in values.to_numpy(dtype=object))
-
+    return integer_ids(values) is not None
