@@ -5,6 +5,8 @@ import dask.array as da
 import numpy as np
 import pytest
 import sparse
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import reference as ref
 from conftest import random_ratings
@@ -46,3 +48,19 @@ def test_array_input_rejects_negative_ratings():
     with pytest.raises(DataError, match=r"row 1, column 1"):
         with dask.config.set(scheduler="sync"):
             ItemKNN(k=1).fit(da.from_array(R, chunks=1))
+
+
+@given(st.lists(st.integers(-2**63, 2**63 - 1), min_size=1, max_size=40, unique=True),
+       st.integers(0, 2**20), st.lists(st.integers(-2**63, 2**63 - 1), max_size=40), st.data())
+@settings(max_examples=100, deadline=None)
+def test_id_codes_by_table_and_by_search_agree(ids, shift, strangers, data):
+    # integer ids in a small range are coded by a lookup table, others by a binary
+    # search over the sorted vocabulary: both give each id its rank, -1 to the unknown
+    from dcf.ids import IdMap
+
+    close = sorted({shift + (i % 500) for i in ids})  # a small range: the table
+    for vocab in (close, ids):
+        m = IdMap(np.array(vocab, dtype=np.int64))
+        rank = {v: r for r, v in enumerate(sorted(set(vocab)))}
+        raw = vocab + strangers + data.draw(st.lists(st.sampled_from(vocab), max_size=20))
+        assert m.to_codes(np.array(raw, dtype=np.int64)).tolist() == [rank.get(v, -1) for v in raw]
