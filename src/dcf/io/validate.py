@@ -116,6 +116,14 @@ def _raise_first(src, bad):
                         "such lines and count them)", line)
 
 
+def _int64_ids(col: pd.Series):
+    """An integer id column as ``int64`` (None for any other column, or ids beyond it)."""
+    kind = col.dtype.kind if isinstance(col.dtype, np.dtype) else ""
+    if kind == "i" or (kind == "u" and (len(col) == 0 or int(col.max()) < 2**63)):
+        return col.to_numpy(np.int64)
+    return None
+
+
 def raw_ids(col: pd.Series) -> np.ndarray:
     """An id column as objects for :func:`validate_text` (missing ids as ``""``)."""
     if col.dtype.kind in "iu":
@@ -141,5 +149,10 @@ def validate_frame(frame: pd.DataFrame, name: str = "DataFrame", on_bad_lines: s
                                  np.full(len(frame), "1", dtype=object), lines, len(frame), [])
         return out.drop(columns="rating"), rep
     r = frame["rating"]
+    users, items = _int64_ids(frame["user"]), _int64_ids(frame["item"])
+    if users is not None and items is not None and r.dtype.kind in "iuf":
+        # integer ids and numeric ratings: the Parquet path's checks, no text (ML-100K's
+        # 80k rows: 0.17 s of validation as text)
+        return validate_numeric(src, users, items, r.to_numpy(np.float64), lines)
     r = r.astype(object).where(r.notna(), "").to_numpy(dtype=object)
     return validate_text(src, raw_ids(frame["user"]), raw_ids(frame["item"]), r, lines, len(frame), [])
