@@ -114,6 +114,9 @@ def test_batch_jobs_local_cluster_has_the_scripts_settings():
     conf = yaml.safe_load((ROOT / "cluster" / "dask.yaml").read_text())["distributed"]
     assert conf["nanny"]["pre-spawn-environ"] == {"MALLOC_MMAP_THRESHOLD_": MMAP_THRESHOLD}
     assert conf["scheduler"]["worker-saturation"] == 1.0
+    from dcf.cluster import WORKER_MODULES
+
+    assert conf["worker"]["preload"] == WORKER_MODULES
     cfg = ClusterConfig(workers=1, threads_per_worker=1, memory_limit="1GB", dashboard_address=None)
     with client(cfg) as c:
         assert _allocation_settings(c) == ({str(MMAP_THRESHOLD)}, 1.0)
