@@ -68,11 +68,8 @@ def score_pairs(S, x, y, Q, k, centre=None, offset=None, amplification=1.0):
 @numba.njit(cache=True, nogil=True)
 def _score_dense(S, x, y, q, k, centre, has_centre, offset, has_offset, rho):
     q_ptr, q_idx, q_val = q
-    P = len(x)
-    sum_sim, sum_val, used = np.zeros(P), np.zeros(P), np.zeros(P, np.int64)
-    longest = int(np.max(np.diff(q_ptr))) if len(q_ptr) > 1 else 0
-    cs, cj, cr = np.empty(longest), np.empty(longest, np.int64), np.empty(longest)
-    for p in range(P):
+    sum_sim, sum_val, used, cs, cj, cr = _buffers(len(x), q_ptr)
+    for p in range(len(x)):
         m = 0
         for e in range(q_ptr[y[p]], q_ptr[y[p] + 1]):
             s = S[x[p], q_idx[e]]
@@ -87,11 +84,8 @@ def _score_dense(S, x, y, q, k, centre, has_centre, offset, has_offset, rho):
 def _score_sparse(s_rows, x, y, q, k, centre, has_centre, offset, has_offset, rho):
     s_ptr, s_idx, s_val = s_rows
     q_ptr, q_idx, q_val = q
-    P = len(x)
-    sum_sim, sum_val, used = np.zeros(P), np.zeros(P), np.zeros(P, np.int64)
-    longest = int(np.max(np.diff(q_ptr))) if len(q_ptr) > 1 else 0
-    cs, cj, cr = np.empty(longest), np.empty(longest, np.int64), np.empty(longest)
-    for p in range(P):
+    sum_sim, sum_val, used, cs, cj, cr = _buffers(len(x), q_ptr)
+    for p in range(len(x)):
         m, a, a_end = 0, s_ptr[x[p]], s_ptr[x[p] + 1]
         for e in range(q_ptr[y[p]], q_ptr[y[p] + 1]):  # both rows sorted: one merge
             j = q_idx[e]
@@ -104,6 +98,14 @@ def _score_sparse(s_rows, x, y, q, k, centre, has_centre, offset, has_offset, rh
                 m += 1
         _add_best(p, cs, cj, cr, m, k, centre, has_centre, offset, has_offset, rho, sum_sim, sum_val, used)
     return sum_sim, sum_val, used
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _buffers(P, q_ptr):
+    """The sums per pair and room for the candidates of the longest row."""
+    longest = int(np.max(np.diff(q_ptr))) if len(q_ptr) > 1 else 0
+    return (np.zeros(P), np.zeros(P), np.zeros(P, np.int64), np.empty(longest), np.empty(longest, np.int64),
+            np.empty(longest))
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
