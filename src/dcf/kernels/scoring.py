@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba
 import numpy as np
 import scipy.sparse as sp
 
 __all__ = ["score_pairs"]
+
+
+class PairRule(NamedTuple):
+    """How a pair's best candidates are chosen and weighed, as the compiled loops take it."""
+
+    k: int
+    centre: np.ndarray  # (n,) per-neighbour centre (used when has_centre)
+    has_centre: bool
+    offset: np.ndarray  # (P,) per-pair offset added to the centre (used when has_offset)
+    has_offset: bool
+    rho: float  # case amplification
 
 
 def score_pairs(S, x, y, Q, k, centre=None, offset=None, amplification=1.0):
@@ -60,15 +73,15 @@ def score_pairs(S, x, y, Q, k, centre=None, offset=None, amplification=1.0):
         if not S.has_sorted_indices:
             S = S.sorted_indices()
         s_rows = (S.indptr.astype(np.int64), S.indices.astype(np.int64), np.asarray(S.data, np.float64))
-        return _score_sparse(s_rows, x, y, q, int(k), centre, has_centre, offset, has_offset, rho)
-    return _score_dense(np.ascontiguousarray(S, np.float64), x, y, q, int(k), centre, has_centre, offset,
-                        has_offset, rho)
+        return _score_sparse(s_rows, x, y, q, PairRule(int(k), centre, has_centre, offset, has_offset, rho))
+    return _score_dense(np.ascontiguousarray(S, np.float64), x, y, q,
+                        PairRule(int(k), centre, has_centre, offset, has_offset, rho))
 
 
 @numba.njit(cache=True, nogil=True)
-def _score_dense(S, x, y, q, k, centre, has_centre, offset, has_offset, rho):
+def _score_dense(S, x, y, q, rule):
     q_ptr, q_idx, q_val = q
-    sum_sim, sum_val, used, cs, cj, cr = _buffers(len(x), q_ptr)
+    sums, (cs, cj, cr) = _buffers(len(x), q_ptr)
     for p in range(len(x)):
         m = 0
         for e in range(q_ptr[y[p]], q_ptr[y[p] + 1]):
@@ -76,15 +89,15 @@ def _score_dense(S, x, y, q, k, centre, has_centre, offset, has_offset, rho):
             if s > 0:
                 cs[m], cj[m], cr[m] = s, q_idx[e], q_val[e]
                 m += 1
-        _add_best(p, cs, cj, cr, m, k, centre, has_centre, offset, has_offset, rho, sum_sim, sum_val, used)
-    return sum_sim, sum_val, used
+        _add_best(p, (cs, cj, cr), m, rule, sums)
+    return sums
 
 
 @numba.njit(cache=True, nogil=True)
-def _score_sparse(s_rows, x, y, q, k, centre, has_centre, offset, has_offset, rho):
+def _score_sparse(s_rows, x, y, q, rule):
     s_ptr, s_idx, s_val = s_rows
     q_ptr, q_idx, q_val = q
-    sum_sim, sum_val, used, cs, cj, cr = _buffers(len(x), q_ptr)
+    sums, (cs, cj, cr) = _buffers(len(x), q_ptr)
     for p in range(len(x)):
         m, a, a_end = 0, s_ptr[x[p]], s_ptr[x[p] + 1]
         for e in range(q_ptr[y[p]], q_ptr[y[p] + 1]):  # both rows sorted: one merge
@@ -96,23 +109,26 @@ def _score_sparse(s_rows, x, y, q, k, centre, has_centre, offset, has_offset, rh
             if s_idx[a] == j and s_val[a] > 0:
                 cs[m], cj[m], cr[m] = s_val[a], j, q_val[e]
                 m += 1
-        _add_best(p, cs, cj, cr, m, k, centre, has_centre, offset, has_offset, rho, sum_sim, sum_val, used)
-    return sum_sim, sum_val, used
+        _add_best(p, (cs, cj, cr), m, rule, sums)
+    return sums
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _buffers(P, q_ptr):
     """The sums per pair and room for the candidates of the longest row."""
     longest = int(np.max(np.diff(q_ptr))) if len(q_ptr) > 1 else 0
-    return (np.zeros(P), np.zeros(P), np.zeros(P, np.int64), np.empty(longest), np.empty(longest, np.int64),
-            np.empty(longest))
+    return ((np.zeros(P), np.zeros(P), np.zeros(P, np.int64)),
+            (np.empty(longest), np.empty(longest, np.int64), np.empty(longest)))
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _add_best(p, cs, cj, cr, m, k, centre, has_centre, offset, has_offset, rho, sum_sim, sum_val, used):
+def _add_best(p, candidates, m, rule, sums):
     """Pair ``p``'s sums over its ``k`` candidates of largest similarity (candidates in
     increasing neighbour order; a stable sort keeps the lower one first on ties), added
     in that order, as surprise adds them."""
+    cs, cj, cr = candidates
+    k, centre, has_centre, offset, has_offset, rho = rule
+    sum_sim, sum_val, used = sums
     order = np.argsort(-cs[:m], kind="mergesort")
     n = min(k, m)
     total_s, total_v = 0.0, 0.0
