@@ -23,21 +23,18 @@ from .sparse import CsrArrays, csr_arrays
 __all__ = ["PREFETCH_AHEAD", "SELECT_BLOCK", "TRACK_BELOW", "Rules", "RowsOut", "Scan", "similarity_rows", "sim_rows",
            "norms_topk"]
 
-
 PREFETCH_AHEAD = 4  # rows ahead: the row pointer at 2x, the row itself at 1x (measured best)
 SELECT_BLOCK = 32  # columns a top-k scan skips at once when their largest estimate is under the cut
-# the fast top-k path keeps a list of the columns a row touches, and scans only those, when
-# the row takes fewer than this many products per column of the matrix (else it scans every
-# column: no bookkeeping per product, and a scan of a dense accumulator is cheap).  Measured
-# on benchmarks/catalogue.py's shapes: at 20k items 0.25 took 0.86 of the dense scan's time
-# (0.1: 0.90, 0.5: 0.89, 1: 0.94, 2: 0.98); at 150k items 0.25 to 2 took the same
+# the fast top-k path lists the columns a row touches and scans only those when the row takes
+# fewer products than this per column (else it scans every column, no bookkeeping). Measured
+# (benchmarks/catalogue.py): at 20k items 0.25 took 0.86 of the dense scan's time (0.1: 0.90,
+# 0.5: 0.89, 1: 0.94, 2: 0.98); at 150k items 0.25 to 2 took the same
 TRACK_BELOW = 0.25
 
 
 class Rules(NamedTuple):
-    """How :func:`sim_rows` scores a pair, as it takes the rules: the measure's ``mode``
-    (as :func:`dcf.kernels.measures.measure_mode` gives it), whether co-raters are
-    counted (``count``), and ``min_support``, ``shrinkage``, the shrinkage's
+    """How :func:`sim_rows` scores a pair: the measure's ``mode`` (``measure_mode``), whether
+    co-raters are counted (``count``), and ``min_support``, ``shrinkage``, the shrinkage's
     ``offset``, ``significance`` and ``min_similarity``, all floats."""
 
     mode: int
@@ -50,8 +47,8 @@ class Rules(NamedTuple):
 
 
 class RowsOut(NamedTuple):
-    """What the rows loops fill: the dense rows ``rows`` where ``dense`` (else a
-    ``(0, 0)`` array), and the top-k table ``top_i`` / ``top_s`` (k columns, 0 for none)."""
+    """What the rows loops fill: dense ``rows`` where ``dense`` (else ``(0, 0)``), and the
+    top-k table ``top_i`` / ``top_s`` (k columns, 0 for none)."""
 
     dense: bool
     rows: np.ndarray
@@ -60,10 +57,9 @@ class RowsOut(NamedTuple):
 
 
 class Scan(NamedTuple):
-    """How :func:`norms_topk` walks a row: prefetching ``ahead`` rows, scanning blocks
-    of ``block`` columns, and tracking the touched columns of rows that take fewer than
-    ``track_below`` products per column (:data:`PREFETCH_AHEAD`, :data:`SELECT_BLOCK`,
-    :data:`TRACK_BELOW`)."""
+    """How :func:`norms_topk` walks a row: prefetching ``ahead`` rows, scanning ``block``
+    columns at once, tracking touched columns of rows under ``track_below`` products per
+    column (:data:`PREFETCH_AHEAD`, :data:`SELECT_BLOCK`, :data:`TRACK_BELOW`)."""
 
     ahead: int
     block: int
@@ -266,6 +262,17 @@ def _insert(top_i, top_s, i, have, j, s):  # pragma: no cover - compiled
     return have
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _offer(top_i, top_s, i, have, j, s, na, min_similarity, cut):  # pragma: no cover - compiled
+    """Offer ``j`` with exact similarity ``s`` to row ``i``'s list (if ``s`` > 0 and not below
+    ``min_similarity``); a full list raises the estimates' ``cut``. Returns ``(have, cut)``."""
+    if s > 0 and not s < min_similarity:
+        have = _insert(top_i, top_s, i, have, j, s)
+        if have == top_i.shape[1]:
+            cut = max(cut, top_s[i, have - 1] * na * (1.0 - 1e-9))
+    return have, cut
+
+
 @numba.njit(cache=True, nogil=True)
 def norms_topk(a, e, ids, norms_a, norms, inv, min_similarity, out, scan):  # pragma: no cover - compiled
     """Top-k rows of a norm-divided measure (see :func:`dcf.kernels.measures.fast_topk`)
@@ -365,11 +372,7 @@ def norms_topk(a, e, ids, norms_a, norms, inv, min_similarity, out, scan):  # pr
             for c in range(t):
                 j = touched[c]
                 if est[c] > cut:
-                    s = prod[j] / (na * norms[j])
-                    if s > 0 and not s < min_similarity:
-                        have = _insert(top_i, top_s, i, have, j, s)
-                        if have == k:
-                            cut = max(cut, top_s[i, k - 1] * na * (1.0 - 1e-9))
+                    have, cut = _offer(top_i, top_s, i, have, j, prod[j] / (na * norms[j]), na, min_similarity, cut)
                 prod[j] = 0.0
                 seen[j] = 0
             continue
@@ -391,10 +394,7 @@ def norms_topk(a, e, ids, norms_a, norms, inv, min_similarity, out, scan):  # pr
             if peak[b] > cut:  # one mostly-untaken branch per block
                 for j in range(b * block, min(b * block + block, n)):
                     if est[j] > cut:
-                        s = prod[j] / (na * norms[j])
-                        if s > 0 and not s < min_similarity:
-                            have = _insert(top_i, top_s, i, have, j, s)
-                            if have == k:
-                                cut = max(cut, top_s[i, k - 1] * na * (1.0 - 1e-9))
+                        have, cut = _offer(top_i, top_s, i, have, j, prod[j] / (na * norms[j]), na, min_similarity,
+                                           cut)
         prod[:] = 0.0
 
