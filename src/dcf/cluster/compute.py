@@ -66,6 +66,9 @@ def start(obj):
     return obj if client is None else client.persist(obj)
 
 
+REPLICATE_TRIES = 3  # rounds of Dask's best-effort replication a broadcast asks for
+
+
 def everywhere(obj):
     """Compute a Delayed once and copy it to every worker (the paper's broadcast).
 
@@ -73,6 +76,11 @@ def everywhere(obj):
     the one worker that built it, Dask's locality rule sends them all there and
     work stealing moves them back only slowly (measured: one of two workers idle
     a third of the time at 20M ratings).  Without a client (or with a local scheduler forced): ``obj`` unchanged.
+
+    Dask's replication is best effort (a copy that fails is not retried, and a worker
+    not running at that moment is skipped); it is asked again, at most
+    :data:`REPLICATE_TRIES` times in all, while a worker lacks a copy.  A worker still
+    without one fetches it when a task needs it.
     """
     client = current_client()
     if client is None:
@@ -80,7 +88,11 @@ def everywhere(obj):
     persisted = client.persist(obj)
     futures = futures_in(persisted)
     wait_for(persisted)
-    client.replicate(futures)
+    for _ in range(REPLICATE_TRIES):
+        client.replicate(futures)
+        workers = len(client.scheduler_info(n_workers=-1)["workers"])
+        if all(len(holders) >= workers for holders in client.who_has(futures).values()):
+            break
     return persisted
 
 
