@@ -237,3 +237,24 @@ def recommend(R, table, n, *, based="item", prediction="weighted", min_k=1, bias
                  [(i, None) for _, i in sorted(unscored)]
         out.append(ranked[:n])
     return out, item_means
+
+
+def triplets(rows, cols, vals, n_rows, n_cols, lines):
+    """A block from rating triplets the plain way: per (row, col) pair, the value of the
+    earliest line (the first given between equal lines) is kept; each later rating is
+    an exact duplicate (same value) or a conflict ``(row, col, kept line, its line,
+    its value)``, in row, column, line order. Returns ``(dense, duplicates, conflicts)``."""
+    dense = np.zeros((n_rows, n_cols))
+    seen: dict = {}
+    for p in sorted(range(len(rows)), key=lambda p: (rows[p], cols[p], lines[p], p)):
+        seen.setdefault((rows[p], cols[p]), []).append(p)
+    duplicates, conflicts = 0, []
+    for (r, c), ps in seen.items():
+        kept = ps[0]
+        dense[r, c] = vals[kept]
+        for p in ps[1:]:
+            if vals[p] == vals[kept]:
+                duplicates += 1
+            else:
+                conflicts.append((r, c, lines[kept], lines[p], vals[p]))
+    return dense, duplicates, sorted(conflicts, key=lambda t: t[:2] + (t[3],))

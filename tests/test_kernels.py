@@ -96,6 +96,26 @@ def test_csr_from_triplets_drops_exact_duplicates_and_reports_conflicts():
     assert conflicts.tolist() == [[1, 0, 12, 13, 5.0]]
 
 
+@given(st.integers(0, 2**32 - 1), st.integers(0, 300), st.integers(1, 9), st.integers(1, 9), st.booleans())
+@settings(max_examples=80, deadline=None)
+def test_csr_from_triplets_equals_the_plain_pass_over_sorted_ratings(seed, n, n_rows, n_cols, few_lines):
+    rng = np.random.default_rng(seed)
+    rows, cols = rng.integers(0, n_rows, n), rng.integers(0, n_cols, n)
+    vals = rng.choice([1.0, 2.0, 3.5], n)
+    lines = rng.integers(0, 5 if few_lines else 10**9, n)  # repeated lines: ties keep the given order
+    m, dups, conflicts = kernels.csr_from_triplets(rows, cols, vals, (n_rows, n_cols), lines)
+    dense, ref_dups, ref_conflicts = ref.triplets(rows, cols, vals, n_rows, n_cols, lines)
+    assert m.has_sorted_indices and m.indices.dtype == np.int32 and m.indptr.dtype == np.int32
+    assert np.all(np.diff(m.indices)[np.diff(np.repeat(np.arange(n_rows), np.diff(m.indptr))) == 0] > 0)
+    assert np.array_equal(m.toarray(), dense) and m.nnz == np.count_nonzero(dense)
+    assert dups == ref_dups and conflicts.tolist() == [list(map(float, t)) for t in ref_conflicts]
+
+
+def test_csr_from_triplets_refuses_an_index_outside_the_block():
+    with pytest.raises(ValueError, match="outside the block"):
+        kernels.csr_from_triplets([0, 2], [0, 0], [1.0, 1.0], (2, 2))
+
+
 @given(st.integers(0, 10_000), st.integers(1, 6), st.booleans(),
        st.sampled_from([1.0, 0.5, 2.0]) | st.floats(0.1, 4.0))
 @settings(max_examples=60, deadline=None)
