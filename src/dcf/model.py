@@ -14,11 +14,11 @@ import dask.array as da
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
 
 from . import store
 from .cluster import memory_budget
 from .errors import ConfigError
+from .estimator import Estimator
 from .fitted import FittedState, derived
 from .fitting import fit_matrix, rating_matrix
 from .kernels import SimilaritySettings
@@ -32,7 +32,7 @@ __all__ = ["KNN", "ItemKNN", "UserKNN", "ESTIMATORS", "load"]
 NEIGHBOURHOODS = ("rated", "global")
 
 
-class KNN(BaseEstimator):
+class KNN(Estimator):
     """Neighbourhood collaborative filtering on a Dask cluster.
 
     Parameters
@@ -341,11 +341,6 @@ class ItemKNN(KNN):
                          reg_item=reg_item, significance=significance, min_similarity=min_similarity,
                          amplification=amplification)
 
-    def get_params(self, deep=True):
-        params = super().get_params(deep)
-        params.pop("based", None)
-        return params
-
 
 class UserKNN(KNN):
     """User-based neighbourhood CF (the article's model); see :class:`KNN`."""
@@ -360,11 +355,6 @@ class UserKNN(KNN):
                          method=method, baseline_epochs=baseline_epochs, reg_user=reg_user,
                          reg_item=reg_item, significance=significance, min_similarity=min_similarity,
                          amplification=amplification)
-
-    def get_params(self, deep=True):
-        params = super().get_params(deep)
-        params.pop("based", None)
-        return params
 
 
 # ---------------------------------------------------------------- helpers
