@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing
 import threading
 
 import dask
 from distributed import Client
 from distributed.security import Security
+from distributed.utils import get_mp_context
 
 from ..config import ClusterConfig
 from ..errors import ClusterError, ConfigError
@@ -38,17 +40,25 @@ def security(cfg: ClusterConfig):
 MMAP_THRESHOLD = 32 << 20
 
 
-# the modules whose functions the job's tasks run: a local cluster's workers import them
-# while they start (with the client's own imports, in parallel), not inside the first
-# stages (a cold paper-shape job: load 2.4 s -> 1.0 s, matrix 1.4 s -> 0.4 s)
-WORKER_MODULES = ["dcf.io", "dcf.split", "dcf.fitting", "dcf.predict"]
+# what a worker preloads: dcf.cluster.worker joins the cluster at once and imports the
+# job's task modules and loads the compiled runtime in the background, in parallel with
+# the client's own imports, not inside the first stages (nor before the worker joins)
+WORKER_MODULES = ["dcf.cluster.worker"]
 # a local cluster not up after this many seconds fails the job (distributed's own start
 # timeouts come first; this bounds the wait for them)
 START_TIMEOUT = 300.0
 
 
+# where the platform has it, a local cluster's workers are forked from one server process
+# that imported dcf's task modules and loaded the compiled runtime once (forkserver.py):
+# a cold paper-shape job 10.0 -> 7.4 s on 2 cores (benchmarks/RESULTS.md, issue 21)
+START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+FORKSERVER_PRELOAD = ["distributed", "dcf.cluster.forkserver"]
+
+
 def _local_settings(cfg: ClusterConfig) -> dict:
     return {"distributed.worker.preload": WORKER_MODULES,
+            "distributed.worker.multiprocessing-method": START_METHOD,
             "distributed.worker.memory.target": cfg.memory_target,
             "distributed.worker.memory.spill": max(cfg.memory_target, 0.7),
             "distributed.scheduler.no-workers-timeout": cfg.no_workers_timeout,
@@ -73,6 +83,10 @@ def client(cfg: ClusterConfig | None = None) -> Client:
     if cfg.scheduler:
         return _attach(cfg)
     with dask.config.set(_local_settings(cfg)):
+        if START_METHOD == "forkserver":
+            # distributed names its own preloads once, on its first call; ours replace them
+            # (no effect once this process's fork server runs: its workers keep its modules)
+            get_mp_context().set_forkserver_preload(FORKSERVER_PRELOAD)
         return Client(n_workers=cfg.workers, threads_per_worker=cfg.threads_per_worker,
                       memory_limit=cfg.memory_limit, host=cfg.host,
                       dashboard_address=cfg.dashboard_address, processes=True,

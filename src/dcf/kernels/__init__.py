@@ -11,7 +11,7 @@ Orientation: similarity is computed between the *rows* of a CSR matrix ``P``
 The modules, by concern:
 
 - :mod:`~dcf.kernels.measures`: the similarity measures, what each needs, the fast-path rule
-- :mod:`~dcf.kernels.sparse`: CSR blocks from ratings, their arrays as the loops take them, row norms, per-column costs
+- :mod:`~dcf.kernels.sparse`: CSR blocks from ratings, the compiled runtime's warm-up, their arrays as the loops take them, row norms, per-column costs
 - :mod:`~dcf.kernels.codec`: :class:`CompactCSR`, the shared matrix's compact storage
 - :mod:`~dcf.kernels.tiles`: similarities of two blocks as one dense tile
 - :mod:`~dcf.kernels.rows`: whole similarity rows (and top-k lists) from the shared matrix
@@ -27,7 +27,7 @@ from .codec import CompactCSR, compact_csr, compact_join, compact_part, compact_
 from .measures import INPUTS, MEASURE, MEASURES, Measure, SimilaritySettings, column_totals, entity_totals, fast_topk, measure, needs_norms
 from .rows import TRACK_BELOW, similarity_rows
 from .scoring import score_pairs
-from .sparse import csr_from_triplets, rater_costs, row_norms
+from .sparse import csr_from_triplets, rater_costs, row_norms, warm_up
 from .tiles import similarity_tile
 from .topk import merge_topk, neighbour_matrix, top_columns, topk_rows
 from .topn import recommend_rows, top_n
@@ -38,5 +38,5 @@ __all__ = [
     "needs_norms", "entity_totals", "column_totals", "entity_rows", "rater_costs",
     "CompactCSR", "compact_csr", "compact_stack", "compact_part", "compact_join", "unpacked", "fast_topk",
     "top_columns", "topk_rows",
-    "merge_topk", "neighbour_matrix", "score_pairs", "top_n", "recommend_rows",
+    "merge_topk", "neighbour_matrix", "score_pairs", "top_n", "recommend_rows", "warm_up",
 ]

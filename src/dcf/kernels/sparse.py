@@ -14,7 +14,7 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["csr_from_triplets", "CsrArrays", "csr_arrays", "row_norms", "rater_costs", "add_rater_costs", "binary"]
+__all__ = ["csr_from_triplets", "warm_up", "CsrArrays", "csr_arrays", "row_norms", "rater_costs", "add_rater_costs", "binary"]
 
 
 def csr_from_triplets(rows, cols, vals, shape, lines=None):
@@ -61,6 +61,13 @@ def csr_from_triplets(rows, cols, vals, shape, lines=None):
     csr = sp.csr_matrix((data, idx.astype(index), ptr.astype(index)), shape=(n_rows, n_cols))
     csr.has_sorted_indices = True
     return csr, int(dups), conflicts
+
+
+def warm_up() -> None:
+    """Load the compiled loops' runtime in this process: numba's first call costs about
+    0.5 s even when its on-disk cache holds the code (the later ones about 10 ms)."""
+    csr_from_triplets(np.zeros(1, np.int64), np.zeros(1, np.int64), np.ones(1), (1, 1))
+    row_norms(sp.csr_matrix(np.ones((1, 1))))
 
 
 @numba.njit(cache=True, nogil=True)
