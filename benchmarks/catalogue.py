@@ -13,9 +13,12 @@ that compiles it for the matrix's types.  Two ways of the
 kernel alternate, ``--repeat`` times each, on the same sample: every row scanning
 every column (``TRACK_BELOW = 0``, what the kernel did before issue 21) and the
 default choice per row (:data:`dcf.kernels.rows.TRACK_BELOW`).  Both give the same
-lists (checked).  Prints machine, versions, the shapes, both estimates, their ratio,
-and each way's growth against the smallest catalogue; writes ``catalogue.csv`` and
-``catalogue.md`` to ``benchmarks/results/`` (or ``--out``).
+lists (checked); ``--ways tracked`` times the default alone (the dense way takes half an
+hour a run at 1M items).  Prints machine, versions, the shapes, the estimates, their
+ratio, and each way's growth against the smallest catalogue; writes ``catalogue.csv``,
+``catalogue.md`` and the curve, ``catalogue.png`` (time against catalogue size, log-log,
+with issue 21's goal of at most 1.5x the smallest catalogue's time), to
+``benchmarks/results/`` (or ``--out``).
 """
 
 from __future__ import annotations
@@ -59,10 +62,12 @@ def main(argv=None) -> int:
     p.add_argument("--k", type=int, default=50)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ways", default="dense,tracked", help="dense, tracked or both")
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = p.parse_args(argv)
     print(environment(), flush=True)
     settings = kernels.SimilaritySettings("full-cosine")
+    ways = [(w, {"dense": 0.0, "tracked": kernel_rows.TRACK_BELOW}[w]) for w in args.ways.split(",")]
     rows = []
     for items in (int(x) for x in args.items.split(",")):
         u, i = ratings(args.users, items, args.ratings, args.seed)
@@ -76,42 +81,68 @@ def main(argv=None) -> int:
         sample = np.sort(np.random.default_rng(args.seed + 3).choice(items, min(args.sample, items), replace=False))
         Pa = P[sample]
         products = float(np.diff(Q.indptr)[Pa.indices].sum())
-        for track in (0.0, kernel_rows.TRACK_BELOW):  # compiled for this matrix's types, untimed
+        for _, track in ways:  # compiled for this matrix's types, untimed
             with mock.patch.object(kernel_rows, "TRACK_BELOW", track):
                 kernels.similarity_rows(Pa[:20], shared, sample[:20], settings, args.k, norms_a=norms[sample[:20]],
                                         norms=norms)
-        times = {"dense": [], "tracked": []}
+        times = {way: [] for way, _ in ways}
         lists = {}
         for _ in range(args.repeat):
-            for way, track in (("dense", 0.0), ("tracked", kernel_rows.TRACK_BELOW)):
+            for way, track in ways:
                 with mock.patch.object(kernel_rows, "TRACK_BELOW", track):
                     t = time.perf_counter()
                     _, idx, sim = kernels.similarity_rows(Pa, shared, sample, settings, args.k,
                                                           norms_a=norms[sample], norms=norms)
                     times[way].append(time.perf_counter() - t)
                 lists[way] = (idx, sim)
-        same = all(np.array_equal(a, b) for a, b in zip(lists["dense"], lists["tracked"]))
+        same = len(lists) < 2 or all(np.array_equal(a, b) for a, b in zip(lists["dense"], lists["tracked"]))
         scale = items / len(sample)
         row = {"items": items, "users": args.users, "ratings": len(u), "sum_nu2": float((counts ** 2).sum()),
-               "packed": items <= PACK_LIMIT, "sample": len(sample),
-               "sample_products": products,
-               "dense_s": float(np.median(times["dense"])) * scale,
-               "tracked_s": float(np.median(times["tracked"])) * scale, "same_lists": same}
-        row["tracked_over_dense"] = row["tracked_s"] / row["dense_s"]
+               "packed": items <= PACK_LIMIT, "sample": len(sample), "sample_products": products,
+               **{f"{way}_s": float(np.median(t)) * scale for way, t in times.items()}, "same_lists": same}
+        if len(times) == 2:
+            row["tracked_over_dense"] = row["tracked_s"] / row["dense_s"]
         rows.append(row)
+        runs = " / ".join(f"{way} " + ", ".join(f"{t * scale:.2f}" for t in ts) for way, ts in times.items())
         print(f"items {items:>9,}: ratings {len(u):,}, sum n_u^2 {row['sum_nu2']:.3g}, "
-              f"dense {row['dense_s']:.2f} s, tracked {row['tracked_s']:.2f} s (estimated over every item; "
-              f"runs {', '.join(f'{t * scale:.2f}' for t in times['dense'])} / "
-              f"{', '.join(f'{t * scale:.2f}' for t in times['tracked'])}), same lists: {same}", flush=True)
+              + ", ".join(f"{way} {row[f'{way}_s']:.2f} s" for way in times)
+              + f" (estimated over every item; runs {runs}), same lists: {same}", flush=True)
     table = pd.DataFrame(rows)
-    for way in ("dense", "tracked"):
+    for way, _ in ways:
         table[f"{way}_growth"] = table[f"{way}_s"] / table[f"{way}_s"].iloc[0]
     print(markdown(table, ".3g"))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "catalogue.csv", index=False)
     (out / "catalogue.md").write_text(environment() + "\n\n" + markdown(table, ".3g") + "\n")
+    plot(table, [w for w, _ in ways], out / "catalogue.png", args)
     return 0 if table["same_lists"].all() else 1
+
+
+def plot(table: pd.DataFrame, ways: list[str], path: Path, args) -> None:
+    """The curve: estimated kernel seconds against catalogue size (log-log), each way, and
+    the goal (1.5x the smallest catalogue's time of the default way)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    labels = {"dense": "every column scanned (before issue 21)", "tracked": "tracked columns (default)"}
+    for way in ways:
+        ax.plot(table["items"], table[f"{way}_s"], marker="o", label=labels[way])
+        for x, y in zip(table["items"], table[f"{way}_s"]):
+            ax.annotate(f"{y:.3g} s", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    base = table[f"{ways[-1]}_s"].iloc[0]
+    ax.axhline(1.5 * base, color="grey", linestyle="--", linewidth=1, label="goal: 1.5x the smallest catalogue")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("items in the catalogue")
+    ax.set_ylabel("kernel seconds, one thread (estimated over every item)")
+    ax.set_title(f"full-cosine top-{args.k}, {args.users:,} users, ~{args.ratings / 1e6:g}M ratings", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

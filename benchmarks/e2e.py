@@ -59,6 +59,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -318,10 +319,16 @@ class PeakRss(Sampler):
 
 
 def launch(cmd: list[str], timeout: float, env: dict | None = None) -> dict:
-    """Run ``cmd`` in its own session; wall seconds, exit code, output, peak memory."""
+    """Run ``cmd`` in its own session; wall seconds, exit code, output, peak memory.
+
+    The wall time ends when the tool's process exits, as a shell's command does, not when
+    the last of its helpers (a fork server, a resource tracker) lets go of its output."""
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, env=env)
+    exited: list = []
+    waiter = threading.Thread(target=lambda: (proc.wait(), exited.append(time.perf_counter())), daemon=True)
+    waiter.start()
     with PeakRss(proc.pid) as rss:
         try:
             out, err = proc.communicate(timeout=timeout)
@@ -330,7 +337,8 @@ def launch(cmd: list[str], timeout: float, env: dict | None = None) -> dict:
             os.killpg(proc.pid, signal.SIGKILL)  # the tool and everything it started
             out, err = proc.communicate()
             finished = False
-    wall = time.perf_counter() - t
+    waiter.join(timeout=10)
+    wall = (exited[0] if exited else time.perf_counter()) - t
     try:
         os.killpg(proc.pid, signal.SIGKILL)  # leftovers of a tool that exited (its workers)
     except ProcessLookupError:
