@@ -231,3 +231,19 @@ def test_a_long_stage_shows_its_progress(monkeypatch, capsys):
     with quiet("matrix"):
         time.sleep(0.12)
     assert capsys.readouterr().err == "" and quiet.seconds["matrix"] >= 0.12
+
+
+@pytest.mark.parametrize("status", [0, 1, 2])
+def test_the_command_exits_with_mains_status_after_freezing_the_collector(monkeypatch, status):
+    import gc
+
+    from dcf.run import cli
+
+    monkeypatch.setattr(cli, "main", lambda: status)
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            cli.entry()
+        # frozen: the interpreter's final collections skip what the job's modules hold
+        assert exit_.value.code == status and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

@@ -10,7 +10,8 @@ stderr, no traceback), 1 any other failure, 130 interrupted.
 
 The modules, in the order a run meets them:
 
-- :mod:`~dcf.run.cli` -- the parser, :func:`resolve` (flags over a TOML file), :func:`main`;
+- :mod:`~dcf.run.cli` -- the parser, :func:`resolve` (flags over a TOML file), :func:`main`, and
+  ``entry`` (the command: ``main``, then a quick exit);
 - :mod:`~dcf.run.preflight` -- checks before the cluster starts (output folder, test set);
 - :mod:`~dcf.run.job` -- :func:`run`: the client, performance report, stall watchdog, failures;
 - :mod:`~dcf.run.pipeline` -- :class:`Stages` (timed progress lines) and :func:`execute`;
