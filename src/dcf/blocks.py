@@ -66,7 +66,7 @@ def outputs(call, n: int, stages) -> list:
     key = call.key if isinstance(call.key, str) else "-".join(map(str, call.key))
     keys = [f"{names[i]}-{dask.base.tokenize(key, i)}" for i in range(n)]
     # one graph layer for all n, not a Delayed call each: each call merged the whole
-    # upstream graph again (5,184 pieces of a 20M-rating transpose: 1.2 s -> 0.1 s)
+    # upstream graph again (5,184 pieces of a 20M-rating transpose: 0.45 s -> 0.13-0.23 s)
     layer = f"{names[0]}-outputs-{dask.base.tokenize(key)}"
     graph = HighLevelGraph.from_collections(layer, {k: (operator.getitem, call.key, i) for i, k in enumerate(keys)},
                                             dependencies=[call])
