@@ -86,7 +86,9 @@ def client(cfg: ClusterConfig | None = None) -> Client:
     with dask.config.set(_local_settings(cfg)):
         if START_METHOD == "forkserver":
             # distributed names its own preloads once, on its first call; ours replace them
-            # (no effect once this process's fork server runs: its workers keep its modules)
+            # (no effect once this process's fork server runs: its workers keep its modules,
+            # and its environment from when it started, where distributed's pre-spawn
+            # settings, the same for every dcf cluster, were already set)
             get_mp_context().set_forkserver_preload(FORKSERVER_PRELOAD)
         return Client(n_workers=cfg.workers, threads_per_worker=cfg.threads_per_worker,
                       memory_limit=cfg.memory_limit, host=cfg.host,
