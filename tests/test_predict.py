@@ -250,25 +250,3 @@ def test_predict_and_recommend_on_a_distributed_cluster(data, dist_client):
     for u, exp in enumerate(expected):
         mine = recs[recs["user"] == users[u]].sort_values("rank")
         assert mine["item"].tolist() == [items[i] for i, _ in exp]
-
-
-@pytest.mark.parametrize("based", ["item", "user"])
-@pytest.mark.parametrize("ranking", ["prediction", "sum"])
-@pytest.mark.parametrize("text_ids", [False, True])
-def test_the_batch_jobs_gathered_top_n_is_the_estimators_frame(based, ranking, text_ids):
-    # the job moves compact blocks (TopNBlock) and makes the frame in the client: the same
-    # rows, order and dtypes as gathering model.recommend()'s partitions
-    from dcf import KNN
-    from dcf.ids import gather_frame
-    from dcf.predict import gathered_recommendations
-
-    rng = np.random.default_rng(3)
-    df = pd.DataFrame({"user": rng.integers(0, 300, 5000), "item": rng.integers(0, 80, 5000),
-                       "rating": rng.integers(1, 6, 5000).astype(float)}).drop_duplicates(["user", "item"])
-    if text_ids:
-        df = df.assign(user=df["user"].map(lambda u: f"u{u}"))
-    model = KNN(based=based, k=10, block_size=64, neighbourhood="global").fit(df)
-    want = gather_frame(model.recommend(n=7, ranking=ranking))
-    got = gathered_recommendations(model, 7, ranking)
-    pd.testing.assert_frame_equal(got, want)
-    assert len(got) == 7 * df["user"].nunique()

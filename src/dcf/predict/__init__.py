@@ -5,9 +5,8 @@
   and biases it reads), and the output tables' columns;
 - :mod:`~dcf.predict.pairs` -- (user, item) pair predictions with their fallbacks, on a
   grid of (entity block, other block) cells (:func:`predict_pairs`);
-- :mod:`~dcf.predict.topn` -- Top-N per block of users (:func:`recommend_blocks`; the compact
-  :class:`TopNBlock` blocks and their one frame, :func:`recommendation_blocks`,
-  :func:`blocks_frame`), or for users given by a rating history (:func:`recommend_histories`);
+- :mod:`~dcf.predict.topn` -- Top-N per block of users, or for users given by a rating
+  history (:func:`recommend_blocks`, :func:`recommend_histories`);
 - :mod:`~dcf.predict.requests` -- what the estimator's ``predict``, ``recommend``,
   ``recommend_for_history`` and ``neighbours`` run on a fitted model.
 """
@@ -15,14 +14,13 @@
 from __future__ import annotations
 
 from .pairs import predict_pairs
-from .requests import (check_request, gathered_recommendations, history_recommendations, item_codes,
-                       model_predictions, model_recommendations, neighbour_lists)
+from .requests import (check_request, history_recommendations, item_codes, model_predictions,
+                       model_recommendations, neighbour_lists)
 from .rule import (BASED, FALLBACKS, PREDICTION_META, PREDICTIONS, RANKINGS, RECOMMENDATION_META, ScoringData,
                    ScoringRule, scoring)
-from .topn import TopNBlock, blocks_frame, recommend_blocks, recommend_histories, recommendation_blocks
+from .topn import recommend_blocks, recommend_histories
 
 __all__ = ["BASED", "FALLBACKS", "PREDICTION_META", "PREDICTIONS", "RANKINGS", "RECOMMENDATION_META",
            "ScoringData", "ScoringRule", "scoring", "predict_pairs", "recommend_blocks", "recommend_histories",
-           "TopNBlock", "recommendation_blocks", "blocks_frame", "gathered_recommendations",
            "model_predictions", "model_recommendations", "history_recommendations", "neighbour_lists",
            "item_codes", "check_request"]

@@ -24,10 +24,10 @@ from ..ids import IdMap
 from ..kernels import csr_from_triplets
 from .pairs import predict_pairs
 from .rule import RANKINGS, scoring
-from .topn import blocks_frame, recommend_blocks, recommend_histories, recommendation_blocks
+from .topn import recommend_blocks, recommend_histories
 
-__all__ = ["model_predictions", "model_recommendations", "gathered_recommendations", "history_recommendations",
-           "neighbour_lists", "item_codes", "check_request"]
+__all__ = ["model_predictions", "model_recommendations", "history_recommendations", "neighbour_lists",
+           "item_codes", "check_request"]
 
 
 def model_predictions(model, pairs) -> dd.DataFrame:
@@ -54,40 +54,23 @@ def check_request(n, ranking):
 
 def model_recommendations(model, users, n, ranking, exclude) -> dd.DataFrame:
     """:meth:`dcf.model.KNN.recommend`: Top-``n`` of every user, or of the raw ids ``users``."""
-    request, codes = _recommend_request(model, users, n, ranking, exclude)
-    recs = recommend_blocks(**request)
-    if users is not None:
-        keep = set(model.matrix_.users.to_raw(codes[codes >= 0]).tolist())
-        recs = recs[recs["user"].isin(keep)]
-    return recs
-
-
-def gathered_recommendations(model, n, ranking, exclude=None) -> pd.DataFrame:
-    """Every user's Top-``n`` in this process, as ``gather_frame(model.recommend(...))``
-    gives it: the batch job's path.  The blocks travel as the kernel leaves them
-    (:class:`~dcf.predict.topn.TopNBlock`) and the frame is made here: 20M
-    recommendations are 260 MB to move instead of 660 MB of frames."""
-    request, _ = _recommend_request(model, None, n, ranking, exclude)
-    blocks = dask.compute(*[blk for _, blk in recommendation_blocks(**request)])
-    return blocks_frame(list(blocks), request["users"], request["items"])
-
-
-def _recommend_request(model, users, n, ranking, exclude):
-    """The checked request as :func:`~dcf.predict.topn.recommend_blocks`' keywords, and
-    the codes of ``users`` (None for every user)."""
     model.check_fitted()
     check_request(n, ranking)
     m = model.matrix_
-    blocks = codes = None
+    blocks = None
     if users is not None:
         codes = m.users.to_codes(np.asarray(users, dtype=object))
         bounds = np.concatenate([[0], np.cumsum(m.by_user.chunks[0])])
         blocks = set((np.searchsorted(bounds, codes[codes >= 0], side="right") - 1).tolist())
     banned = item_codes(m, exclude)
     rule, data = scoring(model, ranking)
-    return dict(users=m.users, items=m.items, by_user=m.by_user, W=model.neighbours_.W, rule=rule, data=data,
-                n=int(n), blocks=blocks, exclude=banned,
-                token=dask.base.tokenize(model.token_, n, ranking, banned)), codes
+    recs = recommend_blocks(users=m.users, items=m.items, by_user=m.by_user, W=model.neighbours_.W,
+                            rule=rule, data=data, n=int(n), blocks=blocks, exclude=banned,
+                            token=dask.base.tokenize(model.token_, n, ranking, banned))
+    if users is not None:
+        keep = set(m.users.to_raw(codes[codes >= 0]).tolist())
+        recs = recs[recs["user"].isin(keep)]
+    return recs
 
 
 def history_recommendations(model, history, n, ranking, exclude) -> pd.DataFrame:

@@ -10,8 +10,6 @@ ties go to the more popular item; short lists are filled in by popularity.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import dask
 import dask.array as da
 import dask.dataframe as dd
@@ -24,19 +22,7 @@ from ..blocks import reblock_rows, row_blocks, stack_rows
 from ..ids import IdMap, frame_from_parts
 from .rule import RECOMMENDATION_META, ScoringData, ScoringRule, data_task
 
-__all__ = ["TopNBlock", "recommend_blocks", "recommendation_blocks", "blocks_frame", "recommend_histories"]
-
-
-class TopNBlock(NamedTuple):
-    """One user block's Top-N as the kernel leaves it, for users ``row0, row0 + 1, ..``:
-    item codes ``cols`` (r, n) int32, -1 where a user has fewer; scores ``vals`` (r, n)
-    float64; ``filled`` (r, n) bool, True where filled in by popularity.  13 bytes a slot
-    against 33 a row of the frame (:func:`blocks_frame`): what a block costs to move."""
-
-    row0: int
-    cols: np.ndarray
-    vals: np.ndarray
-    filled: np.ndarray
+__all__ = ["recommend_blocks", "recommend_histories"]
 
 
 def recommend_blocks(*, users: IdMap, items: IdMap, by_user: da.Array, W: da.Array, rule: ScoringRule,
@@ -76,22 +62,6 @@ def recommend_blocks(*, users: IdMap, items: IdMap, by_user: da.Array, W: da.Arr
     -------
     dask.dataframe.DataFrame with columns ``user, rank, item, score, fallback``.
     """
-    compact = recommendation_blocks(users=users, items=items, by_user=by_user, W=W, rule=rule, data=data, n=n,
-                                    blocks=blocks, token=token, exclude=exclude)
-    frame = dask.delayed(_block_frame, pure=True)
-    ids = (users.as_delayed(), items.as_delayed())
-    out = [frame(blk, *ids, dask_key_name=f"recommend-frame-{token}-{b}") for b, blk in compact]
-    if not out:  # none of the requested users is known
-        out = [dask.delayed(RECOMMENDATION_META.copy)()]
-    return frame_from_parts(out, RECOMMENDATION_META, "recommendations")
-
-
-def recommendation_blocks(*, users: IdMap, items: IdMap, by_user: da.Array, W: da.Array, rule: ScoringRule,
-                          data: ScoringData, n: int, blocks=None, token: str = "", exclude=None) -> list:
-    """:func:`recommend_blocks`' Top-N as ``(b, Delayed TopNBlock)`` per user block ``b``
-    (its parameters): what the batch job gathers, 13 bytes a slot instead of a frame's 33
-    a row (20M recommendations: 260 MB instead of 660 MB to the client), and turns into
-    one frame with :func:`blocks_frame`."""
     r_blocks, r_bounds = row_blocks(by_user)
     if rule.based == "user" and W.chunks[0] != by_user.chunks[0]:  # neighbour rows per user block
         W = reblock_rows(W, np.concatenate([[0], np.cumsum(by_user.chunks[0])]), "recommend-lists")
@@ -100,34 +70,18 @@ def recommendation_blocks(*, users: IdMap, items: IdMap, by_user: da.Array, W: d
     other = _other_side(rule, w_blocks, r_blocks, token)
     order = dask.delayed(_popularity_order, pure=True)(data.item_count, dask_key_name=f"popularity-{token}")
     task = dask.delayed(_recommend_block, pure=True)
+    ids = (users.as_delayed(), items.as_delayed())
     shared = data_task(data, token)
     out = []
     for b, r_blk in enumerate(r_blocks):
         if blocks is not None and b not in blocks:
             continue
         left = r_blk if rule.based == "item" else w_blocks[b]
-        out.append((b, task(left, other, r_blk, int(r_bounds[b]), order, rule, shared, n, exclude,
-                            dask_key_name=f"recommend-block-{token}-{b}")))
-    return out
-
-
-def _block_frame(block, users, items):
-    return blocks_frame([block], users, items)
-
-
-def blocks_frame(blocks, users: IdMap, items: IdMap) -> pd.DataFrame:
-    """The ``user, rank, item, score, fallback`` rows of :class:`TopNBlock` blocks, in
-    their order (a user's items by rank), raw ids mapped once for all of them."""
-    if not blocks:
-        return RECOMMENDATION_META.copy()
-    cells = [np.nonzero(blk.cols >= 0) for blk in blocks]
-    codes = np.concatenate([blk.row0 + r for blk, (r, _) in zip(blocks, cells)])
-    return pd.DataFrame({
-        "user": users.to_raw(codes),
-        "rank": np.concatenate([c + 1 for _, c in cells]).astype(np.int64),
-        "item": items.to_raw(np.concatenate([blk.cols[r, c] for blk, (r, c) in zip(blocks, cells)])),
-        "score": np.concatenate([blk.vals[r, c] for blk, (r, c) in zip(blocks, cells)]),
-        "fallback": np.concatenate([blk.filled[r, c] for blk, (r, c) in zip(blocks, cells)])})
+        out.append(task(left, other, r_blk, int(r_bounds[b]), ids, order, rule, shared, n, exclude,
+                        dask_key_name=f"recommend-block-{token}-{b}"))
+    if not out:  # none of the requested users is known
+        out = [dask.delayed(RECOMMENDATION_META.copy)()]
+    return frame_from_parts(out, RECOMMENDATION_META, "recommendations")
 
 
 def _amplified_blocks(w_blocks, amplification, token):
@@ -176,9 +130,9 @@ def recommend_histories(history: sp.csr_matrix, users: IdMap, *, items: IdMap, W
     other = _other_side(rule, w_blocks, None, token)
     order = dask.delayed(_popularity_order, pure=True)(data.item_count, dask_key_name=f"popularity-{token}")
     task = dask.delayed(_recommend_block, pure=True)
-    out = task(history, other, history, 0, order, rule, data_task(data, token), n, exclude,
+    out = task(history, other, history, 0, (users, items.as_delayed()), order, rule, data_task(data, token), n, exclude,
                dask_key_name=f"recommend-history-{token}")
-    return blocks_frame([out.compute()], users, items)
+    return out.compute()
 
 
 def _vstack_lists(normalise, *blocks):
@@ -205,10 +159,11 @@ def _popularity_order(count):
     return np.lexsort((np.arange(len(count)), -count)).astype(np.int64)
 
 
-def _recommend_block(left, other, rated, row0, order, rule: ScoringRule, data: ScoringData, n, exclude):
-    """Top-``n`` of one block of users (rows ``row0 ..`` of ``rated``) as a
-    :class:`TopNBlock`: ``left`` and ``other`` are the two sides of the sum (see
-    :func:`_other_side`)."""
+def _recommend_block(left, other, rated, row0, ids, order, rule: ScoringRule, data: ScoringData, n, exclude):
+    """Top-``n`` of one block of users (rows ``row0 ..`` of ``rated``): ``left`` and
+    ``other`` are the two sides of the sum (see :func:`_other_side`), ``ids`` the
+    ``(users, items)`` IdMaps (literal Delayed values, rebuilt from the maps themselves)."""
+    users, items = ids
     based = rule.based
     lo, hi = data.rating_range
     if exclude is not None and len(exclude):  # excluded items count as rated by everyone
@@ -252,7 +207,9 @@ def _recommend_block(left, other, rated, row0, order, rule: ScoringRule, data: S
     cols, vals, filled = kernels.recommend_rows(A, B, rated, n, order, sim_left=based == "user",
                                                 min_k=rule.min_k, adds=(row_add, col_add),
                                                 rating_range=(lo, hi), divide=not total)
+    r, c = np.nonzero(cols >= 0)
     if not total:
         vals = np.clip(np.where(filled, item_means[np.clip(cols, 0, None)], vals), lo, hi)
-    index = np.int32 if rated.shape[1] < 2**31 else np.int64
-    return TopNBlock(int(row0), cols.astype(index), vals, filled)
+    return pd.DataFrame({
+        "user": users.to_raw(row0 + r), "rank": (c + 1).astype(np.int64),
+        "item": items.to_raw(cols[r, c]), "score": vals[r, c], "fallback": filled[r, c]})

@@ -19,7 +19,6 @@ from ..datasets import open_source
 from ..fitting import matrix_from_parts
 from ..ids import gather_frame
 from ..model import KNN
-from ..predict import gathered_recommendations
 from .signals import check_stop
 
 
@@ -112,7 +111,7 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
     with stage("prediction"):
         preds = gather_frame(model.predict(dio.Ratings(source, test_parts, None)))
     with stage("top-n"):
-        recs = gathered_recommendations(model, cfg.top_n, cfg.ranking)
+        recs = gather_frame(model.recommend(n=cfg.top_n, ranking=cfg.ranking))
     counts = dask.compute(matrix.report, *reports[1:])
     return {"model": model, "matrix": matrix, "predictions": preds, "recommendations": recs,
             "reports": counts}
