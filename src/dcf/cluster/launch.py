@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import multiprocessing.forkserver
+import os
 import threading
 
 import dask
@@ -73,6 +75,19 @@ def _local_settings(cfg: ClusterConfig) -> dict:
             "distributed.admin.system-monitor.gil.enabled": False}
 
 
+def _start_forkserver() -> None:
+    """Start this process's fork server now, importing :data:`FORKSERVER_PRELOAD`, while
+    the scheduler and its dashboard start: not when the first worker is spawned, about
+    a second later.  Its workers inherit its environment from now, so distributed's
+    pre-spawn settings (which the nanny would set just before its first spawn) are set
+    first; they are the same for every dcf cluster.  No effect once the server runs: its
+    workers keep its modules and environment."""
+    # distributed names its own preloads once, on its first call; ours replace them
+    get_mp_context().set_forkserver_preload(FORKSERVER_PRELOAD)
+    os.environ.update({k: str(v) for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items()})
+    multiprocessing.forkserver.ensure_running()
+
+
 def client(cfg: ClusterConfig | None = None) -> Client:
     """A client of the configured cluster, for notebooks and scripts.
 
@@ -85,11 +100,7 @@ def client(cfg: ClusterConfig | None = None) -> Client:
         return _attach(cfg)
     with dask.config.set(_local_settings(cfg)):
         if START_METHOD == "forkserver":
-            # distributed names its own preloads once, on its first call; ours replace them
-            # (no effect once this process's fork server runs: its workers keep its modules,
-            # and its environment from when it started, where distributed's pre-spawn
-            # settings, the same for every dcf cluster, were already set)
-            get_mp_context().set_forkserver_preload(FORKSERVER_PRELOAD)
+            _start_forkserver()
         return Client(n_workers=cfg.workers, threads_per_worker=cfg.threads_per_worker,
                       memory_limit=cfg.memory_limit, host=cfg.host,
                       dashboard_address=cfg.dashboard_address, processes=True,
