@@ -103,6 +103,15 @@ def test_config_file_and_errors(scheduler, tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
 
 
+def test_a_missing_input_file_fails_before_the_cluster_starts(tmp_path, capsys):
+    # no scheduler given: had the job got as far as starting a cluster, it would say so
+    for flags in (["--data", str(tmp_path / "nope.tsv")], ["--data", SMALL, "--test", str(tmp_path / "no.tsv")]):
+        assert main([*flags, "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert f"dcf: error: {tmp_path}/no" in err and "no such file or folder" in err
+        assert "starting" not in err and not (tmp_path / "out").exists()
+
+
 @pytest.mark.slow
 def test_ml100k_cli_matches_surprise_knnbasic(scheduler, ml100k, tmp_path):
     surprise = pytest.importorskip("surprise", reason="scikit-surprise is not installed")

@@ -6,15 +6,22 @@ import os
 from pathlib import Path
 
 from ..config import RunConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..folders import RUN_OUTPUT, check_file, check_folder, local_path
 
 
 def preflight(cfg: RunConfig, config_path=None) -> tuple:
-    """What can be checked before the cluster starts: where the outputs go (dcf replaces
-    only what it wrote, :mod:`dcf.folders`), and a test set that is not the training set.
+    """What can be checked before the cluster starts: that local input files exist, where
+    the outputs go (dcf replaces only what it wrote, :mod:`dcf.folders`), and a test set
+    that is not the training set.
     Returns the run's inputs (to keep outputs away from them)."""
     inputs = tuple(s for s in (cfg.data, cfg.test, config_path) if s)
+    for source in (cfg.data, cfg.test):
+        path = local_path(source)
+        # a local file that is not there fails now, with the reader's words, not after the
+        # cluster has started (a pattern is left to the reader, which expands it)
+        if path is not None and not any(c in str(source) for c in "*?[") and not path.exists():
+            raise DataError(str(source), "no such file or folder")
     out = check_folder(cfg.out, RUN_OUTPUT, inputs=inputs)
     if cfg.performance_report:
         report = check_file(cfg.performance_report, inputs=inputs)
