@@ -53,7 +53,7 @@ START_TIMEOUT = 300.0
 
 # where the platform has it, a local cluster's workers are forked from one server process
 # that imported dcf's task modules and loaded the compiled runtime once (forkserver.py):
-# with issue 21 step 5's other changes, a cold paper-shape job about 10.5 s -> 8.4 s on 2 cores
+# with issue 21 step 5's other changes, a cold paper-shape job about 10.5 s -> 7 s on 2 cores
 # (benchmarks/RESULTS.md)
 START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 FORKSERVER_PRELOAD = ["distributed", "dcf.cluster.forkserver"]

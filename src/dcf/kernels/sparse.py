@@ -24,7 +24,7 @@ def csr_from_triplets(rows, cols, vals, shape, lines=None):
     (the first given, between equal lines); a later one with the same value is an
     exact duplicate, one with another value a conflict. Two stable counting sorts
     (by column, then by row) in a compiled loop: linear in the ratings, where
-    sorting them was ``n log n`` (a 20M-rating matrix: 18 s -> 2 s of task time).
+    sorting them was ``n log n`` (a block of 280k ratings: 90 -> 27 ms).
 
     Parameters
     ----------
