@@ -12,6 +12,7 @@ from hypothesis.extra.numpy import arrays
 import reference as ref
 from dcf import kernels
 from dcf.kernels import rows as kernel_rows
+from dcf.kernels import select
 from dcf.kernels.codec import few_values, pack_entries
 
 
@@ -584,3 +585,39 @@ def test_one_pass_pearson_equals_the_textbook_correlation(P):
             den = np.sqrt(np.sum(a * a) * np.sum(b * b))
             want = 1.0 if x == y else (np.sum(a * b) / den if common.any() and den > 1e-12 else 0.0)
             assert got[x, y] == pytest.approx(want, abs=1e-12)
+
+
+@given(st.lists(st.sampled_from([0.0, 0.5, 1.0, 1.0, 2.0, 3.0, -1.0, 7.25]), min_size=1, max_size=300),
+       st.integers(1, 300))
+@settings(max_examples=200, deadline=None)
+def test_kth_largest_is_the_sorted_value(values, k):
+    # many ties (few distinct values): the quickselect's partition around equal pivots
+    a = np.array(values)
+    k = min(k, len(a))
+    work = np.concatenate([a, [np.nan] * 3])  # past t: never read
+    assert select.kth_largest(work, len(a), k) == np.sort(a)[::-1][k - 1]
+    np.testing.assert_array_equal(np.sort(work[:len(a)]), np.sort(a))  # reordered, nothing lost
+
+
+@given(st.integers(0, 10_000), st.integers(1, 12), st.integers(0, 80), st.sampled_from([0.0, 0.3]))
+@settings(max_examples=200, deadline=None)
+def test_heap_selection_is_the_plain_sorted_list(seed, k, m, min_similarity):
+    # offers in any order, tied similarities, non-positive ones: the k best by similarity
+    # descending then id ascending, as a plain sort gives them; the row's padding kept
+    rng = np.random.default_rng(seed)
+    ids = rng.permutation(1000)[:m]
+    sims = rng.choice([-0.5, 0.0, 0.25, 0.3, 0.5, 0.5, 0.9], size=m)
+    hs, hj = np.empty(k), np.empty(k, np.int64)
+    have = 0
+    for j, s in zip(ids, sims):
+        have = select.keep(hs, hj, have, j, s, min_similarity)
+    top_i, top_s = np.full((2, k), -1, np.int64), np.zeros((2, k))
+    select.emit(hs, hj, have, top_i, top_s, 1)
+    ok = (sims > 0) & (sims >= min_similarity)
+    order = np.lexsort((ids[ok], -sims[ok]))[:k]
+    want_i = np.full(k, -1, np.int64)
+    want_s = np.zeros(k)
+    want_i[:len(order)], want_s[:len(order)] = ids[ok][order], sims[ok][order]
+    np.testing.assert_array_equal(top_i[1], want_i)
+    np.testing.assert_array_equal(top_s[1], want_s)
+    assert (top_i[0] == -1).all() and (top_s[0] == 0).all()
