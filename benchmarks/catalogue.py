@@ -7,7 +7,7 @@
 For each catalogue size the same users (log-normal activity, seeded) rate items drawn
 from a Zipf popularity (rank^-a over the catalogue, ids shuffled).  The fast top-k
 kernel (``full-cosine``, k=50, global lists, one thread, in this process, on the
-shared matrix as the fit builds it: packed where it has at most 65,536 columns) runs
+shared matrix as the fit builds it: packed where its values fit) runs
 over every item, in ``--calls`` ranges of equal work as a fit's tasks take them, after
 an untimed call that compiles it for the matrix's types.  The peers run on the same
 matrix, one thread each, in the same run: implicit's ``CosineRecommender(K=50).fit`` and
@@ -129,15 +129,14 @@ class Kernel:
 
     def __init__(self, Q, args):
         from dcf import kernels
-        from dcf.kernels.codec import PACK_LIMIT
 
         self.kernels, self.k = kernels, args.k
         self.settings = kernels.SimilaritySettings("full-cosine")
         n = Q.shape[1]
-        self.packed = n <= PACK_LIMIT
         self.P = Q.T.tocsr()
         self.norms = kernels.entity_totals(self.P, "full-cosine")
-        self.shared = kernels.compact_stack([Q], pack=self.packed)
+        self.shared = kernels.compact_stack([Q], pack=True)  # as the fit packs it, where it can
+        self.packed = self.shared.packed is not None
         if args.sample:
             self.rows = np.sort(np.random.default_rng(args.seed + 3).choice(n, min(args.sample, n), replace=False))
             self.cuts = [(self.rows, self.P[self.rows])]

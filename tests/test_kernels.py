@@ -328,9 +328,22 @@ def test_compact_stack_packs_exactly_where_it_can():
         assert a.dtype == b.dtype
         np.testing.assert_array_equal(a, b)
     assert packed.nbytes < plain.nbytes
-    # too many columns or too many distinct values for 16 bits each: the plain form
-    wide = [sp.csr_matrix(([1.0, 2.0], ([0, 0], [3, 70_000])), shape=(1, 70_001))]
-    assert kernels.compact_stack(wide, pack=True).packed is None
+    # past 65,536 columns the column takes the bits it needs (17 here) and the values the
+    # rest (32,768 here); more distinct values than that, or past 2^28 columns: the plain form
+    rows, cols = np.arange(40_000) % 7, (np.arange(40_000) * 37) % 70_001
+    wide = sp.csr_matrix((np.arange(40_000) % 32_768 + 0.5, (rows, cols)), shape=(7, 70_001))
+    packed_wide = kernels.compact_stack([wide[:3], wide[3:]], pack=True)
+    assert packed_wide.packed is not None and packed_wide.bits == 17 and len(packed_wide.table) == 32_768
+    back = kernels.unpacked(packed_wide)
+    plain_wide = kernels.compact_stack([wide[:3], wide[3:]])
+    assert back.indices.dtype == plain_wide.indices.dtype == np.int32
+    for a, b in zip(back[:3], plain_wide[:3]):
+        np.testing.assert_array_equal(a, b)
+    assert kernels.column_totals(packed_wide, "jaccard").tolist() == kernels.column_totals(plain_wide, "jaccard").tolist()
+    too_many = sp.csr_matrix((np.arange(40_000) + 0.5, (rows, cols)), shape=(7, 70_001))
+    assert kernels.compact_stack([too_many], pack=True).packed is None
+    huge = [sp.csr_matrix(([1.0, 2.0], ([0, 0], [3, 2**28])), shape=(1, 2**28 + 1))]
+    assert kernels.compact_stack(huge, pack=True).packed is None
     many = [sp.csr_matrix((np.arange(1.0, 70_002.0), (np.arange(70_001), np.arange(70_001) % 50)),
                           shape=(70_001, 50))]
     assert kernels.compact_stack(many, pack=True).packed is None
@@ -621,3 +634,37 @@ def test_heap_selection_is_the_plain_sorted_list(seed, k, m, min_similarity):
     np.testing.assert_array_equal(top_i[1], want_i)
     np.testing.assert_array_equal(top_s[1], want_s)
     assert (top_i[0] == -1).all() and (top_s[0] == 0).all()
+
+
+@pytest.mark.parametrize("track", [0.0, np.inf])
+def test_a_packed_matrix_past_65536_entities_gives_the_plain_lists(track):
+    # 17 column bits: the rows loops, the totals and the entities' rows read the wider
+    # column field; the same lists, norms and rows as the plain form
+    rng = np.random.default_rng(5)
+    m, n, nnz = 400, 70_001, 6_000
+    popular = rng.integers(0, n, 60)  # some entities rated often, so that lists fill
+    cols = np.where(rng.random(nnz) < 0.7, rng.choice(popular, nnz), rng.integers(0, n, nnz))
+    X = sp.csr_matrix((rng.choice([1.0, 2.0, 4.5], nnz), (rng.integers(0, m, nnz), cols)), shape=(m, n))
+    X.sum_duplicates()
+    X.data[:] = rng.choice([1.0, 2.0, 4.5], X.nnz)
+    plain, packed = kernels.compact_stack([X[:150], X[150:]]), kernels.compact_stack([X[:150], X[150:]], pack=True)
+    assert packed.packed is not None and packed.bits == 17
+    norms = kernels.column_totals(packed, "full-cosine")
+    np.testing.assert_array_equal(norms, kernels.column_totals(plain, "full-cosine"))
+    lo, hi = int(np.sort(popular)[10]), int(np.sort(popular)[10]) + 2_000
+    P = kernels.entity_rows(packed, lo, hi)
+    want_rows = X.T.tocsr()[lo:hi]
+    np.testing.assert_array_equal(P.indptr, want_rows.indptr)
+    np.testing.assert_array_equal(P.indices, want_rows.indices)
+    settings_ = kernels.SimilaritySettings("full-cosine")
+    with mock.patch.object(kernel_rows, "TRACK_BELOW", track):
+        _, idx, sim = kernels.similarity_rows(P, packed, lo, settings_, 5, norms_a=norms[lo:hi], norms=norms)
+        _, want_idx, want_sim = kernels.similarity_rows(P, plain, lo, settings_, 5, norms_a=norms[lo:hi], norms=norms)
+    few = np.sort(np.argsort(-np.diff(P.indptr), kind="stable")[:40])  # and the general kernel's dense rows
+    _, dense_idx, dense_sim = kernels.similarity_rows(P[few], X, lo + few, settings_, 5, norms_a=norms[lo + few],
+                                                      norms=norms, dense=True)  # of the 40 most rated
+    np.testing.assert_array_equal(idx[few], dense_idx)
+    np.testing.assert_array_equal(sim[few], dense_sim)
+    assert (idx >= 0).sum() > 50 and (dense_idx >= 0).sum() > 10
+    np.testing.assert_array_equal(idx, want_idx)
+    np.testing.assert_array_equal(sim, want_sim)

@@ -17,7 +17,8 @@ import numpy as np
 import scipy.sparse as sp
 
 __all__ = [
-    "CompactCSR", "PACK_LIMIT", "compact_csr", "unpacked", "compact_stack", "compact_part", "compact_join",
+    "CompactCSR", "PACK_LIMIT", "MAX_COLUMN_BITS", "column_bits", "compact_csr", "unpacked", "compact_stack",
+    "compact_part", "compact_join",
     "FEW_VALUES", "GRID_SLOTS", "few_values", "pack_entries", "Entries", "entries", "column_squares", "entity_rows",
     "slice_count", "slice_fill",
 ]
@@ -31,11 +32,14 @@ class CompactCSR(NamedTuple):
     half the bytes means half the memory traffic of the latency-bound kernel.
 
     Packed form (``indices`` and ``data`` None): each rating is one uint32, the
-    column in the low 16 bits and the index of its value in ``table`` (the
-    distinct values, float64) in the high 16 bits.  Exact whenever there are at
-    most 65,536 columns and 65,536 distinct values; 4 bytes a rating instead of 6,
-    and one array to fetch per row instead of two (:func:`compact_stack` with
-    ``pack=True``; :func:`unpacked` gives the plain form back)."""
+    column in the low ``bits`` bits (:func:`column_bits`: 16 up to 65,536 columns,
+    else as many as the columns need) and the index of its value in ``table`` (the
+    distinct values, float64) in the rest.  Exact whenever the distinct values fit the
+    rest: 65,536 of them up to 65,536 columns, 16,384 up to 262,144 columns, 4,096 up
+    to 1,048,576, 16 at most (up to 2^28 columns).  4 bytes a rating instead of 6 (8
+    past 65,536 columns), and one array to fetch per row instead of two
+    (:func:`compact_stack` with ``pack=True``; :func:`unpacked` gives the plain form
+    back)."""
 
     indptr: np.ndarray
     indices: np.ndarray | None
@@ -43,6 +47,7 @@ class CompactCSR(NamedTuple):
     shape: tuple
     packed: np.ndarray | None = None
     table: np.ndarray | None = None
+    bits: int = 16
 
     @property
     def nbytes(self) -> int:
@@ -50,7 +55,20 @@ class CompactCSR(NamedTuple):
                    if a is not None)
 
 
-PACK_LIMIT = 1 << 16  # columns and distinct values the packed form can address
+PACK_LIMIT = 1 << 16  # columns a uint16 index addresses (the packed form's narrowest column field)
+MAX_COLUMN_BITS = 28  # a packed entry keeps at least 4 bits (16 values) for its value
+
+
+def column_bits(n: int) -> int:
+    """Bits of a packed entry that hold its column, in a matrix of ``n`` columns: 16 up to
+    65,536 columns, else as many as ``n`` needs; the other ``32 - bits`` index the value."""
+    return max(16, int(max(int(n), 1) - 1).bit_length())
+
+
+def _value_room(n: int) -> int:
+    """How many distinct values a packed matrix of ``n`` columns can hold (0: none)."""
+    bits = column_bits(n)
+    return 1 << (32 - bits) if bits <= MAX_COLUMN_BITS else 0
 
 
 def compact_csr(m) -> CompactCSR:
@@ -67,16 +85,19 @@ def _exact_f32(data):
     return f32 if np.array_equal(f32.astype(np.float64), data) else data
 
 
-def _unpack(packed, table):
-    """``(columns uint16, values)`` of packed entries (values as :func:`_exact_f32`)."""
-    return (packed & 0xFFFF).astype(np.uint16), _exact_f32(table[packed >> 16])
+def _unpack(packed, table, n):
+    """``(columns, values)`` of the packed entries of a matrix of ``n`` columns: columns
+    as uint16 where they fit, else int32, values as :func:`_exact_f32`."""
+    bits = column_bits(n)
+    columns = (packed & np.uint32((1 << bits) - 1)).astype(np.uint16 if n <= PACK_LIMIT else np.int32)
+    return columns, _exact_f32(table[packed >> np.uint32(bits)])
 
 
 def unpacked(Q: CompactCSR) -> CompactCSR:
     """The plain form (column and value arrays) of a possibly packed :class:`CompactCSR`."""
     if Q.packed is None:
         return Q
-    return CompactCSR(Q.indptr, *_unpack(Q.packed, Q.table), Q.shape)
+    return CompactCSR(Q.indptr, *_unpack(Q.packed, Q.table, Q.shape[1]), Q.shape)
 
 
 def compact_stack(blocks, pack=False) -> CompactCSR:
@@ -93,27 +114,28 @@ def compact_stack(blocks, pack=False) -> CompactCSR:
 def compact_part(b, pack=False):
     """One row block's share of a :class:`CompactCSR`: row lengths, columns, values (as
     float32 where that is exact) and, with ``pack`` where the block's columns and
-    distinct values fit 16 bits each, the packed entries over the block's own sorted
-    table of values (:func:`compact_join` renumbers them against the union of tables).
+    distinct values fit a packed entry (:class:`CompactCSR`), the packed entries over
+    the block's own sorted table of values (:func:`compact_join` renumbers them against the union of tables).
     Sorts the block's columns without touching it."""
     b = sp.csr_matrix(b)
     if not b.has_sorted_indices:
         b = b.sorted_indices()
     lengths = np.diff(b.indptr).astype(np.int64)
     data = np.asarray(b.data, np.float64)
-    if pack and b.shape[1] <= PACK_LIMIT:
-        seen, codes = np.empty(FEW_VALUES), np.empty(b.nnz, np.uint32)
+    room, bits = _value_room(b.shape[1]), column_bits(b.shape[1])
+    if pack and room:
+        seen, codes = np.empty(min(FEW_VALUES, room)), np.empty(b.nnz, np.uint32)
         few = few_values(data, seen, codes)
         if few >= 0:  # a rating scale: one pass, no sort of the block's values
             order = np.argsort(seen[:few])
             rank = np.empty(few, np.uint32)
             rank[order] = np.arange(few, dtype=np.uint32)
-            _recode((codes << np.uint32(16)) | b.indices.astype(np.uint32), rank, codes)
+            _recode((codes << np.uint32(bits)) | b.indices.astype(np.uint32), rank, codes, bits)
             return lengths, None, None, codes, seen[:few][order]
         table = np.unique(data)
-        if len(table) <= PACK_LIMIT:
+        if len(table) <= room:
             packed = np.empty(b.nnz, np.uint32)
-            pack_entries(b.indices, data, table, packed)
+            pack_entries(b.indices, data, table, packed, bits)
             return lengths, None, None, packed, table
     indices = b.indices.astype(np.uint16 if b.shape[1] <= PACK_LIMIT else np.int32)
     return lengths, indices, _exact_f32(data), None, None
@@ -121,24 +143,25 @@ def compact_part(b, pack=False):
 
 def compact_join(n, *parts) -> CompactCSR:
     """The :class:`CompactCSR` of the row blocks whose :func:`compact_part` are ``parts``:
-    packed when every part is and the union of their values fits 16 bits, else plain,
+    packed when every part is and the union of their values fits, else plain,
     with float32 values only if every part has them."""
     indptr = np.concatenate([[0], np.cumsum(np.concatenate([np.zeros(0, np.int64)] + [p[0] for p in parts]))])
     indptr = indptr.astype(np.int64)
     shape = (int(indptr.shape[0] - 1), int(n))
     if parts and all(p[3] is not None for p in parts):
         table = np.unique(np.concatenate([p[4] for p in parts]))
-        if len(table) <= PACK_LIMIT:
+        bits = column_bits(n)
+        if len(table) <= _value_room(n):
             packed = np.empty(int(indptr[-1]), np.uint32)
             at = 0
             for p in parts:
                 if np.array_equal(p[4], table):
                     packed[at:at + len(p[3])] = p[3]
                 else:  # renumber the part's values against the union
-                    _recode(p[3], np.searchsorted(table, p[4]).astype(np.uint32), packed[at:at + len(p[3])])
+                    _recode(p[3], np.searchsorted(table, p[4]).astype(np.uint32), packed[at:at + len(p[3])], bits)
                 at += len(p[3])
-            return CompactCSR(indptr, None, None, shape, packed, table)
-    parts = [p if p[3] is None else (p[0], *_unpack(p[3], p[4])) for p in parts]
+            return CompactCSR(indptr, None, None, shape, packed, table, bits)
+    parts = [p if p[3] is None else (p[0], *_unpack(p[3], p[4], n)) for p in parts]
     dtype = np.float32 if all(p[2].dtype == np.float32 for p in parts) else np.float64
     indices = np.concatenate([np.zeros(0, np.uint16 if n <= PACK_LIMIT else np.int32)] + [p[1] for p in parts])
     data = np.concatenate([np.zeros(0, dtype)] + [p[2].astype(dtype, copy=False) for p in parts])
@@ -191,15 +214,18 @@ def few_values(data, seen, codes):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _recode(packed, codes, out):  # pragma: no cover - compiled
+def _recode(packed, codes, out, bits):  # pragma: no cover - compiled
+    """Each packed entry's value index ``v`` replaced by ``codes[v]`` (``bits``: column bits)."""
+    mask = np.uint32((1 << bits) - 1)
+    shift = np.uint32(bits)
     for e in range(len(packed)):
         x = packed[e]
-        out[e] = (codes[x >> 16] << np.uint32(16)) | (x & np.uint32(0xFFFF))
+        out[e] = (codes[x >> shift] << shift) | (x & mask)
 
 
 @numba.njit(cache=True, nogil=True)
-def pack_entries(indices, data, table, out):  # pragma: no cover - compiled
-    """``out[e] = (position of data[e] in table) << 16 | indices[e]`` (every value is in the table)."""
+def pack_entries(indices, data, table, out, bits=16):  # pragma: no cover - compiled
+    """``out[e] = (position of data[e] in table) << bits | indices[e]`` (every value is in the table)."""
     for e in range(len(data)):
         lo, hi = 0, len(table) - 1
         x = data[e]
@@ -209,14 +235,15 @@ def pack_entries(indices, data, table, out):  # pragma: no cover - compiled
                 lo = mid + 1
             else:
                 hi = mid
-        out[e] = (np.uint32(lo) << np.uint32(16)) | np.uint32(indices[e])
+        out[e] = (np.uint32(lo) << np.uint32(bits)) | np.uint32(indices[e])
 
 
 class Entries(NamedTuple):
     """A :class:`CompactCSR`'s arrays as the compiled loops that read either form take
     them, one argument: row pointers ``ptr``; columns ``idx`` and values ``val`` (plain
     form) or ``packed`` entries and their value ``table`` (packed form), empty arrays
-    standing for the form it does not have; ``is_packed`` says which."""
+    standing for the form it does not have; ``is_packed`` says which, ``bits`` how many
+    low bits of a packed entry hold its column."""
 
     ptr: np.ndarray
     idx: np.ndarray
@@ -224,21 +251,22 @@ class Entries(NamedTuple):
     packed: np.ndarray
     table: np.ndarray
     is_packed: bool
+    bits: int
 
 
 def entries(Q) -> Entries:
     """The :class:`Entries` of a :class:`CompactCSR`."""
     if Q.packed is not None:
-        return Entries(Q.indptr, np.zeros(0, np.uint16), np.zeros(0), Q.packed, Q.table, True)
-    return Entries(Q.indptr, Q.indices, Q.data, np.zeros(0, np.uint32), np.zeros(0), False)
+        return Entries(Q.indptr, np.zeros(0, np.uint16), np.zeros(0), Q.packed, Q.table, True, int(Q.bits))
+    return Entries(Q.indptr, Q.indices, Q.data, np.zeros(0, np.uint32), np.zeros(0), False, 16)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _entry(e, q):  # pragma: no cover - compiled
     """``(column, value as float64)`` of entry ``q`` of :class:`Entries` ``e`` (either form)."""
     if e.is_packed:
-        x = e.packed[q]
-        return np.int64(x & 0xFFFF), e.table[x >> 16]
+        x = np.int64(e.packed[q])
+        return x & ((1 << e.bits) - 1), e.table[x >> e.bits]
     return np.int64(e.idx[q]), np.float64(e.val[q])
 
 

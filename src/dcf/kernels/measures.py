@@ -191,7 +191,8 @@ def column_totals(Q, measure):
     n = int(Q.shape[1])
     packed = Q.packed is not None
     if mode == JACCARD:
-        return np.bincount(Q.packed & 0xFFFF if packed else Q.indices, minlength=n).astype(np.float64)
+        return np.bincount(Q.packed & np.uint32((1 << Q.bits) - 1) if packed else Q.indices,
+                           minlength=n).astype(np.float64)
     out = np.zeros(n)
     column_squares(entries(Q), out)
     return np.sqrt(out)

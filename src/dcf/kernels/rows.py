@@ -281,6 +281,7 @@ def norms_topk(a, e, ids, norms_a, norms, inv, min_similarity, out, scan):  # pr
       13.1-16.2 s before, 11.1-12.5 s after.)"""
     p_ptr, p_idx, p_val = a.ptr, a.idx, a.val
     q_ptr, q_idx, q_val, q_packed, table, packed = e.ptr, e.idx, e.val, e.packed, e.table, e.is_packed
+    shift, mask = e.bits, (1 << e.bits) - 1
     ahead, block = scan.ahead, scan.block
     top_i, top_s = out.top_i, out.top_s
     n = norms.shape[0]
@@ -314,12 +315,12 @@ def norms_topk(a, e, ids, norms_a, norms, inv, min_similarity, out, scan):  # pr
             r = p_val[p]
             if track and packed:
                 for q in range(q_ptr[u], q_ptr[u + 1]):
-                    x = q_packed[q]
-                    j = x & 0xFFFF
+                    x = np.int64(q_packed[q])
+                    j = x & mask
                     touched[t] = j  # kept only the first time (no branch to mispredict)
                     t += 1 - seen[j]
                     seen[j] = 1
-                    prod[j] += r * table[x >> 16]
+                    prod[j] += r * table[x >> shift]
             elif track:
                 for q in range(q_ptr[u], q_ptr[u + 1]):
                     j = q_idx[q]
@@ -329,8 +330,8 @@ def norms_topk(a, e, ids, norms_a, norms, inv, min_similarity, out, scan):  # pr
                     prod[j] += r * np.float64(q_val[q])
             elif packed:
                 for q in range(q_ptr[u], q_ptr[u + 1]):
-                    x = q_packed[q]
-                    prod[x & 0xFFFF] += r * table[x >> 16]
+                    x = np.int64(q_packed[q])
+                    prod[x & mask] += r * table[x >> shift]
             else:
                 for q in range(q_ptr[u], q_ptr[u + 1]):
                     prod[q_idx[q]] += r * np.float64(q_val[q])
