@@ -25,6 +25,11 @@ killed with every process it started and reported as "did not finish"):
   own default cluster). Its stages come from the ``seconds`` line it prints. Note what it
   does beyond the peers: it splits the file (90 % train, 10 % test, its default), fits on
   the 90 %, predicts the test pairs and writes Parquet outputs and metrics.
+* ``dcf-warm``: the same command with ``--scheduler ADDRESS`` of a cluster shaped as
+  ``dcf`` gets (its default, or the flags given here) that this script started, with the
+  kernels loaded in its workers, in a process of its own before the command and stopped
+  after it: a job sent to a running cluster (issue 21's goal: at most 0.6x implicit's
+  wall). Its ratio is ``dcf-warm/peer wall`` on each peer's row.
 * ``implicit``: ``pandas.read_csv(FILE, sep="\\t", header=None, engine="pyarrow")``, a users
   x items CSR from ``pd.factorize`` codes, ``CosineRecommender(K=50, num_threads=2).fit``,
   then ``recommend(users, user_items[users], N=20, filter_already_liked_items=True)`` for
@@ -71,7 +76,8 @@ HERE = Path(__file__).parent
 SHAPES = {"paper": (100_000, 3_900, 690_000),
           "20m": (1_000_000, 20_000, 20_000_000),
           "ecommerce": (300_000, 150_000, 6_000_000)}
-TOOLS = ("dcf", "implicit", "similaripy", "surprise")
+TOOLS = ("dcf", "dcf-warm", "implicit", "similaripy", "surprise")
+OURS = ("dcf", "dcf-warm")  # the rows the peers are compared with
 SURPRISE_MAX_RATINGS = 1_000_000
 CHUNK_RATINGS = 1_000_000
 TOP_N_BATCH = 100_000
@@ -363,14 +369,71 @@ def parse_seconds(stdout: str) -> dict:
     return {DCF_STAGES.get(k, f"{k}_s"): float(v) for k, v in stages.items()}
 
 
-def run_dcf(args, path: Path) -> dict:
+def cluster_flags(args) -> list[str]:
+    """dcf.run's cluster flags given here (none: its default cluster)."""
+    return [x for flag in ("workers", "threads_per_worker", "memory_limit") if getattr(args, flag) is not None
+            for x in ("--" + flag.replace("_", "-"), str(getattr(args, flag)))]
+
+
+WARM_CLUSTER = """
+import sys
+from dcf.cluster import launch
+from dcf.config import ClusterConfig
+from dcf.experiments import warm_up
+flags = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+cfg = ClusterConfig(dashboard_address=None, workers=int(flags.get("--workers", 2)),
+                    threads_per_worker=int(flags.get("--threads-per-worker", 2)),
+                    memory_limit=flags.get("--memory-limit", "3GB"))
+with launch.client(cfg) as c:
+    warm_up(c)
+    print("ADDRESS " + c.scheduler.address, flush=True)
+    sys.stdin.read()  # until the benchmark closes it
+"""
+
+
+class WarmCluster:
+    """dcf.run's cluster (its default, or the flags given here), started and warmed in a
+    process of its own before the timed command (``with WarmCluster(args) as address``),
+    stopped after: what a user's ``--scheduler`` job finds running."""
+
+    def __init__(self, args, wait: float = 180.0):
+        self.cmd = [sys.executable, "-c", WARM_CLUSTER, *cluster_flags(args)]
+        self.wait = wait
+
+    def __enter__(self) -> str:
+        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+        got: list = []
+        reader = threading.Thread(target=lambda: got.append(self.proc.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(self.wait)
+        if not got or not got[0].startswith("ADDRESS "):
+            self.__exit__()
+            raise RuntimeError(f"the warm cluster did not start in {self.wait:g} s")
+        return got[0].split(" ", 1)[1].strip()
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # its workers too, whatever happened
+        except ProcessLookupError:
+            pass
+
+
+def run_dcf(args, path: Path, scheduler: str | None = None) -> dict:
     cmd = [sys.executable, "-m", "dcf.run", "--data", str(path), "--similarity", "full-cosine",
            "--neighbourhood", "global", "--ranking", "sum", "--k", str(args.k), "--top-n", str(args.top_n),
-           "--no-progress", "--dashboard-address", "127.0.0.1:0"]
-    for flag in ("workers", "threads_per_worker", "memory_limit"):
-        if getattr(args, flag) is not None:
-            cmd += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
-    cluster = " ".join(cmd[cmd.index("127.0.0.1:0") + 1:]) or "default cluster"
+           "--no-progress"]
+    if scheduler:
+        cmd += ["--scheduler", scheduler]
+        cluster = "a running, warmed cluster: " + (" ".join(cluster_flags(args)) or "the default one")
+    else:
+        cmd += ["--dashboard-address", "127.0.0.1:0", *cluster_flags(args)]
+        cluster = " ".join(cluster_flags(args)) or "default cluster"
     row = {"what": f"dcf.run full-cosine global sum k={args.k} Top-{args.top_n} ({cluster}); "
                    "fits on its 90 % split, predicts the 10 %"}
     with tempfile.TemporaryDirectory(prefix="e2e-dcf-", dir=args.cache) as tmp:
@@ -398,16 +461,23 @@ def run_peer(args, tool: str, path: Path) -> dict:
 
 
 def run_tool(args, tool: str, path: Path, ratings: int) -> dict:
-    if importlib.util.find_spec(tool) is None:
+    if importlib.util.find_spec(tool.split("-")[0]) is None:
         return {"status": f"skipped: {tool} is not installed (pip install '.[bench]')"}
     if tool == "surprise" and ratings > SURPRISE_MAX_RATINGS:
         return {"status": f"skipped: {ratings:,} ratings > {SURPRISE_MAX_RATINGS:,} "
                           "(dense item x item matrices, a Python object per rating)"}
+    if tool == "dcf-warm":  # its peak_gb is the job's process only (the workers are the cluster's)
+        try:
+            with WarmCluster(args) as address:
+                return run_dcf(args, path, address)
+        except RuntimeError as exc:
+            return {"status": str(exc)}
     return run_dcf(args, path) if tool == "dcf" else run_peer(args, tool, path)
 
 
 def with_ratios(table: pd.DataFrame) -> pd.DataFrame:
-    """``total_s`` and, on each peer's row, dcf / peer for wall, total and fit."""
+    """``total_s`` and, on each peer's row, dcf / peer for wall, total and fit (and the warm
+    cluster's wall, ``dcf-warm/peer wall``, where that row ran)."""
     def num(col):
         return pd.to_numeric(table[col], errors="coerce") if col in table else pd.Series(np.nan, table.index)
 
@@ -415,12 +485,16 @@ def with_ratios(table: pd.DataFrame) -> pd.DataFrame:
     # only where a tool ran all four (surprise's fit-only row has no total)
     table["total_s"] = sum(p.fillna(0) for p in parts).where(parts[0].notna() & parts[2].notna()
                                                              & parts[3].notna())
-    dcf = table[(table["tool"] == "dcf") & (table["status"] == "ok")]
     ranks = parts[3].notna()  # wall and total only against a tool that also made every Top-N
-    for col, label, need in (("wall_s", "dcf/peer wall", ranks), ("total_s", "dcf/peer total", ranks),
-                             ("fit_s", "dcf/peer fit", True)):
+    for ours, col, label, need in (("dcf", "wall_s", "dcf/peer wall", ranks),
+                                   ("dcf", "total_s", "dcf/peer total", ranks),
+                                   ("dcf", "fit_s", "dcf/peer fit", True),
+                                   ("dcf-warm", "wall_s", "dcf-warm/peer wall", ranks)):
+        dcf = table[(table["tool"] == ours) & (table["status"] == "ok")]
+        if ours != "dcf" and not len(dcf):
+            continue
         ref = float(dcf[col].iloc[0]) if len(dcf) and col in dcf else np.nan
-        table[label] = (ref / num(col)).where((table["tool"] != "dcf") & (table["status"] == "ok")
+        table[label] = (ref / num(col)).where(~table["tool"].isin(OURS) & (table["status"] == "ok")
                                               & need & (num(col) > 0))
     if "lists" in table:
         table["lists"] = table["lists"].astype("Int64")
@@ -434,7 +508,7 @@ def blanks(table: pd.DataFrame) -> pd.DataFrame:
 
 COLUMNS = ["shape", "tool", "status", "wall_s", "read_s", "matrix_s", "fit_s", "predict_s", "top_n_s",
            "output_s", "total_s", "peak_gb", "lists", "dcf/peer wall", "dcf/peer total", "dcf/peer fit",
-           "what"]
+           "dcf-warm/peer wall", "what"]
 
 
 def bench_shape(args, name: str, path: Path) -> pd.DataFrame:
@@ -454,9 +528,11 @@ def bench_shape(args, name: str, path: Path) -> pd.DataFrame:
     table.to_csv(stem.with_suffix(".csv"), index=False)
     stem.with_suffix(".md").write_text(markdown(blanks(table), ".3f") + "\n")
     print("\n" + markdown(blanks(table), ".3f"))
-    for _, r in table[table["tool"] != "dcf"].iterrows():
+    for _, r in table[~table["tool"].isin(OURS)].iterrows():
         got = [f"{k} {r[f'dcf/peer {k}']:.2f}" for k in ("wall", "total", "fit")
                if pd.notna(r[f"dcf/peer {k}"])]
+        if pd.notna(r.get("dcf-warm/peer wall")):
+            got.append(f"wall on a warm cluster {r['dcf-warm/peer wall']:.2f}")
         if got:
             print(f"dcf / {r['tool']}: {', '.join(got)}")
     print(f"written: {stem}.{{csv,md}}", flush=True)
