@@ -65,6 +65,11 @@ def column_bits(n: int) -> int:
     return max(16, int(max(int(n), 1) - 1).bit_length())
 
 
+def _index_dtype(n: int):
+    """The plain form's column index type for ``n`` columns: uint16 where it fits, else int32."""
+    return np.uint16 if n <= PACK_LIMIT else np.int32
+
+
 def _value_room(n: int) -> int:
     """How many distinct values a packed matrix of ``n`` columns can hold (0: none)."""
     bits = column_bits(n)
@@ -74,7 +79,7 @@ def _value_room(n: int) -> int:
 def compact_csr(m) -> CompactCSR:
     """:class:`CompactCSR` of a scipy CSR matrix (sorted indices assumed)."""
     n = m.shape[1]
-    indices = m.indices.astype(np.uint16 if n <= PACK_LIMIT else np.int32, copy=False)
+    indices = m.indices.astype(_index_dtype(n), copy=False)
     return CompactCSR(m.indptr.astype(np.int64, copy=False), indices, _exact_f32(m.data), tuple(m.shape))
 
 
@@ -89,7 +94,7 @@ def _unpack(packed, table, n):
     """``(columns, values)`` of the packed entries of a matrix of ``n`` columns: columns
     as uint16 where they fit, else int32, values as :func:`_exact_f32`."""
     bits = column_bits(n)
-    columns = (packed & np.uint32((1 << bits) - 1)).astype(np.uint16 if n <= PACK_LIMIT else np.int32)
+    columns = (packed & np.uint32((1 << bits) - 1)).astype(_index_dtype(n))
     return columns, _exact_f32(table[packed >> np.uint32(bits)])
 
 
@@ -137,7 +142,7 @@ def compact_part(b, pack=False):
             packed = np.empty(b.nnz, np.uint32)
             pack_entries(b.indices, data, table, packed, bits)
             return lengths, None, None, packed, table
-    indices = b.indices.astype(np.uint16 if b.shape[1] <= PACK_LIMIT else np.int32)
+    indices = b.indices.astype(_index_dtype(b.shape[1]))
     return lengths, indices, _exact_f32(data), None, None
 
 
@@ -163,7 +168,7 @@ def compact_join(n, *parts) -> CompactCSR:
             return CompactCSR(indptr, None, None, shape, packed, table, bits)
     parts = [p if p[3] is None else (p[0], *_unpack(p[3], p[4], n)) for p in parts]
     dtype = np.float32 if all(p[2].dtype == np.float32 for p in parts) else np.float64
-    indices = np.concatenate([np.zeros(0, np.uint16 if n <= PACK_LIMIT else np.int32)] + [p[1] for p in parts])
+    indices = np.concatenate([np.zeros(0, _index_dtype(n))] + [p[1] for p in parts])
     data = np.concatenate([np.zeros(0, dtype)] + [p[2].astype(dtype, copy=False) for p in parts])
     return CompactCSR(indptr, indices, data, shape)
 
