@@ -257,12 +257,12 @@ def test_batch_job_across_network_namespaces(paper_hosts, tmp_path):
 
 
 def _kernels_loaded():
-    from dcf.kernels import codec, rows, sparse
+    from dcf.kernels import codec, general, rows, sparse
 
     return {f"{module.__name__}.{name}": len(getattr(module, name).signatures) > 0
             for module, name in ((codec, "few_values"), (sparse, "add_rater_costs"), (codec, "column_squares"),
                                  (codec, "slice_count"), (codec, "slice_fill"), (rows, "norms_topk"),
-                                 (rows, "sim_rows"))}
+                                 (general, "sim_rows"))}
 
 
 def test_warm_up_loads_every_kernel_in_every_worker():

@@ -217,6 +217,15 @@ def test_top_n_equals_a_full_sort(seed, n):
         assert filled[i].tolist() == [k >= len(scored) and w >= 0 for k, w in enumerate(want)]
 
 
+def assert_same_rows_as_csr(rows_csr, dense):
+    """``rows_csr`` holds exactly ``dense``'s non-zero doubles, sorted, without zeros."""
+    assert sp.isspmatrix_csr(rows_csr) and rows_csr.shape == dense.shape
+    assert rows_csr.has_sorted_indices and (np.diff(rows_csr.indices) > 0)[np.diff(
+        np.repeat(np.arange(dense.shape[0]), np.diff(rows_csr.indptr))) == 0].all()
+    assert (rows_csr.data != 0).all() and rows_csr.nnz == np.count_nonzero(dense)
+    np.testing.assert_array_equal(rows_csr.toarray(), dense)
+
+
 @given(rating_matrices(), st.sampled_from(["cosine", "full-cosine"]), st.integers(0, 3),
        st.sampled_from([0.0, 2.5]), st.integers(0, 12), st.integers(1, 6))
 @settings(max_examples=80, deadline=None)
@@ -235,6 +244,10 @@ def test_similarity_rows_equal_the_tiles_bit_for_bit(P, measure, min_support, sh
                                                  kernels.SimilaritySettings(measure, min_support, shrinkage),
                                                  k, norms[lo:hi], norms, dense=True)
         np.testing.assert_array_equal(rows, full[lo:hi])
+        rows_csr = kernels.similarity_rows(sp.csr_matrix(P[lo:hi]), Q, lo,
+                                           kernels.SimilaritySettings(measure, min_support, shrinkage),
+                                           None, norms[lo:hi], norms, dense=True, csr=True)[0]
+        assert_same_rows_as_csr(rows_csr, rows)
         want_idx, want_sim = kernels.topk_rows(full[lo:hi], k, 0, lo)
         np.testing.assert_array_equal(idx, want_idx)
         np.testing.assert_array_equal(sim, want_sim)
@@ -556,6 +569,12 @@ def test_every_measure_equals_its_formula_in_tiles_and_rows(P, measure, min_supp
             X[lo:hi], Q, lo, chosen, k, None if totals is None else totals[lo:hi], totals, dense=True)
         np.testing.assert_array_equal(rows, got[lo:hi])  # same doubles, summed in the same order
         want_idx, want_sim = kernels.topk_rows(got[lo:hi], k, 0, lo)
+        np.testing.assert_array_equal(idx, want_idx)
+        np.testing.assert_array_equal(sim, want_sim)
+        # the whole rows as CSR: the same doubles, the non-zero ones and the diagonal only
+        rows_csr, idx, sim = kernels.similarity_rows(
+            X[lo:hi], Q, lo, chosen, k, None if totals is None else totals[lo:hi], totals, dense=True, csr=True)
+        assert_same_rows_as_csr(rows_csr, rows)
         np.testing.assert_array_equal(idx, want_idx)
         np.testing.assert_array_equal(sim, want_sim)
         # top-k lists alone (the fast path where the measure allows it), on the plain and

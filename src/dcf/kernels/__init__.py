@@ -15,6 +15,7 @@ The modules, by concern:
 - :mod:`~dcf.kernels.codec`: :class:`CompactCSR`, the shared matrix's compact storage
 - :mod:`~dcf.kernels.tiles`: similarities of two blocks as one dense tile
 - :mod:`~dcf.kernels.rows`: whole similarity rows (and top-k lists) from the shared matrix
+- :mod:`~dcf.kernels.general`: the rows method's general loop (any measure; dense or CSR rows, top-k lists)
 - :mod:`~dcf.kernels.select`: the rows loops' compiled top-k selection (sorted insert, heap, quickselect)
 - :mod:`~dcf.kernels.prefetch`: the software prefetch the rows loops use
 - :mod:`~dcf.kernels.topk`: top-k neighbour tables, their merge, the neighbour matrix

@@ -103,5 +103,6 @@ def _rows_block(Q, norms, lo, hi, offset, settings, k, whole_rows, dense_fractio
         if (lo - offset, hi - offset) != (0, Pa.shape[0]):
             Pa = Pa[lo - offset:hi - offset]
     rows, idx, sim = kernels.similarity_rows(
-        Pa, Q, lo, settings, k, norms_a=None if norms is None else norms[lo:hi], norms=norms, dense=whole_rows)
+        Pa, Q, lo, settings, k, norms_a=None if norms is None else norms[lo:hi], norms=norms, dense=whole_rows,
+        csr=True)
     return idx, sim, (row_block_format(rows, dense_fraction) if whole_rows else None)
