@@ -1,13 +1,27 @@
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from dcf.compile import mark_ready
+
 ROOT = Path(__file__).resolve().parents[1]
 # Tests read MovieLens from ../shared/data unless DCF_DATA says otherwise; they never download.
 os.environ.setdefault("DCF_DATA", str((ROOT.parent / "shared" / "data").resolve()))
+# The compiled kernels' stamp (dcf.compile) lives in a folder of the test session's own,
+# recorded as done: jobs started by tests do not run the compile first (their workers load
+# or compile what they use, as in a session without dcf.compile); the tests of the
+# compile itself (tests/test_compile.py, the default-cluster job in tests/test_run.py)
+# point DCF_CACHE at empty folders of their own.
+_CACHE = tempfile.mkdtemp(prefix="dcf-test-cache-")
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+os.environ["DCF_CACHE"] = _CACHE
+mark_ready()
 
 
 def random_ratings(seed, n_users=30, n_items=20, density=0.3, scale=(1, 5), half=False):

@@ -1,6 +1,7 @@
 """The batch job: outputs, exit codes, atomic output, and the surprise parity contract."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dcf.compile import fingerprint
 from dcf.run import main
 
 SMALL = "synthetic:users=1500,items=200,ratings=15000,seed=1"
@@ -134,17 +136,31 @@ def test_ml100k_cli_matches_surprise_knnbasic(scheduler, ml100k, tmp_path):
 
 @pytest.mark.slow
 def test_python_m_dcf_run_default_cluster(tmp_path):
+    # the first job of an installation (no compiled kernels recorded): it says so before
+    # anything else, compiles them once while the cluster starts, and records it
+    cache = tmp_path / "cache"
+    env = {**os.environ, "DCF_CACHE": str(cache)}
     proc = subprocess.run(
         [sys.executable, "-m", "dcf.run", "--data", SMALL, "--out", str(tmp_path / "o"), "--k", "10",
          "--dashboard-address", "127.0.0.1:0", "--memory-limit", "1GB"],
-        capture_output=True, text=True, timeout=300)
+        capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "dashboard http://127.0.0.1:" in proc.stderr and "(2 workers)" in proc.stderr
     # a line before the cluster starts, so the first seconds are not silent
+    compiling = proc.stderr.index("compiling the kernels, once for this installation")
     starting = proc.stderr.index("starting 2 workers x 2 threads (1GB each) ...")
-    assert starting < proc.stderr.index("dashboard http://")
+    assert compiling < starting < proc.stderr.index("dashboard http://")
+    assert proc.stderr.index("kernels compiled in") < proc.stderr.index("  load ")
     assert "MAE" in proc.stdout
     assert (tmp_path / "o" / "recommendations.parquet").exists()
+    assert [f.name for f in (cache / "compiled").iterdir()] == [fingerprint()]
+    # the next job finds them compiled
+    again = subprocess.run(
+        [sys.executable, "-m", "dcf.run", "--data", SMALL, "--out", str(tmp_path / "o"), "--k", "10",
+         "--dashboard-address", "127.0.0.1:0", "--memory-limit", "1GB", "--no-progress"],
+        capture_output=True, text=True, timeout=300, env=env)
+    assert again.returncode == 0, again.stderr
+    assert "compil" not in again.stderr
 
 
 def test_performance_report_and_readable_task_names(scheduler, tmp_path):

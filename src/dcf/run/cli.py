@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from .. import cluster
+from .. import cluster, compile  # noqa: A004 - dcf.compile, not the builtin
 from ..config import CHOICES, RunConfig, load_config
 from ..errors import ClusterError, ConfigError, DataError
 from ..version import __version__
@@ -89,18 +89,29 @@ def resolve(args) -> RunConfig:
 
 def _job(cfg: RunConfig, config_path) -> tuple:
     """Preflight, then the cluster starts in the background while this thread imports the
-    job (its stages, Dask's collections, the estimator: about 2 s) and runs it."""
+    job (its stages, Dask's collections, the estimator: about 2 s) and runs it.  A local
+    cluster's first job on an installation also compiles the kernels, once, in a child
+    process while the cluster starts (:mod:`dcf.compile`)."""
     inputs = preflight(cfg, config_path)
     c = cfg.cluster
+    compiling = None
+    if not c.scheduler and not compile.ready():
+        print(f"dcf {__version__}: compiling the kernels, once for this installation (about 30 s on 2 cores; "
+              "`python -m dcf.compile` does it ahead) ...", file=sys.stderr, flush=True)
+        compiling = compile.Compiling()
     print(f"dcf {__version__}: " + (f"connecting to {c.scheduler}" if c.scheduler else
                                     f"starting {c.workers} workers x {c.threads_per_worker} threads "
                                     f"({c.memory_limit} each)") + " ...", file=sys.stderr, flush=True)
-    with cluster.starting(cfg.cluster) as pending:
-        # imported here, not at the top, so that the import overlaps the workers' start
-        # (tests/test_layout.py allows this one import inside a function)
-        from .job import run
-        from .metrics import summary
-        metrics = run(cfg, inputs, pending)
+    try:
+        with cluster.starting(cfg.cluster) as pending:
+            # imported here, not at the top, so that the import overlaps the workers' start
+            # (tests/test_layout.py allows this one import inside a function)
+            from .job import run
+            from .metrics import summary
+            metrics = run(cfg, inputs, pending, compiling)
+    finally:
+        if compiling is not None:
+            compiling.close()
     return metrics, summary(metrics, cfg.top_n)
 
 

@@ -8,6 +8,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from .. import cluster
+from ..compile import Compiling
 from ..config import RunConfig
 from ..errors import ClusterError, ConfigError, DataError
 from ..folders import atomic_file
@@ -18,10 +19,11 @@ from .pipeline import Stages, execute
 from .signals import on_stall
 
 
-def run(cfg: RunConfig, inputs: tuple, pending: cluster.Starting) -> dict:
+def run(cfg: RunConfig, inputs: tuple, pending: cluster.Starting, compiling: Compiling | None = None) -> dict:
     """Run the whole job on the cluster ``pending`` starts (:func:`dcf.cluster.starting`,
     which also closes it); ``inputs``: the files :func:`~dcf.run.preflight.preflight`
-    found. Returns the metrics dict."""
+    found; ``compiling``: the kernels' compile, waited for before the first stage (the
+    workers then load its code instead of each compiling it). Returns the metrics dict."""
     stage = Stages(cfg.progress)
     with ExitStack() as stack:
         report = (stack.enter_context(atomic_file(cfg.performance_report, inputs=inputs))
@@ -33,6 +35,8 @@ def run(cfg: RunConfig, inputs: tuple, pending: cluster.Starting) -> dict:
         stack.enter_context(cluster.report_to(report))
         stack.enter_context(cluster.watchdog(client, cfg.cluster.stall_timeout, on_stall))
         at_start = cluster.worker_addresses(client)
+        if compiling is not None:
+            print(compiling.wait(), file=sys.stderr, flush=True)
         try:
             res = execute(cfg, stage)
         except (DataError, ConfigError):

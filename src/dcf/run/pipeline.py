@@ -25,10 +25,10 @@ from .signals import check_stop
 class Stages:
     """Times stages and prints one progress line each; a stage still running after
     :attr:`TICK` seconds adds, every :attr:`TICK` seconds, how long it has run and how
-    many tasks the scheduler has still to run (``  neighbours   ... 10 s: 1,234 tasks
-    to go ...   31.80 s``)."""
+    many tasks the scheduler has still to run (``  neighbours   ... 5 s: 1,234 tasks
+    to go ... 10 s: 310 tasks to go ...   11.80 s``)."""
 
-    TICK = 10.0
+    TICK = 5.0
 
     def __init__(self, show: bool):
         self.seconds: dict[str, float] = {}

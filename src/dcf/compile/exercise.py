@@ -1,0 +1,74 @@
+"""What ``python -m dcf.compile`` runs: small fits that reach every compiled kernel the
+library's settings use, so that numba compiles each (or loads it from its cache) once.
+
+A kernel is compiled per signature (its arguments' types), and which signatures a job
+reaches depends on its settings, not on its size: the fits below, on a few thousand
+ratings, reach every signature that fits of every measure, neighbourhood, prediction
+and ranking, item- and user-based, integer and decimal ratings reached together
+(measured with :func:`signatures`).  Catalogues past 65,536 entities (wider column
+indices), ``recommend_for_history`` and ``refresh`` add a few signatures that are
+still compiled where first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import dask
+import numpy as np
+import pandas as pd
+from numba.core.registry import CPUDispatcher
+
+from .. import kernels
+from ..model import ItemKNN
+
+__all__ = ["RUNS", "dispatchers", "signatures", "exercise"]
+
+# (similarity, neighbourhood, prediction): each reaches compiled loops the others do not
+RUNS = (
+    ("cosine", "rated", "weighted"),            # the general rows loop with whole rows, dense scoring
+    ("cosine", "global", "weighted"),           # sparse scoring, the shared matrix's slices
+    ("full-cosine", "rated", "mean-centred"),   # column squares of the plain shared matrix
+    ("full-cosine", "global", "weighted"),      # the fast top-k scan over the packed matrix
+    ("pearson-baseline", "rated", "baseline"),  # residuals: the general loop on float32 values
+    ("centred-cosine", "global", "weighted"),   # packing a matrix of many values
+)
+
+
+def dispatchers() -> dict:
+    """Every compiled function of :mod:`dcf.kernels`, by ``module.name``."""
+    found = {}
+    for info in pkgutil.iter_modules(kernels.__path__):
+        mod = importlib.import_module(f"{kernels.__name__}.{info.name}")
+        for name, obj in vars(mod).items():
+            if isinstance(obj, CPUDispatcher) and obj.__module__ == mod.__name__:
+                found[f"{info.name}.{name}"] = obj
+    return found
+
+
+def signatures() -> set:
+    """``(function, signature)`` of every kernel compiled or loaded in this process."""
+    return {(name, str(sig)) for name, d in dispatchers().items() for sig in d.signatures}
+
+
+def _ratings(seed=0, users=300, items=200, n=4000) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"user": rng.integers(0, users, n), "item": rng.integers(0, items, n),
+                          "rating": rng.integers(1, 6, n).astype(np.float64)})
+    return frame.drop_duplicates(["user", "item"], ignore_index=True)
+
+
+def exercise() -> int:
+    """Run :data:`RUNS` (fit, predict, Top-N by prediction and by sum) in this process,
+    on Dask's synchronous scheduler; returns how many kernel signatures it reached."""
+    ratings = _ratings()
+    pairs = ratings[["user", "item"]].iloc[:100]
+    with dask.config.set(scheduler="synchronous"):
+        for similarity, neighbourhood, prediction in RUNS:
+            model = ItemKNN(similarity=similarity, neighbourhood=neighbourhood, prediction=prediction, k=10)
+            model.fit(ratings)
+            model.predict(pairs).compute()
+            for ranking in ("prediction", "sum"):
+                model.recommend(n=5, ranking=ranking).compute()
+    return len(signatures())

@@ -1,0 +1,73 @@
+"""The kernels compiled once per installation (dcf.compile): the stamp that says so, the
+command that compiles them, and a later process that loads every kernel instead."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import dcf.compile as compiled
+from dcf.compile import fingerprint, mark_ready, ready, stamp_dir
+
+
+def test_ready_follows_the_stamp_the_kernel_sources_and_numbas_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("DCF_CACHE", str(tmp_path / "cache"))
+    assert stamp_dir() == tmp_path / "cache" / "compiled"
+    assert not ready()
+    stamp = mark_ready()
+    assert ready() and stamp.parent == stamp_dir() and stamp.name == fingerprint()
+    assert [f.name for f in stamp_dir().iterdir()] == [stamp.name]  # no temporary file left
+    # another numba setting compiles other code
+    monkeypatch.setenv("NUMBA_OPT", "1")
+    assert not ready()
+    monkeypatch.delenv("NUMBA_OPT")
+    assert ready()
+    # an edited kernel source (what numba's cache checks: size and time) is not compiled
+    copy = tmp_path / "kernels"
+    shutil.copytree(compiled.KERNELS, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(compiled, "KERNELS", copy)
+    same = fingerprint()
+    (copy / "rows.py").write_text((copy / "rows.py").read_text() + "\n")
+    assert fingerprint() != same
+
+
+def test_a_stamp_that_cannot_be_written_raises_and_leaves_nothing(tmp_path, monkeypatch):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("DCF_CACHE", str(blocked))
+    with pytest.raises(OSError):
+        mark_ready()
+    assert blocked.read_text() == "not a folder"
+
+
+def _python(code_or_args, env, **kw):
+    args = ["-c", code_or_args] if isinstance(code_or_args, str) else code_or_args
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, timeout=540, **kw)
+
+
+@pytest.mark.slow
+def test_the_command_compiles_every_kernel_once_and_a_later_process_only_loads_them(tmp_path):
+    env = {**os.environ, "DCF_CACHE": str(tmp_path / "cache")}
+    check = _python(["-m", "dcf.compile", "--check"], env)
+    assert check.returncode == 1 and "not compiled" in check.stdout
+    done = _python(["-m", "dcf.compile"], env)
+    assert done.returncode == 0, done.stderr
+    assert "compiled" in done.stdout and str(tmp_path / "cache" / "compiled") in done.stdout
+    assert _python(["-m", "dcf.compile", "--check"], env).returncode == 0
+    again = _python(["-m", "dcf.compile"], env)  # recorded: nothing to do
+    assert again.returncode == 0 and "are compiled" in again.stdout
+    # a new process running the same fits compiles nothing: every kernel signature it
+    # reaches comes from numba's on-disk cache (a kernel without cache=True would fail here)
+    probe = _python(
+        "import json\n"
+        "from dcf.compile.exercise import dispatchers, exercise\n"
+        "n = exercise()\n"
+        "print(json.dumps({'signatures': n, 'missed': sorted(\n"
+        "    f'{name} {sig}' for name, d in dispatchers().items() for sig in d.signatures\n"
+        "    if d.stats.cache_hits[sig] == 0)}))\n", env)
+    assert probe.returncode == 0, probe.stderr
+    seen = json.loads(probe.stdout.strip().splitlines()[-1])
+    assert seen["signatures"] >= 10 and seen["missed"] == []
