@@ -15,8 +15,9 @@ from dcf import kernels
 from dcf.blocks import row_blocks
 from dcf.errors import ConfigError
 from dcf.kernels import SimilaritySettings
-from dcf.similarity import (PAIR_COST, balanced_cuts, block_limit, entity_norms, entity_stats, method, prepare,
-                            shared_matrix, shared_parts, similarity_by_rows, similarity_rows, similarity_tiles)
+from dcf.similarity import (PAIR_COST, balanced_cuts, block_limit, check_whole_rows, entity_norms, entity_stats, method,
+                            prepare, shared_matrix, shared_parts, similarity_by_rows, similarity_rows, similarity_tiles,
+                            whole_rows_bytes)
 
 # (measure, options, reference): the raw-value measures, whose reference takes the ratings as they are
 MEASURES = [
@@ -242,8 +243,12 @@ def test_block_limit_sizes_blocks_from_the_memory_budget():
 def test_block_limit_refuses_budgets_that_cannot_work():
     with pytest.raises(ConfigError, match="before any work"):
         block_limit((1e9, 2, 2e9, 7e8), False)
+    # the tiles method assembles dense n x n rows; the rows method keeps the non-zero
+    # similarities only (check_whole_rows, once their number is known)
     with pytest.raises(ConfigError, match="rated neighbourhood keeps all 40,000 x 40,000"):
-        block_limit((4e9, 2, 8e9, 0.0), True)(40_000)
+        block_limit((4e9, 2, 8e9, 0.0), True, forced="tiles")(40_000)
+    per_task = (0.8 * 4e9 - 300e6) / 2 / 2
+    assert block_limit((4e9, 2, 8e9, 0.0), True)(40_000, 100, 1000) == int(per_task / (32 * 40_000))
     with pytest.raises(ConfigError, match="too little for similarity blocks of 16 whole rows"):
         block_limit((0.6e9, 8, 1e12, 0.0), True)(50_000)
 
@@ -264,3 +269,33 @@ def test_by_rows_on_a_distributed_cluster_equals_sync(items, dist_client):
         exp_idx, exp_sim = ref.topk(ref.similarity(items, measure), 3)
         np.testing.assert_array_equal(np.vstack([r[0] for r in remote]), exp_idx)
         np.testing.assert_allclose(np.vstack([r[1] for r in remote]), exp_sim, rtol=1e-12)
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(1, 40), st.integers(1, 30), st.floats(0.02, 0.6))
+@settings(max_examples=40, deadline=None)
+def test_whole_rows_bytes_bounds_the_similarities_the_rows_keep(seed, n_users, n_items, density):
+    rng = np.random.default_rng(seed)
+    R = np.where(rng.random((n_users, n_items)) < density, rng.integers(1, 6, (n_users, n_items)), 0).astype(float)
+    Q = sp.csr_matrix(R)  # others x entities
+    _, work = entity_stats(da.from_array(Q, chunks=(max(n_users // 2, 1), n_items))).compute(scheduler="sync")
+    counts = (R > 0).sum(axis=0)
+    kept, need = whole_rows_bytes(work, counts)
+    rows = kernels.similarity_rows(sp.csr_matrix(R.T), Q, 0, SimilaritySettings("cosine"), dense=True, csr=True)[0]
+    # each entity's row: at most its co-rated entities (products) and itself, at most n
+    co_rated = ((R.T > 0).astype(int) @ (R > 0).astype(int) > 0).sum(axis=1)
+    want = np.minimum(np.maximum(co_rated, 1), n_items)
+    assert rows.nnz <= kept <= n_items * n_items and kept >= want.sum()
+    assert need <= 8.0 * n_items * n_items and need <= 12 * kept
+
+
+def test_check_whole_rows_refuses_rows_the_workers_cannot_hold():
+    n = 1000
+    work = np.full(n, 5000.0 + PAIR_COST)  # 5,000 products and one rating each: full rows of 1,000
+    counts = np.ones(n)
+    assert whole_rows_bytes(work, counts) == (n * n, 8.0 * n * n)
+    check_whole_rows(None, work, counts)
+    check_whole_rows((1e9, 2, 2e9, 0.0), work, counts)  # 8 MB of 1.4 GB
+    with pytest.raises(ConfigError, match=r"keeps up to 1,000,000 similarities of 1,000 entities \(0.01 GB\)"):
+        check_whole_rows((5e6, 2, 1e7, 0.0), work, counts)
+    sparse = np.full(n, 3.0 + PAIR_COST)  # 3 products: 3 similarities and the diagonal, 48 bytes a row
+    assert whole_rows_bytes(sparse, counts) == (4 * n, 48.0 * n)

@@ -19,7 +19,7 @@ from .fitted import (ROW_TASKS_PER_THREAD, FittedState, as_parts, baseline_biase
                      needs_biases)
 from .matrix import RatingMatrix, build_matrix, from_array
 from .neighbours import table_from_blocks, top_k
-from .similarity import entity_stats, prepare, similarity_by_rows, similarity_rows, similarity_tiles
+from .similarity import check_whole_rows, entity_stats, prepare, similarity_by_rows, similarity_rows, similarity_tiles
 from .similarity import method as similarity_method
 
 __all__ = ["fit_matrix", "rating_matrix", "matrix_layout", "matrix_from_parts"]
@@ -55,7 +55,7 @@ def matrix_from_parts(model, parts, report, source) -> RatingMatrix:
 def fit_matrix(model, matrix) -> FittedState:
     """The fitted state of ``model``'s parameters on ``matrix`` (a persisted
     :class:`~dcf.matrix.RatingMatrix`)."""
-    P, Q = matrix.oriented(model.based)[:2]
+    P, Q, _, entity_count = matrix.oriented(model.based)
     raw_q = Q  # the ratings themselves, before any centring: their summary and costs
     whole_rows = model.neighbourhood == "rated"
     centred = centred_ratings(matrix, model.based, model.similarity)
@@ -63,7 +63,10 @@ def fit_matrix(model, matrix) -> FittedState:
         P, Q = centred
     settings = model.similarity_settings()
     (lo, hi, total, count), work, parts = _summary(model, raw_q, Q, settings, whole_rows)
-    method = model.method or similarity_method(memory_budget(), int(P.shape[1]), int(count))
+    budget = memory_budget()
+    method = model.method or similarity_method(budget, int(P.shape[1]), int(count))
+    if whole_rows and method == "rows" and budget is not None:  # the tiles method checked n x n already
+        check_whole_rows(budget, work, dask.compute(entity_count)[0])
     biases = baseline_biases(model, matrix, total / count) if needs_biases(model) else None
     if settings.spec.needs_biases:  # similarities of the baseline residuals
         user_bias, item_bias = biases

@@ -1,5 +1,6 @@
 """Sizing the similarity work from the workers' memory: which method (:func:`method`), the
-largest block that fits (:func:`block_limit`), and ranges of entities of equal cost
+largest block that fits (:func:`block_limit`), whether the rows method's whole rows fit
+(:func:`check_whole_rows`), and ranges of entities of equal cost
 (:func:`balanced_cuts`, by the rows kernels' cost model :data:`PAIR_COST`, :data:`SCAN_COST`)."""
 
 from __future__ import annotations
@@ -8,8 +9,9 @@ import numpy as np
 
 from ..errors import ConfigError
 
-__all__ = ["MIN_BLOCK", "PAIR_COST", "ROW_BYTES_PER_ENTRY", "SCAN_COST", "SHARED_FRACTION", "TILE_BYTES_PER_ENTRY",
-           "WORKER_BASELINE_BYTES", "balanced_cuts", "block_limit", "method", "shared_bytes"]
+__all__ = ["CSR_BYTES", "HELD_FRACTION", "MIN_BLOCK", "PAIR_COST", "ROW_BYTES_PER_ENTRY", "SCAN_COST",
+           "SHARED_FRACTION", "TILE_BYTES_PER_ENTRY", "WORKER_BASELINE_BYTES", "balanced_cuts", "block_limit",
+           "check_whole_rows", "method", "shared_bytes", "whole_rows_bytes"]
 
 # what one task holds, measured from the kernels: a similarity tile keeps about ten dense
 # block x block float64 arrays (products, counts, norms, result); assembling a block of
@@ -33,6 +35,10 @@ SHARED_FRACTION = 0.25
 # the time of the others
 PAIR_COST = 400.0
 SCAN_COST = 10.0
+# a similarity the rows method keeps in a whole row (CSR: an int32 column, a float64 value)
+CSR_BYTES = 12
+# the share of the workers' memory persisted whole rows may take: Dask spills past 70 %
+HELD_FRACTION = 0.7
 
 
 def shared_bytes(n_others: int, nnz: int) -> float:
@@ -84,14 +90,16 @@ def block_limit(budget, whole_rows: bool, forced: str | None = None):
     per_task = (0.8 * limit - baseline) / threads / 2
 
     def cap(n: int, n_others: int = 0, nnz: int = 0) -> int:
-        if whole_rows and 8.0 * n * n > 0.7 * total:
+        rows = (forced or method(budget, n_others, nnz)) == "rows"
+        # the tiles method assembles dense n x n rows; the rows method keeps the non-zero
+        # similarities only, checked once their number is known (check_whole_rows)
+        if whole_rows and not rows and 8.0 * n * n > HELD_FRACTION * total:
             raise ConfigError(
                 f"the rated neighbourhood keeps all {n:,} x {n:,} similarities "
                 f"({8.0 * n * n / 1e9:.2f} GB), more than the workers hold below their spill "
-                f"threshold ({0.7 * total / 1e9:.2f} GB of {total / 1e9:.2f} GB): raise "
-                f"--memory-limit to at least {_gb(8.0 * n * n / 0.7 * limit / total)} per worker, "
+                f"threshold ({HELD_FRACTION * total / 1e9:.2f} GB of {total / 1e9:.2f} GB): raise "
+                f"--memory-limit to at least {_gb(8.0 * n * n / HELD_FRACTION * limit / total)} per worker, "
                 "add workers, or use --neighbourhood global (keeps only n x k)")
-        rows = (forced or method(budget, n_others, nnz)) == "rows"
         # rows method: a task holds O(n) accumulators, so only whole rows cap the block
         b = max(n, 1) if rows else int(np.sqrt(per_task / TILE_BYTES_PER_ENTRY))
         if whole_rows:
@@ -108,6 +116,36 @@ def block_limit(budget, whole_rows: bool, forced: str | None = None):
         return max(b, 1)
 
     return cap
+
+
+def whole_rows_bytes(work, counts) -> tuple[int, float]:
+    """``(similarities, bytes)``: at most how many similarities the rows method's whole
+    rows keep, and their bytes.  An entity's row holds at most one similarity per
+    product its row takes (its ``work`` less :data:`PAIR_COST` per rating, ``counts``),
+    at most one per entity, plus the diagonal; a row costs :data:`CSR_BYTES` a
+    similarity, at most 8 bytes an entity (a block is stored dense where that is smaller)."""
+    work = np.asarray(work, np.float64)
+    n = len(work)
+    kept = np.minimum(np.maximum(work - PAIR_COST * np.asarray(counts, np.float64), 0.0), max(n - 1, 0)) + 1.0
+    return int(kept.sum()), float(np.minimum(CSR_BYTES * kept, 8.0 * n).sum())
+
+
+def check_whole_rows(budget, work, counts) -> None:
+    """Raise :class:`~dcf.errors.ConfigError`, before the similarity work starts, where
+    the rows method's whole rows (:func:`whole_rows_bytes`) cannot be held by the
+    workers below their spill threshold (``budget``: :func:`block_limit`'s; ``None``:
+    no limit known)."""
+    if budget is None:
+        return
+    limit, _, total, _ = budget
+    kept, need = whole_rows_bytes(work, counts)
+    if need > HELD_FRACTION * total:
+        raise ConfigError(
+            f"the rated neighbourhood keeps up to {kept:,} similarities of {len(work):,} entities "
+            f"({need / 1e9:.2f} GB), more than the workers hold below their spill threshold "
+            f"({HELD_FRACTION * total / 1e9:.2f} GB of {total / 1e9:.2f} GB): raise --memory-limit to at "
+            f"least {_gb(need / HELD_FRACTION * limit / total)} per worker, add workers, or use "
+            "--neighbourhood global (keeps only n x k)")
 
 
 def _gb(nbytes: float) -> str:
