@@ -213,8 +213,8 @@ def test_rerunning_is_idempotent(tmp_path):
 
 
 def test_memory_limit_too_small_for_the_rated_neighbourhood_stops_early(tmp_path, capsys):
-    # 200 ratings a user on average: most of the 20,000 x 20,000 pairs of items share a rater
-    data = "synthetic:users=5000,items=20000,ratings=1000000,seed=2"
+    # 300 ratings a user on average: most of the 12,000 x 12,000 pairs of items share a rater
+    data = "synthetic:users=2000,items=12000,ratings=600000,seed=2"
     with LocalCluster(n_workers=2, threads_per_worker=1, memory_limit="600MB", processes=True,
                       host="127.0.0.1", dashboard_address=None) as lc, Client(lc) as client:
         before = set(client.scheduler_info()["workers"])
@@ -228,7 +228,7 @@ def test_memory_limit_too_small_for_the_rated_neighbourhood_stops_early(tmp_path
     m = re.search(r"rated neighbourhood keeps up to ([\d,]+) similarities of ([\d,]+) entities \(([\d.]+) GB\)",
                   err)
     kept, n = int(m.group(1).replace(",", "")), int(m.group(2).replace(",", ""))
-    assert 15_000 < n <= 20_000 and kept <= n * n and float(m.group(3)) > 0.84  # 70 % of 1.2 GB
+    assert 10_000 < n <= 12_000 and kept <= n * n and float(m.group(3)) > 0.84  # 70 % of 1.2 GB
     assert "raise --memory-limit to at least" in err and "--neighbourhood global" in err
     assert not (tmp_path / "out").exists()
 
