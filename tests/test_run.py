@@ -272,3 +272,29 @@ def test_the_command_exits_with_mains_status_after_freezing_the_collector(monkey
         assert exit_.value.code == status and gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+def test_a_signal_that_lands_in_a_collector_callback_is_delivered_again(capsys):
+    # Python drops an exception raised inside a weakref or collector callback, printing
+    # "Exception ignored in ..." and a traceback naming dcf (seen once in the interrupt
+    # test, in distributed's GC callback): the job delivers the signal again instead
+    import gc
+    import signal
+    import weakref
+
+    from dcf.run.signals import STOP, handled, on_signal
+
+    class Thing:
+        pass
+
+    with handled():
+        thing = Thing()
+        keep = weakref.ref(thing, lambda ref: on_signal(signal.SIGINT, sys._getframe()))
+        with pytest.raises(KeyboardInterrupt):
+            del thing  # the callback raises there; Python drops it
+            gc.collect()
+            for _ in range(100):  # the signal delivered again interrupts this, within 10 s
+                time.sleep(0.1)
+        assert STOP["signal"] == signal.SIGINT
+    assert keep() is None
+    assert "Exception ignored" not in capsys.readouterr().err

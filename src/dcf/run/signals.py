@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
+import sys
 import threading
 
 
@@ -25,10 +25,18 @@ def on_signal(signum, frame):
     f = frame
     while f is not None:
         if f.f_code.co_name == "__del__":  # raised here, it would be printed and dropped:
-            threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()  # deliver again
+            _deliver(signum)  # deliver again
             return
         f = f.f_back
     raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def _deliver(signum, after: float = 0.05) -> None:
+    """Send ``signum`` to the main thread ``after`` seconds from now, from a timer thread.
+    To the main thread itself: a signal sent to the process may go to any thread, and
+    then a main thread blocked in a call (a sleep, a wait) does not wake up for it."""
+    main = threading.main_thread().ident
+    threading.Timer(after, signal.pthread_kill, (main, signum)).start()
 
 
 def check_stop() -> None:
@@ -40,23 +48,40 @@ def on_stall(message: str) -> None:
     """The watchdog's verdict (from its thread): stop the job as Ctrl-C would, and say why."""
     STOP["stalled"] = message
     if signal.getsignal(signal.SIGINT) is on_signal:
-        os.kill(os.getpid(), signal.SIGINT)
+        _deliver(signal.SIGINT, 0.0)
+
+
+def _dropped(hook):
+    """A ``sys.unraisablehook`` for the job: the handler's exception raised inside a
+    finaliser, a weakref callback or a collector callback (distributed registers one) is
+    one Python drops, printing "Exception ignored in ..." with a traceback; it is
+    delivered again instead, quietly.  Anything else goes to ``hook``."""
+    def unraisable(args):
+        if isinstance(args.exc_value, KeyboardInterrupt) and "signal" in STOP:
+            _deliver(STOP["signal"])
+            return
+        hook(args)
+    return unraisable
 
 
 @contextlib.contextmanager
 def handled():
     """:func:`on_signal` handles SIGINT and SIGTERM (from the main thread only; elsewhere
-    Python cannot install handlers) with :data:`STOP` cleared; the previous handlers after."""
+    Python cannot install handlers) with :data:`STOP` cleared; the previous handlers after.
+    An exception of the handler that Python drops is delivered again (:func:`_dropped`)."""
     previous = {}
     STOP.clear()
+    hook = sys.unraisablehook
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, on_signal)
+        sys.unraisablehook = _dropped(hook)
     try:
         yield
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        sys.unraisablehook = hook
 
 
 @contextlib.contextmanager
