@@ -2,8 +2,8 @@
 
 Rated columns are excluded, ties go to the more popular column, and rows with
 fewer than N candidates are filled in by popularity.  The compiled loops take the
-lists they fill as one :class:`TopNTable`, and :func:`recommend_rows`'s loop its
-scoring as one :class:`ScoreRule`.
+lists they fill as one :class:`TopNTable` (each row built in a :class:`RowList` first),
+and :func:`recommend_rows`'s loop its scoring as one :class:`ScoreRule`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 
 from .sparse import CsrArrays, csr_arrays
 
-__all__ = ["TopNTable", "ScoreRule", "top_n", "recommend_rows"]
+__all__ = ["TopNTable", "ScoreRule", "RowList", "top_n", "recommend_rows"]
 
 
 class TopNTable(NamedTuple):
@@ -62,7 +62,8 @@ def top_n(indptr, indices, scores, valid, rated, n, order):
     r, m = rated.shape
     rank_of, out = _output_table(r, m, order, n)
     candidates = CsrArrays(np.asarray(indptr, np.int64), np.asarray(indices, np.int64), np.asarray(scores, np.float64))
-    _topn_rows(candidates, np.asarray(valid, np.bool_), _pattern(rated), rank_of, out, np.zeros(m, np.bool_))
+    _topn_rows(candidates, np.asarray(valid, np.bool_), _pattern(rated), rank_of, out, np.zeros(m, np.bool_),
+               _row_list(n))
     return _filled(out, rated, order)
 
 
@@ -117,20 +118,19 @@ def recommend_rows(A, B, rated, n, order, *, sim_left, min_k=1, adds=(None, None
     rule = ScoreRule(bool(sim_left), float(max(int(min_k), 1)), lo, hi, bool(divide))
     _recommend_rows(csr_arrays(A, np.int64), csr_arrays(B, np.int64), _pattern(rated), rank_of, rule,
                     np.zeros(r) if row_add is None else np.asarray(row_add, np.float64),
-                    np.zeros(m) if col_add is None else np.asarray(col_add, np.float64), out)
+                    np.zeros(m) if col_add is None else np.asarray(col_add, np.float64), out, _row_list(n))
     return _filled(out, rated, order)
 
 
 @numba.njit(cache=True, nogil=True)
-def _recommend_rows(a, b, rated, rank_of, rule, row_add, col_add, out):  # pragma: no cover
+def _recommend_rows(a, b, rated, rank_of, rule, row_add, col_add, out, lst):  # pragma: no cover
     """:func:`recommend_rows`'s loop: rows ``a`` times ``b`` and ``rated``
     (:class:`~dcf.kernels.sparse.CsrArrays`, int64 indices) scored by ``rule``
-    (:class:`ScoreRule`) into ``out`` (:class:`TopNTable`)."""
+    (:class:`ScoreRule`) into ``out`` (:class:`TopNTable`), each row built in ``lst``
+    (:class:`RowList`)."""
     a_ptr, a_idx, a_val, b_ptr, b_idx, b_val = a.ptr, a.idx, a.val, b.ptr, b.idx, b.val
     r_ptr, r_idx = rated.ptr, rated.idx
     sim_left, min_k, lo, hi, divide = rule.sim_left, rule.min_k, rule.lo, rule.hi, rule.divide
-    out_c, out_v, have = out.cols, out.vals, out.have
-    n = out_c.shape[1]
     m = len(rank_of)
     num = np.zeros(m)
     den = np.zeros(m)
@@ -164,47 +164,75 @@ def _recommend_rows(a, b, rated, rank_of, rule, row_add, col_add, out):  # pragm
             den[c] = 0.0
             cnt[c] = 0.0
             if ok:
-                got = _push(out_c, out_v, row, got, n, c, s, rank_of)
-        have[row] = got
+                got = _push(lst, got, c, s, rank_of[c])
+        _flush(lst, got, out, row)
         for p in range(r_ptr[row], r_ptr[row + 1]):
             flag[r_idx[p]] = False
 
 
+class RowList(NamedTuple):
+    """One row's Top-N while it is built: scores ``s``, columns ``c`` and their places in
+    the popularity order ``rank`` (n each), sorted, copied to the table once the row is
+    done (:func:`_flush`).  Kept apart from the ``(r, n)`` table: pushing into the
+    table's 2D rows, the tie rule reading ``rank_of`` of the last listed column each
+    time, took 3x the time (0.6 against 0.19 s for a block of 12,500 users of the 20M
+    set's shape, 5M candidates; benchmarks/RESULTS.md, issue 21 step 7)."""
+
+    s: np.ndarray
+    c: np.ndarray
+    rank: np.ndarray
+
+
+def _row_list(n: int) -> RowList:
+    return RowList(np.empty(n), np.empty(n, np.int64), np.empty(n, np.int64))
+
+
 @numba.njit(cache=True, nogil=True, inline="always")
-def _push(out_c, out_v, row, have, n, c, s, rank_of):  # pragma: no cover - compiled
-    """Insert column ``c`` with score ``s`` into row ``row``'s sorted Top-``n`` (score
-    descending, ties to the column first in the popularity order); returns the new count."""
-    rk = rank_of[c]
+def _push(lst, have, c, s, rk):  # pragma: no cover - compiled
+    """Insert column ``c`` with score ``s`` and popularity place ``rk`` into the sorted
+    :class:`RowList` ``lst`` holding ``have`` (score descending, ties to the column first
+    in the popularity order); returns the new count."""
+    ls, lc, lr = lst.s, lst.c, lst.rank
+    n = ls.shape[0]
     if have == n:
-        last = out_v[row, n - 1]
-        if s < last or (s == last and rk > rank_of[out_c[row, n - 1]]):
+        last = ls[n - 1]
+        if s < last or (s == last and rk > lr[n - 1]):
             return have
         pos = n - 1
     else:
         pos = have
         have += 1
     while pos > 0:
-        pv = out_v[row, pos - 1]
-        if s > pv or (s == pv and rk < rank_of[out_c[row, pos - 1]]):
-            out_c[row, pos] = out_c[row, pos - 1]
-            out_v[row, pos] = pv
+        pv = ls[pos - 1]
+        if s > pv or (s == pv and rk < lr[pos - 1]):
+            ls[pos] = pv
+            lc[pos] = lc[pos - 1]
+            lr[pos] = lr[pos - 1]
             pos -= 1
         else:
             break
-    out_c[row, pos] = c
-    out_v[row, pos] = s
+    ls[pos] = s
+    lc[pos] = c
+    lr[pos] = rk
     return have
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _flush(lst, have, out, row):  # pragma: no cover - compiled
+    """Copy a finished :class:`RowList` of ``have`` entries into row ``row`` of ``out``."""
+    for i in range(have):
+        out.cols[row, i] = lst.c[i]
+        out.vals[row, i] = lst.s[i]
+    out.have[row] = have
+
+
 @numba.njit(cache=True, nogil=True)
-def _topn_rows(candidates, valid, rated, rank_of, out, flag):  # pragma: no cover - compiled
+def _topn_rows(candidates, valid, rated, rank_of, out, flag, lst):  # pragma: no cover - compiled
     """:func:`top_n`'s loop: the ``candidates`` (:class:`~dcf.kernels.sparse.CsrArrays`:
-    columns and scores) where ``valid`` and not ``rated`` into ``out`` (:class:`TopNTable`);
-    ``flag`` all False, m long."""
+    columns and scores) where ``valid`` and not ``rated`` into ``out`` (:class:`TopNTable`),
+    each row built in ``lst`` (:class:`RowList`); ``flag`` all False, m long."""
     indptr, indices, scores = candidates.ptr, candidates.idx, candidates.val
     r_indptr, r_indices = rated.ptr, rated.idx
-    out_c, out_v, have = out.cols, out.vals, out.have
-    n = out_c.shape[1]
     for row in range(len(indptr) - 1):
         for p in range(r_indptr[row], r_indptr[row + 1]):
             flag[r_indices[p]] = True
@@ -215,8 +243,8 @@ def _topn_rows(candidates, valid, rated, rank_of, out, flag):  # pragma: no cove
             c = indices[e]
             if flag[c]:
                 continue
-            cnt = _push(out_c, out_v, row, cnt, n, c, scores[e], rank_of)
-        have[row] = cnt
+            cnt = _push(lst, cnt, c, scores[e], rank_of[c])
+        _flush(lst, cnt, out, row)
         for p in range(r_indptr[row], r_indptr[row + 1]):
             flag[r_indices[p]] = False
 
