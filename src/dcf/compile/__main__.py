@@ -19,10 +19,11 @@ def main(argv=None) -> int:
     p.add_argument("--quiet", action="store_true", help="print nothing unless it fails")
     args = p.parse_args(argv)
     say = (lambda *_: None) if args.quiet else print
-    if args.check or (ready() and not args.force):
-        say("dcf: the kernels are compiled for this installation" if ready() else
+    done = ready()
+    if args.check or (done and not args.force):
+        say("dcf: the kernels are compiled for this installation" if done else
             "dcf: the kernels are not compiled for this installation yet")
-        return 0 if ready() else 1
+        return 0 if done else 1
     t = time.perf_counter()
     n = exercise()
     try:
