@@ -6,6 +6,8 @@ import dask
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dcf import DataError, read_ratings
 from dcf.io import sniff
@@ -433,3 +435,81 @@ def test_blocks_of_integer_ids_and_a_block_with_text_ids_agree(tmp_path):
         pred = model.predict(pd.DataFrame({"user": ["7", "abc"], "item": ["1", "2"]})).compute()
     assert frame["user"].map(type).eq(str).all() and frame["item"].dtype == np.int64
     assert len(model.matrix_.users) == 31 and pred["user"].tolist() == ["7", "abc"]
+
+
+ID_TOKENS = ["1", "7", "42", "0", "-5", "-0", "007", "09", "-07", "0x1F", "0X1f", "+7", " 7", "7 ", "\t7", "1e3",
+             "9223372036854775807", "-9223372036854775808", "9223372036854775808", "abc", "José", "",
+             "٣", "7.0", "1_0"]
+RATING_TOKENS = ["3", "3.5", "0.5", "05", "0", "-1", "+3", " 3", "3 ", "1e0", ".5", "5.", "nan", "inf",
+                 "x", "", "0x1", "1e400"]
+
+
+def _slice_text(draw, sep, n_fields):
+    # clean tokens and at most one odd one, so that each oddity is met alone
+    odd = draw(st.sampled_from(ID_TOKENS[4:] + RATING_TOKENS[3:] + [None]))
+    ids = ID_TOKENS[:4] + ([odd] if odd in ID_TOKENS else [])
+    ratings = RATING_TOKENS[:3] + ([odd] if odd in RATING_TOKENS else [])
+    lines = []
+    for _ in range(draw(st.integers(1, 12))):
+        fields = [draw(st.sampled_from(ids)), draw(st.sampled_from(ids)), draw(st.sampled_from(ratings))]
+        if n_fields == 4:
+            fields.append(draw(st.sampled_from(["881250949", "0", "01", "x"])))
+        if draw(st.integers(0, 19)) == 0:
+            fields = fields[:draw(st.integers(0, 2))]
+        lines.append(sep.join(fields))
+    return "\n".join(lines) + ("\n" if draw(st.booleans()) else "")
+
+
+def _typed_and_exact(raw: bytes, src):
+    """(rows of the block parser, rows of the line-by-line parser), or their errors."""
+    from dcf.io.exact import parse_exact
+    from dcf.io.text import parse_text_block
+    from dcf.io.typed import typed_ids
+
+    def run(parse):
+        try:
+            frame, report = parse()
+        except DataError as exc:
+            return str(exc)
+        return report, {name: (np.asarray(frame[name]).dtype, np.asarray(frame[name]).tolist())
+                        for name in ("user", "item", "rating", "line")}
+
+    def exact():
+        frame, report = parse_exact(raw.replace(b"::", b"\x1f") if src.format == "dat" else raw, 3, 0, src)
+        return {"user": typed_ids(frame["user"].to_numpy(dtype=object)),
+                "item": typed_ids(frame["item"].to_numpy(dtype=object)),
+                "rating": frame["rating"].to_numpy(), "line": frame["line"].to_numpy()}, report
+
+    return run(lambda: parse_text_block(raw, 3, False, src)), run(exact)
+
+
+def test_each_odd_token_alone_reads_as_the_exact_parser_reads_it():
+    # every spelling pyarrow's number parsers treat differently from the exact parser, alone
+    # in an otherwise clean slice, in each id and rating position and at the slice's start
+    from dcf.io.sources import RatingsSource
+
+    for fmt, sep, on_bad in (("tab", "\t", "skip"), ("tab", "\t", "error"), ("csv", ",", "skip"),
+                             ("dat", "::", "skip")):
+        src = RatingsSource("r.txt", fmt, sep=sep if fmt != "dat" else "\t", on_bad_lines=on_bad)
+        for token in ID_TOKENS[4:] + RATING_TOKENS[3:]:
+            for row, col in ((0, 0), (1, 0), (1, 1)) if token in ID_TOKENS else ((2, 2),):
+                lines = [["1", "7", "3"], ["42", "0", "3.5"], ["7", "1", "0.5"]]
+                lines[row][col] = token
+                raw = "\n".join(sep.join(line) for line in lines).encode() + b"\n"
+                got, want = _typed_and_exact(raw, src)
+                assert got == want, (fmt, on_bad, raw)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data(), st.sampled_from(["tab", "csv", "dat"]), st.sampled_from(["skip", "error"]),
+       st.sampled_from([3, 4]))
+def test_the_typed_pass_gives_exactly_the_exact_parsers_rows(data, fmt, on_bad, n_fields):
+    # the typed pass (pyarrow, integer ids read as int64 where the bytes allow) must give
+    # the same rows, lines, counts and errors as the line-by-line parser on any slice
+    from dcf.io.sources import RatingsSource
+
+    sep = {"tab": "\t", "csv": ",", "dat": "::"}[fmt]
+    src = RatingsSource("r.txt", fmt, sep=sep if fmt != "dat" else "\t", n_fields=n_fields,
+                        columns=(0, 1, 2), on_bad_lines=on_bad)
+    got, want = _typed_and_exact(_slice_text(data.draw, sep, n_fields).encode(), src)
+    assert got == want

@@ -76,13 +76,16 @@ def parse_text_block(data: bytes, start_line: int, first: bool, src: RatingsSour
     skip_header = 1 if (first and src.header) else 0
     out, reports, lo, line = _Columns(data.count(b"\n") + 1), [], 0, start_line
     size = min(SLICE_BYTES, max(2 * MAX_LINE_BYTES, len(data) // 16))
+    text_ids = set()  # roles seen with text ids: later slices read them as text at once
     while lo < len(data):
         hi = _slice_end(data, lo, line, src, size)
         piece = data[lo:hi]
-        frame, report = _parse_slice(piece, line, skip_header if lo == 0 else 0, src)
+        breaks = piece.count(b"\n")
+        n_lines = breaks + (0 if piece.endswith(b"\n") else 1)
+        frame, report = _parse_slice(piece, line, skip_header if lo == 0 else 0, src, n_lines, text_ids)
         out.append(frame)
         reports.append(report)
-        line += piece.count(b"\n")
+        line += breaks
         lo = hi
     return out.frame(), merge_reports(*reports)
 
@@ -114,13 +117,14 @@ def _check_line_lengths(data: bytes, start_line: int, src: RatingsSource) -> Non
         raise _long_line(src, start_line + int(long[0]))
 
 
-def _parse_slice(data: bytes, start_line: int, skip_header: int, src: RatingsSource):
-    """One slice of whole lines -> (frame with typed ids, report)."""
+def _parse_slice(data: bytes, start_line: int, skip_header: int, src: RatingsSource,
+                 n_lines: int, text_ids: set):
+    """One slice of whole lines (``n_lines`` of them) -> (frame with typed ids, report)."""
     _check_bytes(data, start_line, src)
     _check_line_lengths(data, start_line, src)
     if src.format == "dat":
         data = data.replace(b"::", b"\x1f")
-    parsed = parse_typed(data, start_line, skip_header, src)
+    parsed = parse_typed(data, start_line, skip_header, src, n_lines, text_ids)
     if parsed is None:
         frame, report = parse_exact(data, start_line, skip_header, src)
         frame = {"user": typed_ids(frame["user"].to_numpy(dtype=object)),

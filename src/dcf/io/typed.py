@@ -7,6 +7,14 @@ slice goes through the exact parser (:mod:`dcf.io.exact`), which gives the same
 messages, lines and counts.  An integer id that fits 64 bits is kept as ``int64``
 (a column of a slice where every id is such an integer, written canonically);
 every other id is kept exactly as text (:func:`typed_ids`).
+
+Two ways to the same columns: where the slice's bytes rule out every
+non-canonical spelling pyarrow's integer parser would accept (a sign, spaces,
+leading zeros, hexadecimal: :func:`canonical_numbers`), the ids are parsed as
+``int64`` and the ratings as ``float64`` by the CSV reader itself; otherwise, or
+where that fails (text ids), every id is read as text and kept as an integer only
+where its text is the integer's own.  The first way was 2x quicker on the 20M
+file's slices (the text way cast each id to an integer and back to text).
 """
 
 from __future__ import annotations
@@ -19,20 +27,75 @@ import pyarrow.csv as pacsv
 from .blocks import count_lines
 from .sources import RatingsSource, empty_report, field_separator
 
-__all__ = ["parse_typed", "typed_ids"]
+__all__ = ["canonical_numbers", "parse_typed", "typed_ids"]
+
+_SPACES = (b" ", b"\t", b"\x0b", b"\x0c")
 
 
-def parse_typed(data: bytes, start_line: int, skip_header: int, src: RatingsSource):
+def parse_typed(data: bytes, start_line: int, skip_header: int, src: RatingsSource,
+                n_lines: int | None = None, text_ids: set | None = None):
     """The fast path: pyarrow reads the id and rating columns; ``None`` (use the exact
     parser) unless every line has the right number of fields, every id is non-empty and
-    every rating a valid number, so that the exact parser would give the same rows."""
+    every rating a valid number, so that the exact parser would give the same rows.
+
+    ``n_lines``: the slice's lines, when the caller has counted them.  ``text_ids``: a
+    set the caller keeps across a block's slices; roles (``"user"``, ``"item"``) found to
+    hold text ids are added, and later slices read them as text at once.
+    """
     if src.format == "csv" and any(c in data for c in (b'"', b" ", b"\t")):
         return None  # quoting and skipinitialspace: only the exact parser does them
-    n_lines = count_lines(data) - skip_header
+    n_lines = (count_lines(data) if n_lines is None else n_lines) - skip_header
     if n_lines <= 0:
         return None
+    text_ids = set() if text_ids is None else text_ids
     names = [f"f{i}" for i in range(src.n_fields)]
-    wanted = [names[c] for c in src.columns]
+    wanted = dict(zip(("user", "item", "rating"), (names[c] for c in src.columns)))
+    columns = None
+    if len(text_ids) < 2 and canonical_numbers(data, field_separator(src)):
+        types = {wanted[role]: pa.string() if role in text_ids else pa.int64() for role in ("user", "item")}
+        columns = _read(data, skip_header, src, names, {**types, wanted["rating"]: pa.float64()}, n_lines)
+    if columns is None:
+        columns = _read(data, skip_header, src, names, {n: pa.string() for n in wanted.values()}, n_lines)
+        if columns is None:
+            return None
+        rating = _typed_ratings(columns[wanted["rating"]], src)
+    else:
+        rating = _checked_ratings(columns[wanted["rating"]].to_numpy(), src)
+    ids = {}
+    for role in ("user", "item"):
+        column = columns[wanted[role]]
+        ids[role] = column.to_numpy() if pa.types.is_integer(column.type) else typed_ids(column, strict=True)
+        if ids[role] is None:
+            return None
+        if ids[role].dtype == object:
+            text_ids.add(role)
+    if rating is None:
+        return None
+    lines = np.arange(start_line + skip_header, start_line + skip_header + n_lines, dtype=np.int64)
+    report = {**empty_report(), "lines": n_lines, "rows": n_lines}
+    return {"user": ids["user"], "item": ids["item"], "rating": rating, "line": lines}, report
+
+
+def canonical_numbers(data: bytes, sep: str) -> bool:
+    """True when no field of ``data`` could be a non-canonical integer that pyarrow's
+    integer parser accepts: no spaces or tabs (other than a tab separator), no ``-0``,
+    no field starting with ``0`` followed by a digit or letter (``07``, ``0x1F``).
+    (A sign ``+``, ``1e3`` and non-ASCII digits the parser refuses by itself.)"""
+    if any(c in data for c in _SPACES if c != sep.encode()) or b"-0" in data:
+        return False
+    buf = np.frombuffer(data, np.uint8)
+    zeros = np.flatnonzero(buf[:-1] == 48)
+    if not len(zeros):
+        return True
+    before = buf[np.maximum(zeros - 1, 0)]
+    starts = zeros[(zeros == 0) | (before == 10) | (before == ord(sep))]
+    after = buf[starts + 1] | 32  # letters in lower case; digits keep their codes
+    return not (((after >= 48) & (after <= 57)) | ((after >= 97) & (after <= 122))).any()
+
+
+def _read(data: bytes, skip_header: int, src: RatingsSource, names: list, types: dict, n_lines: int):
+    """The wanted columns read with ``types`` (name -> column), or None where pyarrow
+    refuses a value or sees another number of lines."""
     try:
         table = pacsv.read_csv(
             pa.BufferReader(data),
@@ -41,21 +104,14 @@ def parse_typed(data: bytes, start_line: int, skip_header: int, src: RatingsSour
             parse_options=pacsv.ParseOptions(delimiter=field_separator(src), quote_char=False,
                                              double_quote=False, escape_char=False,
                                              ignore_empty_lines=False),
-            convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in wanted},
-                                                 include_columns=wanted, strings_can_be_null=False),
+            convert_options=pacsv.ConvertOptions(column_types=types, include_columns=list(types),
+                                                 strings_can_be_null=False, null_values=[]),
             memory_pool=_pool())
     except pa.ArrowException:
         return None
     if table.num_rows != n_lines:
         return None
-    rating = _typed_ratings(table.column(wanted[2]), src)
-    users = typed_ids(table.column(wanted[0]), strict=True)
-    items = None if users is None else typed_ids(table.column(wanted[1]), strict=True)
-    if rating is None or items is None:
-        return None
-    lines = np.arange(start_line + skip_header, start_line + skip_header + n_lines, dtype=np.int64)
-    report = {**empty_report(), "lines": n_lines, "rows": n_lines}
-    return {"user": users, "item": items, "rating": rating, "line": lines}, report
+    return {name: table.column(name).combine_chunks(memory_pool=_pool()) for name in types}
 
 
 def _pool():
@@ -71,6 +127,11 @@ def _typed_ratings(column, src: RatingsSource):
         values = pc.cast(column, pa.float64(), memory_pool=_pool()).to_numpy()
     except pa.ArrowException:
         return None
+    return _checked_ratings(values, src)
+
+
+def _checked_ratings(values: np.ndarray, src: RatingsSource):
+    """``values`` if every one is a finite positive number within the declared scale."""
     ok = np.isfinite(values) & (values > 0)
     if src.rating_scale is not None:
         ok &= (values >= src.rating_scale[0]) & (values <= src.rating_scale[1])
