@@ -500,7 +500,7 @@ def test_each_odd_token_alone_reads_as_the_exact_parser_reads_it():
                 assert got == want, (fmt, on_bad, raw)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data(), st.sampled_from(["tab", "csv", "dat"]), st.sampled_from(["skip", "error"]),
        st.sampled_from([3, 4]))
 def test_the_typed_pass_gives_exactly_the_exact_parsers_rows(data, fmt, on_bad, n_fields):
@@ -513,3 +513,27 @@ def test_the_typed_pass_gives_exactly_the_exact_parsers_rows(data, fmt, on_bad, 
                         columns=(0, 1, 2), on_bad_lines=on_bad)
     got, want = _typed_and_exact(_slice_text(data.draw, sep, n_fields).encode(), src)
     assert got == want
+
+
+def test_the_long_line_check_finds_exactly_the_lines_past_the_limit():
+    # the check looks for a line break in each half-limit stretch and measures lines only
+    # where one lacks it; every line just under, at and past the limit, anywhere in a slice
+    import itertools
+
+    from dcf.io.sources import MAX_LINE_BYTES, RatingsSource
+    from dcf.io.text import _check_line_lengths
+
+    src = RatingsSource("r.txt", "tab")
+    half = MAX_LINE_BYTES // 2
+    sizes = [0, 5, half - 1, half, half + 1, MAX_LINE_BYTES - 1, MAX_LINE_BYTES, MAX_LINE_BYTES + 1,
+             MAX_LINE_BYTES + 2, 2 * MAX_LINE_BYTES + 1]
+    for lengths in itertools.product(sizes, repeat=3):
+        for end in (b"", b"\n"):
+            data = b"\n".join(b"x" * n for n in lengths) + end
+            long = [i for i, n in enumerate(lengths) if n > MAX_LINE_BYTES]
+            if not long:
+                _check_line_lengths(data, 10, src)
+                continue
+            with pytest.raises(DataError) as exc:
+                _check_line_lengths(data, 10, src)
+            assert exc.value.line == 10 + long[0], lengths

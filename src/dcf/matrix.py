@@ -99,10 +99,18 @@ def block_bounds(n: int, size: int) -> np.ndarray:
     return np.unique(np.append(np.arange(0, max(n, 1), size), n)).astype(np.int64)
 
 
+BLOCK_RATINGS = 1_000_000  # ratings a block holds at most by default
+
+
 def default_row_block(n_rows: int, nnz: int, min_blocks: int = 4) -> int:
-    """Rows per block: about 250k ratings a block, at least ``min_blocks`` blocks
-    (the caller passes about twice the cluster's threads, so every thread has work)."""
-    blocks = max(int(min_blocks), math.ceil(nnz / 250_000))
+    """Rows per block: at most about :data:`BLOCK_RATINGS` ratings a block, and blocks
+    in a multiple of ``min_blocks`` (the caller passes the cluster's threads, so that
+    every round of tasks keeps every thread busy).
+
+    At 250k ratings a block the 20M file's matrix had 72 x 72 transpose pieces and its
+    stage took 12.3 s, 3.7 s at 1M (benchmarks/RESULTS.md, issue 21 step 8)."""
+    min_blocks = max(1, int(min_blocks))
+    blocks = min_blocks * math.ceil(math.ceil(nnz / BLOCK_RATINGS) / min_blocks)
     return max(1, math.ceil(n_rows / min(blocks, max(n_rows, 1))))
 
 
