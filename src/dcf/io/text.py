@@ -30,7 +30,7 @@ import pandas as pd
 
 from ..blocks import outputs
 from ..errors import DataError
-from .blocks import block_ranges, count_lines, read_text_block
+from .blocks import block_ranges, count_breaks, count_lines, read_text_block
 from .exact import parse_exact
 from .sources import BOM, MAX_ID_CHARS, MAX_LINE_BYTES, META, RatingsSource, merge_reports
 from .typed import parse_typed, typed_ids
@@ -74,13 +74,13 @@ def parse_text_block(data: bytes, start_line: int, first: bool, src: RatingsSour
     if first and data.startswith(BOM):
         data = data[len(BOM):]
     skip_header = 1 if (first and src.header) else 0
-    out, reports, lo, line = _Columns(data.count(b"\n") + 1), [], 0, start_line
+    out, reports, lo, line = _Columns(count_breaks(data) + 1), [], 0, start_line
     size = min(SLICE_BYTES, max(2 * MAX_LINE_BYTES, len(data) // 16))
     text_ids = set()  # roles seen with text ids: later slices read them as text at once
     while lo < len(data):
         hi = _slice_end(data, lo, line, src, size)
         piece = data[lo:hi]
-        breaks = piece.count(b"\n")
+        breaks = count_breaks(piece)
         n_lines = breaks + (0 if piece.endswith(b"\n") else 1)
         frame, report = _parse_slice(piece, line, skip_header if lo == 0 else 0, src, n_lines, text_ids)
         out.append(frame)
