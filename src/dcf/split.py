@@ -44,9 +44,26 @@ def pair_uniform(frame: pd.DataFrame, seed: int) -> np.ndarray:
 def _id_hashes(col: pd.Series, key: str) -> np.ndarray:
     """pandas' hash of each id's text (``hash_array`` of the text objects)."""
     if isinstance(col.dtype, np.dtype) and col.dtype.kind in "iu":
-        codes, uniques = pd.factorize(col.to_numpy(), sort=False)  # integers: one text per distinct id
+        codes, uniques = _factorize(col.to_numpy())  # integers: one text per distinct id
         return pd.util.hash_array(_text(pd.Series(uniques)), hash_key=key, categorize=False)[codes]
     return pd.util.hash_array(_text(col), hash_key=key)
+
+
+def _factorize(values: np.ndarray):
+    """``(codes, uniques)`` of integers: by a table over their range where it is at most
+    twice their number (ids numbered from 1 or so: 4x quicker than hashing them), else
+    pandas' ``factorize``."""
+    if len(values):
+        lo, hi = int(values.min()), int(values.max())
+        if hi - lo < 2 * len(values) + (1 << 16):
+            offsets = (values - lo).astype(np.intp)
+            present = np.zeros(hi - lo + 1, np.bool_)
+            present[offsets] = True
+            uniques = np.flatnonzero(present)
+            code_of = np.zeros(len(present), np.int32 if len(uniques) < 2 ** 31 else np.int64)
+            code_of[uniques] = np.arange(len(uniques))
+            return code_of[offsets], (uniques + lo).astype(values.dtype)
+    return pd.factorize(values, sort=False)
 
 
 def _combined(hashes: list) -> np.ndarray:
@@ -63,10 +80,12 @@ def _combined(hashes: list) -> np.ndarray:
 
 
 def _text(col: pd.Series) -> np.ndarray:
-    """Ids as the text a file would hold (so a split does not depend on the format);
-    integer columns through NumPy's vectorised conversion, the same strings."""
+    """Ids as the text a file would hold (so a split does not depend on the format):
+    an integer's decimal digits."""
     if isinstance(col.dtype, np.dtype) and col.dtype.kind in "iu":
-        return col.to_numpy().astype(str).astype(object)
+        out = np.empty(len(col), dtype=object)
+        out[:] = [str(v) for v in col.to_numpy().tolist()]  # half the time of astype(str)
+        return out
     return col.astype(str).to_numpy(dtype=object)
 
 
@@ -107,7 +126,13 @@ def random_split(data, test_fraction: float = 0.1, seed: int = 0):
 
 def _split_two(frame, seed, test_fraction):
     test = pair_uniform(frame, seed) < test_fraction
-    return frame[~test].reset_index(drop=True), frame[test].reset_index(drop=True)
+    return _rows(frame, np.flatnonzero(~test)), _rows(frame, np.flatnonzero(test))
+
+
+def _rows(frame: pd.DataFrame, at: np.ndarray) -> pd.DataFrame:
+    """Rows ``at`` of a frame of NumPy columns, a new RangeIndex (half the time of
+    boolean indexing and ``reset_index`` on 4 columns)."""
+    return pd.DataFrame({c: frame[c].to_numpy().take(at) for c in frame.columns}, copy=False)
 
 
 def kfold(data, n_splits: int = 5, seed: int = 0):
