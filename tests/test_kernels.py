@@ -687,3 +687,16 @@ def test_a_packed_matrix_past_65536_entities_gives_the_plain_lists(track):
     assert (idx >= 0).sum() > 50 and (dense_idx >= 0).sum() > 10
     np.testing.assert_array_equal(idx, want_idx)
     np.testing.assert_array_equal(sim, want_sim)
+
+
+@given(st.lists(st.sampled_from([0.1, 0.25, 0.5, 0.5000000000000001, 1.0, 2.0]), max_size=90))
+@settings(max_examples=150, deadline=None)
+def test_candidates_by_similarity_are_a_stable_sort(values):
+    # the order a pair's candidates are added in (ties to the lower position, as surprise
+    # adds them): the in-place insertion sort and the merge sort past _FEW agree with NumPy
+    from dcf.kernels.scoring import _by_similarity
+
+    cs = np.array(values + [9.0] * 3)  # room past m, never read
+    m = len(values)
+    got = _by_similarity(cs, m, np.full(m + 3, -7, np.int64))[:m]
+    assert got.tolist() == np.argsort(-cs[:m], kind="mergesort").tolist()

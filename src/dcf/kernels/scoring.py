@@ -81,7 +81,7 @@ def score_pairs(S, x, y, Q, k, centre=None, offset=None, amplification=1.0):
 @numba.njit(cache=True, nogil=True)
 def _score_dense(S, x, y, q, rule):
     q_ptr, q_idx, q_val = q
-    sums, (cs, cj, cr) = _buffers(len(x), q_ptr)
+    sums, (cs, cj, cr), order = _buffers(len(x), q_ptr)
     for p in range(len(x)):
         m = 0
         for e in range(q_ptr[y[p]], q_ptr[y[p] + 1]):
@@ -89,7 +89,7 @@ def _score_dense(S, x, y, q, rule):
             if s > 0:
                 cs[m], cj[m], cr[m] = s, q_idx[e], q_val[e]
                 m += 1
-        _add_best(p, (cs, cj, cr), m, rule, sums)
+        _add_best(p, (cs, cj, cr), m, rule, sums, order)
     return sums
 
 
@@ -97,7 +97,7 @@ def _score_dense(S, x, y, q, rule):
 def _score_sparse(s_rows, x, y, q, rule):
     s_ptr, s_idx, s_val = s_rows
     q_ptr, q_idx, q_val = q
-    sums, (cs, cj, cr) = _buffers(len(x), q_ptr)
+    sums, (cs, cj, cr), order = _buffers(len(x), q_ptr)
     for p in range(len(x)):
         m, a, a_end = 0, s_ptr[x[p]], s_ptr[x[p] + 1]
         for e in range(q_ptr[y[p]], q_ptr[y[p] + 1]):  # both rows sorted: one merge
@@ -109,27 +109,47 @@ def _score_sparse(s_rows, x, y, q, rule):
             if s_idx[a] == j and s_val[a] > 0:
                 cs[m], cj[m], cr[m] = s_val[a], j, q_val[e]
                 m += 1
-        _add_best(p, (cs, cj, cr), m, rule, sums)
+        _add_best(p, (cs, cj, cr), m, rule, sums, order)
     return sums
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _buffers(P, q_ptr):
-    """The sums per pair and room for the candidates of the longest row."""
+    """The sums per pair, room for the candidates of the longest row and their order."""
     longest = int(np.max(np.diff(q_ptr))) if len(q_ptr) > 1 else 0
     return ((np.zeros(P), np.zeros(P), np.zeros(P, np.int64)),
-            (np.empty(longest), np.empty(longest, np.int64), np.empty(longest)))
+            (np.empty(longest), np.empty(longest, np.int64), np.empty(longest)), np.empty(longest, np.int64))
+
+
+_FEW = 64  # candidates up to this many are ordered in place by insertion, more by a merge sort
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _add_best(p, candidates, m, rule, sums):
+def _by_similarity(cs, m, order):
+    """Positions ``0..m-1`` by decreasing ``cs``, ties in position order (a stable sort):
+    an insertion sort into ``order`` for a few (no allocation per pair: the global
+    neighbourhood's at most k candidates), ``np.argsort`` (merge sort) past :data:`_FEW`."""
+    if m > _FEW:
+        return np.argsort(-cs[:m], kind="mergesort")
+    for t in range(m):
+        s = cs[t]
+        pos = t
+        while pos > 0 and cs[order[pos - 1]] < s:
+            order[pos] = order[pos - 1]
+            pos -= 1
+        order[pos] = t
+    return order
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _add_best(p, candidates, m, rule, sums, room):
     """Pair ``p``'s sums over its ``k`` candidates of largest similarity (candidates in
     increasing neighbour order; a stable sort keeps the lower one first on ties), added
-    in that order, as surprise adds them."""
+    in that order, as surprise adds them; ``room``: m ints for the order."""
     cs, cj, cr = candidates
     k, centre, has_centre, offset, has_offset, rho = rule
     sum_sim, sum_val, used = sums
-    order = np.argsort(-cs[:m], kind="mergesort")
+    order = _by_similarity(cs, m, room)
     n = min(k, m)
     total_s, total_v = 0.0, 0.0
     for t in range(n):
