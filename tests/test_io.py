@@ -224,12 +224,6 @@ def test_blocksize_auto_follows_the_worker_memory_limit(tmp_path, monkeypatch):
     assert block_size_for(2**30, 1) > block_size_for(2**30, 2) > block_size_for(2**30, 8)
     assert resolve_blocksize("auto") == DEFAULT_BLOCKSIZE  # no client
     assert resolve_blocksize("2MiB") == 2 * 2**20 and resolve_blocksize(5000) == 5000
-    # a small file is cut into a block per thread (at least 1 MiB); a given size is kept
-    monkeypatch.setattr(cluster, "parallelism", lambda: 4)
-    assert resolve_blocksize("auto", 16 * 10**6) == 4 * 10**6
-    assert resolve_blocksize("auto", 10**5) == MIN_BLOCKSIZE
-    assert resolve_blocksize("auto", 10**10) == DEFAULT_BLOCKSIZE
-    assert resolve_blocksize(5000, 16 * 10**6) == 5000
     monkeypatch.setattr(cluster, "memory_budget", lambda: (256 * 2**20, 2, 512 * 2**20, 0))
     assert resolve_blocksize("auto") == 6 * 2**20
     monkeypatch.setattr(cluster, "memory_budget", lambda: (64 * 2**20, 2, 128 * 2**20, 0))

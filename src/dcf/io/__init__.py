@@ -64,8 +64,7 @@ def read_ratings(path, *, format: str = "auto", on_bad_lines: str = "error",
         Declared rating range; ratings outside it are bad lines.
     blocksize : int, str or "auto"
         Bytes per task for text input (``"32MiB"`` or a number); ``"auto"``
-        sizes them to the current Dask client's workers, and cuts a small file
-        into at least one block per thread (:func:`resolve_blocksize`).
+        sizes them to the current Dask client's workers (:func:`resolve_blocksize`).
 
     Returns
     -------
@@ -81,18 +80,7 @@ def read_ratings(path, *, format: str = "auto", on_bad_lines: str = "error",
     if src.format == "parquet":
         parts, reports = parquet_parts(src)
     else:
-        parts, reports = text_parts(src, resolve_blocksize(blocksize, None if src.compression else _size(src.path)))
+        parts, reports = text_parts(src, resolve_blocksize(blocksize))
     token = dask.base.tokenize(src, parts)
     report = dask.delayed(merge_reports, pure=True)(*reports, dask_key_name=f"read-report-{token}")
     return Ratings(src, same_id_kinds(parts, token), report)
-
-
-def _size(path) -> int | None:
-    """The file's size in bytes, or None where fsspec cannot tell."""
-    import fsspec
-
-    try:
-        fs, _, (local,) = fsspec.get_fs_token_paths(path)
-        return int(fs.size(local))
-    except Exception:  # noqa: BLE001 -- unknown: blocks by memory alone
-        return None

@@ -45,14 +45,11 @@ def block_size_for(limit: int, threads: int = 1, used: int = 0) -> int:
     return int(min(MAX_BLOCKSIZE, max(MIN_BLOCKSIZE, size)))
 
 
-def resolve_blocksize(blocksize, file_size: int | None = None) -> int | None:
+def resolve_blocksize(blocksize) -> int | None:
     """Bytes per text block: ``"auto"`` follows the current Dask client's smallest
     worker memory limit (:func:`block_size_for`), or 32 MiB without a client or
-    limits, and where ``file_size`` is given, is at most the file's share of one
-    thread (at least 1 MiB), so that a small file is read by every thread
-    (the paper shape's 16 MB file was one 64 MiB block, read and split by one thread);
-    a size string (``"16MiB"``) or number is taken as given; ``None`` means one block
-    per file."""
+    limits; a size string (``"16MiB"``) or number is taken as given; ``None``
+    means one block per file."""
     if blocksize is None:
         return None
     if blocksize != "auto":
@@ -62,13 +59,9 @@ def resolve_blocksize(blocksize, file_size: int | None = None) -> int | None:
     except Exception:  # noqa: BLE001 -- a client that cannot answer: the fixed default
         budget = None
     if budget is None:
-        size = DEFAULT_BLOCKSIZE
-    else:
-        limit, threads, _, idle = budget
-        size = block_size_for(limit, threads, idle)
-    if file_size:
-        size = min(size, max(MIN_BLOCKSIZE, -(-int(file_size) // cluster.parallelism())))
-    return size
+        return DEFAULT_BLOCKSIZE
+    limit, threads, _, idle = budget
+    return block_size_for(limit, threads, idle)
 
 
 def block_ranges(fs, local: str, blocksize) -> list:
