@@ -439,7 +439,7 @@ def test_blocks_of_integer_ids_and_a_block_with_text_ids_agree(tmp_path):
 
 ID_TOKENS = ["1", "7", "42", "0", "-5", "-0", "007", "09", "-07", "0x1F", "0X1f", "+7", " 7", "7 ", "\t7", "1e3",
              "9223372036854775807", "-9223372036854775808", "9223372036854775808", "abc", "José", "",
-             "٣", "7.0", "1_0"]
+             "٣", "7.0", "1_0", " ", "\u3000", "\u00a0x", "é"]
 RATING_TOKENS = ["3", "3.5", "0.5", "05", "0", "-1", "+3", " 3", "3 ", "1e0", ".5", "5.", "nan", "inf",
                  "x", "", "0x1", "1e400"]
 
@@ -537,3 +537,23 @@ def test_the_long_line_check_finds_exactly_the_lines_past_the_limit():
             with pytest.raises(DataError) as exc:
                 _check_line_lengths(data, 10, src)
             assert exc.value.line == 10 + long[0], lengths
+
+
+def test_ids_at_the_length_limit_are_measured_in_characters():
+    # ids just under, at and past MAX_ID_CHARS, in one- and two-byte characters: a line of
+    # many bytes is not an error unless an id has more characters than the limit
+    from dcf.io import MAX_ID_CHARS
+    from dcf.io.sources import RatingsSource
+    from dcf.io.text import parse_text_block
+
+    src = RatingsSource("r.txt", "tab")
+    for char in ("u", "é"):
+        for n in (MAX_ID_CHARS // 2 - 1, MAX_ID_CHARS // 2, MAX_ID_CHARS - 1, MAX_ID_CHARS, MAX_ID_CHARS + 1):
+            raw = f"1\t7\t3\n{char * n}\t7\t3\n2\t7\t4\n".encode()
+            if n <= MAX_ID_CHARS:
+                frame, _ = parse_text_block(raw, 5, False, src)
+                assert frame["user"].tolist() == ["1", char * n, "2"]
+            else:
+                with pytest.raises(DataError, match="characters long") as exc:
+                    parse_text_block(raw, 5, False, src)
+                assert exc.value.line == 6

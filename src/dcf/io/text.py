@@ -136,11 +136,18 @@ def _parse_slice(data: bytes, start_line: int, skip_header: int, src: RatingsSou
                  "rating": frame["rating"].to_numpy(), "line": frame["line"].to_numpy()}
     else:
         frame, report = parsed
-    _check_id_lengths(frame, src)
+    _check_id_lengths(frame, src, data)
     return frame, report
 
 
-def _check_id_lengths(frame: dict, src: RatingsSource) -> None:
+def _check_id_lengths(frame: dict, src: RatingsSource, data: bytes) -> None:
+    """Fail on the first id longer than :data:`MAX_ID_CHARS` characters.  None can be
+    where every stretch of half that many bytes holds a line break (no line is then
+    longer than the limit, and a character is a byte or more), which a few byte searches
+    show; only otherwise are the ids measured (0.4 s of a 16 MiB block of text ids)."""
+    half = MAX_ID_CHARS // 2
+    if all(data.find(b"\n", lo, lo + half) >= 0 for lo in range(0, len(data) - half + 1, half)):
+        return
     for role in ("user", "item"):
         ids = frame[role]
         if ids.dtype != object or not len(ids):
