@@ -1,4 +1,5 @@
-"""Peak memory of one text read task, as a multiple of its block (issue 19, item 4).
+"""Peak memory and time of one text read task, as a multiple of its block (issue 19, item 4;
+issue 21: its time against pyarrow's CSV reader on the same file).
 
 Writes synthetic ratings files (one block each), then, for each parser and shape, reads
 the file as ONE block in a fresh Python process through the public API
@@ -8,7 +9,11 @@ scheduler: the block's read and parse tasks) and reports::
     ratio = (peak RSS during the read - RSS before it) / block bytes
 
 so the block itself counts.  ``--old-src`` names another checkout's ``src`` folder
-(e.g. the code before the change) to measure its parser the same way.
+(e.g. the code before the change) to measure its parser the same way.  A ``pyarrow``
+row per shape reads the same file with ``pyarrow.csv.read_csv`` on one thread (as a
+read task runs), the three columns dcf keeps, types inferred: the reference of
+issue 21's "reading within 2x of pyarrow's CSV reader" (dcf's task also checks every
+line, keeps line numbers and reads text ids exactly).
 
 Shapes (about ``--mib`` MiB each):
 
@@ -21,7 +26,7 @@ Shapes (about ``--mib`` MiB each):
 Usage::
 
     python benchmarks/read_memory.py --mib 64 --old-src /tmp/base/src
-    python benchmarks/read_memory.py --child FILE [--skip]    # one measurement, JSON
+    python benchmarks/read_memory.py --child FILE [--skip|--pyarrow]    # one measurement, JSON
 """
 
 from __future__ import annotations
@@ -112,12 +117,43 @@ def child(path: str, skip: bool) -> dict:
             "id_dtype": str(frame["user"].dtype)}
 
 
-def measure(path, skip: bool = False, src: str | None = None, timeout: float = 600) -> dict:
-    """:func:`child` in a fresh process (``src``: a ``src`` folder to import dcf from)."""
+def child_pyarrow(path: str) -> dict:
+    """Read ``path`` with pyarrow's CSV reader, one thread, the three columns dcf keeps."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    n_fields = Path(path).read_bytes()[:4096].split(b"\n", 1)[0].count(b"\t") + 1
+    names = [f"f{i}" for i in range(n_fields)]
+
+    def read(p):
+        return pacsv.read_csv(p, read_options=pacsv.ReadOptions(column_names=names, use_threads=False),
+                              parse_options=pacsv.ParseOptions(delimiter="\t"),
+                              convert_options=pacsv.ConvertOptions(include_columns=names[:3]),
+                              memory_pool=pa.system_memory_pool())
+
+    tiny = Path(path).with_suffix(".warm")
+    tiny.write_bytes(Path(path).read_bytes()[:4096].rsplit(b"\n", 1)[0] + b"\n")
+    read(tiny)
+    _reset_peak()
+    before, peak_before, size = _rss(), _peak_rss(), os.path.getsize(path)
+    t = time.perf_counter()
+    table = read(path)
+    seconds = time.perf_counter() - t
+    peak = _peak_rss()
+    return {"block": size, "rows": table.num_rows, "rss_before": before, "maxrss_before": peak_before,
+            "peak": peak, "ratio": (peak - before) / size, "seconds": seconds,
+            "id_dtype": str(table.schema.field("f0").type)}
+
+
+def measure(path, skip: bool = False, src: str | None = None, timeout: float = 600,
+            pyarrow: bool = False) -> dict:
+    """:func:`child` (or :func:`child_pyarrow`) in a fresh process (``src``: a ``src``
+    folder to import dcf from)."""
     env = dict(os.environ)
     if src:
         env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", str(path)] + (["--skip"] if skip else [])
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", str(path)] + (["--skip"] if skip else []) + \
+        (["--pyarrow"] if pyarrow else [])
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     if out.returncode:
         raise RuntimeError(f"measurement failed: {out.stderr[-2000:]}")
@@ -146,22 +182,23 @@ def main(argv=None) -> int:
     p.add_argument("--old-src", help="a src folder with the parser to compare against")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--skip", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--pyarrow", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.child, args.skip)))
+        print(json.dumps(child_pyarrow(args.child) if args.pyarrow else child(args.child, args.skip)))
         return 0
     _header(args)
     here = str(Path(__file__).resolve().parents[1] / "src")
-    parsers = [("old", args.old_src)] * bool(args.old_src) + [("new", here)]
-    print(f"{'shape':<6} {'parser':<6} {'block MiB':>9} {'rows':>10} {'peak MiB':>9} {'ratio':>6} "
+    parsers = [("old", args.old_src)] * bool(args.old_src) + [("new", here), ("pyarrow", None)]
+    print(f"{'shape':<6} {'parser':<7} {'block MiB':>9} {'rows':>10} {'peak MiB':>9} {'ratio':>6} "
           f"{'seconds':>8}  ids")
     with tempfile.TemporaryDirectory() as tmp:
         for shape in args.shapes.split(","):
             path = Path(tmp) / f"{shape}.data"
             write_shape(path, shape, args.mib)
             for name, src in parsers:
-                m = measure(path, skip=shape == "skip", src=src)
-                print(f"{shape:<6} {name:<6} {m['block'] / 2**20:9.1f} {m['rows']:10,d} "
+                m = measure(path, skip=shape == "skip", src=src, pyarrow=name == "pyarrow")
+                print(f"{shape:<6} {name:<7} {m['block'] / 2**20:9.1f} {m['rows']:10,d} "
                       f"{(m['peak'] - m['rss_before']) / 2**20:9.0f} {m['ratio']:6.1f} "
                       f"{m['seconds']:8.2f}  {m['id_dtype']}", flush=True)
     return 0
