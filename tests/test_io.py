@@ -557,3 +557,16 @@ def test_ids_at_the_length_limit_are_measured_in_characters():
                 with pytest.raises(DataError, match="characters long") as exc:
                     parse_text_block(raw, 5, False, src)
                 assert exc.value.line == 6
+
+
+def test_a_slice_without_rows_leaves_integer_ids_integers(monkeypatch):
+    # a slice holding only blank lines (the exact parser's empty result is typed as text)
+    # used to turn the whole block's integer ids into text
+    from dcf.io import text
+    from dcf.io.sources import RatingsSource
+
+    monkeypatch.setattr(text, "SLICE_BYTES", 64)
+    raw = b"1\t7\t3\n" + b"\n" * 200 + b"2\t8\t4\n"
+    frame, report = text.parse_text_block(raw, 1, True, RatingsSource("r.txt", "tab", on_bad_lines="skip"))
+    assert frame["user"].dtype == np.int64 and frame["user"].tolist() == [1, 2]
+    assert frame["line"].tolist() == [1, 202] and report["blank"] == 200

@@ -188,6 +188,8 @@ class _Columns:
 
     def append(self, piece: dict) -> None:
         m = len(piece["line"])
+        if not m:  # no rows, no ids: a slice of blank or skipped lines says nothing of their type
+            return
         for name, values in piece.items():
             column = self.columns[name]
             if values.dtype == object and column.dtype != object:
