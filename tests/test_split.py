@@ -82,3 +82,20 @@ def test_pair_uniform_is_pandas_hash_of_the_ids_text(pairs, seed, text_users):
     h = pd.util.hash_pandas_object(text, index=False, hash_key=f"{seed & 0xFFFFFFFFFFFFFFFF:016x}")
     expected = (h.to_numpy(np.uint64) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
     assert np.array_equal(pair_uniform(frame, seed), expected)
+
+
+def test_the_split_keeps_every_column_dtype():
+    # the train and test parts hold the input's columns as they were: object ids stay
+    # object (pandas would infer text), nullable integers stay nullable
+    from dcf.split import _split_two
+
+    frame = pd.DataFrame({"user": pd.Series([f"u{i}" for i in range(200)], dtype=object),
+                          "item": pd.array(range(200), dtype="Int64"),
+                          "rating": np.linspace(1, 5, 200), "line": np.arange(1, 201)})
+    frame["text"] = pd.Series([str(i) for i in range(200)], dtype="str")
+    train, test = _split_two(frame, 0, 0.3)
+    for part in (train, test):
+        assert part.dtypes.to_dict() == frame.dtypes.to_dict()
+        assert isinstance(part.index, pd.RangeIndex) and part.index.start == 0
+    both = pd.concat([train, test]).sort_values("line")
+    assert both["user"].tolist() == frame["user"].tolist() and 0 < len(test) < 200
