@@ -107,11 +107,9 @@ def _long_line(src: RatingsSource, line: int) -> DataError:
 
 
 def _check_line_lengths(data: bytes, start_line: int, src: RatingsSource) -> None:
-    """Fail on the first line longer than :data:`MAX_LINE_BYTES`.  Where every stretch of
-    half that many bytes holds a line break no line can be that long, which a few byte
-    searches show; only otherwise are the lines measured."""
-    half = (MAX_LINE_BYTES + 1) // 2
-    if all(data.find(b"\n", lo, lo + half) >= 0 for lo in range(0, len(data) - half + 1, half)):
+    """Fail on the first line longer than :data:`MAX_LINE_BYTES`; the lines are measured
+    only where :func:`_no_line_past` cannot rule one out."""
+    if _no_line_past(data, MAX_LINE_BYTES):
         return
     ends = np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
     starts = np.concatenate(([0], ends + 1))
@@ -119,6 +117,15 @@ def _check_line_lengths(data: bytes, start_line: int, src: RatingsSource) -> Non
     long = np.flatnonzero(lengths > MAX_LINE_BYTES)
     if len(long):
         raise _long_line(src, start_line + int(long[0]))
+
+
+def _no_line_past(data: bytes, limit: int) -> bool:
+    """True when every stretch of ``limit // 2 + 1`` bytes holds a line break: then no
+    run without one, so no line, is longer than ``limit`` bytes (a run of ``2h - 1``
+    bytes holds a whole stretch of ``h``).  A few byte searches; False says only that
+    a line may be longer."""
+    half = limit // 2 + 1
+    return all(data.find(b"\n", lo, lo + half) >= 0 for lo in range(0, len(data) - half + 1, half))
 
 
 def _parse_slice(data: bytes, start_line: int, skip_header: int, src: RatingsSource,
@@ -142,11 +149,10 @@ def _parse_slice(data: bytes, start_line: int, skip_header: int, src: RatingsSou
 
 def _check_id_lengths(frame: dict, src: RatingsSource, data: bytes) -> None:
     """Fail on the first id longer than :data:`MAX_ID_CHARS` characters.  None can be
-    where every stretch of half that many bytes holds a line break (no line is then
-    longer than the limit, and a character is a byte or more), which a few byte searches
-    show; only otherwise are the ids measured (0.4 s of a 16 MiB block of text ids)."""
-    half = MAX_ID_CHARS // 2
-    if all(data.find(b"\n", lo, lo + half) >= 0 for lo in range(0, len(data) - half + 1, half)):
+    where no line is longer than that many bytes (a character is a byte or more,
+    :func:`_no_line_past`); only otherwise are the ids measured (0.4 s of a 16 MiB block
+    of text ids)."""
+    if _no_line_past(data, MAX_ID_CHARS):
         return
     for role in ("user", "item"):
         ids = frame[role]
