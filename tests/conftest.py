@@ -1,6 +1,8 @@
 import atexit
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -13,6 +15,17 @@ from dcf.compile import mark_ready
 ROOT = Path(__file__).resolve().parents[1]
 # Tests read MovieLens from ../shared/data unless DCF_DATA says otherwise; they never download.
 os.environ.setdefault("DCF_DATA", str((ROOT.parent / "shared" / "data").resolve()))
+# The kernels are compiled once, before any test, as a user does after installing
+# (``python -m dcf.compile``; its stamp where the user's DCF_CACHE or cache folder says, so
+# a later session only checks it): on a fresh installation (CI) the first tests' workers
+# otherwise each compiled the same kernels at once, on 2 cores (the first cluster test
+# took 60 s against 10 s, the warm-up test 37 s against 5 s).  A compile that fails or
+# runs out of time only costs time: the tests' processes compile what they use.
+try:
+    subprocess.run([sys.executable, "-m", "dcf.compile", "--quiet"], stdin=subprocess.DEVNULL, timeout=900,
+                   check=False)
+except subprocess.TimeoutExpired:
+    print("conftest: python -m dcf.compile ran past 900 s; the tests compile what they use", file=sys.stderr)
 # The compiled kernels' stamp (dcf.compile) lives in a folder of the test session's own,
 # recorded as done: jobs started by tests do not run the compile first (their workers load
 # or compile what they use, as in a session without dcf.compile); the tests of the
