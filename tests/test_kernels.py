@@ -260,14 +260,17 @@ def test_similarity_rows_needs_norms_for_full_cosine():
 
 
 @given(st.integers(0, 100_000), st.integers(1, 8), st.sampled_from(["item", "user"]),
-       st.booleans(), st.integers(1, 3), st.booleans())
-@settings(max_examples=80, deadline=None)
-def test_recommend_rows_equals_a_dense_loop(seed, n, based, centred, min_k, divide):
+       st.booleans(), st.integers(1, 3), st.booleans(), st.booleans())
+@settings(max_examples=100, deadline=None)
+def test_recommend_rows_equals_a_dense_loop(seed, n, based, centred, min_k, divide, signed):
+    # signed: some similarities negative (the models' lists keep positive ones only, but
+    # the kernel takes any stored entry): a column needs a positive sum of them
     rng = np.random.default_rng(seed)
     users, items = 7, 9
     R = rng.choice([0, 0, 0, 1, 2, 3, 4, 5], size=(users, items)).astype(float)
     ent = items if based == "item" else users
-    W = np.where(rng.random((ent, ent)) < 0.4, rng.choice([0.25, 0.5, 1.0], size=(ent, ent)), 0.0)
+    weights = [-0.5, -0.25, 0.25, 0.5, 1.0] if signed else [0.25, 0.5, 1.0]
+    W = np.where(rng.random((ent, ent)) < 0.4, rng.choice(weights, size=(ent, ent)), 0.0)
     np.fill_diagonal(W, 0.0)
     means = rng.choice([2.0, 3.5], size=ent) if centred else np.zeros(ent)
     order = rng.permutation(items)
@@ -291,12 +294,12 @@ def test_recommend_rows_equals_a_dense_loop(seed, n, based, centred, min_k, divi
             if R[u, i] > 0:
                 continue
             if based == "item":
-                terms = [(W[i, j], R[u, j] - means[j]) for j in range(items) if R[u, j] > 0 and W[i, j] > 0]
+                terms = [(W[i, j], R[u, j] - means[j]) for j in range(items) if R[u, j] > 0 and W[i, j] != 0]
                 add = means[i]
             else:
-                terms = [(W[u, v], R[v, i] - means[v]) for v in range(users) if R[v, i] > 0 and W[u, v] > 0]
+                terms = [(W[u, v], R[v, i] - means[v]) for v in range(users) if R[v, i] > 0 and W[u, v] != 0]
                 add = means[u]
-            if len(terms) >= min_k:
+            if len(terms) >= min_k and sum(w for w, _ in terms) > 0:
                 s = sum(w * r for w, r in terms)
                 s = min(max(s / sum(w for w, _ in terms) + add, lo), hi) if divide else s
                 scored.append((-s, rank[i], i))
