@@ -22,6 +22,8 @@ OVER: dict = {}
 LATE = {
     # the batch job imports its stages while the cluster starts in the background
     "dcf.run.cli -> dcf.run.job", "dcf.run.cli -> dcf.run.metrics",
+    # `python -m dcf.compile --check` answers before numba and the estimator are imported
+    "dcf.compile.__main__ -> dcf.compile.exercise",
 }
 
 
