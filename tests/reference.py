@@ -51,7 +51,7 @@ def measure(P, measure, min_support=1, shrinkage=0.0, significance=0.0, min_simi
     others, 0 = missing), pair by pair: surprise's ``pearson`` (means over the co-raters,
     in surprise's one-pass form, which the textbook form equals up to rounding: tested),
     Sarwar's adjusted cosine (other side's means, co-rated norms), LensKit's centred cosine
-    (entity's own mean, whole-vector norms), Jaccard; then shrinkage, Herlocker's
+    (entity's own mean, whole-vector norms), Jaccard, SAR's co-occurrence and lift; then shrinkage, Herlocker's
     significance weighting and the minimum similarity."""
     n = P.shape[0]
     rated = P > 0
@@ -85,6 +85,10 @@ def measure(P, measure, min_support=1, shrinkage=0.0, significance=0.0, min_simi
                 den = math.sqrt(float(np.sum(P[x] ** 2))) * math.sqrt(float(np.sum(P[y] ** 2)))
             elif measure == "jaccard":
                 num, den = float(c), float(rated[x].sum() + rated[y].sum() - c)
+            elif measure == "cooccurrence":  # SAR's: the count of co-raters itself
+                num, den = float(c), 1.0
+            elif measure == "lift":  # SAR's: co-raters over the product of both counts
+                num, den = float(c), float(rated[x].sum()) * float(rated[y].sum())
             else:
                 raise ValueError(measure)
             if den <= 1e-12 * max(1.0, abs(num)):  # zero up to rounding: no similarity

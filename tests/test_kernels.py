@@ -383,7 +383,8 @@ def _random_others(seed, few):
     return sp.csr_matrix((values[rated], np.nonzero(rated)), shape=(m, n)), rated, values
 
 
-@given(st.integers(0, 100_000), st.sampled_from(["full-cosine", "centred-cosine", "jaccard", "cosine"]),
+@given(st.integers(0, 100_000), st.sampled_from(["full-cosine", "centred-cosine", "jaccard", "cosine", "lift",
+                                                 "cooccurrence"]),
        st.booleans())
 @settings(max_examples=80, deadline=None)
 def test_column_totals_of_the_shared_matrix_are_the_entity_totals_bit_for_bit(seed, measure, few):
@@ -550,7 +551,7 @@ def kernel_input(P, measure):
 
 
 @given(rating_matrices(), st.sampled_from(["pearson", "adjusted-cosine", "centred-cosine", "jaccard",
-                                           "cosine", "full-cosine"]),
+                                           "cosine", "full-cosine", "cooccurrence", "lift"]),
        st.integers(0, 3), st.sampled_from([0.0, 2.5]), st.sampled_from([0.0, 1.0, 3.0]),
        st.sampled_from([0.0, 0.3]), st.integers(0, 12), st.integers(1, 6))
 @settings(max_examples=150, deadline=None)
@@ -561,8 +562,10 @@ def test_every_measure_equals_its_formula_in_tiles_and_rows(P, measure, min_supp
     opts = dict(significance=significance, min_similarity=min_similarity)
     got = kernels.similarity_tile(X, X, measure, min_support, shrinkage, diagonal=True, **opts)
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
-    if measure == "jaccard":
+    if measure in ("jaccard", "lift"):
         assert (got >= 0).all() and (got <= 1).all()
+    if measure == "cooccurrence":  # whole counts, one on the diagonal (as every measure keeps it)
+        assert (got == np.round(got)).all()
     Q = sp.csr_matrix(X.T)
     totals = kernels.entity_totals(X, measure)
     cut = min(cut, P.shape[0])

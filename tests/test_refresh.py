@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from dcf.errors import DataError
 from dcf.model import KNN
 
-MEASURES = ["cosine", "full-cosine", "pearson", "adjusted-cosine", "centred-cosine", "jaccard"]
+MEASURES = ["cosine", "full-cosine", "pearson", "adjusted-cosine", "centred-cosine", "jaccard", "cooccurrence",
+            "lift"]
 
 
 def merged(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
@@ -117,7 +118,7 @@ def test_refresh_equals_a_refit_on_the_merged_ratings(based, neighbourhood, meas
 
 @pytest.mark.parametrize("based", ["item", "user"])
 @pytest.mark.parametrize("neighbourhood", ["rated", "global"])
-@pytest.mark.parametrize("measure", ["full-cosine", "centred-cosine", "jaccard"])
+@pytest.mark.parametrize("measure", ["full-cosine", "centred-cosine", "jaccard", "lift"])
 def test_norm_measures_patch_the_touched_columns_of_co_rated_rows(based, neighbourhood, measure):
     # one changed and one added rating: the rows they reach through a rater are recomputed;
     # rows co-rated with a touched entity only get that entity's column (its norm moved),

@@ -26,6 +26,8 @@ MEASURES = [
     ("full-cosine", dict(), "similarity"),
     ("pearson", dict(min_support=2, significance=4.0), "measure"),
     ("jaccard", dict(shrinkage=1.0, min_similarity=0.2), "measure"),
+    ("cooccurrence", dict(min_support=2), "measure"),
+    ("lift", dict(significance=3.0), "measure"),
 ]
 
 

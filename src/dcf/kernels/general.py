@@ -100,13 +100,15 @@ def sim_rows(a, q, ids, n, rules, norms_a, norms, out, ahead):  # pragma: no cov
             num = prod[j]
             if mode == 0:
                 den = np.sqrt(sqi[j] * sqj[j])
-            elif mode == 1:
+            elif mode == 1 or mode == 5:  # NORMS (norms), LIFT (numbers of raters)
                 den = norms_a[i] * norms[j]
             elif mode == 2:
                 num = f * num - si[j] * sj[j]
                 den = np.sqrt((f * sqi[j] - si[j] * si[j]) * (f * sqj[j] - sj[j] * sj[j]))
-            else:
+            elif mode == 3:  # JACCARD
                 den = (norms_a[i] + norms[j]) - num
+            else:  # COOCCURRENCE: the count itself
+                den = 1.0
             s = 0.0
             if f >= min_support and den > 0:
                 s = num / den

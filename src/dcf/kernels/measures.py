@@ -18,14 +18,17 @@ from .codec import CompactCSR, column_squares, compact_csr, entries
 from .sparse import row_norms
 
 __all__ = [
-    "Measure", "MEASURE", "SimilaritySettings", "MEASURES", "INPUTS", "CO_RATED", "NORMS", "PEARSON", "JACCARD", "measure",
+    "Measure", "MEASURE", "SimilaritySettings", "MEASURES", "INPUTS", "CO_RATED", "NORMS", "PEARSON", "JACCARD",
+    "COOCCURRENCE", "LIFT", "BINARY", "measure",
     "measure_mode", "needs_norms",
     "entity_totals", "column_totals", "fast_topk",
 ]
 
 
 # how the kernels compute each measure: the numerator over co-raters and the denominator
-CO_RATED, NORMS, PEARSON, JACCARD = 0, 1, 2, 3
+CO_RATED, NORMS, PEARSON, JACCARD, COOCCURRENCE, LIFT = 0, 1, 2, 3, 4, 5
+# the modes that read who rated, not the values (SAR's measures over binarised co-occurrence)
+BINARY = (JACCARD, COOCCURRENCE, LIFT)
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,9 @@ class Measure:
     mode : int
         How the kernels score a pair: :data:`CO_RATED` (a cosine over the co-raters),
         :data:`NORMS` (the dot product over whole-vector norms), :data:`PEARSON`
-        (centred on the means over the co-raters) or :data:`JACCARD` (who rated).
+        (centred on the means over the co-raters), or over who rated (values ignored):
+        :data:`JACCARD`, :data:`COOCCURRENCE` (the number of co-raters) and :data:`LIFT`
+        (co-raters over the product of both numbers of raters).
     centre : {"none", "other-means", "entity-means", "baseline"}
         What the ratings are centred on before the kernels see them: nothing, each
         other side's mean (``adjusted-cosine``), the entity's own mean
@@ -72,7 +77,12 @@ class Measure:
     @property
     def needs_norms(self) -> bool:
         """Divided by per-entity totals (:func:`entity_totals`)."""
-        return self.mode in (NORMS, JACCARD)
+        return self.mode in (NORMS, JACCARD, LIFT)
+
+    @property
+    def binary(self) -> bool:
+        """Computed over who rated: every value is read as 1."""
+        return self.mode in BINARY
 
 
 MEASURE = {m.name: m for m in (
@@ -83,6 +93,8 @@ MEASURE = {m.name: m for m in (
     Measure("adjusted-cosine", CO_RATED, "other-means", "ratings minus the other side's means"),
     Measure("centred-cosine", NORMS, "entity-means", "ratings minus the entity's mean"),
     Measure("jaccard", JACCARD, inputs="ratings (values ignored)"),
+    Measure("cooccurrence", COOCCURRENCE, inputs="ratings (values ignored)"),
+    Measure("lift", LIFT, inputs="ratings (values ignored)"),
 )}
 MEASURES = tuple(MEASURE)
 INPUTS = {m.name: m.inputs for m in MEASURE.values()}  # what the caller passes the kernels
@@ -168,11 +180,11 @@ def needs_norms(name) -> bool:
 
 def entity_totals(P, measure):
     """Per-row totals a measure divides by: Euclidean norms (``full-cosine``,
-    ``centred-cosine``) or numbers of ratings (``jaccard``); None for the others."""
+    ``centred-cosine``) or numbers of ratings (``jaccard``, ``lift``); None for the others."""
     mode = MEASURE[measure].mode
     if mode == NORMS:
         return row_norms(P)
-    if mode == JACCARD:
+    if mode in (JACCARD, LIFT):
         return np.diff(sp.csr_matrix(P).indptr).astype(np.float64)
     return None
 
@@ -181,16 +193,16 @@ def column_totals(Q, measure):
     """:func:`entity_totals` of every entity, from the matrix the similarity tasks share
     (others x entities, :class:`CompactCSR`) in one pass: the norms, summed over
     the others in ascending order as :func:`row_norms` sums a row of the
-    transpose (so the same bits), or the numbers of ratings for ``jaccard``; None
-    for measures that need neither."""
+    transpose (so the same bits), or the numbers of ratings for ``jaccard`` and
+    ``lift``; None for measures that need neither."""
     mode = MEASURE[measure].mode
-    if mode not in (NORMS, JACCARD):
+    if mode not in (NORMS, JACCARD, LIFT):
         return None
     if not isinstance(Q, CompactCSR):
         Q = compact_csr(sp.csr_matrix(Q).sorted_indices())
     n = int(Q.shape[1])
     packed = Q.packed is not None
-    if mode == JACCARD:
+    if mode in (JACCARD, LIFT):
         return np.bincount(Q.packed & np.uint32((1 << Q.bits) - 1) if packed else Q.indices,
                            minlength=n).astype(np.float64)
     out = np.zeros(n)

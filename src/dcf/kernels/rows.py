@@ -18,7 +18,7 @@ import scipy.sparse as sp
 
 from .codec import CompactCSR, compact_csr, entries, unpacked
 from .general import Rules, sim_rows
-from .measures import JACCARD, PEARSON, SimilaritySettings, measure_mode
+from .measures import BINARY, PEARSON, SimilaritySettings, measure_mode
 from .prefetch import prefetch, prefetch_lines, prefetch_row
 from .select import emit, keep, kth_largest, offer
 from .sparse import CsrArrays, csr_arrays
@@ -85,7 +85,7 @@ def similarity_rows(Pa, Q, row0, settings=SimilaritySettings(), k=None, norms_a=
         excluded).
     norms_a, norms : (na,), (n,) float64, optional
         :func:`entity_totals` of ``Pa`` and of every entity, needed where
-        :func:`needs_norms` (row norms, or numbers of ratings for ``jaccard``).
+        :func:`needs_norms` (row norms, or numbers of ratings for ``jaccard`` and ``lift``).
     dense : bool
         Return the dense ``(na, n)`` rows (diagonal = 1, as surprise does).
     csr : bool
@@ -127,9 +127,9 @@ def similarity_rows(Pa, Q, row0, settings=SimilaritySettings(), k=None, norms_a=
                    Scan(PREFETCH_AHEAD, SELECT_BLOCK, float(TRACK_BELOW)))
         return None, out.top_i, out.top_s
     count = min_support > 1 or s.shrinkage > 0 or s.significance > 0 or mode == PEARSON
-    if mode == JACCARD:
+    if mode in BINARY:  # who rated: every value read as 1
         a = a._replace(val=np.ones(Pa.nnz))
-    q_val = np.ones(Q.indices.shape[0], np.float32) if mode == JACCARD else Q.data
+    q_val = np.ones(Q.indices.shape[0], np.float32) if mode in BINARY else Q.data
     rules = Rules(mode, count, float(min_support), float(s.shrinkage), offset, float(s.significance),
                   float(s.min_similarity))
     empty = np.zeros(0)

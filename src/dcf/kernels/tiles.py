@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .measures import CO_RATED, JACCARD, NORMS, PEARSON, measure_mode
+from .measures import BINARY, CO_RATED, JACCARD, LIFT, NORMS, PEARSON, measure_mode
 from .sparse import binary, row_norms
 
 __all__ = ["similarity_tile"]
@@ -38,7 +38,9 @@ def similarity_tile(Pa, Pb, measure="cosine", min_support=1, shrinkage=0.0, diag
     means (user means for item-based CF), ``centred-cosine`` (LensKit's item
     kNN) is ``full-cosine`` over ratings minus the entity's own mean: for both,
     the caller passes the centred values (a centred value of 0 stays stored).
-    ``jaccard`` is :math:`|C| / (|x| + |y| - |C|)` over who rated, values ignored.
+    ``jaccard`` is :math:`|C| / (|x| + |y| - |C|)` over who rated, values ignored;
+    ``cooccurrence`` is :math:`|C|` and ``lift`` :math:`|C| / (|x| |y|)`, as Microsoft
+    Recommenders' SAR defines them over binarised co-occurrence.
 
     ``significance`` :math:`\\gamma > 0` (Herlocker et al. 1999) multiplies by
     :math:`\\min(|C|, \\gamma) / \\gamma`; ``min_similarity`` > 0 sets
@@ -65,7 +67,7 @@ def similarity_tile(Pa, Pb, measure="cosine", min_support=1, shrinkage=0.0, diag
     mode, min_support, offset = measure_mode(measure, min_support, shrinkage)
     Ea, Eb = binary(Pa), binary(Pb)
     freq = (Ea @ Eb.T).toarray()
-    if mode == JACCARD:
+    if mode in BINARY:
         Pa, Pb = Ea, Eb
     prods = (Pa @ Pb.T).toarray()
     if mode in (CO_RATED, PEARSON):
@@ -79,10 +81,12 @@ def similarity_tile(Pa, Pb, measure="cosine", min_support=1, shrinkage=0.0, diag
         den = np.sqrt((freq * sqi - si ** 2) * (freq * sqj - sj ** 2))
     elif mode == NORMS:
         den = np.outer(row_norms(Pa), row_norms(Pb))
-    else:
+    elif mode in (JACCARD, LIFT):
         ca = np.diff(Pa.indptr).astype(np.float64)
         cb = np.diff(Pb.indptr).astype(np.float64)
-        den = (ca[:, None] + cb[None, :]) - prods
+        den = (ca[:, None] + cb[None, :]) - prods if mode == JACCARD else np.outer(ca, cb)
+    else:  # COOCCURRENCE: the count itself
+        den = np.ones_like(prods)
     sim = np.zeros_like(prods)
     ok = (freq >= min_support) & (den > 0)
     np.divide(prods, den, out=sim, where=ok)

@@ -11,10 +11,10 @@ the vocabulary), recomputing only the similarity rows the new ratings can change
 * A similarity row of entity ``e`` (an item, for item-based CF) is recomputed only when
   a changed rating can reach it.  Let the changed ratings touch the entities ``E`` and
   the others ``O`` (the users, for item-based CF).
-  - The co-rated measures (``cosine``, ``pearson``, ``adjusted-cosine``) read only the
+  - The co-rated measures (``cosine``, ``pearson``, ``adjusted-cosine``, ``cooccurrence``) read only the
     ratings of the co-raters.  Row ``e`` changes only when a user in ``O`` rated ``e``.
     For ``adjusted-cosine``, only these users' means move.
-  - ``full-cosine``, ``centred-cosine`` and ``jaccard`` also read a whole entity's norm
+  - ``full-cosine``, ``centred-cosine``, ``jaccard`` and ``lift`` also read a whole entity's norm
     (its mean, its count), which moves for the entities in ``E``.  An entity co-rated
     with one in ``E`` by an untouched user keeps its row except for the columns ``E``.
     Those columns are recomputed alone: the same sums, in the same order, that a whole
