@@ -46,12 +46,30 @@ def similarity(P, measure="cosine", min_support=1, shrinkage=0.0):
     return S
 
 
+def mahout_llr_similarity(both, a, b, total):
+    """Mahout's ``LogLikelihoodSimilarity``: ``1 - 1 / (1 + LLR)``, the ratio of
+    ``LogLikelihood.logLikelihoodRatio(k11, k12, k21, k22)`` from integer counts, its
+    entropies ``xLogX(sum) - xLogX(x1) - xLogX(x2) ...`` subtracted one by one as its
+    two- and four-count overloads do, the table's two one-sided counts added first as
+    dcf does (symmetric to the bit; pairs tied in exact arithmetic stay tied)."""
+    k11, k12, k21, k22 = both, b - both, a - both, total - a - b + both
+    k = np.arange(total + 1, dtype=np.float64)
+    xlogx = k * np.log(np.where(k > 0, k, 1.0))  # NumPy's logarithms, as the kernels read them
+
+    whole = xlogx[total]
+    rows = whole - xlogx[k11 + k12] - xlogx[k21 + k22]
+    cols = whole - xlogx[k11 + k21] - xlogx[k12 + k22]
+    table = whole - xlogx[k11] - (xlogx[k12] + xlogx[k21]) - xlogx[k22]
+    ratio = 0.0 if rows + cols < table else 2.0 * (rows + cols - table)
+    return 1.0 - 1.0 / (1.0 + ratio)
+
+
 def measure(P, measure, min_support=1, shrinkage=0.0, significance=0.0, min_similarity=0.0):
     """Every measure from its textbook formula, on the raw ratings of dense P (entities x
     others, 0 = missing), pair by pair: surprise's ``pearson`` (means over the co-raters,
     in surprise's one-pass form, which the textbook form equals up to rounding: tested),
     Sarwar's adjusted cosine (other side's means, co-rated norms), LensKit's centred cosine
-    (entity's own mean, whole-vector norms), Jaccard, SAR's co-occurrence and lift; then shrinkage, Herlocker's
+    (entity's own mean, whole-vector norms), Jaccard, SAR's co-occurrence and lift, Mahout's log-likelihood similarity; then shrinkage, Herlocker's
     significance weighting and the minimum similarity."""
     n = P.shape[0]
     rated = P > 0
@@ -89,6 +107,8 @@ def measure(P, measure, min_support=1, shrinkage=0.0, significance=0.0, min_simi
                 num, den = float(c), 1.0
             elif measure == "lift":  # SAR's: co-raters over the product of both counts
                 num, den = float(c), float(rated[x].sum()) * float(rated[y].sum())
+            elif measure == "llr":  # Mahout's LogLikelihoodSimilarity over the P.shape[1] others
+                num, den = mahout_llr_similarity(c, int(rated[x].sum()), int(rated[y].sum()), P.shape[1]), 1.0
             else:
                 raise ValueError(measure)
             if den <= 1e-12 * max(1.0, abs(num)):  # zero up to rounding: no similarity

@@ -314,6 +314,19 @@ def test_recommend_rows_equals_a_dense_loop(seed, n, based, centred, min_k, divi
         assert filled[u].tolist() == [k >= len(scored) and w >= 0 for k, w in enumerate(want)]
 
 
+def test_llr_similarity_of_hand_counted_tables():
+    from dcf.kernels.general import llr_similarity, xlogx_table
+
+    xlogx = xlogx_table(20)
+    # 10 of 20 users rated both, nobody one alone: every entropy is 20 ln 2 or 0 apart
+    # from the table's, LLR = 2 (20 ln 2 + 20 ln 2 - 20 ln 2) = 40 ln 2
+    assert llr_similarity(10.0, 10.0, 10.0, 20.0, xlogx) == pytest.approx(1 - 1 / (1 + 40 * np.log(2)), rel=1e-14)
+    # independent: 5 of 20 rated x, 4 rated y, 1 both (= 5 * 4 / 20): no evidence, 0
+    assert llr_similarity(1.0, 5.0, 4.0, 20.0, xlogx) == pytest.approx(0.0, abs=1e-12)
+    # as Mahout: a pair seen together less often than chance scores too (LLR has no sign)
+    assert llr_similarity(1.0, 10.0, 10.0, 20.0, xlogx) > 0.5
+
+
 @pytest.mark.parametrize("values", [[1.0, 2.0, 3.5, 5.0], [1.0, 2.1, 3.3]])
 def test_compact_stack_is_exact_and_equals_compact_of_vstack(values):
     rng = np.random.default_rng(0)
@@ -384,7 +397,7 @@ def _random_others(seed, few):
 
 
 @given(st.integers(0, 100_000), st.sampled_from(["full-cosine", "centred-cosine", "jaccard", "cosine", "lift",
-                                                 "cooccurrence"]),
+                                                 "cooccurrence", "llr"]),
        st.booleans())
 @settings(max_examples=80, deadline=None)
 def test_column_totals_of_the_shared_matrix_are_the_entity_totals_bit_for_bit(seed, measure, few):
@@ -551,7 +564,7 @@ def kernel_input(P, measure):
 
 
 @given(rating_matrices(), st.sampled_from(["pearson", "adjusted-cosine", "centred-cosine", "jaccard",
-                                           "cosine", "full-cosine", "cooccurrence", "lift"]),
+                                           "cosine", "full-cosine", "cooccurrence", "lift", "llr"]),
        st.integers(0, 3), st.sampled_from([0.0, 2.5]), st.sampled_from([0.0, 1.0, 3.0]),
        st.sampled_from([0.0, 0.3]), st.integers(0, 12), st.integers(1, 6))
 @settings(max_examples=150, deadline=None)
@@ -562,9 +575,9 @@ def test_every_measure_equals_its_formula_in_tiles_and_rows(P, measure, min_supp
     opts = dict(significance=significance, min_similarity=min_similarity)
     got = kernels.similarity_tile(X, X, measure, min_support, shrinkage, diagonal=True, **opts)
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
-    if measure in ("jaccard", "lift"):
+    if measure in ("jaccard", "lift", "llr"):
         assert (got >= 0).all() and (got <= 1).all()
-    if measure == "cooccurrence":  # whole counts, one on the diagonal (as every measure keeps it)
+    if measure == "cooccurrence" and shrinkage == significance == 0:  # whole counts, 1 on the diagonal
         assert (got == np.round(got)).all()
     Q = sp.csr_matrix(X.T)
     totals = kernels.entity_totals(X, measure)

@@ -103,6 +103,7 @@ def test_predictions_match_reference(scheduler, block, params):
     ("jaccard", dict(shrinkage=1.0, significance=3.0)),
     ("cooccurrence", dict(min_support=2)),
     ("lift", dict(min_similarity=0.01)),
+    ("llr", dict(significance=2.0)),
 ])
 def test_every_measure_end_to_end_equals_its_formula(method, based, measure, extra):
     # the model centres with the means it keeps (sums over blocks), the reference with
@@ -265,7 +266,7 @@ def test_recommend_for_some_users_equals_their_rows_of_the_full_run():
 @pytest.mark.parametrize("based", ["item", "user"])
 @pytest.mark.parametrize("neighbourhood", ["rated", "global"])
 @pytest.mark.parametrize("measure", ["cosine", "full-cosine", "pearson", "adjusted-cosine", "centred-cosine",
-                                     "jaccard", "lift"])
+                                     "jaccard", "lift", "llr"])
 def test_rows_and_tiles_methods_give_identical_models(based, neighbourhood, measure):
     from dcf.datasets import synthetic
 

@@ -11,7 +11,7 @@ from dcf.errors import DataError
 from dcf.model import KNN
 
 MEASURES = ["cosine", "full-cosine", "pearson", "adjusted-cosine", "centred-cosine", "jaccard", "cooccurrence",
-            "lift"]
+            "lift", "llr"]
 
 
 def merged(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
@@ -104,10 +104,13 @@ def test_refresh_equals_a_refit_on_the_merged_ratings(based, neighbourhood, meas
     got = old.refresh(new)
     want = KNN(**params).fit(merged(df, new))
     rep = got.refresh_report_
-    assert not rep["full_refit"] and rep["why"] is None
     assert rep["ratings"] == len(new) and rep["changed"] == len(new) - 3  # the repeats change nothing
     assert (rep["new_users"], rep["new_items"]) == (2, 2)
-    assert 0 < rep["recomputed"] < rep["entities"] == len(want.neighbours_.idx)
+    if measure == "llr":  # it reads the number of others, which the new ones changed for every pair
+        assert rep["full_refit"] and "reads the number of" in rep["why"]
+    else:
+        assert not rep["full_refit"] and rep["why"] is None
+        assert 0 < rep["recomputed"] < rep["entities"] == len(want.neighbours_.idx)
     assert_same_model(got, want, merged(df, new).iloc[::7])
     # the old model is left as it was
     after = by_raw_ids(old)
@@ -118,7 +121,7 @@ def test_refresh_equals_a_refit_on_the_merged_ratings(based, neighbourhood, meas
 
 @pytest.mark.parametrize("based", ["item", "user"])
 @pytest.mark.parametrize("neighbourhood", ["rated", "global"])
-@pytest.mark.parametrize("measure", ["full-cosine", "centred-cosine", "jaccard", "lift"])
+@pytest.mark.parametrize("measure", ["full-cosine", "centred-cosine", "jaccard", "lift", "llr"])
 def test_norm_measures_patch_the_touched_columns_of_co_rated_rows(based, neighbourhood, measure):
     # one changed and one added rating: the rows they reach through a rater are recomputed;
     # rows co-rated with a touched entity only get that entity's column (its norm moved),
@@ -163,7 +166,9 @@ def test_recomputed_rows_are_those_the_changes_reach():
 
 
 @pytest.mark.parametrize("params", [dict(similarity="pearson-baseline", shrinkage=100, prediction="baseline"),
-                                    dict(similarity="cosine", method="tiles")])
+                                    dict(similarity="cosine", method="tiles"),
+                                    dict(similarity="llr"),  # a new user moves every pair's table
+                                    dict(similarity="llr", based="user")])  # a new item, the same
 def test_refresh_refits_where_it_must(params):
     from dcf.datasets import synthetic
 

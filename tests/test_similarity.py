@@ -28,6 +28,7 @@ MEASURES = [
     ("jaccard", dict(shrinkage=1.0, min_similarity=0.2), "measure"),
     ("cooccurrence", dict(min_support=2), "measure"),
     ("lift", dict(significance=3.0), "measure"),
+    ("llr", dict(min_support=2), "measure"),
 ]
 
 

@@ -25,7 +25,7 @@ MAX_TOP_N = 10_000
 CHOICES = {
     "based": ("item", "user"),
     "similarity": ("cosine", "full-cosine", "pearson-baseline", "pearson", "adjusted-cosine", "centred-cosine",
-                   "jaccard", "cooccurrence", "lift"),  # = dcf.kernels.MEASURES (tested)
+                   "jaccard", "cooccurrence", "lift", "llr"),  # = dcf.kernels.MEASURES (tested)
     "neighbourhood": ("rated", "global"),
     "prediction": ("weighted", "mean-centred", "baseline"),
     "ranking": ("prediction", "sum", "normalised-sum"),

@@ -40,7 +40,7 @@ class KNN(Estimator):
     based : {"item", "user"}
         Similarity between items (the paper's choice) or between users.
     similarity : {"cosine", "full-cosine", "pearson-baseline", "pearson", "adjusted-cosine", \
-"centred-cosine", "jaccard", "cooccurrence", "lift"}
+"centred-cosine", "jaccard", "cooccurrence", "lift", "llr"}
         ``cosine`` = the paper's formula 1 over co-rated entries (= surprise's
         ``cosine``); ``full-cosine`` = whole-vector norms (sklearn's);
         ``pearson-baseline`` = surprise's: the co-rated cosine of the baseline
@@ -55,7 +55,8 @@ class KNN(Estimator):
         ``jaccard`` = co-raters / raters of either (implicit feedback: the
         values are ignored); ``cooccurrence`` = the number of co-raters and
         ``lift`` = co-raters / (raters of one x raters of the other), SAR's
-        measures over who rated.  The formulas: :func:`dcf.kernels.similarity_tile`.
+        measures over who rated; ``llr`` = Mahout's log-likelihood similarity
+        over who rated.  The formulas: :func:`dcf.kernels.similarity_tile`.
     k : int
         Neighbours per prediction (``rated``) / per neighbour list (``global``).
     neighbourhood : {"rated", "global"}

@@ -13,13 +13,14 @@ import numpy as np
 from .prefetch import prefetch, prefetch_row
 from .select import emit, keep
 
-__all__ = ["Rules", "sim_rows"]
+__all__ = ["Rules", "sim_rows", "xlogx_table", "llr_similarity", "llr_similarities"]
 
 
 class Rules(NamedTuple):
     """How :func:`sim_rows` scores a pair: the measure's ``mode`` (``measure_mode``), whether
     co-raters are counted (``count``), and ``min_support``, ``shrinkage``, the shrinkage's
-    ``offset``, ``significance`` and ``min_similarity``, all floats."""
+    ``offset``, ``significance`` and ``min_similarity``, and the number of ``others`` (the
+    columns of the block's rows: ``llr`` reads it), all floats."""
 
     mode: int
     count: bool
@@ -28,21 +29,63 @@ class Rules(NamedTuple):
     offset: float
     significance: float
     min_similarity: float
+    others: float
+
+
+def xlogx_table(total: int) -> np.ndarray:
+    """``k log k`` for every count ``k = 0 .. total`` (0 for 0), by NumPy: :func:`llr_similarity`
+    reads its logarithms from here, so that the rows kernel, the tiles and the tests'
+    reference add and subtract the same doubles (a logarithm computed in two compiled
+    loops differed in its last bits, and the ratio's cancellations made that 1e-13)."""
+    k = np.arange(int(total) + 1, dtype=np.float64)
+    return k * np.log(np.where(k > 0, k, 1.0))
 
 
 @numba.njit(cache=True, nogil=True)
-def sim_rows(a, q, ids, n, rules, norms_a, norms, out, ahead):  # pragma: no cover
+def llr_similarity(both, a, b, total, xlogx):  # pragma: no cover - compiled
+    """Mahout's ``LogLikelihoodSimilarity`` of two entities rated by ``a`` and ``b`` of
+    ``total`` others, ``both`` of them by both (all whole numbers, as floats): the
+    log-likelihood ratio ``L`` of the 2 x 2 table (Dunning 1993, as Mahout's
+    ``LogLikelihood.logLikelihoodRatio`` sums it: the unnormalised entropies of rows,
+    columns and table, ``xLogX(sum) - xLogX(x1) - xLogX(x2) ...``), then
+    ``1 - 1 / (1 + L)``.  ``xlogx``: :func:`xlogx_table` of ``total``.  The table's two
+    one-sided counts are added before they are subtracted, so that the similarity of
+    (x, y) and of (y, x) are the same double (the tiles mirror their transposes)."""
+    k11, k12, k21 = int(both), int(b - both), int(a - both)
+    k22 = int(total) - int(a) - int(b) + int(both)
+    whole = xlogx[k11 + k12 + k21 + k22]
+    rows = whole - xlogx[k11 + k12] - xlogx[k21 + k22]
+    cols = whole - xlogx[k11 + k21] - xlogx[k12 + k22]
+    table = whole - xlogx[k11] - (xlogx[k12] + xlogx[k21]) - xlogx[k22]
+    ratio = 0.0 if rows + cols < table else 2.0 * (rows + cols - table)  # < : rounding
+    return 1.0 - 1.0 / (1.0 + ratio)
+
+
+@numba.njit(cache=True, nogil=True)
+def llr_similarities(both, a, b, total, xlogx):  # pragma: no cover - compiled
+    """:func:`llr_similarity` of every ``both[x, y]`` with ``a[x]`` and ``b[y]`` (the tiles'
+    form)."""
+    out = np.empty(both.shape)
+    for x in range(both.shape[0]):
+        for y in range(both.shape[1]):
+            out[x, y] = llr_similarity(both[x, y], a[x], b[y], total, xlogx)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def sim_rows(a, q, ids, n, rules, norms_a, norms, xlogx, out, ahead):  # pragma: no cover
     """The general loop of :func:`~dcf.kernels.rows.similarity_rows`: any measure, dense
     or CSR rows and / or top-k lists.  Rows ``a`` of the block and ``q`` of the shared matrix
     (:class:`~dcf.kernels.sparse.CsrArrays`), the block's entity ids ``ids``, ``n``
     entities, the pair's scoring :class:`Rules`, the totals ``norms_a`` / ``norms``
-    where the measure divides by them (else empty), the :class:`RowsOut` to fill,
+    where the measure divides by them (else empty), ``llr``'s :func:`xlogx_table` (else
+    empty), the :class:`RowsOut` to fill,
     and the rows to prefetch ``ahead``.  Returns the CSR arrays ``(ptr, idx, val)``
     of the whole rows where ``out.csr`` (else empty), each row's columns unsorted."""
     p_ptr, p_idx, p_val = a.ptr, a.idx, a.val
     q_ptr, q_idx, q_val = q.ptr, q.idx, q.val
     mode, count, min_support, shrinkage = rules.mode, rules.count, rules.min_support, rules.shrinkage
-    offset, significance, min_similarity = rules.offset, rules.significance, rules.min_similarity
+    offset, significance, min_similarity, others = rules.offset, rules.significance, rules.min_similarity, rules.others
     dense, rows, top_i, top_s = out.dense, out.rows, out.top_i, out.top_s
     squares = mode == 0 or mode == 2  # CO_RATED, PEARSON
     sums = mode == 2
@@ -107,6 +150,9 @@ def sim_rows(a, q, ids, n, rules, norms_a, norms, out, ahead):  # pragma: no cov
                 den = np.sqrt((f * sqi[j] - si[j] * si[j]) * (f * sqj[j] - sj[j] * sj[j]))
             elif mode == 3:  # JACCARD
                 den = (norms_a[i] + norms[j]) - num
+            elif mode == 6:  # LLR: the similarity itself, over 1
+                num = llr_similarity(num, norms_a[i], norms[j], others, xlogx)
+                den = 1.0
             else:  # COOCCURRENCE: the count itself
                 den = 1.0
             s = 0.0

@@ -19,16 +19,17 @@ from .sparse import row_norms
 
 __all__ = [
     "Measure", "MEASURE", "SimilaritySettings", "MEASURES", "INPUTS", "CO_RATED", "NORMS", "PEARSON", "JACCARD",
-    "COOCCURRENCE", "LIFT", "BINARY", "measure",
+    "COOCCURRENCE", "LIFT", "LLR", "BINARY", "measure",
     "measure_mode", "needs_norms",
     "entity_totals", "column_totals", "fast_topk",
 ]
 
 
 # how the kernels compute each measure: the numerator over co-raters and the denominator
-CO_RATED, NORMS, PEARSON, JACCARD, COOCCURRENCE, LIFT = 0, 1, 2, 3, 4, 5
-# the modes that read who rated, not the values (SAR's measures over binarised co-occurrence)
-BINARY = (JACCARD, COOCCURRENCE, LIFT)
+CO_RATED, NORMS, PEARSON, JACCARD, COOCCURRENCE, LIFT, LLR = 0, 1, 2, 3, 4, 5, 6
+# the modes that read who rated, not the values (SAR's measures over binarised
+# co-occurrence, Mahout's log-likelihood ratio)
+BINARY = (JACCARD, COOCCURRENCE, LIFT, LLR)
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,9 @@ class Measure:
         How the kernels score a pair: :data:`CO_RATED` (a cosine over the co-raters),
         :data:`NORMS` (the dot product over whole-vector norms), :data:`PEARSON`
         (centred on the means over the co-raters), or over who rated (values ignored):
-        :data:`JACCARD`, :data:`COOCCURRENCE` (the number of co-raters) and :data:`LIFT`
-        (co-raters over the product of both numbers of raters).
+        :data:`JACCARD`, :data:`COOCCURRENCE` (the number of co-raters), :data:`LIFT`
+        (co-raters over the product of both numbers of raters) and :data:`LLR` (Mahout's
+        log-likelihood similarity, which also reads the number of others).
     centre : {"none", "other-means", "entity-means", "baseline"}
         What the ratings are centred on before the kernels see them: nothing, each
         other side's mean (``adjusted-cosine``), the entity's own mean
@@ -77,7 +79,13 @@ class Measure:
     @property
     def needs_norms(self) -> bool:
         """Divided by per-entity totals (:func:`entity_totals`)."""
-        return self.mode in (NORMS, JACCARD, LIFT)
+        return self.mode in (NORMS, JACCARD, LIFT, LLR)
+
+    @property
+    def reads_others(self) -> bool:
+        """Reads the number of others (the users, for item-based CF): a new one moves
+        every pair's similarity."""
+        return self.mode == LLR
 
     @property
     def binary(self) -> bool:
@@ -95,6 +103,7 @@ MEASURE = {m.name: m for m in (
     Measure("jaccard", JACCARD, inputs="ratings (values ignored)"),
     Measure("cooccurrence", COOCCURRENCE, inputs="ratings (values ignored)"),
     Measure("lift", LIFT, inputs="ratings (values ignored)"),
+    Measure("llr", LLR, inputs="ratings (values ignored)"),
 )}
 MEASURES = tuple(MEASURE)
 INPUTS = {m.name: m.inputs for m in MEASURE.values()}  # what the caller passes the kernels
@@ -180,11 +189,11 @@ def needs_norms(name) -> bool:
 
 def entity_totals(P, measure):
     """Per-row totals a measure divides by: Euclidean norms (``full-cosine``,
-    ``centred-cosine``) or numbers of ratings (``jaccard``, ``lift``); None for the others."""
+    ``centred-cosine``) or numbers of ratings (``jaccard``, ``lift``, ``llr``); None for the others."""
     mode = MEASURE[measure].mode
     if mode == NORMS:
         return row_norms(P)
-    if mode in (JACCARD, LIFT):
+    if mode in (JACCARD, LIFT, LLR):
         return np.diff(sp.csr_matrix(P).indptr).astype(np.float64)
     return None
 
@@ -193,16 +202,16 @@ def column_totals(Q, measure):
     """:func:`entity_totals` of every entity, from the matrix the similarity tasks share
     (others x entities, :class:`CompactCSR`) in one pass: the norms, summed over
     the others in ascending order as :func:`row_norms` sums a row of the
-    transpose (so the same bits), or the numbers of ratings for ``jaccard`` and
-    ``lift``; None for measures that need neither."""
+    transpose (so the same bits), or the numbers of ratings for ``jaccard``,
+    ``lift`` and ``llr``; None for measures that need neither."""
     mode = MEASURE[measure].mode
-    if mode not in (NORMS, JACCARD, LIFT):
+    if mode not in (NORMS, JACCARD, LIFT, LLR):
         return None
     if not isinstance(Q, CompactCSR):
         Q = compact_csr(sp.csr_matrix(Q).sorted_indices())
     n = int(Q.shape[1])
     packed = Q.packed is not None
-    if mode in (JACCARD, LIFT):
+    if mode in (JACCARD, LIFT, LLR):
         return np.bincount(Q.packed & np.uint32((1 << Q.bits) - 1) if packed else Q.indices,
                            minlength=n).astype(np.float64)
     out = np.zeros(n)

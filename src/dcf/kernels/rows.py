@@ -17,8 +17,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from .codec import CompactCSR, compact_csr, entries, unpacked
-from .general import Rules, sim_rows
-from .measures import BINARY, PEARSON, SimilaritySettings, measure_mode
+from .general import Rules, sim_rows, xlogx_table
+from .measures import BINARY, LLR, PEARSON, SimilaritySettings, measure_mode
 from .prefetch import prefetch, prefetch_lines, prefetch_row
 from .select import emit, keep, kth_largest, offer
 from .sparse import CsrArrays, csr_arrays
@@ -131,11 +131,12 @@ def similarity_rows(Pa, Q, row0, settings=SimilaritySettings(), k=None, norms_a=
         a = a._replace(val=np.ones(Pa.nnz))
     q_val = np.ones(Q.indices.shape[0], np.float32) if mode in BINARY else Q.data
     rules = Rules(mode, count, float(min_support), float(s.shrinkage), offset, float(s.significance),
-                  float(s.min_similarity))
+                  float(s.min_similarity), float(Pa.shape[1]))
     empty = np.zeros(0)
     ptr, idx, val = sim_rows(a, CsrArrays(Q.indptr, Q.indices, q_val), ids, n, rules,
                              np.asarray(norms_a, np.float64) if totals else empty,
-                             np.asarray(norms, np.float64) if totals else empty, out, PREFETCH_AHEAD)
+                             np.asarray(norms, np.float64) if totals else empty,
+                             xlogx_table(Pa.shape[1]) if mode == LLR else empty, out, PREFETCH_AHEAD)
     rows = out.rows if dense else None
     if csr:  # each row's columns come in the order the accumulator met them
         rows = sp.csr_matrix((val, idx, ptr), shape=(na, n))

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .measures import BINARY, CO_RATED, JACCARD, LIFT, NORMS, PEARSON, measure_mode
+from .general import llr_similarities, xlogx_table
+from .measures import BINARY, CO_RATED, JACCARD, LIFT, LLR, NORMS, PEARSON, measure_mode
 from .sparse import binary, row_norms
 
 __all__ = ["similarity_tile"]
@@ -40,7 +41,10 @@ def similarity_tile(Pa, Pb, measure="cosine", min_support=1, shrinkage=0.0, diag
     the caller passes the centred values (a centred value of 0 stays stored).
     ``jaccard`` is :math:`|C| / (|x| + |y| - |C|)` over who rated, values ignored;
     ``cooccurrence`` is :math:`|C|` and ``lift`` :math:`|C| / (|x| |y|)`, as Microsoft
-    Recommenders' SAR defines them over binarised co-occurrence.
+    Recommenders' SAR defines them over binarised co-occurrence; ``llr`` is Mahout's
+    ``LogLikelihoodSimilarity`` :math:`1 - 1 / (1 + L)`, with :math:`L` the
+    log-likelihood ratio of the 2 x 2 table of who rated x, y, both and neither
+    among the ``m`` others (:func:`~dcf.kernels.general.llr_similarity`).
 
     ``significance`` :math:`\\gamma > 0` (Herlocker et al. 1999) multiplies by
     :math:`\\min(|C|, \\gamma) / \\gamma`; ``min_similarity`` > 0 sets
@@ -81,10 +85,15 @@ def similarity_tile(Pa, Pb, measure="cosine", min_support=1, shrinkage=0.0, diag
         den = np.sqrt((freq * sqi - si ** 2) * (freq * sqj - sj ** 2))
     elif mode == NORMS:
         den = np.outer(row_norms(Pa), row_norms(Pb))
-    elif mode in (JACCARD, LIFT):
+    elif mode in (JACCARD, LIFT, LLR):
         ca = np.diff(Pa.indptr).astype(np.float64)
         cb = np.diff(Pb.indptr).astype(np.float64)
-        den = (ca[:, None] + cb[None, :]) - prods if mode == JACCARD else np.outer(ca, cb)
+        if mode == LLR:  # the similarity itself (over 1), for the pairs with a co-rater
+            total = Pa.shape[1]
+            prods = np.where(prods > 0, llr_similarities(prods, ca, cb, float(total), xlogx_table(total)), 0.0)
+            den = np.ones_like(prods)
+        else:
+            den = (ca[:, None] + cb[None, :]) - prods if mode == JACCARD else np.outer(ca, cb)
     else:  # COOCCURRENCE: the count itself
         den = np.ones_like(prods)
     sim = np.zeros_like(prods)

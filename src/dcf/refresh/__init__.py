@@ -14,7 +14,7 @@ the vocabulary), recomputing only the similarity rows the new ratings can change
   - The co-rated measures (``cosine``, ``pearson``, ``adjusted-cosine``, ``cooccurrence``) read only the
     ratings of the co-raters.  Row ``e`` changes only when a user in ``O`` rated ``e``.
     For ``adjusted-cosine``, only these users' means move.
-  - ``full-cosine``, ``centred-cosine``, ``jaccard`` and ``lift`` also read a whole entity's norm
+  - ``full-cosine``, ``centred-cosine``, ``jaccard``, ``lift`` and ``llr`` also read a whole entity's norm
     (its mean, its count), which moves for the entities in ``E``.  An entity co-rated
     with one in ``E`` by an untouched user keeps its row except for the columns ``E``.
     Those columns are recomputed alone: the same sums, in the same order, that a whole
@@ -22,7 +22,9 @@ the vocabulary), recomputing only the similarity rows the new ratings can change
     have an unknown successor; that row is recomputed whole.  Whole rows (the ``rated``
     neighbourhood) take the new columns and their top-k is taken again.
   - ``pearson-baseline`` reads the baseline biases, which every new rating moves: a
-    full refit.
+    full refit.  ``llr`` reads the number of others (users, for item-based CF): a
+    batch that brings a new one is a full refit, one that does not is patched as
+    ``lift`` is.
 * Every other row is copied from the old model, its neighbour ids renumbered to the
   new vocabulary.  The vocabulary is sorted, so renumbering keeps the ties' order.  An
   untouched entity has no similarity with a new entity: they share no rater.

@@ -55,8 +55,12 @@ def refresh(model, ratings):
     ((lo, hi, total, count), work) = dask.compute(entity_stats(raw_q))[0]
     why = None
     settings = model.similarity_settings()
+    others_joined = report["new_users"] if model.based == "item" else report["new_items"]
     if settings.spec.needs_biases:
         why = f"{model.similarity} reads the baseline biases, which every new rating moves"
+    elif settings.spec.reads_others and others_joined:
+        why = (f"{model.similarity} reads the number of {'users' if model.based == 'item' else 'items'}, "
+               f"which the {others_joined:,} new ones changed for every pair")
     elif model.method == "tiles":
         why = "the model was told to use the tiles method"
     elif similarity_method(memory_budget(), int(P.shape[1]), int(count)) != "rows":
