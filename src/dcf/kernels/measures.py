@@ -87,11 +87,6 @@ class Measure:
         every pair's similarity."""
         return self.mode == LLR
 
-    @property
-    def binary(self) -> bool:
-        """Computed over who rated: every value is read as 1."""
-        return self.mode in BINARY
-
 
 MEASURE = {m.name: m for m in (
     Measure("cosine", CO_RATED),

@@ -85,7 +85,7 @@ def similarity_rows(Pa, Q, row0, settings=SimilaritySettings(), k=None, norms_a=
         excluded).
     norms_a, norms : (na,), (n,) float64, optional
         :func:`entity_totals` of ``Pa`` and of every entity, needed where
-        :func:`needs_norms` (row norms, or numbers of ratings for ``jaccard`` and ``lift``).
+        :func:`needs_norms` (row norms, or numbers of ratings for ``jaccard``, ``lift`` and ``llr``).
     dense : bool
         Return the dense ``(na, n)`` rows (diagonal = 1, as surprise does).
     csr : bool
