@@ -63,11 +63,12 @@ def _fit(frame, kind, threshold):
 
 
 def _check(frame, kind, threshold, n):
-    want = sar_similarity(frame, kind, threshold)
+    sim = sar_similarity(frame, kind, threshold)
+    want = sim.copy()
     np.fill_diagonal(want, 0.0)  # dcf keeps an item out of its own list
     model, got = _fit(frame, kind, threshold)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
-    scores = sar_scores(frame, sar_similarity(frame, kind, threshold))
+    scores = sar_scores(frame, sim)
     users, items, _, _ = _codes(frame)
     with dask.config.set(scheduler="sync"):
         recs = model.recommend(n=n, ranking="sum").compute()
