@@ -64,17 +64,41 @@ def mahout_llr_similarity(both, a, b, total):
     return 1.0 - 1.0 / (1.0 + ratio)
 
 
-def measure(P, measure, min_support=1, shrinkage=0.0, significance=0.0, min_similarity=0.0):
+def implicit_weights(P, kind, k1=1.2, b=0.75):
+    """implicit's ``bm25_weight`` / ``tfidf_weight`` of dense P (entities x others, 0 =
+    missing; implicit weighs ``user_items.T``, items x users): with N entities, each
+    other's ``idf = log N - log(1 + raters)``; BM25 ``r (k1 + 1) / (k1 (1 - b + b L / mean L)
+    + r) idf`` with L the entity's total, TF-IDF ``sqrt(r) idf``.  Written out here, entry by
+    entry, in implicit's order of operations."""
+    n = P.shape[0]
+    rated = P > 0
+    idf = np.log(float(n)) - np.log1p(rated.sum(axis=0).astype(np.float64))
+    totals = P.sum(axis=1)
+    W = np.zeros_like(P, dtype=np.float64)
+    for x, c in zip(*np.nonzero(rated)):
+        r = float(P[x, c])
+        if kind == "bm25":
+            length = (1.0 - b) + b * totals[x] / totals.mean()
+            W[x, c] = r * (k1 + 1.0) / (k1 * length + r) * idf[c]
+        else:
+            W[x, c] = math.sqrt(r) * idf[c]
+    return W
+
+
+def measure(P, measure, min_support=1, shrinkage=0.0, significance=0.0, min_similarity=0.0, bm25_k1=1.2,
+            bm25_b=0.75):
     """Every measure from its textbook formula, on the raw ratings of dense P (entities x
     others, 0 = missing), pair by pair: surprise's ``pearson`` (means over the co-raters,
     in surprise's one-pass form, which the textbook form equals up to rounding: tested),
     Sarwar's adjusted cosine (other side's means, co-rated norms), LensKit's centred cosine
-    (entity's own mean, whole-vector norms), Jaccard, SAR's co-occurrence and lift, Mahout's log-likelihood similarity; then shrinkage, Herlocker's
+    (entity's own mean, whole-vector norms), Jaccard, SAR's co-occurrence and lift, Mahout's log-likelihood similarity,
+    implicit's BM25 and TF-IDF (:func:`implicit_weights`); then shrinkage, Herlocker's
     significance weighting and the minimum similarity."""
     n = P.shape[0]
     rated = P > 0
     other_mean = np.array([P[rated[:, c], c].mean() if rated[:, c].any() else 0.0 for c in range(P.shape[1])])
     own_mean = np.array([P[x, rated[x]].mean() if rated[x].any() else 0.0 for x in range(n)])
+    W = implicit_weights(P, measure, bm25_k1, bm25_b) if measure in ("bm25", "tfidf") else None
     S = np.eye(n)
     for x in range(n):
         for y in range(n):
@@ -109,6 +133,11 @@ def measure(P, measure, min_support=1, shrinkage=0.0, significance=0.0, min_simi
                 num, den = float(c), float(rated[x].sum()) * float(rated[y].sum())
             elif measure == "llr":  # Mahout's LogLikelihoodSimilarity over the P.shape[1] others
                 num, den = mahout_llr_similarity(c, int(rated[x].sum()), int(rated[y].sum()), P.shape[1]), 1.0
+            elif measure == "bm25":  # implicit's: the dot product of the BM25 weights
+                num, den = float(np.sum(W[x, common] * W[y, common])), 1.0
+            elif measure == "tfidf":  # implicit's: the cosine of the TF-IDF weights
+                num = float(np.sum(W[x, common] * W[y, common]))
+                den = math.sqrt(float(np.sum(W[x] ** 2))) * math.sqrt(float(np.sum(W[y] ** 2)))
             else:
                 raise ValueError(measure)
             if den <= 1e-12 * max(1.0, abs(num)):  # zero up to rounding: no similarity

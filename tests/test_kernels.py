@@ -551,8 +551,8 @@ def test_pearson_baseline_tiles_and_rows_equal_the_reference(seed, min_support, 
 
 def kernel_input(P, measure):
     """What the kernels take for a measure: the raw ratings, or the ratings centred on the
-    other side's means (adjusted-cosine) or on the entity's own mean (centred-cosine); a
-    centred value of 0 stays stored."""
+    other side's means (adjusted-cosine) or on the entity's own mean (centred-cosine), or
+    weighted as implicit weighs them (bm25, tfidf); a centred value of 0 stays stored."""
     rated = P > 0
     r, c = np.nonzero(rated)
     vals = P[r, c]
@@ -560,11 +560,14 @@ def kernel_input(P, measure):
         vals = vals - (P.sum(axis=0) / np.maximum(rated.sum(axis=0), 1))[c]
     elif measure == "centred-cosine":
         vals = vals - (P.sum(axis=1) / np.maximum(rated.sum(axis=1), 1))[r]
+    elif measure in ("bm25", "tfidf"):
+        vals = ref.implicit_weights(P, measure)[r, c]
     return sp.csr_matrix((vals, (r, c)), shape=P.shape)
 
 
 @given(rating_matrices(), st.sampled_from(["pearson", "adjusted-cosine", "centred-cosine", "jaccard",
-                                           "cosine", "full-cosine", "cooccurrence", "lift", "llr"]),
+                                           "cosine", "full-cosine", "cooccurrence", "lift", "llr", "bm25",
+                                           "tfidf"]),
        st.integers(0, 3), st.sampled_from([0.0, 2.5]), st.sampled_from([0.0, 1.0, 3.0]),
        st.sampled_from([0.0, 0.3]), st.integers(0, 12), st.integers(1, 6))
 @settings(max_examples=150, deadline=None)

@@ -104,6 +104,8 @@ def test_predictions_match_reference(scheduler, block, params):
     ("cooccurrence", dict(min_support=2)),
     ("lift", dict(min_similarity=0.01)),
     ("llr", dict(significance=2.0)),
+    ("bm25", dict(bm25_k1=2.0, min_similarity=0.5)),
+    ("tfidf", dict(bm25_b=0.1, shrinkage=1.0)),
 ])
 def test_every_measure_end_to_end_equals_its_formula(method, based, measure, extra):
     # the model centres with the means it keeps (sums over blocks), the reference with
@@ -114,7 +116,8 @@ def test_every_measure_end_to_end_equals_its_formula(method, based, measure, ext
     R, users, items = ref.dense(train)
     P = R.T if based == "item" else R
     S = ref.measure(P, measure, extra.get("min_support", 1), extra.get("shrinkage", 0.0),
-                    extra.get("significance", 0.0), extra.get("min_similarity", 0.0))
+                    extra.get("significance", 0.0), extra.get("min_similarity", 0.0), extra.get("bm25_k1", 1.2),
+                    extra.get("bm25_b", 0.75))
     k = 4
     model = KNN(based=based, similarity=measure, k=k, method=method, block_size=5,
                 prediction="mean-centred", **extra).fit(train)

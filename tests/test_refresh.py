@@ -11,7 +11,7 @@ from dcf.errors import DataError
 from dcf.model import KNN
 
 MEASURES = ["cosine", "full-cosine", "pearson", "adjusted-cosine", "centred-cosine", "jaccard", "cooccurrence",
-            "lift", "llr"]
+            "lift", "llr", "bm25", "tfidf"]
 
 
 def merged(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
@@ -108,6 +108,8 @@ def test_refresh_equals_a_refit_on_the_merged_ratings(based, neighbourhood, meas
     assert (rep["new_users"], rep["new_items"]) == (2, 2)
     if measure == "llr":  # it reads the number of others, which the new ones changed for every pair
         assert rep["full_refit"] and "reads the number of" in rep["why"]
+    elif measure in ("bm25", "tfidf"):  # every weight reads totals over all entities
+        assert rep["full_refit"] and "weighs every rating by totals over all" in rep["why"]
     else:
         assert not rep["full_refit"] and rep["why"] is None
         assert 0 < rep["recomputed"] < rep["entities"] == len(want.neighbours_.idx)

@@ -39,7 +39,8 @@ def _data():
     (ItemKNN, "rated", dict(prediction="baseline", similarity="pearson-baseline", shrinkage=10.0)),
     (UserKNN, "global", dict(prediction="baseline", reg_user=3.0)),
     (ItemKNN, "global", dict(similarity="centred-cosine", significance=5.0, min_similarity=0.05)),
-    (ItemKNN, "rated", dict(prediction="baseline", similarity="centred-cosine", amplification=2.0))])
+    (ItemKNN, "rated", dict(prediction="baseline", similarity="centred-cosine", amplification=2.0)),
+    (UserKNN, "global", dict(similarity="bm25", bm25_k1=2.0, bm25_b=0.5, include_self=True))])
 def test_round_trip_serves_the_same_answers(cls, neighbourhood, extra, tmp_path):
     df = _data()
     pairs = df.sample(40, random_state=1)[["user", "item"]]
@@ -95,6 +96,21 @@ def _rewrite_meta(folder, **changes):
     meta = _meta(folder)
     meta.update(changes)
     (folder / "dcf-model.json").write_text(json.dumps(meta))
+
+
+def test_a_model_saved_before_the_later_parameters_loads_with_their_defaults(saved):
+    from dcf.store.meta import LATER_PARAMS
+
+    with dask.config.set(SYNC):
+        want = dcf.load(saved).recommend(n=4).compute()
+        params = _meta(saved)["params"]
+        for name in LATER_PARAMS:
+            del params[name]
+        _rewrite_meta(saved, params=params)
+        back = dcf.load(saved)
+        assert back.get_params() == {**ItemKNN().get_params(), **params}
+        assert (back.bm25_k1, back.bm25_b, back.include_self) == (1.2, 0.75, False)
+        pd.testing.assert_frame_equal(back.recommend(n=4).compute(), want)
 
 
 def test_truncated_file(saved):
@@ -367,6 +383,7 @@ TAMPERED = {  # case -> (edit of folder and metadata, file the error names)
     "params not a dict": (_set("params", value=["cosine"]), META_FILE),
     "shrinkage a list": (_set("params", "shrinkage", value=[1.0]), META_FILE),
     "parameter missing": (lambda f, m: m["params"].pop("min_k"), META_FILE),
+    "include_self as 1": (_set("params", "include_self", value=1), META_FILE),
     "based contradicts class": (_set("based", value="user"), META_FILE),
     "global_mean NaN": (_set("global_mean", value=float("nan")), META_FILE),
     "global_mean inf": (_set("global_mean", value=float("inf")), META_FILE),

@@ -25,7 +25,7 @@ MAX_TOP_N = 10_000
 CHOICES = {
     "based": ("item", "user"),
     "similarity": ("cosine", "full-cosine", "pearson-baseline", "pearson", "adjusted-cosine", "centred-cosine",
-                   "jaccard", "cooccurrence", "lift", "llr"),  # = dcf.kernels.MEASURES (tested)
+                   "jaccard", "cooccurrence", "lift", "llr", "bm25", "tfidf"),  # = dcf.kernels.MEASURES (tested)
     "neighbourhood": ("rated", "global"),
     "prediction": ("weighted", "mean-centred", "baseline"),
     "ranking": ("prediction", "sum", "normalised-sum"),
@@ -139,6 +139,9 @@ class RunConfig:
     significance: float = 0.0
     min_similarity: float = 0.0
     amplification: float = 1.0
+    bm25_k1: float = 1.2
+    bm25_b: float = 0.75
+    include_self: bool = False
     min_k: int = 1
     baseline_epochs: int = 10
     reg_user: float = 15.0
@@ -173,6 +176,10 @@ class RunConfig:
             v = getattr(self, name)
             if v < 0:
                 raise ConfigError(f"{name} must be a number >= 0, not {v!r}")
+        if not 0 <= self.bm25_b <= 1:
+            raise ConfigError(f"bm25_b must be between 0 and 1, not {self.bm25_b!r}")
+        if self.bm25_k1 < 0:
+            raise ConfigError(f"bm25_k1 must be a number >= 0, not {self.bm25_k1!r}")
         if self.rating_scale is not None:
             scale = tuple(self.rating_scale)
             if (len(scale) != 2 or not all(_is_number(v) for v in scale)
@@ -210,7 +217,8 @@ _CLUSTER_TYPES = {"scheduler": _OPT_STR, "workers": _INT, "threads_per_worker": 
 _RUN_TYPES = {"data": _STR, "test": _OPT_STR, "test_fraction": _FLOAT, "seed": _INT, "based": _STR,
               "similarity": _STR, "k": _INT, "neighbourhood": _STR, "prediction": _STR, "top_n": _INT,
               "ranking": _STR, "min_support": _INT, "shrinkage": _FLOAT, "significance": _FLOAT,
-              "min_similarity": _FLOAT, "amplification": _FLOAT, "min_k": _INT,
+              "min_similarity": _FLOAT, "amplification": _FLOAT, "bm25_k1": _FLOAT, "bm25_b": _FLOAT,
+              "include_self": _BOOL, "min_k": _INT,
               "baseline_epochs": _INT, "reg_user": _FLOAT, "reg_item": _FLOAT, "relevance": _FLOAT,
               "skip_bad_lines": _BOOL, "rating_scale": "two numbers or nothing",
               "block_size": _OPT_INT, "out": _STR, "performance_report": _OPT_STR,

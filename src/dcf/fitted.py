@@ -6,7 +6,8 @@ Three paths build a fitted model: :meth:`dcf.model.KNN.fit` from ratings,
 here once: the per-entity and per-item means, the global mean and rating range,
 the graph token, and, where the model needs them, the baseline biases: one
 :class:`FittedState`, built by one constructor (:func:`fitted_state`).  The mean-centred ratings the centred
-measures compare (:func:`centred_ratings`) and the frame parts every input is
+measures compare (:func:`centred_ratings`), the weighted ones of ``bm25`` and ``tfidf``
+(:func:`weighted_ratings`) and the frame parts every input is
 read into (:func:`as_parts`) are shared by ``fit`` and ``refresh``.
 """
 
@@ -24,11 +25,11 @@ import pandas as pd
 from . import io as dio
 from . import kernels
 from .baseline import fit_biases, residuals
-from .blocks import concatenate, outputs
+from .blocks import concat_rows, concatenate, outputs
 from .errors import ConfigError
 
 __all__ = ["ROW_TASKS_PER_THREAD", "FRAME_PART_ROWS", "FittedState", "fitted_state", "derived", "DERIVABLE",
-           "needs_biases", "baseline_biases", "centred_ratings", "means", "single", "as_parts"]
+           "needs_biases", "baseline_biases", "centred_ratings", "weighted_ratings", "means", "single", "as_parts"]
 
 # rows-method similarity tasks per thread, cut to equal cost: enough to even out the
 # scheduling, few enough that per-task overhead stays small (measured at 20M ratings)
@@ -154,6 +155,32 @@ def centred_ratings(matrix, based, name):
     return (residuals(P, 0.0, ent, oth, rows_are_entities=True),
             residuals(Q, 0.0, oth, ent, rows_are_entities=False))
 
+
+
+def weighted_ratings(matrix, based, settings):
+    """``(P, Q)`` of the ratings weighed as the measure of ``settings`` says
+    (:attr:`dcf.kernels.Measure.weighting`: ``bm25``, ``tfidf``; see
+    :mod:`dcf.kernels.weights`), same structure; None for measures of the raw ratings.
+    The weights read each entity's total and each other's number of ratings."""
+    spec = settings.spec
+    if spec.weighting == "none":
+        return None
+    P, Q, ent_sum, _ = matrix.oriented(based)
+    oth_count = matrix.user_count if based == "item" else matrix.item_count
+    weights = dask.delayed(kernels.rating_weights, pure=True)(
+        spec.weighting, single(ent_sum), single(oth_count), settings.bm25_k1, settings.bm25_b,
+        dask_key_name=f"rating-weights-{dask.base.tokenize(ent_sum, oth_count, spec.weighting, settings)}")
+    return _weighed(P, weights, True), _weighed(Q, weights, False)
+
+
+def _weighed(X: da.Array, weights, rows_are_entities: bool) -> da.Array:
+    blocks = X.to_delayed(optimize_graph=False).ravel().tolist()
+    bounds = np.concatenate([[0], np.cumsum(X.chunks[0])]).astype(np.int64)
+    token = dask.base.tokenize(X, weights, rows_are_entities)
+    part = dask.delayed(kernels.weigh_block, pure=True)
+    out = [part(b, int(bounds[j]), weights, bool(rows_are_entities), dask_key_name=f"weighted-ratings-{token}-{j}")
+           for j, b in enumerate(blocks)]
+    return concat_rows(out, bounds, int(X.shape[1]), "weighted-rating-rows")
 
 
 def means(sums: da.Array, counts: da.Array):

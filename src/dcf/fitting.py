@@ -16,7 +16,7 @@ from .baseline import residuals
 from .blocks import concat_rows
 from .cluster import connected, default_blocks, memory_budget, parallelism, placement, start
 from .fitted import (ROW_TASKS_PER_THREAD, FittedState, as_parts, baseline_biases, centred_ratings, fitted_state,
-                     needs_biases)
+                     needs_biases, weighted_ratings)
 from .matrix import RatingMatrix, build_matrix, from_array
 from .neighbours import table_from_blocks, top_k
 from .similarity import check_whole_rows, entity_stats, prepare, similarity_by_rows, similarity_rows, similarity_tiles
@@ -58,10 +58,10 @@ def fit_matrix(model, matrix) -> FittedState:
     P, Q, _, entity_count = matrix.oriented(model.based)
     raw_q = Q  # the ratings themselves, before any centring: their summary and costs
     whole_rows = model.neighbourhood == "rated"
-    centred = centred_ratings(matrix, model.based, model.similarity)
-    if centred is not None:  # similarities of mean-centred ratings
-        P, Q = centred
     settings = model.similarity_settings()
+    changed = centred_ratings(matrix, model.based, model.similarity) or weighted_ratings(matrix, model.based, settings)
+    if changed is not None:  # similarities of mean-centred or weighted ratings
+        P, Q = changed
     (lo, hi, total, count), work, parts = _summary(model, raw_q, Q, settings, whole_rows)
     budget = memory_budget()
     method = model.method or similarity_method(budget, int(P.shape[1]), int(count))

@@ -40,7 +40,7 @@ class KNN(Estimator):
     based : {"item", "user"}
         Similarity between items (the paper's choice) or between users.
     similarity : {"cosine", "full-cosine", "pearson-baseline", "pearson", "adjusted-cosine", \
-"centred-cosine", "jaccard", "cooccurrence", "lift", "llr"}
+"centred-cosine", "jaccard", "cooccurrence", "lift", "llr", "bm25", "tfidf"}
         ``cosine`` = the paper's formula 1 over co-rated entries (= surprise's
         ``cosine``); ``full-cosine`` = whole-vector norms (sklearn's);
         ``pearson-baseline`` = surprise's: the co-rated cosine of the baseline
@@ -56,7 +56,10 @@ class KNN(Estimator):
         values are ignored); ``cooccurrence`` = the number of co-raters and
         ``lift`` = co-raters / (raters of one x raters of the other), SAR's
         measures over who rated; ``llr`` = Mahout's log-likelihood similarity
-        over who rated.  The formulas: :func:`dcf.kernels.similarity_tile`.
+        over who rated; ``bm25`` = implicit's ``BM25Recommender``: the dot product
+        of BM25-weighted counts, and ``tfidf`` = its ``TFIDFRecommender``: the
+        whole-vector cosine of TF-IDF-weighted counts (:mod:`dcf.kernels.weights`;
+        values must be >= 0).  The formulas: :func:`dcf.kernels.similarity_tile`.
     k : int
         Neighbours per prediction (``rated``) / per neighbour list (``global``).
     neighbourhood : {"rated", "global"}
@@ -88,6 +91,14 @@ class KNN(Estimator):
         a 5-fold MAE of 0.7127 to 0.7094 (benchmarks/RESULTS.md).
     min_k : int
         Fewer neighbours than this -> fallback (surprise's ``min_k``).
+    bm25_k1, bm25_b : float
+        ``bm25``'s term saturation (>= 0) and length normalisation (0 .. 1); implicit's
+        ``K1`` and ``B`` (its defaults, 1.2 and 0.75).
+    include_self : bool
+        Each entity is a candidate in its own list, with its own similarity, as in
+        implicit's lists (so ``k - 1`` others): with ``ranking="sum"``, ``k=K`` then
+        gives implicit's ``recommend`` lists exactly.  Off by default: a list of k
+        others.
     block_size : int, optional
         Entities per similarity block (tile side); default from the data.
     on_bad_lines : {"error", "skip"}
@@ -115,7 +126,8 @@ class KNN(Estimator):
     def __init__(self, *, based="item", similarity="cosine", k=50, neighbourhood="rated",
                  prediction="weighted", min_support=1, shrinkage=0.0, min_k=1, block_size=None,
                  on_bad_lines="error", method=None, baseline_epochs=10, reg_user=15.0, reg_item=10.0,
-                 significance=0.0, min_similarity=0.0, amplification=1.0):
+                 significance=0.0, min_similarity=0.0, amplification=1.0, bm25_k1=1.2, bm25_b=0.75,
+                 include_self=False):
         self.based = based
         self.similarity = similarity
         self.k = k
@@ -133,6 +145,9 @@ class KNN(Estimator):
         self.significance = significance
         self.min_similarity = min_similarity
         self.amplification = amplification
+        self.bm25_k1 = bm25_k1
+        self.bm25_b = bm25_b
+        self.include_self = include_self
 
     # ------------------------------------------------------------ checks
     def check_params(self):
@@ -164,7 +179,7 @@ class KNN(Estimator):
     def similarity_settings(self) -> SimilaritySettings:
         """The measure and its post-processing as one value (what the stages are given)."""
         return SimilaritySettings(self.similarity, self.min_support, self.shrinkage, self.significance,
-                                  self.min_similarity)
+                                  self.min_similarity, self.bm25_k1, self.bm25_b, self.include_self)
 
     def set_state(self, state: FittedState) -> "KNN":
         """Take a fitted state (:func:`dcf.fitted.fitted_state`, what ``fit``, ``refresh``
@@ -336,13 +351,14 @@ class ItemKNN(KNN):
     def __init__(self, *, similarity="cosine", k=50, neighbourhood="rated", prediction="weighted",
                  min_support=1, shrinkage=0.0, min_k=1, block_size=None, on_bad_lines="error",
                  method=None, baseline_epochs=10, reg_user=15.0, reg_item=10.0, significance=0.0,
-                 min_similarity=0.0, amplification=1.0):
+                 min_similarity=0.0, amplification=1.0, bm25_k1=1.2, bm25_b=0.75, include_self=False):
         super().__init__(based="item", similarity=similarity, k=k, neighbourhood=neighbourhood,
                          prediction=prediction, min_support=min_support, shrinkage=shrinkage,
                          min_k=min_k, block_size=block_size, on_bad_lines=on_bad_lines,
                          method=method, baseline_epochs=baseline_epochs, reg_user=reg_user,
                          reg_item=reg_item, significance=significance, min_similarity=min_similarity,
-                         amplification=amplification)
+                         amplification=amplification, bm25_k1=bm25_k1, bm25_b=bm25_b,
+                         include_self=include_self)
 
 
 class UserKNN(KNN):
@@ -351,13 +367,14 @@ class UserKNN(KNN):
     def __init__(self, *, similarity="cosine", k=50, neighbourhood="rated", prediction="weighted",
                  min_support=1, shrinkage=0.0, min_k=1, block_size=None, on_bad_lines="error",
                  method=None, baseline_epochs=10, reg_user=15.0, reg_item=10.0, significance=0.0,
-                 min_similarity=0.0, amplification=1.0):
+                 min_similarity=0.0, amplification=1.0, bm25_k1=1.2, bm25_b=0.75, include_self=False):
         super().__init__(based="user", similarity=similarity, k=k, neighbourhood=neighbourhood,
                          prediction=prediction, min_support=min_support, shrinkage=shrinkage,
                          min_k=min_k, block_size=block_size, on_bad_lines=on_bad_lines,
                          method=method, baseline_epochs=baseline_epochs, reg_user=reg_user,
                          reg_item=reg_item, significance=significance, min_similarity=min_similarity,
-                         amplification=amplification)
+                         amplification=amplification, bm25_k1=bm25_k1, bm25_b=bm25_b,
+                         include_self=include_self)
 
 
 # ---------------------------------------------------------------- helpers

@@ -90,7 +90,8 @@ def _take_rows(idx, sim, rows):
 
 
 def top_k(st: SimilarityTiles, k: int) -> NeighbourTable:
-    """Top-k per row from every tile of its block row, merged as a tree."""
+    """Top-k per row from every tile of its block row, merged as a tree (each entity
+    left out of its own list unless ``st.include_self``)."""
     k = int(k)
     if k < 1:
         raise ValueError(f"k must be at least 1, not {k}")
@@ -102,7 +103,7 @@ def top_k(st: SimilarityTiles, k: int) -> NeighbourTable:
         for b in range(st.n_blocks):
             t, transposed = st.tile(a, b)
             parts.append(part(t, transposed, k, int(st.bounds[b]),
-                              int(st.bounds[a]) if a == b else None,
+                              int(st.bounds[a]) if a == b and not st.include_self else None,
                               dask_key_name=f"neighbour-topk-{st.token}-{k}-{a}-{b}"))
         level = 0
         while len(parts) > 1:  # tree merge, 4 at a time

@@ -11,6 +11,7 @@ Orientation: similarity is computed between the *rows* of a CSR matrix ``P``
 The modules, by concern:
 
 - :mod:`~dcf.kernels.measures`: the similarity measures, what each needs, the fast-path rule
+- :mod:`~dcf.kernels.weights`: the BM25 and TF-IDF weights some measures put on the ratings
 - :mod:`~dcf.kernels.sparse`: CSR blocks from ratings, the compiled runtime's warm-up, their arrays as the loops take them, row norms, per-column costs
 - :mod:`~dcf.kernels.codec`: :class:`CompactCSR`, the shared matrix's compact storage
 - :mod:`~dcf.kernels.tiles`: similarities of two blocks as one dense tile
@@ -33,6 +34,7 @@ from .sparse import csr_from_triplets, rater_costs, row_norms, warm_up
 from .tiles import similarity_tile
 from .topk import merge_topk, neighbour_matrix, top_columns, topk_rows
 from .topn import recommend_rows, top_n
+from .weights import Weights, rating_weights, weigh_block
 
 __all__ = [
     "Measure", "MEASURE", "SimilaritySettings", "measure", "MEASURES", "INPUTS", "csr_from_triplets", "similarity_tile",
@@ -41,4 +43,5 @@ __all__ = [
     "CompactCSR", "compact_csr", "compact_stack", "compact_part", "compact_join", "unpacked", "fast_topk",
     "top_columns", "topk_rows",
     "merge_topk", "neighbour_matrix", "score_pairs", "top_n", "recommend_rows", "warm_up",
+    "Weights", "rating_weights", "weigh_block",
 ]

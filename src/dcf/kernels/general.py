@@ -153,7 +153,7 @@ def sim_rows(a, q, ids, n, rules, norms_a, norms, xlogx, out, ahead):  # pragma:
             elif mode == 6:  # LLR: the similarity itself, over 1
                 num = llr_similarity(num, norms_a[i], norms[j], others, xlogx)
                 den = 1.0
-            else:  # COOCCURRENCE: the count itself
+            else:  # COOCCURRENCE (the count itself), DOT (the dot product itself)
                 den = 1.0
             s = 0.0
             if f >= min_support and den > 0:

@@ -19,14 +19,14 @@ from .sparse import row_norms
 
 __all__ = [
     "Measure", "MEASURE", "SimilaritySettings", "MEASURES", "INPUTS", "CO_RATED", "NORMS", "PEARSON", "JACCARD",
-    "COOCCURRENCE", "LIFT", "LLR", "BINARY", "measure",
+    "COOCCURRENCE", "LIFT", "LLR", "DOT", "BINARY", "WEIGHTINGS", "measure",
     "measure_mode", "needs_norms",
     "entity_totals", "column_totals", "fast_topk",
 ]
 
 
 # how the kernels compute each measure: the numerator over co-raters and the denominator
-CO_RATED, NORMS, PEARSON, JACCARD, COOCCURRENCE, LIFT, LLR = 0, 1, 2, 3, 4, 5, 6
+CO_RATED, NORMS, PEARSON, JACCARD, COOCCURRENCE, LIFT, LLR, DOT = 0, 1, 2, 3, 4, 5, 6, 7
 # the modes that read who rated, not the values (SAR's measures over binarised
 # co-occurrence, Mahout's log-likelihood ratio)
 BINARY = (JACCARD, COOCCURRENCE, LIFT, LLR)
@@ -45,7 +45,9 @@ class Measure:
         (centred on the means over the co-raters), or over who rated (values ignored):
         :data:`JACCARD`, :data:`COOCCURRENCE` (the number of co-raters), :data:`LIFT`
         (co-raters over the product of both numbers of raters) and :data:`LLR` (Mahout's
-        log-likelihood similarity, which also reads the number of others).
+        log-likelihood similarity, which also reads the number of others); :data:`DOT`
+        is the plain dot product over the co-raters (implicit's BM25 similarity is not
+        normalised).
     centre : {"none", "other-means", "entity-means", "baseline"}
         What the ratings are centred on before the kernels see them: nothing, each
         other side's mean (``adjusted-cosine``), the entity's own mean
@@ -57,6 +59,10 @@ class Measure:
         The least ``min_support`` the measure accepts (2 for ``pearson-baseline``).
     shrink_offset : float
         Shrinkage is :math:`(n - o) / (n - o + \\lambda)` with this offset ``o``.
+    weighting : {"none", "bm25", "tfidf"}
+        How each rating is weighed before the kernels see it, as implicit's
+        ``bm25_weight`` and ``tfidf_weight`` do (:mod:`dcf.kernels.weights`); the
+        weights read every entity's totals, so any new rating moves them all.
 
     To add a measure: one entry in :data:`MEASURE` (and, for a new ``mode``, its
     branch in the kernels), its name in :data:`dcf.config.CHOICES` (tested equal),
@@ -69,6 +75,7 @@ class Measure:
     inputs: str = "ratings"
     min_co_raters: int = 1
     shrink_offset: float = 0.0
+    weighting: str = "none"
 
     @property
     def needs_biases(self) -> bool:
@@ -87,6 +94,12 @@ class Measure:
         every pair's similarity."""
         return self.mode == LLR
 
+    @property
+    def reads_all(self) -> bool:
+        """Compares values weighed by every entity's totals (:attr:`weighting`): a new
+        rating anywhere moves every pair's similarity."""
+        return self.weighting != "none"
+
 
 MEASURE = {m.name: m for m in (
     Measure("cosine", CO_RATED),
@@ -99,7 +112,10 @@ MEASURE = {m.name: m for m in (
     Measure("cooccurrence", COOCCURRENCE, inputs="ratings (values ignored)"),
     Measure("lift", LIFT, inputs="ratings (values ignored)"),
     Measure("llr", LLR, inputs="ratings (values ignored)"),
+    Measure("bm25", DOT, weighting="bm25", inputs="BM25-weighted ratings"),
+    Measure("tfidf", NORMS, weighting="tfidf", inputs="TF-IDF-weighted ratings"),
 )}
+WEIGHTINGS = ("none", "bm25", "tfidf")
 MEASURES = tuple(MEASURE)
 INPUTS = {m.name: m.inputs for m in MEASURE.values()}  # what the caller passes the kernels
 
@@ -127,6 +143,13 @@ class SimilaritySettings:
         Herlocker's weighting, :math:`s \\cdot \\min(n, \\gamma) / \\gamma`; 0 disables.
     min_similarity : float
         Similarities below it are no neighbours.
+    bm25_k1, bm25_b : float
+        ``bm25``'s term saturation :math:`k_1 \\ge 0` and length normalisation
+        :math:`0 \\le b \\le 1` (implicit's ``K1`` and ``B``; read by ``bm25`` only).
+    include_self : bool
+        Each entity is a candidate in its own top-k list, with its own similarity (about
+        1 for the cosines, :math:`\\sum w^2` for ``bm25``), as implicit's lists are (K - 1
+        others); also its whole row's diagonal then holds that value instead of 1.
 
     Examples
     --------
@@ -139,6 +162,9 @@ class SimilaritySettings:
     shrinkage: float = 0.0
     significance: float = 0.0
     min_similarity: float = 0.0
+    bm25_k1: float = 1.2
+    bm25_b: float = 0.75
+    include_self: bool = False
 
     def __post_init__(self):
         measure(self.measure)
@@ -149,9 +175,17 @@ class SimilaritySettings:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not np.isfinite(v) or v < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, not {v!r}")
+        for name, v in (("bm25_k1", self.bm25_k1), ("bm25_b", self.bm25_b)):
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not np.isfinite(v) or v < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, not {v!r}")
+        if self.bm25_b > 1:
+            raise ValueError(f"bm25_b must be between 0 and 1, not {self.bm25_b!r}")
+        if not isinstance(self.include_self, (bool, np.bool_)):
+            raise ValueError(f"include_self must be True or False, not {self.include_self!r}")
         object.__setattr__(self, "min_support", int(self.min_support))
-        for name in ("shrinkage", "significance", "min_similarity"):
+        for name in ("shrinkage", "significance", "min_similarity", "bm25_k1", "bm25_b"):
             object.__setattr__(self, name, float(getattr(self, name)))
+        object.__setattr__(self, "include_self", bool(self.include_self))
 
     @property
     def spec(self) -> Measure:
@@ -216,11 +250,12 @@ def column_totals(Q, measure):
 
 def fast_topk(measure, min_support=1, shrinkage=0.0, significance=0.0, dense=False, k=None) -> bool:
     """Whether :func:`similarity_rows` takes its fast path: a measure divided by
-    per-entity norms (``full-cosine``, ``centred-cosine``) with no co-rater counts
+    per-entity norms (``full-cosine``, ``centred-cosine``, ``tfidf``) or by none
+    (``bm25``: the fast path with every norm 1) with no co-rater counts
     (``min_support`` 1, no shrinkage or significance weighting), top-k lists only.
     Its similarities are the general kernel's, bit for bit; it accumulates one
     term per pair with no bookkeeping of which pairs were touched, and may read
     the packed form of :class:`CompactCSR`."""
     mode, min_support, _ = measure_mode(measure, min_support, shrinkage)
-    return (mode == NORMS and min_support <= 1 and not shrinkage > 0 and not significance > 0
+    return (mode in (NORMS, DOT) and min_support <= 1 and not shrinkage > 0 and not significance > 0
             and not dense and k is not None and int(k) > 0)

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 
 from .codec import CompactCSR, compact_csr, entries, unpacked
 from .general import Rules, sim_rows, xlogx_table
-from .measures import BINARY, LLR, PEARSON, SimilaritySettings, measure_mode
+from .measures import BINARY, DOT, LLR, PEARSON, SimilaritySettings, measure_mode
 from .prefetch import prefetch, prefetch_lines, prefetch_row
 from .select import emit, keep, kth_largest, offer
 from .sparse import CsrArrays, csr_arrays
@@ -82,12 +82,13 @@ def similarity_rows(Pa, Q, row0, settings=SimilaritySettings(), k=None, norms_a=
         ``min_similarity``, as in :func:`similarity_tile`.
     k : int, optional
         Also return the top-``k`` table (as :func:`topk_rows` gives it, self
-        excluded).
+        excluded unless ``settings.include_self``).
     norms_a, norms : (na,), (n,) float64, optional
         :func:`entity_totals` of ``Pa`` and of every entity, needed where
         :func:`needs_norms` (row norms, or numbers of ratings for ``jaccard``, ``lift`` and ``llr``).
     dense : bool
-        Return the dense ``(na, n)`` rows (diagonal = 1, as surprise does).
+        Return the dense ``(na, n)`` rows (diagonal = 1, as surprise does; with
+        ``settings.include_self``, the entity's own similarity).
     csr : bool
         With ``dense``, return those rows as a CSR matrix with sorted indices instead:
         the non-zero similarities and the diagonal, the same values.  Its time and
@@ -117,13 +118,17 @@ def similarity_rows(Pa, Q, row0, settings=SimilaritySettings(), k=None, norms_a=
         ids = np.arange(int(row0), int(row0) + na, dtype=np.int64)
     elif ids.shape != (na,):
         raise ValueError(f"row0 gives {ids.shape[0]} entity ids for {na} rows")
+    # the entity each row leaves out of its list and gives a diagonal of 1: none with include_self
+    me = np.full(na, -1, np.int64) if s.include_self else ids
     kk = 0 if k is None else int(k)
     out = RowsOut(dense, np.zeros((na, n) if dense else (0, 0)), np.full((na, kk), -1, np.int64),
                   np.zeros((na, kk)), csr)
     a = csr_arrays(Pa)
     if fast:
+        if mode == DOT:  # the dot product: the fast path over norms of 1 (x / 1.0 is x)
+            norms_a, norms = np.ones(na), np.ones(n)
         norms_a, norms = np.asarray(norms_a, np.float64), np.asarray(norms, np.float64)
-        norms_topk(a, entries(Q), ids, norms_a, norms, _inverse(norms), float(s.min_similarity), out,
+        norms_topk(a, entries(Q), me, norms_a, norms, _inverse(norms), float(s.min_similarity), out,
                    Scan(PREFETCH_AHEAD, SELECT_BLOCK, float(TRACK_BELOW)))
         return None, out.top_i, out.top_s
     count = min_support > 1 or s.shrinkage > 0 or s.significance > 0 or mode == PEARSON
@@ -133,7 +138,7 @@ def similarity_rows(Pa, Q, row0, settings=SimilaritySettings(), k=None, norms_a=
     rules = Rules(mode, count, float(min_support), float(s.shrinkage), offset, float(s.significance),
                   float(s.min_similarity), float(Pa.shape[1]))
     empty = np.zeros(0)
-    ptr, idx, val = sim_rows(a, CsrArrays(Q.indptr, Q.indices, q_val), ids, n, rules,
+    ptr, idx, val = sim_rows(a, CsrArrays(Q.indptr, Q.indices, q_val), me, n, rules,
                              np.asarray(norms_a, np.float64) if totals else empty,
                              np.asarray(norms, np.float64) if totals else empty,
                              xlogx_table(Pa.shape[1]) if mode == LLR else empty, out, PREFETCH_AHEAD)

@@ -94,7 +94,7 @@ def similarity_tile(Pa, Pb, measure="cosine", min_support=1, shrinkage=0.0, diag
             den = np.ones_like(prods)
         else:
             den = (ca[:, None] + cb[None, :]) - prods if mode == JACCARD else np.outer(ca, cb)
-    else:  # COOCCURRENCE: the count itself
+    else:  # COOCCURRENCE (the count itself), DOT (the dot product itself)
         den = np.ones_like(prods)
     sim = np.zeros_like(prods)
     ok = (freq >= min_support) & (den > 0)

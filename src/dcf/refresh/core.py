@@ -58,6 +58,9 @@ def refresh(model, ratings):
     others_joined = report["new_users"] if model.based == "item" else report["new_items"]
     if settings.spec.needs_biases:
         why = f"{model.similarity} reads the baseline biases, which every new rating moves"
+    elif settings.spec.reads_all:
+        why = (f"{model.similarity} weighs every rating by totals over all {'items' if model.based == 'item' else 'users'}, "
+               "which every new rating moves")
     elif settings.spec.reads_others and others_joined:
         why = (f"{model.similarity} reads the number of {'users' if model.based == 'item' else 'items'}, "
                f"which the {others_joined:,} new ones changed for every pair")

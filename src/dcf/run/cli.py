@@ -48,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"similarities below this are no neighbours ({d.min_similarity})")
     g.add_argument("--amplification", type=float,
                    help=f"case amplification: each neighbour weighs similarity**this; 1 = off ({d.amplification})")
+    g.add_argument("--bm25-k1", type=float, help=f"bm25's term saturation K1 ({d.bm25_k1})")
+    g.add_argument("--bm25-b", type=float, help=f"bm25's length normalisation B, 0 .. 1 ({d.bm25_b})")
+    g.add_argument("--include-self", action="store_true", default=None,
+                   help="each item (user) is a candidate in its own neighbour list, as in implicit's "
+                        "(k - 1 others)")
     g.add_argument("--min-k", type=int, help=f"minimum neighbours before falling back ({d.min_k})")
     g.add_argument("--baseline-epochs", type=int,
                    help=f"ALS epochs of the baseline biases ({d.baseline_epochs})")

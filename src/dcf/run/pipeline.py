@@ -97,7 +97,8 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
                     block_size=cfg.block_size, on_bad_lines=read_kw["on_bad_lines"],
                     baseline_epochs=cfg.baseline_epochs, reg_user=cfg.reg_user, reg_item=cfg.reg_item,
                     significance=cfg.significance, min_similarity=cfg.min_similarity,
-                    amplification=cfg.amplification)
+                    amplification=cfg.amplification, bm25_k1=cfg.bm25_k1, bm25_b=cfg.bm25_b,
+                    include_self=cfg.include_self)
         model.check_params()
         matrix = matrix_from_parts(model, train_parts, reports[0], data.source.path)
     with stage("matrix"):

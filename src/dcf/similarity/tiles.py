@@ -27,10 +27,14 @@ class SimilarityTiles:
         Block start offsets ``[0, ..., n]``.
     token : str
         Identifies the graph (used in task names).
+    include_self : bool
+        Each entity is a candidate in its own top-k list (its diagonal holds its own
+        similarity, not 1).
     """
 
-    def __init__(self, tiles, bounds, token):
+    def __init__(self, tiles, bounds, token, include_self=False):
         self.tiles, self.bounds, self.token = tiles, np.asarray(bounds), token
+        self.include_self = bool(include_self)
 
     @property
     def n_blocks(self) -> int:
@@ -56,10 +60,11 @@ def similarity_tiles(P: da.Array, settings: SimilaritySettings = SimilaritySetti
     bounds = np.concatenate([[0], np.cumsum(P.chunks[0])]).astype(np.int64)
     token = dask.base.tokenize(P, s)
     tile = dask.delayed(kernels.similarity_tile, pure=True)
-    tiles = {(a, b): tile(blocks[a], blocks[b], s.measure, s.min_support, s.shrinkage, a == b,
+    # the diagonal is 1 (as surprise's), or each entity's own similarity with include_self
+    tiles = {(a, b): tile(blocks[a], blocks[b], s.measure, s.min_support, s.shrinkage, a == b and not s.include_self,
                           s.significance, s.min_similarity, dask_key_name=f"similarity-tile-{token}-{a}-{b}")
              for a in range(len(blocks)) for b in range(a, len(blocks))}
-    return SimilarityTiles(tiles, bounds, token)
+    return SimilarityTiles(tiles, bounds, token, s.include_self)
 
 
 DENSE_FRACTION = 0.3

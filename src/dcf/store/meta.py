@@ -19,11 +19,13 @@ from ..errors import DataError
 from ..folders import MARKER
 from .files import open_regular
 
-__all__ = ["DATA_FILES", "FORMAT", "FORMAT_VERSION", "MAX_ENTITIES", "MAX_META_BYTES", "MAX_REPORT_DEPTH",
+__all__ = ["DATA_FILES", "FORMAT", "FORMAT_VERSION", "LATER_PARAMS", "MAX_ENTITIES", "MAX_META_BYTES", "MAX_REPORT_DEPTH",
            "META", "REQUIRED_FILES", "check_meta", "model_token", "read_meta"]
 
 FORMAT = "dcf-knn"
 FORMAT_VERSION = 1
+# parameters added after format version 1's first release: a saved model without them has their defaults
+LATER_PARAMS = ("bm25_k1", "bm25_b", "include_self")
 META = "dcf-model.json"
 MAX_META_BYTES = 64 << 20
 """The largest ``dcf-model.json`` read (a million-block model's bounds fit in a few MiB)."""
@@ -146,6 +148,8 @@ def _check_model(meta: dict, path: Path, classes: dict):
     if cls is None:
         raise DataError(path, f"unknown model class {meta['class']!r}")
     params, defaults = meta["params"], cls().get_params()
+    if isinstance(params, dict):  # a model saved before these parameters existed was fitted with their defaults
+        params = {**{name: defaults[name] for name in LATER_PARAMS if name not in params}, **params}
     if not isinstance(params, dict) or set(params) != set(defaults):
         got = sorted(params) if isinstance(params, dict) else type(params).__name__
         raise DataError(path, f"field 'params' must hold exactly {', '.join(sorted(defaults))}; found {got}")
@@ -169,9 +173,10 @@ def _check_model(meta: dict, path: Path, classes: dict):
 
 
 def _param_type_ok(value, default) -> bool:
-    """A parameter's value has its default's type (numbers: int or float; no booleans)."""
-    if isinstance(value, bool):
-        return False
+    """A parameter's value has its default's type (numbers: int or float; booleans only
+    where the default is one)."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
     if default is None:
         return value is None or isinstance(value, (int, str))
     if isinstance(default, str):
