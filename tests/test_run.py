@@ -295,3 +295,37 @@ def test_a_signal_that_lands_in_a_collector_callback_is_delivered_again(capsys):
         assert STOP["signal"] == signal.SIGINT
     assert keep() is None
     assert "Exception ignored" not in capsys.readouterr().err
+
+
+def test_implicit_feedback_job_on_a_click_log(scheduler, tmp_path, capsys):
+    import dask
+
+    from dcf import ItemKNN, split
+    from dcf.datasets import open_source
+
+    rng = np.random.default_rng(2)
+    clicks = pd.DataFrame({"user": rng.integers(0, 300, 6000), "item": rng.integers(0, 80, 6000)})
+    data = tmp_path / "clicks.tsv"
+    clicks.to_csv(data, sep="\t", header=False, index=False)
+    out = tmp_path / "out"
+    assert _run(scheduler, "--data", data, "--feedback", "implicit", "--similarity", "bm25", "--include-self",
+                "--k", 6, "--neighbourhood", "global", "--write-neighbours", "--top-n", 5, "--out", out) == 0
+    printed = capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["mae"] is None and metrics["rmse"] is None and "no rating to predict" in metrics["skipped"]["mae"]
+    assert "skipped: implicit feedback" in printed
+    assert metrics["ranking"] == "sum" and metrics["relevance_threshold"] == 0
+    assert "relevant = every test event" in metrics["evaluation"]
+    counts = metrics["counts"]
+    assert counts["events"] + counts["test_pairs"] == len(clicks)  # a pair's events stay on one side
+    assert counts["pairs"] == counts["train_ratings"] < counts["events"]
+    assert metrics["precision@5"] > 0
+    nb = pd.read_parquet(out / "neighbours.parquet").sort_values(["entity", "rank"]).reset_index(drop=True)
+    with dask.config.set(scheduler="sync"):
+        source = open_source(str(data), feedback="implicit")
+        train, _ = split.random_split(source.parts, 0.1, 0)
+        train = pd.concat(dask.compute(*train), ignore_index=True)
+        model = ItemKNN(feedback="implicit", similarity="bm25", include_self=True, k=6,
+                        neighbourhood="global").fit(train)
+        want = model.neighbours().sort_values(["entity", "rank"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(nb, want, check_dtype=False)

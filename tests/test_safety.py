@@ -282,7 +282,7 @@ def test_a_name_too_long_for_the_filesystem_fails_before_the_job(tmp_path, capsy
     ('k = "10"', "k must be an integer, not '10'"),
     ("k = 10.0", "k must be an integer, not 10.0"),
     ("top_n = true", "top_n must be an integer, not True"),
-    ("relevance = nan", "relevance must be a finite number, not nan"),
+    ("relevance = nan", "relevance must be a finite number or nothing, not nan"),
     ("shrinkage = inf", "shrinkage must be a finite number, not inf"),
     ('out = 5', "out must be text, not 5"),
     ("[cluster]\nworkers = 2.5", "workers must be an integer, not 2.5"),
@@ -298,7 +298,7 @@ def test_config_file_values_are_typed(toml, expect, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, expect", [
-    (["--relevance", "nan"], "relevance must be a finite number, not nan"),
+    (["--relevance", "nan"], "relevance must be a finite number or nothing, not nan"),
     (["--test-fraction", "nan"], "test_fraction must be a finite number, not nan"),
     (["--test-fraction", "1"], "test_fraction must be between 0 and 1"),
     (["--min-similarity", "inf"], "min_similarity must be a finite number"),

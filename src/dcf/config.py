@@ -29,6 +29,7 @@ CHOICES = {
     "neighbourhood": ("rated", "global"),
     "prediction": ("weighted", "mean-centred", "baseline"),
     "ranking": ("prediction", "sum", "normalised-sum"),
+    "feedback": ("explicit", "implicit"),
 }
 
 
@@ -133,7 +134,7 @@ class RunConfig:
     neighbourhood: str = "rated"
     prediction: str = "weighted"
     top_n: int = 20
-    ranking: str = "prediction"
+    ranking: str | None = None  # "prediction" for ratings, "sum" for implicit feedback (ranking_rule)
     min_support: int = 1
     shrinkage: float = 0.0
     significance: float = 0.0
@@ -146,7 +147,8 @@ class RunConfig:
     baseline_epochs: int = 10
     reg_user: float = 15.0
     reg_item: float = 10.0
-    relevance: float = 4.0
+    relevance: float | None = None  # 4.0 for ratings; any test event for implicit feedback (relevance_threshold)
+    feedback: str = "explicit"
     skip_bad_lines: bool = False
     rating_scale: tuple[float, float] | None = None
     block_size: int | None = None
@@ -159,6 +161,8 @@ class RunConfig:
     def __post_init__(self):
         _check_types(self, _RUN_TYPES)
         for name, allowed in CHOICES.items():
+            if name == "ranking" and self.ranking is None:  # by the feedback (ranking_rule)
+                continue
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} {getattr(self, name)!r} is not one of {', '.join(allowed)}")
         for name, low, high in (("k", 1, MAX_K), ("top_n", 1, MAX_TOP_N), ("min_support", 0, None),
@@ -174,7 +178,7 @@ class RunConfig:
             raise ConfigError(f"test_fraction must be between 0 and 1, not {self.test_fraction!r}")
         for name in ("shrinkage", "significance", "min_similarity", "reg_user", "reg_item"):
             v = getattr(self, name)
-            if v < 0:
+            if v is not None and v < 0:
                 raise ConfigError(f"{name} must be a number >= 0, not {v!r}")
         if not 0 <= self.bm25_b <= 1:
             raise ConfigError(f"bm25_b must be between 0 and 1, not {self.bm25_b!r}")
@@ -190,6 +194,23 @@ class RunConfig:
         for name in ("data", "out", "test", "performance_report"):
             if getattr(self, name) is not None and not getattr(self, name).strip():
                 raise ConfigError(f"{name} is empty (an unset variable?)")
+
+    @property
+    def ranking_rule(self) -> str:
+        """The Top-N ranking: as given, else by the predicted rating for ratings and by the
+        sum of similarity x weight (implicit's, SAR's) for implicit feedback."""
+        if self.ranking is not None:
+            return self.ranking
+        return "sum" if self.feedback == "implicit" else "prediction"
+
+    @property
+    def relevance_threshold(self) -> float:
+        """A test pair is relevant when its rating is at least this: as given, else 4 for
+        ratings and any positive weight (0) for implicit feedback, where every held-out
+        event is relevant."""
+        if self.relevance is not None:
+            return self.relevance
+        return 0.0 if self.feedback == "implicit" else 4.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -207,8 +228,8 @@ _LOCAL_ONLY = ("workers", "threads_per_worker", "memory_limit", "host", "dashboa
 
 # what each setting must be: a TOML string where a boolean belongs ("no") is an error, not
 # a truthy value; floats must be finite; int fields take no bool and no float
-_STR, _OPT_STR, _INT, _OPT_INT, _FLOAT, _BOOL = "text", "text or nothing", "an integer", \
-    "an integer or nothing", "a finite number", "true or false"
+_STR, _OPT_STR, _INT, _OPT_INT, _FLOAT, _OPT_FLOAT, _BOOL = "text", "text or nothing", "an integer", \
+    "an integer or nothing", "a finite number", "a finite number or nothing", "true or false"
 _CLUSTER_TYPES = {"scheduler": _OPT_STR, "workers": _INT, "threads_per_worker": _INT,
                   "memory_limit": _STR, "host": _STR, "dashboard_address": _OPT_STR,
                   "memory_target": _FLOAT, "wait_for_workers": _INT, "no_workers_timeout": _STR,
@@ -216,10 +237,11 @@ _CLUSTER_TYPES = {"scheduler": _OPT_STR, "workers": _INT, "threads_per_worker": 
                   "tls_key": _OPT_STR}
 _RUN_TYPES = {"data": _STR, "test": _OPT_STR, "test_fraction": _FLOAT, "seed": _INT, "based": _STR,
               "similarity": _STR, "k": _INT, "neighbourhood": _STR, "prediction": _STR, "top_n": _INT,
-              "ranking": _STR, "min_support": _INT, "shrinkage": _FLOAT, "significance": _FLOAT,
+              "ranking": _OPT_STR, "min_support": _INT, "shrinkage": _FLOAT, "significance": _FLOAT,
               "min_similarity": _FLOAT, "amplification": _FLOAT, "bm25_k1": _FLOAT, "bm25_b": _FLOAT,
               "include_self": _BOOL, "min_k": _INT,
-              "baseline_epochs": _INT, "reg_user": _FLOAT, "reg_item": _FLOAT, "relevance": _FLOAT,
+              "baseline_epochs": _INT, "reg_user": _FLOAT, "reg_item": _FLOAT, "relevance": _OPT_FLOAT,
+              "feedback": _STR,
               "skip_bad_lines": _BOOL, "rating_scale": "two numbers or nothing",
               "block_size": _OPT_INT, "out": _STR, "performance_report": _OPT_STR,
               "progress": _BOOL, "write_neighbours": _BOOL}
@@ -230,13 +252,13 @@ def _is_number(v) -> bool:
 
 
 def _fits(v, kind: str) -> bool:
-    if kind in (_OPT_STR, _OPT_INT) and v is None:
+    if kind in (_OPT_STR, _OPT_INT, _OPT_FLOAT) and v is None:
         return True
     if kind in (_STR, _OPT_STR):
         return isinstance(v, str) and "\x00" not in v
     if kind in (_INT, _OPT_INT):
         return isinstance(v, int) and not isinstance(v, bool)
-    if kind == _FLOAT:
+    if kind in (_FLOAT, _OPT_FLOAT):
         return _is_number(v)
     if kind == _BOOL:
         return isinstance(v, bool)

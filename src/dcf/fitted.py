@@ -215,10 +215,14 @@ def _frame_parts(frame: pd.DataFrame) -> list:
                          name=f"frame-input-{dask.base.tokenize(frame)}-{j}") for j in range(n)]
 
 
-def as_parts(data, on_bad_lines="error", need_rating=True):
-    """Frame parts (Delayed pandas frames), a Delayed report and a source name."""
+def as_parts(data, on_bad_lines="error", need_rating=True, feedback="explicit"):
+    """Frame parts (Delayed pandas frames), a Delayed report and a source name.  With
+    ``feedback="implicit"`` a frame without a ``rating`` column is events of weight 1."""
     if isinstance(data, dio.Ratings):
         return data.parts, data.report, data.source.path
+    if isinstance(data, (pd.DataFrame, dd.DataFrame)) and feedback == "implicit" and need_rating \
+            and "rating" not in data.columns:
+        data = data.assign(rating=1.0)
     if isinstance(data, (pd.DataFrame, dd.DataFrame)):
         missing = {"user", "item"} - set(data.columns)
         if need_rating and "rating" not in data.columns:

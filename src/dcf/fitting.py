@@ -34,7 +34,7 @@ def rating_matrix(model, ratings) -> RatingMatrix:
     if isinstance(ratings, da.Array):
         return from_array(ratings, col_block=model.block_size if model.based == "item" else None,
                           row_block=model.block_size if model.based == "user" else None)
-    return matrix_from_parts(model, *as_parts(ratings, model.on_bad_lines))
+    return matrix_from_parts(model, *as_parts(ratings, model.on_bad_lines, feedback=model.feedback))
 
 
 def matrix_layout(model) -> dict:
@@ -49,6 +49,7 @@ def matrix_layout(model) -> dict:
 def matrix_from_parts(model, parts, report, source) -> RatingMatrix:
     """The rating matrix of frame parts, blocked as ``model``'s parameters ask."""
     return build_matrix(parts, source=source, on_bad_lines=model.on_bad_lines, report=report,
+                        feedback=model.feedback,
                         **matrix_layout(model))
 
 

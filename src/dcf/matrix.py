@@ -9,7 +9,8 @@ chunks (the chunk type that measured correct and fast, see STACK.md):
 Duplicate (user, item) ratings meet in one block: exact duplicates (same
 rating) are dropped and counted; different ratings for the same pair are an
 error naming both lines, or with ``on_bad_lines="skip"`` the later ones are
-dropped and counted (the earliest line wins).
+dropped and counted (the earliest line wins).  Implicit feedback
+(``feedback="implicit"``) sums each pair's events instead.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ def default_row_block(n_rows: int, nnz: int, min_blocks: int = 4) -> int:
 
 def build_matrix(parts, *, source="ratings", on_bad_lines="error", row_block=None,
                  col_block=None, report=None, min_blocks=4, based="item",
-                 entity_block_limit=None) -> RatingMatrix:
+                 entity_block_limit=None, feedback="explicit") -> RatingMatrix:
     """Build the persisted-ready rating matrix from frame parts.
 
     Parameters
@@ -128,6 +129,9 @@ def build_matrix(parts, *, source="ratings", on_bad_lines="error", row_block=Non
         Name of the data source, for error messages.
     on_bad_lines : {"error", "skip"}
         What a conflicting duplicate rating does.
+    feedback : {"explicit", "implicit"}
+        ``implicit``: the ratings are events whose weights each (user, item) pair sums
+        (never a conflict); the report counts ``events`` and ``pairs``.
     row_block, col_block : int, optional
         Users per user block and items per item block.
     min_blocks : int
@@ -168,7 +172,7 @@ def build_matrix(parts, *, source="ratings", on_bad_lines="error", row_block=Non
     n_users, n_items = len(users), len(items)
     ub, ib = layout(n_users, n_items, nnz, row_block=row_block, col_block=col_block,
                     min_blocks=min_blocks, based=based, entity_block_limit=entity_block_limit)
-    token = dask.base.tokenize(parts, ub, ib, on_bad_lines)
+    token = dask.base.tokenize(parts, ub, ib, on_bad_lines, feedback)
     split = dask.delayed(_split_part, pure=True)
     u_key, i_key = users.as_delayed(), items.as_delayed()
     per_part = [split(p, u_key, i_key, ub, dask_key_name=f"matrix-route-{token}-{j}")
@@ -182,7 +186,8 @@ def build_matrix(parts, *, source="ratings", on_bad_lines="error", row_block=Non
         # pieces as varargs, not a list: a list of Delayed makes dask optimise and cull the
         # whole graph once per call (O(layers x keys); 40 s of graph building at 20M ratings)
         blk, rep = outputs(build(shape, int(ub[b]), u_key, i_key, source, on_bad_lines,
-                                 *[pp[b] for pp in per_part], dask_key_name=f"matrix-user-block-{token}-{b}"),
+                                 *[pp[b] for pp in per_part], feedback=feedback,
+                                 dask_key_name=f"matrix-user-block-{token}-{b}"),
                            2, ("matrix-user-csr", "matrix-user-report"))
         blocks.append(blk)
         reports.append(rep)
@@ -256,9 +261,16 @@ def _split_part(frame: pd.DataFrame, users: IdMap, items: IdMap, bounds: np.ndar
     return out if len(out) > 1 else out[0]
 
 
-def build_block(shape, row0, users, items, source, on_bad_lines, *pieces):
+def build_block(shape, row0, users, items, source, on_bad_lines, *pieces, feedback="explicit"):
+    """One user-row CSR block from its routed pieces, and its cleaning counts: explicit
+    ratings (exact duplicates dropped, conflicts raised or counted) or implicit events
+    (each pair's weights summed: ``events`` read, ``pairs`` kept)."""
     rows, cols, vals, lines = (np.concatenate([p[j] for p in pieces]) if pieces else np.zeros(0)
                                for j in range(4))
+    if feedback == "implicit":
+        csr, events = kernels.csr_from_events(rows, cols, vals, shape, lines)
+        return csr, {"duplicates": 0, "conflicts": 0, "stored": int(csr.nnz), "events": events,
+                     "pairs": int(csr.nnz)}
     csr, dups, conflicts = kernels.csr_from_triplets(rows, cols, vals, shape, lines)
     if len(conflicts) and on_bad_lines == "error":
         row, col, first, other, value = conflicts[np.argmin(conflicts[:, 3])]

@@ -92,13 +92,13 @@ class KNN(Estimator):
     min_k : int
         Fewer neighbours than this -> fallback (surprise's ``min_k``).
     bm25_k1, bm25_b : float
-        ``bm25``'s term saturation (>= 0) and length normalisation (0 .. 1); implicit's
-        ``K1`` and ``B`` (its defaults, 1.2 and 0.75).
+        ``bm25``'s saturation (>= 0) and length normalisation (0 .. 1): implicit's ``K1``, ``B``.
+    feedback : {"explicit", "implicit"}
+        ``implicit``: events whose optional ``rating`` is a positive weight (1 without
+        one); a pair's events are summed, never a conflict (report: ``events``, ``pairs``).
     include_self : bool
-        Each entity is a candidate in its own list, with its own similarity, as in
-        implicit's lists (so ``k - 1`` others): with ``ranking="sum"``, ``k=K`` then
-        gives implicit's ``recommend`` lists exactly.  Off by default: a list of k
-        others.
+        Each entity is a candidate in its own list, with its own similarity, as implicit's
+        lists are (``k - 1`` others): with ``ranking="sum"``, implicit's Top-N exactly.
     block_size : int, optional
         Entities per similarity block (tile side); default from the data.
     on_bad_lines : {"error", "skip"}
@@ -127,7 +127,7 @@ class KNN(Estimator):
                  prediction="weighted", min_support=1, shrinkage=0.0, min_k=1, block_size=None,
                  on_bad_lines="error", method=None, baseline_epochs=10, reg_user=15.0, reg_item=10.0,
                  significance=0.0, min_similarity=0.0, amplification=1.0, bm25_k1=1.2, bm25_b=0.75,
-                 include_self=False):
+                 include_self=False, feedback="explicit"):
         self.based = based
         self.similarity = similarity
         self.k = k
@@ -148,6 +148,7 @@ class KNN(Estimator):
         self.bm25_k1 = bm25_k1
         self.bm25_b = bm25_b
         self.include_self = include_self
+        self.feedback = feedback
 
     # ------------------------------------------------------------ checks
     def check_params(self):
@@ -159,7 +160,7 @@ class KNN(Estimator):
         except ValueError as e:
             raise ConfigError(str(e)) from None
         choices = {"neighbourhood": NEIGHBOURHOODS, "on_bad_lines": ("error", "skip"),
-                   "method": (None, "rows", "tiles")}
+                   "method": (None, "rows", "tiles"), "feedback": ("explicit", "implicit")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}={getattr(self, name)!r} is not one of {', '.join(map(str, allowed))}")
@@ -351,14 +352,15 @@ class ItemKNN(KNN):
     def __init__(self, *, similarity="cosine", k=50, neighbourhood="rated", prediction="weighted",
                  min_support=1, shrinkage=0.0, min_k=1, block_size=None, on_bad_lines="error",
                  method=None, baseline_epochs=10, reg_user=15.0, reg_item=10.0, significance=0.0,
-                 min_similarity=0.0, amplification=1.0, bm25_k1=1.2, bm25_b=0.75, include_self=False):
+                 min_similarity=0.0, amplification=1.0, bm25_k1=1.2, bm25_b=0.75, include_self=False,
+                 feedback="explicit"):
         super().__init__(based="item", similarity=similarity, k=k, neighbourhood=neighbourhood,
                          prediction=prediction, min_support=min_support, shrinkage=shrinkage,
                          min_k=min_k, block_size=block_size, on_bad_lines=on_bad_lines,
                          method=method, baseline_epochs=baseline_epochs, reg_user=reg_user,
                          reg_item=reg_item, significance=significance, min_similarity=min_similarity,
                          amplification=amplification, bm25_k1=bm25_k1, bm25_b=bm25_b,
-                         include_self=include_self)
+                         include_self=include_self, feedback=feedback)
 
 
 class UserKNN(KNN):
@@ -367,14 +369,15 @@ class UserKNN(KNN):
     def __init__(self, *, similarity="cosine", k=50, neighbourhood="rated", prediction="weighted",
                  min_support=1, shrinkage=0.0, min_k=1, block_size=None, on_bad_lines="error",
                  method=None, baseline_epochs=10, reg_user=15.0, reg_item=10.0, significance=0.0,
-                 min_similarity=0.0, amplification=1.0, bm25_k1=1.2, bm25_b=0.75, include_self=False):
+                 min_similarity=0.0, amplification=1.0, bm25_k1=1.2, bm25_b=0.75, include_self=False,
+                 feedback="explicit"):
         super().__init__(based="user", similarity=similarity, k=k, neighbourhood=neighbourhood,
                          prediction=prediction, min_support=min_support, shrinkage=shrinkage,
                          min_k=min_k, block_size=block_size, on_bad_lines=on_bad_lines,
                          method=method, baseline_epochs=baseline_epochs, reg_user=reg_user,
                          reg_item=reg_item, significance=significance, min_similarity=min_similarity,
                          amplification=amplification, bm25_k1=bm25_k1, bm25_b=bm25_b,
-                         include_self=include_self)
+                         include_self=include_self, feedback=feedback)
 
 
 # ---------------------------------------------------------------- helpers

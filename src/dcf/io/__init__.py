@@ -34,7 +34,7 @@ import dask
 
 from .blocks import (DEFAULT_BLOCKSIZE, MAX_BLOCKSIZE, MIN_BLOCKSIZE, READ_MEMORY_MULTIPLE,
                      block_size_for, resolve_blocksize)
-from .formats import FORMATS, sniff
+from .formats import FEEDBACKS, FORMATS, sniff
 from .id_kinds import same_id_kinds
 from .parquet import PARQUET_PART_ROWS, parquet_parts
 from .sources import (MAX_ID_CHARS, MAX_LINE_BYTES, META, Ratings, RatingsSource, empty_report,
@@ -42,14 +42,14 @@ from .sources import (MAX_ID_CHARS, MAX_LINE_BYTES, META, Ratings, RatingsSource
 from .text import SLICE_BYTES, text_parts
 from .validate import validate_frame
 
-__all__ = ["DEFAULT_BLOCKSIZE", "FORMATS", "MAX_BLOCKSIZE", "MAX_ID_CHARS", "MAX_LINE_BYTES", "META",
+__all__ = ["DEFAULT_BLOCKSIZE", "FEEDBACKS", "FORMATS", "MAX_BLOCKSIZE", "MAX_ID_CHARS", "MAX_LINE_BYTES", "META",
            "MIN_BLOCKSIZE", "PARQUET_PART_ROWS", "READ_MEMORY_MULTIPLE", "SLICE_BYTES", "Ratings",
            "RatingsSource", "block_size_for", "empty_report", "merge_reports", "parquet_parts",
            "read_ratings", "resolve_blocksize", "sniff", "text_parts", "validate_frame"]
 
 
 def read_ratings(path, *, format: str = "auto", on_bad_lines: str = "error",
-                 rating_scale=None, blocksize: int | str | None = "auto") -> Ratings:
+                 rating_scale=None, blocksize: int | str | None = "auto", feedback: str = "explicit") -> Ratings:
     """Read a ratings file lazily into a validated dask DataFrame.
 
     Parameters
@@ -62,6 +62,11 @@ def read_ratings(path, *, format: str = "auto", on_bad_lines: str = "error",
         first bad line; ``"skip"`` drops bad lines and counts them.
     rating_scale : (low, high), optional
         Declared rating range; ratings outside it are bad lines.
+    feedback : {"explicit", "implicit"}
+        ``implicit``: events; the rating column is an optional positive weight, and a
+        file of ``user, item`` pairs (or a CSV header or Parquet schema without a rating
+        column) reads each event as weight 1.  Repeated pairs are summed later, by the
+        matrix (:func:`dcf.matrix.build_matrix`).
     blocksize : int, str or "auto"
         Bytes per task for text input (``"32MiB"`` or a number); ``"auto"``
         sizes them to the current Dask client's workers (:func:`resolve_blocksize`).
@@ -76,7 +81,7 @@ def read_ratings(path, *, format: str = "auto", on_bad_lines: str = "error",
     >>> r = read_ratings("u.data")                     # doctest: +SKIP
     >>> r.frame.head()                                 # doctest: +SKIP
     """
-    src = sniff(path, format=format, on_bad_lines=on_bad_lines, rating_scale=rating_scale)
+    src = sniff(path, format=format, on_bad_lines=on_bad_lines, rating_scale=rating_scale, feedback=feedback)
     if src.format == "parquet":
         parts, reports = parquet_parts(src)
     else:

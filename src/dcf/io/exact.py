@@ -62,7 +62,9 @@ def parse_exact(data: bytes, start_line: int, skip_header: int, src: RatingsSour
                     for rel in kept_rel[short][:MAX_EXAMPLES]]
             n_removed += int(short.sum())
             table, kept_rel = table[~short], kept_rel[~short]
-    u, it, r = (table[c].to_numpy(dtype=object) for c in src.columns)
+    u, it = (table[c].to_numpy(dtype=object) for c in src.columns[:2])
+    rc = src.columns[2]  # None: user, item pairs, each event of weight 1
+    r = table[rc].to_numpy(dtype=object) if rc is not None else np.full(len(table), "1", object)
     return validate_text(src, u, it, r, start_line + kept_rel, n_lines - skip_header, bad, n_removed)
 
 

@@ -28,20 +28,24 @@ import fsspec
 from ..errors import DataError
 from .sources import BOM, RatingsSource
 
-__all__ = ["FORMATS", "header_columns", "parquet_files", "reading", "sniff"]
+__all__ = ["FEEDBACKS", "FORMATS", "header_columns", "parquet_files", "reading", "sniff"]
 
 FORMATS = ("tab", "dat", "csv", "parquet")
+FEEDBACKS = ("explicit", "implicit")  # ratings, or events whose optional value is a positive weight
 _USER = {"user", "userid", "user_id", "uid", "customer", "customerid", "customer_id"}
 _ITEM = {"item", "itemid", "item_id", "iid", "movie", "movieid", "movie_id", "product", "productid",
          "product_id"}
-_RATING = {"rating", "ratings", "score", "stars", "value"}
+_RATING = {"rating", "ratings", "score", "stars", "value", "weight", "count"}
 _SAMPLE_BYTES = 1 << 16
 _TRUNCATED = "cannot be read: the compressed stream ends early (truncated file?)"
 
 
 def sniff(path, *, format: str = "auto", on_bad_lines: str = "error",
-          rating_scale=None) -> RatingsSource:
+          rating_scale=None, feedback: str = "explicit") -> RatingsSource:
     """Work out how to read ``path`` from its name and first line.
+
+    With ``feedback="implicit"`` a file of ``user, item`` pairs (two fields, or a CSV
+    header without a rating column) is events of weight 1.
 
     Raises
     ------
@@ -55,8 +59,11 @@ def sniff(path, *, format: str = "auto", on_bad_lines: str = "error",
         raise ValueError(f"on_bad_lines must be 'error' or 'skip', not {on_bad_lines!r}")
     if format not in ("auto", *FORMATS):
         raise DataError(path, f"unknown format {format!r}: use one of auto, {', '.join(FORMATS)}")
+    if feedback not in FEEDBACKS:
+        raise ValueError(f"feedback must be one of {', '.join(FEEDBACKS)}, not {feedback!r}")
     common = dict(on_bad_lines=on_bad_lines,
-                  rating_scale=None if rating_scale is None else tuple(map(float, rating_scale)))
+                  rating_scale=None if rating_scale is None else tuple(map(float, rating_scale)),
+                  feedback=feedback)
     fs, _, (local,) = fsspec.get_fs_token_paths(path)
     if not fs.exists(local):
         raise DataError(path, "no such file or folder")
@@ -161,24 +168,30 @@ def _sniff_text(path, head: bytes, format, compression, common) -> RatingsSource
                             "user, item, rating (or give format=)", n_first + 1)
     sep = {"tab": "\t", "dat": "::", "csv": ","}[format]
     fields = [f.strip() for f in first.split(sep)]
+    pairs = common["feedback"] == "implicit" and len(fields) == 2  # user, item: each event weighs 1
     header = format == "csv" and not _is_number(fields[-1] if len(fields) < 3 else fields[2])
-    columns = (0, 1, 2)
+    columns = (0, 1, None) if pairs else (0, 1, 2)
     if header:
-        columns = header_columns(path, fields)
-    if len(fields) < 3:
-        raise DataError(path, f"expected at least 3 fields (user, item, rating), saw {len(fields)}",
+        columns = header_columns(path, fields, rating=common["feedback"] == "explicit")
+    if len(fields) < 2 or (len(fields) < 3 and not pairs):
+        hint = " (or --feedback implicit / feedback='implicit' for user, item pairs)" if len(fields) == 2 else ""
+        raise DataError(path, f"expected at least 3 fields (user, item, rating), saw {len(fields)}{hint}",
                         n_first + 1)
     if header and not any(ln.strip() for ln in lines[n_first + 1:]) and len(head) < _SAMPLE_BYTES:
         raise DataError(path, "has a header but no ratings")
     return RatingsSource(path, format, sep, header, columns, len(fields), compression, **common)
 
 
-def header_columns(path, names) -> tuple[int, int, int]:
-    """Positions of the user, item and rating columns among header ``names``."""
+def header_columns(path, names, rating: bool = True) -> tuple:
+    """Positions of the user, item and rating columns among header ``names``; the rating's
+    None where it is absent and not required (implicit feedback: each event weighs 1)."""
     low = [n.strip().strip('"').lower() for n in names]
     found = []
     for role, choices in (("user", _USER), ("item", _ITEM), ("rating", _RATING)):
         hits = [i for i, n in enumerate(low) if n in choices]
+        if not hits and role == "rating" and not rating:
+            found.append(None)
+            continue
         if not hits:
             raise DataError(path, f"header {names!r} has no {role} column "
                             f"(accepted names: {', '.join(sorted(choices))})", 1)

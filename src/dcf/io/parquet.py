@@ -83,10 +83,12 @@ def _parse_parquet_file(url: str, src: RatingsSource, groups=None, first_line: i
     except Exception as exc:  # noqa: BLE001 -- any reader failure is a data problem here
         raise DataError(url, f"cannot be read as Parquet: {exc}") from None
     names = [str(c) for c in table.column_names]
-    cols = header_columns(url, names)
+    cols = header_columns(url, names, rating=src.feedback == "explicit")
     _check_parquet_types(url, table.schema, cols)
     n_rows = table.num_rows
-    u, it, r = (table.column(c).to_pandas() for c in cols)
+    u, it = (table.column(c).to_pandas() for c in cols[:2])
+    # no rating column (implicit feedback): each row an event of weight 1
+    r = table.column(cols[2]).to_pandas() if cols[2] is not None else pd.Series(np.ones(n_rows))
     del table
     fixed = replace(src, path=url)
     lines = np.arange(first_line, first_line + n_rows)
@@ -100,6 +102,8 @@ def _parse_parquet_file(url: str, src: RatingsSource, groups=None, first_line: i
 def _check_parquet_types(url: str, schema, cols) -> None:
     """Refuse id columns that cannot hold ids and rating columns that cannot hold numbers."""
     for role, c in zip(("user id", "item id", "rating"), cols):
+        if c is None:  # no rating column: events of weight 1
+            continue
         kind = schema.field(c).type
         name = schema.field(c).name
         if role == "rating" and pa.types.is_boolean(kind):

@@ -38,11 +38,12 @@ class RatingsSource:
     format: str
     sep: str = "\t"
     header: bool = False
-    columns: tuple[int, int, int] = (0, 1, 2)  # positions of user, item, rating
+    columns: tuple = (0, 1, 2)  # positions of user, item, rating (None: no rating, each event weighs 1)
     n_fields: int = 3
     compression: str | None = None
     on_bad_lines: str = "error"
     rating_scale: tuple[float, float] | None = None
+    feedback: str = "explicit"  # "implicit": the rating is an optional weight; user, item pairs read as 1
 
 
 def field_separator(src: RatingsSource) -> str:

@@ -51,18 +51,20 @@ def parse_typed(data: bytes, start_line: int, skip_header: int, src: RatingsSour
         return None
     text_ids = set() if text_ids is None else text_ids
     names = [f"f{i}" for i in range(src.n_fields)]
-    wanted = dict(zip(("user", "item", "rating"), (names[c] for c in src.columns)))
+    wanted = {role: names[c] for role, c in zip(("user", "item", "rating"), src.columns) if c is not None}
+    weighed = "rating" in wanted  # else pairs: each event weighs 1
     columns = None
     if len(text_ids) < 2 and canonical_numbers(data, field_separator(src)):
         types = {wanted[role]: pa.string() if role in text_ids else pa.int64() for role in ("user", "item")}
-        columns = _read(data, skip_header, src, names, {**types, wanted["rating"]: pa.float64()}, n_lines)
+        columns = _read(data, skip_header, src, names,
+                        {**types, **({wanted["rating"]: pa.float64()} if weighed else {})}, n_lines)
     if columns is None:
         columns = _read(data, skip_header, src, names, {n: pa.string() for n in wanted.values()}, n_lines)
         if columns is None:
             return None
-        rating = _typed_ratings(columns[wanted["rating"]], src)
+        rating = _typed_ratings(columns[wanted["rating"]], src) if weighed else np.ones(n_lines)
     else:
-        rating = _checked_ratings(columns[wanted["rating"]].to_numpy(), src)
+        rating = _checked_ratings(columns[wanted["rating"]].to_numpy(), src) if weighed else np.ones(n_lines)
     ids = {}
     for role in ("user", "item"):
         column = columns[wanted[role]]

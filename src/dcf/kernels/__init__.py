@@ -30,14 +30,15 @@ from .codec import CompactCSR, compact_csr, compact_join, compact_part, compact_
 from .measures import INPUTS, MEASURE, MEASURES, Measure, SimilaritySettings, column_totals, entity_totals, fast_topk, measure, needs_norms
 from .rows import TRACK_BELOW, similarity_rows
 from .scoring import score_pairs
-from .sparse import csr_from_triplets, rater_costs, row_norms, warm_up
+from .sparse import csr_from_events, csr_from_triplets, rater_costs, row_norms, warm_up
 from .tiles import similarity_tile
 from .topk import merge_topk, neighbour_matrix, top_columns, topk_rows
 from .topn import recommend_rows, top_n
 from .weights import Weights, rating_weights, weigh_block
 
 __all__ = [
-    "Measure", "MEASURE", "SimilaritySettings", "measure", "MEASURES", "INPUTS", "csr_from_triplets", "similarity_tile",
+    "Measure", "MEASURE", "SimilaritySettings", "measure", "MEASURES", "INPUTS", "csr_from_triplets", "csr_from_events",
+    "similarity_tile",
     "similarity_rows", "TRACK_BELOW", "row_norms",
     "needs_norms", "entity_totals", "column_totals", "entity_rows", "rater_costs",
     "CompactCSR", "compact_csr", "compact_stack", "compact_part", "compact_join", "unpacked", "fast_topk",

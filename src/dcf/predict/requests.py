@@ -21,7 +21,7 @@ from ..cluster import parallelism
 from ..errors import ConfigError, DataError
 from ..fitted import as_parts
 from ..ids import IdMap
-from ..kernels import csr_from_triplets
+from ..kernels import csr_from_events, csr_from_triplets
 from .pairs import predict_pairs
 from .rule import RANKINGS, scoring
 from .topn import recommend_blocks, recommend_histories
@@ -83,14 +83,21 @@ def history_recommendations(model, history, n, ranking, exclude) -> pd.DataFrame
     check_request(n, ranking)
     if not isinstance(history, pd.DataFrame):
         raise TypeError(f"history must be a pandas DataFrame, not {type(history).__name__}")
-    frame, _ = dio.validate_frame(history.reset_index(drop=True), "history")
+    history = history.reset_index(drop=True)
+    if model.feedback == "implicit" and "rating" not in history.columns:
+        history = history.assign(rating=1.0)  # events of weight 1
+    frame, _ = dio.validate_frame(history, "history")
     m = model.matrix_
     users = IdMap(frame["user"].to_numpy())
     rows = users.to_codes(frame["user"].to_numpy())
     cols = m.items.to_codes(frame["item"].to_numpy())
     known = cols >= 0
-    H, _, conflicts = csr_from_triplets(rows[known], cols[known], frame["rating"].to_numpy()[known],
-                                        (len(users), len(m.items)), np.flatnonzero(known) + 1)
+    shape, lines = (len(users), len(m.items)), np.flatnonzero(known) + 1
+    if model.feedback == "implicit":  # a pair's events summed, as the fit sums them
+        H, _ = csr_from_events(rows[known], cols[known], frame["rating"].to_numpy()[known], shape, lines)
+        conflicts = ()
+    else:
+        H, _, conflicts = csr_from_triplets(rows[known], cols[known], frame["rating"].to_numpy()[known], shape, lines)
     if len(conflicts):
         row, col, first, other, _ = conflicts[0]
         raise DataError("history", f"user {users.to_raw([int(row)])[0]!r} rates item "

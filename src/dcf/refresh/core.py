@@ -18,7 +18,7 @@ from ..fitting import matrix_from_parts
 from ..neighbours import table_from_blocks
 from ..similarity import DENSE_FRACTION, balanced_cuts, entity_norms, entity_stats, shared_matrix
 from ..similarity import method as similarity_method
-from .ratings import merged_matrix, old_parts, old_values
+from .ratings import merged_matrix, old_parts, old_values, summed_events
 from .rows import BlockRows, TableSpec, blocks_of, overlapping, refresh_block, stack_columns
 
 __all__ = ["refresh"]
@@ -31,12 +31,16 @@ def refresh(model, ratings):
     """
     model.check_fitted()
     model.check_params()
-    parts, batch_report, source = as_parts(ratings, model.on_bad_lines)
+    parts, batch_report, source = as_parts(ratings, model.on_bad_lines, feedback=model.feedback)
     frames = dask.compute(*parts)
     batch = (pd.concat(frames, ignore_index=True) if frames
              else pd.DataFrame({"user": [], "item": [], "rating": [], "line": []}))
     old = model.matrix_
     present, value = old_values(old, batch)
+    events = len(batch)
+    if model.feedback == "implicit":  # new events add to a pair's weight: one row a pair, its new total
+        batch = summed_events(batch, present, value)
+        present, value = old_values(old, batch)
     changed = ~present | (value != batch["rating"].to_numpy(np.float64))  # else a repeat
     matrix = merged_matrix(model, old, batch, present, batch_report, source)
     if matrix is None:  # ids of mixed kinds: the general path, through frames of raw ids
@@ -45,7 +49,7 @@ def refresh(model, ratings):
                               batch_report, source)
     matrix = matrix.persist()
     n_ent = len(matrix.items if model.based == "item" else matrix.users)
-    report = {"ratings": int(len(batch)), "changed": int(changed.sum()),
+    report = {"ratings": int(events), "changed": int(changed.sum()),
               "new_users": len(matrix.users) - len(old.users),
               "new_items": len(matrix.items) - len(old.items),
               "entities": n_ent, "recomputed": n_ent, "recomputed_share": 1.0,

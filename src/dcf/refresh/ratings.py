@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .. import kernels
 from ..blocks import outputs, stack_rows
 from ..fitted import single
 from ..fitting import matrix_layout
@@ -16,7 +17,7 @@ from ..ids import IdMap
 from ..matrix import build_block, from_user_blocks, layout
 from .rows import blocks_of, overlapping
 
-__all__ = ["old_values", "merged_matrix", "old_parts"]
+__all__ = ["old_values", "summed_events", "merged_matrix", "old_parts"]
 
 
 def old_values(old, batch: pd.DataFrame):
@@ -38,6 +39,33 @@ def old_values(old, batch: pd.DataFrame):
     for b, rows in wanted.items():
         present[rows], value[rows] = found[b]
     return present, value
+
+
+def summed_events(batch: pd.DataFrame, present, value) -> pd.DataFrame:
+    """Implicit feedback: the batch's events as one row per (user, item) pair, its rating
+    the pair's new total: the old weight (``value`` where ``present``) plus each new
+    event's, added in line order as a fit on the old and new events together adds them
+    (:func:`dcf.kernels.csr_from_events`); its line the pair's first in the batch."""
+    if not len(batch):
+        return batch
+    pair = pd.factorize(pd.MultiIndex.from_arrays([batch["user"], batch["item"]]))[0]
+    n = int(pair.max()) + 1
+    lines = batch["line"].to_numpy(np.int64)
+    start = np.zeros(n)
+    has_old = np.zeros(n, bool)
+    has_old[pair[present]] = True
+    start[pair[present]] = value[present]
+    olds = np.flatnonzero(has_old)  # the old total comes first, as if read before every new line
+    rows = np.concatenate([olds, pair])
+    vals = np.concatenate([start[olds], batch["rating"].to_numpy(np.float64)])
+    at = np.concatenate([np.full(len(olds), lines.min() - 1 if len(lines) else 0), lines])
+    totals, _ = kernels.csr_from_events(rows, np.zeros(len(rows), np.int64), vals, (n, 1), at)
+    first = np.full(n, len(batch))
+    np.minimum.at(first, pair, np.arange(len(batch)))
+    out = batch.iloc[first].reset_index(drop=True).copy()
+    out["rating"] = totals.toarray().ravel()
+    out["line"] = lines[first]
+    return out
 
 
 def merged_matrix(model, old, batch: pd.DataFrame, present, report, source):

@@ -31,13 +31,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--test", help="explicit test set (same forms as --data); else a random split")
     g.add_argument("--test-fraction", type=float, help=f"test share of a random split ({d.test_fraction})")
     g.add_argument("--seed", type=int, help=f"split seed ({d.seed})")
+    g.add_argument("--feedback", choices=CHOICES["feedback"],
+                   help="explicit: ratings (a pair rated twice differently is a conflict); implicit: events "
+                        "(clicks, purchases) whose optional third column is a positive weight, a file of "
+                        "user, item pairs weighing 1 each; repeated pairs are summed (default explicit)")
     g.add_argument("--skip-bad-lines", action="store_true", default=None,
                    help="drop bad lines (counted in metrics.json) instead of failing")
     g.add_argument("--rating-scale", type=float, nargs=2, metavar=("LOW", "HIGH"),
                    help="declared rating scale: ratings outside it are bad lines (default: any > 0)")
     g = p.add_argument_group("model")
-    for name in ("based", "similarity", "neighbourhood", "prediction", "ranking"):
+    for name in ("based", "similarity", "neighbourhood", "prediction"):
         g.add_argument(f"--{name}", choices=CHOICES[name], help=f"(default {getattr(d, name)})")
+    g.add_argument("--ranking", choices=CHOICES["ranking"],
+                   help="Top-N order (default: prediction for ratings, sum for --feedback implicit)")
     g.add_argument("--k", type=int, help=f"neighbours ({d.k})")
     g.add_argument("--top-n", type=int, help=f"recommendations per user ({d.top_n})")
     g.add_argument("--min-support", type=int, help=f"minimum co-raters ({d.min_support})")
@@ -58,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"ALS epochs of the baseline biases ({d.baseline_epochs})")
     g.add_argument("--reg-user", type=float, help=f"user-bias regularisation ({d.reg_user:g})")
     g.add_argument("--reg-item", type=float, help=f"item-bias regularisation ({d.reg_item:g})")
-    g.add_argument("--relevance", type=float, help=f"relevant = test rating >= this ({d.relevance})")
+    g.add_argument("--relevance", type=float,
+                   help="relevant = test rating >= this (default: 4 for ratings, every test event for "
+                        "--feedback implicit)")
     g.add_argument("--block-size", type=int, help="entities per similarity block (default: from data)")
     g = p.add_argument_group("cluster")
     g.add_argument("--scheduler", help="address of a running scheduler (else a local cluster)")

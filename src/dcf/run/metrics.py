@@ -18,20 +18,26 @@ def collect_metrics(cfg: RunConfig, model, preds, recs, counts, shape) -> dict:
     """The figures of a finished pipeline (``counts``: its computed cleaning reports,
     ``shape``: the cluster's description), as written to ``metrics.json``."""
     test = preds[["user", "item", "rating"]]
-    ranking = evaluate.ranking_metrics(recs, test, cfg.top_n, cfg.relevance)
+    ranking = evaluate.ranking_metrics(recs, test, cfg.top_n, cfg.relevance_threshold)
     n_users, n_items = model.matrix_.shape
     train_report = counts[0]
     test_report = counts[1] if len(counts) > 1 else None
+    implicit = cfg.feedback == "implicit"  # no rating to predict: the errors are not measured
     return {
         "dcf_version": __version__,
-        "mae": evaluate.mae(preds["rating"], preds["prediction"]),
-        "rmse": evaluate.rmse(preds["rating"], preds["prediction"]),
+        "mae": None if implicit else evaluate.mae(preds["rating"], preds["prediction"]),
+        "rmse": None if implicit else evaluate.rmse(preds["rating"], preds["prediction"]),
+        "skipped": ({"mae": SKIPPED_ERRORS, "rmse": SKIPPED_ERRORS} if implicit else {}),
+        "feedback": cfg.feedback,
         f"precision@{cfg.top_n}": ranking["precision"], f"recall@{cfg.top_n}": ranking["recall"],
         f"ndcg@{cfg.top_n}": ranking["ndcg"],
-        "ranking_users": ranking["users"], "relevance_threshold": cfg.relevance,
+        "ranking_users": ranking["users"], "relevance_threshold": cfg.relevance_threshold,
+        "ranking": cfg.ranking_rule,
         "evaluation": evaluation(cfg),
         "coverage": evaluate.catalogue_coverage(recs, n_items),
         "counts": {"train_ratings": int(train_report.get("stored", 0)), "test_pairs": int(len(preds)),
+                   **({"events": int(train_report.get("events", 0)), "pairs": int(train_report.get("pairs", 0))}
+                      if implicit else {}),
                    "users": n_users, "items": n_items, "recommendations": int(len(recs)),
                    "read": train_report, "test_read": test_report},
         "fallbacks": {str(k): int(v) for k, v in preds["fallback"].value_counts().items()},
@@ -49,7 +55,9 @@ def evaluation(cfg: RunConfig) -> str:
     """How the figures were measured, in words (printed and in metrics.json)."""
     split = (f"test file {cfg.test}" if cfg.test else
              f"random {cfg.test_fraction:.0%} of the ratings as test, seed {cfg.seed} (hash of user, item)")
-    return (f"{split}; relevant = test rating >= {cfg.relevance:g}, rated items excluded, ranking "
+    relevant = ("every test event" if cfg.feedback == "implicit" and cfg.relevance is None
+                else f"test rating >= {cfg.relevance_threshold:g}")
+    return (f"{split}; relevant = {relevant}, rated items excluded, top-N by {cfg.ranking_rule}, ranking "
             "metrics averaged over users with a relevant test item")
 
 
@@ -93,16 +101,24 @@ _REASONS = {
 }
 
 
+SKIPPED_ERRORS = "implicit feedback: no rating to predict (the ranking metrics are the summary)"
+
+
 def summary(metrics: dict, top_n: int) -> str:
     """The lines ``python -m dcf.run`` prints at the end of a run."""
     num = lambda v: f"{v:.4f}" if v is not None and math.isfinite(v) else "undefined (metrics.json says why)"
-    rows = [("MAE", num(metrics['mae'])), ("RMSE", num(metrics['rmse'])),
+    skipped = metrics.get("skipped", {})
+    errors = [(name, f"skipped: {skipped[key]}" if key in skipped else num(metrics[key]))
+              for name, key in (("MAE", "mae"), ("RMSE", "rmse"))]
+    rows = [*errors,
             (f"precision@{top_n}", num(metrics[f'precision@{top_n}'])),
             (f"recall@{top_n}", num(metrics[f'recall@{top_n}'])),
             (f"NDCG@{top_n}", num(metrics[f'ndcg@{top_n}'])),
             ("coverage", num(metrics['coverage'])),
             ("evaluation", metrics["evaluation"]),
             ("test pairs", f"{metrics['counts']['test_pairs']:,}"),
+            *([("events", f"{metrics['counts']['events']:,} read as {metrics['counts']['pairs']:,} "
+                          "(user, item) pairs")] if "events" in metrics["counts"] else []),
             ("fallbacks", ", ".join(f"{k} {v:,}" for k, v in metrics["fallbacks"].items() if v)),
             ("seconds", ", ".join(f"{k} {v:.2f}" for k, v in metrics["seconds"].items()))]
     width = max(len(r[0]) for r in rows)

@@ -79,7 +79,7 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
     ``recommendations`` (pandas) and ``reports`` (computed cleaning counts).
     """
     read_kw = {"on_bad_lines": "skip" if cfg.skip_bad_lines else "error",
-               "rating_scale": cfg.rating_scale}
+               "rating_scale": cfg.rating_scale, "feedback": cfg.feedback}
     with stage("load"):
         # read (or generate) once: the id pass, the matrix, the split and the report all
         # reuse the parts held on the workers instead of each reading them again
@@ -98,7 +98,7 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
                     baseline_epochs=cfg.baseline_epochs, reg_user=cfg.reg_user, reg_item=cfg.reg_item,
                     significance=cfg.significance, min_similarity=cfg.min_similarity,
                     amplification=cfg.amplification, bm25_k1=cfg.bm25_k1, bm25_b=cfg.bm25_b,
-                    include_self=cfg.include_self)
+                    include_self=cfg.include_self, feedback=cfg.feedback)
         model.check_params()
         matrix = matrix_from_parts(model, train_parts, reports[0], data.source.path)
     with stage("matrix"):
@@ -112,7 +112,7 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
     with stage("prediction"):
         preds = gather_frame(model.predict(dio.Ratings(source, test_parts, None)))
     with stage("top-n"):
-        recs = gather_frame(model.recommend(n=cfg.top_n, ranking=cfg.ranking))
+        recs = gather_frame(model.recommend(n=cfg.top_n, ranking=cfg.ranking_rule))
     counts = dask.compute(matrix.report, *reports[1:])
     return {"model": model, "matrix": matrix, "predictions": preds, "recommendations": recs,
             "reports": counts}
