@@ -18,7 +18,7 @@ import scipy.sparse as sp
 
 from .codec import CompactCSR, compact_csr, entries, unpacked
 from .general import Rules, sim_rows, xlogx_table
-from .measures import BINARY, DOT, LLR, PEARSON, SimilaritySettings, measure_mode
+from .measures import BINARY, COOCCURRENCE, DOT, LLR, PEARSON, SimilaritySettings, measure_mode
 from .prefetch import prefetch, prefetch_lines, prefetch_row
 from .select import emit, keep, kth_largest, offer
 from .sparse import CsrArrays, csr_arrays
@@ -125,10 +125,14 @@ def similarity_rows(Pa, Q, row0, settings=SimilaritySettings(), k=None, norms_a=
                   np.zeros((na, kk)), csr)
     a = csr_arrays(Pa)
     if fast:
-        if mode == DOT:  # the dot product: the fast path over norms of 1 (x / 1.0 is x)
+        e = entries(Q)
+        if mode in BINARY:  # who rated (cooccurrence, lift): every value read as 1
+            a = a._replace(val=np.ones(Pa.nnz))
+            e = e._replace(table=np.ones_like(e.table)) if e.is_packed else e._replace(val=np.ones_like(e.val))
+        if mode in (DOT, COOCCURRENCE):  # the sum itself: the fast path over norms of 1 (x / 1.0 is x)
             norms_a, norms = np.ones(na), np.ones(n)
         norms_a, norms = np.asarray(norms_a, np.float64), np.asarray(norms, np.float64)
-        norms_topk(a, entries(Q), me, norms_a, norms, _inverse(norms), float(s.min_similarity), out,
+        norms_topk(a, e, me, norms_a, norms, _inverse(norms), float(s.min_similarity), out,
                    Scan(PREFETCH_AHEAD, SELECT_BLOCK, float(TRACK_BELOW)))
         return None, out.top_i, out.top_s
     count = min_support > 1 or s.shrinkage > 0 or s.significance > 0 or mode == PEARSON
