@@ -6,6 +6,8 @@
     python benchmarks/accuracy.py --configs centred-cosine-baseline --ks 20 30 40 \
         --amplifications 1 1.5 2 2.5 3 --select-inside 0.2     # choose k, rho without the test folds
     python benchmarks/accuracy.py --data synthetic     # the paper-shaped data, one 1:9 split
+    python benchmarks/accuracy.py --protocol sar       # implicit feedback: every measure, SAR and
+                                                       # implicit side by side (benchmarks/_sar_protocol.py)
 
 For each configuration it fits once per fold at the largest k and derives every other k
 (:meth:`dcf.model.KNN.derive`; so is every ``--amplifications`` value, which replaces the
@@ -69,6 +71,11 @@ CONFIGS = {
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--protocol" in argv:  # implicit feedback, as SAR's table measures it
+        from _sar_protocol import run
+
+        return run(argv)
     from dcf import evaluate, read_ratings
     from dcf.datasets import movielens_path
     from dcf.errors import DataError

@@ -32,6 +32,8 @@ def test_ranking_metrics_hand_made_case():
     ndcg1 = (1 / math.log2(3)) / (1 + 1 / math.log2(3))
     ndcg2 = (1 / math.log2(4)) / 1
     assert m["ndcg"] == pytest.approx((ndcg1 + ndcg2) / 2)
+    # MAP: user 1's hit at rank 2 (P@2 = 1/2) over its 2 relevant items; user 2's at rank 3 over 1
+    assert m["map"] == pytest.approx(((1 / 2) / 2 + (1 / 3) / 1) / 2)
     assert evaluate.catalogue_coverage(recs, 10) == pytest.approx(0.5)
 
 
@@ -46,7 +48,7 @@ def test_metrics_lie_in_their_range(seed):
     test = pd.DataFrame({"user": rng.integers(0, users, 20), "item": rng.integers(0, items, 20),
                          "rating": rng.integers(1, 6, 20)})
     m = evaluate.ranking_metrics(recs, test, n)
-    for key in ("precision", "recall", "ndcg"):
+    for key in ("precision", "recall", "ndcg", "map"):
         assert 0.0 <= m[key] <= 1.0
     assert 0.0 <= evaluate.catalogue_coverage(recs, items) <= 1.0
     t = rng.uniform(1, 5, 10)
@@ -69,12 +71,18 @@ def test_ranking_metrics_equal_a_loop_and_sklearns_ndcg(seed, n, threshold):
     test = pd.DataFrame({"user": rng.integers(0, users, 25), "item": rng.integers(0, items, 25),
                          "rating": rng.integers(1, 6, 25)}).drop_duplicates(["user", "item"])
     m = evaluate.ranking_metrics(recs, test, n, threshold)
-    precision, recall, ndcg = [], [], []
+    precision, recall, ndcg, ap = [], [], [], []
     for u in range(users):
         relevant = set(test.loc[(test["user"] == u) & (test["rating"] >= threshold), "item"])
         if not relevant:
             continue
         hits = sum(1 for i in lists[u] if i in relevant)
+        found, total = 0, 0.0
+        for r, i in enumerate(lists[u], start=1):  # precision at each hit's rank, over every relevant item
+            if i in relevant:
+                found += 1
+                total += found / r
+        ap.append(total / len(relevant))
         precision.append(hits / n)
         recall.append(hits / len(relevant))
         truth = np.array([[1.0 if i in relevant else 0.0 for i in range(items)]])
@@ -86,6 +94,7 @@ def test_ranking_metrics_equal_a_loop_and_sklearns_ndcg(seed, n, threshold):
         assert m["precision"] == pytest.approx(np.mean(precision), abs=1e-12)
         assert m["recall"] == pytest.approx(np.mean(recall), abs=1e-12)
         assert m["ndcg"] == pytest.approx(np.mean(ndcg), abs=1e-12)
+        assert m["map"] == pytest.approx(np.mean(ap), abs=1e-12)
     # the same ids spelled otherwise give the same figures: as text on both sides, text
     # against integers (7 equals "7"), and integers too large for one key per pair
     for recs_ids, test_ids in [(str, str), (int, str), (lambda v: v + 2**62, lambda v: v + 2**62)]:

@@ -62,17 +62,21 @@ def ranking_metrics(recommendations: pd.DataFrame, test: pd.DataFrame, n: int,
 
     Returns
     -------
-    dict with ``precision``, ``recall``, ``ndcg`` (each in [0, 1]) and
+    dict with ``precision``, ``recall``, ``ndcg``, ``map`` (each in [0, 1]) and
     ``users`` (how many users were evaluated).
 
     .. math::
         P@N = \\frac{|L_u \\cap T_u|}{N}, \\quad
         R@N = \\frac{|L_u \\cap T_u|}{|T_u|}, \\quad
         \\mathrm{NDCG}@N = \\frac{\\sum_{r \\le N,\\, L_u[r] \\in T_u} 1/\\log_2(r+1)}
-                               {\\sum_{r=1}^{\\min(N, |T_u|)} 1/\\log_2(r+1)}
+                               {\\sum_{r=1}^{\\min(N, |T_u|)} 1/\\log_2(r+1)}, \\quad
+        \\mathrm{MAP}@N = \\frac{1}{|T_u|} \\sum_{r \\le N,\\, L_u[r] \\in T_u} P@r
+
+    (MAP as Microsoft Recommenders' ``map_at_k`` sums it, over every relevant item, the
+    one its published tables report), each averaged over the users.
     """
     rel = test.loc[test["rating"] >= threshold, ["user", "item"]]
-    out = {"precision": 0.0, "recall": 0.0, "ndcg": 0.0, "users": 0}
+    out = {"precision": 0.0, "recall": 0.0, "ndcg": 0.0, "map": 0.0, "users": 0}
     if rel.empty:
         return out
     recs = recommendations.loc[recommendations["rank"] <= n, ["user", "item", "rank"]]
@@ -86,6 +90,10 @@ def ranking_metrics(recommendations: pd.DataFrame, test: pd.DataFrame, n: int,
         n_rel.index, fill_value=0.0)
     discounts = np.cumsum(1.0 / np.log2(np.arange(2, n + 2)))
     idcg = discounts[np.minimum(n_rel.to_numpy(), n) - 1]
+    hits = hits.sort_values(["user", "rank"], kind="stable")
+    at_hit = (hits.groupby("user").cumcount().to_numpy() + 1) / hits["rank"].to_numpy()  # P@r at each hit
+    ap = pd.Series(at_hit, index=hits["user"].to_numpy()).groupby(level=0).sum().reindex(n_rel.index, fill_value=0.0)
+    out["map"] = float((ap / n_rel).mean())
     out["precision"] = float((hit_count / n).mean())
     out["recall"] = float((hit_count / n_rel).mean())
     out["ndcg"] = float((dcg.to_numpy() / idcg).mean())
