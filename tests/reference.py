@@ -86,13 +86,14 @@ def implicit_weights(P, kind, k1=1.2, b=0.75):
 
 
 def measure(P, measure, min_support=1, shrinkage=0.0, significance=0.0, min_similarity=0.0, bm25_k1=1.2,
-            bm25_b=0.75):
+            bm25_b=0.75, alpha=0.5):
     """Every measure from its textbook formula, on the raw ratings of dense P (entities x
     others, 0 = missing), pair by pair: surprise's ``pearson`` (means over the co-raters,
     in surprise's one-pass form, which the textbook form equals up to rounding: tested),
     Sarwar's adjusted cosine (other side's means, co-rated norms), LensKit's centred cosine
     (entity's own mean, whole-vector norms), Jaccard, SAR's co-occurrence and lift, Mahout's log-likelihood similarity,
-    implicit's BM25 and TF-IDF (:func:`implicit_weights`); then shrinkage, Herlocker's
+    implicit's BM25 and TF-IDF (:func:`implicit_weights`), Deshpande and Karypis' conditional
+    probability; then shrinkage, Herlocker's
     significance weighting and the minimum similarity."""
     n = P.shape[0]
     rated = P > 0
@@ -133,6 +134,8 @@ def measure(P, measure, min_support=1, shrinkage=0.0, significance=0.0, min_simi
                 num, den = float(c), float(rated[x].sum()) * float(rated[y].sum())
             elif measure == "llr":  # Mahout's LogLikelihoodSimilarity over the P.shape[1] others
                 num, den = mahout_llr_similarity(c, int(rated[x].sum()), int(rated[y].sum()), P.shape[1]), 1.0
+            elif measure == "conditional":  # Deshpande & Karypis: |C| / (|x| |y|^alpha), not symmetric
+                num, den = float(c), float(rated[x].sum()) * float(rated[y].sum()) ** alpha
             elif measure == "bm25":  # implicit's: the dot product of the BM25 weights
                 num, den = float(np.sum(W[x, common] * W[y, common])), 1.0
             elif measure == "tfidf":  # implicit's: the cosine of the TF-IDF weights

@@ -567,7 +567,7 @@ def kernel_input(P, measure):
 
 @given(rating_matrices(), st.sampled_from(["pearson", "adjusted-cosine", "centred-cosine", "jaccard",
                                            "cosine", "full-cosine", "cooccurrence", "lift", "llr", "bm25",
-                                           "tfidf"]),
+                                           "tfidf", "conditional"]),
        st.integers(0, 3), st.sampled_from([0.0, 2.5]), st.sampled_from([0.0, 1.0, 3.0]),
        st.sampled_from([0.0, 0.3]), st.integers(0, 12), st.integers(1, 6))
 @settings(max_examples=150, deadline=None)
@@ -578,7 +578,7 @@ def test_every_measure_equals_its_formula_in_tiles_and_rows(P, measure, min_supp
     opts = dict(significance=significance, min_similarity=min_similarity)
     got = kernels.similarity_tile(X, X, measure, min_support, shrinkage, diagonal=True, **opts)
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
-    if measure in ("jaccard", "lift", "llr"):
+    if measure in ("jaccard", "lift", "llr", "conditional"):
         assert (got >= 0).all() and (got <= 1).all()
     if measure == "cooccurrence" and shrinkage == significance == 0:  # whole counts, 1 on the diagonal
         assert (got == np.round(got)).all()

@@ -106,6 +106,8 @@ def test_predictions_match_reference(scheduler, block, params):
     ("llr", dict(significance=2.0)),
     ("bm25", dict(bm25_k1=2.0, min_similarity=0.5)),
     ("tfidf", dict(bm25_b=0.1, shrinkage=1.0)),
+    ("conditional", dict(alpha=0.3)),
+    ("conditional", dict(alpha=0.8, min_support=2, significance=2.0)),
 ])
 def test_every_measure_end_to_end_equals_its_formula(method, based, measure, extra):
     # the model centres with the means it keeps (sums over blocks), the reference with
@@ -117,7 +119,7 @@ def test_every_measure_end_to_end_equals_its_formula(method, based, measure, ext
     P = R.T if based == "item" else R
     S = ref.measure(P, measure, extra.get("min_support", 1), extra.get("shrinkage", 0.0),
                     extra.get("significance", 0.0), extra.get("min_similarity", 0.0), extra.get("bm25_k1", 1.2),
-                    extra.get("bm25_b", 0.75))
+                    extra.get("bm25_b", 0.75), extra.get("alpha", 0.5))
     k = 4
     model = KNN(based=based, similarity=measure, k=k, method=method, block_size=5,
                 prediction="mean-centred", **extra).fit(train)

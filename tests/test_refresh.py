@@ -11,7 +11,7 @@ from dcf.errors import DataError
 from dcf.model import KNN
 
 MEASURES = ["cosine", "full-cosine", "pearson", "adjusted-cosine", "centred-cosine", "jaccard", "cooccurrence",
-            "lift", "llr", "bm25", "tfidf"]
+            "lift", "llr", "bm25", "tfidf", "conditional"]
 
 
 def merged(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
@@ -110,6 +110,8 @@ def test_refresh_equals_a_refit_on_the_merged_ratings(based, neighbourhood, meas
         assert rep["full_refit"] and "reads the number of" in rep["why"]
     elif measure in ("bm25", "tfidf"):  # every weight reads totals over all entities
         assert rep["full_refit"] and "weighs every rating by totals over all" in rep["why"]
+    elif measure == "conditional":  # not symmetric: the patched columns would be its rows
+        assert rep["full_refit"] and "is not symmetric" in rep["why"]
     else:
         assert not rep["full_refit"] and rep["why"] is None
         assert 0 < rep["recomputed"] < rep["entities"] == len(want.neighbours_.idx)

@@ -40,7 +40,7 @@ def test_outputs_and_top_n_contract(scheduler, tmp_path):
     assert list(recs.columns) == ["user", "rank", "item", "score", "fallback"]
     assert preds["prediction"].notna().all() and recs["score"].notna().all()
     assert metrics["mae"] == pytest.approx(np.abs(preds["rating"] - preds["prediction"]).mean())
-    for key in ("rmse", "precision@20", "recall@20", "ndcg@20", "coverage", "seconds", "cluster",
+    for key in ("rmse", "precision@20", "recall@20", "ndcg@20", "map@20", "coverage", "seconds", "cluster",
                 "config", "fallbacks", "counts"):
         assert key in metrics
     assert metrics["evaluation"].startswith("random 10% of the ratings as test, seed 0")
@@ -312,7 +312,7 @@ def test_implicit_feedback_job_on_a_click_log(scheduler, tmp_path, capsys):
                 "--k", 6, "--neighbourhood", "global", "--write-neighbours", "--top-n", 5, "--out", out) == 0
     printed = capsys.readouterr().out
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["mae"] is None and metrics["rmse"] is None and "no rating to predict" in metrics["skipped"]["mae"]
+    assert metrics["mae"] is None and metrics["rmse"] is None and "no rating to predict" in metrics["not_measured"]["mae"]
     assert "skipped: implicit feedback" in printed
     assert metrics["ranking"] == "sum" and metrics["relevance_threshold"] == 0
     assert "relevant = every test event" in metrics["evaluation"]

@@ -25,7 +25,7 @@ MAX_TOP_N = 10_000
 CHOICES = {
     "based": ("item", "user"),
     "similarity": ("cosine", "full-cosine", "pearson-baseline", "pearson", "adjusted-cosine", "centred-cosine",
-                   "jaccard", "cooccurrence", "lift", "llr", "bm25", "tfidf"),  # = dcf.kernels.MEASURES (tested)
+                   "jaccard", "cooccurrence", "lift", "llr", "bm25", "tfidf", "conditional"),  # = MEASURES (tested)
     "neighbourhood": ("rated", "global"),
     "prediction": ("weighted", "mean-centred", "baseline"),
     "ranking": ("prediction", "sum", "normalised-sum"),
@@ -143,6 +143,7 @@ class RunConfig:
     bm25_k1: float = 1.2
     bm25_b: float = 0.75
     include_self: bool = False
+    alpha: float = 0.5
     min_k: int = 1
     baseline_epochs: int = 10
     reg_user: float = 15.0
@@ -182,8 +183,9 @@ class RunConfig:
                 raise ConfigError(f"{name} must be a number >= 0, not {v!r}")
         if not 0 <= self.bm25_b <= 1:
             raise ConfigError(f"bm25_b must be between 0 and 1, not {self.bm25_b!r}")
-        if self.bm25_k1 < 0:
-            raise ConfigError(f"bm25_k1 must be a number >= 0, not {self.bm25_k1!r}")
+        for name in ("bm25_k1", "alpha"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be a number >= 0, not {getattr(self, name)!r}")
         if self.rating_scale is not None:
             scale = tuple(self.rating_scale)
             if (len(scale) != 2 or not all(_is_number(v) for v in scale)
@@ -239,7 +241,7 @@ _RUN_TYPES = {"data": _STR, "test": _OPT_STR, "test_fraction": _FLOAT, "seed": _
               "similarity": _STR, "k": _INT, "neighbourhood": _STR, "prediction": _STR, "top_n": _INT,
               "ranking": _OPT_STR, "min_support": _INT, "shrinkage": _FLOAT, "significance": _FLOAT,
               "min_similarity": _FLOAT, "amplification": _FLOAT, "bm25_k1": _FLOAT, "bm25_b": _FLOAT,
-              "include_self": _BOOL, "min_k": _INT,
+              "include_self": _BOOL, "alpha": _FLOAT, "min_k": _INT,
               "baseline_epochs": _INT, "reg_user": _FLOAT, "reg_item": _FLOAT, "relevance": _OPT_FLOAT,
               "feedback": _STR,
               "skip_bad_lines": _BOOL, "rating_scale": "two numbers or nothing",

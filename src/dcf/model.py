@@ -40,26 +40,20 @@ class KNN(Estimator):
     based : {"item", "user"}
         Similarity between items (the paper's choice) or between users.
     similarity : {"cosine", "full-cosine", "pearson-baseline", "pearson", "adjusted-cosine", \
-"centred-cosine", "jaccard", "cooccurrence", "lift", "llr", "bm25", "tfidf"}
-        ``cosine`` = the paper's formula 1 over co-rated entries (= surprise's
-        ``cosine``); ``full-cosine`` = whole-vector norms (sklearn's);
-        ``pearson-baseline`` = surprise's: the co-rated cosine of the baseline
-        residuals :math:`r_{ui} - b_{ui}` (:mod:`dcf.baseline`), at least 2
-        co-raters, shrinkage :math:`(n - 1) / (n - 1 + \\lambda)` (surprise's
-        default :math:`\\lambda` is 100: pass ``shrinkage=100``);
-        ``pearson`` = surprise's: the correlation over the co-raters, centred
-        on the means over them; ``adjusted-cosine`` = Sarwar et al.'s: the
-        co-rated cosine of ratings minus the *other* side's means (user means
-        for item-based CF); ``centred-cosine`` = LensKit's item kNN: the
-        whole-vector cosine of ratings minus the entity's own mean;
-        ``jaccard`` = co-raters / raters of either (implicit feedback: the
-        values are ignored); ``cooccurrence`` = the number of co-raters and
-        ``lift`` = co-raters / (raters of one x raters of the other), SAR's
-        measures over who rated; ``llr`` = Mahout's log-likelihood similarity
-        over who rated; ``bm25`` = implicit's ``BM25Recommender``: the dot product
-        of BM25-weighted counts, and ``tfidf`` = its ``TFIDFRecommender``: the
-        whole-vector cosine of TF-IDF-weighted counts (:mod:`dcf.kernels.weights`;
-        values must be >= 0).  The formulas: :func:`dcf.kernels.similarity_tile`.
+"centred-cosine", "jaccard", "cooccurrence", "lift", "llr", "bm25", "tfidf", "conditional"}
+        ``cosine`` = the paper's formula 1 over co-rated entries (= surprise's);
+        ``full-cosine`` = whole-vector norms (sklearn's); ``pearson-baseline`` =
+        surprise's: the co-rated cosine of the baseline residuals (:mod:`dcf.baseline`),
+        at least 2 co-raters (surprise's default shrinkage: pass ``shrinkage=100``);
+        ``pearson`` = surprise's (centred on the means over the co-raters);
+        ``adjusted-cosine`` = Sarwar et al.'s (ratings minus the *other* side's means);
+        ``centred-cosine`` = LensKit's item kNN (the whole-vector cosine of ratings
+        minus the entity's own mean); over who rated (values ignored): ``jaccard``,
+        SAR's ``cooccurrence`` and ``lift``, Mahout's log-likelihood ``llr``, and
+        ``conditional`` = co-raters / (raters of x x raters of y ** ``alpha``),
+        Deshpande and Karypis' (not symmetric); implicit's ``bm25`` (the dot product
+        of BM25-weighted counts) and ``tfidf`` (the cosine of TF-IDF-weighted counts,
+        :mod:`dcf.kernels.weights`).  The formulas: :func:`dcf.kernels.similarity_tile`.
     k : int
         Neighbours per prediction (``rated``) / per neighbour list (``global``).
     neighbourhood : {"rated", "global"}
@@ -91,8 +85,9 @@ class KNN(Estimator):
         a 5-fold MAE of 0.7127 to 0.7094 (benchmarks/RESULTS.md).
     min_k : int
         Fewer neighbours than this -> fallback (surprise's ``min_k``).
-    bm25_k1, bm25_b : float
-        ``bm25``'s saturation (>= 0) and length normalisation (0 .. 1): implicit's ``K1``, ``B``.
+    bm25_k1, bm25_b, alpha : float
+        ``bm25``'s saturation (>= 0) and length normalisation (0 .. 1): implicit's ``K1``, ``B``;
+        ``conditional``'s popularity discount (>= 0).
     feedback : {"explicit", "implicit"}
         ``implicit``: events whose optional ``rating`` is a positive weight (1 without
         one); a pair's events are summed, never a conflict (report: ``events``, ``pairs``).
@@ -127,7 +122,7 @@ class KNN(Estimator):
                  prediction="weighted", min_support=1, shrinkage=0.0, min_k=1, block_size=None,
                  on_bad_lines="error", method=None, baseline_epochs=10, reg_user=15.0, reg_item=10.0,
                  significance=0.0, min_similarity=0.0, amplification=1.0, bm25_k1=1.2, bm25_b=0.75,
-                 include_self=False, feedback="explicit"):
+                 include_self=False, feedback="explicit", alpha=0.5):
         self.based = based
         self.similarity = similarity
         self.k = k
@@ -149,6 +144,7 @@ class KNN(Estimator):
         self.bm25_b = bm25_b
         self.include_self = include_self
         self.feedback = feedback
+        self.alpha = alpha
 
     # ------------------------------------------------------------ checks
     def check_params(self):
@@ -180,7 +176,7 @@ class KNN(Estimator):
     def similarity_settings(self) -> SimilaritySettings:
         """The measure and its post-processing as one value (what the stages are given)."""
         return SimilaritySettings(self.similarity, self.min_support, self.shrinkage, self.significance,
-                                  self.min_similarity, self.bm25_k1, self.bm25_b, self.include_self)
+                                  self.min_similarity, self.bm25_k1, self.bm25_b, self.include_self, self.alpha)
 
     def set_state(self, state: FittedState) -> "KNN":
         """Take a fitted state (:func:`dcf.fitted.fitted_state`, what ``fit``, ``refresh``
@@ -353,14 +349,14 @@ class ItemKNN(KNN):
                  min_support=1, shrinkage=0.0, min_k=1, block_size=None, on_bad_lines="error",
                  method=None, baseline_epochs=10, reg_user=15.0, reg_item=10.0, significance=0.0,
                  min_similarity=0.0, amplification=1.0, bm25_k1=1.2, bm25_b=0.75, include_self=False,
-                 feedback="explicit"):
+                 feedback="explicit", alpha=0.5):
         super().__init__(based="item", similarity=similarity, k=k, neighbourhood=neighbourhood,
                          prediction=prediction, min_support=min_support, shrinkage=shrinkage,
                          min_k=min_k, block_size=block_size, on_bad_lines=on_bad_lines,
                          method=method, baseline_epochs=baseline_epochs, reg_user=reg_user,
                          reg_item=reg_item, significance=significance, min_similarity=min_similarity,
                          amplification=amplification, bm25_k1=bm25_k1, bm25_b=bm25_b,
-                         include_self=include_self, feedback=feedback)
+                         include_self=include_self, feedback=feedback, alpha=alpha)
 
 
 class UserKNN(KNN):
@@ -370,14 +366,14 @@ class UserKNN(KNN):
                  min_support=1, shrinkage=0.0, min_k=1, block_size=None, on_bad_lines="error",
                  method=None, baseline_epochs=10, reg_user=15.0, reg_item=10.0, significance=0.0,
                  min_similarity=0.0, amplification=1.0, bm25_k1=1.2, bm25_b=0.75, include_self=False,
-                 feedback="explicit"):
+                 feedback="explicit", alpha=0.5):
         super().__init__(based="user", similarity=similarity, k=k, neighbourhood=neighbourhood,
                          prediction=prediction, min_support=min_support, shrinkage=shrinkage,
                          min_k=min_k, block_size=block_size, on_bad_lines=on_bad_lines,
                          method=method, baseline_epochs=baseline_epochs, reg_user=reg_user,
                          reg_item=reg_item, significance=significance, min_similarity=min_similarity,
                          amplification=amplification, bm25_k1=bm25_k1, bm25_b=bm25_b,
-                         include_self=include_self, feedback=feedback)
+                         include_self=include_self, feedback=feedback, alpha=alpha)
 
 
 # ---------------------------------------------------------------- helpers

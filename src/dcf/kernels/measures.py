@@ -63,6 +63,9 @@ class Measure:
         How each rating is weighed before the kernels see it, as implicit's
         ``bm25_weight`` and ``tfidf_weight`` do (:mod:`dcf.kernels.weights`); the
         weights read every entity's totals, so any new rating moves them all.
+    asymmetric : bool
+        ``s(x, y)`` differs from ``s(y, x)`` (``conditional``: the other side's number
+        of raters is discounted by ``alpha``): every tile is computed, none mirrored.
 
     To add a measure: one entry in :data:`MEASURE` (and, for a new ``mode``, its
     branch in the kernels), its name in :data:`dcf.config.CHOICES` (tested equal),
@@ -76,6 +79,7 @@ class Measure:
     min_co_raters: int = 1
     shrink_offset: float = 0.0
     weighting: str = "none"
+    asymmetric: bool = False
 
     @property
     def needs_biases(self) -> bool:
@@ -114,6 +118,7 @@ MEASURE = {m.name: m for m in (
     Measure("llr", LLR, inputs="ratings (values ignored)"),
     Measure("bm25", DOT, weighting="bm25", inputs="BM25-weighted ratings"),
     Measure("tfidf", NORMS, weighting="tfidf", inputs="TF-IDF-weighted ratings"),
+    Measure("conditional", LIFT, inputs="ratings (values ignored)", asymmetric=True),
 )}
 WEIGHTINGS = ("none", "bm25", "tfidf")
 MEASURES = tuple(MEASURE)
@@ -146,6 +151,9 @@ class SimilaritySettings:
     bm25_k1, bm25_b : float
         ``bm25``'s term saturation :math:`k_1 \\ge 0` and length normalisation
         :math:`0 \\le b \\le 1` (implicit's ``K1`` and ``B``; read by ``bm25`` only).
+    alpha : float
+        ``conditional``'s popularity discount: :math:`|C| / (|x| \\, |y|^\\alpha)` (0: the
+        conditional probability of y given x; 1: ``lift``).
     include_self : bool
         Each entity is a candidate in its own top-k list, with its own similarity (about
         1 for the cosines, :math:`\\sum w^2` for ``bm25``), as implicit's lists are (K - 1
@@ -165,6 +173,7 @@ class SimilaritySettings:
     bm25_k1: float = 1.2
     bm25_b: float = 0.75
     include_self: bool = False
+    alpha: float = 0.5
 
     def __post_init__(self):
         measure(self.measure)
@@ -175,7 +184,7 @@ class SimilaritySettings:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not np.isfinite(v) or v < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, not {v!r}")
-        for name, v in (("bm25_k1", self.bm25_k1), ("bm25_b", self.bm25_b)):
+        for name, v in (("bm25_k1", self.bm25_k1), ("bm25_b", self.bm25_b), ("alpha", self.alpha)):
             if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not np.isfinite(v) or v < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, not {v!r}")
         if self.bm25_b > 1:
@@ -183,7 +192,7 @@ class SimilaritySettings:
         if not isinstance(self.include_self, (bool, np.bool_)):
             raise ValueError(f"include_self must be True or False, not {self.include_self!r}")
         object.__setattr__(self, "min_support", int(self.min_support))
-        for name in ("shrinkage", "significance", "min_similarity", "bm25_k1", "bm25_b"):
+        for name in ("shrinkage", "significance", "min_similarity", "bm25_k1", "bm25_b", "alpha"):
             object.__setattr__(self, name, float(getattr(self, name)))
         object.__setattr__(self, "include_self", bool(self.include_self))
 
@@ -191,6 +200,13 @@ class SimilaritySettings:
     def spec(self) -> Measure:
         """The :class:`Measure` itself."""
         return MEASURE[self.measure]
+
+    def column_totals(self, totals):
+        """The totals a pair's other side (the column) is divided by: ``totals`` itself,
+        or for ``conditional`` its popularity discount ``totals ** alpha``."""
+        if not self.spec.asymmetric or totals is None:
+            return totals
+        return np.asarray(totals, np.float64) ** self.alpha
 
     @property
     def weights(self) -> tuple:
@@ -218,7 +234,8 @@ def needs_norms(name) -> bool:
 
 def entity_totals(P, measure):
     """Per-row totals a measure divides by: Euclidean norms (``full-cosine``,
-    ``centred-cosine``) or numbers of ratings (``jaccard``, ``lift``, ``llr``); None for the others."""
+    ``centred-cosine``, ``tfidf``) or numbers of ratings (``jaccard``, ``lift``, ``llr``,
+    ``conditional``); None for the others."""
     mode = MEASURE[measure].mode
     if mode == NORMS:
         return row_norms(P)

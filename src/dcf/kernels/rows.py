@@ -113,6 +113,7 @@ def similarity_rows(Pa, Q, row0, settings=SimilaritySettings(), k=None, norms_a=
     totals = s.spec.needs_norms
     if totals and (norms_a is None or norms is None):
         raise ValueError(f"{s.measure} needs norms_a and norms (kernels.entity_totals)")
+    norms = s.column_totals(norms)  # conditional: the column's popularity discounted
     ids = np.asarray(row0, np.int64)
     if ids.ndim == 0:
         ids = np.arange(int(row0), int(row0) + na, dtype=np.int64)

@@ -9,14 +9,14 @@ from __future__ import annotations
 import numpy as np
 
 from .general import llr_similarities, xlogx_table
-from .measures import BINARY, CO_RATED, JACCARD, LIFT, LLR, NORMS, PEARSON, measure_mode
+from .measures import BINARY, CO_RATED, JACCARD, LIFT, LLR, NORMS, PEARSON, SimilaritySettings, measure_mode
 from .sparse import binary, row_norms
 
 __all__ = ["similarity_tile"]
 
 
 def similarity_tile(Pa, Pb, measure="cosine", min_support=1, shrinkage=0.0, diagonal=False,
-                    significance=0.0, min_similarity=0.0):
+                    significance=0.0, min_similarity=0.0, alpha=0.5):
     """Similarities between the rows of two CSR blocks, as a dense array.
 
     ``cosine`` is the paper's formula 1, norms over the co-rated set
@@ -40,6 +40,8 @@ def similarity_tile(Pa, Pb, measure="cosine", min_support=1, shrinkage=0.0, diag
     kNN) is ``full-cosine`` over ratings minus the entity's own mean: for both,
     the caller passes the centred values (a centred value of 0 stays stored).
     ``jaccard`` is :math:`|C| / (|x| + |y| - |C|)` over who rated, values ignored;
+    ``conditional`` :math:`|C| / (|x| \\, |y|^\\alpha)` (Deshpande and Karypis' conditional
+    probability of y given x, the popularity of y discounted by ``alpha``; not symmetric);
     ``cooccurrence`` is :math:`|C|` and ``lift`` :math:`|C| / (|x| |y|)`, as Microsoft
     Recommenders' SAR defines them over binarised co-occurrence; ``llr`` is Mahout's
     ``LogLikelihoodSimilarity`` :math:`1 - 1 / (1 + L)`, with :math:`L` the
@@ -93,6 +95,7 @@ def similarity_tile(Pa, Pb, measure="cosine", min_support=1, shrinkage=0.0, diag
             prods = np.where(prods > 0, llr_similarities(prods, ca, cb, float(total), xlogx_table(total)), 0.0)
             den = np.ones_like(prods)
         else:
+            cb = SimilaritySettings(measure, alpha=alpha).column_totals(cb)  # conditional: |y| ** alpha
             den = (ca[:, None] + cb[None, :]) - prods if mode == JACCARD else np.outer(ca, cb)
     else:  # COOCCURRENCE (the count itself), DOT (the dot product itself)
         den = np.ones_like(prods)

@@ -62,6 +62,8 @@ def refresh(model, ratings):
     others_joined = report["new_users"] if model.based == "item" else report["new_items"]
     if settings.spec.needs_biases:
         why = f"{model.similarity} reads the baseline biases, which every new rating moves"
+    elif settings.spec.asymmetric:
+        why = f"{model.similarity} is not symmetric: a changed entity's column is not its row"
     elif settings.spec.reads_all:
         why = (f"{model.similarity} weighs every rating by totals over all {'items' if model.based == 'item' else 'users'}, "
                "which every new rating moves")

@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"case amplification: each neighbour weighs similarity**this; 1 = off ({d.amplification})")
     g.add_argument("--bm25-k1", type=float, help=f"bm25's term saturation K1 ({d.bm25_k1})")
     g.add_argument("--bm25-b", type=float, help=f"bm25's length normalisation B, 0 .. 1 ({d.bm25_b})")
+    g.add_argument("--alpha", type=float, help=f"conditional's popularity discount: co-raters / "
+                   f"(raters of x * raters of y ** alpha) ({d.alpha})")
     g.add_argument("--include-self", action="store_true", default=None,
                    help="each item (user) is a candidate in its own neighbour list, as in implicit's "
                         "(k - 1 others)")

@@ -27,10 +27,10 @@ def collect_metrics(cfg: RunConfig, model, preds, recs, counts, shape) -> dict:
         "dcf_version": __version__,
         "mae": None if implicit else evaluate.mae(preds["rating"], preds["prediction"]),
         "rmse": None if implicit else evaluate.rmse(preds["rating"], preds["prediction"]),
-        "skipped": ({"mae": SKIPPED_ERRORS, "rmse": SKIPPED_ERRORS} if implicit else {}),
+        "not_measured": ({"mae": SKIPPED_ERRORS, "rmse": SKIPPED_ERRORS} if implicit else {}),
         "feedback": cfg.feedback,
         f"precision@{cfg.top_n}": ranking["precision"], f"recall@{cfg.top_n}": ranking["recall"],
-        f"ndcg@{cfg.top_n}": ranking["ndcg"],
+        f"ndcg@{cfg.top_n}": ranking["ndcg"], f"map@{cfg.top_n}": ranking["map"],
         "ranking_users": ranking["users"], "relevance_threshold": cfg.relevance_threshold,
         "ranking": cfg.ranking_rule,
         "evaluation": evaluation(cfg),
@@ -95,6 +95,7 @@ _REASONS = {
     "precision": "no test user has a relevant rating (see relevance_threshold)",
     "recall": "no test user has a relevant rating (see relevance_threshold)",
     "ndcg": "no test user has a relevant rating (see relevance_threshold)",
+    "map": "no test user has a relevant rating (see relevance_threshold)",
     "coverage": "no item in the catalogue",
     "global_mean": "the training ratings are too large to average",
     "rating_range": "the training ratings are too large",
@@ -107,13 +108,14 @@ SKIPPED_ERRORS = "implicit feedback: no rating to predict (the ranking metrics a
 def summary(metrics: dict, top_n: int) -> str:
     """The lines ``python -m dcf.run`` prints at the end of a run."""
     num = lambda v: f"{v:.4f}" if v is not None and math.isfinite(v) else "undefined (metrics.json says why)"
-    skipped = metrics.get("skipped", {})
+    skipped = metrics.get("not_measured", {})
     errors = [(name, f"skipped: {skipped[key]}" if key in skipped else num(metrics[key]))
               for name, key in (("MAE", "mae"), ("RMSE", "rmse"))]
     rows = [*errors,
             (f"precision@{top_n}", num(metrics[f'precision@{top_n}'])),
             (f"recall@{top_n}", num(metrics[f'recall@{top_n}'])),
             (f"NDCG@{top_n}", num(metrics[f'ndcg@{top_n}'])),
+            (f"MAP@{top_n}", num(metrics[f'map@{top_n}'])),
             ("coverage", num(metrics['coverage'])),
             ("evaluation", metrics["evaluation"]),
             ("test pairs", f"{metrics['counts']['test_pairs']:,}"),

@@ -98,7 +98,7 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
                     baseline_epochs=cfg.baseline_epochs, reg_user=cfg.reg_user, reg_item=cfg.reg_item,
                     significance=cfg.significance, min_similarity=cfg.min_similarity,
                     amplification=cfg.amplification, bm25_k1=cfg.bm25_k1, bm25_b=cfg.bm25_b,
-                    include_self=cfg.include_self, feedback=cfg.feedback)
+                    include_self=cfg.include_self, feedback=cfg.feedback, alpha=cfg.alpha)
         model.check_params()
         matrix = matrix_from_parts(model, train_parts, reports[0], data.source.path)
     with stage("matrix"):

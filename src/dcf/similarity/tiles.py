@@ -22,7 +22,8 @@ class SimilarityTiles:
     Attributes
     ----------
     tiles : dict[(int, int), Delayed]
-        ``(a, b) -> ndarray (len_a, len_b)`` for ``a <= b``.
+        ``(a, b) -> ndarray (len_a, len_b)`` for ``a <= b`` (every pair for a measure
+        that is not symmetric).
     bounds : numpy.ndarray
         Block start offsets ``[0, ..., n]``.
     token : str
@@ -41,8 +42,9 @@ class SimilarityTiles:
         return len(self.bounds) - 1
 
     def tile(self, a: int, b: int):
-        """``(tile, transposed)`` for any block pair."""
-        return (self.tiles[(a, b)], False) if a <= b else (self.tiles[(b, a)], True)
+        """``(tile, transposed)`` for any block pair (every pair's own tile where the
+        measure is not symmetric)."""
+        return (self.tiles[(a, b)], False) if a <= b or (a, b) in self.tiles else (self.tiles[(b, a)], True)
 
 
 def similarity_tiles(P: da.Array, settings: SimilaritySettings = SimilaritySettings()) -> SimilarityTiles:
@@ -62,8 +64,9 @@ def similarity_tiles(P: da.Array, settings: SimilaritySettings = SimilaritySetti
     tile = dask.delayed(kernels.similarity_tile, pure=True)
     # the diagonal is 1 (as surprise's), or each entity's own similarity with include_self
     tiles = {(a, b): tile(blocks[a], blocks[b], s.measure, s.min_support, s.shrinkage, a == b and not s.include_self,
-                          s.significance, s.min_similarity, dask_key_name=f"similarity-tile-{token}-{a}-{b}")
-             for a in range(len(blocks)) for b in range(a, len(blocks))}
+                          s.significance, s.min_similarity, s.alpha, dask_key_name=f"similarity-tile-{token}-{a}-{b}")
+             for a in range(len(blocks))  # the upper triangle, mirrored, unless not symmetric
+             for b in range(0 if s.spec.asymmetric else a, len(blocks))}
     return SimilarityTiles(tiles, bounds, token, s.include_self)
 
 

@@ -25,7 +25,7 @@ __all__ = ["DATA_FILES", "FORMAT", "FORMAT_VERSION", "LATER_PARAMS", "MAX_ENTITI
 FORMAT = "dcf-knn"
 FORMAT_VERSION = 1
 # parameters added after format version 1's first release: a saved model without them has their defaults
-LATER_PARAMS = ("bm25_k1", "bm25_b", "include_self", "feedback")
+LATER_PARAMS = ("bm25_k1", "bm25_b", "include_self", "feedback", "alpha")
 META = "dcf-model.json"
 MAX_META_BYTES = 64 << 20
 """The largest ``dcf-model.json`` read (a million-block model's bounds fit in a few MiB)."""
