@@ -1,7 +1,8 @@
 """implicit's item-item measures: ``bm25`` and ``tfidf`` against implicit's formulas written
 out (tests/reference.py), item- and user-based, by both methods, and against the package
-itself (``BM25Recommender``, ``TFIDFRecommender``: every item's similar-items list and every
-user's ``recommend`` list) where it is installed (the test extras install it).
+itself (``BM25Recommender``, ``TFIDFRecommender``, and ``CosineRecommender`` for
+``full-cosine``: every item's similar-items list and every user's ``recommend`` list) where
+it is installed (the test extras install it).
 
 Ties are the one documented difference: dcf breaks a tie between equal similarities by id
 ascending (lists) or by popularity (Top-N), implicit by index descending; so a list is
@@ -139,7 +140,8 @@ def _check_against_implicit(frame, kind, K, n, implicit_nn):
     scorer run over dcf's lists; and, for every user none of whose rated items has a tie
     cut at the end of its list, equal to implicit's ``recommend`` itself."""
     users, items, M = _user_items(frame)
-    make = {"bm25": implicit_nn.BM25Recommender, "tfidf": implicit_nn.TFIDFRecommender}[kind]
+    make = {"bm25": implicit_nn.BM25Recommender, "tfidf": implicit_nn.TFIDFRecommender,
+            "full-cosine": implicit_nn.CosineRecommender}[kind]
     peer = make(K=K, num_threads=1)
     peer.fit(M, show_progress=False)
     unpruned = make(K=len(items), num_threads=1)  # every pair's similarity, to check the ties
@@ -176,14 +178,14 @@ def _check_against_implicit(frame, kind, K, n, implicit_nn):
     assert plain >= len(users) // 2, f"only {plain} of {len(users)} users free of ties in their items' lists"
 
 
-@pytest.mark.parametrize("kind", ["bm25", "tfidf"])
+@pytest.mark.parametrize("kind", ["bm25", "tfidf", "full-cosine"])
 def test_lists_and_recommendations_equal_implicits_on_random_counts(kind, implicit_nn):
     frame = random_ratings(8, n_users=50, n_items=30, density=0.2)
     _check_against_implicit(frame, kind, K=6, n=5, implicit_nn=implicit_nn)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["bm25", "tfidf"])
+@pytest.mark.parametrize("kind", ["bm25", "tfidf", "full-cosine"])
 def test_lists_and_recommendations_equal_implicits_on_ml100k(ml100k, kind, implicit_nn):
     frame = pd.read_csv(ml100k / "u.data", sep="\t", names=["user", "item", "rating", "time"])
     frame = frame[["user", "item", "rating"]].astype({"rating": np.float64})
