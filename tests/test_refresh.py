@@ -7,6 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import random_ratings
 from dcf.errors import DataError
 from dcf.model import KNN
 
@@ -299,3 +300,17 @@ def test_refresh_merges_the_matrix_like_a_refit_builds_it(ids, monkeypatch):
     assert got.matrix_.by_user.chunks == want.matrix_.by_user.chunks
     assert got.matrix_.by_item.chunks == want.matrix_.by_item.chunks
     assert_same_model(got, want, merged(df, new).iloc[::7])
+
+
+@pytest.mark.parametrize("measure,neighbourhood", [("full-cosine", "global"), ("cosine", "rated"),
+                                                   ("lift", "global")])
+def test_refresh_of_lists_that_include_the_entity_itself(measure, neighbourhood):
+    df = random_ratings(21, n_users=40, n_items=25, density=0.25)
+    new = batch_of(df, np.random.default_rng(5))
+    params = dict(k=5, similarity=measure, neighbourhood=neighbourhood, include_self=True, block_size=6)
+    got = KNN(**params).fit(df).refresh(new)
+    want = KNN(**params).fit(merged(df, new))
+    assert not got.refresh_report_["full_refit"]
+    assert_same_model(got, want, merged(df, new).iloc[::5])
+    lists = got.neighbours()
+    assert (lists["entity"] == lists["neighbour"]).any()  # the entities are in their own lists
