@@ -154,3 +154,18 @@ def test_feedback_is_checked():
         ItemKNN(feedback="clicks").check_params()
     with pytest.raises(ValueError, match="feedback"):
         read_ratings("whatever.tsv", feedback="clicks")
+
+
+def test_weights_that_add_up_past_the_largest_double_are_an_error(tmp_path):
+    path = tmp_path / "clicks.tsv"
+    path.write_text("1\t10\t1\n2\t10\t1e308\n2\t10\t1e308\n")
+    with pytest.raises(DataError, match=r"clicks.tsv:3: the weights of user 2 item 10 \(lines 2 to 3, 2 events\) "
+                                        r"add up past the largest number"):
+        ItemKNN(feedback="implicit", k=2).fit(read_ratings(path, feedback="implicit"))
+
+
+def test_a_refresh_whose_events_add_up_past_the_largest_double_is_an_error():
+    old = pd.DataFrame({"user": [1, 2], "item": [10, 10], "rating": [1e308, 1.0]})
+    model = ItemKNN(feedback="implicit", k=2).fit(old)
+    with pytest.raises(DataError, match=r"DataFrame:1: the weights of user 1 item 10 \(old total and new events\) add up"):
+        model.refresh(pd.DataFrame({"user": [1], "item": [10], "rating": [1e308]}))

@@ -269,6 +269,14 @@ def build_block(shape, row0, users, items, source, on_bad_lines, *pieces, feedba
                                for j in range(4))
     if feedback == "implicit":
         csr, events = kernels.csr_from_events(rows, cols, vals, shape, lines)
+        if not np.isfinite(csr.data).all():  # finite weights whose sum is not
+            at = int(np.flatnonzero(~np.isfinite(csr.data))[0])
+            row = int(np.searchsorted(csr.indptr, at, side="right") - 1)
+            col = int(csr.indices[at])
+            mine = lines[(rows == row) & (cols == col)]
+            raise DataError(source, f"the weights of user {_raw(users, row + row0)!r} item {_raw(items, col)!r} "
+                            f"(lines {int(mine.min())} to {int(mine.max())}, {len(mine):,} events) add up past the "
+                            "largest number a double holds", int(mine.max()))
         return csr, {"duplicates": 0, "conflicts": 0, "stored": int(csr.nnz), "events": events,
                      "pairs": int(csr.nnz)}
     csr, dups, conflicts = kernels.csr_from_triplets(rows, cols, vals, shape, lines)

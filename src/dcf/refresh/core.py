@@ -39,7 +39,7 @@ def refresh(model, ratings):
     present, value = old_values(old, batch)
     events = len(batch)
     if model.feedback == "implicit":  # new events add to a pair's weight: one row a pair, its new total
-        batch = summed_events(batch, present, value)
+        batch = summed_events(batch, present, value, source)
         present, value = old_values(old, batch)
     changed = ~present | (value != batch["rating"].to_numpy(np.float64))  # else a repeat
     matrix = merged_matrix(model, old, batch, present, batch_report, source)

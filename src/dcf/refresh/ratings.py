@@ -11,6 +11,7 @@ import scipy.sparse as sp
 
 from .. import kernels
 from ..blocks import outputs, stack_rows
+from ..errors import DataError
 from ..fitted import single
 from ..fitting import matrix_layout
 from ..ids import IdMap
@@ -41,7 +42,7 @@ def old_values(old, batch: pd.DataFrame):
     return present, value
 
 
-def summed_events(batch: pd.DataFrame, present, value) -> pd.DataFrame:
+def summed_events(batch: pd.DataFrame, present, value, source="refresh") -> pd.DataFrame:
     """Implicit feedback: the batch's events as one row per (user, item) pair, its rating
     the pair's new total: the old weight (``value`` where ``present``) plus each new
     event's, added in line order as a fit on the old and new events together adds them
@@ -64,6 +65,11 @@ def summed_events(batch: pd.DataFrame, present, value) -> pd.DataFrame:
     np.minimum.at(first, pair, np.arange(len(batch)))
     out = batch.iloc[first].reset_index(drop=True).copy()
     out["rating"] = totals.toarray().ravel()
+    if not np.isfinite(out["rating"]).all():
+        at = int(np.flatnonzero(~np.isfinite(out["rating"].to_numpy()))[0])
+        user, item = (v.item() if isinstance(v, np.generic) else v for v in (out["user"].iloc[at], out["item"].iloc[at]))
+        raise DataError(source, f"the weights of user {user!r} item {item!r} (old total and new events) add up "
+                        "past the largest number a double holds", int(out["line"].iloc[at]))
     out["line"] = lines[first]
     return out
 
