@@ -169,3 +169,47 @@ def test_a_refresh_whose_events_add_up_past_the_largest_double_is_an_error():
     model = ItemKNN(feedback="implicit", k=2).fit(old)
     with pytest.raises(DataError, match=r"DataFrame:1: the weights of user 1 item 10 \(old total and new events\) add up"):
         model.refresh(pd.DataFrame({"user": [1], "item": [10], "rating": [1e308]}))
+
+
+def test_a_frames_weight_column_is_its_weight():
+    frame = pd.DataFrame({"user": [1, 1, 2, 2], "item": [5, 5, 6, 5], "count": [2.0, 3.0, 9.0, 1.0]})
+    M = ItemKNN(feedback="implicit", k=2).fit(frame).matrix_.by_user.compute()
+    assert sorted(M.data.tolist()) == [1.0, 5.0, 9.0]
+
+
+def test_a_header_of_pairs_is_a_header_and_text_pairs_are_pairs(tmp_path):
+    tab, csv = tmp_path / "clicks.tsv", tmp_path / "clicks.csv"
+    tab.write_text("user\titem\n1\t2\n3\t4\n")
+    csv.write_text("alice,apple\nbob,pear\n")
+    got = read_ratings(tab, feedback="implicit").frame.compute()
+    assert got["user"].tolist() == [1, 3] and got["line"].tolist() == [2, 3]
+    got = read_ratings(csv, feedback="implicit").frame.compute()
+    assert got["user"].tolist() == ["alice", "bob"] and (got["rating"] == 1.0).all()
+
+
+def test_errors_name_the_implicit_flag_and_the_missing_column(tmp_path):
+    csv = tmp_path / "clicks.csv"
+    csv.write_text("user,item\n1,2\n")
+    with pytest.raises(DataError, match="has no rating column .*--feedback implicit"):
+        read_ratings(csv).frame.compute()
+    model = ItemKNN(feedback="implicit", k=2).fit(_events(11))
+    with pytest.raises(Exception, match="history lacks column.*item"):
+        model.recommend_for_history(pd.DataFrame({"user": [100]}))
+    with pytest.raises(Exception, match="read as events.*feedback='implicit'"):
+        ItemKNN(k=2).fit(read_ratings(csv, feedback="implicit"))
+
+
+def test_an_implicit_model_ranks_by_the_sum_by_default():
+    model = ItemKNN(feedback="implicit", k=3, neighbourhood="global").fit(_events(12))
+    pd.testing.assert_frame_equal(model.recommend(n=3).compute(), model.recommend(n=3, ranking="sum").compute())
+    some = _events(12)
+    some = some[some["user"] == 100]
+    pd.testing.assert_frame_equal(model.recommend_for_history(some, n=3),
+                                  model.recommend_for_history(some, n=3, ranking="sum"))
+
+
+def test_weights_or_discounts_that_overflow_are_refused():
+    with pytest.raises(Exception, match="bm25 weights overflow"):
+        ItemKNN(feedback="implicit", similarity="bm25", bm25_k1=1e308, k=2).fit(_events(13))
+    with pytest.raises(Exception, match="alpha must be between 0 and 10"):
+        ItemKNN(similarity="conditional", alpha=400).check_params()

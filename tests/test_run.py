@@ -317,8 +317,13 @@ def test_implicit_feedback_job_on_a_click_log(scheduler, tmp_path, capsys):
     assert metrics["ranking"] == "sum" and metrics["relevance_threshold"] == 0
     assert "relevant = every test event" in metrics["evaluation"]
     counts = metrics["counts"]
-    assert counts["events"] + counts["test_pairs"] == len(clicks)  # a pair's events stay on one side
-    assert counts["pairs"] == counts["train_ratings"] < counts["events"]
+    pairs = clicks.value_counts(["user", "item"])
+    assert counts["pairs"] + counts["test_pairs"] == len(pairs)  # a pair's events stay on one side
+    assert counts["pairs"] == counts["train_ratings"] < counts["events"] < len(clicks)
+    preds = pd.read_parquet(out / "predictions.parquet")  # one row a held-out pair, its events summed
+    assert not preds.duplicated(["user", "item"]).any() and len(preds) == counts["test_pairs"]
+    np.testing.assert_array_equal(preds["rating"].to_numpy(),
+                                  pairs.loc[list(zip(preds["user"], preds["item"]))].to_numpy(np.float64))
     assert metrics["precision@5"] > 0
     nb = pd.read_parquet(out / "neighbours.parquet").sort_values(["entity", "rank"]).reset_index(drop=True)
     with dask.config.set(scheduler="sync"):

@@ -183,9 +183,10 @@ class RunConfig:
                 raise ConfigError(f"{name} must be a number >= 0, not {v!r}")
         if not 0 <= self.bm25_b <= 1:
             raise ConfigError(f"bm25_b must be between 0 and 1, not {self.bm25_b!r}")
-        for name in ("bm25_k1", "alpha"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be a number >= 0, not {getattr(self, name)!r}")
+        if self.bm25_k1 < 0:
+            raise ConfigError(f"bm25_k1 must be a number >= 0, not {self.bm25_k1!r}")
+        if not 0 <= self.alpha <= 10:  # = dcf.kernels.MAX_ALPHA
+            raise ConfigError(f"alpha must be between 0 and 10, not {self.alpha!r}")
         if self.rating_scale is not None:
             scale = tuple(self.rating_scale)
             if (len(scale) != 2 or not all(_is_number(v) for v in scale)

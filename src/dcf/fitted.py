@@ -177,10 +177,20 @@ def _weighed(X: da.Array, weights, rows_are_entities: bool) -> da.Array:
     blocks = X.to_delayed(optimize_graph=False).ravel().tolist()
     bounds = np.concatenate([[0], np.cumsum(X.chunks[0])]).astype(np.int64)
     token = dask.base.tokenize(X, weights, rows_are_entities)
-    part = dask.delayed(kernels.weigh_block, pure=True)
+    part = dask.delayed(_weigh_finite, pure=True)
     out = [part(b, int(bounds[j]), weights, bool(rows_are_entities), dask_key_name=f"weighted-ratings-{token}-{j}")
            for j, b in enumerate(blocks)]
     return concat_rows(out, bounds, int(X.shape[1]), "weighted-rating-rows")
+
+
+def _weigh_finite(block, row0, weights, rows_are_entities):
+    """:func:`dcf.kernels.weigh_block`, refusing weights that overflow (a huge ``bm25_k1`` or
+    rating): an infinite weight would turn every similarity it meets into inf or NaN."""
+    out = kernels.weigh_block(block, row0, weights, rows_are_entities)
+    if not np.isfinite(out.data).all():
+        raise ConfigError(f"{weights.weighting} weights overflow (a rating of {float(np.max(block.data)):g} "
+                          f"with bm25_k1={weights.k1:g}): use a smaller bm25_k1, or smaller ratings")
+    return out
 
 
 def means(sums: da.Array, counts: da.Array):
@@ -203,6 +213,7 @@ def single(x: da.Array):
 
 
 FRAME_PART_ROWS = 200_000  # rows of an in-memory frame per task
+WEIGHT_COLUMNS = ("weight", "count", "value")  # an implicit-feedback frame's weight, where it has no "rating"
 
 
 def _frame_parts(frame: pd.DataFrame) -> list:
@@ -219,10 +230,14 @@ def as_parts(data, on_bad_lines="error", need_rating=True, feedback="explicit"):
     """Frame parts (Delayed pandas frames), a Delayed report and a source name.  With
     ``feedback="implicit"`` a frame without a ``rating`` column is events of weight 1."""
     if isinstance(data, dio.Ratings):
+        if getattr(data.source, "feedback", "explicit") == "implicit" and feedback == "explicit" and need_rating:
+            raise ConfigError(f"{data.source.path} was read as events (feedback='implicit'): fit it with a model "
+                              "of feedback='implicit', whose pairs sum their events")
         return data.parts, data.report, data.source.path
     if isinstance(data, (pd.DataFrame, dd.DataFrame)) and feedback == "implicit" and need_rating \
             and "rating" not in data.columns:
-        data = data.assign(rating=1.0)
+        named = [c for c in WEIGHT_COLUMNS if c in data.columns]  # as a file's header may name it
+        data = data.rename(columns={named[0]: "rating"}) if named else data.assign(rating=1.0)
     if isinstance(data, (pd.DataFrame, dd.DataFrame)):
         missing = {"user", "item"} - set(data.columns)
         if need_rating and "rating" not in data.columns:

@@ -282,13 +282,14 @@ class KNN(Estimator):
         """
         return model_predictions(self, pairs)
 
-    def recommend(self, users=None, n: int = 20, ranking: str = "prediction", exclude=None) -> dd.DataFrame:
+    def recommend(self, users=None, n: int = 20, ranking: str | None = None, exclude=None) -> dd.DataFrame:
         """Top-``n`` unrated items per user (all users, or the given raw ids).
 
         ``exclude``: raw item ids never to recommend (out of stock, already shown),
         for every user; unknown ids are ignored.  The lists are still filled to
         ``n`` from the remaining items.
 
+        ``ranking`` defaults to ``"prediction"``, or ``"sum"`` for implicit feedback.
         ``ranking="prediction"`` (the paper's): by the rating the global
         neighbour rule predicts, each candidate's own top-k list.
         ``ranking="sum"`` (implicit's ``ItemItemRecommender``, Deshpande and
@@ -312,7 +313,7 @@ class KNN(Estimator):
         """
         return model_recommendations(self, users, n, ranking, exclude)
 
-    def recommend_for_history(self, history, n: int = 20, ranking: str = "prediction",
+    def recommend_for_history(self, history, n: int = 20, ranking: str | None = None,
                               exclude=None) -> pd.DataFrame:
         """Top-``n`` for users described by a rating history, without refitting
         (item-based CF; a new user, or a known user with ratings newer than the fit).

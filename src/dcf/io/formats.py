@@ -170,6 +170,9 @@ def _sniff_text(path, head: bytes, format, compression, common) -> RatingsSource
     fields = [f.strip() for f in first.split(sep)]
     pairs = common["feedback"] == "implicit" and len(fields) == 2  # user, item: each event weighs 1
     header = format == "csv" and not _is_number(fields[-1] if len(fields) < 3 else fields[2])
+    if pairs:  # no number to tell a header by: a header is a line of column names, in any format
+        low = [f.strip().strip('"').lower() for f in fields]
+        header = low[0] in _USER and low[1] in _ITEM
     columns = (0, 1, None) if pairs else (0, 1, 2)
     if header:
         columns = header_columns(path, fields, rating=common["feedback"] == "explicit")
@@ -193,8 +196,9 @@ def header_columns(path, names, rating: bool = True) -> tuple:
             found.append(None)
             continue
         if not hits:
+            hint = " (or --feedback implicit / feedback='implicit' for events without one)" if role == "rating" else ""
             raise DataError(path, f"header {names!r} has no {role} column "
-                            f"(accepted names: {', '.join(sorted(choices))})", 1)
+                            f"(accepted names: {', '.join(sorted(choices))}){hint}", 1)
         found.append(hits[0])
     return tuple(found)
 

@@ -19,7 +19,7 @@ from .sparse import row_norms
 
 __all__ = [
     "Measure", "MEASURE", "SimilaritySettings", "MEASURES", "INPUTS", "CO_RATED", "NORMS", "PEARSON", "JACCARD",
-    "COOCCURRENCE", "LIFT", "LLR", "DOT", "BINARY", "WEIGHTINGS", "measure",
+    "COOCCURRENCE", "LIFT", "LLR", "DOT", "BINARY", "WEIGHTINGS", "MAX_ALPHA", "measure",
     "measure_mode", "needs_norms",
     "entity_totals", "column_totals", "fast_topk",
 ]
@@ -121,6 +121,7 @@ MEASURE = {m.name: m for m in (
     Measure("conditional", LIFT, inputs="ratings (values ignored)", asymmetric=True),
 )}
 WEIGHTINGS = ("none", "bm25", "tfidf")
+MAX_ALPHA = 10.0  # conditional's discount: 0 .. 1 in Deshpande and Karypis; past 10 a count ** alpha overflows
 MEASURES = tuple(MEASURE)
 INPUTS = {m.name: m.inputs for m in MEASURE.values()}  # what the caller passes the kernels
 
@@ -189,6 +190,8 @@ class SimilaritySettings:
                 raise ValueError(f"{name} must be a finite number >= 0, not {v!r}")
         if self.bm25_b > 1:
             raise ValueError(f"bm25_b must be between 0 and 1, not {self.bm25_b!r}")
+        if self.alpha > MAX_ALPHA:  # a count ** alpha past the largest double: every similarity 0
+            raise ValueError(f"alpha must be between 0 and {MAX_ALPHA:g}, not {self.alpha!r}")
         if not isinstance(self.include_self, (bool, np.bool_)):
             raise ValueError(f"include_self must be True or False, not {self.include_self!r}")
         object.__setattr__(self, "min_support", int(self.min_support))

@@ -61,7 +61,8 @@ def rating_weights(weighting, entity_sums, other_counts, k1=1.2, b=0.75) -> Weig
 
 
 def weigh_block(X, row0, weights: Weights, rows_are_entities: bool):
-    """A CSR block of ratings with every stored value weighed (same structure).
+    """A CSR block of ratings with every stored value weighed (same structure; a weight that
+    overflows is inf or NaN, for the caller to refuse).
 
     ``X`` holds entity rows ``row0 ..`` over every other (``rows_are_entities``), or
     other rows ``row0 ..`` over every entity."""
@@ -69,9 +70,10 @@ def weigh_block(X, row0, weights: Weights, rows_are_entities: bool):
     rows = int(row0) + np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
     ent, oth = (rows, X.indices) if rows_are_entities else (X.indices, rows)
     r = X.data.astype(np.float64)
-    if weights.weighting == "bm25":
-        k1 = weights.k1
-        data = r * (k1 + 1.0) / (k1 * weights.lengths[ent] + r) * weights.idf[oth]
-    else:
-        data = np.sqrt(r) * weights.idf[oth]
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow gives inf: the caller refuses it
+        if weights.weighting == "bm25":
+            k1 = weights.k1
+            data = r * (k1 + 1.0) / (k1 * weights.lengths[ent] + r) * weights.idf[oth]
+        else:
+            data = np.sqrt(r) * weights.idf[oth]
     return sp.csr_matrix((data, X.indices.copy(), X.indptr.copy()), shape=X.shape)

@@ -27,7 +27,7 @@ from .rule import RANKINGS, scoring
 from .topn import recommend_blocks, recommend_histories
 
 __all__ = ["model_predictions", "model_recommendations", "history_recommendations", "neighbour_lists",
-           "item_codes", "check_request"]
+           "item_codes", "check_request", "default_ranking"]
 
 
 def model_predictions(model, pairs) -> dd.DataFrame:
@@ -44,6 +44,14 @@ def model_predictions(model, pairs) -> dd.DataFrame:
                          max_cells=max(16, 4 * parallelism()))
 
 
+def default_ranking(model, ranking):
+    """``ranking``, or where None the model's default: ``sum`` (the peers' rule) for implicit
+    feedback, else ``prediction`` (the paper's)."""
+    if ranking is not None:
+        return ranking
+    return "sum" if getattr(model, "feedback", "explicit") == "implicit" else "prediction"
+
+
 def check_request(n, ranking):
     """ConfigError unless ``n`` >= 1 and ``ranking`` is one of :data:`RANKINGS`."""
     if int(n) < 1:
@@ -55,6 +63,7 @@ def check_request(n, ranking):
 def model_recommendations(model, users, n, ranking, exclude) -> dd.DataFrame:
     """:meth:`dcf.model.KNN.recommend`: Top-``n`` of every user, or of the raw ids ``users``."""
     model.check_fitted()
+    ranking = default_ranking(model, ranking)
     check_request(n, ranking)
     m = model.matrix_
     blocks = None
@@ -80,9 +89,13 @@ def history_recommendations(model, history, n, ranking, exclude) -> pd.DataFrame
     if model.based != "item":
         raise ConfigError("recommend_for_history needs item-based CF (a new user has no "
                           "user-user similarities without a refit); use ItemKNN")
+    ranking = default_ranking(model, ranking)
     check_request(n, ranking)
     if not isinstance(history, pd.DataFrame):
         raise TypeError(f"history must be a pandas DataFrame, not {type(history).__name__}")
+    missing = {"user", "item"} - set(history.columns)
+    if missing:
+        raise ConfigError(f"the history lacks column(s) {', '.join(sorted(missing))}")
     history = history.reset_index(drop=True)
     if model.feedback == "implicit" and "rating" not in history.columns:
         history = history.assign(rating=1.0)  # events of weight 1

@@ -11,6 +11,7 @@ import threading
 import time
 
 import dask
+import pandas as pd
 
 from .. import cluster, split
 from .. import io as dio
@@ -72,6 +73,13 @@ def _persisted(data: dio.Ratings) -> dio.Ratings:
     return dio.Ratings(data.source, list(parts), report)
 
 
+def _summed_pairs(parts) -> pd.DataFrame:
+    """The test events as one row a (user, item) pair, its weight their sum (a random split
+    keeps a pair's events on one side; a test file may repeat a pair too)."""
+    frame = pd.concat(dask.compute(*parts), ignore_index=True)
+    return frame.groupby(["user", "item"], sort=False, as_index=False)["rating"].sum()
+
+
 def execute(cfg: RunConfig, stage: Stages) -> dict:
     """The pipeline's stages on the current client; returns their results.
 
@@ -110,7 +118,10 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
         model.fit(matrix)
         cluster.wait_for(model.neighbours_.W, model.similarity_rows_)
     with stage("prediction"):
-        preds = gather_frame(model.predict(dio.Ratings(source, test_parts, None)))
+        test = dio.Ratings(source, test_parts, None)
+        if cfg.feedback == "implicit":  # one row a held-out pair, its events summed as training sums them
+            test = _summed_pairs(test_parts)
+        preds = gather_frame(model.predict(test))
     with stage("top-n"):
         recs = gather_frame(model.recommend(n=cfg.top_n, ranking=cfg.ranking_rule))
     counts = dask.compute(matrix.report, *reports[1:])
