@@ -71,10 +71,24 @@ def _implicit(A: sp.csr_matrix, k: int, n: int) -> dict:
     return out
 
 
-def run(argv=None) -> int:
-    from dcf import evaluate, split
+def udata():
+    """``(path, frame)`` of ML-100K's ``u.data`` (user, item, rating as float64, time), or
+    ``(None, None)`` after saying why (it is never downloaded: MovieLens may not be
+    redistributed)."""
     from dcf.datasets import movielens_path
     from dcf.errors import DataError
+
+    try:
+        path = movielens_path("ml-100k", "u.data", download=False)
+    except DataError as exc:
+        print(f"MovieLens 100K: {exc}; set DCF_DATA to the folder holding ml-100k/", file=sys.stderr)
+        return None, None
+    frame = pd.read_csv(path, sep="\t", names=["user", "item", "rating", "time"])
+    return path, frame.astype({"rating": np.float64})
+
+
+def run(argv=None) -> int:
+    from dcf import evaluate, split
     from dcf.model import ItemKNN
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -85,14 +99,11 @@ def run(argv=None) -> int:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = p.parse_args(argv)
-    try:  # never downloads: MovieLens may not be redistributed
-        path = movielens_path("ml-100k", "u.data", download=False)
-    except DataError as exc:
-        print(f"MovieLens 100K: {exc}; set DCF_DATA to the folder holding ml-100k/", file=sys.stderr)
+    path, frame = udata()
+    if frame is None:
         return 2
     print(environment(), flush=True)
-    frame = pd.read_csv(path, sep="\t", names=["user", "item", "rating", "time"])[["user", "item", "rating"]]
-    frame = frame.astype({"rating": np.float64})
+    frame = frame[["user", "item", "rating"]]
     frame["line"] = np.arange(1, len(frame) + 1)
     with dask.config.set(scheduler="sync"):
         train, test = split.user_holdout([dask.delayed(frame)], 0.25, args.seed)

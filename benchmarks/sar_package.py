@@ -29,9 +29,9 @@ from pathlib import Path
 
 import dask
 import numpy as np
-import pandas as pd
 
 from _report import environment
+from _sar_protocol import udata
 
 KINDS = ("cooccurrence", "jaccard", "lift")
 
@@ -71,8 +71,6 @@ def _sar(python: str, frame_path: Path, kind: str, out: Path) -> float:
 
 
 def main(argv=None) -> int:
-    from dcf.datasets import movielens_path
-    from dcf.errors import DataError
     from dcf.model import ItemKNN
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -80,13 +78,10 @@ def main(argv=None) -> int:
     p.add_argument("--kinds", nargs="+", default=list(KINDS), choices=list(KINDS))
     p.add_argument("--top-n", type=int, default=10)
     args = p.parse_args(argv)
-    try:  # never downloads: MovieLens may not be redistributed
-        path = movielens_path("ml-100k", "u.data", download=False)
-    except DataError as exc:
-        print(f"MovieLens 100K: {exc}; set DCF_DATA to the folder holding ml-100k/", file=sys.stderr)
+    path, frame = udata()
+    if frame is None:
         return 2
     print(environment(), flush=True)
-    frame = pd.read_csv(path, sep="\t", names=["user", "item", "rating", "time"]).astype({"rating": np.float64})
     n = args.top_n
     print(f"data    : {path}: {len(frame):,} ratings, every one an event weighing its rating; no time decay; "
           f"top {n}, seen items removed", flush=True)

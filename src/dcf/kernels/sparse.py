@@ -46,13 +46,7 @@ def csr_from_triplets(rows, cols, vals, shape, lines=None):
         of a pair whose value differs from the kept one (not stored), ordered by
         row, column and line.
     """
-    rows = np.asarray(rows, np.int64)
-    cols = np.asarray(cols, np.int64)
-    vals = np.asarray(vals, np.float64)
-    lines = np.arange(len(rows), dtype=np.int64) if lines is None else np.asarray(lines, np.int64)
-    n_rows, n_cols = int(shape[0]), int(shape[1])
-    if len(rows) and (rows.min() < 0 or rows.max() >= n_rows or cols.min() < 0 or cols.max() >= n_cols):
-        raise ValueError(f"a row or column index is outside the block's shape {tuple(shape)}")
+    rows, cols, vals, lines, n_rows, n_cols = _triplets(rows, cols, vals, shape, lines)
     ptr, idx, data, clash, kept_line, dups = _build_csr(rows, cols, vals, lines, n_rows, n_cols)
     conflicts = np.column_stack([rows[clash], cols[clash], kept_line, lines[clash],
                                  vals[clash]]).astype(np.float64)
@@ -91,13 +85,7 @@ def csr_from_events(rows, cols, vals, shape, lines=None):
     >>> csr.toarray().tolist(), events
     ([[0.0, 0.0, 3.0], [1.0, 0.0, 0.0]], 3)
     """
-    rows = np.asarray(rows, np.int64)
-    cols = np.asarray(cols, np.int64)
-    vals = np.asarray(vals, np.float64)
-    lines = np.arange(len(rows), dtype=np.int64) if lines is None else np.asarray(lines, np.int64)
-    n_rows, n_cols = int(shape[0]), int(shape[1])
-    if len(rows) and (rows.min() < 0 or rows.max() >= n_rows or cols.min() < 0 or cols.max() >= n_cols):
-        raise ValueError(f"a row or column index is outside the block's shape {tuple(shape)}")
+    rows, cols, vals, lines, n_rows, n_cols = _triplets(rows, cols, vals, shape, lines)
     by_line = np.argsort(lines, kind="stable")
     order = _counting_order(rows, n_rows, _counting_order(cols, n_cols, by_line))
     ptr, idx, data = _sum_runs(rows, cols, vals, order, n_rows)
@@ -105,6 +93,19 @@ def csr_from_events(rows, cols, vals, shape, lines=None):
     csr = sp.csr_matrix((data, idx.astype(index), ptr.astype(index)), shape=(n_rows, n_cols))
     csr.has_sorted_indices = True
     return csr, int(len(rows))
+
+
+def _triplets(rows, cols, vals, shape, lines):
+    """The arrays of a block's ratings or events as the builders take them, checked to lie in
+    ``shape``: ``(rows, cols, vals, lines, n_rows, n_cols)`` (lines 0, 1, ... where None)."""
+    rows = np.asarray(rows, np.int64)
+    cols = np.asarray(cols, np.int64)
+    vals = np.asarray(vals, np.float64)
+    lines = np.arange(len(rows), dtype=np.int64) if lines is None else np.asarray(lines, np.int64)
+    n_rows, n_cols = int(shape[0]), int(shape[1])
+    if len(rows) and (rows.min() < 0 or rows.max() >= n_rows or cols.min() < 0 or cols.max() >= n_cols):
+        raise ValueError(f"a row or column index is outside the block's shape {tuple(shape)}")
+    return rows, cols, vals, lines, n_rows, n_cols
 
 
 @numba.njit(cache=True, nogil=True)
