@@ -29,7 +29,8 @@ from .blocks import concat_rows, concatenate, outputs
 from .errors import ConfigError
 
 __all__ = ["ROW_TASKS_PER_THREAD", "FRAME_PART_ROWS", "FittedState", "fitted_state", "derived", "DERIVABLE",
-           "needs_biases", "baseline_biases", "centred_ratings", "weighted_ratings", "means", "single", "as_parts"]
+           "needs_biases", "baseline_biases", "centred_ratings", "weighted_ratings", "means", "single", "as_parts",
+           "event_weights"]
 
 # rows-method similarity tasks per thread, cut to equal cost: enough to even out the
 # scheduling, few enough that per-task overhead stays small (measured at 20M ratings)
@@ -216,6 +217,16 @@ FRAME_PART_ROWS = 200_000  # rows of an in-memory frame per task
 WEIGHT_COLUMNS = ("weight", "count", "value")  # an implicit-feedback frame's weight, where it has no "rating"
 
 
+def event_weights(frame):
+    """An implicit-feedback frame (pandas or dask) with its weights as ``rating``: that
+    column, else its ``weight``, ``count`` or ``value`` column (as a file's header may name
+    it), else 1 for every event."""
+    if "rating" in frame.columns:
+        return frame
+    named = [c for c in WEIGHT_COLUMNS if c in frame.columns]
+    return frame.rename(columns={named[0]: "rating"}) if named else frame.assign(rating=1.0)
+
+
 def _frame_parts(frame: pd.DataFrame) -> list:
     """An in-memory frame as Delayed parts of consecutive rows, numbered from 0 (row
     numbers name bad rows), each part one task named ``frame-input``."""
@@ -234,10 +245,8 @@ def as_parts(data, on_bad_lines="error", need_rating=True, feedback="explicit"):
             raise ConfigError(f"{data.source.path} was read as events (feedback='implicit'): fit it with a model "
                               "of feedback='implicit', whose pairs sum their events")
         return data.parts, data.report, data.source.path
-    if isinstance(data, (pd.DataFrame, dd.DataFrame)) and feedback == "implicit" and need_rating \
-            and "rating" not in data.columns:
-        named = [c for c in WEIGHT_COLUMNS if c in data.columns]  # as a file's header may name it
-        data = data.rename(columns={named[0]: "rating"}) if named else data.assign(rating=1.0)
+    if isinstance(data, (pd.DataFrame, dd.DataFrame)) and feedback == "implicit" and need_rating:
+        data = event_weights(data)
     if isinstance(data, (pd.DataFrame, dd.DataFrame)):
         missing = {"user", "item"} - set(data.columns)
         if need_rating and "rating" not in data.columns:

@@ -19,7 +19,7 @@ from .sparse import row_norms
 
 __all__ = [
     "Measure", "MEASURE", "SimilaritySettings", "MEASURES", "INPUTS", "CO_RATED", "NORMS", "PEARSON", "JACCARD",
-    "COOCCURRENCE", "LIFT", "LLR", "DOT", "BINARY", "WEIGHTINGS", "MAX_ALPHA", "measure",
+    "COOCCURRENCE", "LIFT", "LLR", "DOT", "BINARY", "MAX_ALPHA", "measure",
     "measure_mode", "needs_norms",
     "entity_totals", "column_totals", "fast_topk",
 ]
@@ -120,7 +120,6 @@ MEASURE = {m.name: m for m in (
     Measure("tfidf", NORMS, weighting="tfidf", inputs="TF-IDF-weighted ratings"),
     Measure("conditional", LIFT, inputs="ratings (values ignored)", asymmetric=True),
 )}
-WEIGHTINGS = ("none", "bm25", "tfidf")
 MAX_ALPHA = 10.0  # conditional's discount: 0 .. 1 in Deshpande and Karypis; past 10 a count ** alpha overflows
 MEASURES = tuple(MEASURE)
 INPUTS = {m.name: m.inputs for m in MEASURE.values()}  # what the caller passes the kernels

@@ -125,10 +125,11 @@ def similarity_rows(Pa, Q, row0, settings=SimilaritySettings(), k=None, norms_a=
     out = RowsOut(dense, np.zeros((na, n) if dense else (0, 0)), np.full((na, kk), -1, np.int64),
                   np.zeros((na, kk)), csr)
     a = csr_arrays(Pa)
+    if mode in BINARY:  # who rated: every value read as 1
+        a = a._replace(val=np.ones(Pa.nnz))
     if fast:
         e = entries(Q)
-        if mode in BINARY:  # who rated (cooccurrence, lift): every value read as 1
-            a = a._replace(val=np.ones(Pa.nnz))
+        if mode in BINARY:  # and the shared matrix's (cooccurrence, lift)
             e = e._replace(table=np.ones_like(e.table)) if e.is_packed else e._replace(val=np.ones_like(e.val))
         if mode in (DOT, COOCCURRENCE):  # the sum itself: the fast path over norms of 1 (x / 1.0 is x)
             norms_a, norms = np.ones(na), np.ones(n)
@@ -137,8 +138,6 @@ def similarity_rows(Pa, Q, row0, settings=SimilaritySettings(), k=None, norms_a=
                    Scan(PREFETCH_AHEAD, SELECT_BLOCK, float(TRACK_BELOW)))
         return None, out.top_i, out.top_s
     count = min_support > 1 or s.shrinkage > 0 or s.significance > 0 or mode == PEARSON
-    if mode in BINARY:  # who rated: every value read as 1
-        a = a._replace(val=np.ones(Pa.nnz))
     q_val = np.ones(Q.indices.shape[0], np.float32) if mode in BINARY else Q.data
     rules = Rules(mode, count, float(min_support), float(s.shrinkage), offset, float(s.significance),
                   float(s.min_similarity), float(Pa.shape[1]))

@@ -19,7 +19,7 @@ from .. import io as dio
 from ..baseline import fold_in_user_biases
 from ..cluster import parallelism
 from ..errors import ConfigError, DataError
-from ..fitted import as_parts
+from ..fitted import as_parts, event_weights
 from ..ids import IdMap
 from ..kernels import csr_from_events, csr_from_triplets
 from .pairs import predict_pairs
@@ -49,7 +49,7 @@ def default_ranking(model, ranking):
     feedback, else ``prediction`` (the paper's)."""
     if ranking is not None:
         return ranking
-    return "sum" if getattr(model, "feedback", "explicit") == "implicit" else "prediction"
+    return "sum" if model.feedback == "implicit" else "prediction"
 
 
 def check_request(n, ranking):
@@ -97,8 +97,8 @@ def history_recommendations(model, history, n, ranking, exclude) -> pd.DataFrame
     if missing:
         raise ConfigError(f"the history lacks column(s) {', '.join(sorted(missing))}")
     history = history.reset_index(drop=True)
-    if model.feedback == "implicit" and "rating" not in history.columns:
-        history = history.assign(rating=1.0)  # events of weight 1
+    if model.feedback == "implicit":  # events: their weight column, else 1 each
+        history = event_weights(history)
     frame, _ = dio.validate_frame(history, "history")
     m = model.matrix_
     users = IdMap(frame["user"].to_numpy())
