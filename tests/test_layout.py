@@ -112,7 +112,7 @@ def test_modules_stay_within_their_size():
 MAX_PARAMETERS = 10
 # estimator constructors keep scikit-learn's flat keyword parameters (get_params and grid
 # searches see every setting)
-FLAT = {"dcf.model.KNN.__init__", "dcf.model.ItemKNN.__init__", "dcf.model.UserKNN.__init__"}
+FLAT = {"dcf.model.knn.KNN.__init__", "dcf.model.variants.ItemKNN.__init__", "dcf.model.variants.UserKNN.__init__"}
 
 
 def _functions(tree, prefix):

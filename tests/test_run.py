@@ -334,3 +334,33 @@ def test_implicit_feedback_job_on_a_click_log(scheduler, tmp_path, capsys):
                         neighbourhood="global").fit(train)
         want = model.neighbours().sort_values(["entity", "rank"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(nb, want, check_dtype=False)
+
+
+def test_time_decay_job_scores_as_the_estimator_does(scheduler, tmp_path):
+    import dask
+
+    from dcf import ItemKNN, split
+    from dcf.datasets import open_source
+
+    rng = np.random.default_rng(4)
+    clicks = pd.DataFrame({"user": rng.integers(0, 200, 4000), "item": rng.integers(0, 60, 4000),
+                           "weight": rng.integers(1, 4, 4000), "time": rng.integers(1_600_000_000, 1_630_000_000, 4000)})
+    data = tmp_path / "clicks.tsv"
+    clicks.to_csv(data, sep="\t", header=False, index=False)
+    out = tmp_path / "out"
+    assert _run(scheduler, "--data", data, "--feedback", "implicit", "--similarity", "cosine", "--half-life", 7,
+                "--reference-time", "2021-09-01", "--k", 10, "--neighbourhood", "global", "--top-n", 5,
+                "--out", out) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["time_decay"] == {"half_life_days": 7.0, "reference_time": 1630454400.0,
+                                     "reference_time_utc": "2021-09-01T00:00:00+00:00", "decay_similarity": False}
+    recs = pd.read_parquet(out / "recommendations.parquet")
+    with dask.config.set(scheduler="sync"):
+        train, _ = split.random_split(open_source(str(data), feedback="implicit").parts, 0.1, 0)
+        train = pd.concat(dask.compute(*train), ignore_index=True)
+        model = ItemKNN(feedback="implicit", similarity="cosine", k=10, neighbourhood="global", half_life=7,
+                        reference_time=1630454400).fit(train)
+        want = model.recommend(n=5).compute()
+    np.testing.assert_allclose(recs["score"].to_numpy(), want["score"].to_numpy(), rtol=1e-12)
+    assert (recs["item"].to_numpy() == want["item"].to_numpy()).all()
+    assert _run(scheduler, "--data", data, "--half-life", 7, "--out", tmp_path / "o2") == 2  # explicit: refused

@@ -144,6 +144,9 @@ class RunConfig:
     bm25_b: float = 0.75
     include_self: bool = False
     alpha: float = 0.5
+    half_life: float | None = None  # days: time decay of each event's weight (implicit feedback)
+    reference_time: str | None = None  # the decay's reference: seconds or an ISO date (default the latest event)
+    decay_similarity: bool = False
     min_k: int = 1
     baseline_epochs: int = 10
     reg_user: float = 15.0
@@ -187,6 +190,12 @@ class RunConfig:
             raise ConfigError(f"bm25_k1 must be a number >= 0, not {self.bm25_k1!r}")
         if not 0 <= self.alpha <= 10:  # = dcf.kernels.MAX_ALPHA
             raise ConfigError(f"alpha must be between 0 and 10, not {self.alpha!r}")
+        if self.half_life is not None and self.half_life <= 0:
+            raise ConfigError(f"half_life must be a positive number of days, not {self.half_life!r}")
+        if self.half_life is not None and self.feedback != "implicit":
+            raise ConfigError("--half-life decays events: use it with --feedback implicit")
+        if (self.reference_time is not None or self.decay_similarity) and self.half_life is None:
+            raise ConfigError("--reference-time and --decay-similarity set the time decay: give --half-life too")
         if self.rating_scale is not None:
             scale = tuple(self.rating_scale)
             if (len(scale) != 2 or not all(_is_number(v) for v in scale)
@@ -242,7 +251,8 @@ _RUN_TYPES = {"data": _STR, "test": _OPT_STR, "test_fraction": _FLOAT, "seed": _
               "similarity": _STR, "k": _INT, "neighbourhood": _STR, "prediction": _STR, "top_n": _INT,
               "ranking": _OPT_STR, "min_support": _INT, "shrinkage": _FLOAT, "significance": _FLOAT,
               "min_similarity": _FLOAT, "amplification": _FLOAT, "bm25_k1": _FLOAT, "bm25_b": _FLOAT,
-              "include_self": _BOOL, "alpha": _FLOAT, "min_k": _INT,
+              "include_self": _BOOL, "alpha": _FLOAT, "min_k": _INT, "half_life": _OPT_FLOAT,
+              "reference_time": _OPT_STR, "decay_similarity": _BOOL,
               "baseline_epochs": _INT, "reg_user": _FLOAT, "reg_item": _FLOAT, "relevance": _OPT_FLOAT,
               "feedback": _STR,
               "skip_bad_lines": _BOOL, "rating_scale": "two numbers or nothing",

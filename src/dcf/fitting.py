@@ -9,12 +9,16 @@ graph, and the :class:`~dcf.fitted.FittedState` it all ends in.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import dask
 import dask.array as da
 
+from . import kernels
 from .baseline import residuals
 from .blocks import concat_rows
 from .cluster import connected, default_blocks, memory_budget, parallelism, placement, start
+from .errors import ConfigError
 from .fitted import (ROW_TASKS_PER_THREAD, FittedState, as_parts, baseline_biases, centred_ratings, fitted_state,
                      needs_biases, weighted_ratings)
 from .matrix import RatingMatrix, build_matrix, from_array
@@ -22,13 +26,21 @@ from .neighbours import table_from_blocks, top_k
 from .similarity import check_whole_rows, entity_stats, prepare, similarity_by_rows, similarity_rows, similarity_tiles
 from .similarity import method as similarity_method
 
-__all__ = ["fit_matrix", "rating_matrix", "matrix_layout", "matrix_from_parts"]
+__all__ = ["fit_matrix", "rating_matrix", "matrix_layout", "matrix_from_parts", "needs_undecayed"]
 
 
 def rating_matrix(model, ratings) -> RatingMatrix:
     """The rating matrix ``model.fit(ratings)`` fits: ``ratings`` itself, a users x
     items dask array's, or the one of frame parts, blocked as the model's parameters ask
     (:func:`matrix_from_parts`)."""
+    decay = model.decay()
+    if decay is not None and isinstance(ratings, (RatingMatrix, da.Array)):
+        if not isinstance(ratings, RatingMatrix) or ratings.reference_time is None:
+            raise ConfigError("time decay (half_life) reads event times: fit on a file or a frame with a time "
+                              "column (or a matrix built with decay=)")
+        if needs_undecayed(model) and ratings.undecayed is None:
+            raise ConfigError(f"{model.similarity} compares the undecayed values: this matrix has no undecayed "
+                              "twin (build it with dcf.fitting.matrix_from_parts, or pass decay_similarity=True)")
     if isinstance(ratings, RatingMatrix):
         return ratings
     if isinstance(ratings, da.Array):
@@ -47,15 +59,31 @@ def matrix_layout(model) -> dict:
 
 
 def matrix_from_parts(model, parts, report, source) -> RatingMatrix:
-    """The rating matrix of frame parts, blocked as ``model``'s parameters ask."""
-    return build_matrix(parts, source=source, on_bad_lines=model.on_bad_lines, report=report,
-                        feedback=model.feedback,
-                        **matrix_layout(model))
+    """The rating matrix of frame parts, blocked as ``model``'s parameters ask; with time
+    decay, its values decayed and, where the measure compares the undecayed values
+    (:func:`needs_undecayed`), the undecayed matrix as its ``undecayed`` twin."""
+    kw = dict(source=source, on_bad_lines=model.on_bad_lines, report=report, feedback=model.feedback,
+              **matrix_layout(model))
+    matrix = build_matrix(parts, decay=model.decay(), **kw)
+    if needs_undecayed(model):
+        matrix.undecayed = build_matrix(parts, **kw)
+    return matrix
+
+
+def needs_undecayed(model) -> bool:
+    """Whether ``model`` decays the scores but compares undecayed values: time decay, a
+    measure that reads the values (not only who rated), and no ``decay_similarity``."""
+    return (model.decay() is not None and not model.decay_similarity
+            and kernels.measure(model.similarity).reads_values)
 
 
 def fit_matrix(model, matrix) -> FittedState:
     """The fitted state of ``model``'s parameters on ``matrix`` (a persisted
-    :class:`~dcf.matrix.RatingMatrix`)."""
+    :class:`~dcf.matrix.RatingMatrix`); the similarities compare its undecayed twin
+    where it has one (:func:`needs_undecayed`), and the state keeps the matrix without it."""
+    scored = matrix
+    if needs_undecayed(model):
+        matrix, scored = matrix.undecayed, replace(matrix, undecayed=None)
     P, Q, _, entity_count = matrix.oriented(model.based)
     raw_q = Q  # the ratings themselves, before any centring: their summary and costs
     whole_rows = model.neighbourhood == "rated"
@@ -75,7 +103,9 @@ def fit_matrix(model, matrix) -> FittedState:
         P = residuals(P, total / count, b_entity, b_other, rows_are_entities=True)
         Q = residuals(Q, total / count, b_other, b_entity, rows_are_entities=False)
     neighbours, rows, token = _graph(model, P, Q, settings, method, whole_rows, work, parts)
-    return fitted_state(model, matrix, neighbours, rows, method, total / count, (lo, hi), token, biases)
+    if scored is not matrix:  # the mean and range of the (decayed) values the scores read
+        (lo, hi, total, count), _ = dask.compute(entity_stats(scored.oriented(model.based)[1]))[0]
+    return fitted_state(model, scored, neighbours, rows, method, total / count, (lo, hi), token, biases)
 
 
 def _summary(model, raw_q, Q, settings, whole_rows):

@@ -26,6 +26,7 @@ import scipy.sparse as sp
 
 from . import kernels
 from .blocks import CSR_META, concat_rows, outputs, row_stats, transpose_blocks
+from .decay import decayed_weights, merge_spans, reference_time, time_span
 from .errors import DataError
 from .ids import IdMap, ids_of
 
@@ -44,6 +45,10 @@ class RatingMatrix:
     user_sum, user_count, item_sum, item_count : dask.array.Array (float64 / int64)
     report : dask.delayed.Delayed -> dict of cleaning counts
     source : str, where the ratings came from (for messages)
+    reference_time : float or None
+        Seconds since the epoch the events' weights were decayed to (:mod:`dcf.decay`).
+    undecayed : RatingMatrix or None
+        The same events without decay, where a measure compares the undecayed values.
     """
 
     users: IdMap
@@ -56,6 +61,8 @@ class RatingMatrix:
     item_count: da.Array
     report: object = field(repr=False)
     source: str = ""
+    reference_time: float | None = None  # the time decay's reference (seconds), where the values are decayed
+    undecayed: "RatingMatrix | None" = field(default=None, repr=False)  # the same events, not decayed
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -86,11 +93,13 @@ class RatingMatrix:
         Without graph optimisation: the arrays and the report share the block builds, and
         the arrays' optimiser fused each build into its CSR output under a new key while
         the report still named the build, so every block was built twice (a 20M-rating
-        matrix: 9 s of 35 s of task time)."""
-        (self.by_user, self.by_item, self.user_sum, self.user_count, self.item_sum,
-         self.item_count, self.report) = dask.persist(
-            self.by_user, self.by_item, self.user_sum, self.user_count, self.item_sum,
-            self.item_count, self.report, optimize_graph=False)
+        matrix: 9 s of 35 s of task time).  The undecayed twin, if any, in the same call
+        (one read of the parts)."""
+        both = [self] + ([self.undecayed] if self.undecayed is not None else [])
+        done = dask.persist(*[x for m in both for x in (m.by_user, m.by_item, m.user_sum, m.user_count, m.item_sum,
+                                                        m.item_count, m.report)], optimize_graph=False)
+        for j, m in enumerate(both):
+            (m.by_user, m.by_item, m.user_sum, m.user_count, m.item_sum, m.item_count, m.report) = done[7 * j:7 * j + 7]
         return self
 
 
@@ -115,9 +124,8 @@ def default_row_block(n_rows: int, nnz: int, min_blocks: int = 4) -> int:
     return max(1, math.ceil(n_rows / min(blocks, max(n_rows, 1))))
 
 
-def build_matrix(parts, *, source="ratings", on_bad_lines="error", row_block=None,
-                 col_block=None, report=None, min_blocks=4, based="item",
-                 entity_block_limit=None, feedback="explicit") -> RatingMatrix:
+def build_matrix(parts, *, source="ratings", on_bad_lines="error", report=None, feedback="explicit", decay=None,
+                 **blocking) -> RatingMatrix:
     """Build the persisted-ready rating matrix from frame parts.
 
     Parameters
@@ -132,6 +140,15 @@ def build_matrix(parts, *, source="ratings", on_bad_lines="error", row_block=Non
     feedback : {"explicit", "implicit"}
         ``implicit``: the ratings are events whose weights each (user, item) pair sums
         (never a conflict); the report counts ``events`` and ``pairs``.
+    decay : dcf.decay.Decay, optional
+        Implicit feedback only: each event's weight decayed by its age
+        (:func:`dcf.decay.decayed_weights`) before its pair sums it; the parts need a
+        ``time`` on every row, and the reference time (the latest unless ``decay`` gives
+        one) is found with the ids.
+    report : Delayed dict, optional
+        The reader's report, merged into the matrix report.
+    **blocking
+        How the matrix is cut, the keywords of :func:`layout`:
     row_block, col_block : int, optional
         Users per user block and items per item block.
     min_blocks : int
@@ -140,8 +157,6 @@ def build_matrix(parts, *, source="ratings", on_bad_lines="error", row_block=Non
         blocks pair up into similarity tiles (b(b+1)/2 of them) and into the
         prediction grid (item blocks x user blocks), so they grow more slowly.
         More blocks mean more parallel tasks, never other results.
-    report : Delayed dict, optional
-        The reader's report, merged into the matrix report.
     based, entity_block_limit : str, callable ``n -> int``, optional
         Caps the default block of the entities (items for ``based="item"``)
         so that similarity tasks fit in worker memory; called as
@@ -155,8 +170,9 @@ def build_matrix(parts, *, source="ratings", on_bad_lines="error", row_block=Non
     """
     uniq = dask.delayed(_uniques, pure=True)
     merge = dask.delayed(_merge_uniques, pure=True)
-    token = dask.base.tokenize(parts)
-    pieces = [uniq(p, dask_key_name=f"matrix-ids-{token}-{j}") for j, p in enumerate(parts)]
+    timed = source if decay is not None else None
+    token = dask.base.tokenize(parts, timed)
+    pieces = [uniq(p, timed, dask_key_name=f"matrix-ids-{token}-{j}") for j, p in enumerate(parts)]
     level = 0
     while len(pieces) > 1:  # tree merge of distinct ids
         pieces = [merge(*pieces[i:i + 8], dask_key_name=f"matrix-ids-merge-{token}-{level}-{i}")
@@ -164,18 +180,19 @@ def build_matrix(parts, *, source="ratings", on_bad_lines="error", row_block=Non
         level += 1
     if not pieces:
         raise DataError(source, "no ratings")
-    u_raw, i_raw, nnz = dask.compute(pieces[0])[0]
+    u_raw, i_raw, nnz, *span = dask.compute(pieces[0])[0]
+    reference = None if decay is None else reference_time(decay, span[0], source)
     if nnz == 0:
         raise DataError(source, "no ratings left after cleaning (empty file, header only, or "
                         "every line dropped)")
     users, items = IdMap(u_raw), IdMap(i_raw)
     n_users, n_items = len(users), len(items)
-    ub, ib = layout(n_users, n_items, nnz, row_block=row_block, col_block=col_block,
-                    min_blocks=min_blocks, based=based, entity_block_limit=entity_block_limit)
-    token = dask.base.tokenize(parts, ub, ib, on_bad_lines, feedback)
+    ub, ib = layout(n_users, n_items, nnz, **blocking)
+    token = dask.base.tokenize(parts, ub, ib, on_bad_lines, feedback, decay, reference)
     split = dask.delayed(_split_part, pure=True)
     u_key, i_key = users.as_delayed(), items.as_delayed()
-    per_part = [split(p, u_key, i_key, ub, dask_key_name=f"matrix-route-{token}-{j}")
+    timing = None if decay is None else (decay, reference, source)
+    per_part = [split(p, u_key, i_key, ub, timing, dask_key_name=f"matrix-route-{token}-{j}")
                 for j, p in enumerate(parts)]
     per_part = ([[pp] for pp in per_part] if len(ub) == 2 else
                 [outputs(pp, len(ub) - 1, "matrix-route-part") for pp in per_part])
@@ -191,7 +208,9 @@ def build_matrix(parts, *, source="ratings", on_bad_lines="error", row_block=Non
                            2, ("matrix-user-csr", "matrix-user-report"))
         blocks.append(blk)
         reports.append(rep)
-    return from_user_blocks(users, items, blocks, ub, ib, reports, source, token)
+    matrix = from_user_blocks(users, items, blocks, ub, ib, reports, source, token)
+    matrix.reference_time = reference
+    return matrix
 
 
 def from_user_blocks(users: IdMap, items: IdMap, blocks, ub, ib, reports, source: str,
@@ -233,8 +252,10 @@ def layout(n_users, n_items, nnz, *, row_block=None, col_block=None, min_blocks=
     return block_bounds(n_users, row_block or row_default), block_bounds(n_items, col_block or col_default)
 
 
-def _uniques(frame: pd.DataFrame):
-    return pd.unique(ids_of(frame["user"])), pd.unique(ids_of(frame["item"])), len(frame)
+def _uniques(frame: pd.DataFrame, timed=None):
+    """A part's distinct ids and rows; with ``timed`` (the source's name), its time span too."""
+    out = pd.unique(ids_of(frame["user"])), pd.unique(ids_of(frame["item"])), len(frame)
+    return out if timed is None else (*out, time_span(frame, timed))
 
 
 def _merge_uniques(*pieces):
@@ -242,15 +263,20 @@ def _merge_uniques(*pieces):
         if all(a.dtype.kind in "iu" for a in arrays):
             return pd.unique(np.concatenate(arrays))
         return pd.unique(np.concatenate([a.astype(object) for a in arrays]))
-    return (merged([p[0] for p in pieces]), merged([p[1] for p in pieces]), sum(p[2] for p in pieces))
+    out = (merged([p[0] for p in pieces]), merged([p[1] for p in pieces]), sum(p[2] for p in pieces))
+    return out if len(pieces[0]) == 3 else (*out, merge_spans(*[p[3] for p in pieces]))
 
 
-def _split_part(frame: pd.DataFrame, users: IdMap, items: IdMap, bounds: np.ndarray):
-    """Route one frame part's ratings to user blocks (local rows)."""
+def _split_part(frame: pd.DataFrame, users: IdMap, items: IdMap, bounds: np.ndarray, timing=None):
+    """Route one frame part's ratings to user blocks (local rows); with ``timing``
+    (``(decay, reference, source)``), each weight decayed by its event's age."""
     u = users.to_codes(ids_of(frame["user"]))
     i = items.to_codes(ids_of(frame["item"]))
     r = frame["rating"].to_numpy(np.float64)
     ln = frame["line"].to_numpy(np.int64)
+    if timing is not None:
+        decay, reference, source = timing
+        r = decayed_weights(r, frame["time"].to_numpy(np.float64), ln, decay, reference, source)
     blk = np.searchsorted(bounds, u, side="right") - 1
     order = np.argsort(blk, kind="stable")
     cuts = np.searchsorted(blk[order], np.arange(len(bounds)))

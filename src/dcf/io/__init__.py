@@ -21,10 +21,11 @@ parquet   a file or a folder of ``*.parquet`` parts                 schema
 - :mod:`~dcf.io.exact` -- the exact line-by-line pass, where the typed one gives up;
 - :mod:`~dcf.io.validate` -- cleaning rows, the error and skip rules, :func:`validate_frame`;
 - :mod:`~dcf.io.parquet` -- Parquet files and folders, in row-group parts;
+- :mod:`~dcf.io.times` -- which column holds event times, and their values as seconds;
 - :mod:`~dcf.io.id_kinds` -- id columns that agree across the parts of one read.
 
 Every row keeps the 1-based line (or Parquet row) it came from, so a problem
-found anywhere later names the line.  An integer id that fits 64 bits is kept as
+found anywhere later names the line, and its event time where the source has one.  An integer id that fits 64 bits is kept as
 ``int64``; every other id is kept exactly as text.
 """
 
@@ -37,19 +38,21 @@ from .blocks import (DEFAULT_BLOCKSIZE, MAX_BLOCKSIZE, MIN_BLOCKSIZE, READ_MEMOR
 from .formats import FEEDBACKS, FORMATS, sniff
 from .id_kinds import same_id_kinds
 from .parquet import PARQUET_PART_ROWS, parquet_parts
-from .sources import (MAX_ID_CHARS, MAX_LINE_BYTES, META, Ratings, RatingsSource, empty_report,
+from .sources import (MAX_ID_CHARS, MAX_LINE_BYTES, META, META_TIMED, Ratings, RatingsSource, empty_report,
                       merge_reports)
+from .times import TIME_NAMES, parse_time
 from .text import SLICE_BYTES, text_parts
 from .validate import validate_frame
 
 __all__ = ["DEFAULT_BLOCKSIZE", "FEEDBACKS", "FORMATS", "MAX_BLOCKSIZE", "MAX_ID_CHARS", "MAX_LINE_BYTES", "META",
-           "MIN_BLOCKSIZE", "PARQUET_PART_ROWS", "READ_MEMORY_MULTIPLE", "SLICE_BYTES", "Ratings",
-           "RatingsSource", "block_size_for", "empty_report", "merge_reports", "parquet_parts",
+           "META_TIMED", "MIN_BLOCKSIZE", "PARQUET_PART_ROWS", "READ_MEMORY_MULTIPLE", "SLICE_BYTES", "TIME_NAMES", "Ratings",
+           "RatingsSource", "block_size_for", "empty_report", "merge_reports", "parquet_parts", "parse_time",
            "read_ratings", "resolve_blocksize", "sniff", "text_parts", "validate_frame"]
 
 
 def read_ratings(path, *, format: str = "auto", on_bad_lines: str = "error",
-                 rating_scale=None, blocksize: int | str | None = "auto", feedback: str = "explicit") -> Ratings:
+                 rating_scale=None, blocksize: int | str | None = "auto", feedback: str = "explicit",
+                 times: bool = True) -> Ratings:
     """Read a ratings file lazily into a validated dask DataFrame.
 
     Parameters
@@ -67,6 +70,11 @@ def read_ratings(path, *, format: str = "auto", on_bad_lines: str = "error",
         file of ``user, item`` pairs (or a CSV header or Parquet schema without a rating
         column) reads each event as weight 1.  Repeated pairs are summed later, by the
         matrix (:func:`dcf.matrix.build_matrix`).
+    times : bool
+        Keep each row's event time (a ``time`` column, float64 seconds since the epoch)
+        where the source has one: a headerless file's fourth field, or a column a header
+        or schema names ``timestamp``, ``time``, ``date``... (:mod:`dcf.io.times`).
+        False reads no time (a little less work).
     blocksize : int, str or "auto"
         Bytes per task for text input (``"32MiB"`` or a number); ``"auto"``
         sizes them to the current Dask client's workers (:func:`resolve_blocksize`).
@@ -81,7 +89,8 @@ def read_ratings(path, *, format: str = "auto", on_bad_lines: str = "error",
     >>> r = read_ratings("u.data")                     # doctest: +SKIP
     >>> r.frame.head()                                 # doctest: +SKIP
     """
-    src = sniff(path, format=format, on_bad_lines=on_bad_lines, rating_scale=rating_scale, feedback=feedback)
+    src = sniff(path, format=format, on_bad_lines=on_bad_lines, rating_scale=rating_scale, feedback=feedback,
+                times=times)
     if src.format == "parquet":
         parts, reports = parquet_parts(src)
     else:

@@ -65,7 +65,9 @@ def parse_exact(data: bytes, start_line: int, skip_header: int, src: RatingsSour
     u, it = (table[c].to_numpy(dtype=object) for c in src.columns[:2])
     rc = src.columns[2]  # None: user, item pairs, each event of weight 1
     r = table[rc].to_numpy(dtype=object) if rc is not None else np.full(len(table), "1", object)
-    return validate_text(src, u, it, r, start_line + kept_rel, n_lines - skip_header, bad, n_removed)
+    times = None if src.time_column is None else table[src.time_column].to_numpy(dtype=object)
+    return validate_text(src, u, it, r, start_line + kept_rel, n_lines - skip_header, bad, n_removed,
+                         times=times)
 
 
 def _fields_per_line(data: bytes, sep: str, src) -> np.ndarray | None:

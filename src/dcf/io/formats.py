@@ -23,12 +23,15 @@ import os
 import stat
 import zlib
 
+from dataclasses import replace
+
 import fsspec
 
 from ..errors import DataError
 from .sources import BOM, RatingsSource
+from .times import time_column
 
-__all__ = ["FEEDBACKS", "FORMATS", "header_columns", "parquet_files", "reading", "sniff"]
+__all__ = ["FEEDBACKS", "FORMATS", "head_names", "header_columns", "parquet_files", "reading", "sniff"]
 
 FORMATS = ("tab", "dat", "csv", "parquet")
 FEEDBACKS = ("explicit", "implicit")  # ratings, or events whose optional value is a positive weight
@@ -41,11 +44,12 @@ _TRUNCATED = "cannot be read: the compressed stream ends early (truncated file?)
 
 
 def sniff(path, *, format: str = "auto", on_bad_lines: str = "error",
-          rating_scale=None, feedback: str = "explicit") -> RatingsSource:
+          rating_scale=None, feedback: str = "explicit", times: bool = True) -> RatingsSource:
     """Work out how to read ``path`` from its name and first line.
 
     With ``feedback="implicit"`` a file of ``user, item`` pairs (two fields, or a CSV
-    header without a rating column) is events of weight 1.
+    header without a rating column) is events of weight 1.  With ``times`` the rows
+    keep their event times where the source has a time column (:mod:`dcf.io.times`).
 
     Raises
     ------
@@ -71,13 +75,38 @@ def sniff(path, *, format: str = "auto", on_bad_lines: str = "error",
     with reading(path):
         is_parquet = format == "parquet" or (format == "auto" and _looks_parquet(fs, local, path))
     if is_parquet:
-        return RatingsSource(path, "parquet", **common)
+        return RatingsSource(path, "parquet", timed=bool(times) and _parquet_timed(fs, local, path), **common)
     if fs.isdir(local):
         raise DataError(path, "is a folder without *.parquet files; give a ratings file")
     compression = fsspec.utils.infer_compression(path)
     with reading(path), fsspec.open(path, "rb", compression=compression) as f:
         head = f.read(_SAMPLE_BYTES)
-    return _sniff_text(path, head, format, compression, common)
+    src = _sniff_text(path, head, format, compression, common)
+    if not times:
+        return src
+    at = (time_column(head_names(head, src)) if src.header
+          else 3 if src.n_fields >= 4 and src.columns[2] is not None else None)
+    return replace(src, timed=at is not None, time_column=at)
+
+
+def head_names(head: bytes, src: RatingsSource) -> list:
+    """The header line's column names (``src.header`` is true)."""
+    text = head[len(BOM):] if head.startswith(BOM) else head
+    first = next(ln for ln in text.decode("utf-8", "replace").splitlines() if ln.strip())
+    return [f.strip() for f in first.split(src.sep)]
+
+
+def _parquet_timed(fs, local: str, path: str) -> bool:
+    """Whether the (first) Parquet file's schema has a time column; each part that lacks
+    one reads its rows as untimed."""
+    import pyarrow.parquet as pq
+
+    files = parquet_files(fs, local, path) if fs.isdir(local) else [local]
+    try:
+        with fs.open(files[0], "rb") as f:
+            return time_column(pq.read_schema(f).names) is not None
+    except Exception:  # noqa: BLE001 -- the read task names the file and the problem
+        return False
 
 
 def _is_local(fs) -> bool:

@@ -4,7 +4,8 @@ The user, item and rating columns are found by name, as in a CSV header.  Each
 task reads at most :data:`PARQUET_PART_ROWS` rows of one file (whole row groups);
 ``line`` numbers are row numbers in the file, counted from 1.  Integer id and
 numeric rating columns are checked as numbers (:func:`dcf.io.validate.validate_numeric`),
-anything else as text.
+anything else as text.  A time column (named as :mod:`dcf.io.times` says: numbers,
+timestamps, dates or text) becomes the rows' ``time``.
 
 Refused: id columns of list, struct, map or binary type, and a boolean rating
 column.  ``uint64`` ids at or above 2**63 are kept exactly, as text, like the
@@ -25,6 +26,7 @@ from ..blocks import outputs
 from ..errors import DataError
 from .formats import header_columns, parquet_files
 from .sources import RatingsSource
+from .times import seconds_of_arrow, time_column
 from .validate import raw_ids, validate_numeric, validate_text
 
 __all__ = ["PARQUET_PART_ROWS", "parquet_parts"]
@@ -89,14 +91,18 @@ def _parse_parquet_file(url: str, src: RatingsSource, groups=None, first_line: i
     u, it = (table.column(c).to_pandas() for c in cols[:2])
     # no rating column (implicit feedback): each row an event of weight 1
     r = table.column(cols[2]).to_pandas() if cols[2] is not None else pd.Series(np.ones(n_rows))
+    times = None
+    if src.timed:  # a part without the time column: its rows are untimed
+        at = time_column(names)
+        times = seconds_of_arrow(table.column(at)) if at is not None else np.full(n_rows, np.nan)
     del table
     fixed = replace(src, path=url)
     lines = np.arange(first_line, first_line + n_rows)
     users, items = _int64_ids(u), _int64_ids(it)
     if users is not None and items is not None and _plain(r, "iuf"):  # typed: no text pass
-        return validate_numeric(fixed, users, items, r.to_numpy(np.float64), lines)
+        return validate_numeric(fixed, users, items, r.to_numpy(np.float64), lines, times=times)
     r = r.astype(object).where(r.notna(), "").to_numpy(dtype=object)
-    return validate_text(fixed, _parquet_ids(u), _parquet_ids(it), r, lines, n_rows, [])
+    return validate_text(fixed, _parquet_ids(u), _parquet_ids(it), r, lines, n_rows, [], times=times)
 
 
 def _check_parquet_types(url: str, schema, cols) -> None:

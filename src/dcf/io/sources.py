@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..ids import frame_from_parts
 
-__all__ = ["BOM", "MAX_EXAMPLES", "MAX_ID_CHARS", "MAX_LINE_BYTES", "META", "Ratings", "RatingsSource",
+__all__ = ["BOM", "MAX_EXAMPLES", "MAX_ID_CHARS", "MAX_LINE_BYTES", "META", "META_TIMED", "Ratings", "RatingsSource",
            "empty_report", "field_separator", "merge_reports"]
 
 BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark, dropped where a file starts with it
@@ -28,6 +28,7 @@ MAX_LINE_BYTES = 64 << 10  # a longer line is not ratings text: an error naming 
 MAX_ID_CHARS = 1000  # a longer user or item id is an error naming its line
 META = pd.DataFrame({"user": pd.Series([], dtype=object), "item": pd.Series([], dtype=object),
                      "rating": pd.Series([], dtype=np.float64), "line": pd.Series([], dtype=np.int64)})
+META_TIMED = META.assign(time=pd.Series([], dtype=np.float64))  # a read that keeps event times
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,8 @@ class RatingsSource:
     on_bad_lines: str = "error"
     rating_scale: tuple[float, float] | None = None
     feedback: str = "explicit"  # "implicit": the rating is an optional weight; user, item pairs read as 1
+    timed: bool = False  # rows keep a ``time`` column (float64 seconds, NaN where unknown)
+    time_column: int | None = None  # a text file's time field (None: none, or Parquet's found by name)
 
 
 def field_separator(src: RatingsSource) -> str:
@@ -60,12 +63,14 @@ class Ratings:
     source : RatingsSource
     parts : list of dask.delayed.Delayed
         pandas DataFrames with columns ``user``, ``item`` (raw ids, object),
-        ``rating`` (float64) and ``line`` (int64, 1-based line or row).
+        ``rating`` (float64) and ``line`` (int64, 1-based line or row), and where the
+        source has event times (``source.timed``) ``time`` (float64 seconds since the
+        epoch, NaN where a row's is unknown; :mod:`dcf.io.times`).
     report : dask.delayed.Delayed
         Computes to a dict of counts: ``lines`` (data lines read, blank ones
         excluded), ``rows`` (kept), ``missing`` (dropped: empty field),
-        ``skipped`` (dropped as bad, only with ``on_bad_lines="skip"``) and
-        ``examples`` (a few ``"line N: problem"`` strings).
+        ``skipped`` (dropped as bad, only with ``on_bad_lines="skip"``), ``untimed``
+        (kept rows without a valid time, in a timed read) and ``examples`` (a few ``"line N: problem"`` strings).
     """
 
     source: RatingsSource
@@ -75,7 +80,7 @@ class Ratings:
     @property
     def frame(self) -> dd.DataFrame:
         """The parts as one dask DataFrame."""
-        return frame_from_parts(self.parts, META, "ratings")
+        return frame_from_parts(self.parts, META_TIMED if self.source.timed else META, "ratings")
 
 
 def empty_report() -> dict:

@@ -7,7 +7,7 @@ found anywhere later names the line.
 
 Memory: a task parses its block in slices of at most :data:`SLICE_BYTES` (1 MiB;
 1/16 of a smaller block), each first with a typed parser (pyarrow: integer ids become ``int64``, ratings
-``float64``, nothing else is kept; :mod:`dcf.io.typed`) and, where that parser fails or sees any
+and times ``float64``, nothing else is kept; :mod:`dcf.io.typed`) and, where that parser fails or sees any
 problem, with the exact line-by-line parser (same messages, lines and counts; :mod:`dcf.io.exact`).
 The peak memory of a read task stays under :data:`~dcf.io.blocks.READ_MEMORY_MULTIPLE` (8)
 times its block, measured with ``benchmarks/read_memory.py`` on 16 MiB blocks:
@@ -32,7 +32,7 @@ from ..blocks import outputs
 from ..errors import DataError
 from .blocks import block_ranges, count_breaks, count_lines, read_text_block
 from .exact import parse_exact
-from .sources import BOM, MAX_ID_CHARS, MAX_LINE_BYTES, META, RatingsSource, merge_reports
+from .sources import BOM, MAX_ID_CHARS, MAX_LINE_BYTES, META, META_TIMED, RatingsSource, merge_reports
 from .typed import parse_typed, typed_ids
 
 __all__ = ["SLICE_BYTES", "parse_text_block", "text_parts"]
@@ -74,7 +74,7 @@ def parse_text_block(data: bytes, start_line: int, first: bool, src: RatingsSour
     if first and data.startswith(BOM):
         data = data[len(BOM):]
     skip_header = 1 if (first and src.header) else 0
-    out, reports, lo, line = _Columns(count_breaks(data) + 1), [], 0, start_line
+    out, reports, lo, line = _Columns(count_breaks(data) + 1, src.timed), [], 0, start_line
     size = min(SLICE_BYTES, max(2 * MAX_LINE_BYTES, len(data) // 16))
     text_ids = set()  # roles seen with text ids: later slices read them as text at once
     while lo < len(data):
@@ -140,7 +140,8 @@ def _parse_slice(data: bytes, start_line: int, skip_header: int, src: RatingsSou
         frame, report = parse_exact(data, start_line, skip_header, src)
         frame = {"user": typed_ids(frame["user"].to_numpy(dtype=object)),
                  "item": typed_ids(frame["item"].to_numpy(dtype=object)),
-                 "rating": frame["rating"].to_numpy(), "line": frame["line"].to_numpy()}
+                 "rating": frame["rating"].to_numpy(), "line": frame["line"].to_numpy(),
+                 **({"time": frame["time"].to_numpy()} if "time" in frame else {})}
     else:
         frame, report = parsed
     _check_id_lengths(frame, src, data)
@@ -187,10 +188,12 @@ class _Columns:
     text is their canonical spelling, the text they were read from.
     """
 
-    def __init__(self, capacity: int):
-        self.n = 0
+    def __init__(self, capacity: int, timed: bool = False):
+        self.n, self.timed = 0, timed
         self.columns = {"user": np.empty(capacity, np.int64), "item": np.empty(capacity, np.int64),
                         "rating": np.empty(capacity, np.float64), "line": np.empty(capacity, np.int64)}
+        if timed:
+            self.columns["time"] = np.empty(capacity, np.float64)
 
     def append(self, piece: dict) -> None:
         m = len(piece["line"])
@@ -209,7 +212,7 @@ class _Columns:
 
     def frame(self) -> pd.DataFrame:
         if self.n == 0:
-            return META.iloc[:0].copy()
+            return (META_TIMED if self.timed else META).iloc[:0].copy()
         columns = {}
         for name, column in self.columns.items():
             column = column[:self.n] if self.n > 0.9 * len(column) else column[:self.n].copy()

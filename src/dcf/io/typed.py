@@ -28,6 +28,7 @@ import pyarrow.csv as pacsv
 
 from .blocks import count_lines
 from .sources import RatingsSource, empty_report, field_separator
+from .times import seconds_of_values
 
 __all__ = ["canonical_numbers", "parse_typed", "typed_ids"]
 
@@ -51,13 +52,14 @@ def parse_typed(data: bytes, start_line: int, skip_header: int, src: RatingsSour
         return None
     text_ids = set() if text_ids is None else text_ids
     names = [f"f{i}" for i in range(src.n_fields)]
-    wanted = {role: names[c] for role, c in zip(("user", "item", "rating"), src.columns) if c is not None}
+    wanted = {role: names[c] for role, c in zip(("user", "item", "rating", "time"), (*src.columns, src.time_column))
+              if c is not None}
     weighed = "rating" in wanted  # else pairs: each event weighs 1
+    numbers = {wanted[role]: pa.float64() for role in ("rating", "time") if role in wanted}
     columns = None
     if len(text_ids) < 2 and canonical_numbers(data, field_separator(src)):
         types = {wanted[role]: pa.string() if role in text_ids else pa.int64() for role in ("user", "item")}
-        columns = _read(data, skip_header, src, names,
-                        {**types, **({wanted["rating"]: pa.float64()} if weighed else {})}, n_lines)
+        columns = _read(data, skip_header, src, names, {**types, **numbers}, n_lines)
     if columns is None:
         columns = _read(data, skip_header, src, names, {n: pa.string() for n in wanted.values()}, n_lines)
         if columns is None:
@@ -78,7 +80,17 @@ def parse_typed(data: bytes, start_line: int, skip_header: int, src: RatingsSour
         return None
     lines = np.arange(start_line + skip_header, start_line + skip_header + n_lines, dtype=np.int64)
     report = {**empty_report(), "lines": n_lines, "rows": n_lines}
-    return {"user": ids["user"], "item": ids["item"], "rating": rating, "line": lines}, report
+    out = {"user": ids["user"], "item": ids["item"], "rating": rating, "line": lines}
+    if "time" in wanted:
+        column = columns[wanted["time"]]
+        if not pa.types.is_floating(column.type):
+            try:
+                column = pc.cast(column, pa.float64(), memory_pool=_pool())
+            except pa.ArrowException:
+                return None  # dates, or text: the exact pass reads them
+        out["time"] = seconds_of_values(column.to_numpy(zero_copy_only=False))
+        report["untimed"] = int(np.isnan(out["time"]).sum())
+    return out, report
 
 
 def canonical_numbers(data: bytes, sep: str) -> bool:

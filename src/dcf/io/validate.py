@@ -21,16 +21,19 @@ import pandas as pd
 
 from ..errors import DataError
 from .sources import MAX_EXAMPLES, RatingsSource
+from .times import seconds_of_frame_column, seconds_of_text, seconds_of_values
 
 __all__ = ["raw_ids", "validate_frame", "validate_numeric", "validate_text"]
 
 
-def validate_text(src, users, items, ratings_text, lines, n_lines, bad, n_removed=None):
+def validate_text(src, users, items, ratings_text, lines, n_lines, bad, n_removed=None, times=None):
     """Turn raw string columns into a clean frame and a report (or raise).
 
     ``bad`` holds (line, problem) examples the parser already found (lines it
     could not split into the right number of fields); ``n_removed`` counts all
     such lines (default ``len(bad)``).  None of them are among the rows passed in.
+    ``times``: each row's time as text, or as float64 seconds (kept as the ``time``
+    column, :mod:`dcf.io.times`); None when the source has none.
     """
     n_structural = len(bad) if n_removed is None else n_removed
     users = np.asarray(users, dtype=object)
@@ -62,13 +65,14 @@ def validate_text(src, users, items, ratings_text, lines, n_lines, bad, n_remove
     report = {"lines": int(n_lines - blank.sum()), "rows": int(keep.sum()), "blank": int(blank.sum()),
               "missing": int(missing.sum()), "skipped": int(n_bad_total),
               "examples": [f"line {ln}: {what}" for ln, what in bad[:MAX_EXAMPLES]]}
-    return frame, report
+    return _timed(frame, report, times, keep)
 
 
-def validate_numeric(src, users, items, rating, lines):
+def validate_numeric(src, users, items, rating, lines, times=None):
     """:func:`validate_text` for integer id and numeric rating columns (Parquet): the same
     checks, report and messages, without turning 20 million values into text.  A
-    missing rating (null / NaN in a float column) is an empty field, as in text."""
+    missing rating (null / NaN in a float column) is an empty field, as in text.
+    ``times``: float64 seconds (NaN where unknown), or None."""
     missing = np.isnan(rating)
     code = _rating_codes(src, rating, ~missing)
     is_bad = code > 0
@@ -83,7 +87,18 @@ def validate_numeric(src, users, items, rating, lines):
     report = {"lines": int(len(rating)), "rows": int(keep.sum()), "blank": 0,
               "missing": int(missing.sum()), "skipped": int(is_bad.sum()),
               "examples": [f"line {ln}: {what}" for ln, what in bad[:MAX_EXAMPLES]]}
-    return frame, report
+    return _timed(frame, report, times, keep)
+
+
+def _timed(frame, report, times, keep):
+    """``frame`` with the kept rows' ``time`` column (float64 seconds) and the report's
+    ``untimed`` count, where the source has times."""
+    if times is None:
+        return frame, report
+    times = np.asarray(times)
+    seconds = (seconds_of_values(times) if times.dtype.kind in "iuf" else seconds_of_text(times))[keep]
+    frame["time"] = seconds
+    return frame, {**report, "untimed": int(np.isnan(seconds).sum())}
 
 
 def _rating_codes(src, rating, live):
@@ -142,17 +157,19 @@ def validate_frame(frame: pd.DataFrame, name: str = "DataFrame", on_bad_lines: s
     lines = (index.astype(np.int64) + 1 if index.dtype.kind in "iu"
              else np.arange(1, len(frame) + 1, dtype=np.int64))
     src = RatingsSource(name, "frame", on_bad_lines=on_bad_lines)
+    times = seconds_of_frame_column(frame["time"]) if "time" in frame.columns else None
     if "rating" not in frame:
         if need_rating:
             raise DataError(name, "no rating column")
         out, rep = validate_text(src, raw_ids(frame["user"]), raw_ids(frame["item"]),
-                                 np.full(len(frame), "1", dtype=object), lines, len(frame), [])
+                                 np.full(len(frame), "1", dtype=object), lines, len(frame), [], times=times)
         return out.drop(columns="rating"), rep
     r = frame["rating"]
     users, items = _int64_ids(frame["user"]), _int64_ids(frame["item"])
     if users is not None and items is not None and r.dtype.kind in "iuf":
         # integer ids and numeric ratings: the Parquet path's checks, no text (ML-100K's
         # 80k rows: 0.17 s of validation as text)
-        return validate_numeric(src, users, items, r.to_numpy(np.float64), lines)
+        return validate_numeric(src, users, items, r.to_numpy(np.float64), lines, times=times)
     r = r.astype(object).where(r.notna(), "").to_numpy(dtype=object)
-    return validate_text(src, raw_ids(frame["user"]), raw_ids(frame["item"]), r, lines, len(frame), [])
+    return validate_text(src, raw_ids(frame["user"]), raw_ids(frame["item"]), r, lines, len(frame), [],
+                         times=times)

@@ -88,6 +88,11 @@ class Measure:
         return self.centre == "baseline"
 
     @property
+    def reads_values(self) -> bool:
+        """Reads the values, not only who rated (time decay changes its similarities)."""
+        return self.mode not in BINARY
+
+    @property
     def needs_norms(self) -> bool:
         """Divided by per-entity totals (:func:`entity_totals`)."""
         return self.mode in (NORMS, JACCARD, LIFT, LLR)

@@ -18,6 +18,7 @@ import pandas as pd
 from .. import io as dio
 from ..baseline import fold_in_user_biases
 from ..cluster import parallelism
+from ..decay import decayed_frame
 from ..errors import ConfigError, DataError
 from ..fitted import as_parts, event_weights
 from ..ids import IdMap
@@ -100,6 +101,8 @@ def history_recommendations(model, history, n, ranking, exclude) -> pd.DataFrame
     if model.feedback == "implicit":  # events: their weight column, else 1 each
         history = event_weights(history)
     frame, _ = dio.validate_frame(history, "history")
+    if model.decay() is not None:  # each event decayed to the fitted reference time, as the fit decays
+        frame = decayed_frame(frame, model.decay(), model.reference_time_, "history")
     m = model.matrix_
     users = IdMap(frame["user"].to_numpy())
     rows = users.to_codes(frame["user"].to_numpy())

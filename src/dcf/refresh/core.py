@@ -13,6 +13,7 @@ import scipy.sparse as sp
 from .. import kernels
 from ..blocks import concat_rows, outputs
 from ..cluster import everywhere, memory_budget, parallelism
+from ..errors import ConfigError
 from ..fitted import ROW_TASKS_PER_THREAD, as_parts, baseline_biases, centred_ratings, fitted_state, needs_biases
 from ..fitting import matrix_from_parts
 from ..neighbours import table_from_blocks
@@ -31,6 +32,9 @@ def refresh(model, ratings):
     """
     model.check_fitted()
     model.check_params()
+    if model.decay() is not None:
+        raise ConfigError("a time-decayed model (half_life) is refitted, not refreshed: new events move the "
+                          "reference time and so every event's weight; fit on all the events again")
     parts, batch_report, source = as_parts(ratings, model.on_bad_lines, feedback=model.feedback)
     frames = dask.compute(*parts)
     batch = (pd.concat(frames, ignore_index=True) if frames

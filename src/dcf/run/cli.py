@@ -61,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--include-self", action="store_true", default=None,
                    help="each item (user) is a candidate in its own neighbour list, as in implicit's "
                         "(k - 1 others)")
+    g.add_argument("--half-life", type=float, metavar="DAYS",
+                   help="time decay (--feedback implicit): each event weighs weight * 0.5 ** (age / DAYS), its "
+                        "age from the latest event (or --reference-time), in the scores (SAR's); off by default")
+    g.add_argument("--reference-time", metavar="TIME",
+                   help="the decay's reference: seconds since the epoch or an ISO 8601 date (default: the latest event)")
+    g.add_argument("--decay-similarity", action="store_true", default=None,
+                   help="a measure that reads the values compares the decayed ones too")
     g.add_argument("--min-k", type=int, help=f"minimum neighbours before falling back ({d.min_k})")
     g.add_argument("--baseline-epochs", type=int,
                    help=f"ALS epochs of the baseline biases ({d.baseline_epochs})")

@@ -3,6 +3,7 @@ summary printed at the end."""
 
 from __future__ import annotations
 
+import datetime
 import math
 import os
 import platform
@@ -29,6 +30,7 @@ def collect_metrics(cfg: RunConfig, model, preds, recs, counts, shape) -> dict:
         "rmse": None if implicit else evaluate.rmse(preds["rating"], preds["prediction"]),
         "not_measured": ({"mae": SKIPPED_ERRORS, "rmse": SKIPPED_ERRORS} if implicit else {}),
         "feedback": cfg.feedback,
+        **({"time_decay": time_decay(cfg, model.reference_time_)} if cfg.half_life is not None else {}),
         f"precision@{cfg.top_n}": ranking["precision"], f"recall@{cfg.top_n}": ranking["recall"],
         f"ndcg@{cfg.top_n}": ranking["ndcg"], f"map@{cfg.top_n}": ranking["map"],
         "ranking_users": ranking["users"], "relevance_threshold": cfg.relevance_threshold,
@@ -49,6 +51,17 @@ def collect_metrics(cfg: RunConfig, model, preds, recs, counts, shape) -> dict:
         "machine": {"python": platform.python_version(), "platform": platform.platform(),
                     "cpus": os.cpu_count()},
     }
+
+
+def time_decay(cfg: RunConfig, reference: float) -> dict:
+    """The time decay the scores used: its half-life and reference time (seconds since the
+    epoch, and as an ISO 8601 date-time in UTC)."""
+    try:
+        iso = datetime.datetime.fromtimestamp(reference, datetime.timezone.utc).isoformat()
+    except (OverflowError, ValueError, OSError):  # beyond the years a datetime holds
+        iso = None
+    return {"half_life_days": cfg.half_life, "reference_time": reference, "reference_time_utc": iso,
+            "decay_similarity": cfg.decay_similarity}
 
 
 def evaluation(cfg: RunConfig) -> str:

@@ -87,7 +87,8 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
     ``recommendations`` (pandas) and ``reports`` (computed cleaning counts).
     """
     read_kw = {"on_bad_lines": "skip" if cfg.skip_bad_lines else "error",
-               "rating_scale": cfg.rating_scale, "feedback": cfg.feedback}
+               "rating_scale": cfg.rating_scale, "feedback": cfg.feedback,
+               "times": cfg.half_life is not None}  # event times only where the decay reads them
     with stage("load"):
         # read (or generate) once: the id pass, the matrix, the split and the report all
         # reuse the parts held on the workers instead of each reading them again
@@ -106,7 +107,9 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
                     baseline_epochs=cfg.baseline_epochs, reg_user=cfg.reg_user, reg_item=cfg.reg_item,
                     significance=cfg.significance, min_similarity=cfg.min_similarity,
                     amplification=cfg.amplification, bm25_k1=cfg.bm25_k1, bm25_b=cfg.bm25_b,
-                    include_self=cfg.include_self, feedback=cfg.feedback, alpha=cfg.alpha)
+                    include_self=cfg.include_self, feedback=cfg.feedback, alpha=cfg.alpha,
+                    half_life=cfg.half_life, reference_time=cfg.reference_time,
+                    decay_similarity=cfg.decay_similarity)
         model.check_params()
         matrix = matrix_from_parts(model, train_parts, reports[0], data.source.path)
     with stage("matrix"):

@@ -25,7 +25,8 @@ __all__ = ["DATA_FILES", "FORMAT", "FORMAT_VERSION", "LATER_PARAMS", "MAX_ENTITI
 FORMAT = "dcf-knn"
 FORMAT_VERSION = 1
 # parameters added after format version 1's first release: a saved model without them has their defaults
-LATER_PARAMS = ("bm25_k1", "bm25_b", "include_self", "feedback", "alpha")
+LATER_PARAMS = ("bm25_k1", "bm25_b", "include_self", "feedback", "alpha", "half_life", "reference_time",
+                "decay_similarity")
 META = "dcf-model.json"
 MAX_META_BYTES = 64 << 20
 """The largest ``dcf-model.json`` read (a million-block model's bounds fit in a few MiB)."""
@@ -101,6 +102,11 @@ def check_meta(meta: dict, path: Path, classes: dict):
         raise DataError(path, f"field 'source' must be a string or null, not {meta['source']!r}")
     model = _check_model(meta, path, classes)
     _check_files(meta["files"], model.neighbourhood, path)
+    reference = meta.get("reference_time")  # the time decay's (seconds), since format 1 with half_life
+    if (model.half_life is None) != (reference is None):
+        raise DataError(path, f"field 'reference_time' ({reference!r}) does not match half_life={model.half_life!r}")
+    if reference is not None:
+        _check_number(reference, "reference_time", path)
     return model
 
 
@@ -177,8 +183,8 @@ def _param_type_ok(value, default) -> bool:
     where the default is one)."""
     if isinstance(default, bool) or isinstance(value, bool):
         return isinstance(default, bool) and isinstance(value, bool)
-    if default is None:
-        return value is None or isinstance(value, (int, str))
+    if default is None:  # block_size (int), half_life (days), reference_time (seconds or a date)
+        return value is None or isinstance(value, str) or (isinstance(value, (int, float)) and math.isfinite(value))
     if isinstance(default, str):
         return isinstance(value, str)
     if isinstance(default, int):

@@ -49,6 +49,8 @@ def save(model, path) -> Path:
         "global_mean": model.global_mean_, "rating_range": list(model.rating_range_),
         "source": m.source, "report": _plain(report), "files": {},
     }
+    if m.reference_time is not None:  # the time decay's reference (seconds since the epoch)
+        meta["reference_time"] = float(m.reference_time)
     with atomic_folder(path, MODEL, what="save") as tmp:
         ids_frame(m.users).to_parquet(tmp / "users.parquet", index=False)
         ids_frame(m.items).to_parquet(tmp / "items.parquet", index=False)

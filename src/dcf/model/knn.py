@@ -1,12 +1,5 @@
-"""``ItemKNN`` / ``UserKNN``: scikit-learn-style neighbourhood estimators.
-
->>> import pandas as pd
->>> from dcf import ItemKNN
->>> ratings = pd.DataFrame({"user": [1, 1, 2, 2, 3], "item": [10, 20, 10, 20, 10],
-...                         "rating": [5.0, 4.0, 4.0, 2.0, 3.0]})
->>> model = ItemKNN(k=10).fit(ratings)           # doctest: +SKIP
->>> model.predict(pd.DataFrame({"user": [3], "item": [20]})).compute()  # doctest: +SKIP
-"""
+"""``KNN``: the scikit-learn-style neighbourhood estimator (``ItemKNN`` and ``UserKNN``
+fix its ``based``, :mod:`dcf.model.variants`; an example in :mod:`dcf.model`)."""
 
 from __future__ import annotations
 
@@ -15,19 +8,20 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
-from . import store
-from .cluster import memory_budget
-from .errors import ConfigError
-from .estimator import Estimator
-from .fitted import FittedState, derived
-from .fitting import fit_matrix, rating_matrix
-from .kernels import SimilaritySettings
-from .predict import (ScoringRule, history_recommendations, model_predictions, model_recommendations,
+from .. import store
+from ..cluster import memory_budget
+from ..decay import Decay, decay_of
+from ..errors import ConfigError
+from ..estimator import Estimator
+from ..fitted import FittedState, derived
+from ..fitting import fit_matrix, rating_matrix
+from ..kernels import SimilaritySettings
+from ..predict import (ScoringRule, history_recommendations, model_predictions, model_recommendations,
                       neighbour_lists)
-from .refresh import refresh as refresh_model
-from .similarity import block_limit
+from ..refresh import refresh as refresh_model
+from ..similarity import block_limit
 
-__all__ = ["KNN", "ItemKNN", "UserKNN", "ESTIMATORS", "load"]
+__all__ = ["KNN", "NEIGHBOURHOODS"]
 
 NEIGHBOURHOODS = ("rated", "global")
 
@@ -94,6 +88,16 @@ class KNN(Estimator):
     include_self : bool
         Each entity is a candidate in its own list, with its own similarity, as implicit's
         lists are (``k - 1`` others): with ``ranking="sum"``, implicit's Top-N exactly.
+    half_life : float, optional
+        Time decay (implicit feedback, :mod:`dcf.decay`): each event weighs
+        :math:`w \\cdot 0.5^{(t_{ref} - t) / h}`, ``h`` this many days, in the user's scores
+        (SAR's ``time_decay_coefficient``); None = no decay.
+    reference_time : float or str, optional
+        :math:`t_{ref}`: seconds since the epoch or an ISO 8601 date; None = the latest
+        event's time (``reference_time_`` after the fit).
+    decay_similarity : bool
+        A measure that reads the values compares the decayed ones too (measures of who
+        rated are the same either way).
     block_size : int, optional
         Entities per similarity block (tile side); default from the data.
     on_bad_lines : {"error", "skip"}
@@ -116,13 +120,15 @@ class KNN(Estimator):
     user_bias_, item_bias_ : Delayed float64 arrays, persisted, or None (no baseline needed)
     global_mean_ : float
     rating_range_ : (float, float)
+    reference_time_ : float or None, the time decay's reference (seconds since the epoch)
     """
 
     def __init__(self, *, based="item", similarity="cosine", k=50, neighbourhood="rated",
                  prediction="weighted", min_support=1, shrinkage=0.0, min_k=1, block_size=None,
                  on_bad_lines="error", method=None, baseline_epochs=10, reg_user=15.0, reg_item=10.0,
                  significance=0.0, min_similarity=0.0, amplification=1.0, bm25_k1=1.2, bm25_b=0.75,
-                 include_self=False, feedback="explicit", alpha=0.5):
+                 include_self=False, feedback="explicit", alpha=0.5, half_life=None, reference_time=None,
+                 decay_similarity=False):
         self.based = based
         self.similarity = similarity
         self.k = k
@@ -145,6 +151,9 @@ class KNN(Estimator):
         self.include_self = include_self
         self.feedback = feedback
         self.alpha = alpha
+        self.half_life = half_life
+        self.reference_time = reference_time
+        self.decay_similarity = decay_similarity
 
     # ------------------------------------------------------------ checks
     def check_params(self):
@@ -168,6 +177,11 @@ class KNN(Estimator):
                 raise ConfigError(f"{name} must be a number >= 0, not {value!r}")
         if self.block_size is not None and int(self.block_size) < 1:
             raise ConfigError(f"block_size must be >= 1, not {self.block_size!r}")
+        self.decay()
+
+    def decay(self) -> Decay | None:
+        """The checked time decay of the parameters (None: none; :mod:`dcf.decay`)."""
+        return decay_of(self.half_life, self.reference_time, self.decay_similarity, self.feedback)
 
     def entity_block_limit(self):
         """Entity block cap from the cluster's worker memory (None without a cluster)."""
@@ -186,6 +200,12 @@ class KNN(Estimator):
         self.entity_means_, self.item_means_, self.item_count_ = state.entity_means, state.item_means, state.item_count
         self.user_bias_, self.item_bias_, self.token_ = state.user_bias, state.item_bias, state.token
         return self
+
+    @property
+    def reference_time_(self) -> float | None:
+        """The time decay's reference, seconds since the epoch (None without decay)."""
+        self.check_fitted()
+        return self.matrix_.reference_time
 
     def check_fitted(self):
         if not hasattr(self, "neighbours_"):
@@ -341,57 +361,3 @@ class KNN(Estimator):
     def neighbours(self, ids=None, n=None) -> pd.DataFrame:
         """The fitted neighbour lists as a frame (``entity, rank, neighbour, similarity``)."""
         return neighbour_lists(self, ids, n)
-
-
-class ItemKNN(KNN):
-    """Item-based neighbourhood CF (the paper's model); see :class:`KNN`."""
-
-    def __init__(self, *, similarity="cosine", k=50, neighbourhood="rated", prediction="weighted",
-                 min_support=1, shrinkage=0.0, min_k=1, block_size=None, on_bad_lines="error",
-                 method=None, baseline_epochs=10, reg_user=15.0, reg_item=10.0, significance=0.0,
-                 min_similarity=0.0, amplification=1.0, bm25_k1=1.2, bm25_b=0.75, include_self=False,
-                 feedback="explicit", alpha=0.5):
-        super().__init__(based="item", similarity=similarity, k=k, neighbourhood=neighbourhood,
-                         prediction=prediction, min_support=min_support, shrinkage=shrinkage,
-                         min_k=min_k, block_size=block_size, on_bad_lines=on_bad_lines,
-                         method=method, baseline_epochs=baseline_epochs, reg_user=reg_user,
-                         reg_item=reg_item, significance=significance, min_similarity=min_similarity,
-                         amplification=amplification, bm25_k1=bm25_k1, bm25_b=bm25_b,
-                         include_self=include_self, feedback=feedback, alpha=alpha)
-
-
-class UserKNN(KNN):
-    """User-based neighbourhood CF (the article's model); see :class:`KNN`."""
-
-    def __init__(self, *, similarity="cosine", k=50, neighbourhood="rated", prediction="weighted",
-                 min_support=1, shrinkage=0.0, min_k=1, block_size=None, on_bad_lines="error",
-                 method=None, baseline_epochs=10, reg_user=15.0, reg_item=10.0, significance=0.0,
-                 min_similarity=0.0, amplification=1.0, bm25_k1=1.2, bm25_b=0.75, include_self=False,
-                 feedback="explicit", alpha=0.5):
-        super().__init__(based="user", similarity=similarity, k=k, neighbourhood=neighbourhood,
-                         prediction=prediction, min_support=min_support, shrinkage=shrinkage,
-                         min_k=min_k, block_size=block_size, on_bad_lines=on_bad_lines,
-                         method=method, baseline_epochs=baseline_epochs, reg_user=reg_user,
-                         reg_item=reg_item, significance=significance, min_similarity=min_similarity,
-                         amplification=amplification, bm25_k1=bm25_k1, bm25_b=bm25_b,
-                         include_self=include_self, feedback=feedback, alpha=alpha)
-
-
-# ---------------------------------------------------------------- helpers
-
-# the classes a saved model may name (dcf-model.json's "class")
-ESTIMATORS = {"KNN": KNN, "ItemKNN": ItemKNN, "UserKNN": UserKNN}
-
-
-def load(path):
-    """Read a model saved by :meth:`KNN.save`; returns a fitted ``ItemKNN``/``UserKNN``/``KNN``.
-
-    Every field and file is checked before it is trusted (:func:`dcf.store.load`).
-
-    Raises
-    ------
-    DataError
-        The folder or a file in it is missing, truncated, corrupt, inconsistent,
-        not a dcf model, or written by a newer format version.
-    """
-    return store.load(path, ESTIMATORS)
