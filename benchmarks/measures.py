@@ -24,7 +24,7 @@ import numpy as np
 
 from _report import environment
 
-MEASURES = ("full-cosine", "cosine", "jaccard", "cooccurrence", "lift", "llr", "bm25", "tfidf")
+MEASURES = ("full-cosine", "cosine", "jaccard", "cooccurrence", "lift", "llr", "bm25", "tfidf", "conditional")
 PEERS = {"implicit-cosine": "CosineRecommender", "implicit-bm25": "BM25Recommender",
          "implicit-tfidf": "TFIDFRecommender"}
 SAME = {"full-cosine": "implicit-cosine", "bm25": "implicit-bm25", "tfidf": "implicit-tfidf"}  # what each computes

@@ -488,20 +488,25 @@ def test_fast_topk_is_taken_only_where_its_lists_are_the_general_ones():
     assert not kernels.fast_topk("full-cosine", min_support=2, k=5)
     assert not kernels.fast_topk("full-cosine", shrinkage=1.0, k=5)
     assert not kernels.fast_topk("full-cosine", significance=5.0, k=5)
-    for measure in ("cosine", "pearson", "pearson-baseline", "adjusted-cosine", "jaccard"):
+    for measure in ("cosine", "pearson", "pearson-baseline", "adjusted-cosine"):
         assert not kernels.fast_topk(measure, k=5)
+    for measure in ("jaccard", "llr", "lift", "cooccurrence", "bm25", "tfidf", "conditional"):  # of the co-count
+        assert kernels.fast_topk(measure, k=5) and not kernels.fast_topk(measure, k=5, min_support=2)
 
 
 @given(st.integers(0, 100_000), st.integers(1, 8), st.sampled_from([0.0, 0.2]), st.booleans(),
-       st.sampled_from([1, 2, 3, kernel_rows.SELECT_BLOCK]), st.sampled_from([0.0, kernel_rows.TRACK_BELOW, np.inf]))
-@settings(max_examples=120, deadline=None)
-def test_fast_topk_equals_the_general_kernel_with_ties_and_signs(seed, k, min_similarity, centred, block, track):
+       st.sampled_from([1, 2, 3, kernel_rows.SELECT_BLOCK]), st.sampled_from([0.0, kernel_rows.TRACK_BELOW, np.inf]),
+       st.sampled_from(["norms", "jaccard", "llr"]))
+@settings(max_examples=150, deadline=None)
+def test_fast_topk_equals_the_general_kernel_with_ties_and_signs(seed, k, min_similarity, centred, block, track,
+                                                                 kind):
     # few distinct values: many tied similarities, ties broken by the lower id; centred
     # values of both signs (negative and zero similarities never listed; products that sum
     # to exactly 0 and are touched again); empty entities.  Blocks of 1-3 columns give
     # more blocks than k, so the scan's cut starts from the blocks' peaks (at the default
     # width only past k x 32 entities).  ``track``: every row scanned dense (0), the
-    # default choice per row, or every row's touched columns tracked (inf)
+    # default choice per row, or every row's touched columns tracked (inf).  ``kind``: a
+    # norm-divided measure, or jaccard or llr (scored directly from the co-count)
     rng = np.random.default_rng(seed)
     n, m = int(rng.integers(2, 60)), int(rng.integers(1, 40))
     rated = rng.random((n, m)) < rng.uniform(0.05, 0.6)
@@ -509,7 +514,7 @@ def test_fast_topk_equals_the_general_kernel_with_ties_and_signs(seed, k, min_si
     vals = rng.choice([-1.0, -0.5, 0.5, 1.0, 2.0] if centred else [1.0, 2.0, 3.0], size=(n, m))
     r, c = np.nonzero(rated)
     X = sp.csr_matrix((vals[r, c], (r, c)), shape=(n, m))
-    measure = "centred-cosine" if centred else "full-cosine"
+    measure = ("centred-cosine" if centred else "full-cosine") if kind == "norms" else kind
     totals = kernels.entity_totals(X, measure)
     Q = sp.csr_matrix(X.T)
     chosen = kernels.SimilaritySettings(measure, min_similarity=min_similarity)

@@ -276,11 +276,12 @@ def fast_topk(measure, min_support=1, shrinkage=0.0, significance=0.0, dense=Fal
     """Whether :func:`similarity_rows` takes its fast path: a measure divided by
     per-entity norms (``full-cosine``, ``centred-cosine``, ``tfidf``; ``lift``: the
     numbers of raters, every value read as 1) or by none (``bm25``, ``cooccurrence``:
-    the fast path with every norm 1) with no co-rater counts
+    the fast path with every norm 1), or a measure of the co-count scored directly
+    (``jaccard``, ``llr``: :class:`dcf.kernels.rows.Exact`), with no co-rater counts
     (``min_support`` 1, no shrinkage or significance weighting), top-k lists only.
     Its similarities are the general kernel's, bit for bit; it accumulates one
     term per pair with no bookkeeping of which pairs were touched, and may read
     the packed form of :class:`CompactCSR`."""
     mode, min_support, _ = measure_mode(measure, min_support, shrinkage)
-    return (mode in (NORMS, DOT, COOCCURRENCE, LIFT) and min_support <= 1 and not shrinkage > 0 and not significance > 0
-            and not dense and k is not None and int(k) > 0)
+    return (mode in (NORMS, DOT, COOCCURRENCE, LIFT, JACCARD, LLR) and min_support <= 1 and not shrinkage > 0
+            and not significance > 0 and not dense and k is not None and int(k) > 0)

@@ -17,13 +17,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from .codec import CompactCSR, compact_csr, entries, unpacked
-from .general import Rules, sim_rows, xlogx_table
-from .measures import BINARY, COOCCURRENCE, DOT, LLR, PEARSON, SimilaritySettings, measure_mode
+from .general import Rules, llr_similarity, sim_rows, xlogx_table
+from .measures import BINARY, COOCCURRENCE, DOT, JACCARD, LLR, PEARSON, SimilaritySettings, measure_mode
 from .prefetch import prefetch, prefetch_lines, prefetch_row
 from .select import emit, keep, kth_largest, offer
 from .sparse import CsrArrays, csr_arrays
 
-__all__ = ["PREFETCH_AHEAD", "SELECT_BLOCK", "TRACK_BELOW", "RowsOut", "Scan", "similarity_rows", "norms_topk"]
+__all__ = ["PREFETCH_AHEAD", "SELECT_BLOCK", "TRACK_BELOW", "RowsOut", "Scan", "Exact", "similarity_rows", "norms_topk"]
 
 PREFETCH_AHEAD = 4  # rows ahead: the row pointer at 2x, the row itself at 1x (measured best)
 SELECT_BLOCK = 32  # columns a top-k scan skips at once when their largest estimate is under the cut
@@ -55,6 +55,19 @@ class Scan(NamedTuple):
     ahead: int
     block: int
     track_below: float
+
+
+class Exact(NamedTuple):
+    """How :func:`norms_topk` scores a column from its sum of products ``c``: ``mode``
+    :data:`~dcf.kernels.measures.JACCARD` (``c / ((a + b) - c)``) or
+    :data:`~dcf.kernels.measures.LLR` (:func:`~dcf.kernels.general.llr_similarity` of ``c``,
+    both counts, the number of ``others`` and its ``xlogx`` table), where the similarity is
+    not a fixed multiple of ``c / b`` and is scored directly; any other mode: ``c / (a b)``
+    (a norm-divided measure, estimated by ``c / b``)."""
+
+    mode: int
+    others: float
+    xlogx: np.ndarray
 
 
 def similarity_rows(Pa, Q, row0, settings=SimilaritySettings(), k=None, norms_a=None, norms=None, dense=False,
@@ -134,8 +147,9 @@ def similarity_rows(Pa, Q, row0, settings=SimilaritySettings(), k=None, norms_a=
         if mode in (DOT, COOCCURRENCE):  # the sum itself: the fast path over norms of 1 (x / 1.0 is x)
             norms_a, norms = np.ones(na), np.ones(n)
         norms_a, norms = np.asarray(norms_a, np.float64), np.asarray(norms, np.float64)
+        exact = Exact(mode, float(Pa.shape[1]), xlogx_table(Pa.shape[1]) if mode == LLR else np.zeros(0))
         norms_topk(a, e, me, norms_a, norms, _inverse(norms), float(s.min_similarity), out,
-                   Scan(PREFETCH_AHEAD, SELECT_BLOCK, float(TRACK_BELOW)))
+                   Scan(PREFETCH_AHEAD, SELECT_BLOCK, float(TRACK_BELOW)), exact)
         return None, out.top_i, out.top_s
     count = min_support > 1 or s.shrinkage > 0 or s.significance > 0 or mode == PEARSON
     q_val = np.ones(Q.indices.shape[0], np.float32) if mode in BINARY else Q.data
@@ -159,8 +173,18 @@ def _inverse(norms):
     return out
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _direct(exact, c, na, nb):  # pragma: no cover - compiled
+    """The similarity of a column scored directly (:class:`Exact`): the general loop's
+    doubles (``jaccard``: its denominator; ``llr``: over 1)."""
+    if exact.mode == 6:  # LLR
+        return llr_similarity(c, na, nb, exact.others, exact.xlogx)
+    den = (na + nb) - c
+    return c / den if den > 0 else 0.0
+
+
 @numba.njit(cache=True, nogil=True)
-def norms_topk(a, e, ids, norms_a, norms, inv, min_similarity, out, scan):  # pragma: no cover - compiled
+def norms_topk(a, e, ids, norms_a, norms, inv, min_similarity, out, scan, exact):  # pragma: no cover - compiled
     """Top-k rows of a norm-divided measure (see :func:`dcf.kernels.measures.fast_topk`)
     into ``out.top_i`` / ``out.top_s`` (:class:`RowsOut`): rows ``a`` of the block
     (:class:`~dcf.kernels.sparse.CsrArrays`) against the shared matrix's
@@ -195,7 +219,13 @@ def norms_topk(a, e, ids, norms_a, norms, inv, min_similarity, out, scan):  # pr
       make the fit quadratic in the number of items.  (Shifting each offer into the
       sorted row and ``np.partition``'s copy took most of the time of the rows with few
       products, the many rows of a large catalogue: 1M items, all rows, one thread,
-      15.8-16.4 s before, 12.0-12.4 s after, alternating runs.)"""
+      15.8-16.4 s before, 12.0-12.4 s after, alternating runs.)
+
+    ``jaccard`` and ``llr`` (``exact.mode``, :class:`Exact`) are no fixed multiple of the
+    estimate: their "estimate" is the similarity itself (:func:`_direct`, from the
+    co-count, the whole products of binarised values), cut and offered the same way, so
+    that the lists are the general loop's bit for bit; a column no product touched scores
+    0 (as in the general loop, which never sees it)."""
     p_ptr, p_idx, p_val = a.ptr, a.idx, a.val
     q_ptr, q_idx, q_val, q_packed, table, packed = e.ptr, e.idx, e.val, e.packed, e.table, e.is_packed
     shift, mask = e.bits, (1 << e.bits) - 1
@@ -212,6 +242,7 @@ def norms_topk(a, e, ids, norms_a, norms, inv, min_similarity, out, scan):  # pr
     seen = np.zeros(n, np.int8)
     touched = np.empty(n + 1, np.int64)  # one more: each product writes before it counts
     hs, hj = np.empty(k), np.empty(k, np.int64)  # a tracked row's best, as a heap
+    direct = exact.mode == 3 or exact.mode == 6  # JACCARD, LLR: scored directly
     for i in range(len(p_ptr) - 1):
         lo, hi = p_ptr[i], p_ptr[i + 1]
         work = 0
@@ -253,10 +284,11 @@ def norms_topk(a, e, ids, norms_a, norms, inv, min_similarity, out, scan):  # pr
                 for q in range(q_ptr[u], q_ptr[u + 1]):
                     prod[q_idx[q]] += r * np.float64(q_val[q])
         me, na = ids[i], norms_a[i]
+        scale = 1.0 if direct else na  # an estimate over the similarity
         if track:  # the touched columns only: estimate, cut, offer, clear
             for c in range(t):
                 j = touched[c]
-                est[c] = 0.0 if j == me else prod[j] * inv[j]
+                est[c] = 0.0 if j == me else _direct(exact, prod[j], na, norms[j]) if direct else prod[j] * inv[j]
             cut = 0.0
             if t > k:  # the k-th largest estimate: k distinct columns reach it
                 scratch[:t] = est[:t]
@@ -265,13 +297,17 @@ def norms_topk(a, e, ids, norms_a, norms, inv, min_similarity, out, scan):  # pr
             for c in range(t):
                 j = touched[c]
                 if est[c] > cut:
-                    have = keep(hs, hj, have, j, prod[j] / (na * norms[j]), min_similarity)
+                    have = keep(hs, hj, have, j, est[c] if direct else prod[j] / (na * norms[j]), min_similarity)
                 prod[j] = 0.0
                 seen[j] = 0
             emit(hs, hj, have, top_i, top_s, i)
             continue
-        for j in range(n):  # vectorised
-            est[j] = prod[j] * inv[j]
+        if direct:
+            for j in range(n):
+                est[j] = _direct(exact, prod[j], na, norms[j]) if prod[j] > 0 else 0.0
+        else:
+            for j in range(n):  # vectorised
+                est[j] = prod[j] * inv[j]
         if 0 <= me < n:
             est[me] = 0.0  # never listed
         for b in range(nb):
@@ -288,7 +324,7 @@ def norms_topk(a, e, ids, norms_a, norms, inv, min_similarity, out, scan):  # pr
             if peak[b] > cut:  # one mostly-untaken branch per block
                 for j in range(b * block, min(b * block + block, n)):
                     if est[j] > cut:
-                        have, cut = offer(top_i, top_s, i, have, j, prod[j] / (na * norms[j]), na, min_similarity,
-                                           cut)
+                        have, cut = offer(top_i, top_s, i, have, j, est[j] if direct else prod[j] / (na * norms[j]),
+                                          scale, min_similarity, cut)
         prod[:] = 0.0
 
