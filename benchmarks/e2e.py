@@ -19,6 +19,9 @@ repeated (user, item) pair, rows grouped by user. Written in chunks of about a m
 **The commands**, each in a fresh process (its own session: a tool past ``--timeout`` is
 killed with every process it started and reported as "did not finish"):
 
+``--measure bm25`` / ``tfidf`` run dcf's ``bm25`` / ``tfidf`` against implicit's
+``BM25Recommender`` / ``TFIDFRecommender`` (similaripy and surprise: cosine only, skipped).
+
 * ``dcf``: ``python -m dcf.run --data FILE --similarity full-cosine --neighbourhood global
   --ranking sum --k 50 --top-n 20 --out TMP --no-progress --dashboard-address 127.0.0.1:0``
   (plus ``--workers/--threads-per-worker/--memory-limit`` when given here; else dcf.run's
@@ -77,6 +80,9 @@ SHAPES = {"paper": (100_000, 3_900, 690_000),
           "20m": (1_000_000, 20_000, 20_000_000),
           "ecommerce": (300_000, 150_000, 6_000_000)}
 TOOLS = ("dcf", "dcf-warm", "implicit", "similaripy", "surprise")
+# --measure: dcf's similarity and implicit's recommender that computes the same lists
+MEASURES = {"cosine": ("full-cosine", "CosineRecommender"), "bm25": ("bm25", "BM25Recommender"),
+            "tfidf": ("tfidf", "TFIDFRecommender")}
 OURS = ("dcf", "dcf-warm")  # the rows the peers are compared with
 SURPRISE_MAX_RATINGS = 1_000_000
 CHUNK_RATINGS = 1_000_000
@@ -238,10 +244,11 @@ def read_csr(path: str):
 
 
 def child_implicit(args) -> dict:
-    from implicit.nearest_neighbours import CosineRecommender
+    import implicit.nearest_neighbours as nn
 
     ui, _, read_s, matrix_s = read_csr(args.data)
-    model = CosineRecommender(K=args.k, num_threads=args.peer_threads)
+    name = MEASURES[args.measure][1]
+    model = getattr(nn, name)(K=args.k, num_threads=args.peer_threads)
     t0 = time.perf_counter()
     model.fit(ui, show_progress=False)  # 0.7: user_items (users x items)
     t1 = time.perf_counter()
@@ -251,7 +258,7 @@ def child_implicit(args) -> dict:
         rec, _ = model.recommend(ids, ui[ids], N=args.top_n, filter_already_liked_items=True)
         lists += int((rec >= 0).any(axis=1).sum())  # rows padded with -1 where fewer than N
     t2 = time.perf_counter()
-    return {"what": f"CosineRecommender K={args.k}, Top-{args.top_n} rated excluded, "
+    return {"what": f"{name} K={args.k}, Top-{args.top_n} rated excluded, "
                     f"{args.peer_threads} threads", "read_s": read_s, "matrix_s": matrix_s,
             "fit_s": t1 - t0, "top_n_s": t2 - t1, "lists": lists}
 
@@ -425,7 +432,8 @@ class WarmCluster:
 
 
 def run_dcf(args, path: Path, scheduler: str | None = None) -> dict:
-    cmd = [sys.executable, "-m", "dcf.run", "--data", str(path), "--similarity", "full-cosine",
+    measure = MEASURES[args.measure][0]
+    cmd = [sys.executable, "-m", "dcf.run", "--data", str(path), "--similarity", measure,
            "--neighbourhood", "global", "--ranking", "sum", "--k", str(args.k), "--top-n", str(args.top_n),
            "--no-progress"]
     if scheduler:
@@ -434,7 +442,7 @@ def run_dcf(args, path: Path, scheduler: str | None = None) -> dict:
     else:
         cmd += ["--dashboard-address", "127.0.0.1:0", *cluster_flags(args)]
         cluster = " ".join(cluster_flags(args)) or "default cluster"
-    row = {"what": f"dcf.run full-cosine global sum k={args.k} Top-{args.top_n} ({cluster}); "
+    row = {"what": f"dcf.run {measure} global sum k={args.k} Top-{args.top_n} ({cluster}); "
                    "fits on its 90 % split, predicts the 10 %"}
     with tempfile.TemporaryDirectory(prefix="e2e-dcf-", dir=args.cache) as tmp:
         res = launch(cmd + ["--out", str(Path(tmp) / "out")], args.timeout)
@@ -450,7 +458,7 @@ def run_dcf(args, path: Path, scheduler: str | None = None) -> dict:
 
 def run_peer(args, tool: str, path: Path) -> dict:
     cmd = [sys.executable, __file__, "--child", tool, "--data", str(path), "--k", str(args.k),
-           "--top-n", str(args.top_n), "--peer-threads", str(args.peer_threads)]
+           "--top-n", str(args.top_n), "--peer-threads", str(args.peer_threads), "--measure", args.measure]
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
     res = launch(cmd, args.timeout, env)
     lines = [ln for ln in res["stdout"].splitlines() if ln.startswith("RESULT ")]
@@ -463,6 +471,8 @@ def run_peer(args, tool: str, path: Path) -> dict:
 def run_tool(args, tool: str, path: Path, ratings: int) -> dict:
     if importlib.util.find_spec(tool.split("-")[0]) is None:
         return {"status": f"skipped: {tool} is not installed (pip install '.[bench]')"}
+    if tool in ("similaripy", "surprise") and args.measure != "cosine":
+        return {"status": f"skipped: {tool}'s cosine only here (--measure {args.measure})"}
     if tool == "surprise" and ratings > SURPRISE_MAX_RATINGS:
         return {"status": f"skipped: {ratings:,} ratings > {SURPRISE_MAX_RATINGS:,} "
                           "(dense item x item matrices, a Python object per rating)"}
@@ -523,7 +533,7 @@ def bench_shape(args, name: str, path: Path) -> pd.DataFrame:
         rows.append(row)
     table = with_ratios(pd.DataFrame(rows))
     table = table[[c for c in COLUMNS if c in table]]
-    stem = args.results / f"e2e-{name}"
+    stem = args.results / (f"e2e-{name}" if args.measure == "cosine" else f"e2e-{name}-{args.measure}")
     stem.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(stem.with_suffix(".csv"), index=False)
     stem.with_suffix(".md").write_text(markdown(blanks(table), ".3f") + "\n")
@@ -555,6 +565,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "e2e")
     p.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated, of {','.join(TOOLS)}")
     p.add_argument("--k", type=int, default=50)
+    p.add_argument("--measure", choices=list(MEASURES), default="cosine",
+                   help="cosine (dcf full-cosine, implicit CosineRecommender), bm25 or tfidf (implicit's)")
     p.add_argument("--top-n", type=int, default=20)
     p.add_argument("--workers", type=int, help="passed to dcf.run (else its default)")
     p.add_argument("--threads-per-worker", type=int, help="passed to dcf.run (else its default)")
@@ -599,7 +611,7 @@ def main(argv=None) -> int:
         p.error(f"--tools: choose from {','.join(TOOLS)}")
     args.cache.mkdir(parents=True, exist_ok=True)
     print(environment(), flush=True)
-    print(f"setup   : tools {','.join(args.tools)}; timeout {args.timeout:g} s each; dcf cluster "
+    print(f"setup   : measure {args.measure}; tools {','.join(args.tools)}; timeout {args.timeout:g} s each; dcf cluster "
           f"{'default' if args.workers is None else args.workers} workers; peers {args.peer_threads} "
           "threads, OPENBLAS_NUM_THREADS=1", flush=True)
     if args.data:

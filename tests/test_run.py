@@ -336,7 +336,7 @@ def test_implicit_feedback_job_on_a_click_log(scheduler, tmp_path, capsys):
     pd.testing.assert_frame_equal(nb, want, check_dtype=False)
 
 
-def test_time_decay_job_scores_as_the_estimator_does(scheduler, tmp_path):
+def test_time_decay_job_scores_as_the_estimator_does(scheduler, tmp_path, capsys):
     import dask
 
     from dcf import ItemKNN, split
@@ -351,6 +351,7 @@ def test_time_decay_job_scores_as_the_estimator_does(scheduler, tmp_path):
     assert _run(scheduler, "--data", data, "--feedback", "implicit", "--similarity", "cosine", "--half-life", 7,
                 "--reference-time", "2021-09-01", "--k", 10, "--neighbourhood", "global", "--top-n", 5,
                 "--out", out) == 0
+    assert "half-life 7 days from 2021-09-01T00:00:00+00:00, in the scores" in capsys.readouterr().out
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["time_decay"] == {"half_life_days": 7.0, "reference_time": 1630454400.0,
                                      "reference_time_utc": "2021-09-01T00:00:00+00:00", "decay_similarity": False}

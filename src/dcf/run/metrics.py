@@ -64,6 +64,12 @@ def time_decay(cfg: RunConfig, reference: float) -> dict:
             "decay_similarity": cfg.decay_similarity}
 
 
+def _decay_line(decay: dict) -> str:
+    when = decay["reference_time_utc"] or f"{decay['reference_time']:g} s"
+    where = "scores and similarity" if decay["decay_similarity"] else "scores"
+    return f"half-life {decay['half_life_days']:g} days from {when}, in the {where}"
+
+
 def evaluation(cfg: RunConfig) -> str:
     """How the figures were measured, in words (printed and in metrics.json)."""
     split = (f"test file {cfg.test}" if cfg.test else
@@ -134,6 +140,7 @@ def summary(metrics: dict, top_n: int) -> str:
             ("test pairs", f"{metrics['counts']['test_pairs']:,}"),
             *([("events", f"{metrics['counts']['events']:,} read as {metrics['counts']['pairs']:,} "
                           "(user, item) pairs")] if "events" in metrics["counts"] else []),
+            *([("time decay", _decay_line(metrics["time_decay"]))] if "time_decay" in metrics else []),
             ("fallbacks", ", ".join(f"{k} {v:,}" for k, v in metrics["fallbacks"].items() if v)),
             ("seconds", ", ".join(f"{k} {v:.2f}" for k, v in metrics["seconds"].items()))]
     width = max(len(r[0]) for r in rows)
