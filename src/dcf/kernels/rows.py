@@ -177,7 +177,7 @@ def _inverse(norms):
 def _direct(exact, c, na, nb):  # pragma: no cover - compiled
     """The similarity of a column scored directly (:class:`Exact`): the general loop's
     doubles (``jaccard``: its denominator; ``llr``: over 1)."""
-    if exact.mode == 6:  # LLR
+    if exact.mode == LLR:
         return llr_similarity(c, na, nb, exact.others, exact.xlogx)
     den = (na + nb) - c
     return c / den if den > 0 else 0.0
@@ -242,7 +242,7 @@ def norms_topk(a, e, ids, norms_a, norms, inv, min_similarity, out, scan, exact)
     seen = np.zeros(n, np.int8)
     touched = np.empty(n + 1, np.int64)  # one more: each product writes before it counts
     hs, hj = np.empty(k), np.empty(k, np.int64)  # a tracked row's best, as a heap
-    direct = exact.mode == 3 or exact.mode == 6  # JACCARD, LLR: scored directly
+    direct = exact.mode == JACCARD or exact.mode == LLR  # scored directly
     for i in range(len(p_ptr) - 1):
         lo, hi = p_ptr[i], p_ptr[i + 1]
         work = 0
