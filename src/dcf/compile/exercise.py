@@ -5,8 +5,11 @@ A kernel is compiled per signature (its arguments' types), and which signatures 
 reaches depends on its settings, not on its size: the fits below, on a few thousand
 ratings, reach every signature that fits of every measure, neighbourhood, prediction
 and ranking, item- and user-based, integer and decimal ratings reached together
-(measured with :func:`signatures`).  Catalogues past 65,536 entities (wider column
-indices), ``recommend_for_history`` and ``refresh`` add a few signatures that are
+(measured with :func:`signatures`).  A cluster's fit over a catalogue past 65,536
+entities reads a shared matrix with wider column indices, which a synchronous fit's
+narrower shared parts never reach: :func:`_wide_kernels` calls the rows kernels on one
+directly (the first ``bm25`` fit of the e-commerce shape compiled for some 25 s in a
+worker before).  ``recommend_for_history`` and ``refresh`` add a few signatures that are
 still compiled where first used.
 """
 
@@ -18,6 +21,7 @@ import pkgutil
 import dask
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from numba.core.registry import CPUDispatcher
 
 from .. import kernels
@@ -34,6 +38,9 @@ RUNS = (
     ("pearson-baseline", "rated", "baseline"),  # residuals: the general loop on float32 values
     ("centred-cosine", "global", "weighted"),   # packing a matrix of many values
 )
+
+
+WIDE_COLUMNS = 70_000  # past 65,536: the shared matrix's columns take int32 indices
 
 
 def dispatchers() -> dict:
@@ -71,4 +78,23 @@ def exercise() -> int:
             model.predict(pairs).compute()
             for ranking in ("prediction", "sum"):
                 model.recommend(n=5, ranking=ranking).compute()
+    _wide_kernels()
     return len(signatures())
+
+
+def _wide_kernels(rows=50, nnz=2000) -> None:
+    """The rows kernels over a shared matrix of :data:`WIDE_COLUMNS` entities, plain and
+    packed, of values exact in float32 (ratings) and not (weights): the fast path, the
+    general loop's lists and its whole rows."""
+    rng = np.random.default_rng(1)
+    r, c = rng.integers(0, rows, nnz), rng.integers(0, WIDE_COLUMNS, nnz)
+    for values in (rng.integers(1, 6, nnz).astype(np.float64), rng.random(nnz)):
+        Q = sp.csr_matrix((values, (r, c)), shape=(rows, WIDE_COLUMNS))
+        Q.sum_duplicates()
+        X = sp.csr_matrix(Q.T)
+        block = sp.csr_matrix(X[:100])
+        for shared in (kernels.compact_stack([Q]), kernels.compact_stack([Q], pack=True)):
+            for measure, dense in (("full-cosine", False), ("cosine", False), ("cosine", True)):
+                totals = kernels.entity_totals(X, measure)
+                kernels.similarity_rows(block, shared, 0, kernels.SimilaritySettings(measure), k=5, dense=dense,
+                                        csr=dense, norms_a=None if totals is None else totals[:100], norms=totals)
