@@ -40,8 +40,7 @@ def _compute(*xs):
 
 def _read(path, **kw):
     r = read_ratings(path, **kw)
-    # two computes: one of a frame and a Delayed together can come back swapped (Dask 2026.8)
-    return _compute(r.frame)[0], _compute(r.report)[0]
+    return _compute(r.frame, r.report)
 
 
 # ------------------------------------------------------------------ reading times

@@ -1,6 +1,7 @@
 """Reading every supported format, and bad input failing with file, line and problem."""
 
 import gzip
+import os
 
 import dask
 import numpy as np
@@ -570,3 +571,26 @@ def test_a_slice_without_rows_leaves_integer_ids_integers(monkeypatch):
     frame, report = text.parse_text_block(raw, 1, True, RatingsSource("r.txt", "tab", on_bad_lines="skip"))
     assert frame["user"].dtype == np.int64 and frame["user"].tolist() == [1, 2]
     assert frame["line"].tolist() == [1, 202] and report["blank"] == 200
+
+
+def test_a_frame_and_its_report_computed_together_come_back_in_order(tmp_path):
+    """A read's frame ended in a graph that also held its sibling outputs (the blocks'
+    reports); Dask 2026.8 took such a graph's ends for the frame's outputs, so
+    ``dask.compute(r.frame, r.report)`` handed back the report for the frame under some
+    hash seeds (reproduced with seeds 1 and 2).  Each seed in its own process."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "r.tsv"
+    path.write_text("".join(f"{u}\t{i}\t{1 + (u + i) % 5}\t{900000000 + u}\n" for u in range(1, 40) for i in range(1, 30, 3)))
+    code = ("import dask, dcf.io as d, sys\n"
+            "for fb in ('explicit', 'implicit'):\n"
+            "    r = d.read_ratings(sys.argv[1], feedback=fb)\n"
+            "    a, b = dask.compute(r.frame, r.report, scheduler='sync')\n"
+            "    c, e = dask.compute(r.report, r.frame, scheduler='sync')\n"
+            "    print(type(a).__name__, type(b).__name__, type(c).__name__, type(e).__name__, len(a), b['rows'])\n")
+    for seed in range(6):
+        done = subprocess.run([sys.executable, "-W", "ignore", "-c", code, str(path)], capture_output=True, text=True,
+                              timeout=120, env={**os.environ, "PYTHONHASHSEED": str(seed)})
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["DataFrame", "dict", "dict", "DataFrame", "390", "390"] * 2, (seed, done.stdout)

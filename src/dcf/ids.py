@@ -13,6 +13,7 @@ from __future__ import annotations
 import dask
 import dask.dataframe as dd
 from dask.highlevelgraph import HighLevelGraph
+from dask.optimization import cull
 import numpy as np
 import pandas as pd
 
@@ -189,10 +190,14 @@ def frame_from_parts(parts, meta: pd.DataFrame, stage: str = "frame") -> dd.Data
         with dask.config.set({"dataframe.convert-string": False}):
             return dd.from_delayed(parts, meta=meta, verify_meta=False, prefix=stage)
     # from_graph, not from_delayed: the latter wraps every part in a task named
-    # "delayed-container"; here each partition is an alias of its part, named by ``stage``
-    graph = HighLevelGraph.merge(*[p.__dask_graph__() for p in parts])
+    # "delayed-container"; here each partition is an alias of its part, named by ``stage``.
+    # Culled to what the parts need: a graph that also ends in other keys (a sibling output
+    # of a task, such as a read's report) made ``dask.compute(frame, report)`` hand the
+    # report back for the frame (Dask 2026.8 takes such a graph's ends for its outputs)
+    keys = [p.key for p in parts]
+    graph, _ = cull(dict(HighLevelGraph.merge(*[p.__dask_graph__() for p in parts])), keys)
     with dask.config.set({"dataframe.convert-string": False}):
-        return dd.from_graph(dict(graph), meta, (None,) * (len(parts) + 1), [p.key for p in parts], stage)
+        return dd.from_graph(graph, meta, (None,) * (len(parts) + 1), keys, stage)
 
 
 def gather_frame(frame: dd.DataFrame) -> pd.DataFrame:
