@@ -120,6 +120,7 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
     with stage("neighbours"):
         model.fit(matrix)
         cluster.wait_for(model.neighbours_.W, model.similarity_rows_)
+        matrix.undecayed = None  # the similarities are on the workers: the undecayed twin can go
     with stage("prediction"):
         test = dio.Ratings(source, test_parts, None)
         if cfg.feedback == "implicit":  # one row a held-out pair, its events summed as training sums them
