@@ -236,3 +236,15 @@ def test_a_saved_decayed_model_with_a_bad_reference_is_refused(tmp_path):
     path.write_text(json.dumps(meta))
     with pytest.raises(DataError, match="reference_time"):
         load(tmp_path / "m")
+
+
+def test_pairs_decayed_below_the_smallest_double_are_counted_and_stay_seen():
+    frame = _events(7)
+    model = ItemKNN(similarity="jaccard", feedback="implicit", half_life=1e-6, neighbourhood="global", k=5).fit(frame)
+    by_user, report = _compute(model.matrix_.by_user, model.matrix_.report)
+    zero = int((by_user.data == 0).sum())
+    assert zero > 0 and report["pairs_decayed_to_zero"] == zero
+    recs = _compute(model.recommend(n=5))[0]
+    assert np.isfinite(recs["score"]).all()
+    seen = set(zip(frame["user"], frame["item"]))
+    assert not any((u, i) in seen for u, i in zip(recs["user"], recs["item"]))

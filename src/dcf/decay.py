@@ -12,10 +12,13 @@ otherwise (Microsoft Recommenders' ``SARSingleNode`` with ``timedecay_formula=Tr
 An event after the reference time weighs more than its weight (as in SAR).
 
 Decay reads event times (:mod:`dcf.io.times`), so it needs implicit feedback
-(events whose sum is a pair's value: a decayed rating is no rating) and a time on
-every event: a source without a time column is a
-:class:`~dcf.errors.ConfigError`, a row without a valid time a
-:class:`~dcf.errors.DataError` naming its line.
+(events whose sum is a pair's value: a decayed rating is no rating: a
+:class:`~dcf.errors.ConfigError` otherwise) and a time on every event: a source
+without a time column, or a row without a valid time, is a
+:class:`~dcf.errors.DataError` naming it.  A pair whose weights all decay below the
+smallest double (events many half-lives old) keeps the value 0: still seen (never
+recommended to its user), scoring nothing; the matrix report counts such pairs
+(``pairs_decayed_to_zero``).
 
 Where the decay applies: always in the user's scores (the matrix a user's
 recommendations read), as SAR does.  The similarity of a measure that reads only who

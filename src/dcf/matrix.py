@@ -303,8 +303,9 @@ def build_block(shape, row0, users, items, source, on_bad_lines, *pieces, feedba
             raise DataError(source, f"the weights of user {_raw(users, row + row0)!r} item {_raw(items, col)!r} "
                             f"(lines {int(mine.min())} to {int(mine.max())}, {len(mine):,} events) add up past the "
                             "largest number a double holds", int(mine.max()))
+        zero = int((csr.data == 0).sum())  # positive weights whose decay underflowed: counted, kept as seen
         return csr, {"duplicates": 0, "conflicts": 0, "stored": int(csr.nnz), "events": events,
-                     "pairs": int(csr.nnz)}
+                     "pairs": int(csr.nnz), **({"pairs_decayed_to_zero": zero} if zero else {})}
     csr, dups, conflicts = kernels.csr_from_triplets(rows, cols, vals, shape, lines)
     if len(conflicts) and on_bad_lines == "error":
         row, col, first, other, value = conflicts[np.argmin(conflicts[:, 3])]
