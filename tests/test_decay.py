@@ -3,6 +3,7 @@
 scores always, in the similarity of value-reading measures when asked.  SAR's own
 formulas with decay are in test_sar.py."""
 
+import datetime
 import json
 
 import dask
@@ -102,14 +103,13 @@ def test_the_typed_and_exact_passes_read_the_same_times(tmp_path):
 
 @settings(max_examples=50, deadline=None)
 @given(st.integers(-2**53, 2**53),
-       st.datetimes(min_value=pd.Timestamp.min.to_pydatetime() + pd.Timedelta(days=1),
-                    max_value=pd.Timestamp.max.to_pydatetime() - pd.Timedelta(days=1), timezones=st.just(None)))
+       st.datetimes(timezones=st.just(None)))
 def test_times_as_numbers_or_iso_dates(seconds, when):
-    """Dates between 1677 and 2262 (pandas' nanosecond timestamps; others read as untimed)."""
+    """Any date from year 1 to 9999."""
     assert seconds_of_text([str(seconds)])[0] == seconds
-    stamp = pd.Timestamp(when)
-    assert seconds_of_text([stamp.isoformat()])[0] == stamp.value / 1e9
-    assert parse_time(stamp.isoformat()) == stamp.value / 1e9
+    want = (when - datetime.datetime(1970, 1, 1)).total_seconds()
+    np.testing.assert_allclose([seconds_of_text([when.isoformat()])[0], parse_time(when.isoformat())], want,
+                               rtol=2.3e-16, atol=0)  # within rounding: a double holds ~16 digits
 
 
 def test_splits_keep_the_times(ml100k):
@@ -248,3 +248,49 @@ def test_pairs_decayed_below_the_smallest_double_are_counted_and_stay_seen():
     assert np.isfinite(recs["score"]).all()
     seen = set(zip(frame["user"], frame["item"]))
     assert not any((u, i) in seen for u, i in zip(recs["user"], recs["item"]))
+
+
+def test_hostile_times_and_settings(tmp_path):
+    """What a hostile run found: dates past 2262 or before 1677 wrapped around, pandas'
+    'now' read as the wall clock, a Parquet integer past 2**53 failed the read, booleans
+    read as 0 and 1, only a frame column named 'time' counted, huge integers overflowed."""
+    path = tmp_path / "t.tsv"
+    path.write_text("1\t1\t1\t100\n1\t2\t1\t1600-01-01\n2\t1\t1\t2300-01-01\n2\t2\t1\tnow\n3\t1\t1\ttoday\n")
+    frame, report = _read(path)
+    np.testing.assert_array_equal(frame["time"].to_numpy()[:3], [100.0, -11676096000.0, 10413792000.0])
+    assert frame["time"].iloc[3:].isna().all() and report["untimed"] == 2
+    with pytest.raises(ConfigError, match="neither seconds"):
+        ItemKNN(feedback="implicit", half_life=1, reference_time="now").check_params()
+    assert ItemKNN(feedback="implicit", half_life=1, reference_time="2300-01-01").decay().reference == 10413792000.0
+    for bad in (dict(reference_time=10**400), dict(half_life=10**400)):
+        with pytest.raises(ConfigError):
+            ItemKNN(feedback="implicit", **{"half_life": 1, **bad}).check_params()
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    pq.write_table(pa.table({"user": [1, 1, 2], "item": [1, 2, 1], "timestamp": pa.array([2**62, 2**62 + 1, 5], pa.int64()),
+                             "ok": [True, False, True]}), tmp_path / "ns.parquet")
+    frame, _ = _read(tmp_path / "ns.parquet", feedback="implicit")
+    assert frame["time"].tolist() == [float(2**62), float(2**62 + 1), 5.0]
+    pq.write_table(pa.table({"user": [1], "item": [1], "rating": [1.0], "time": [True]}), tmp_path / "b.parquet")
+    frame, report = _read(tmp_path / "b.parquet")
+    assert frame["time"].isna().all() and report["untimed"] == 1
+    # a frame's time column by any of the header names; a folder timed by any of its files
+    pairs = _events(8).rename(columns={"time": "timestamp"})
+    model = ItemKNN(feedback="implicit", half_life=5, similarity="jaccard").fit(pairs)
+    assert model.reference_time_ == pairs["timestamp"].max()
+    (tmp_path / "pf").mkdir()
+    pd.DataFrame({"user": [1], "item": [1]}).to_parquet(tmp_path / "pf" / "part-0.parquet")
+    pd.DataFrame({"user": [2], "item": [1], "timestamp": [50.0]}).to_parquet(tmp_path / "pf" / "part-1.parquet")
+    frame, report = _read(tmp_path / "pf", feedback="implicit")
+    assert frame["time"].isna().tolist() == [True, False] and report["untimed"] == 1
+
+
+def test_a_decayed_matrix_fits_only_a_model_of_its_decay():
+    frame = _events(9)
+    m30 = ItemKNN(feedback="implicit", half_life=30, similarity="jaccard").fit(frame)
+    for other in (dict(half_life=1), dict(half_life=30, reference_time=0), dict()):
+        with pytest.raises(ConfigError, match="values are decayed"):
+            ItemKNN(feedback="implicit", similarity="jaccard", **other).fit(m30.matrix_)
+    same = ItemKNN(feedback="implicit", half_life=30, similarity="jaccard",
+                   reference_time=m30.reference_time_).fit(m30.matrix_)
+    assert same.reference_time_ == m30.reference_time_

@@ -9,6 +9,7 @@ ever executed.
 
 from __future__ import annotations
 
+import datetime
 import math
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -145,7 +146,7 @@ class RunConfig:
     include_self: bool = False
     alpha: float = 0.5
     half_life: float | None = None  # days: time decay of each event's weight (implicit feedback)
-    reference_time: str | None = None  # the decay's reference: seconds or an ISO date (default the latest event)
+    reference_time: str | float | None = None  # the decay's reference: seconds or an ISO date (default the latest event)
     decay_similarity: bool = False
     min_k: int = 1
     baseline_epochs: int = 10
@@ -196,6 +197,8 @@ class RunConfig:
             raise ConfigError("--half-life decays events: use it with --feedback implicit")
         if (self.reference_time is not None or self.decay_similarity) and self.half_life is None:
             raise ConfigError("--reference-time and --decay-similarity set the time decay: give --half-life too")
+        if self.reference_time is not None:
+            object.__setattr__(self, "reference_time", _checked_time(self.reference_time))
         if self.rating_scale is not None:
             scale = tuple(self.rating_scale)
             if (len(scale) != 2 or not all(_is_number(v) for v in scale)
@@ -242,6 +245,7 @@ _LOCAL_ONLY = ("workers", "threads_per_worker", "memory_limit", "host", "dashboa
 # a truthy value; floats must be finite; int fields take no bool and no float
 _STR, _OPT_STR, _INT, _OPT_INT, _FLOAT, _OPT_FLOAT, _BOOL = "text", "text or nothing", "an integer", \
     "an integer or nothing", "a finite number", "a finite number or nothing", "true or false"
+_TIME = "seconds since the epoch, an ISO 8601 date or nothing"
 _CLUSTER_TYPES = {"scheduler": _OPT_STR, "workers": _INT, "threads_per_worker": _INT,
                   "memory_limit": _STR, "host": _STR, "dashboard_address": _OPT_STR,
                   "memory_target": _FLOAT, "wait_for_workers": _INT, "no_workers_timeout": _STR,
@@ -252,7 +256,7 @@ _RUN_TYPES = {"data": _STR, "test": _OPT_STR, "test_fraction": _FLOAT, "seed": _
               "ranking": _OPT_STR, "min_support": _INT, "shrinkage": _FLOAT, "significance": _FLOAT,
               "min_similarity": _FLOAT, "amplification": _FLOAT, "bm25_k1": _FLOAT, "bm25_b": _FLOAT,
               "include_self": _BOOL, "alpha": _FLOAT, "min_k": _INT, "half_life": _OPT_FLOAT,
-              "reference_time": _OPT_STR, "decay_similarity": _BOOL,
+              "reference_time": _TIME, "decay_similarity": _BOOL,
               "baseline_epochs": _INT, "reg_user": _FLOAT, "reg_item": _FLOAT, "relevance": _OPT_FLOAT,
               "feedback": _STR,
               "skip_bad_lines": _BOOL, "rating_scale": "two numbers or nothing",
@@ -260,13 +264,38 @@ _RUN_TYPES = {"data": _STR, "test": _OPT_STR, "test_fraction": _FLOAT, "seed": _
               "progress": _BOOL, "write_neighbours": _BOOL}
 
 
+def _checked_time(v):
+    """A reference time as the run keeps it: seconds (a number, or text that spells one) or
+    an ISO 8601 date as text (a TOML date or date-time becomes its ISO text, UTC where it
+    has no zone); checked here, before any cluster starts (stdlib only: the library's own
+    reading, :func:`dcf.io.parse_time`, reads the same forms)."""
+    if isinstance(v, (datetime.datetime, datetime.date)):
+        return v.isoformat()
+    if _is_number(v):
+        return float(v)
+    text = str(v).strip()
+    try:
+        if math.isfinite(float(text)):
+            return text
+    except ValueError:
+        pass
+    try:
+        datetime.datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+        return text
+    except ValueError:
+        raise ConfigError(f"reference_time {str(v)[:60]!r} is neither seconds since the epoch nor an ISO 8601 "
+                          "date") from None
+
+
 def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _fits(v, kind: str) -> bool:
-    if kind in (_OPT_STR, _OPT_INT, _OPT_FLOAT) and v is None:
+    if kind in (_OPT_STR, _OPT_INT, _OPT_FLOAT, _TIME) and v is None:
         return True
+    if kind == _TIME:
+        return (isinstance(v, (str, datetime.date)) and "\x00" not in str(v)) or _is_number(v)
     if kind in (_STR, _OPT_STR):
         return isinstance(v, str) and "\x00" not in v
     if kind in (_INT, _OPT_INT):

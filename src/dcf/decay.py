@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ConfigError, DataError
-from .io import parse_time
+from .io import TIME_NAMES, parse_time
 
 __all__ = ["DAY", "Decay", "decay_of", "time_span", "merge_spans", "reference_time", "decayed_frame", "decayed_weights"]
 
@@ -63,9 +63,13 @@ def decay_of(half_life, reference_time, decay_similarity, feedback) -> Decay | N
         if reference_time is not None or decay_similarity:
             raise ConfigError("reference_time and decay_similarity set the time decay: give half_life too")
         return None
-    if isinstance(half_life, (bool, np.bool_)) or not isinstance(half_life, (int, float, np.number)) \
-            or not math.isfinite(half_life) or half_life <= 0:
-        raise ConfigError(f"half_life must be a positive number of days, not {half_life!r}")
+    try:
+        days = float(half_life) if isinstance(half_life, (int, float, np.number)) else math.nan
+    except OverflowError:  # an integer past a double's range
+        days = math.inf
+    if isinstance(half_life, (bool, np.bool_)) or not math.isfinite(days) or days <= 0:
+        shown = repr(half_life) if len(repr(half_life)) <= 60 else repr(half_life)[:57] + "..."
+        raise ConfigError(f"half_life must be a positive number of days, not {shown}")
     if feedback != "implicit":
         raise ConfigError("time decay weighs events (half_life): use feedback='implicit' / --feedback implicit, "
                           "where a pair's value is the sum of its events' weights")
@@ -73,15 +77,16 @@ def decay_of(half_life, reference_time, decay_similarity, feedback) -> Decay | N
         reference = None if reference_time is None else parse_time(reference_time)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    return Decay(float(half_life), reference)
+    return Decay(days, reference)
 
 
 def time_span(frame, source: str):
     """``(latest time, first untimed line or None)`` of one frame part; a DataError if
     the part has no ``time`` column (its source had none)."""
     if "time" not in frame.columns:
-        raise DataError(source, "has no event times, which time decay (half_life) needs: a fourth field, or a "
-                        "column named timestamp, time, date, datetime or ts (read_ratings(times=True) keeps them)")
+        raise DataError(source, "has no event times, which time decay (half_life) needs: a headerless file's "
+                        f"fourth field, or a column named {', '.join(TIME_NAMES)} (read_ratings(times=True), the "
+                        "default, keeps them)")
     times = frame["time"].to_numpy(np.float64)
     bad = np.flatnonzero(np.isnan(times))
     first = int(frame["line"].to_numpy()[bad].min()) if len(bad) else None

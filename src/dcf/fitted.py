@@ -188,6 +188,9 @@ def _weigh_finite(block, row0, weights, rows_are_entities):
     """:func:`dcf.kernels.weigh_block`, refusing weights that overflow (a huge ``bm25_k1`` or
     rating): an infinite weight would turn every similarity it meets into inf or NaN."""
     out = kernels.weigh_block(block, row0, weights, rows_are_entities)
+    if not np.isfinite(out.data).all() and block.nnz and float(np.max(block.data)) == 0:
+        raise ConfigError(f"every {weights.weighting} weight is 0: the values are all 0 (a time decay whose "
+                          "half-life is short against the data's span decays every event below the smallest double)")
     if not np.isfinite(out.data).all():
         raise ConfigError(f"{weights.weighting} weights overflow (a rating of {float(np.max(block.data)):g} "
                           f"with bm25_k1={weights.k1:g}): use a smaller bm25_k1, or smaller ratings")

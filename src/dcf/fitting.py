@@ -34,8 +34,14 @@ def rating_matrix(model, ratings) -> RatingMatrix:
     items dask array's, or the one of frame parts, blocked as the model's parameters ask
     (:func:`matrix_from_parts`)."""
     decay = model.decay()
+    if isinstance(ratings, RatingMatrix) and ratings.decay is not None and (
+            decay is None or decay.half_life != ratings.decay.half_life
+            or decay.reference not in (None, ratings.decay.reference)):
+        have = ratings.decay
+        raise ConfigError(f"this matrix's values are decayed (half_life={have.half_life:g}, reference time "
+                          f"{have.reference:.17g}): fit a model of the same decay on it, or fit on the events")
     if decay is not None and isinstance(ratings, (RatingMatrix, da.Array)):
-        if not isinstance(ratings, RatingMatrix) or ratings.reference_time is None:
+        if not isinstance(ratings, RatingMatrix) or ratings.decay is None:
             raise ConfigError("time decay (half_life) reads event times: fit on a file or a frame with a time "
                               "column (or a matrix built with decay=)")
         if needs_undecayed(model) and ratings.undecayed is None:

@@ -16,7 +16,7 @@ dropped and counted (the earliest line wins).  Implicit feedback
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import dask
 import dask.array as da
@@ -45,8 +45,9 @@ class RatingMatrix:
     user_sum, user_count, item_sum, item_count : dask.array.Array (float64 / int64)
     report : dask.delayed.Delayed -> dict of cleaning counts
     source : str, where the ratings came from (for messages)
-    reference_time : float or None
-        Seconds since the epoch the events' weights were decayed to (:mod:`dcf.decay`).
+    decay : dcf.decay.Decay or None
+        The time decay the values were decayed with, its reference time resolved
+        (seconds since the epoch; ``reference_time`` for short).
     undecayed : RatingMatrix or None
         The same events without decay, where a measure compares the undecayed values.
     """
@@ -61,8 +62,13 @@ class RatingMatrix:
     item_count: da.Array
     report: object = field(repr=False)
     source: str = ""
-    reference_time: float | None = None  # the time decay's reference (seconds), where the values are decayed
+    decay: object = None  # the Decay the values were decayed with (its reference resolved), or None
     undecayed: "RatingMatrix | None" = field(default=None, repr=False)  # the same events, not decayed
+
+    @property
+    def reference_time(self) -> float | None:
+        """The decay's reference time, seconds since the epoch (None: not decayed)."""
+        return None if self.decay is None else self.decay.reference
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -209,7 +215,7 @@ def build_matrix(parts, *, source="ratings", on_bad_lines="error", report=None, 
         blocks.append(blk)
         reports.append(rep)
     matrix = from_user_blocks(users, items, blocks, ub, ib, reports, source, token)
-    matrix.reference_time = reference
+    matrix.decay = None if decay is None else replace(decay, reference=reference)
     return matrix
 
 

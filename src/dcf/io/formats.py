@@ -97,16 +97,18 @@ def head_names(head: bytes, src: RatingsSource) -> list:
 
 
 def _parquet_timed(fs, local: str, path: str) -> bool:
-    """Whether the (first) Parquet file's schema has a time column; each part that lacks
-    one reads its rows as untimed."""
+    """Whether any Parquet file's schema has a time column (the rows of a file without
+    one are untimed).  Each file's footer is read once more later, for its row groups."""
     import pyarrow.parquet as pq
 
-    files = parquet_files(fs, local, path) if fs.isdir(local) else [local]
-    try:
-        with fs.open(files[0], "rb") as f:
-            return time_column(pq.read_schema(f).names) is not None
-    except Exception:  # noqa: BLE001 -- the read task names the file and the problem
-        return False
+    for name in parquet_files(fs, local, path) if fs.isdir(local) else [local]:
+        try:
+            with fs.open(name, "rb") as f:
+                if time_column(pq.read_schema(f).names) is not None:
+                    return True
+        except Exception:  # noqa: BLE001 -- the read task names the file and the problem
+            continue
+    return False
 
 
 def _is_local(fs) -> bool:

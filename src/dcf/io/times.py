@@ -6,10 +6,10 @@ the default): the fourth field of a headerless file (MovieLens ``u.data``,
 or a Parquet schema names ``timestamp``, ``time``, ``datetime``, ``date``, ``ts`` or
 ``event_time``.  The frame's ``time`` column is ``float64`` seconds since the Unix
 epoch (UTC): a number is taken as such seconds, an ISO 8601 date or date-time
-(``2015-06-01``, ``2015-06-01T12:00:00Z``; without a zone, UTC; years 1677 to 2262,
-pandas' timestamps) is converted, a
+(``2015-06-01``, ``2015-06-01T12:00:00Z``; without a zone, UTC; any year pandas
+parses, 1 to 9999) is converted, a
 Parquet timestamp or date column too.  A time that is none of these (empty, text, NaN,
-infinite) is NaN and counted in the report as ``untimed``: the row is kept, since only
+infinite, a boolean, pandas' words ``now`` and ``today``) is NaN and counted in the report as ``untimed``: the row is kept, since only
 time decay reads the time, and time decay refuses such a row naming its line
 (:func:`dcf.decay.decayed_weights`).
 """
@@ -53,15 +53,25 @@ def seconds_of_text(text) -> np.ndarray:
 
 
 def _iso_seconds(series: pd.Series) -> np.ndarray:
-    stamps = pd.to_datetime(series.astype(str).str.strip(), errors="coerce", utc=True, format="ISO8601")
+    text = series.astype(str).str.strip()
+    text = text.where(~text.str.lower().isin(_SPECIAL), "")
+    stamps = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
     return _stamp_seconds(stamps.dt.tz_localize(None))
 
 
 def _stamp_seconds(stamps: pd.Series) -> np.ndarray:
-    """Naive (UTC) datetimes as float64 seconds, NaN where missing."""
-    out = stamps.to_numpy("datetime64[ns]").astype(np.int64) / 1e9
+    """Naive (UTC) datetimes as float64 seconds, NaN where missing, in their own unit
+    (a cast to nanoseconds wrapped dates outside 1677-2262 around silently)."""
+    values = stamps.to_numpy()
+    unit, count = np.datetime_data(values.dtype)
+    ticks, per = values.view(np.int64), int(_PER_SECOND[unit]) // count  # ticks of 1 / per second
+    out = (ticks // per).astype(np.float64) + (ticks % per) / per  # whole seconds exact past 2**53 ticks
     out[stamps.isna().to_numpy()] = np.nan
     return out
+
+
+_PER_SECOND = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
+_SPECIAL = ("now", "today")  # words pandas reads as the wall clock: not a time of the data
 
 
 def seconds_of_arrow(column) -> np.ndarray:
@@ -80,8 +90,11 @@ def seconds_of_arrow(column) -> np.ndarray:
         out = np.asarray(days, dtype=np.float64) * 86400.0
         out[~column.is_valid().to_numpy(zero_copy_only=False)] = np.nan
         return out
+    if pa.types.is_boolean(kind):  # not a time
+        return np.full(len(column), np.nan)
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
-        return seconds_of_values(pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False))
+        # not safe: an integer past 2**53 is the nearest double, as its text would be
+        return seconds_of_values(pc.cast(column, pa.float64(), safe=False).to_numpy(zero_copy_only=False))
     return seconds_of_text(column.to_pandas().astype(object).where(lambda s: s.notna(), "").to_numpy())
 
 
@@ -90,6 +103,8 @@ def seconds_of_frame_column(col: pd.Series) -> np.ndarray:
     (naive ones read as UTC), or text."""
     if pd.api.types.is_datetime64_any_dtype(col.dtype):
         return _stamp_seconds(col.dt.tz_convert(None) if getattr(col.dt, "tz", None) is not None else col)
+    if isinstance(col.dtype, np.dtype) and col.dtype.kind == "b" or pd.api.types.is_bool_dtype(col.dtype):
+        return np.full(len(col), np.nan)  # not a time
     if isinstance(col.dtype, np.dtype) and col.dtype.kind in "iuf":
         return seconds_of_values(col.to_numpy(np.float64))
     return seconds_of_text(col.astype(object).where(col.notna(), "").to_numpy(dtype=object))
@@ -100,8 +115,12 @@ def parse_time(value) -> float:
     of seconds since the epoch or an ISO 8601 date / date-time; ValueError otherwise."""
     if isinstance(value, (bool, np.bool_)):
         raise ValueError(f"reference_time must be seconds since the epoch or an ISO 8601 date, not {value!r}")
-    seconds = (seconds_of_values([value]) if isinstance(value, (int, float, np.number))
-               else seconds_of_text([str(value)]))[0]
+    try:
+        seconds = (seconds_of_values([value]) if isinstance(value, (int, float, np.number))
+                   else seconds_of_text([str(value)]))[0]
+    except OverflowError:  # an integer past a double's range
+        seconds = np.nan
     if not np.isfinite(seconds):
-        raise ValueError(f"reference_time {value!r} is neither seconds since the epoch nor an ISO 8601 date")
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        raise ValueError(f"reference_time {shown} is neither seconds since the epoch nor an ISO 8601 date")
     return float(seconds)

@@ -21,7 +21,7 @@ import pandas as pd
 
 from ..errors import DataError
 from .sources import MAX_EXAMPLES, RatingsSource
-from .times import seconds_of_frame_column, seconds_of_text, seconds_of_values
+from .times import seconds_of_frame_column, seconds_of_text, seconds_of_values, time_column
 
 __all__ = ["raw_ids", "validate_frame", "validate_numeric", "validate_text"]
 
@@ -157,7 +157,8 @@ def validate_frame(frame: pd.DataFrame, name: str = "DataFrame", on_bad_lines: s
     lines = (index.astype(np.int64) + 1 if index.dtype.kind in "iu"
              else np.arange(1, len(frame) + 1, dtype=np.int64))
     src = RatingsSource(name, "frame", on_bad_lines=on_bad_lines)
-    times = seconds_of_frame_column(frame["time"]) if "time" in frame.columns else None
+    at = time_column(frame.columns)  # "time", "timestamp", "date", ... (as a header names it)
+    times = seconds_of_frame_column(frame.iloc[:, at]) if at is not None else None
     if "rating" not in frame:
         if need_rating:
             raise DataError(name, "no rating column")

@@ -56,7 +56,8 @@ def rating_weights(weighting, entity_sums, other_counts, k1=1.2, b=0.75) -> Weig
     idf = np.log(float(len(sums))) - np.log1p(np.asarray(other_counts, np.float64))
     lengths = np.ones(len(sums))
     if weighting == "bm25" and len(sums):
-        lengths = (1.0 - b) + b * sums / sums.mean()
+        with np.errstate(invalid="ignore", divide="ignore"):  # all 0 (decayed away): NaN, refused by the caller
+            lengths = (1.0 - b) + b * sums / sums.mean()
     return Weights(weighting, idf, lengths, float(k1))
 
 

@@ -13,6 +13,7 @@ import scipy.sparse as sp
 
 from .. import kernels
 from ..blocks import concat_rows
+from ..decay import Decay
 from ..fitted import FittedState, fitted_state
 from ..matrix import from_user_blocks
 from ..neighbours import NeighbourTable
@@ -32,7 +33,8 @@ def assemble(model, meta, matrix_parts, table_parts, token) -> FittedState:
     blocks = [_share(ratings[ub[b]:ub[b + 1]], f"saved-user-block-{token}-{b}") for b in range(len(ub) - 1)]
     report = _share(meta["report"], f"saved-report-{token}")
     matrix = from_user_blocks(users, items, blocks, ub, ib, [report], meta["source"], token)
-    matrix.reference_time = meta.get("reference_time")
+    if meta.get("reference_time") is not None:  # the decay its values were decayed with
+        matrix.decay = Decay(float(model.half_life), float(meta["reference_time"]))
     n, bounds = (n_items, ib) if model.based == "item" else (n_users, ub)
     chunks = (tuple(np.diff(bounds).tolist()), (idx.shape[1],))
     idx_d = da.from_array(idx, chunks=chunks, name=f"saved-idx-{token}")

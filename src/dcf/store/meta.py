@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..folders import MARKER
+from ..io import parse_time
 from .files import open_regular
 
 __all__ = ["DATA_FILES", "FORMAT", "FORMAT_VERSION", "LATER_PARAMS", "MAX_ENTITIES", "MAX_META_BYTES", "MAX_REPORT_DEPTH",
@@ -107,6 +108,9 @@ def check_meta(meta: dict, path: Path, classes: dict):
         raise DataError(path, f"field 'reference_time' ({reference!r}) does not match half_life={model.half_life!r}")
     if reference is not None:
         _check_number(reference, "reference_time", path)
+        if model.reference_time is not None and parse_time(model.reference_time) != float(reference):
+            raise DataError(path, f"field 'reference_time' ({reference!r}) is not the reference_time parameter "
+                            f"({model.reference_time!r}) the model was fitted with")
     return model
 
 
