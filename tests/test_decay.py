@@ -294,3 +294,15 @@ def test_a_decayed_matrix_fits_only_a_model_of_its_decay():
     same = ItemKNN(feedback="implicit", half_life=30, similarity="jaccard",
                    reference_time=m30.reference_time_).fit(m30.matrix_)
     assert same.reference_time_ == m30.reference_time_
+
+
+def test_decay_errors_in_a_parquet_folder_name_the_file(tmp_path):
+    folder = tmp_path / "pf"
+    folder.mkdir()
+    pd.DataFrame({"user": [1, 2], "item": [1, 1], "timestamp": [10.0, 20.0]}).to_parquet(folder / "part-0.parquet")
+    pd.DataFrame({"user": [3, 4], "item": [1, 2], "timestamp": [30.0, np.nan]}).to_parquet(folder / "part-1.parquet")
+    with pytest.raises(DataError, match=r"part-1\.parquet:2: has no valid event time"):
+        ItemKNN(feedback="implicit", half_life=1).fit(read_ratings(folder, feedback="implicit"))
+    pd.DataFrame({"user": [3, 4], "item": [1, 2], "timestamp": [30.0, 1e15]}).to_parquet(folder / "part-1.parquet")
+    with pytest.raises(DataError, match=r"part-1\.parquet:2: the event's decayed weight overflows"):
+        ItemKNN(feedback="implicit", half_life=0.001, reference_time=0).fit(read_ratings(folder, feedback="implicit"))

@@ -81,41 +81,43 @@ def decay_of(half_life, reference_time, decay_similarity, feedback) -> Decay | N
 
 
 def time_span(frame, source: str):
-    """``(latest time, first untimed line or None)`` of one frame part; a DataError if
-    the part has no ``time`` column (its source had none)."""
+    """``(latest time, (source, first untimed line) or None)`` of one frame part, the source
+    its file where it knows one (a Parquet folder's part); a DataError if the part has no
+    ``time`` column (its source had none)."""
+    source = frame.attrs.get("source", source)  # a folder's part: its file
     if "time" not in frame.columns:
         raise DataError(source, "has no event times, which time decay (half_life) needs: a headerless file's "
                         f"fourth field, or a column named {', '.join(TIME_NAMES)} (read_ratings(times=True), the "
                         "default, keeps them)")
     times = frame["time"].to_numpy(np.float64)
     bad = np.flatnonzero(np.isnan(times))
-    first = int(frame["line"].to_numpy()[bad].min()) if len(bad) else None
+    first = (source, int(frame["line"].to_numpy()[bad].min())) if len(bad) else None
     latest = float(np.nanmax(times)) if len(times) > len(bad) else -math.inf
     return latest, first
 
 
 def merge_spans(*spans):
-    """The spans of several parts as one (latest time, first untimed line)."""
+    """The spans of several parts (in the order of their lines) as one: the latest time,
+    and the first part's first untimed line."""
     firsts = [f for _, f in spans if f is not None]
-    return max((t for t, _ in spans), default=-math.inf), (min(firsts) if firsts else None)
+    return max((t for t, _ in spans), default=-math.inf), (firsts[0] if firsts else None)
 
 
 def reference_time(decay: Decay, span, source: str) -> float:
     """The reference time of ``decay`` over data of time ``span`` (:func:`merge_spans`):
     the one it names, else the latest event's; a DataError naming the first line without
     a valid time."""
-    latest, first_untimed = span
-    if first_untimed is not None:
-        raise DataError(source, "has no valid event time (time decay needs one on every event: a number of "
-                        "seconds or an ISO 8601 date)", first_untimed)
+    latest, untimed = span
+    if untimed is not None:
+        raise DataError(untimed[0], "has no valid event time (time decay needs one on every event: a number of "
+                        "seconds or an ISO 8601 date)", untimed[1])
     return decay.reference if decay.reference is not None else latest
 
 
 def decayed_frame(frame, decay: Decay, reference: float, source: str):
     """A frame of events (``rating``, ``time``, ``line``) with each weight decayed to
     ``reference`` (a history scored by a fitted model: its reference time)."""
-    _, first_untimed = time_span(frame, source)
-    reference_time(decay, (reference, first_untimed), source)  # names an untimed line
+    reference_time(decay, (reference, time_span(frame, source)[1]), source)  # names an untimed line
     return frame.assign(rating=decayed_weights(frame["rating"].to_numpy(np.float64), frame["time"].to_numpy(np.float64),
                                                frame["line"].to_numpy(np.int64), decay, reference, source))
 

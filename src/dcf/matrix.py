@@ -282,7 +282,8 @@ def _split_part(frame: pd.DataFrame, users: IdMap, items: IdMap, bounds: np.ndar
     ln = frame["line"].to_numpy(np.int64)
     if timing is not None:
         decay, reference, source = timing
-        r = decayed_weights(r, frame["time"].to_numpy(np.float64), ln, decay, reference, source)
+        r = decayed_weights(r, frame["time"].to_numpy(np.float64), ln, decay, reference,
+                            frame.attrs.get("source", source))  # a folder's part: its file
     blk = np.searchsorted(bounds, u, side="right") - 1
     order = np.argsort(blk, kind="stable")
     cuts = np.searchsorted(blk[order], np.arange(len(bounds)))

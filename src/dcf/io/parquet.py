@@ -100,9 +100,12 @@ def _parse_parquet_file(url: str, src: RatingsSource, groups=None, first_line: i
     lines = np.arange(first_line, first_line + n_rows)
     users, items = _int64_ids(u), _int64_ids(it)
     if users is not None and items is not None and _plain(r, "iuf"):  # typed: no text pass
-        return validate_numeric(fixed, users, items, r.to_numpy(np.float64), lines, times=times)
-    r = r.astype(object).where(r.notna(), "").to_numpy(dtype=object)
-    return validate_text(fixed, _parquet_ids(u), _parquet_ids(it), r, lines, n_rows, [], times=times)
+        frame, report = validate_numeric(fixed, users, items, r.to_numpy(np.float64), lines, times=times)
+    else:
+        r = r.astype(object).where(r.notna(), "").to_numpy(dtype=object)
+        frame, report = validate_text(fixed, _parquet_ids(u), _parquet_ids(it), r, lines, n_rows, [], times=times)
+    frame.attrs["source"] = url  # the file its row numbers count in (a folder's later errors name it)
+    return frame, report
 
 
 def _check_parquet_types(url: str, schema, cols) -> None:
