@@ -13,7 +13,8 @@ import numpy as np
 from .prefetch import prefetch, prefetch_row
 from .select import emit, keep
 
-__all__ = ["Rules", "sim_rows", "xlogx_table", "llr_similarity", "llr_similarities"]
+__all__ = ["Rules", "sim_rows", "xlogx_table", "llr_similarity", "llr_similarities", "llr_margin", "llr_given",
+           "llr_margins"]
 
 
 class Rules(NamedTuple):
@@ -51,14 +52,36 @@ def llr_similarity(both, a, b, total, xlogx):  # pragma: no cover - compiled
     ``1 - 1 / (1 + L)``.  ``xlogx``: :func:`xlogx_table` of ``total``.  The table's two
     one-sided counts are added before they are subtracted, so that the similarity of
     (x, y) and of (y, x) are the same double (the tiles mirror their transposes)."""
+    return llr_given(both, a, b, total, xlogx, llr_margin(b, total, xlogx), llr_margin(a, total, xlogx))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def llr_margin(count, total, xlogx):  # pragma: no cover - compiled
+    """The unnormalised entropy of one margin of the 2 x 2 table, an entity rated by
+    ``count`` of ``total`` others: ``xLogX(total) - xLogX(count) - xLogX(total - count)``
+    (the table's row sums for ``b``, its column sums for ``a``: one entity's alone, so
+    the fast path computes it once an entity)."""
+    return xlogx[int(total)] - xlogx[int(count)] - xlogx[int(total) - int(count)]
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def llr_given(both, a, b, total, xlogx, rows, cols):  # pragma: no cover - compiled
+    """:func:`llr_similarity` given its margins ``rows`` (:func:`llr_margin` of ``b``) and
+    ``cols`` (of ``a``)."""
     k11, k12, k21 = int(both), int(b - both), int(a - both)
     k22 = int(total) - int(a) - int(b) + int(both)
-    whole = xlogx[k11 + k12 + k21 + k22]
-    rows = whole - xlogx[k11 + k12] - xlogx[k21 + k22]
-    cols = whole - xlogx[k11 + k21] - xlogx[k12 + k22]
-    table = whole - xlogx[k11] - (xlogx[k12] + xlogx[k21]) - xlogx[k22]
+    table = xlogx[int(total)] - xlogx[k11] - (xlogx[k12] + xlogx[k21]) - xlogx[k22]
     ratio = 0.0 if rows + cols < table else 2.0 * (rows + cols - table)  # < : rounding
     return 1.0 - 1.0 / (1.0 + ratio)
+
+
+@numba.njit(cache=True, nogil=True)
+def llr_margins(counts, total, xlogx):  # pragma: no cover - compiled
+    """:func:`llr_margin` of every entity's ``counts``."""
+    out = np.empty(len(counts))
+    for j in range(len(counts)):
+        out[j] = llr_margin(counts[j], total, xlogx)
+    return out
 
 
 @numba.njit(cache=True, nogil=True)

@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .codec import CompactCSR, compact_csr, entries, unpacked
-from .general import Rules, llr_similarity, sim_rows, xlogx_table
+from .general import Rules, llr_given, llr_margin, llr_margins, sim_rows, xlogx_table
 from .measures import BINARY, COOCCURRENCE, DOT, JACCARD, LLR, PEARSON, SimilaritySettings, measure_mode
 from .prefetch import prefetch, prefetch_lines, prefetch_row
 from .select import emit, keep, kth_largest, offer
@@ -61,13 +61,15 @@ class Exact(NamedTuple):
     """How :func:`norms_topk` scores a column from its sum of products ``c``: ``mode``
     :data:`~dcf.kernels.measures.JACCARD` (``c / ((a + b) - c)``) or
     :data:`~dcf.kernels.measures.LLR` (:func:`~dcf.kernels.general.llr_similarity` of ``c``,
-    both counts, the number of ``others`` and its ``xlogx`` table), where the similarity is
-    not a fixed multiple of ``c / b`` and is scored directly; any other mode: ``c / (a b)``
+    both counts, the number of ``others``, its ``xlogx`` table and every entity's
+    :func:`~dcf.kernels.general.llr_margin`, ``margins``), where the similarity is not a
+    fixed multiple of ``c / b`` and is scored directly; any other mode: ``c / (a b)``
     (a norm-divided measure, estimated by ``c / b``)."""
 
     mode: int
     others: float
     xlogx: np.ndarray
+    margins: np.ndarray
 
 
 def similarity_rows(Pa, Q, row0, settings=SimilaritySettings(), k=None, norms_a=None, norms=None, dense=False,
@@ -147,7 +149,9 @@ def similarity_rows(Pa, Q, row0, settings=SimilaritySettings(), k=None, norms_a=
         if mode in (DOT, COOCCURRENCE):  # the sum itself: the fast path over norms of 1 (x / 1.0 is x)
             norms_a, norms = np.ones(na), np.ones(n)
         norms_a, norms = np.asarray(norms_a, np.float64), np.asarray(norms, np.float64)
-        exact = Exact(mode, float(Pa.shape[1]), xlogx_table(Pa.shape[1]) if mode == LLR else np.zeros(0))
+        xlogx = xlogx_table(Pa.shape[1]) if mode == LLR else np.zeros(0)
+        margins = llr_margins(norms, float(Pa.shape[1]), xlogx) if mode == LLR else np.zeros(0)
+        exact = Exact(mode, float(Pa.shape[1]), xlogx, margins)
         norms_topk(a, e, me, norms_a, norms, _inverse(norms), float(s.min_similarity), out,
                    Scan(PREFETCH_AHEAD, SELECT_BLOCK, float(TRACK_BELOW)), exact)
         return None, out.top_i, out.top_s
@@ -174,11 +178,12 @@ def _inverse(norms):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _direct(exact, c, na, nb):  # pragma: no cover - compiled
-    """The similarity of a column scored directly (:class:`Exact`): the general loop's
-    doubles (``jaccard``: its denominator; ``llr``: over 1)."""
+def _direct(exact, c, na, nb, j, margin_a):  # pragma: no cover - compiled
+    """The similarity of column ``j`` scored directly (:class:`Exact`): the general loop's
+    doubles (``jaccard``: its denominator; ``llr``: over 1, its margins read once an
+    entity, ``margin_a`` the row's)."""
     if exact.mode == LLR:
-        return llr_similarity(c, na, nb, exact.others, exact.xlogx)
+        return llr_given(c, na, nb, exact.others, exact.xlogx, exact.margins[j], margin_a)
     den = (na + nb) - c
     return c / den if den > 0 else 0.0
 
@@ -285,10 +290,12 @@ def norms_topk(a, e, ids, norms_a, norms, inv, min_similarity, out, scan, exact)
                     prod[q_idx[q]] += r * np.float64(q_val[q])
         me, na = ids[i], norms_a[i]
         scale = 1.0 if direct else na  # an estimate over the similarity
+        margin_a = llr_margin(na, exact.others, exact.xlogx) if exact.mode == LLR else 0.0
         if track:  # the touched columns only: estimate, cut, offer, clear
             for c in range(t):
                 j = touched[c]
-                est[c] = 0.0 if j == me else _direct(exact, prod[j], na, norms[j]) if direct else prod[j] * inv[j]
+                est[c] = 0.0 if j == me else _direct(exact, prod[j], na, norms[j], j, margin_a) if direct \
+                    else prod[j] * inv[j]
             cut = 0.0
             if t > k:  # the k-th largest estimate: k distinct columns reach it
                 scratch[:t] = est[:t]
@@ -304,7 +311,7 @@ def norms_topk(a, e, ids, norms_a, norms, inv, min_similarity, out, scan, exact)
             continue
         if direct:
             for j in range(n):
-                est[j] = _direct(exact, prod[j], na, norms[j]) if prod[j] > 0 else 0.0
+                est[j] = _direct(exact, prod[j], na, norms[j], j, margin_a) if prod[j] > 0 else 0.0
         else:
             for j in range(n):  # vectorised
                 est[j] = prod[j] * inv[j]
