@@ -103,7 +103,7 @@ def seconds_of_frame_column(col: pd.Series) -> np.ndarray:
     (naive ones read as UTC), or text."""
     if pd.api.types.is_datetime64_any_dtype(col.dtype):
         return _stamp_seconds(col.dt.tz_convert(None) if getattr(col.dt, "tz", None) is not None else col)
-    if isinstance(col.dtype, np.dtype) and col.dtype.kind == "b" or pd.api.types.is_bool_dtype(col.dtype):
+    if pd.api.types.is_bool_dtype(col.dtype):
         return np.full(len(col), np.nan)  # not a time
     if isinstance(col.dtype, np.dtype) and col.dtype.kind in "iuf":
         return seconds_of_values(col.to_numpy(np.float64))
