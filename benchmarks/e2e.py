@@ -6,6 +6,7 @@ implicit, similaripy and surprise on the same file, each tool in its own cold pr
     python benchmarks/e2e.py --shape ecommerce               # 300K users, 150K items, 6M ratings
     python benchmarks/e2e.py --shape custom:users=20000,items=2000,ratings=200000
     python benchmarks/e2e.py --data ratings.tsv              # any tab-separated 3 or 4 column file
+    python benchmarks/e2e.py --shape ecommerce --input parquet   # the same ratings, read from Parquet
     python benchmarks/e2e.py --write 20m --out /tmp/e2e/20m.tsv   # only write the file
 
 **The file.** ``user<TAB>item<TAB>rating<TAB>timestamp`` (``--columns 3``: no timestamp),
@@ -51,7 +52,10 @@ fit + Top-N; ``peak_gb`` the sum of the peak resident memory (VmHWM) of every pr
 tool's tree (dcf: the job and its workers); ``status`` ok, the exit code with stderr's last
 line, "did not finish" or "skipped" with the reason. Ratios on each peer's row, dcf over
 the peer: ``wall`` (both cold, launch to exit), ``total`` (read + matrix + fit + Top-N) and
-``fit``. **The claims are ratios measured within one run, on one machine**: shared machines
+``fit``. ``--input parquet``: every tool reads a Parquet copy of the same file instead (columns
+``user``, ``item``, ``rating``, ``timestamp``, int64; written once beside it; dcf.run reads it
+with ``--data FILE.parquet``, the peers with ``pandas.read_parquet``); results go to
+``e2e-<shape>-parquet*``. **The claims are ratios measured within one run, on one machine**: shared machines
 are noisy, so compare the tools in the same run, never across runs. Writes
 ``e2e-<shape>.{csv,md}`` under ``--results`` (``benchmarks/results``).
 """
@@ -219,7 +223,39 @@ def data_file(args, shape: str) -> tuple[str, Path, float | None]:
     return name, path, seconds
 
 
+def parquet_copy(path: Path) -> Path:
+    """The text file ``path`` as one Parquet file beside it (``<stem>.parquet``: columns
+    ``user``, ``item``, ``rating``[, ``timestamp``], int64, the rows in the file's order),
+    written once through a temporary file of its own and renamed, so one that exists is whole."""
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    out = path.with_suffix(".parquet")
+    if out.exists():
+        return out
+    with open(path) as f:
+        fields = len(f.readline().rstrip("\n").split("\t"))
+    names = ["user", "item", "rating", "timestamp"][:fields]
+    t0 = time.perf_counter()
+    table = pcsv.read_csv(path, read_options=pcsv.ReadOptions(column_names=names),
+                          parse_options=pcsv.ParseOptions(delimiter="\t"))
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    print(f"  written {out} ({out.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t0:.1f} s", flush=True)
+    return out
+
+
 def count_lines(path: Path) -> int:
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return int(pq.ParquetFile(path).metadata.num_rows)
     n = 0
     with open(path, "rb") as f:
         while block := f.read(1 << 24):
@@ -229,12 +265,20 @@ def count_lines(path: Path) -> int:
 
 # ------------------------------------------------------------------ peers (child processes)
 
+def read_frame(path) -> pd.DataFrame:
+    """The ratings of a text or Parquet file, columns 0, 1, 2[, 3] (the peers' read)."""
+    if str(path).endswith(".parquet"):
+        df = pd.read_parquet(path)
+        return df.set_axis(range(df.shape[1]), axis=1)
+    return pd.read_csv(path, sep="\t", header=None, engine="pyarrow")
+
+
 def read_csr(path: str):
     """The file -> (users x items CSR, the frame, seconds to read, seconds to build the CSR)."""
     import scipy.sparse as sp
 
     t0 = time.perf_counter()
-    df = pd.read_csv(path, sep="\t", header=None, engine="pyarrow")
+    df = read_frame(path)
     t1 = time.perf_counter()
     u, users = pd.factorize(df[0])
     i, items = pd.factorize(df[1])
@@ -289,7 +333,7 @@ def child_surprise(args) -> dict:
     import surprise
 
     t0 = time.perf_counter()
-    df = pd.read_csv(args.data, sep="\t", header=None, engine="pyarrow")
+    df = read_frame(args.data)
     t1 = time.perf_counter()
     reader = surprise.Reader(rating_scale=(df[2].min(), df[2].max()))
     trainset = surprise.Dataset.load_from_df(df[[0, 1, 2]], reader).build_full_trainset()
@@ -522,6 +566,8 @@ COLUMNS = ["shape", "tool", "status", "wall_s", "read_s", "matrix_s", "fit_s", "
 
 
 def bench_shape(args, name: str, path: Path) -> pd.DataFrame:
+    if args.input == "parquet":
+        path, name = parquet_copy(path), f"{name}-parquet"
     ratings = count_lines(path)
     print(f"\nshape   : {name}: {path} ({path.stat().st_size / 1e6:.0f} MB, {ratings:,} lines); "
           f"k={args.k}, Top-{args.top_n}; load now {os.getloadavg()[0]:.2f}", flush=True)
@@ -567,6 +613,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=50)
     p.add_argument("--measure", choices=list(MEASURES), default="cosine",
                    help="cosine (dcf full-cosine, implicit CosineRecommender), bm25 or tfidf (implicit's)")
+    p.add_argument("--input", choices=("text", "parquet"), default="text",
+                   help="parquet: every tool reads a Parquet copy of the file (written once beside it)")
     p.add_argument("--top-n", type=int, default=20)
     p.add_argument("--workers", type=int, help="passed to dcf.run (else its default)")
     p.add_argument("--threads-per-worker", type=int, help="passed to dcf.run (else its default)")
