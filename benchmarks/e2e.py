@@ -53,7 +53,7 @@ tool's tree (dcf: the job and its workers); ``status`` ok, the exit code with st
 line, "did not finish" or "skipped" with the reason. Ratios on each peer's row, dcf over
 the peer: ``wall`` (both cold, launch to exit), ``total`` (read + matrix + fit + Top-N) and
 ``fit``. ``--input parquet``: every tool reads a Parquet copy of the same file instead (columns
-``user``, ``item``, ``rating``, ``timestamp``, int64; written once beside it; dcf.run reads it
+``user``, ``item``, ``rating``, ``timestamp``, int64; written once under ``--cache``; dcf.run reads it
 with ``--data FILE.parquet``, the peers with ``pandas.read_parquet``); results go to
 ``e2e-<shape>-parquet*``. **The claims are ratios measured within one run, on one machine**: shared machines
 are noisy, so compare the tools in the same run, never across runs. Writes
@@ -223,14 +223,20 @@ def data_file(args, shape: str) -> tuple[str, Path, float | None]:
     return name, path, seconds
 
 
-def parquet_copy(path: Path) -> Path:
-    """The text file ``path`` as one Parquet file beside it (``<stem>.parquet``: columns
-    ``user``, ``item``, ``rating``[, ``timestamp``], int64, the rows in the file's order),
-    written once through a temporary file of its own and renamed, so one that exists is whole."""
+def parquet_copy(path: Path, cache: Path) -> Path:
+    """The text file ``path`` as one Parquet file under ``cache`` (columns ``user``, ``item``,
+    ``rating``[, ``timestamp``], int64, the rows in the file's order), named by the text
+    file's path, size and modification time (so it is this file's copy, never another
+    file of the same name, and nothing is written beside a user's data), written once
+    through a temporary file of its own and renamed, so one that exists is whole."""
+    import hashlib
+
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
 
-    out = path.with_suffix(".parquet")
+    st = path.stat()
+    digest = hashlib.sha256(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:12]
+    out = cache / f"{path.stem}-{digest}.parquet"
     if out.exists():
         return out
     with open(path) as f:
@@ -567,7 +573,7 @@ COLUMNS = ["shape", "tool", "status", "wall_s", "read_s", "matrix_s", "fit_s", "
 
 def bench_shape(args, name: str, path: Path) -> pd.DataFrame:
     if args.input == "parquet":
-        path, name = parquet_copy(path), f"{name}-parquet"
+        path, name = parquet_copy(path, args.cache), f"{name}-parquet"
     ratings = count_lines(path)
     print(f"\nshape   : {name}: {path} ({path.stat().st_size / 1e6:.0f} MB, {ratings:,} lines); "
           f"k={args.k}, Top-{args.top_n}; load now {os.getloadavg()[0]:.2f}", flush=True)
@@ -614,7 +620,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--measure", choices=list(MEASURES), default="cosine",
                    help="cosine (dcf full-cosine, implicit CosineRecommender), bm25 or tfidf (implicit's)")
     p.add_argument("--input", choices=("text", "parquet"), default="text",
-                   help="parquet: every tool reads a Parquet copy of the file (written once beside it)")
+                   help="parquet: every tool reads a Parquet copy of the file (written once under --cache)")
     p.add_argument("--top-n", type=int, default=20)
     p.add_argument("--workers", type=int, help="passed to dcf.run (else its default)")
     p.add_argument("--threads-per-worker", type=int, help="passed to dcf.run (else its default)")
