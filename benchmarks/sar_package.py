@@ -116,7 +116,7 @@ def main(argv=None) -> int:
             sim_rel = float(np.max(np.abs(ours - want) / np.maximum(np.abs(want), 1e-300), where=want > 0,
                                    initial=0.0))
             missing = int(np.sum((want > 0) != (ours > 0)))
-            recs = recs[~recs["fallback"]]
+            recs = recs[recs["fallback"] == "none"]
             r, c = np.searchsorted(users, recs["user"]), np.searchsorted(items, recs["item"])
             theirs = scores[r, c]
             score_rel = float(np.max(np.abs(recs["score"].to_numpy() - theirs) / np.abs(theirs)))

@@ -253,9 +253,11 @@ def predict(R, S, pairs, *, based="item", k=40, prediction="weighted", neighbour
     return out
 
 
-def recommend(R, table, n, *, based="item", prediction="weighted", min_k=1, bias=None, amplification=1.0):
+def recommend(R, table, n, *, based="item", prediction="weighted", min_k=1, bias=None, amplification=1.0,
+              allow=None, keep_rated=False):
     """Top-n per user by the global-rule prediction; ties and fill-in by popularity.
-    Each listed neighbour weighs s ** amplification.
+    Each listed neighbour weighs s ** amplification.  Only the columns in ``allow`` (None:
+    all) are candidates; rated ones too where ``keep_rated``.
 
     Returns a list per user of (item col, score or None if filled in).
     """
@@ -270,7 +272,7 @@ def recommend(R, table, n, *, based="item", prediction="weighted", min_k=1, bias
     for u in range(R.shape[0]):
         scored, unscored = [], []
         for i in range(R.shape[1]):
-            if R[u, i] > 0:
+            if (R[u, i] > 0 and not keep_rated) or (allow is not None and i not in allow):
                 continue
             x, y = (i, u) if based == "item" else (u, i)
             nbrs = [(table[1][x, t] ** amplification, table[0][x, t]) for t in range(table[0].shape[1])

@@ -159,7 +159,7 @@ def test_recommendations_match_reference(scheduler, block, params):
     for u, exp in enumerate(expected):
         mine = got[got["user"] == users[u]].sort_values("rank")
         assert mine["item"].tolist() == [items[i] for i, _ in exp]
-        assert mine["fallback"].tolist() == [s is None for _, s in exp]
+        assert (mine["fallback"] == "popular").tolist() == [s is None for _, s in exp]
         want = [item_means[i] if s is None else s for i, s in exp]
         np.testing.assert_allclose(mine["score"], want, atol=1e-12)
 
@@ -258,9 +258,13 @@ def test_recommend_for_some_users_equals_their_rows_of_the_full_run():
     full = model.recommend(n=5).compute()
     some = model.recommend(users=[100, 139, 4242], n=5).compute()
     want = full[full["user"].isin([100, 139])]
-    pd.testing.assert_frame_equal(some.sort_values(["user", "rank"]).reset_index(drop=True),
+    known = some[some["user"] != 4242]
+    pd.testing.assert_frame_equal(known.sort_values(["user", "rank"]).reset_index(drop=True),
                                   want.sort_values(["user", "rank"]).reset_index(drop=True))
-    assert model.recommend(users=[4242], n=5).compute().empty
+    stranger = model.recommend(users=[4242], n=5).compute()  # unknown: the popularity list, flagged
+    assert (stranger["fallback"] == "unknown_user").all() and len(stranger) == 5
+    pd.testing.assert_frame_equal(stranger.reset_index(drop=True),
+                                  some[some["user"] == 4242].reset_index(drop=True))
     nb = model.neighbours(ids=[501, 505], n=3)
     table = model.neighbours()
     pd.testing.assert_frame_equal(nb.reset_index(drop=True),
@@ -328,10 +332,10 @@ def test_sum_ranking_equals_ratings_times_the_neighbour_matrix(based, ranking, r
         cand = [i for i in range(len(items)) if R[u, i] == 0 and scores[u, i] > 0]
         best = sorted(cand, key=lambda i: (-scores[u, i], rank[i]))[:5]
         mine = got.get_group(users[u]).sort_values("rank")
-        scored = mine[~mine["fallback"]]
+        scored = mine[mine["fallback"] == "none"]
         assert [items.tolist().index(i) for i in scored["item"]] == best
         np.testing.assert_allclose(scored["score"], scores[u, best], rtol=1e-12)
-        assert (mine.loc[mine["fallback"], "score"] == 0).all()
+        assert (mine.loc[mine["fallback"] == "popular", "score"] == 0).all()
 
 
 def test_frames_keep_their_model_blocks_alive_after_the_model_is_dropped(dist_client):
@@ -493,9 +497,9 @@ def test_excluded_items_are_never_recommended_and_lists_stay_full(based, ranking
     assert not got["item"].isin(banned).any()
     assert len(got) == len(full)  # every list refilled to n
     for user, mine in got.groupby("user"):
-        before = full[(full["user"] == user) & ~full["fallback"]].sort_values("rank")
+        before = full[(full["user"] == user) & (full["fallback"] == "none")].sort_values("rank")
         kept = before[~before["item"].isin(banned)]
-        scored = mine[~mine["fallback"]].sort_values("rank")
+        scored = mine[mine["fallback"] == "none"].sort_values("rank")
         # the scored items keep their order and scores; the freed places go further down
         assert scored["item"].tolist()[:len(kept)] == kept["item"].tolist()
         np.testing.assert_allclose(scored["score"].to_numpy()[:len(kept)], kept["score"].to_numpy())

@@ -365,3 +365,44 @@ def test_time_decay_job_scores_as_the_estimator_does(scheduler, tmp_path, capsys
     np.testing.assert_allclose(recs["score"].to_numpy(), want["score"].to_numpy(), rtol=1e-12)
     assert (recs["item"].to_numpy() == want["item"].to_numpy()).all()
     assert _run(scheduler, "--data", data, "--half-life", 7, "--out", tmp_path / "o2") == 2  # explicit: refused
+
+
+def test_items_file_and_keep_rated_reach_the_recommendations(scheduler, tmp_path, capsys):
+    import dask
+
+    from dcf import ItemKNN, split
+    from dcf.datasets import open_source
+
+    rng = np.random.default_rng(5)
+    clicks = pd.DataFrame({"user": rng.integers(0, 200, 4000), "item": rng.integers(0, 60, 4000)})
+    data = tmp_path / "clicks.tsv"
+    clicks.to_csv(data, sep="\t", header=False, index=False)
+    allow = [3, 7, 11, 19, 23, 42, 59]
+    items = tmp_path / "in-stock.txt"
+    items.write_text("\n".join(str(i) for i in allow) + "\n\n  12345  \n")  # a blank line; an id never seen
+    out = tmp_path / "out"
+    assert _run(scheduler, "--data", data, "--feedback", "implicit", "--k", 8, "--neighbourhood", "global",
+                "--top-n", 4, "--items", items, "--keep-rated", "--out", out) == 0
+    printed = capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["candidates"] == {"file": str(items), "ids": 8, "known": 7}
+    assert "rated items kept, only the items of" in metrics["evaluation"]
+    assert "7 of the 8 ids in" in printed
+    recs = pd.read_parquet(out / "recommendations.parquet")
+    assert set(recs["item"]) <= set(allow) and (recs.groupby("user").size() == 4).all()
+    with dask.config.set(scheduler="sync"):  # the estimator with the same rules gives the same lists
+        train, _ = split.random_split(open_source(str(data), feedback="implicit").parts, 0.1, 0)
+        frame = pd.concat(dask.compute(*train), ignore_index=True)
+        model = ItemKNN(feedback="implicit", k=8, neighbourhood="global").fit(frame)
+        want = model.recommend(n=4, items=allow, filter_rated=False).compute()
+    key = ["user", "rank"]
+    pd.testing.assert_frame_equal(recs.sort_values(key).reset_index(drop=True),
+                                  want.sort_values(key).reset_index(drop=True), check_dtype=False,
+                                  check_categorical=False)
+    rated = set(zip(frame["user"], frame["item"]))
+    assert any((u, i) in rated for u, i in zip(recs["user"], recs["item"]))  # kept: re-purchases listed
+    items.write_text("3\nseven\n")
+    assert _run(scheduler, "--data", data, "--feedback", "implicit", "--items", items, "--out", out) == 2
+    assert f"{items}:2: item id 'seven' is not an integer" in capsys.readouterr().err
+    assert _run(scheduler, "--data", data, "--items", tmp_path / "none.txt", "--out", out) == 2
+    assert "none.txt: no such file" in capsys.readouterr().err

@@ -90,7 +90,7 @@ def _check(frame, kind, threshold, n, half_life=None):
     users, items, _, _ = _codes(frame)
     with dask.config.set(scheduler="sync"):
         recs = model.recommend(n=n, ranking="sum").compute()
-    recs = recs[~recs["fallback"]]
+    recs = recs[recs["fallback"] == "none"]
     row = np.searchsorted(users, recs["user"].to_numpy(np.int64))
     col = np.searchsorted(items, recs["item"].to_numpy(np.int64))
     # each listed item's score is SAR's, and each list holds SAR's best scores (ties may

@@ -135,6 +135,8 @@ class RunConfig:
     neighbourhood: str = "rated"
     prediction: str = "weighted"
     top_n: int = 20
+    items: str | None = None  # a file of the only item ids to recommend, one a line
+    keep_rated: bool = False  # rated items stay candidates (a re-purchase)
     ranking: str | None = None  # "prediction" for ratings, "sum" for implicit feedback (ranking_rule)
     min_support: int = 1
     shrinkage: float = 0.0
@@ -253,6 +255,7 @@ _CLUSTER_TYPES = {"scheduler": _OPT_STR, "workers": _INT, "threads_per_worker": 
                   "tls_key": _OPT_STR}
 _RUN_TYPES = {"data": _STR, "test": _OPT_STR, "test_fraction": _FLOAT, "seed": _INT, "based": _STR,
               "similarity": _STR, "k": _INT, "neighbourhood": _STR, "prediction": _STR, "top_n": _INT,
+              "items": _OPT_STR, "keep_rated": _BOOL,
               "ranking": _OPT_STR, "min_support": _INT, "shrinkage": _FLOAT, "significance": _FLOAT,
               "min_similarity": _FLOAT, "amplification": _FLOAT, "bm25_k1": _FLOAT, "bm25_b": _FLOAT,
               "include_self": _BOOL, "alpha": _FLOAT, "min_k": _INT, "half_life": _OPT_FLOAT,

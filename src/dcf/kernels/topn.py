@@ -1,9 +1,11 @@
 """Top-N recommendations per row: selection among scored columns, or scores and selection fused.
 
-Rated columns are excluded, ties go to the more popular column, and rows with
-fewer than N candidates are filled in by popularity.  The compiled loops take the
-lists they fill as one :class:`TopNTable` (each row built in a :class:`RowList` first),
-and :func:`recommend_rows`'s loop its scoring as one :class:`ScoreRule`.
+Rated columns are excluded, and so is every column the popularity order leaves out (a
+request's allow-list or exclusions: the order lists the candidates); ties go to the more
+popular column, and rows with fewer than N candidates are filled in by popularity.  The
+compiled loops take the lists they fill as one :class:`TopNTable` (each row built in a
+:class:`RowList` first), and :func:`recommend_rows`'s loop its scoring as one
+:class:`ScoreRule`.
 """
 
 from __future__ import annotations
@@ -50,8 +52,9 @@ def top_n(indptr, indices, scores, valid, rated, n, order):
         order within a row does not matter.
     rated : scipy.sparse.csr_matrix (r, m); its stored entries are excluded
     n : int
-    order : (m,) int64 permutation of the columns, most popular first; it breaks
-        ties between equal scores and orders the filled-in columns.
+    order : (c,) int64 distinct columns, most popular first: the candidates (every column
+        where it is a permutation; one it leaves out is never listed); it breaks ties
+        between equal scores and orders the filled-in columns.
 
     Returns
     -------
@@ -94,7 +97,7 @@ def recommend_rows(A, B, rated, n, order, *, sim_left, min_k=1, adds=(None, None
         Values already centred where the prediction is mean-centred.
     rated : scipy.sparse.csr_matrix (r, m); its stored entries are excluded
     n : int
-    order : (m,) int64 permutation of the columns, most popular first (as in :func:`top_n`)
+    order : (c,) int64 the candidate columns, most popular first (as in :func:`top_n`)
     sim_left : bool
         The similarity is ``A``'s value (user-based), else ``B``'s (item-based).
     min_k : int
@@ -156,7 +159,7 @@ def _recommend_rows(a, b, rated, rank_of, rule, row_add, col_add, out, lst):  # 
         got = 0
         for e in range(t):
             c = touched[e]
-            ok = not flag[c] and cnt[c] >= min_k and den[c] > 0
+            ok = not flag[c] and cnt[c] >= min_k and den[c] > 0 and rank_of[c] >= 0
             s = 0.0
             if ok:
                 s = min(max(num[c] / den[c] + row_add[row] + col_add[c], lo), hi) if divide else num[c]
@@ -241,7 +244,7 @@ def _topn_rows(candidates, valid, rated, rank_of, out, flag, lst):  # pragma: no
             if not valid[e]:
                 continue
             c = indices[e]
-            if flag[c]:
+            if flag[c] or rank_of[c] < 0:  # rated, or no candidate
                 continue
             cnt = _push(lst, cnt, c, scores[e], rank_of[c])
         _flush(lst, cnt, out, row)
@@ -250,10 +253,11 @@ def _topn_rows(candidates, valid, rated, rank_of, out, flag, lst):  # pragma: no
 
 
 def _output_table(r: int, m: int, order, n: int):
-    """``(rank_of, table)``: each column's place in ``order`` and the empty ``(r, n)``
-    :class:`TopNTable` the compiled loops fill."""
-    rank_of = np.empty(m, np.int64)
-    rank_of[np.asarray(order, np.int64)] = np.arange(m)
+    """``(rank_of, table)``: each column's place in ``order`` (-1: not a candidate) and the
+    empty ``(r, n)`` :class:`TopNTable` the compiled loops fill."""
+    order = np.asarray(order, np.int64)
+    rank_of = np.full(m, -1, np.int64)
+    rank_of[order] = np.arange(len(order))
     return rank_of, TopNTable(np.full((r, n), -1, np.int64), np.zeros((r, n)), np.zeros(r, np.int64))
 
 
@@ -291,7 +295,7 @@ def _fill(out_c, filled, short, have, rated, rated_keys, order, n):
     """Fill rows ``short`` with the most popular columns not rated and not chosen."""
     m = rated.shape[1]
     n_rated = np.diff(rated.indptr)[short]
-    width = int(min(m, n + n_rated.max() + n))
+    width = int(min(len(order), n + n_rated.max() + n))
     cand = np.broadcast_to(order[:width], (len(short), width))
     keys = short[:, None].astype(np.int64) * m + cand
     chosen = out_c[short]

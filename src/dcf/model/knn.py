@@ -302,12 +302,19 @@ class KNN(Estimator):
         """
         return model_predictions(self, pairs)
 
-    def recommend(self, users=None, n: int = 20, ranking: str | None = None, exclude=None) -> dd.DataFrame:
-        """Top-``n`` unrated items per user (all users, or the given raw ids).
+    def recommend(self, users=None, n: int = 20, ranking: str | None = None, exclude=None, items=None,
+                  filter_rated: bool = True, strict: bool = False) -> dd.DataFrame:
+        """Top-``n`` unrated items per user (all users, or the given raw ids: one id or a list).
 
-        ``exclude``: raw item ids never to recommend (out of stock, already shown),
-        for every user; unknown ids are ignored.  The lists are still filled to
-        ``n`` from the remaining items.
+        Request-time rules (implicit's ``items=`` and ``filter_already_liked_items=``):
+        ``items``: raw item ids, the only ones to recommend (in stock, in a category);
+        ``exclude``: raw item ids never to recommend (out of stock, already shown);
+        for every user, ids the model does not know ignored.  The lists are still
+        filled to ``n`` from the remaining candidates where there are ``n``.
+        ``filter_rated=False`` keeps the user's rated items as candidates (a re-purchase).
+        A user the model does not know gets the ``n`` most popular candidates, flagged
+        ``fallback="unknown_user"`` (scored as fill-ins are); with ``strict=True`` a
+        :class:`~dcf.errors.ConfigError` naming them instead.
 
         ``ranking`` defaults to ``"prediction"``, or ``"sum"`` for implicit feedback.
         ``ranking="prediction"`` (the paper's): by the rating the global
@@ -327,14 +334,15 @@ class KNN(Estimator):
         -------
         dask.dataframe.DataFrame
             ``user, rank, item, score, fallback``: exactly ``n`` rows per user
-            (fewer only when a user has rated all but fewer than n items);
-            ``fallback`` marks popular items filled in where fewer than n items
-            had a score.
+            (fewer only when fewer than n candidates are left);
+            ``fallback`` (categorical) is ``"none"`` for a scored item, ``"popular"``
+            for a popular item filled in where fewer than n items had a score,
+            ``"unknown_user"`` for the lists of users the model does not know.
         """
-        return model_recommendations(self, users, n, ranking, exclude)
+        return model_recommendations(self, users, n, ranking, (items, exclude, filter_rated), strict)
 
     def recommend_for_history(self, history, n: int = 20, ranking: str | None = None,
-                              exclude=None) -> pd.DataFrame:
+                              exclude=None, items=None, filter_rated: bool = True) -> pd.DataFrame:
         """Top-``n`` for users described by a rating history, without refitting
         (item-based CF; a new user, or a known user with ratings newer than the fit).
 
@@ -342,21 +350,21 @@ class KNN(Estimator):
         fitted user with the same ratings: the items' fitted neighbour lists do
         not change (they would only after a refit).  Items the
         model does not know are ignored (they have no neighbour lists); rated
-        items are never recommended.  For ``prediction="baseline"`` each user's
-        bias is folded in from the history with the fitted item biases (the ALS
+        items are never recommended (unless ``filter_rated=False``).  For
+        ``prediction="baseline"`` each user's bias is folded in from the history with the fitted item biases (the ALS
         user step: for a fitted user with the same ratings, its fitted bias).
 
         Parameters
         ----------
         history : pandas DataFrame with ``user, item, rating`` (one or more users;
             bad rows raise :class:`~dcf.errors.DataError` naming the row)
-        n, ranking, exclude : as in :meth:`recommend`
+        n, ranking, exclude, items, filter_rated : as in :meth:`recommend`
 
         Returns
         -------
         pandas.DataFrame ``user, rank, item, score, fallback``
         """
-        return history_recommendations(self, history, n, ranking, exclude)
+        return history_recommendations(self, history, n, ranking, (items, exclude, filter_rated))
 
     def neighbours(self, ids=None, n=None) -> pd.DataFrame:
         """The fitted neighbour lists as a frame (``entity, rank, neighbour, similarity``)."""

@@ -21,14 +21,14 @@ from ..cluster import parallelism
 from ..decay import decayed_frame
 from ..errors import ConfigError, DataError
 from ..fitted import as_parts, event_weights
-from ..ids import IdMap
+from ..ids import IdMap, frame_from_parts
 from ..kernels import csr_from_events, csr_from_triplets
 from .pairs import predict_pairs
-from .rule import RANKINGS, scoring
-from .topn import recommend_blocks, recommend_histories
+from .rule import RANKINGS, RECOMMENDATION_FALLBACKS, RECOMMENDATION_META, scoring
+from .topn import Candidates, candidate_order, popularity_order, recommend_blocks, recommend_histories
 
 __all__ = ["model_predictions", "model_recommendations", "history_recommendations", "neighbour_lists",
-           "item_codes", "check_request", "default_ranking"]
+           "item_codes", "candidates", "check_request", "default_ranking", "as_ids"]
 
 
 def model_predictions(model, pairs) -> dd.DataFrame:
@@ -61,29 +61,61 @@ def check_request(n, ranking):
         raise ConfigError(f"ranking={ranking!r} is not one of {', '.join(RANKINGS)}")
 
 
-def model_recommendations(model, users, n, ranking, exclude) -> dd.DataFrame:
-    """:meth:`dcf.model.KNN.recommend`: Top-``n`` of every user, or of the raw ids ``users``."""
+def model_recommendations(model, users, n, ranking, rules=(None, None, True), strict=False) -> dd.DataFrame:
+    """:meth:`dcf.model.KNN.recommend`: Top-``n`` of every user, or of the raw ids ``users``
+    (one id or many), listing only the candidates ``rules`` = ``(items, exclude,
+    filter_rated)`` allow (:func:`candidates`).  A user the model does not know gets the
+    most popular candidates, ``fallback="unknown_user"``, or with ``strict`` a ConfigError
+    naming them."""
     model.check_fitted()
     ranking = default_ranking(model, ranking)
     check_request(n, ranking)
     m = model.matrix_
-    blocks = None
+    wanted = candidates(m, *rules)
+    blocks, unknown = None, []
     if users is not None:
-        codes = m.users.to_codes(np.asarray(users, dtype=object))
+        users = as_ids(users, "users")
+        codes = m.users.to_codes(users)
+        unknown = list(dict.fromkeys(users[codes < 0].tolist()))
+        if unknown and strict:
+            more = f" and {len(unknown) - 5:,} more" if len(unknown) > 5 else ""
+            shown = ", ".join(repr(u) for u in unknown[:5]) + more
+            raise ConfigError(f"the model does not know user(s) {shown} (strict=True; without it they get the "
+                              "most popular items, fallback='unknown_user')")
         bounds = np.concatenate([[0], np.cumsum(m.by_user.chunks[0])])
         blocks = set((np.searchsorted(bounds, codes[codes >= 0], side="right") - 1).tolist())
-    banned = item_codes(m, exclude)
     rule, data = scoring(model, ranking)
     recs = recommend_blocks(users=m.users, items=m.items, by_user=m.by_user, W=model.neighbours_.W,
-                            rule=rule, data=data, n=int(n), blocks=blocks, exclude=banned,
-                            token=dask.base.tokenize(model.token_, n, ranking, banned))
+                            rule=rule, data=data, n=int(n), blocks=blocks, candidates=wanted,
+                            token=dask.base.tokenize(model.token_, n, ranking, wanted))
     if users is not None:
         keep = set(m.users.to_raw(codes[codes >= 0]).tolist())
         recs = recs[recs["user"].isin(keep)]
+    if unknown:  # one more part (raw ids kept as they are: no conversion to strings)
+        extra = _popular_lists(model, unknown, int(n), rule, data, wanted)
+        recs = dd.concat([recs, frame_from_parts([dask.delayed(extra, pure=True, name=f"recommend-unknown-users-"
+                                                               f"{dask.base.tokenize(extra)}")],
+                                                 RECOMMENDATION_META, "recommendations")])
     return recs
 
 
-def history_recommendations(model, history, n, ranking, exclude) -> pd.DataFrame:
+def _popular_lists(model, users, n, rule, data, wanted: Candidates) -> pd.DataFrame:
+    """The lists of users the model does not know: the ``n`` most popular candidates, each
+    scored as a filled-in item is (its mean for the prediction ranking, 0 for the sums)."""
+    count, means, (lo, hi) = dask.compute(data.item_count, data.item_means, data.rating_range)
+    order = candidate_order(popularity_order(count), wanted)[:n]
+    score = np.zeros(len(order)) if rule.summed else np.clip(np.asarray(means, np.float64)[order], lo, hi)
+    frame = pd.DataFrame({
+        "user": pd.Series(users).repeat(len(order)).to_numpy(),  # typed as given (ints: int64, as known users')
+        "rank": np.tile(np.arange(1, len(order) + 1, dtype=np.int64), len(users)),
+        "item": np.tile(model.matrix_.items.to_raw(order), len(users)),
+        "score": np.tile(score, len(users)),
+        "fallback": pd.Categorical(["unknown_user"] * (len(order) * len(users)),
+                                   categories=RECOMMENDATION_FALLBACKS)})
+    return frame[list(RECOMMENDATION_META.columns)]
+
+
+def history_recommendations(model, history, n, ranking, rules=(None, None, True)) -> pd.DataFrame:
     """:meth:`dcf.model.KNN.recommend_for_history`: Top-``n`` of the users of a rating
     history (a pandas frame), scored with the fitted item lists."""
     model.check_fitted()
@@ -104,6 +136,7 @@ def history_recommendations(model, history, n, ranking, exclude) -> pd.DataFrame
     if model.decay() is not None:  # each event decayed to the fitted reference time, as the fit decays
         frame = decayed_frame(frame, model.decay(), model.reference_time_, "history")
     m = model.matrix_
+    wanted = candidates(m, *rules)
     users = IdMap(frame["user"].to_numpy())
     rows = users.to_codes(frame["user"].to_numpy())
     cols = m.items.to_codes(frame["item"].to_numpy())
@@ -119,7 +152,6 @@ def history_recommendations(model, history, n, ranking, exclude) -> pd.DataFrame
         raise DataError("history", f"user {users.to_raw([int(row)])[0]!r} rates item "
                         f"{m.items.to_raw([int(col)])[0]!r} twice with different values "
                         f"(rows {int(first)} and {int(other)})")
-    banned = item_codes(m, exclude)
     rule, data = scoring(model, ranking)
     biases = data.biases
     if biases is not None:  # each history's own user bias: the ALS user step on its ratings
@@ -127,8 +159,8 @@ def history_recommendations(model, history, n, ranking, exclude) -> pd.DataFrame
         biases = (mu, fold_in_user_biases(H, item_bias, mu, float(model.reg_user)), item_bias)
         data = replace(data, biases=biases)
     return recommend_histories(H, users, items=m.items, W=model.neighbours_.W, rule=rule, data=data,
-                               n=int(n), exclude=banned,
-                               token=dask.base.tokenize(model.token_, H, n, ranking, banned, biases))
+                               n=int(n), candidates=wanted,
+                               token=dask.base.tokenize(model.token_, H, n, ranking, wanted, biases))
 
 
 def neighbour_lists(model, ids=None, n=None) -> pd.DataFrame:
@@ -145,9 +177,27 @@ def neighbour_lists(model, ids=None, n=None) -> pd.DataFrame:
                          "neighbour": vocab.to_raw(idx[r, c]), "similarity": sim[r, c]})
 
 
-def item_codes(matrix, raw):
+def as_ids(raw, what: str) -> np.ndarray:
+    """Raw ids as a 1-d object array: one id (a number or a string) or an iterable of them."""
+    if isinstance(raw, (str, bytes)) or np.ndim(raw) == 0:
+        return np.array([raw], dtype=object)
+    if np.ndim(raw) > 1:
+        raise ConfigError(f"{what} must be an id or a list of ids, not a {np.ndim(raw)}-d array")
+    return np.asarray(list(raw), dtype=object).reshape(-1)
+
+
+def item_codes(matrix, raw, what="exclude"):
     """Sorted distinct codes of the known item ids in ``raw`` (None when ``raw`` is None)."""
     if raw is None:
         return None
-    codes = matrix.items.to_codes(np.asarray(list(raw), dtype=object))
+    codes = matrix.items.to_codes(as_ids(raw, what))
     return np.unique(codes[codes >= 0]).astype(np.int64)
+
+
+def candidates(matrix, items=None, exclude=None, filter_rated=True) -> Candidates:
+    """A request's :class:`~dcf.predict.topn.Candidates`: the allow-list ``items`` and the
+    exclusions ``exclude`` as item codes (ids the model does not know are ignored), and
+    whether the user's rated items are left out (``filter_rated``)."""
+    if not isinstance(filter_rated, (bool, np.bool_)):
+        raise ConfigError(f"filter_rated must be True or False, not {filter_rated!r}")
+    return Candidates(item_codes(matrix, items, "items"), item_codes(matrix, exclude), not bool(filter_rated))

@@ -14,13 +14,17 @@ import dask
 import numpy as np
 import pandas as pd
 
-__all__ = ["BASED", "PREDICTIONS", "RANKINGS", "FALLBACKS", "PREDICTION_META", "RECOMMENDATION_META",
+__all__ = ["BASED", "PREDICTIONS", "RANKINGS", "FALLBACKS", "RECOMMENDATION_FALLBACKS", "PREDICTION_META",
+           "RECOMMENDATION_META",
            "ScoringRule", "ScoringData", "data_task", "scoring"]
 
 BASED = ("item", "user")
 PREDICTIONS = ("weighted", "mean-centred", "baseline")
 RANKINGS = ("prediction", "sum", "normalised-sum")
 FALLBACKS = ("none", "global_mean", "item_mean", "user_mean", "baseline")
+# why a recommendation is listed: scored; a popular item filled in (fewer than n scored);
+# the popularity list of a user the model does not know
+RECOMMENDATION_FALLBACKS = ("none", "popular", "unknown_user")
 PREDICTION_META = pd.DataFrame({
     "user": pd.Series([], dtype=object), "item": pd.Series([], dtype=object),
     "rating": pd.Series([], dtype=np.float64), "prediction": pd.Series([], dtype=np.float64),
@@ -29,7 +33,7 @@ PREDICTION_META = pd.DataFrame({
 RECOMMENDATION_META = pd.DataFrame({
     "user": pd.Series([], dtype=object), "rank": pd.Series([], dtype=np.int64),
     "item": pd.Series([], dtype=object), "score": pd.Series([], dtype=np.float64),
-    "fallback": pd.Series([], dtype=bool)})
+    "fallback": pd.Categorical([], categories=RECOMMENDATION_FALLBACKS)})
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ ties go to the more popular item; short lists are filled in by popularity.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import dask
 import dask.array as da
 import dask.dataframe as dd
@@ -20,13 +22,39 @@ import scipy.sparse as sp
 from .. import kernels
 from ..blocks import reblock_rows, row_blocks, stack_rows
 from ..ids import IdMap, frame_from_parts
-from .rule import RECOMMENDATION_META, ScoringData, ScoringRule, data_task
+from .rule import RECOMMENDATION_FALLBACKS, RECOMMENDATION_META, ScoringData, ScoringRule, data_task
 
-__all__ = ["recommend_blocks", "recommend_histories"]
+__all__ = ["Candidates", "EVERY_ITEM", "candidate_order", "popularity_order", "recommend_blocks",
+           "recommend_histories"]
+
+
+class Candidates(NamedTuple):
+    """Which items a request may list: only ``allow`` (sorted item codes; None: every item),
+    never ``exclude`` (sorted codes, or None), and not the user's rated items unless
+    ``keep_rated`` (a re-purchase)."""
+
+    allow: np.ndarray | None = None
+    exclude: np.ndarray | None = None
+    keep_rated: bool = False
+
+
+EVERY_ITEM = Candidates()
+
+
+def candidate_order(order, candidates: Candidates):
+    """The popularity ``order`` (item codes, most popular first) kept to the candidates:
+    what the Top-N kernels list and fill from (:func:`dcf.kernels.recommend_rows`)."""
+    order = np.asarray(order, np.int64)
+    if candidates.allow is not None:
+        order = order[np.isin(order, candidates.allow)]
+    if candidates.exclude is not None and len(candidates.exclude):
+        order = order[~np.isin(order, candidates.exclude)]
+    return order
 
 
 def recommend_blocks(*, users: IdMap, items: IdMap, by_user: da.Array, W: da.Array, rule: ScoringRule,
-                     data: ScoringData, n: int, blocks=None, token: str = "", exclude=None) -> dd.DataFrame:
+                     data: ScoringData, n: int, blocks=None, token: str = "",
+                     candidates: Candidates = EVERY_ITEM) -> dd.DataFrame:
     """Top-N unrated items for every user, one task per user block.
 
     Scores are the predictions of the *global* neighbour rule (each target's
@@ -34,7 +62,7 @@ def recommend_blocks(*, users: IdMap, items: IdMap, by_user: da.Array, W: da.Arr
     by one fused kernel (:func:`dcf.kernels.recommend_rows`: sums and
     selection per user, no sparse product materialised).  Ties go to the more popular item; users
     with fewer than ``n`` scored unrated items are filled in with the most
-    popular unrated items (``fallback=True``, score = the item's mean).
+    popular unrated items (``fallback="popular"``, score = the item's mean).
 
     ``rule.ranking="sum"`` ranks by the unnormalised sum over each rated item's own
     list instead, ``"normalised-sum"`` by the same sum over lists scaled to sum to
@@ -55,8 +83,8 @@ def recommend_blocks(*, users: IdMap, items: IdMap, by_user: da.Array, W: da.Arr
         Items per user.
     blocks : set of int, optional
         Only those user blocks (default: all).
-    exclude : (e,) int64 item codes, optional
-        Never recommended, for any user.
+    candidates : Candidates
+        The items a list may hold (an allow-list, exclusions, rated items kept).
 
     Returns
     -------
@@ -68,7 +96,7 @@ def recommend_blocks(*, users: IdMap, items: IdMap, by_user: da.Array, W: da.Arr
     w_blocks, _ = row_blocks(W)
     w_blocks = _amplified_blocks(w_blocks, rule.amplification, token)
     other = _other_side(rule, w_blocks, r_blocks, token)
-    order = dask.delayed(_popularity_order, pure=True)(data.item_count, dask_key_name=f"popularity-{token}")
+    order = dask.delayed(popularity_order, pure=True)(data.item_count, dask_key_name=f"popularity-{token}")
     task = dask.delayed(_recommend_block, pure=True)
     ids = (users.as_delayed(), items.as_delayed())
     shared = data_task(data, token)
@@ -77,7 +105,7 @@ def recommend_blocks(*, users: IdMap, items: IdMap, by_user: da.Array, W: da.Arr
         if blocks is not None and b not in blocks:
             continue
         left = r_blk if rule.based == "item" else w_blocks[b]
-        out.append(task(left, other, r_blk, int(r_bounds[b]), ids, order, rule, shared, n, exclude,
+        out.append(task(left, other, r_blk, int(r_bounds[b]), ids, order, rule, shared, n, candidates,
                         dask_key_name=f"recommend-block-{token}-{b}"))
     if not out:  # none of the requested users is known
         out = [dask.delayed(RECOMMENDATION_META.copy)()]
@@ -117,7 +145,7 @@ def _other_side(rule: ScoringRule, w_blocks, r_blocks, token):
 
 def recommend_histories(history: sp.csr_matrix, users: IdMap, *, items: IdMap, W: da.Array,
                         rule: ScoringRule, data: ScoringData, n: int, token: str = "",
-                        exclude=None) -> pd.DataFrame:
+                        candidates: Candidates = EVERY_ITEM) -> pd.DataFrame:
     """Top-N for users given by their rating histories (item-based CF, ``rule.based``
     must be ``item``), not by the fitted matrix: the same scores as
     :func:`recommend_blocks` gives a user with that history, with no refit.
@@ -128,10 +156,10 @@ def recommend_histories(history: sp.csr_matrix, users: IdMap, *, items: IdMap, W
     w_blocks, _ = row_blocks(W)
     w_blocks = _amplified_blocks(w_blocks, rule.amplification, token)
     other = _other_side(rule, w_blocks, None, token)
-    order = dask.delayed(_popularity_order, pure=True)(data.item_count, dask_key_name=f"popularity-{token}")
+    order = dask.delayed(popularity_order, pure=True)(data.item_count, dask_key_name=f"popularity-{token}")
     task = dask.delayed(_recommend_block, pure=True)
-    out = task(history, other, history, 0, (users, items.as_delayed()), order, rule, data_task(data, token), n, exclude,
-               dask_key_name=f"recommend-history-{token}")
+    out = task(history, other, history, 0, (users, items.as_delayed()), order, rule, data_task(data, token), n,
+               candidates, dask_key_name=f"recommend-history-{token}")
     return out.compute()
 
 
@@ -154,25 +182,23 @@ def _vstack_transposed(*blocks):
     return stack_rows(*blocks).T.tocsr()
 
 
-def _popularity_order(count):
+def popularity_order(count):
+    """Item codes, most rated first (ties: the lower code): the Top-N lists' tie order and fill."""
     count = np.asarray(count)
     return np.lexsort((np.arange(len(count)), -count)).astype(np.int64)
 
 
-def _recommend_block(left, other, rated, row0, ids, order, rule: ScoringRule, data: ScoringData, n, exclude):
+def _recommend_block(left, other, rated, row0, ids, order, rule: ScoringRule, data: ScoringData, n,
+                     candidates: Candidates):
     """Top-``n`` of one block of users (rows ``row0 ..`` of ``rated``): ``left`` and
     ``other`` are the two sides of the sum (see :func:`_other_side`), ``ids`` the
     ``(users, items)`` IdMaps (literal Delayed values, rebuilt from the maps themselves)."""
     users, items = ids
     based = rule.based
     lo, hi = data.rating_range
-    if exclude is not None and len(exclude):  # excluded items count as rated by everyone
-        rows = rated.shape[0]
-        banned = sp.csr_matrix((np.ones(rows * len(exclude)),
-                                (np.repeat(np.arange(rows), len(exclude)), np.tile(exclude, rows))),
-                               shape=rated.shape)
-        rated = (sp.csr_matrix(rated, dtype=bool) + banned.astype(bool)).tocsr()
-        rated.sort_indices()
+    order = candidate_order(order, candidates)  # the kernels list and fill from these only
+    if candidates.keep_rated:  # nothing excluded per user
+        rated = sp.csr_matrix(rated.shape, dtype=bool)
     entity_means = np.asarray(data.entity_means)
     item_means = np.asarray(data.item_means)
     total = rule.summed
@@ -212,4 +238,5 @@ def _recommend_block(left, other, rated, row0, ids, order, rule: ScoringRule, da
         vals = np.clip(np.where(filled, item_means[np.clip(cols, 0, None)], vals), lo, hi)
     return pd.DataFrame({
         "user": users.to_raw(row0 + r), "rank": (c + 1).astype(np.int64),
-        "item": items.to_raw(cols[r, c]), "score": vals[r, c], "fallback": filled[r, c]})
+        "item": items.to_raw(cols[r, c]), "score": vals[r, c],
+        "fallback": pd.Categorical(np.where(filled[r, c], "popular", "none"), categories=RECOMMENDATION_FALLBACKS)})

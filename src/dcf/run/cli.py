@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Top-N order (default: prediction for ratings, sum for --feedback implicit)")
     g.add_argument("--k", type=int, help=f"neighbours ({d.k})")
     g.add_argument("--top-n", type=int, help=f"recommendations per user ({d.top_n})")
+    g.add_argument("--items", metavar="FILE", help="recommend only these items: a text file, one item id a line")
+    g.add_argument("--keep-rated", action="store_true", default=None,
+                   help="rated items stay candidates (a re-purchase; default: never recommended)")
     g.add_argument("--min-support", type=int, help=f"minimum co-raters ({d.min_support})")
     g.add_argument("--shrinkage", type=float, help=f"similarity shrinkage ({d.shrinkage})")
     g.add_argument("--significance", type=float,

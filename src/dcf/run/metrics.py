@@ -15,9 +15,10 @@ from ..config import RunConfig
 from ..version import __version__
 
 
-def collect_metrics(cfg: RunConfig, model, preds, recs, counts, shape) -> dict:
+def collect_metrics(cfg: RunConfig, model, preds, recs, counts, shape, candidates=None) -> dict:
     """The figures of a finished pipeline (``counts``: its computed cleaning reports,
-    ``shape``: the cluster's description), as written to ``metrics.json``."""
+    ``shape``: the cluster's description, ``candidates``: the ``--items`` file's ids and how
+    many the model knows), as written to ``metrics.json``."""
     test = preds[["user", "item", "rating"]]
     ranking = evaluate.ranking_metrics(recs, test, cfg.top_n, cfg.relevance_threshold)
     n_users, n_items = model.matrix_.shape
@@ -36,6 +37,7 @@ def collect_metrics(cfg: RunConfig, model, preds, recs, counts, shape) -> dict:
         "ranking_users": ranking["users"], "relevance_threshold": cfg.relevance_threshold,
         "ranking": cfg.ranking_rule,
         "evaluation": evaluation(cfg),
+        **({"candidates": candidates} if candidates is not None else {}),
         "coverage": evaluate.catalogue_coverage(recs, n_items),
         "counts": {"train_ratings": int(train_report.get("stored", 0)), "test_pairs": int(len(preds)),
                    **({"events": int(train_report.get("events", 0)), "pairs": int(train_report.get("pairs", 0))}
@@ -43,7 +45,7 @@ def collect_metrics(cfg: RunConfig, model, preds, recs, counts, shape) -> dict:
                    "users": n_users, "items": n_items, "recommendations": int(len(recs)),
                    "read": train_report, "test_read": test_report},
         "fallbacks": {str(k): int(v) for k, v in preds["fallback"].value_counts().items()},
-        "recommendation_fallbacks": int(recs["fallback"].sum()),
+        "recommendation_fallbacks": int((recs["fallback"] != "none").sum()),
         "global_mean": model.global_mean_, "rating_range": list(model.rating_range_),
         "similarity_block": int(max(model.matrix_.oriented(model.based)[0].chunks[0])),
         "cluster": shape,
@@ -76,7 +78,10 @@ def evaluation(cfg: RunConfig) -> str:
              f"random {cfg.test_fraction:.0%} of the ratings as test, seed {cfg.seed} (hash of user, item)")
     relevant = ("every test event" if cfg.feedback == "implicit" and cfg.relevance is None
                 else f"test rating >= {cfg.relevance_threshold:g}")
-    return (f"{split}; relevant = {relevant}, rated items excluded, top-N by {cfg.ranking_rule}, ranking "
+    rules = "rated items kept" if cfg.keep_rated else "rated items excluded"
+    if cfg.items:
+        rules += f", only the items of {cfg.items}"
+    return (f"{split}; relevant = {relevant}, {rules}, top-N by {cfg.ranking_rule}, ranking "
             "metrics averaged over users with a relevant test item")
 
 
@@ -141,6 +146,9 @@ def summary(metrics: dict, top_n: int) -> str:
             *([("events", f"{metrics['counts']['events']:,} read as {metrics['counts']['pairs']:,} "
                           "(user, item) pairs")] if "events" in metrics["counts"] else []),
             *([("time decay", _decay_line(metrics["time_decay"]))] if "time_decay" in metrics else []),
+            *([("candidates", f"{metrics['candidates']['known']:,} of the {metrics['candidates']['ids']:,} ids in "
+                              f"{metrics['candidates']['file']} are items of the model")]
+              if "candidates" in metrics else []),
             ("fallbacks", ", ".join(f"{k} {v:,}" for k, v in metrics["fallbacks"].items() if v)),
             ("seconds", ", ".join(f"{k} {v:.2f}" for k, v in metrics["seconds"].items()))]
     width = max(len(r[0]) for r in rows)

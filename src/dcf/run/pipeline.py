@@ -11,12 +11,14 @@ import threading
 import time
 
 import dask
+import numpy as np
 import pandas as pd
 
 from .. import cluster, split
 from .. import io as dio
 from ..config import RunConfig
 from ..datasets import open_source
+from ..errors import DataError
 from ..fitting import matrix_from_parts
 from ..ids import gather_frame
 from ..model import KNN
@@ -127,7 +129,34 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
             test = _summed_pairs(test_parts)
         preds = gather_frame(model.predict(test))
     with stage("top-n"):
-        recs = gather_frame(model.recommend(n=cfg.top_n, ranking=cfg.ranking_rule))
+        allow = item_list(cfg.items, model.matrix_.items) if cfg.items else None
+        recs = gather_frame(model.recommend(n=cfg.top_n, ranking=cfg.ranking_rule, items=allow,
+                                            filter_rated=not cfg.keep_rated))
     counts = dask.compute(matrix.report, *reports[1:])
+    candidates = None if allow is None else {
+        "file": cfg.items, "ids": len(allow), "known": int((model.matrix_.items.to_codes(allow) >= 0).sum())}
     return {"model": model, "matrix": matrix, "predictions": preds, "recommendations": recs,
-            "reports": counts}
+            "reports": counts, "candidates": candidates}
+
+
+def item_list(path: str, items) -> np.ndarray:
+    """The item ids of an ``--items`` file (one a line, blank lines skipped), typed as the
+    model's ``items`` (:class:`~dcf.ids.IdMap`) are: integers where they are integers (a
+    line that is not one is a DataError naming it), else the text of each line."""
+    try:
+        with open(path, encoding="utf-8-sig") as f:  # a byte-order mark is no part of the first id
+            lines = [(n, line.strip()) for n, line in enumerate(f, 1)]
+    except UnicodeDecodeError as exc:
+        raise DataError(path, f"is not UTF-8 text ({exc.reason})") from None
+    except OSError as exc:
+        raise DataError(path, f"cannot be read ({exc.strerror or exc})") from None
+    lines = [(n, text) for n, text in lines if text]
+    if not items.numeric:
+        return np.array([text for _, text in lines], dtype=object)
+    out = np.empty(len(lines), dtype=object)
+    for at, (n, text) in enumerate(lines):
+        try:
+            out[at] = int(text)
+        except ValueError:
+            raise DataError(path, f"item id {text!r} is not an integer, as the ratings' item ids are", n) from None
+    return out

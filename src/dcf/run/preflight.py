@@ -15,7 +15,10 @@ def preflight(cfg: RunConfig, config_path=None) -> tuple:
     the outputs go (dcf replaces only what it wrote, :mod:`dcf.folders`), and a test set
     that is not the training set.
     Returns the run's inputs (to keep outputs away from them)."""
-    inputs = tuple(s for s in (cfg.data, cfg.test, config_path) if s)
+    inputs = tuple(s for s in (cfg.data, cfg.test, config_path, cfg.items) if s)
+    if cfg.items and not os.path.isfile(cfg.items):
+        raise DataError(str(cfg.items), ("is not a regular file" if os.path.exists(cfg.items) else "no such file")
+                        + " (--items: a text file, one item id a line)")
     for source in (cfg.data, cfg.test):
         path = local_path(source)
         # a local file that is not there fails now, with the reader's words, not after the
