@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import reference as ref
 from conftest import random_ratings
 from dcf.ids import IdMap
-from dcf.predict import (PREDICTION_META, RECOMMENDATION_META, Candidates, ScoringData, ScoringRule, predict_pairs,
+from dcf.predict import (PREDICTION_META, RECOMMENDATION_META, ListRules, ScoringData, ScoringRule, predict_pairs,
                          recommend_blocks, recommend_histories)
 
 
@@ -182,7 +182,7 @@ def test_recommend_blocks_only_for_the_asked_blocks_and_never_excluded_items(dat
     n_items = len(items)
     table, (expected, _) = _ref_recs(R, "item", 3, n_items, "weighted")
     out = _recommend(R, users, items, table, "item", n_items, "weighted", 5, 4, min_k=1, blocks={1, 3},
-                     candidates=Candidates(exclude=np.array([0, 7])))
+                     rules=ListRules(exclude=np.array([0, 7])))
     got = out.compute()
     assert sorted(set(got["user"])) == list(users[5:10]) + list(users[15:20])
     assert not got["item"].isin([items[0], items[7]]).any()

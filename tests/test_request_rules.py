@@ -141,3 +141,45 @@ def test_lists_hold_only_candidates_and_are_full_where_candidates_remain(seed, n
         room = ok if keep else ok - rated
         assert len(mine) == min(n, len(room)) and mine["item"].is_unique
         assert keep or not (set(mine["item"]) & rated)
+
+
+@pytest.mark.parametrize("ranking", ["sum", "prediction"])
+@pytest.mark.parametrize("keep_rated", [False, True])
+def test_explanations_are_the_largest_terms_of_each_score(ranking, keep_rated):
+    train = random_ratings(13, n_users=16, n_items=14, density=0.4)
+    R, users, items = ref.dense(train)
+    idx, sim = ref.topk(ref.similarity(R.T), 4)
+    W = np.zeros((len(items), len(items)))  # W[j, i]: i in j's list
+    for j in range(len(items)):
+        for t in range(idx.shape[1]):
+            if idx[j, t] >= 0:
+                W[j, idx[j, t]] = sim[j, t]
+    code = {item: i for i, item in enumerate(items)}
+    with dask.config.set(scheduler="sync"):
+        model = ItemKNN(k=4, neighbourhood="global", block_size=5).fit(train)
+        got = model.recommend(n=5, ranking=ranking, explain=True, filter_rated=not keep_rated).compute()
+        stranger = model.recommend(["nobody"], n=2, ranking=ranking, explain=True).compute()
+    assert stranger["because"].map(len).eq(0).all()
+    assert (got.loc[got["fallback"] == "popular", "because"].map(len) == 0).all()
+    scored = got[got["fallback"] == "none"]
+    assert len(scored) > 20
+    for row in scored.itertuples():
+        u, i = list(users).index(row.user), code[row.item]
+        # the sum's terms r(u, j) s(j, i) over j whose list holds i; the prediction's r(u, j) s(i, j)
+        terms = R[u] * (W[:, i] if ranking == "sum" else W[i, :])
+        order = sorted((j for j in range(len(items)) if terms[j] != 0), key=lambda j: (-terms[j], j))[:3]
+        assert [b["item"] for b in row.because] == [items[j] for j in order]
+        np.testing.assert_allclose([b["share"] for b in row.because], terms[order] / terms.sum(), rtol=1e-12)
+        if ranking == "sum":  # a share times the score is the rated item's term
+            np.testing.assert_allclose([b["share"] * row.score for b in row.because], terms[order], rtol=1e-12)
+
+
+def test_explain_where_there_are_no_shares_is_refused():
+    train = random_ratings(14, n_users=12, n_items=10, density=0.4)
+    with dask.config.set(scheduler="sync"):
+        with pytest.raises(ConfigError, match="item-based CF only"):
+            KNN(based="user", k=3).fit(train).recommend(n=3, explain=True)
+        with pytest.raises(ConfigError, match="mean-centred prediction's terms are centred ratings"):
+            ItemKNN(k=3, prediction="mean-centred").fit(train).recommend(n=3, explain=True)
+        with pytest.raises(ConfigError, match="explain must be True or False"):
+            ItemKNN(k=3).fit(train).recommend(n=3, explain="yes")

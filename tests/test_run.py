@@ -406,3 +406,19 @@ def test_items_file_and_keep_rated_reach_the_recommendations(scheduler, tmp_path
     assert f"{items}:2: item id 'seven' is not an integer" in capsys.readouterr().err
     assert _run(scheduler, "--data", data, "--items", tmp_path / "none.txt", "--out", out) == 2
     assert "none.txt: no such file" in capsys.readouterr().err
+
+
+def test_explain_writes_each_recommendations_rated_items(scheduler, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _run(scheduler, "--data", SMALL, "--k", 10, "--neighbourhood", "global", "--ranking", "sum",
+                "--top-n", 5, "--explain", "--out", out) == 0
+    recs = pd.read_parquet(out / "recommendations.parquet")
+    assert list(recs.columns) == ["user", "rank", "item", "score", "fallback", "because"]
+    scored = recs[recs["fallback"] == "none"]
+    assert len(scored) and scored["because"].map(len).between(1, 3).all()
+    first = scored["because"].iloc[0]
+    assert isinstance(first[0]["item"], (int, np.integer)) and 0 < first[0]["share"] <= 1
+    shares = scored["because"].map(lambda why: sum(b["share"] for b in why))
+    assert (shares <= 1 + 1e-9).all()
+    assert _run(scheduler, "--data", SMALL, "--based", "user", "--explain", "--out", out) == 2
+    assert "--explain names the rated items behind a score: item-based" in capsys.readouterr().err

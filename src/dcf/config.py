@@ -137,6 +137,7 @@ class RunConfig:
     top_n: int = 20
     items: str | None = None  # a file of the only item ids to recommend, one a line
     keep_rated: bool = False  # rated items stay candidates (a re-purchase)
+    explain: bool = False  # each recommendation's rated items that weigh most (the because column)
     ranking: str | None = None  # "prediction" for ratings, "sum" for implicit feedback (ranking_rule)
     min_support: int = 1
     shrinkage: float = 0.0
@@ -201,6 +202,10 @@ class RunConfig:
             raise ConfigError("--reference-time and --decay-similarity set the time decay: give --half-life too")
         if self.reference_time is not None:
             object.__setattr__(self, "reference_time", _checked_time(self.reference_time))
+        if self.explain and (self.based != "item" or not (self.ranking_rule != "prediction"
+                                                          or self.prediction == "weighted")):
+            raise ConfigError("--explain names the rated items behind a score: item-based, with --ranking sum or "
+                              "normalised-sum or the weighted prediction")
         if self.rating_scale is not None:
             scale = tuple(self.rating_scale)
             if (len(scale) != 2 or not all(_is_number(v) for v in scale)
@@ -208,7 +213,7 @@ class RunConfig:
                 raise ConfigError(f"rating_scale must be two finite numbers 0 < low <= high, not "
                                   f"{self.rating_scale!r}")
             object.__setattr__(self, "rating_scale", (float(scale[0]), float(scale[1])))
-        for name in ("data", "out", "test", "performance_report"):
+        for name in ("data", "out", "test", "performance_report", "items"):
             if getattr(self, name) is not None and not getattr(self, name).strip():
                 raise ConfigError(f"{name} is empty (an unset variable?)")
 
@@ -255,7 +260,7 @@ _CLUSTER_TYPES = {"scheduler": _OPT_STR, "workers": _INT, "threads_per_worker": 
                   "tls_key": _OPT_STR}
 _RUN_TYPES = {"data": _STR, "test": _OPT_STR, "test_fraction": _FLOAT, "seed": _INT, "based": _STR,
               "similarity": _STR, "k": _INT, "neighbourhood": _STR, "prediction": _STR, "top_n": _INT,
-              "items": _OPT_STR, "keep_rated": _BOOL,
+              "items": _OPT_STR, "keep_rated": _BOOL, "explain": _BOOL,
               "ranking": _OPT_STR, "min_support": _INT, "shrinkage": _FLOAT, "significance": _FLOAT,
               "min_similarity": _FLOAT, "amplification": _FLOAT, "bm25_k1": _FLOAT, "bm25_b": _FLOAT,
               "include_self": _BOOL, "alpha": _FLOAT, "min_k": _INT, "half_life": _OPT_FLOAT,

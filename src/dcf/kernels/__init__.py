@@ -33,7 +33,7 @@ from .scoring import score_pairs
 from .sparse import csr_from_events, csr_from_triplets, rater_costs, row_norms, warm_up
 from .tiles import similarity_tile
 from .topk import merge_topk, neighbour_matrix, top_columns, topk_rows
-from .topn import recommend_rows, top_n
+from .topn import explain_rows, recommend_rows, top_n
 from .weights import Weights, rating_weights, weigh_block
 
 __all__ = [
@@ -43,6 +43,6 @@ __all__ = [
     "needs_norms", "entity_totals", "column_totals", "entity_rows", "rater_costs",
     "CompactCSR", "compact_csr", "compact_stack", "compact_part", "compact_join", "unpacked", "fast_topk",
     "top_columns", "topk_rows",
-    "merge_topk", "neighbour_matrix", "score_pairs", "top_n", "recommend_rows", "warm_up",
+    "merge_topk", "neighbour_matrix", "score_pairs", "top_n", "recommend_rows", "explain_rows", "warm_up",
     "Weights", "rating_weights", "weigh_block",
 ]

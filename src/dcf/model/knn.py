@@ -303,7 +303,7 @@ class KNN(Estimator):
         return model_predictions(self, pairs)
 
     def recommend(self, users=None, n: int = 20, ranking: str | None = None, exclude=None, items=None,
-                  filter_rated: bool = True, strict: bool = False) -> dd.DataFrame:
+                  filter_rated: bool = True, strict: bool = False, explain: bool = False) -> dd.DataFrame:
         """Top-``n`` unrated items per user (all users, or the given raw ids: one id or a list).
 
         Request-time rules (implicit's ``items=`` and ``filter_already_liked_items=``):
@@ -315,6 +315,12 @@ class KNN(Estimator):
         A user the model does not know gets the ``n`` most popular candidates, flagged
         ``fallback="unknown_user"`` (scored as fill-ins are); with ``strict=True`` a
         :class:`~dcf.errors.ConfigError` naming them instead.
+
+        ``explain=True`` (item-based; the sum rankings or the weighted prediction) adds
+        ``because``: per scored item, the user's rated items whose terms weigh most in its
+        sum (up to 3, largest first) as ``[{"item": id, "share": term / sum}]``; for
+        ``ranking="sum"`` a share times the score is that rated item's term
+        ``s(j, i) * r(u, j)``. Filled-in items have none.
 
         ``ranking`` defaults to ``"prediction"``, or ``"sum"`` for implicit feedback.
         ``ranking="prediction"`` (the paper's): by the rating the global
@@ -339,10 +345,11 @@ class KNN(Estimator):
             for a popular item filled in where fewer than n items had a score,
             ``"unknown_user"`` for the lists of users the model does not know.
         """
-        return model_recommendations(self, users, n, ranking, (items, exclude, filter_rated), strict)
+        return model_recommendations(self, users, n, ranking, (items, exclude, filter_rated, explain), strict)
 
     def recommend_for_history(self, history, n: int = 20, ranking: str | None = None,
-                              exclude=None, items=None, filter_rated: bool = True) -> pd.DataFrame:
+                              exclude=None, items=None, filter_rated: bool = True,
+                              explain: bool = False) -> pd.DataFrame:
         """Top-``n`` for users described by a rating history, without refitting
         (item-based CF; a new user, or a known user with ratings newer than the fit).
 
@@ -358,13 +365,13 @@ class KNN(Estimator):
         ----------
         history : pandas DataFrame with ``user, item, rating`` (one or more users;
             bad rows raise :class:`~dcf.errors.DataError` naming the row)
-        n, ranking, exclude, items, filter_rated : as in :meth:`recommend`
+        n, ranking, exclude, items, filter_rated, explain : as in :meth:`recommend`
 
         Returns
         -------
         pandas.DataFrame ``user, rank, item, score, fallback``
         """
-        return history_recommendations(self, history, n, ranking, (items, exclude, filter_rated))
+        return history_recommendations(self, history, n, ranking, (items, exclude, filter_rated, explain))
 
     def neighbours(self, ids=None, n=None) -> pd.DataFrame:
         """The fitted neighbour lists as a frame (``entity, rank, neighbour, similarity``)."""

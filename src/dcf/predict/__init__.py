@@ -7,7 +7,7 @@
   grid of (entity block, other block) cells (:func:`predict_pairs`);
 - :mod:`~dcf.predict.topn` -- Top-N per block of users, or for users given by a rating
   history (:func:`recommend_blocks`, :func:`recommend_histories`), among a request's
-  :class:`Candidates` (an allow-list, exclusions, rated items kept or not);
+  :class:`ListRules` (an allow-list, exclusions, rated items kept or not);
 - :mod:`~dcf.predict.requests` -- what the estimator's ``predict``, ``recommend``,
   ``recommend_for_history`` and ``neighbours`` run on a fitted model.
 """
@@ -15,13 +15,13 @@
 from __future__ import annotations
 
 from .pairs import predict_pairs
-from .requests import (candidates, check_request, history_recommendations, item_codes, model_predictions,
+from .requests import (check_request, history_recommendations, item_codes, list_rules, model_predictions,
                        model_recommendations, neighbour_lists)
 from .rule import (BASED, FALLBACKS, PREDICTION_META, PREDICTIONS, RANKINGS, RECOMMENDATION_FALLBACKS,
                    RECOMMENDATION_META, ScoringData, ScoringRule, scoring)
-from .topn import EVERY_ITEM, Candidates, recommend_blocks, recommend_histories
+from .topn import PLAIN_LISTS, ListRules, recommend_blocks, recommend_histories
 
 __all__ = ["BASED", "FALLBACKS", "PREDICTION_META", "PREDICTIONS", "RANKINGS", "RECOMMENDATION_FALLBACKS",
-           "RECOMMENDATION_META", "ScoringData", "ScoringRule", "scoring", "predict_pairs", "Candidates",
-           "EVERY_ITEM", "recommend_blocks", "recommend_histories", "model_predictions", "model_recommendations",
-           "history_recommendations", "neighbour_lists", "item_codes", "candidates", "check_request"]
+           "RECOMMENDATION_META", "ScoringData", "ScoringRule", "scoring", "predict_pairs", "ListRules",
+           "PLAIN_LISTS", "recommend_blocks", "recommend_histories", "model_predictions", "model_recommendations",
+           "history_recommendations", "neighbour_lists", "item_codes", "list_rules", "check_request"]

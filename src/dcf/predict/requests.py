@@ -24,11 +24,12 @@ from ..fitted import as_parts, event_weights
 from ..ids import IdMap, frame_from_parts
 from ..kernels import csr_from_events, csr_from_triplets
 from .pairs import predict_pairs
-from .rule import RANKINGS, RECOMMENDATION_FALLBACKS, RECOMMENDATION_META, scoring
-from .topn import Candidates, candidate_order, popularity_order, recommend_blocks, recommend_histories
+from .rule import RANKINGS, RECOMMENDATION_FALLBACKS, scoring
+from .topn import (ListRules, candidate_order, popularity_order, recommend_blocks, recommend_histories,
+                   recommendation_meta)
 
 __all__ = ["model_predictions", "model_recommendations", "history_recommendations", "neighbour_lists",
-           "item_codes", "candidates", "check_request", "default_ranking", "as_ids"]
+           "item_codes", "list_rules", "check_request", "default_ranking", "as_ids"]
 
 
 def model_predictions(model, pairs) -> dd.DataFrame:
@@ -61,17 +62,19 @@ def check_request(n, ranking):
         raise ConfigError(f"ranking={ranking!r} is not one of {', '.join(RANKINGS)}")
 
 
-def model_recommendations(model, users, n, ranking, rules=(None, None, True), strict=False) -> dd.DataFrame:
+def model_recommendations(model, users, n, ranking, rules=(None, None, True, False), strict=False) -> dd.DataFrame:
     """:meth:`dcf.model.KNN.recommend`: Top-``n`` of every user, or of the raw ids ``users``
     (one id or many), listing only the candidates ``rules`` = ``(items, exclude,
-    filter_rated)`` allow (:func:`candidates`).  A user the model does not know gets the
+    filter_rated, explain)`` allow, explained where asked (:func:`list_rules`).  A user the model does not know gets the
     most popular candidates, ``fallback="unknown_user"``, or with ``strict`` a ConfigError
     naming them."""
     model.check_fitted()
     ranking = default_ranking(model, ranking)
     check_request(n, ranking)
     m = model.matrix_
-    wanted = candidates(m, *rules)
+    wanted = list_rules(m, *rules)
+    rule, data = scoring(model, ranking)
+    check_explain(model, rule, wanted)
     blocks, unknown = None, []
     if users is not None:
         users = as_ids(users, "users")
@@ -84,9 +87,8 @@ def model_recommendations(model, users, n, ranking, rules=(None, None, True), st
                               "most popular items, fallback='unknown_user')")
         bounds = np.concatenate([[0], np.cumsum(m.by_user.chunks[0])])
         blocks = set((np.searchsorted(bounds, codes[codes >= 0], side="right") - 1).tolist())
-    rule, data = scoring(model, ranking)
     recs = recommend_blocks(users=m.users, items=m.items, by_user=m.by_user, W=model.neighbours_.W,
-                            rule=rule, data=data, n=int(n), blocks=blocks, candidates=wanted,
+                            rule=rule, data=data, n=int(n), blocks=blocks, rules=wanted,
                             token=dask.base.tokenize(model.token_, n, ranking, wanted))
     if users is not None:
         keep = set(m.users.to_raw(codes[codes >= 0]).tolist())
@@ -95,11 +97,11 @@ def model_recommendations(model, users, n, ranking, rules=(None, None, True), st
         extra = _popular_lists(model, unknown, int(n), rule, data, wanted)
         recs = dd.concat([recs, frame_from_parts([dask.delayed(extra, pure=True, name=f"recommend-unknown-users-"
                                                                f"{dask.base.tokenize(extra)}")],
-                                                 RECOMMENDATION_META, "recommendations")])
+                                                 recommendation_meta(wanted), "recommendations")])
     return recs
 
 
-def _popular_lists(model, users, n, rule, data, wanted: Candidates) -> pd.DataFrame:
+def _popular_lists(model, users, n, rule, data, wanted: ListRules) -> pd.DataFrame:
     """The lists of users the model does not know: the ``n`` most popular candidates, each
     scored as a filled-in item is (its mean for the prediction ranking, 0 for the sums)."""
     count, means, (lo, hi) = dask.compute(data.item_count, data.item_means, data.rating_range)
@@ -112,10 +114,26 @@ def _popular_lists(model, users, n, rule, data, wanted: Candidates) -> pd.DataFr
         "score": np.tile(score, len(users)),
         "fallback": pd.Categorical(["unknown_user"] * (len(order) * len(users)),
                                    categories=RECOMMENDATION_FALLBACKS)})
-    return frame[list(RECOMMENDATION_META.columns)]
+    if wanted.explain:  # no rated items: nothing to say why
+        frame["because"] = [[] for _ in range(len(frame))]
+    return frame[list(recommendation_meta(wanted).columns)]
 
 
-def history_recommendations(model, history, n, ranking, rules=(None, None, True)) -> pd.DataFrame:
+def check_explain(model, rule, wanted):
+    """ConfigError where ``explain`` cannot say why: the terms of a score are rated items
+    (item-based) whose shares add up to the sum the list ranks by (the sum rankings, or
+    the weighted prediction's numerator; a centred prediction's terms are no shares)."""
+    if not wanted.explain:
+        return
+    if model.based != "item":
+        raise ConfigError("explain names the rated items behind a score: item-based CF only (a user-based "
+                          "score is a sum over neighbour users)")
+    if not (rule.summed or rule.prediction == "weighted"):
+        raise ConfigError(f"explain needs ranking='sum' or 'normalised-sum', or the weighted prediction: "
+                          f"the {rule.prediction} prediction's terms are centred ratings, which are no shares")
+
+
+def history_recommendations(model, history, n, ranking, rules=(None, None, True, False)) -> pd.DataFrame:
     """:meth:`dcf.model.KNN.recommend_for_history`: Top-``n`` of the users of a rating
     history (a pandas frame), scored with the fitted item lists."""
     model.check_fitted()
@@ -136,7 +154,7 @@ def history_recommendations(model, history, n, ranking, rules=(None, None, True)
     if model.decay() is not None:  # each event decayed to the fitted reference time, as the fit decays
         frame = decayed_frame(frame, model.decay(), model.reference_time_, "history")
     m = model.matrix_
-    wanted = candidates(m, *rules)
+    wanted = list_rules(m, *rules)
     users = IdMap(frame["user"].to_numpy())
     rows = users.to_codes(frame["user"].to_numpy())
     cols = m.items.to_codes(frame["item"].to_numpy())
@@ -153,13 +171,14 @@ def history_recommendations(model, history, n, ranking, rules=(None, None, True)
                         f"{m.items.to_raw([int(col)])[0]!r} twice with different values "
                         f"(rows {int(first)} and {int(other)})")
     rule, data = scoring(model, ranking)
+    check_explain(model, rule, wanted)
     biases = data.biases
     if biases is not None:  # each history's own user bias: the ALS user step on its ratings
         mu, _, item_bias = dask.compute(*biases)
         biases = (mu, fold_in_user_biases(H, item_bias, mu, float(model.reg_user)), item_bias)
         data = replace(data, biases=biases)
     return recommend_histories(H, users, items=m.items, W=model.neighbours_.W, rule=rule, data=data,
-                               n=int(n), candidates=wanted,
+                               n=int(n), rules=wanted,
                                token=dask.base.tokenize(model.token_, H, n, ranking, wanted, biases))
 
 
@@ -194,10 +213,13 @@ def item_codes(matrix, raw, what="exclude"):
     return np.unique(codes[codes >= 0]).astype(np.int64)
 
 
-def candidates(matrix, items=None, exclude=None, filter_rated=True) -> Candidates:
-    """A request's :class:`~dcf.predict.topn.Candidates`: the allow-list ``items`` and the
-    exclusions ``exclude`` as item codes (ids the model does not know are ignored), and
-    whether the user's rated items are left out (``filter_rated``)."""
-    if not isinstance(filter_rated, (bool, np.bool_)):
-        raise ConfigError(f"filter_rated must be True or False, not {filter_rated!r}")
-    return Candidates(item_codes(matrix, items, "items"), item_codes(matrix, exclude), not bool(filter_rated))
+def list_rules(matrix, items=None, exclude=None, filter_rated=True, explain=False) -> ListRules:
+    """A request's :class:`~dcf.predict.topn.ListRules`: the allow-list ``items`` and the
+    exclusions ``exclude`` as item codes (ids the model does not know are ignored), whether
+    the user's rated items are left out (``filter_rated``) and whether each item says why
+    (``explain``)."""
+    for name, flag in (("filter_rated", filter_rated), ("explain", explain)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise ConfigError(f"{name} must be True or False, not {flag!r}")
+    return ListRules(item_codes(matrix, items, "items"), item_codes(matrix, exclude), not bool(filter_rated),
+                     bool(explain))

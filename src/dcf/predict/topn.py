@@ -24,37 +24,39 @@ from ..blocks import reblock_rows, row_blocks, stack_rows
 from ..ids import IdMap, frame_from_parts
 from .rule import RECOMMENDATION_FALLBACKS, RECOMMENDATION_META, ScoringData, ScoringRule, data_task
 
-__all__ = ["Candidates", "EVERY_ITEM", "candidate_order", "popularity_order", "recommend_blocks",
-           "recommend_histories"]
+__all__ = ["ListRules", "PLAIN_LISTS", "candidate_order", "popularity_order", "recommendation_meta",
+           "recommend_blocks", "recommend_histories", "EXPLAIN_TOP"]
 
 
-class Candidates(NamedTuple):
-    """Which items a request may list: only ``allow`` (sorted item codes; None: every item),
-    never ``exclude`` (sorted codes, or None), and not the user's rated items unless
-    ``keep_rated`` (a re-purchase)."""
+class ListRules(NamedTuple):
+    """What a request asks of its lists: which items they may hold (only ``allow``, sorted
+    item codes, None: every item; never ``exclude``, sorted codes or None; not the user's
+    rated items unless ``keep_rated``, a re-purchase), and whether each scored item says why
+    (``explain``: the ``because`` column, :func:`dcf.kernels.explain_rows`)."""
 
     allow: np.ndarray | None = None
     exclude: np.ndarray | None = None
     keep_rated: bool = False
+    explain: bool = False
 
 
-EVERY_ITEM = Candidates()
+PLAIN_LISTS = ListRules()
 
 
-def candidate_order(order, candidates: Candidates):
+def candidate_order(order, rules: ListRules):
     """The popularity ``order`` (item codes, most popular first) kept to the candidates:
     what the Top-N kernels list and fill from (:func:`dcf.kernels.recommend_rows`)."""
     order = np.asarray(order, np.int64)
-    if candidates.allow is not None:
-        order = order[np.isin(order, candidates.allow)]
-    if candidates.exclude is not None and len(candidates.exclude):
-        order = order[~np.isin(order, candidates.exclude)]
+    if rules.allow is not None:
+        order = order[np.isin(order, rules.allow)]
+    if rules.exclude is not None and len(rules.exclude):
+        order = order[~np.isin(order, rules.exclude)]
     return order
 
 
 def recommend_blocks(*, users: IdMap, items: IdMap, by_user: da.Array, W: da.Array, rule: ScoringRule,
                      data: ScoringData, n: int, blocks=None, token: str = "",
-                     candidates: Candidates = EVERY_ITEM) -> dd.DataFrame:
+                     rules: ListRules = PLAIN_LISTS) -> dd.DataFrame:
     """Top-N unrated items for every user, one task per user block.
 
     Scores are the predictions of the *global* neighbour rule (each target's
@@ -83,8 +85,9 @@ def recommend_blocks(*, users: IdMap, items: IdMap, by_user: da.Array, W: da.Arr
         Items per user.
     blocks : set of int, optional
         Only those user blocks (default: all).
-    candidates : Candidates
-        The items a list may hold (an allow-list, exclusions, rated items kept).
+    rules : ListRules
+        The items a list may hold (an allow-list, exclusions, rated items kept), and
+        whether it explains them.
 
     Returns
     -------
@@ -105,11 +108,18 @@ def recommend_blocks(*, users: IdMap, items: IdMap, by_user: da.Array, W: da.Arr
         if blocks is not None and b not in blocks:
             continue
         left = r_blk if rule.based == "item" else w_blocks[b]
-        out.append(task(left, other, r_blk, int(r_bounds[b]), ids, order, rule, shared, n, candidates,
+        out.append(task(left, other, r_blk, int(r_bounds[b]), ids, order, rule, shared, n, rules,
                         dask_key_name=f"recommend-block-{token}-{b}"))
+    meta = recommendation_meta(rules)
     if not out:  # none of the requested users is known
-        out = [dask.delayed(RECOMMENDATION_META.copy)()]
-    return frame_from_parts(out, RECOMMENDATION_META, "recommendations")
+        out = [dask.delayed(meta.copy)()]
+    return frame_from_parts(out, meta, "recommendations")
+
+
+def recommendation_meta(rules: ListRules) -> pd.DataFrame:
+    """The columns of a request's lists: ``user, rank, item, score, fallback``, and
+    ``because`` (lists of ``{"item", "share"}``) where ``rules.explain``."""
+    return RECOMMENDATION_META.assign(because=pd.Series([], dtype=object)) if rules.explain else RECOMMENDATION_META
 
 
 def _amplified_blocks(w_blocks, amplification, token):
@@ -145,7 +155,7 @@ def _other_side(rule: ScoringRule, w_blocks, r_blocks, token):
 
 def recommend_histories(history: sp.csr_matrix, users: IdMap, *, items: IdMap, W: da.Array,
                         rule: ScoringRule, data: ScoringData, n: int, token: str = "",
-                        candidates: Candidates = EVERY_ITEM) -> pd.DataFrame:
+                        rules: ListRules = PLAIN_LISTS) -> pd.DataFrame:
     """Top-N for users given by their rating histories (item-based CF, ``rule.based``
     must be ``item``), not by the fitted matrix: the same scores as
     :func:`recommend_blocks` gives a user with that history, with no refit.
@@ -159,7 +169,7 @@ def recommend_histories(history: sp.csr_matrix, users: IdMap, *, items: IdMap, W
     order = dask.delayed(popularity_order, pure=True)(data.item_count, dask_key_name=f"popularity-{token}")
     task = dask.delayed(_recommend_block, pure=True)
     out = task(history, other, history, 0, (users, items.as_delayed()), order, rule, data_task(data, token), n,
-               candidates, dask_key_name=f"recommend-history-{token}")
+               rules, dask_key_name=f"recommend-history-{token}")
     return out.compute()
 
 
@@ -189,15 +199,15 @@ def popularity_order(count):
 
 
 def _recommend_block(left, other, rated, row0, ids, order, rule: ScoringRule, data: ScoringData, n,
-                     candidates: Candidates):
+                     rules: ListRules):
     """Top-``n`` of one block of users (rows ``row0 ..`` of ``rated``): ``left`` and
     ``other`` are the two sides of the sum (see :func:`_other_side`), ``ids`` the
     ``(users, items)`` IdMaps (literal Delayed values, rebuilt from the maps themselves)."""
     users, items = ids
     based = rule.based
     lo, hi = data.rating_range
-    order = candidate_order(order, candidates)  # the kernels list and fill from these only
-    if candidates.keep_rated:  # nothing excluded per user
+    order = candidate_order(order, rules)  # the kernels list and fill from these only
+    if rules.keep_rated:  # nothing excluded per user
         rated = sp.csr_matrix(rated.shape, dtype=bool)
     entity_means = np.asarray(data.entity_means)
     item_means = np.asarray(data.item_means)
@@ -236,7 +246,25 @@ def _recommend_block(left, other, rated, row0, ids, order, rule: ScoringRule, da
     r, c = np.nonzero(cols >= 0)
     if not total:
         vals = np.clip(np.where(filled, item_means[np.clip(cols, 0, None)], vals), lo, hi)
-    return pd.DataFrame({
+    frame = pd.DataFrame({
         "user": users.to_raw(row0 + r), "rank": (c + 1).astype(np.int64),
         "item": items.to_raw(cols[r, c]), "score": vals[r, c],
         "fallback": pd.Categorical(np.where(filled[r, c], "popular", "none"), categories=RECOMMENDATION_FALLBACKS)})
+    if rules.explain:
+        frame["because"] = _because(A, B, np.where(filled, -1, cols), r, c, items)
+    return frame
+
+
+EXPLAIN_TOP = 3  # rated items named per recommended item
+
+
+def _because(A, B, scored, r, c, items):
+    """Per listed ``(r, c)``: the rated items whose terms weigh most in its sum
+    (:func:`dcf.kernels.explain_rows` of the Top-N kernel's two sides), as
+    ``[{"item": raw id, "share": term / sum of the terms}, ...]``, largest first; empty
+    for a filled-in item (no terms)."""
+    js, terms, totals = kernels.explain_rows(A, B, scored, EXPLAIN_TOP)
+    shares = np.divide(terms, totals[..., None], out=np.zeros_like(terms), where=totals[..., None] != 0)
+    raw = items.to_raw(np.clip(js, 0, None).ravel()).reshape(js.shape)
+    return [[{"item": raw[u, t, x], "share": float(shares[u, t, x])} for x in range(js.shape[2]) if js[u, t, x] >= 0]
+            for u, t in zip(r, c)]

@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--items", metavar="FILE", help="recommend only these items: a text file, one item id a line")
     g.add_argument("--keep-rated", action="store_true", default=None,
                    help="rated items stay candidates (a re-purchase; default: never recommended)")
+    g.add_argument("--explain", action="store_true", default=None,
+                   help="recommendations.parquet gets 'because': each item's rated items that weigh most, with shares")
     g.add_argument("--min-support", type=int, help=f"minimum co-raters ({d.min_support})")
     g.add_argument("--shrinkage", type=float, help=f"similarity shrinkage ({d.shrinkage})")
     g.add_argument("--significance", type=float,

@@ -43,8 +43,9 @@ def uniform_ids(preds: pd.DataFrame, recs: pd.DataFrame, neighbours=None, based:
     if neighbours is not None:
         columns[entity] += [(neighbours, "entity"), (neighbours, "neighbour")]
     out = {id(f): f for f in (preds, recs, neighbours) if f is not None}
+    as_text = {}
     for role, cols in columns.items():
-        text = not all(_all_int64(out[id(f)][c]) for f, c in cols)
+        text = as_text[role] = not all(_all_int64(out[id(f)][c]) for f, c in cols)
         for f, c in cols:
             frame = out[id(f)]
             values = frame[c]
@@ -55,6 +56,10 @@ def uniform_ids(preds: pd.DataFrame, recs: pd.DataFrame, neighbours=None, based:
             else:
                 fixed = values.map(str).astype(object)
             out[id(f)] = frame.assign(**{c: fixed})
+    if "because" in recs.columns:  # the explanations' item ids as the item column's
+        cast = str if as_text["item"] else int
+        out[id(recs)] = out[id(recs)].assign(because=[[{"item": cast(b["item"]), "share": float(b["share"])}
+                                                       for b in why] for why in recs["because"]])
     return out[id(preds)], out[id(recs)], None if neighbours is None else out[id(neighbours)]
 
 

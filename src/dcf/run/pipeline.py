@@ -131,7 +131,7 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
     with stage("top-n"):
         allow = item_list(cfg.items, model.matrix_.items) if cfg.items else None
         recs = gather_frame(model.recommend(n=cfg.top_n, ranking=cfg.ranking_rule, items=allow,
-                                            filter_rated=not cfg.keep_rated))
+                                            filter_rated=not cfg.keep_rated, explain=cfg.explain))
     counts = dask.compute(matrix.report, *reports[1:])
     candidates = None if allow is None else {
         "file": cfg.items, "ids": len(allow), "known": int((model.matrix_.items.to_codes(allow) >= 0).sum())}
