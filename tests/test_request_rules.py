@@ -183,3 +183,27 @@ def test_explain_where_there_are_no_shares_is_refused():
             ItemKNN(k=3, prediction="mean-centred").fit(train).recommend(n=3, explain=True)
         with pytest.raises(ConfigError, match="explain must be True or False"):
             ItemKNN(k=3).fit(train).recommend(n=3, explain="yes")
+
+
+def test_ids_come_as_any_iterable_and_odd_ones_are_unknown_not_errors():
+    train = random_ratings(15, n_users=12, n_items=10, density=0.4)
+    with dask.config.set(scheduler="sync"):
+        model = ItemKNN(k=3, neighbourhood="global").fit(train)
+        base = model.recommend(users=100, n=3).compute()["item"].tolist()
+        for banned in (set(base), frozenset(base), dict.fromkeys(base).keys(), (b for b in base), np.array(base)):
+            got = model.recommend(users=100, n=3, exclude=banned).compute()["item"].tolist()
+            assert not set(got) & set(base), type(banned)
+        two = model.recommend(users={100, 101}, n=2).compute()
+        assert set(two["user"]) == {100, 101} and (two["fallback"] != "unknown_user").all()
+        huge = model.recommend(users=[2 ** 70, 100], n=2, items=[2 ** 70, *base], exclude=[2 ** 64]).compute()
+        assert (huge.loc[huge["user"] == 2 ** 70, "fallback"] == "unknown_user").all()
+        assert set(huge["item"]) <= set(base)
+        unsigned = model.recommend(users=np.array([2 ** 63 + 5, 100], np.uint64), n=2).compute()
+        assert (unsigned["fallback"] == "unknown_user").sum() == 2
+        whole = model.recommend(users=100, n=10 ** 12).compute()  # n past the catalogue: every candidate
+        assert len(whole) == train["item"].nunique() - int((train["user"] == 100).sum())
+        for bad in (None, 2.7, "3", True):
+            with pytest.raises(ConfigError, match="n must be a whole number"):
+                model.recommend(users=100, n=bad)
+        with pytest.raises(ConfigError, match="strict must be True or False"):
+            model.recommend(users=100, strict="yes")

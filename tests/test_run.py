@@ -422,3 +422,14 @@ def test_explain_writes_each_recommendations_rated_items(scheduler, tmp_path, ca
     assert (shares <= 1 + 1e-9).all()
     assert _run(scheduler, "--data", SMALL, "--based", "user", "--explain", "--out", out) == 2
     assert "--explain names the rated items behind a score: item-based" in capsys.readouterr().err
+
+
+def test_an_items_file_is_checked_line_by_line(scheduler, tmp_path, capsys):
+    out = tmp_path / "out"
+    items = tmp_path / "items.txt"
+    for body, line, why in ((b"1\n\xff\xfe2\n", 2, "is not UTF-8 text"), (b"1\n2\n1_0\n", 3, "item id '1_0' is not an integer"),
+                            ("5\n\u0663\n".encode(), 2, "is not an integer")):
+        items.write_bytes(body)
+        assert _run(scheduler, "--data", SMALL, "--items", items, "--out", out) == 2
+        err = capsys.readouterr().err
+        assert f"{items}:{line}: " in err and why in err and "Traceback" not in err

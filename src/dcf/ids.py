@@ -83,6 +83,11 @@ class IdMap:
         numpy.ndarray of int64, same length as ``raw``.
         """
         raw = np.asarray(raw)
+        if raw.dtype.kind == "u" and self.numeric and len(raw) and raw.max() > np.iinfo(np.int64).max:
+            out = np.full(len(raw), -1, np.int64)  # past int64: no id of the vocabulary
+            small = raw <= np.iinfo(np.int64).max
+            out[small] = self.to_codes(raw[small].astype(np.int64))
+            return out
         if raw.dtype.kind in "iu" and self.numeric:
             keys = self.index.to_numpy()
             raw = raw.astype(np.int64, copy=False)
@@ -99,7 +104,10 @@ class IdMap:
             return np.where(found, pos, -1).astype(np.int64)
         if raw.dtype == object and self.numeric and len(raw) and \
                 pd.api.types.infer_dtype(raw, skipna=False) == "integer":  # Python ints
-            return self.to_codes(raw.astype(np.int64))
+            fits = np.fromiter((-(1 << 63) <= int(v) < (1 << 63) for v in raw), bool, len(raw))
+            out = np.full(len(raw), -1, np.int64)  # one past int64 is no id of the vocabulary
+            out[fits] = self.to_codes(raw[fits].astype(np.int64))
+            return out
         # object strings, not raw.astype(str): NumPy's fixed-width text costs 4 bytes x the
         # longest id for every row (a 1,000-character id made it 4 KB a row)
         text = pd.Series(raw, dtype=object).astype(str).to_numpy(dtype=object)

@@ -8,6 +8,7 @@ public attributes) and the request, checks the request, and builds the graph wit
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 
 import dask
@@ -29,7 +30,8 @@ from .topn import (ListRules, candidate_order, popularity_order, recommend_block
                    recommendation_meta)
 
 __all__ = ["model_predictions", "model_recommendations", "history_recommendations", "neighbour_lists",
-           "item_codes", "list_rules", "check_request", "default_ranking", "as_ids"]
+           "item_codes", "list_rules", "check_request", "check_explain", "default_ranking", "as_ids",
+           "popular_lists"]
 
 
 def model_predictions(model, pairs) -> dd.DataFrame:
@@ -55,9 +57,9 @@ def default_ranking(model, ranking):
 
 
 def check_request(n, ranking):
-    """ConfigError unless ``n`` >= 1 and ``ranking`` is one of :data:`RANKINGS`."""
-    if int(n) < 1:
-        raise ConfigError(f"n must be at least 1, not {n!r}")
+    """ConfigError unless ``n`` is a whole number >= 1 and ``ranking`` one of :data:`RANKINGS`."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ConfigError(f"n must be a whole number of at least 1, not {n!r}")
     if ranking not in RANKINGS:
         raise ConfigError(f"ranking={ranking!r} is not one of {', '.join(RANKINGS)}")
 
@@ -72,9 +74,12 @@ def model_recommendations(model, users, n, ranking, rules=(None, None, True, Fal
     ranking = default_ranking(model, ranking)
     check_request(n, ranking)
     m = model.matrix_
+    n = min(int(n), len(m.items))  # a list holds each item once at most
     wanted = list_rules(m, *rules)
     rule, data = scoring(model, ranking)
     check_explain(model, rule, wanted)
+    if not isinstance(strict, (bool, np.bool_)):
+        raise ConfigError(f"strict must be True or False, not {strict!r}")
     blocks, unknown = None, []
     if users is not None:
         users = as_ids(users, "users")
@@ -94,14 +99,14 @@ def model_recommendations(model, users, n, ranking, rules=(None, None, True, Fal
         keep = set(m.users.to_raw(codes[codes >= 0]).tolist())
         recs = recs[recs["user"].isin(keep)]
     if unknown:  # one more part (raw ids kept as they are: no conversion to strings)
-        extra = _popular_lists(model, unknown, int(n), rule, data, wanted)
+        extra = popular_lists(model, unknown, int(n), rule, data, wanted)
         recs = dd.concat([recs, frame_from_parts([dask.delayed(extra, pure=True, name=f"recommend-unknown-users-"
                                                                f"{dask.base.tokenize(extra)}")],
                                                  recommendation_meta(wanted), "recommendations")])
     return recs
 
 
-def _popular_lists(model, users, n, rule, data, wanted: ListRules) -> pd.DataFrame:
+def popular_lists(model, users, n, rule, data, wanted: ListRules) -> pd.DataFrame:
     """The lists of users the model does not know: the ``n`` most popular candidates, each
     scored as a filled-in item is (its mean for the prediction ranking, 0 for the sums)."""
     count, means, (lo, hi) = dask.compute(data.item_count, data.item_means, data.rating_range)
@@ -154,6 +159,7 @@ def history_recommendations(model, history, n, ranking, rules=(None, None, True,
     if model.decay() is not None:  # each event decayed to the fitted reference time, as the fit decays
         frame = decayed_frame(frame, model.decay(), model.reference_time_, "history")
     m = model.matrix_
+    n = min(int(n), len(m.items))
     wanted = list_rules(m, *rules)
     users = IdMap(frame["user"].to_numpy())
     rows = users.to_codes(frame["user"].to_numpy())
@@ -197,12 +203,19 @@ def neighbour_lists(model, ids=None, n=None) -> pd.DataFrame:
 
 
 def as_ids(raw, what: str) -> np.ndarray:
-    """Raw ids as a 1-d object array: one id (a number or a string) or an iterable of them."""
-    if isinstance(raw, (str, bytes)) or np.ndim(raw) == 0:
+    """Raw ids as a 1-d object array: one id (a number or a string) or any iterable of them
+    (a list, an array, a Series, a set, a generator)."""
+    if isinstance(raw, (str, bytes)) or (isinstance(raw, np.ndarray) and raw.ndim == 0):
+        return np.array([raw.item() if isinstance(raw, np.ndarray) else raw], dtype=object)
+    if not isinstance(raw, Iterable):
         return np.array([raw], dtype=object)
     if np.ndim(raw) > 1:
         raise ConfigError(f"{what} must be an id or a list of ids, not a {np.ndim(raw)}-d array")
-    return np.asarray(list(raw), dtype=object).reshape(-1)
+    out = np.empty(0, dtype=object)
+    out = np.array(list(raw) or out, dtype=object)
+    if out.ndim != 1:
+        raise ConfigError(f"{what} must be an id or a list of ids, not a list of sequences")
+    return out
 
 
 def item_codes(matrix, raw, what="exclude"):

@@ -25,7 +25,7 @@ from ..ids import IdMap, frame_from_parts
 from .rule import RECOMMENDATION_FALLBACKS, RECOMMENDATION_META, ScoringData, ScoringRule, data_task
 
 __all__ = ["ListRules", "PLAIN_LISTS", "candidate_order", "popularity_order", "recommendation_meta",
-           "recommend_blocks", "recommend_histories", "EXPLAIN_TOP"]
+           "recommend_blocks", "recommend_block", "other_side", "recommend_histories", "EXPLAIN_TOP"]
 
 
 class ListRules(NamedTuple):
@@ -100,7 +100,7 @@ def recommend_blocks(*, users: IdMap, items: IdMap, by_user: da.Array, W: da.Arr
     w_blocks = _amplified_blocks(w_blocks, rule.amplification, token)
     other = _other_side(rule, w_blocks, r_blocks, token)
     order = dask.delayed(popularity_order, pure=True)(data.item_count, dask_key_name=f"popularity-{token}")
-    task = dask.delayed(_recommend_block, pure=True)
+    task = dask.delayed(recommend_block, pure=True)
     ids = (users.as_delayed(), items.as_delayed())
     shared = data_task(data, token)
     out = []
@@ -153,6 +153,19 @@ def _other_side(rule: ScoringRule, w_blocks, r_blocks, token):
     return dask.delayed(stack_rows, pure=True)(*r_blocks, dask_key_name=f"recommend-ratings-{token}")
 
 
+def other_side(rule: ScoringRule, W, R):
+    """``(left rows, other side)`` of the Top-N sum for every user, from the whole neighbour
+    matrix ``W`` and ratings ``R`` held in this process (what :func:`_other_side` and the
+    tasks' left blocks give): the left rows are ``R`` (item-based) or the lists of each user
+    (user-based); lists amplified as :func:`_amplified_blocks` does."""
+    W = _amplified(W, rule.amplification) if rule.amplification != 1.0 else sp.csr_matrix(W)
+    if rule.based == "item" and rule.summed:
+        return R, _vstack_lists(rule.ranking == "normalised-sum", W)
+    if rule.based == "item":
+        return R, _vstack_transposed(W)
+    return W, R
+
+
 def recommend_histories(history: sp.csr_matrix, users: IdMap, *, items: IdMap, W: da.Array,
                         rule: ScoringRule, data: ScoringData, n: int, token: str = "",
                         rules: ListRules = PLAIN_LISTS) -> pd.DataFrame:
@@ -167,7 +180,7 @@ def recommend_histories(history: sp.csr_matrix, users: IdMap, *, items: IdMap, W
     w_blocks = _amplified_blocks(w_blocks, rule.amplification, token)
     other = _other_side(rule, w_blocks, None, token)
     order = dask.delayed(popularity_order, pure=True)(data.item_count, dask_key_name=f"popularity-{token}")
-    task = dask.delayed(_recommend_block, pure=True)
+    task = dask.delayed(recommend_block, pure=True)
     out = task(history, other, history, 0, (users, items.as_delayed()), order, rule, data_task(data, token), n,
                rules, dask_key_name=f"recommend-history-{token}")
     return out.compute()
@@ -198,11 +211,12 @@ def popularity_order(count):
     return np.lexsort((np.arange(len(count)), -count)).astype(np.int64)
 
 
-def _recommend_block(left, other, rated, row0, ids, order, rule: ScoringRule, data: ScoringData, n,
-                     rules: ListRules):
+def recommend_block(left, other, rated, row0, ids, order, rule: ScoringRule, data: ScoringData, n,
+                    rules: ListRules):
     """Top-``n`` of one block of users (rows ``row0 ..`` of ``rated``): ``left`` and
     ``other`` are the two sides of the sum (see :func:`_other_side`), ``ids`` the
-    ``(users, items)`` IdMaps (literal Delayed values, rebuilt from the maps themselves)."""
+    ``(users, items)`` IdMaps (literal Delayed values, rebuilt from the maps themselves).
+    What every Top-N task runs, and :class:`dcf.serving.Snapshot` for one user."""
     users, items = ids
     based = rule.based
     lo, hi = data.rating_range

@@ -6,6 +6,7 @@ load (read, validate, id maps), matrix (CSR blocks persisted), neighbours
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 import threading
 import time
@@ -22,6 +23,7 @@ from ..errors import DataError
 from ..fitting import matrix_from_parts
 from ..ids import gather_frame
 from ..model import KNN
+from .preflight import item_lines
 from .signals import check_stop
 
 
@@ -82,6 +84,9 @@ def _summed_pairs(parts) -> pd.DataFrame:
     return frame.groupby(["user", "item"], sort=False, as_index=False)["rating"].sum()
 
 
+INTEGER = re.compile(r"[+-]?[0-9]+")  # an --items line that is an integer id (ASCII digits only)
+
+
 def execute(cfg: RunConfig, stage: Stages) -> dict:
     """The pipeline's stages on the current client; returns their results.
 
@@ -114,6 +119,8 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
                     decay_similarity=cfg.decay_similarity)
         model.check_params()
         matrix = matrix_from_parts(model, train_parts, reports[0], data.source.path)
+        # the --items file checked against the ids' type now, not after the fit
+        allow = item_list(cfg.items, matrix.items) if cfg.items else None
     with stage("matrix"):
         matrix.persist()
         cluster.wait_for(matrix.by_user, matrix.by_item)
@@ -129,7 +136,6 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
             test = _summed_pairs(test_parts)
         preds = gather_frame(model.predict(test))
     with stage("top-n"):
-        allow = item_list(cfg.items, model.matrix_.items) if cfg.items else None
         recs = gather_frame(model.recommend(n=cfg.top_n, ranking=cfg.ranking_rule, items=allow,
                                             filter_rated=not cfg.keep_rated, explain=cfg.explain))
     counts = dask.compute(matrix.report, *reports[1:])
@@ -140,23 +146,15 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
 
 
 def item_list(path: str, items) -> np.ndarray:
-    """The item ids of an ``--items`` file (one a line, blank lines skipped), typed as the
-    model's ``items`` (:class:`~dcf.ids.IdMap`) are: integers where they are integers (a
-    line that is not one is a DataError naming it), else the text of each line."""
-    try:
-        with open(path, encoding="utf-8-sig") as f:  # a byte-order mark is no part of the first id
-            lines = [(n, line.strip()) for n, line in enumerate(f, 1)]
-    except UnicodeDecodeError as exc:
-        raise DataError(path, f"is not UTF-8 text ({exc.reason})") from None
-    except OSError as exc:
-        raise DataError(path, f"cannot be read ({exc.strerror or exc})") from None
-    lines = [(n, text) for n, text in lines if text]
+    """The item ids of an ``--items`` file (:func:`~dcf.run.preflight.item_lines`), typed as
+    the model's ``items`` (:class:`~dcf.ids.IdMap`) are: integers where they are integers
+    (``[+-]digits``, ASCII; any other line is a DataError naming it), else each line's text."""
+    lines = item_lines(path)
     if not items.numeric:
         return np.array([text for _, text in lines], dtype=object)
     out = np.empty(len(lines), dtype=object)
     for at, (n, text) in enumerate(lines):
-        try:
-            out[at] = int(text)
-        except ValueError:
-            raise DataError(path, f"item id {text!r} is not an integer, as the ratings' item ids are", n) from None
+        if not INTEGER.fullmatch(text):
+            raise DataError(path, f"item id {text!r} is not an integer, as the ratings' item ids are", n)
+        out[at] = int(text)
     return out

@@ -19,6 +19,8 @@ def preflight(cfg: RunConfig, config_path=None) -> tuple:
     if cfg.items and not os.path.isfile(cfg.items):
         raise DataError(str(cfg.items), ("is not a regular file" if os.path.exists(cfg.items) else "no such file")
                         + " (--items: a text file, one item id a line)")
+    if cfg.items:
+        item_lines(cfg.items)  # unreadable, or not UTF-8: said now, naming the line
     for source in (cfg.data, cfg.test):
         path = local_path(source)
         # a local file that is not there fails now, with the reader's words, not after the
@@ -41,3 +43,22 @@ def preflight(cfg: RunConfig, config_path=None) -> tuple:
                               "rating would also be a training rating; give a held-out file, or "
                               "drop --test for a random split")
     return inputs
+
+
+def item_lines(path: str) -> list:
+    """``[(line number, text), ...]`` of an ``--items`` file: each line stripped, blank ones
+    skipped; a line that is not UTF-8 is a DataError naming it (a byte-order mark at the
+    start is none of the first id)."""
+    out = []
+    try:
+        with open(path, "rb") as f:
+            for n, raw in enumerate(f, 1):
+                try:
+                    text = raw.decode("utf-8-sig" if n == 1 else "utf-8").strip()
+                except UnicodeDecodeError as exc:
+                    raise DataError(path, f"is not UTF-8 text ({exc.reason})", n) from None
+                if text:
+                    out.append((n, text))
+    except OSError as exc:
+        raise DataError(path, f"cannot be read ({exc.strerror or exc})") from None
+    return out
