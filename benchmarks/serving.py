@@ -12,7 +12,11 @@ items drawn at random (seed 0):
 * ``Snapshot(model).recommend(u, n=10)`` (``dcf.serving``: the arrays held in this process,
   the Top-N task's own function on one user), plain and with an allow-list of 100 items and
   ``explain=True``;
-* ``neighbours(ids=[i], n=10)`` and ``Snapshot.similar(i, n=10)``.
+* ``neighbours(ids=[i], n=10)`` and ``Snapshot.similar(i, n=10)``;
+* the service (``python -m dcf.serve`` on the saved model, loopback): ``GET /recommend`` and
+  ``GET /similar`` one at a time from this process (``urllib``, a new connection each), then
+  its throughput: ``--clients`` threads (8) sending ``/recommend`` for ``--seconds`` (30), every
+  answer checked to be a 200.
 
 Prints p50 / p99 / max in milliseconds over ``--requests`` calls (after 3 unmeasured ones)
 and the snapshot's build time and size. Latency on a shared 2-core VM is noisy: compare
@@ -22,8 +26,15 @@ rows of one run.
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import signal
+import subprocess
 import sys
+import tempfile
+import threading
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -39,6 +50,62 @@ def _timed(call, requests: int) -> np.ndarray:
         call(r)
         out[r] = (time.perf_counter() - t) * 1e3
     return out
+
+
+def _service(folder, pick_u, pick_i, args, row) -> None:
+    """Latency and throughput of ``python -m dcf.serve folder`` (its own process, killed after)."""
+    import urllib.parse
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "dcf.serve", str(folder), "--port", "0"], stdout=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        line = proc.stdout.readline().strip()  # "serving FOLDER on http://127.0.0.1:PORT"
+        base = line.rsplit(" ", 1)[-1]
+        if not base.startswith("http://"):
+            print(f"  service: did not start ({line!r})", flush=True)
+            return
+
+        def get(path):
+            with urllib.request.urlopen(base + path, timeout=10) as r:
+                if r.status != 200:
+                    raise RuntimeError(f"{path}: {r.status}")
+                return r.read()
+
+        q = urllib.parse.quote
+        row("service: GET /recommend?user=u&n=10",
+            _timed(lambda r: get(f"/recommend?user={q(str(pick_u[r]))}&n=10"), args.requests))
+        row("service: GET /similar?item=i&n=10",
+            _timed(lambda r: get(f"/similar?item={q(str(pick_i[r]))}&n=10"), args.requests))
+        done, failed, stop = [], [], threading.Event()
+
+        def client(c):
+            r = c
+            while not stop.is_set():
+                try:
+                    get(f"/recommend?user={q(str(pick_u[r % len(pick_u)]))}&n=10")
+                    done.append(1)
+                except Exception as exc:  # counted and shown: a benchmark never hides a failure
+                    failed.append(repr(exc))
+                r += args.clients
+        threads = [threading.Thread(target=client, args=(c,), daemon=True) for c in range(args.clients)]
+        t = time.perf_counter()
+        for th in threads:
+            th.start()
+        time.sleep(args.seconds)
+        stop.set()
+        for th in threads:
+            th.join(15)
+        wall = time.perf_counter() - t
+        print(f"  service: {args.clients} clients for {wall:.1f} s: {len(done):,} answers, {len(done) / wall:,.0f} "
+              f"per second, {len(failed)} failed{(': ' + failed[0]) if failed else ''}", flush=True)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(15)
 
 
 def main(argv=None) -> int:
@@ -57,6 +124,8 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--neighbourhood", default="rated")
     p.add_argument("--ranking", default="prediction")
+    p.add_argument("--clients", type=int, default=8)
+    p.add_argument("--seconds", type=float, default=30.0)
     args = p.parse_args(argv)
     if args.data == "ml-100k":
         try:
@@ -75,6 +144,7 @@ def main(argv=None) -> int:
 
     cfg = ClusterConfig(workers=args.workers, threads_per_worker=1, memory_limit="3GB",
                         dashboard_address="127.0.0.1:0")
+    saved = Path(tempfile.mkdtemp(prefix="dcf-serving-"))  # the saved model's folder, removed after the service
     with cluster.connect(cfg):
         data = read_ratings(source) if args.data == "ml-100k" else open_source(source)
         model = ItemKNN(k=40, neighbourhood=args.neighbourhood).fit(data)
@@ -96,6 +166,7 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         snap = Snapshot(model)
         build = time.perf_counter() - t
+        model.save(saved / "model")  # while the cluster holds the fitted blocks
     print(f"snapshot: built in {build:.2f} s, {snap.nbytes / 1e6:.1f} MB held", flush=True)
     allow = items[rng.integers(0, len(items), 100)]
     row("snapshot: recommend(u)", _timed(lambda r: snap.recommend(pick_u[r], n=10, ranking=args.ranking),
@@ -104,6 +175,10 @@ def main(argv=None) -> int:
         _timed(lambda r: snap.recommend(pick_u[r], n=10, ranking=args.ranking, items=allow,
                                         explain=True), args.requests))
     row("snapshot: similar(i)", _timed(lambda r: snap.similar(pick_i[r], n=10), args.requests))
+    try:
+        _service(saved / "model", pick_u, pick_i, args, row)
+    finally:
+        shutil.rmtree(saved, ignore_errors=True)
     with dask.config.set(scheduler="sync"):
         local = ItemKNN(k=40, neighbourhood=args.neighbourhood).fit(
             read_ratings(source) if args.data == "ml-100k" else open_source(source))

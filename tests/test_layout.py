@@ -24,6 +24,8 @@ LATE = {
     "dcf.run.cli -> dcf.run.job", "dcf.run.cli -> dcf.run.metrics",
     # `python -m dcf.compile --check` answers before numba and the estimator are imported
     "dcf.compile.__main__ -> dcf.compile.exercise",
+    # `python -m dcf.serve` says "pip install 'dcf[serve]'" where starlette or uvicorn is missing
+    "dcf.serve.__main__ -> dcf.serve.app",
 }
 
 

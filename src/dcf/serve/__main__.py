@@ -1,0 +1,48 @@
+"""``python -m dcf.serve MODEL_DIR [--host 127.0.0.1] [--port 8000]``: serve a saved model
+(see :mod:`dcf.serve`). Prints ``serving MODEL_DIR on http://HOST:PORT`` once it listens
+(``--port 0``: a free port, the one printed)."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+
+from ..errors import ConfigError, DataError
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m dcf.serve", description=__doc__.split("\n\n")[0])
+    p.add_argument("model", help="a folder written by model.save")
+    p.add_argument("--host", default="127.0.0.1", help="the address to listen on (loopback by default)")
+    p.add_argument("--port", type=int, default=8000, help="0: any free port")
+    args = p.parse_args(argv)
+    try:
+        import uvicorn
+
+        from .app import make_app
+    except ImportError as exc:
+        print(f"dcf.serve: error: {exc.name} is not installed: pip install 'dcf[serve]'", file=sys.stderr)
+        return 2
+    try:
+        app = make_app(args.model)
+    except (ConfigError, DataError, OSError, ValueError) as exc:
+        print(f"dcf.serve: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((args.host, args.port))
+        sock.listen(128)  # requests queue from now on, while the server starts
+    except OSError as exc:
+        print(f"dcf.serve: error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    host, port = sock.getsockname()[:2]
+    print(f"serving {args.model} on http://{host}:{port}", flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
+    server.run(sockets=[sock])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
