@@ -64,6 +64,9 @@ def check_request(n, ranking):
         raise ConfigError(f"ranking={ranking!r} is not one of {', '.join(RANKINGS)}")
 
 
+FEW_USERS = 256  # a request for at most this many users scores their rows alone, not their blocks
+
+
 def model_recommendations(model, users, n, ranking, rules=(None, None, True, False), strict=False) -> dd.DataFrame:
     """:meth:`dcf.model.KNN.recommend`: Top-``n`` of every user, or of the raw ids ``users``
     (one id or many), listing only the candidates ``rules`` = ``(items, exclude,
@@ -91,7 +94,11 @@ def model_recommendations(model, users, n, ranking, rules=(None, None, True, Fal
             raise ConfigError(f"the model does not know user(s) {shown} (strict=True; without it they get the "
                               "most popular items, fallback='unknown_user')")
         bounds = np.concatenate([[0], np.cumsum(m.by_user.chunks[0])])
-        blocks = set((np.searchsorted(bounds, codes[codes >= 0], side="right") - 1).tolist())
+        known = codes[codes >= 0]
+        of = np.searchsorted(bounds, known, side="right") - 1
+        # few users: only their rows are scored; many: their whole blocks (one kernel call each)
+        blocks = ({int(b): known[of == b] - bounds[b] for b in np.unique(of)} if len(known) <= FEW_USERS
+                  else set(of.tolist()))
     recs = recommend_blocks(users=m.users, items=m.items, by_user=m.by_user, W=model.neighbours_.W,
                             rule=rule, data=data, n=int(n), blocks=blocks, rules=wanted,
                             token=dask.base.tokenize(model.token_, n, ranking, wanted))

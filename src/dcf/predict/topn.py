@@ -83,8 +83,9 @@ def recommend_blocks(*, users: IdMap, items: IdMap, by_user: da.Array, W: da.Arr
         Every field but ``global_mean`` applies (``biases`` for the baseline prediction).
     n : int
         Items per user.
-    blocks : set of int, optional
-        Only those user blocks (default: all).
+    blocks : set of int, or dict of int to row indices, optional
+        Only those user blocks (default: all); a dict names the rows wanted in each
+        block (within it), and only those are scored.
     rules : ListRules
         The items a list may hold (an allow-list, exclusions, rated items kept), and
         whether it explains them.
@@ -103,17 +104,34 @@ def recommend_blocks(*, users: IdMap, items: IdMap, by_user: da.Array, W: da.Arr
     task = dask.delayed(recommend_block, pure=True)
     ids = (users.as_delayed(), items.as_delayed())
     shared = data_task(data, token)
+    some = dask.delayed(_some_rows, pure=True)
     out = []
     for b, r_blk in enumerate(r_blocks):
         if blocks is not None and b not in blocks:
             continue
         left = r_blk if rule.based == "item" else w_blocks[b]
-        out.append(task(left, other, r_blk, int(r_bounds[b]), ids, order, rule, shared, n, rules,
-                        dask_key_name=f"recommend-block-{token}-{b}"))
+        rows = blocks.get(b) if isinstance(blocks, dict) else None
+        if rows is None:
+            out.append(task(left, other, r_blk, int(r_bounds[b]), ids, order, rule, shared, n, rules,
+                            dask_key_name=f"recommend-block-{token}-{b}"))
+        else:  # a few users of the block: their rows only (one user's list cost the whole block's)
+            rows = np.unique(np.asarray(rows, np.int64))
+            out.append(some(left, other, r_blk, (int(r_bounds[b]), rows), ids, order, rule, shared, n, rules,
+                            dask_key_name=f"recommend-rows-{token}-{b}-{dask.base.tokenize(rows)}"))
     meta = recommendation_meta(rules)
     if not out:  # none of the requested users is known
         out = [dask.delayed(meta.copy)()]
     return frame_from_parts(out, meta, "recommendations")
+
+
+def _some_rows(left, other, rated, where, ids, order, rule, data, n, rules):
+    """:func:`recommend_block` of some rows of a block, one row at a time: ``where`` is
+    ``(row0, rows)``, the block's first user and the rows (within it) wanted."""
+    row0, rows = where
+    left, rated = sp.csr_matrix(left), sp.csr_matrix(rated)
+    parts = [recommend_block(left[w:w + 1], other, rated[w:w + 1], row0 + int(w), ids, order, rule, data, n, rules)
+             for w in rows]
+    return pd.concat(parts, ignore_index=True) if parts else recommendation_meta(rules).copy()
 
 
 def recommendation_meta(rules: ListRules) -> pd.DataFrame:
