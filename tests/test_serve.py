@@ -89,6 +89,8 @@ def test_the_service_answers_as_the_model_and_refuses_bad_requests(saved):
         assert status == 200 and len(body["items"]) == 3
         assert {x["fallback"] for x in body["items"]} == {"unknown_user"}
         assert {x["item"] for x in body["items"]} <= {500, 502, 503, 504}
+        status, body = _get(server.url + "/recommend?user=0100&n=2")  # no id as the library reads ids
+        assert status == 200 and {x["fallback"] for x in body["items"]} == {"unknown_user"}
         status, body = _get(server.url + "/similar?item=500&n=3")
         with dask.config.set(scheduler="sync"):
             nb = model.neighbours(ids=[500], n=3)
@@ -100,7 +102,10 @@ def test_the_service_answers_as_the_model_and_refuses_bad_requests(saved):
                                    ("/recommend?user=100&n=abc", 400, "n must be a whole number"),
                                    ("/recommend?user=100&explain=perhaps", 400, "explain must be 1 or 0"),
                                    ("/similar?item=424242", 404, "unknown item 424242"),
-                                   ("/predict?user=100", 400, "item is missing")):
+                                   ("/predict?user=100", 400, "item is missing"),
+                                   ("/recommend?user=100&ranking=sum", 400, "unknown parameter(s) ranking"),
+                                   ("/recommend?user=100&user=101", 400, "given more than once: user"),
+                                   ("/recommend?user=100&n=%D9%A3", 400, "n must be a whole number")):
             status, body = _get(server.url + query)
             assert status == code and words in body["error"] and "\n" not in body["error"], (query, body)
         status, body = _get(server.url + "/reload")  # GET: not allowed
@@ -159,5 +164,9 @@ def test_a_folder_that_is_no_model_and_a_busy_port_are_refused(saved, tmp_path):
         busy = subprocess.run([sys.executable, "-m", "dcf.serve", str(folder), "--port", port],
                               capture_output=True, text=True, timeout=60)
         assert busy.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in busy.stderr
+        wrong = subprocess.run([sys.executable, "-m", "dcf.serve", str(folder), "--port", "70000"],
+                               capture_output=True, text=True, timeout=60)
+        assert wrong.returncode == 2 and "--port must be between 0 and 65535" in wrong.stderr
+        assert "Traceback" not in wrong.stderr
     finally:
         server.close()

@@ -3,6 +3,7 @@ four read-only endpoints and a reload (see :mod:`dcf.serve`)."""
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 
@@ -21,6 +22,10 @@ from ..serving import Snapshot
 __all__ = ["Holder", "make_app", "MAX_N"]
 
 MAX_N = 1000  # the longest list one request may ask for
+CANONICAL_INT = re.compile(r"-?(0|[1-9][0-9]*)")
+# what each endpoint reads: anything else is refused, not ignored (a caller's "ranking=sum" is no setting here)
+PARAMETERS = {"recommend": {"user", "n", "items", "exclude", "keep_rated", "explain"},
+              "similar": {"item", "user", "n"}, "predict": {"user", "item"}}
 
 
 class BadRequest(ValueError):
@@ -51,16 +56,12 @@ def _snapshot(folder: Path) -> Snapshot:
 
 
 def _id(text: str | None, what: str, vocab):
-    """A query parameter as a raw id of the model's kind (an integer where its ids are)."""
-    if text is None or not text.strip():
+    """A query parameter as a raw id, read as the library reads one: an integer where the
+    model's ids are and the text is one as written (``-?digits``, ASCII, no leading zero),
+    else the text itself, spaces and all (``010`` or ``+10`` is no id of an integer model)."""
+    if text is None or text == "":
         raise BadRequest(f"{what} is missing")
-    text = text.strip()
-    if vocab.numeric:
-        try:
-            return int(text)
-        except ValueError:
-            return text  # not an id of the model: unknown
-    return text
+    return int(text) if vocab.numeric and CANONICAL_INT.fullmatch(text) else text
 
 
 def _ids(text, vocab):
@@ -70,8 +71,8 @@ def _ids(text, vocab):
 def _n(text, default=10) -> int:
     if text is None:
         return default
-    if not text.strip().isdigit() or not 1 <= int(text) <= MAX_N:
-        raise BadRequest(f"n must be a whole number from 1 to {MAX_N}, not {text!r}")
+    if not (re.fullmatch(r"[0-9]{1,6}", text) and 1 <= int(text) <= MAX_N):
+        raise BadRequest(f"n must be a whole number from 1 to {MAX_N}, not {text[:40]!r}")
     return int(text)
 
 
@@ -128,10 +129,23 @@ def _predict(holder: Holder, q) -> dict:
             "fallback": str(r["fallback"])}
 
 
-def _endpoint(holder: Holder, answer):
+def _checked(query, name):
+    """The query's parameters, each given once, all of them known to the endpoint."""
+    names = [k for k, _ in query.multi_items()]
+    unknown = sorted(set(names) - PARAMETERS[name])
+    if unknown:
+        raise BadRequest(f"unknown parameter(s) {', '.join(unknown)} (this endpoint takes "
+                         f"{', '.join(sorted(PARAMETERS[name]))})")
+    twice = sorted({k for k in names if names.count(k) > 1})
+    if twice:
+        raise BadRequest(f"parameter(s) given more than once: {', '.join(twice)}")
+    return query
+
+
+def _endpoint(holder: Holder, answer, name):
     def run(request):
         try:
-            return JSONResponse(answer(holder, request.query_params))
+            return JSONResponse(answer(holder, _checked(request.query_params, name)))
         except (BadRequest, ConfigError, DataError, ValueError) as exc:
             return JSONResponse({"error": _one_line(exc)}, status_code=400)
         except LookupError as exc:
@@ -170,7 +184,8 @@ def make_app(folder) -> Starlette:
 
     app = Starlette(exception_handlers={HTTPException: http_error}, routes=[
         Route("/health", health), Route("/reload", reload, methods=["POST"]),
-        Route("/recommend", _endpoint(holder, _recommend)), Route("/similar", _endpoint(holder, _similar)),
-        Route("/predict", _endpoint(holder, _predict))])
+        Route("/recommend", _endpoint(holder, _recommend, "recommend")),
+        Route("/similar", _endpoint(holder, _similar, "similar")),
+        Route("/predict", _endpoint(holder, _predict, "predict"))])
     app.state.holder = holder
     return app
