@@ -19,9 +19,9 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .blocks import row_blocks, stack_rows
-from .errors import ConfigError
 from .predict import ScoringData, scoring
-from .predict.requests import as_ids, check_explain, check_request, default_ranking, list_rules, popular_lists
+from .predict.requests import (as_ids, check_explain, check_request, default_ranking, list_rules, popular_lists,
+                              split_users)
 from .predict.topn import other_side, popularity_order, recommend_block, recommendation_meta
 
 __all__ = ["Snapshot"]
@@ -72,14 +72,7 @@ class Snapshot:
         wanted = list_rules(m, items, exclude, filter_rated, explain)
         rule, _ = scoring(model, ranking)
         check_explain(model, rule, wanted)
-        users = as_ids(users, "users")
-        codes = m.users.to_codes(users)
-        unknown = list(dict.fromkeys(users[codes < 0].tolist()))
-        if not isinstance(strict, (bool, np.bool_)):
-            raise ConfigError(f"strict must be True or False, not {strict!r}")
-        if unknown and strict:
-            raise ConfigError(f"the model does not know user(s) {', '.join(repr(u) for u in unknown[:5])} "
-                              "(strict=True)")
+        codes, unknown = split_users(m, users, strict)
         left_all, other = self._sides_of(rule)
         ids = (m.users, m.items)
         frames = []

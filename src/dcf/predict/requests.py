@@ -31,7 +31,7 @@ from .topn import (ListRules, candidate_order, popularity_order, recommend_block
 
 __all__ = ["model_predictions", "model_recommendations", "history_recommendations", "neighbour_lists",
            "item_codes", "list_rules", "check_request", "check_explain", "default_ranking", "as_ids",
-           "popular_lists"]
+           "popular_lists", "split_users"]
 
 
 def model_predictions(model, pairs) -> dd.DataFrame:
@@ -81,18 +81,9 @@ def model_recommendations(model, users, n, ranking, rules=(None, None, True, Fal
     wanted = list_rules(m, *rules)
     rule, data = scoring(model, ranking)
     check_explain(model, rule, wanted)
-    if not isinstance(strict, (bool, np.bool_)):
-        raise ConfigError(f"strict must be True or False, not {strict!r}")
     blocks, unknown = None, []
     if users is not None:
-        users = as_ids(users, "users")
-        codes = m.users.to_codes(users)
-        unknown = list(dict.fromkeys(users[codes < 0].tolist()))
-        if unknown and strict:
-            more = f" and {len(unknown) - 5:,} more" if len(unknown) > 5 else ""
-            shown = ", ".join(repr(u) for u in unknown[:5]) + more
-            raise ConfigError(f"the model does not know user(s) {shown} (strict=True; without it they get the "
-                              "most popular items, fallback='unknown_user')")
+        codes, unknown = split_users(m, users, strict)
         bounds = np.concatenate([[0], np.cumsum(m.by_user.chunks[0])])
         known = codes[codes >= 0]
         of = np.searchsorted(bounds, known, side="right") - 1
@@ -111,6 +102,23 @@ def model_recommendations(model, users, n, ranking, rules=(None, None, True, Fal
                                                                f"{dask.base.tokenize(extra)}")],
                                                  recommendation_meta(wanted), "recommendations")])
     return recs
+
+
+def split_users(matrix, users, strict=False):
+    """``(codes, unknown)`` of a request's users (one id or many): each one's code (-1 where
+    the model does not know it) and the unknown ids, once each in the order given; with
+    ``strict`` a ConfigError naming the unknown ones instead."""
+    if not isinstance(strict, (bool, np.bool_)):
+        raise ConfigError(f"strict must be True or False, not {strict!r}")
+    users = as_ids(users, "users")
+    codes = matrix.users.to_codes(users)
+    unknown = list(dict.fromkeys(users[codes < 0].tolist()))
+    if unknown and strict:
+        more = f" and {len(unknown) - 5:,} more" if len(unknown) > 5 else ""
+        shown = ", ".join(repr(u) for u in unknown[:5]) + more
+        raise ConfigError(f"the model does not know user(s) {shown} (strict=True; without it they get the "
+                          "most popular items, fallback='unknown_user')")
+    return codes, unknown
 
 
 def popular_lists(model, users, n, rule, data, wanted: ListRules) -> pd.DataFrame:
