@@ -4,19 +4,22 @@
     python benchmarks/serving.py --data synthetic:users=100000,items=3900,ratings=690000,seed=0
 
 Fits item cosine (k = 40, ``--neighbourhood``, default rated; ``--ranking``) on a local cluster
-(``--workers`` x 1 thread, the default 2) and times, one request at a time, for users and
-items drawn at random (seed 0):
+(``--workers`` x 1 thread, the default 2) and times, one request at a time, for users, items
+and pairs drawn at random (seed 0):
 
-* ``recommend(users=[u], n=10).compute()`` on the cluster (the documented call);
-* the same with the synchronous scheduler, no cluster (``in-process``);
-* ``Snapshot(model).recommend(u, n=10)`` (``dcf.serving``: the arrays held in this process,
-  the Top-N task's own function on one user), plain and with an allow-list of 100 items and
-  ``explain=True``;
-* ``neighbours(ids=[i], n=10)`` and ``Snapshot.similar(i, n=10)``;
-* the service (``python -m dcf.serve`` on the saved model, loopback): ``GET /recommend`` and
-  ``GET /similar`` one at a time from this process (``urllib``, a new connection each), then
-  its throughput: ``--clients`` threads (8) sending ``/recommend`` for ``--seconds`` (30), every
-  answer checked to be a 200.
+* Dask's own floor on that cluster: ``client.submit(len, [1]).result()``;
+* the documented calls on the cluster, ``.compute()`` included: ``recommend(users=[u], n=10)``,
+  ``predict(one pair)``, ``neighbours(ids=[i], n=10)`` and ``recommend_for_history(3
+  ratings)``, answered from the model the client holds (``dcf.serving.held``; the first
+  call's wait, which gathers it, is printed apart), then ``recommend`` and ``predict`` as
+  task graphs (``dcf.serving.HELD_BYTES = 0``: what a model too large to hold does);
+* the same documented calls in-process (a model fitted with the synchronous scheduler);
+* ``Snapshot(model)`` (``dcf.serving``): ``recommend(u, n=10)``, plain and with an allow-list
+  of 100 items and ``explain=True``, ``similar(i, n=10)`` and ``predict`` of one pair;
+* the service (``python -m dcf.serve`` on the saved model, loopback): ``GET /recommend``,
+  ``GET /similar`` and ``GET /predict`` one at a time from this process (``urllib``, a new
+  connection each), then its throughput: ``--clients`` threads (8) sending ``/recommend``
+  for ``--seconds`` (30), every answer checked to be a 200.
 
 Prints p50 / p99 / max in milliseconds over ``--requests`` calls (after 3 unmeasured ones)
 and the snapshot's build time and size. Latency on a shared 2-core VM is noisy: compare
@@ -37,6 +40,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from _report import environment
 
@@ -77,6 +81,8 @@ def _service(folder, pick_u, pick_i, args, row) -> None:
             _timed(lambda r: get(f"/recommend?user={q(str(pick_u[r]))}&n=10"), args.requests))
         row("service: GET /similar?item=i&n=10",
             _timed(lambda r: get(f"/similar?item={q(str(pick_i[r]))}&n=10"), args.requests))
+        row("service: GET /predict?user=u&item=i",
+            _timed(lambda r: get(f"/predict?user={q(str(pick_u[r]))}&item={q(str(pick_i[r]))}"), args.requests))
         done, failed, stop = [], [], threading.Event()
 
         def client(c):
@@ -106,6 +112,34 @@ def _service(folder, pick_u, pick_i, args, row) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(15)
+
+
+def _documented(model, where, pick_u, pick_i, args, row) -> None:
+    """The documented calls for one user, pair or item: from the model held in this process
+    (the default for a small model), then ``recommend`` and ``predict`` as task graphs."""
+    import dcf.serving
+
+    pairs = [pd.DataFrame({"user": [u], "item": [i]}) for u, i in zip(pick_u, pick_i)]
+    ratings = model.matrix_.items.to_raw(np.arange(3))
+    history = pd.DataFrame({"user": "new", "item": ratings, "rating": [5.0, 4.0, 3.0]})
+    t = time.perf_counter()
+    held = dcf.serving.held(model) is not None  # the first small request's wait: the arrays gathered
+    print(f"  {where}: model held in this process: {held}, after {time.perf_counter() - t:.2f} s", flush=True)
+    row(f"{where}: recommend(users=[u]).compute()",
+        _timed(lambda r: model.recommend(users=[pick_u[r]], n=10, ranking=args.ranking).compute(), args.requests))
+    row(f"{where}: predict(one pair).compute()", _timed(lambda r: model.predict(pairs[r]).compute(), args.requests))
+    row(f"{where}: neighbours(ids=[i], n=10)", _timed(lambda r: model.neighbours(ids=[pick_i[r]], n=10), args.requests))
+    row(f"{where}: recommend_for_history(3 ratings)",
+        _timed(lambda r: model.recommend_for_history(history, n=10, ranking=args.ranking), args.requests))
+    limit, dcf.serving.HELD_BYTES = dcf.serving.HELD_BYTES, 0
+    try:
+        row(f"{where}, graph: recommend(users=[u]).compute()",
+            _timed(lambda r: model.recommend(users=[pick_u[r]], n=10, ranking=args.ranking).compute(),
+                   args.cluster_requests))
+        row(f"{where}, graph: predict(one pair).compute()",
+            _timed(lambda r: model.predict(pairs[r]).compute(), args.cluster_requests))
+    finally:
+        dcf.serving.HELD_BYTES = limit
 
 
 def main(argv=None) -> int:
@@ -158,23 +192,24 @@ def main(argv=None) -> int:
               flush=True)
         print(f"command : python benchmarks/serving.py {' '.join(argv if argv is not None else sys.argv[1:])}",
               flush=True)
-        row("cluster: recommend(users=[u]).compute()",
-            _timed(lambda r: model.recommend(users=[pick_u[r]], n=10, ranking=args.ranking).compute(),
-                   args.cluster_requests))
-        row("cluster: neighbours(ids=[i])",
-            _timed(lambda r: model.neighbours(ids=[pick_i[r]], n=10), args.cluster_requests))
+        client = cluster.current_client()
+        row("floor: client.submit(len, [1]).result()",
+            _timed(lambda r: client.submit(len, [r], pure=False).result(), args.requests))
+        _documented(model, "cluster", pick_u, pick_i, args, row)
         t = time.perf_counter()
         snap = Snapshot(model)
         build = time.perf_counter() - t
         model.save(saved / "model")  # while the cluster holds the fitted blocks
     print(f"snapshot: built in {build:.2f} s, {snap.nbytes / 1e6:.1f} MB held", flush=True)
     allow = items[rng.integers(0, len(items), 100)]
+    pairs = [pd.DataFrame({"user": [u], "item": [i]}) for u, i in zip(pick_u, pick_i)]
     row("snapshot: recommend(u)", _timed(lambda r: snap.recommend(pick_u[r], n=10, ranking=args.ranking),
                                           args.requests))
     row("snapshot: recommend(u, items=100 ids, explain)",
         _timed(lambda r: snap.recommend(pick_u[r], n=10, ranking=args.ranking, items=allow,
                                         explain=True), args.requests))
     row("snapshot: similar(i)", _timed(lambda r: snap.similar(pick_i[r], n=10), args.requests))
+    row("snapshot: predict(one pair)", _timed(lambda r: snap.predict(pairs[r]), args.requests))
     try:
         _service(saved / "model", pick_u, pick_i, args, row)
     finally:
@@ -182,11 +217,7 @@ def main(argv=None) -> int:
     with dask.config.set(scheduler="sync"):
         local = ItemKNN(k=40, neighbourhood=args.neighbourhood).fit(
             read_ratings(source) if args.data == "ml-100k" else open_source(source))
-        row("in-process: recommend(users=[u]).compute()",
-            _timed(lambda r: local.recommend(users=[pick_u[r]], n=10, ranking=args.ranking).compute(),
-                   args.cluster_requests))
-        row("in-process: neighbours(ids=[i])",
-            _timed(lambda r: local.neighbours(ids=[pick_i[r]], n=10), args.cluster_requests))
+        _documented(local, "in-process", pick_u, pick_i, args, row)
     return 0
 
 

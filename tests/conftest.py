@@ -88,3 +88,15 @@ def dist_client(dist_cluster):
 
     with Client(dist_cluster) as client:
         yield client
+
+
+@pytest.fixture(params=["held", "graph"])
+def small_requests(request, monkeypatch):
+    """How a fitted model answers a request for a few users, pairs or items: from the
+    model held in this process (``held``, what small models do), or as a task graph over
+    its blocks (``graph``, what a model over ``dcf.serving.HELD_BYTES`` does)."""
+    import dcf.serving
+
+    if request.param == "graph":
+        monkeypatch.setattr(dcf.serving, "HELD_BYTES", 0)
+    return request.param

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import reference as ref
 from conftest import random_ratings
+import dcf.predict.topn
 from dcf import ItemKNN, UserKNN
 from dcf.kernels import SimilaritySettings
 from dcf.model import KNN
@@ -252,7 +253,7 @@ def test_params_round_trip_and_validation():
             KNN(amplification=rho).fit(random_ratings(0))
 
 
-def test_recommend_for_some_users_equals_their_rows_of_the_full_run():
+def test_recommend_for_some_users_equals_their_rows_of_the_full_run(small_requests, monkeypatch):
     train = random_ratings(9, n_users=40, n_items=25, density=0.2)
     model = ItemKNN(k=4, neighbourhood="global", block_size=5).fit(train)
     full = model.recommend(n=5).compute()
@@ -261,6 +262,10 @@ def test_recommend_for_some_users_equals_their_rows_of_the_full_run():
     known = some[some["user"] != 4242]
     pd.testing.assert_frame_equal(known.sort_values(["user", "rank"]).reset_index(drop=True),
                                   want.sort_values(["user", "rank"]).reset_index(drop=True))
+    monkeypatch.setattr(dcf.predict.topn, "FEW_ROWS", 1)  # a task's rows past it: its whole block, then kept
+    many = [139, 102, 100, 101, 120, 121]
+    pd.testing.assert_frame_equal(model.recommend(users=many, n=5).compute().reset_index(drop=True),
+                                  full[full["user"].isin(many)].reset_index(drop=True))
     stranger = model.recommend(users=[4242], n=5).compute()  # unknown: the popularity list, flagged
     assert (stranger["fallback"] == "unknown_user").all() and len(stranger) == 5
     pd.testing.assert_frame_equal(stranger.reset_index(drop=True),

@@ -60,7 +60,7 @@ def test_allow_list_and_kept_rated_items_match_the_reference(based, keep_rated, 
         assert any((u, i) in rated for u, i in zip(got["user"], got["item"]))
 
 
-def test_one_user_id_alone_is_a_list_of_one():
+def test_one_user_id_alone_is_a_list_of_one(small_requests):
     train = random_ratings(2, n_users=12, n_items=10, density=0.4)
     with dask.config.set(scheduler="sync"):
         model = ItemKNN(k=3).fit(train)
@@ -72,7 +72,7 @@ def test_one_user_id_alone_is_a_list_of_one():
 
 
 @pytest.mark.parametrize("ranking", ["prediction", "sum"])
-def test_unknown_users_get_the_most_popular_candidates_flagged(ranking):
+def test_unknown_users_get_the_most_popular_candidates_flagged(ranking, small_requests):
     train = random_ratings(4, n_users=15, n_items=12, density=0.35)
     R, users, items = ref.dense(train)
     pop = (R > 0).sum(0)
@@ -96,7 +96,7 @@ def test_unknown_users_get_the_most_popular_candidates_flagged(ranking):
     assert list(got.dtypes.index) == ["user", "rank", "item", "score", "fallback"]
 
 
-def test_history_recommendations_take_the_same_rules():
+def test_history_recommendations_take_the_same_rules(small_requests):
     data = random_ratings(5, n_users=25, n_items=20, density=0.3)
     with dask.config.set(scheduler="sync"):
         model = ItemKNN(k=4, neighbourhood="global").fit(data)
@@ -145,7 +145,7 @@ def test_lists_hold_only_candidates_and_are_full_where_candidates_remain(seed, n
 
 @pytest.mark.parametrize("ranking", ["sum", "prediction"])
 @pytest.mark.parametrize("keep_rated", [False, True])
-def test_explanations_are_the_largest_terms_of_each_score(ranking, keep_rated):
+def test_explanations_are_the_largest_terms_of_each_score(ranking, keep_rated, small_requests):
     train = random_ratings(13, n_users=16, n_items=14, density=0.4)
     R, users, items = ref.dense(train)
     idx, sim = ref.topk(ref.similarity(R.T), 4)
@@ -159,6 +159,9 @@ def test_explanations_are_the_largest_terms_of_each_score(ranking, keep_rated):
         model = ItemKNN(k=4, neighbourhood="global", block_size=5).fit(train)
         got = model.recommend(n=5, ranking=ranking, explain=True, filter_rated=not keep_rated).compute()
         stranger = model.recommend(["nobody"], n=2, ranking=ranking, explain=True).compute()
+        few = model.recommend(list(users[:4]), n=5, ranking=ranking, explain=True,
+                              filter_rated=not keep_rated).compute()
+    pd.testing.assert_frame_equal(few.reset_index(drop=True), got[got["user"].isin(users[:4])].reset_index(drop=True))
     assert stranger["because"].map(len).eq(0).all()
     assert (got.loc[got["fallback"] == "popular", "because"].map(len) == 0).all()
     scored = got[got["fallback"] == "none"]
@@ -185,7 +188,7 @@ def test_explain_where_there_are_no_shares_is_refused():
             ItemKNN(k=3).fit(train).recommend(n=3, explain="yes")
 
 
-def test_ids_come_as_any_iterable_and_odd_ones_are_unknown_not_errors():
+def test_ids_come_as_any_iterable_and_odd_ones_are_unknown_not_errors(small_requests):
     train = random_ratings(15, n_users=12, n_items=10, density=0.4)
     with dask.config.set(scheduler="sync"):
         model = ItemKNN(k=3, neighbourhood="global").fit(train)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from unittest.mock import patch
 
 import numpy as np
 import pandas as pd
@@ -40,6 +41,7 @@ def seen(tmp_path_factory):
     from distributed import Client, LocalCluster
 
     import dcf
+    import dcf.serving
     from dcf.run import main
 
     tmp = tmp_path_factory.mktemp("names")
@@ -64,11 +66,14 @@ def seen(tmp_path_factory):
         model.recommend(n=5).compute()
         model.save(tmp / "m")
         back = dcf.load(tmp / "m")
-        back.predict(rows.iloc[:50]).compute()
         back.derive(k=3).recommend(n=3).compute()
         history = pd.DataFrame({"user": ["new"] * 3, "item": rows["item"].iloc[:3].tolist(),
                                 "rating": [5.0, 3.0, 4.0]})
-        back.recommend_for_history(history, n=5)
+        for limit in (dcf.serving.HELD_BYTES, 0):  # a few pairs and users: held in the client, then as graphs
+            with patch.object(dcf.serving, "HELD_BYTES", limit):
+                back.predict(rows.iloc[:50]).compute()
+                back.recommend([int(rows["user"].iloc[0]), "stranger"], n=4).compute()
+                back.recommend_for_history(history, n=5)
         dcf.ItemKNN(k=5, method="tiles").fit(rows).recommend(n=5).compute()
         return set(lc.scheduler.task_prefixes)
 

@@ -17,7 +17,7 @@ from dask.optimization import cull
 import numpy as np
 import pandas as pd
 
-__all__ = ["IdMap", "ids_of", "frame_from_parts", "gather_frame"]
+__all__ = ["IdMap", "ids_of", "frame_from_parts", "frame_of", "gather_frame"]
 
 
 TABLE_SPAN = 1 << 24  # integer ids within this many values are coded by a lookup table (128 MB at most)
@@ -206,6 +206,14 @@ def frame_from_parts(parts, meta: pd.DataFrame, stage: str = "frame") -> dd.Data
     graph, _ = cull(dict(HighLevelGraph.merge(*[p.__dask_graph__() for p in parts])), keys)
     with dask.config.set({"dataframe.convert-string": False}):
         return dd.from_graph(graph, meta, (None,) * (len(parts) + 1), keys, stage)
+
+
+def frame_of(frame: pd.DataFrame, stage: str) -> dd.DataFrame:
+    """A pandas frame already computed (an answer of the model held in this process), as
+    a one-partition dask DataFrame whose one task is named ``held-answer`` and its
+    partition ``stage``, raw id columns left as they are."""
+    part = dask.delayed(frame, pure=True, name=f"held-answer-{dask.base.tokenize(frame)}")
+    return frame_from_parts([part], frame.iloc[:0], stage)
 
 
 def gather_frame(frame: dd.DataFrame) -> pd.DataFrame:

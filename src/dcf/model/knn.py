@@ -15,10 +15,13 @@ from ..errors import ConfigError
 from ..estimator import Estimator
 from ..fitted import FittedState, derived
 from ..fitting import fit_matrix, rating_matrix
+from ..ids import frame_of
 from ..kernels import SimilaritySettings
 from ..predict import (ScoringRule, history_recommendations, model_predictions, model_recommendations,
                       neighbour_lists)
+from ..predict.requests import as_ids
 from ..refresh import refresh as refresh_model
+from ..serving import for_request
 from ..similarity import block_limit
 
 __all__ = ["KNN", "NEIGHBOURHOODS"]
@@ -298,9 +301,13 @@ class KNN(Estimator):
         -------
         dask.dataframe.DataFrame
             ``user, item, rating, prediction, neighbours, fallback`` (``rating``
-            only when the pairs have one); never NaN.
+            only when the pairs have one); never NaN.  A pandas frame of at most
+            ``dcf.serving.FEW_PAIRS`` pairs is answered from the model held in this process
+            (:func:`dcf.serving.held`), one partition in the pairs' order.
         """
-        return model_predictions(self, pairs)
+        self.check_fitted()
+        snap = for_request(self, pairs=pairs)
+        return frame_of(snap.predict(pairs), "predictions") if snap is not None else model_predictions(self, pairs)
 
     def recommend(self, users=None, n: int = 20, ranking: str | None = None, exclude=None, items=None,
                   filter_rated: bool = True, strict: bool = False, explain: bool = False) -> dd.DataFrame:
@@ -344,8 +351,16 @@ class KNN(Estimator):
             ``fallback`` (categorical) is ``"none"`` for a scored item, ``"popular"``
             for a popular item filled in where fewer than n items had a score,
             ``"unknown_user"`` for the lists of users the model does not know.
+            Users in the model's order, unknown users last; up to 256 users of a model
+            held in this process (:func:`dcf.serving.held`) are answered from it.
         """
-        return model_recommendations(self, users, n, ranking, (items, exclude, filter_rated, explain), strict)
+        self.check_fitted()
+        users = None if users is None else as_ids(users, "users")
+        snap = for_request(self, ids=users)
+        if snap is None:
+            return model_recommendations(self, users, n, ranking, (items, exclude, filter_rated, explain), strict)
+        return frame_of(snap.recommend(snap.in_model_order(users, strict), n, ranking, exclude, items, filter_rated,
+                                       strict, explain), "recommendations")
 
     def recommend_for_history(self, history, n: int = 20, ranking: str | None = None,
                               exclude=None, items=None, filter_rated: bool = True,
@@ -371,8 +386,13 @@ class KNN(Estimator):
         -------
         pandas.DataFrame ``user, rank, item, score, fallback``
         """
-        return history_recommendations(self, history, n, ranking, (items, exclude, filter_rated, explain))
+        self.check_fitted()
+        return history_recommendations(self, history, n, ranking, (items, exclude, filter_rated, explain),
+                                       for_request(self, history=history) if self.based == "item" else None)
 
     def neighbours(self, ids=None, n=None) -> pd.DataFrame:
         """The fitted neighbour lists as a frame (``entity, rank, neighbour, similarity``)."""
-        return neighbour_lists(self, ids, n)
+        self.check_fitted()
+        ids = None if ids is None else as_ids(ids, "ids")
+        snap = for_request(self, ids=ids)
+        return snap.similar(ids, n) if snap is not None else neighbour_lists(self, ids, n)

@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from .pairs import predict_pairs
+from .pairs import predict_frame, predict_pairs
 from .requests import (check_request, history_recommendations, item_codes, list_rules, model_predictions,
                        model_recommendations, neighbour_lists)
 from .rule import (BASED, FALLBACKS, PREDICTION_META, PREDICTIONS, RANKINGS, RECOMMENDATION_FALLBACKS,
@@ -22,6 +22,6 @@ from .rule import (BASED, FALLBACKS, PREDICTION_META, PREDICTIONS, RANKINGS, REC
 from .topn import PLAIN_LISTS, ListRules, recommend_blocks, recommend_histories
 
 __all__ = ["BASED", "FALLBACKS", "PREDICTION_META", "PREDICTIONS", "RANKINGS", "RECOMMENDATION_FALLBACKS",
-           "RECOMMENDATION_META", "ScoringData", "ScoringRule", "scoring", "predict_pairs", "ListRules",
+           "RECOMMENDATION_META", "ScoringData", "ScoringRule", "scoring", "predict_pairs", "predict_frame", "ListRules",
            "PLAIN_LISTS", "recommend_blocks", "recommend_histories", "model_predictions", "model_recommendations",
            "history_recommendations", "neighbour_lists", "item_codes", "list_rules", "check_request"]

@@ -42,7 +42,7 @@ from ..blocks import outputs, row_blocks, stack_rows
 from ..ids import IdMap, frame_from_parts, ids_of
 from .rule import FALLBACKS, PREDICTION_META, ScoringData, ScoringRule, data_task
 
-__all__ = ["predict_pairs"]
+__all__ = ["predict_pairs", "predict_frame"]
 
 
 def predict_pairs(parts, *, users: IdMap, items: IdMap, S: da.Array, Q: da.Array, rule: ScoringRule,
@@ -103,6 +103,29 @@ def predict_pairs(parts, *, users: IdMap, items: IdMap, S: da.Array, Q: da.Array
     return frame_from_parts(out, meta, "predictions")
 
 
+def predict_frame(frame: pd.DataFrame, *, users: IdMap, items: IdMap, S, Q, rule: ScoringRule,
+                  data: ScoringData) -> pd.DataFrame:
+    """The predictions of a checked frame of pairs (``user, item`` [, ``rating``]) from the
+    whole similarity rows ``S`` and ratings ``Q`` held in this process (one grid cell: the
+    scores a ``predict-cell`` and the ``predict-unknown`` task give), in the pairs' order.
+    :class:`dcf.serving.Snapshot` answers a few pairs with it."""
+    u, i = users.to_codes(ids_of(frame["user"])), items.to_codes(ids_of(frame["item"]))
+    x, y = (i, u) if rule.based == "item" else (u, i)
+    n = len(frame)
+    pred, used, fb = np.zeros(n), np.zeros(n, np.int64), np.empty(n, dtype=object)
+    known = (u >= 0) & (i >= 0)
+    k, o = np.flatnonzero(known), np.flatnonzero(~known)
+    if len(k):
+        pred[k], used[k], fb[k] = _known_scores(S, Q, rule, data, dict(x=x[k], y=y[k], gx=x[k], gy=y[k], gu=u[k],
+                                                                       gi=i[k]))
+    if len(o):
+        pred[o], used[o], fb[o] = _unknown_scores(data, u[o], i[o])
+    out = {"user": users.canonical(ids_of(frame["user"])), "item": items.canonical(ids_of(frame["item"]))}
+    if "rating" in frame:
+        out["rating"] = frame["rating"].to_numpy()
+    return _finish(out, pred, used, fb, data.rating_range)
+
+
 def _merged(blocks, bounds, groups, name):
     """At most ``groups`` row blocks, each one task stacking consecutive ``blocks``
     (stacked once, however many cells read it)."""
@@ -135,22 +158,31 @@ def _route(frame, users, items, based, s_bounds, q_bounds):
 
 
 def _finish(frame, pred, used, fb, rating_range):
+    """The output frame: ``frame``'s (a frame or a dict of arrays) ``user``, ``item`` and
+    ``rating`` where it has one, the clipped predictions, neighbour counts and fallbacks."""
     lo, hi = rating_range
-    out = pd.DataFrame({
-        "user": frame["user"].to_numpy(dtype=object), "item": frame["item"].to_numpy(dtype=object),
-        "rating": frame["rating"].to_numpy(np.float64) if "rating" in frame else 0.0,
-        "prediction": np.clip(pred, lo, hi), "neighbours": used.astype(np.int64),
-        "fallback": pd.Categorical(fb, categories=FALLBACKS)})
-    return out if "rating" in frame else out.drop(columns="rating")
+    out = {"user": np.asarray(frame["user"], dtype=object), "item": np.asarray(frame["item"], dtype=object)}
+    if "rating" in frame:
+        out["rating"] = np.asarray(frame["rating"], np.float64)
+    fb = np.asarray(fb, dtype=object)
+    codes = np.full(len(fb), -1, np.int8)
+    for c, name in enumerate(FALLBACKS):
+        codes[fb == name] = c
+    out.update(prediction=np.clip(pred, lo, hi), neighbours=np.asarray(used, np.int64),
+               fallback=pd.Categorical.from_codes(codes, categories=FALLBACKS))
+    return pd.DataFrame(out)
 
 
-def _baseline_of(frame, biases):
-    """:math:`b_{ui} = (\\mu + b_u) + b_i` per pair (surprise's order of additions), an
-    unknown side adding nothing."""
+def _baseline_of(u, i, biases):
+    """:math:`b_{ui} = (\\mu + b_u) + b_i` per pair of user codes ``u`` and item codes ``i``
+    (surprise's order of additions), an unknown side (-1) adding nothing."""
     mu, bu, bi = biases
-    u, i = frame["gu"].to_numpy(np.int64), frame["gi"].to_numpy(np.int64)
     bu, bi = np.asarray(bu), np.asarray(bi)
     return (mu + np.where(u >= 0, bu[np.clip(u, 0, None)], 0.0)) + np.where(i >= 0, bi[np.clip(i, 0, None)], 0.0)
+
+
+def _codes(frame) -> dict:
+    return {c: frame[c].to_numpy(np.int64) for c in ("x", "y", "gx", "gy", "gu", "gi")}
 
 
 def _score_cell(S, Q, rule: ScoringRule, data: ScoringData, *pieces):
@@ -159,15 +191,21 @@ def _score_cell(S, Q, rule: ScoringRule, data: ScoringData, *pieces):
     frame = pd.concat(pieces, ignore_index=True) if pieces else PREDICTION_META
     if len(frame) == 0:
         return _empty(frame)
-    x = frame["x"].to_numpy(np.int64)
-    y = frame["y"].to_numpy(np.int64)
+    return _finish(frame, *_known_scores(S, Q, rule, data, _codes(frame)), data.rating_range)
+
+
+def _known_scores(S, Q, rule: ScoringRule, data: ScoringData, codes: dict):
+    """``(prediction, neighbours, fallback)`` of pairs whose user and item are known:
+    ``codes`` holds their rows in ``S`` and ``Q`` (``x``, ``y``), their entity and other
+    codes (``gx``, ``gy``) and their user and item codes (``gu``, ``gi``)."""
+    x, y = codes["x"], codes["y"]
     centred = rule.prediction == "mean-centred"
     centre = offset = None
     if rule.prediction == "baseline":  # a neighbour j's baseline: (mu + b_j) + b_y, as surprise sums it
         mu, bu, bi = data.biases
         b_entity, b_other = ((np.asarray(bi), np.asarray(bu)) if rule.based == "item"
                              else (np.asarray(bu), np.asarray(bi)))
-        centre, offset = mu + b_entity, b_other[frame["gy"].to_numpy(np.int64)]
+        centre, offset = mu + b_entity, b_other[codes["gy"]]
     elif centred:
         centre = np.asarray(data.entity_means)
     sum_sim, sum_val, used = kernels.score_pairs(S, x, y, Q, rule.k, centre, offset, rule.amplification)
@@ -175,16 +213,21 @@ def _score_cell(S, Q, rule: ScoringRule, data: ScoringData, *pieces):
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.where(ok, sum_val / np.where(ok, sum_sim, 1.0), 0.0)
     if rule.prediction == "baseline":
-        base = _baseline_of(frame, data.biases)
-        pred = np.where(ok, base + ratio, base)
-        fb = np.where(ok, "none", "baseline")
-    elif centred:
-        pred = centre[frame["gx"].to_numpy(np.int64)] + ratio
-        fb = np.where(ok, "none", rule.fallback)
-    else:
-        pred = np.where(ok, ratio, data.global_mean)
-        fb = np.where(ok, "none", "global_mean")
-    return _finish(frame, pred, used, fb, data.rating_range)
+        base = _baseline_of(codes["gu"], codes["gi"], data.biases)
+        return np.where(ok, base + ratio, base), used, np.where(ok, "none", "baseline")
+    if centred:
+        return centre[codes["gx"]] + ratio, used, np.where(ok, "none", rule.fallback)
+    return np.where(ok, ratio, data.global_mean), used, np.where(ok, "none", "global_mean")
+
+
+def _unknown_scores(data: ScoringData, u, i):
+    """``(prediction, neighbours, fallback)`` of pairs with an unknown user or item (codes
+    ``u``, ``i``, -1 where unknown): the baseline where the model has biases (a new user
+    still has the item's bias, a new item the user's), else the global mean."""
+    n = len(u)
+    if data.biases is not None:
+        return _baseline_of(u, i, data.biases), np.zeros(n, np.int64), np.full(n, "baseline")
+    return np.full(n, float(data.global_mean)), np.zeros(n, np.int64), np.full(n, "global_mean")
 
 
 def _empty(frame):
@@ -195,11 +238,7 @@ def _empty(frame):
 def _score_unknown(data: ScoringData, *pieces):
     """The predictions of the pairs with an unknown user or item."""
     frame = pd.concat(pieces, ignore_index=True) if pieces else PREDICTION_META
-    n = len(frame)
-    if n == 0:
+    if len(frame) == 0:
         return _empty(frame)
-    if data.biases is not None:  # a new user still has the item's bias, and a new item the user's
-        return _finish(frame, _baseline_of(frame, data.biases), np.zeros(n, np.int64), np.full(n, "baseline"),
-                       data.rating_range)
-    return _finish(frame, np.full(n, float(data.global_mean)), np.zeros(n, np.int64),
-                   np.full(n, "global_mean"), data.rating_range)
+    u, i = frame["gu"].to_numpy(np.int64), frame["gi"].to_numpy(np.int64)
+    return _finish(frame, *_unknown_scores(data, u, i), data.rating_range)

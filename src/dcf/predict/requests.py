@@ -22,12 +22,12 @@ from ..cluster import parallelism
 from ..decay import decayed_frame
 from ..errors import ConfigError, DataError
 from ..fitted import as_parts, event_weights
-from ..ids import IdMap, frame_from_parts
+from ..ids import IdMap
 from ..kernels import csr_from_events, csr_from_triplets
 from .pairs import predict_pairs
 from .rule import RANKINGS, RECOMMENDATION_FALLBACKS, scoring
-from .topn import (ListRules, candidate_order, popularity_order, recommend_blocks, recommend_histories,
-                   recommendation_meta)
+from .topn import (FEW_ROWS, ListRules, candidate_order, popularity_order, recommend_histories, recommend_parts,
+                   recommendation_frame, recommendation_meta)
 
 __all__ = ["model_predictions", "model_recommendations", "history_recommendations", "neighbour_lists",
            "item_codes", "list_rules", "check_request", "check_explain", "default_ranking", "as_ids",
@@ -64,7 +64,7 @@ def check_request(n, ranking):
         raise ConfigError(f"ranking={ranking!r} is not one of {', '.join(RANKINGS)}")
 
 
-FEW_USERS = 256  # a request for at most this many users scores their rows alone, not their blocks
+FEW_USERS = FEW_ROWS  # a request for at most this many users may be answered from the model held here
 
 
 def model_recommendations(model, users, n, ranking, rules=(None, None, True, False), strict=False) -> dd.DataFrame:
@@ -82,26 +82,19 @@ def model_recommendations(model, users, n, ranking, rules=(None, None, True, Fal
     rule, data = scoring(model, ranking)
     check_explain(model, rule, wanted)
     blocks, unknown = None, []
-    if users is not None:
+    if users is not None:  # only the blocks holding them, and of those only their rows
         codes, unknown = split_users(m, users, strict)
         bounds = np.concatenate([[0], np.cumsum(m.by_user.chunks[0])])
         known = codes[codes >= 0]
         of = np.searchsorted(bounds, known, side="right") - 1
-        # few users: only their rows are scored; many: their whole blocks (one kernel call each)
-        blocks = ({int(b): known[of == b] - bounds[b] for b in np.unique(of)} if len(known) <= FEW_USERS
-                  else set(of.tolist()))
-    recs = recommend_blocks(users=m.users, items=m.items, by_user=m.by_user, W=model.neighbours_.W,
-                            rule=rule, data=data, n=int(n), blocks=blocks, rules=wanted,
-                            token=dask.base.tokenize(model.token_, n, ranking, wanted))
-    if users is not None:
-        keep = set(m.users.to_raw(codes[codes >= 0]).tolist())
-        recs = recs[recs["user"].isin(keep)]
+        blocks = {int(b): known[of == b] - bounds[b] for b in np.unique(of)}
+    token = dask.base.tokenize(model.token_, n, ranking, wanted)
+    parts = recommend_parts(users=m.users, items=m.items, by_user=m.by_user, W=model.neighbours_.W,
+                            rule=rule, data=data, n=int(n), blocks=blocks, rules=wanted, token=token)
     if unknown:  # one more part (raw ids kept as they are: no conversion to strings)
         extra = popular_lists(model, unknown, int(n), rule, data, wanted)
-        recs = dd.concat([recs, frame_from_parts([dask.delayed(extra, pure=True, name=f"recommend-unknown-users-"
-                                                               f"{dask.base.tokenize(extra)}")],
-                                                 recommendation_meta(wanted), "recommendations")])
-    return recs
+        parts.append(dask.delayed(extra, pure=True, name=f"recommend-unknown-users-{dask.base.tokenize(extra)}"))
+    return recommendation_frame(parts, wanted, token)
 
 
 def split_users(matrix, users, strict=False):
@@ -153,9 +146,10 @@ def check_explain(model, rule, wanted):
                           f"the {rule.prediction} prediction's terms are centred ratings, which are no shares")
 
 
-def history_recommendations(model, history, n, ranking, rules=(None, None, True, False)) -> pd.DataFrame:
+def history_recommendations(model, history, n, ranking, rules=(None, None, True, False), snapshot=None) -> pd.DataFrame:
     """:meth:`dcf.model.KNN.recommend_for_history`: Top-``n`` of the users of a rating
-    history (a pandas frame), scored with the fitted item lists."""
+    history (a pandas frame), scored with the fitted item lists: those held by
+    ``snapshot`` (a :class:`dcf.serving.Snapshot` of the model) where given, else in a task."""
     model.check_fitted()
     if model.based != "item":
         raise ConfigError("recommend_for_history needs item-based CF (a new user has no "
@@ -198,6 +192,8 @@ def history_recommendations(model, history, n, ranking, rules=(None, None, True,
         mu, _, item_bias = dask.compute(*biases)
         biases = (mu, fold_in_user_biases(H, item_bias, mu, float(model.reg_user)), item_bias)
         data = replace(data, biases=biases)
+    if snapshot is not None:
+        return snapshot.score_histories(H, users, rule, data, (int(n), wanted))
     return recommend_histories(H, users, items=m.items, W=model.neighbours_.W, rule=rule, data=data,
                                n=int(n), rules=wanted,
                                token=dask.base.tokenize(model.token_, H, n, ranking, wanted, biases))

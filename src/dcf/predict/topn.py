@@ -24,8 +24,8 @@ from ..blocks import reblock_rows, row_blocks, stack_rows
 from ..ids import IdMap, frame_from_parts
 from .rule import RECOMMENDATION_FALLBACKS, RECOMMENDATION_META, ScoringData, ScoringRule, data_task
 
-__all__ = ["ListRules", "PLAIN_LISTS", "candidate_order", "popularity_order", "recommendation_meta",
-           "recommend_blocks", "recommend_block", "other_side", "recommend_histories", "EXPLAIN_TOP"]
+__all__ = ["ListRules", "PLAIN_LISTS", "FEW_ROWS", "candidate_order", "popularity_order", "recommendation_meta",
+           "recommend_blocks", "recommend_parts", "recommendation_frame", "recommend_block", "other_side", "recommend_histories", "EXPLAIN_TOP"]
 
 
 class ListRules(NamedTuple):
@@ -41,6 +41,7 @@ class ListRules(NamedTuple):
 
 
 PLAIN_LISTS = ListRules()
+FEW_ROWS = 256  # a block's rows up to this many are scored one at a time, more as the whole block
 
 
 def candidate_order(order, rules: ListRules):
@@ -57,7 +58,25 @@ def candidate_order(order, rules: ListRules):
 def recommend_blocks(*, users: IdMap, items: IdMap, by_user: da.Array, W: da.Array, rule: ScoringRule,
                      data: ScoringData, n: int, blocks=None, token: str = "",
                      rules: ListRules = PLAIN_LISTS) -> dd.DataFrame:
-    """Top-N unrated items for every user, one task per user block.
+    """Top-N unrated items for every user, one task per user block: the frame of
+    :func:`recommend_parts` (the same parameters)."""
+    parts = recommend_parts(users=users, items=items, by_user=by_user, W=W, rule=rule, data=data, n=n,
+                            blocks=blocks, token=token, rules=rules)
+    return recommendation_frame(parts, rules, token)
+
+
+def recommendation_frame(parts, rules: ListRules, token: str) -> dd.DataFrame:
+    """Delayed recommendation frames as one dask DataFrame (an empty one where there are
+    none: no requested user known)."""
+    meta = recommendation_meta(rules)
+    return frame_from_parts(parts or [dask.delayed(meta.copy, pure=True)(dask_key_name=f"recommendations-none-{token}")],
+                            meta, "recommendations")
+
+
+def recommend_parts(*, users: IdMap, items: IdMap, by_user: da.Array, W: da.Array, rule: ScoringRule,
+                    data: ScoringData, n: int, blocks=None, token: str = "",
+                    rules: ListRules = PLAIN_LISTS) -> list:
+    """Top-N unrated items for every user, one task per user block (Delayed frames).
 
     Scores are the predictions of the *global* neighbour rule (each target's
     top-k list, as the paper ranks), computed for all items of a user block
@@ -92,7 +111,8 @@ def recommend_blocks(*, users: IdMap, items: IdMap, by_user: da.Array, W: da.Arr
 
     Returns
     -------
-    dask.dataframe.DataFrame with columns ``user, rank, item, score, fallback``.
+    list of Delayed pandas frames with columns ``user, rank, item, score, fallback``
+    (none where ``blocks`` is empty).
     """
     r_blocks, r_bounds = row_blocks(by_user)
     if rule.based == "user" and W.chunks[0] != by_user.chunks[0]:  # neighbour rows per user block
@@ -118,16 +138,17 @@ def recommend_blocks(*, users: IdMap, items: IdMap, by_user: da.Array, W: da.Arr
             rows = np.unique(np.asarray(rows, np.int64))
             out.append(some(left, other, r_blk, (int(r_bounds[b]), rows), ids, order, rule, shared, n, rules,
                             dask_key_name=f"recommend-rows-{token}-{b}-{dask.base.tokenize(rows)}"))
-    meta = recommendation_meta(rules)
-    if not out:  # none of the requested users is known
-        out = [dask.delayed(meta.copy)()]
-    return frame_from_parts(out, meta, "recommendations")
+    return out
 
 
 def _some_rows(left, other, rated, where, ids, order, rule, data, n, rules):
-    """:func:`recommend_block` of some rows of a block, one row at a time: ``where`` is
-    ``(row0, rows)``, the block's first user and the rows (within it) wanted."""
+    """:func:`recommend_block` of some rows of a block: ``where`` is ``(row0, rows)``, the
+    block's first user and the rows (within it) wanted; one row at a time where they are
+    a few (:data:`FEW_ROWS`), else the whole block with the others' lists dropped."""
     row0, rows = where
+    if len(rows) > FEW_ROWS:
+        frame = recommend_block(left, other, rated, row0, ids, order, rule, data, n, rules)
+        return frame[frame["user"].isin(ids[0].to_raw(row0 + rows))].reset_index(drop=True)
     left, rated = sp.csr_matrix(left), sp.csr_matrix(rated)
     parts = [recommend_block(left[w:w + 1], other, rated[w:w + 1], row0 + int(w), ids, order, rule, data, n, rules)
              for w in rows]

@@ -122,8 +122,7 @@ def _predict(holder: Holder, q) -> dict:
     snap = holder.snapshot
     m = snap.model.matrix_
     user, item = _id(q.get("user"), "user", m.users), _id(q.get("item"), "item", m.items)
-    with dask.config.set(scheduler="sync"):
-        out = snap.model.predict(pd.DataFrame({"user": [user], "item": [item]})).compute()
+    out = snap.predict(pd.DataFrame({"user": [user], "item": [item]}))
     r = out.iloc[0]
     return {"user": user, "item": item, "prediction": float(r["prediction"]), "neighbours": int(r["neighbours"]),
             "fallback": str(r["fallback"])}
