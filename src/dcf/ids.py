@@ -10,6 +10,8 @@ broken by ascending id" means ascending raw id as a user reads it.
 
 from __future__ import annotations
 
+import uuid
+
 import dask
 import dask.dataframe as dd
 from dask.highlevelgraph import HighLevelGraph
@@ -212,7 +214,7 @@ def frame_of(frame: pd.DataFrame, stage: str) -> dd.DataFrame:
     """A pandas frame already computed (an answer of the model held in this process), as
     a one-partition dask DataFrame whose one task is named ``held-answer`` and its
     partition ``stage``, raw id columns left as they are."""
-    part = dask.delayed(frame, pure=True, name=f"held-answer-{dask.base.tokenize(frame)}")
+    part = dask.delayed(frame, name=f"held-answer-{uuid.uuid4().hex}")  # each answer its own key, untokenized
     return frame_from_parts([part], frame.iloc[:0], stage)
 
 

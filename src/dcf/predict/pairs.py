@@ -115,9 +115,11 @@ def predict_frame(frame: pd.DataFrame, *, users: IdMap, items: IdMap, S, Q, rule
     pred, used, fb = np.zeros(n), np.zeros(n, np.int64), np.empty(n, dtype=object)
     known = (u >= 0) & (i >= 0)
     k, o = np.flatnonzero(known), np.flatnonzero(~known)
-    if len(k):
-        pred[k], used[k], fb[k] = _known_scores(S, Q, rule, data, dict(x=x[k], y=y[k], gx=x[k], gy=y[k], gu=u[k],
-                                                                       gi=i[k]))
+    if len(k):  # the rows the pairs read, not the whole matrices (the kernel copies its inputs' indices)
+        xs, xk = np.unique(x[k], return_inverse=True)
+        ys, yk = np.unique(y[k], return_inverse=True)
+        pred[k], used[k], fb[k] = _known_scores(S[xs], Q[ys], rule, data, dict(x=xk, y=yk, gx=x[k], gy=y[k],
+                                                                                gu=u[k], gi=i[k]))
     if len(o):
         pred[o], used[o], fb[o] = _unknown_scores(data, u[o], i[o])
     out = {"user": users.canonical(ids_of(frame["user"])), "item": items.canonical(ids_of(frame["item"]))}
