@@ -24,7 +24,7 @@ killed with every process it started and reported as "did not finish"):
 ``BM25Recommender`` / ``TFIDFRecommender`` (similaripy and surprise: cosine only, skipped).
 
 * ``dcf``: ``python -m dcf.run --data FILE --similarity full-cosine --neighbourhood global
-  --ranking sum --k 50 --top-n 20 --out TMP --no-progress --dashboard-address 127.0.0.1:0``
+  --ranking sum --k 50 --top-n 20 --out TMP --no-progress --no-baselines --dashboard-address 127.0.0.1:0``
   (plus ``--workers/--threads-per-worker/--memory-limit`` when given here; else dcf.run's
   own default cluster). Its stages come from the ``seconds`` line it prints. Note what it
   does beyond the peers: it splits the file (90 % train, 10 % test, its default), fits on
@@ -485,7 +485,7 @@ def run_dcf(args, path: Path, scheduler: str | None = None) -> dict:
     measure = MEASURES[args.measure][0]
     cmd = [sys.executable, "-m", "dcf.run", "--data", str(path), "--similarity", measure,
            "--neighbourhood", "global", "--ranking", "sum", "--k", str(args.k), "--top-n", str(args.top_n),
-           "--no-progress"]
+           "--no-progress", "--no-baselines"]  # the peers score no baselines either
     if scheduler:
         cmd += ["--scheduler", scheduler]
         cluster = "a running, warmed cluster: " + (" ".join(cluster_flags(args)) or "the default one")

@@ -131,7 +131,8 @@ def run_dcf_batch(args, train, test):
                    str(tmp / "test.parquet"), "--k", str(args.k), "--top-n", str(args.top_n),
                    "--neighbourhood", "global", "--workers", str(args.workers), "--threads-per-worker",
                    str(args.threads_per_worker), "--memory-limit", args.memory_limit,
-                   "--dashboard-address", "127.0.0.1:0", "--no-progress", "--out", str(out), *extra]
+                   "--dashboard-address", "127.0.0.1:0", "--no-progress", "--no-baselines",  # as the peers
+                   "--out", str(out), *extra]
             t = time.perf_counter()
             proc = subprocess.run(cmd, capture_output=True, text=True)
             wall = time.perf_counter() - t

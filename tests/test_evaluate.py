@@ -35,6 +35,11 @@ def test_ranking_metrics_hand_made_case():
     # MAP: user 1's hit at rank 2 (P@2 = 1/2) over its 2 relevant items; user 2's at rank 3 over 1
     assert m["map"] == pytest.approx(((1 / 2) / 2 + (1 / 3) / 1) / 2)
     assert evaluate.catalogue_coverage(recs, 10) == pytest.approx(0.5)
+    # MRR: user 1's first hit at rank 2, user 2's at 3; both hit
+    assert (m["mrr"], m["hit_rate"]) == (pytest.approx((1 / 2 + 1 / 3) / 2), 1.0)
+    # popularity bias: items 10 and 11 rated by 3 and 1 of 4 training users; 12-14 by none
+    counts = pd.Series({10: 3, 11: 1})
+    assert evaluate.average_popularity(recs, counts, 4) == pytest.approx((3 + 1 + 0 + 3 + 0 + 0) / 6 / 4)
 
 
 @given(st.integers(0, 10_000))
@@ -71,7 +76,7 @@ def test_ranking_metrics_equal_a_loop_and_sklearns_ndcg(seed, n, threshold):
     test = pd.DataFrame({"user": rng.integers(0, users, 25), "item": rng.integers(0, items, 25),
                          "rating": rng.integers(1, 6, 25)}).drop_duplicates(["user", "item"])
     m = evaluate.ranking_metrics(recs, test, n, threshold)
-    precision, recall, ndcg, ap = [], [], [], []
+    precision, recall, ndcg, ap, rr = [], [], [], [], []
     for u in range(users):
         relevant = set(test.loc[(test["user"] == u) & (test["rating"] >= threshold), "item"])
         if not relevant:
@@ -83,6 +88,7 @@ def test_ranking_metrics_equal_a_loop_and_sklearns_ndcg(seed, n, threshold):
                 found += 1
                 total += found / r
         ap.append(total / len(relevant))
+        rr.append(next((1 / r for r, i in enumerate(lists[u], start=1) if i in relevant), 0.0))
         precision.append(hits / n)
         recall.append(hits / len(relevant))
         truth = np.array([[1.0 if i in relevant else 0.0 for i in range(items)]])
@@ -95,6 +101,11 @@ def test_ranking_metrics_equal_a_loop_and_sklearns_ndcg(seed, n, threshold):
         assert m["recall"] == pytest.approx(np.mean(recall), abs=1e-12)
         assert m["ndcg"] == pytest.approx(np.mean(ndcg), abs=1e-12)
         assert m["map"] == pytest.approx(np.mean(ap), abs=1e-12)
+        assert m["mrr"] == pytest.approx(np.mean(rr), abs=1e-12)
+        assert m["hit_rate"] == pytest.approx(np.mean(np.asarray(rr) > 0), abs=1e-12)
+        per_user = evaluate.user_metrics(recs, test, n, threshold)
+        np.testing.assert_allclose(per_user["rr"], rr, atol=1e-12)
+        np.testing.assert_allclose(per_user["ap"], ap, atol=1e-12)
     # the same ids spelled otherwise give the same figures: as text on both sides, text
     # against integers (7 equals "7"), and integers too large for one key per pair
     for recs_ids, test_ids in [(str, str), (int, str), (lambda v: v + 2**62, lambda v: v + 2**62)]:

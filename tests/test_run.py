@@ -60,6 +60,24 @@ def test_outputs_and_top_n_contract(scheduler, tmp_path):
     rated = set(zip(train["user"].astype(int), train["item"].astype(int)))
     assert not any((int(u), int(i)) in rated for u, i in zip(recs["user"], recs["item"]))
     assert metrics["config"]["k"] == 20 and metrics["cluster"]["workers"] == 2
+    # the baselines on the same split: the item means' MAE by pandas, popularity's lists ranked
+    base = metrics["baselines"]
+    assert set(base) == {"popularity", "item-mean", "user-mean", "baseline"}
+    means = preds["item"].astype(int).map(train.groupby(train["item"].astype(int))["rating"].mean())
+    item_mean = means.fillna(train["rating"].mean()).clip(train["rating"].min(), train["rating"].max())
+    assert base["item-mean"]["mae"] == pytest.approx(np.abs(preds["rating"] - item_mean).mean(), rel=1e-12)
+    assert 0 < base["popularity"]["precision@20"] <= 1 and "mae" not in base["popularity"]
+    assert all(np.isfinite(base[name]["rmse"]) for name in ("item-mean", "user-mean", "baseline"))
+
+
+def test_no_baselines_leaves_them_out(scheduler, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _run(scheduler, "--data", SMALL, "--k", 10, "--out", out, "--no-baselines") == 0
+    assert "baselines" not in json.loads((out / "metrics.json").read_text())
+    assert not [line for line in capsys.readouterr().out.splitlines() if line.startswith("baselines")]
+    assert _run(scheduler, "--data", SMALL, "--k", 10, "--out", out) == 0
+    assert [line for line in capsys.readouterr().out.splitlines() if line.startswith("baselines")
+            and "popularity P@20" in line]
 
 
 def test_bad_input_exits_2_with_one_line_and_keeps_old_output(scheduler, tmp_path, capsys):

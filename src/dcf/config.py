@@ -164,6 +164,7 @@ class RunConfig:
     performance_report: str | None = None
     progress: bool = True
     write_neighbours: bool = False
+    baselines: bool = True  # popularity, item and user means, the baseline predictor on the same split
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     def __post_init__(self):
@@ -269,7 +270,7 @@ _RUN_TYPES = {"data": _STR, "test": _OPT_STR, "test_fraction": _FLOAT, "seed": _
               "feedback": _STR,
               "skip_bad_lines": _BOOL, "rating_scale": "two numbers or nothing",
               "block_size": _OPT_INT, "out": _STR, "performance_report": _OPT_STR,
-              "progress": _BOOL, "write_neighbours": _BOOL}
+              "progress": _BOOL, "write_neighbours": _BOOL, "baselines": _BOOL}
 
 
 def _checked_time(v):

@@ -30,7 +30,7 @@ from . import io as dio
 from .errors import ConfigError, DataError
 from .folders import SYNTHETIC, atomic_folder
 
-__all__ = ["SyntheticSpec", "synthetic", "write_synthetic", "data_dir", "movielens_path",
+__all__ = ["SyntheticSpec", "synthetic", "write_synthetic", "data_dir", "movielens_path", "movielens_folds",
            "item_titles", "open_source", "MOVIELENS"]
 
 MOVIELENS = {
@@ -230,6 +230,14 @@ def movielens_path(name: str = "ml-100k", file: str | None = None, download: boo
         if not path.exists():
             raise DataError(str(path), f"not in the downloaded {name} archive")
     return path
+
+
+def movielens_folds(download: bool = False) -> list[tuple[Path, Path]]:
+    """MovieLens 100K's five predefined folds, ``[(u1.base, u1.test), ..., (u5.base,
+    u5.test)]`` (disjoint test sets covering every rating: surprise's ``PredefinedKFold``
+    and the published 5-fold figures), for :func:`dcf.evaluate.cross_validate`."""
+    return [(movielens_path("ml-100k", f"u{f}.base", download), movielens_path("ml-100k", f"u{f}.test", download))
+            for f in range(1, 6)]
 
 
 def _download(name: str, folder: Path) -> None:  # pragma: no cover - needs the internet

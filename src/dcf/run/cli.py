@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", help=f"output folder ({d.out})")
     g.add_argument("--performance-report", help="write Dask's HTML performance report here")
     g.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    g.add_argument("--no-baselines", dest="baselines", action="store_false", default=None,
+                   help="do not score the baselines (popularity, item and user means, the baseline predictor) "
+                        "on the same split")
     g.add_argument("--write-neighbours", action="store_true", default=None,
                    help="also write neighbours.parquet: every item's (user's) k most similar, ranked")
     g.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -144,13 +147,26 @@ def _job(cfg: RunConfig, config_path) -> tuple:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+
+    def job():
+        cfg = resolve(args)
+        metrics, summary = _job(cfg, args.config)
+        print(summary)
+        print(f"outputs in {Path(cfg.out).resolve()}")
+    return guarded(job, args.debug)
+
+
+def guarded(work, debug: bool = False) -> int:
+    """Run ``work()`` as a command does: SIGINT and SIGTERM stop it cleanly, distributed's
+    own tracebacks are silenced, and a failure is one line on stderr (the traceback with
+    ``debug``).  Returns the exit status: 0 done, 2 bad input or settings, 1 any other
+    failure, 130 interrupted (``python -m dcf.run`` and ``python -m dcf.evaluate``)."""
     with handled():
         try:
-            cfg = resolve(args)
-            with quiet_distributed(args.debug):
-                metrics, summary = _job(cfg, args.config)
+            with quiet_distributed(debug):
+                work()
         except (DataError, ConfigError) as exc:
-            if args.debug:
+            if debug:
                 raise
             print(f"dcf: error: {exc}", file=sys.stderr)
             return 2
@@ -162,7 +178,7 @@ def main(argv=None) -> int:
             print(f"dcf: {what}; outputs left as they were", file=sys.stderr)
             return 130
         except Exception as exc:  # noqa: BLE001 - one line unless --debug
-            if args.debug:
+            if debug:
                 raise
             if isinstance(exc, ClusterError):
                 print(f"dcf: failed: {exc}", file=sys.stderr)
@@ -170,8 +186,6 @@ def main(argv=None) -> int:
                 print(f"dcf: failed: {type(exc).__name__}: {exc} (rerun with --debug for the "
                       "traceback)", file=sys.stderr)
             return 1
-    print(summary)
-    print(f"outputs in {Path(cfg.out).resolve()}")
     return 0
 
 

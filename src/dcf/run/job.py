@@ -49,7 +49,7 @@ def run(cfg: RunConfig, inputs: tuple, pending: cluster.Starting, compiling: Com
             raise
         with stage("output"):
             metrics = collect_metrics(cfg, res["model"], res["predictions"], res["recommendations"],
-                                      res["reports"], shape, res["candidates"])
+                                      res["reports"], shape, res["candidates"], res["baselines"])
             neighbours = res["model"].neighbours() if cfg.write_neighbours else None
             write_outputs(Path(cfg.out), res["predictions"], res["recommendations"], metrics, stage,
                           neighbours, inputs)

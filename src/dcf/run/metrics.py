@@ -15,10 +15,11 @@ from ..config import RunConfig
 from ..version import __version__
 
 
-def collect_metrics(cfg: RunConfig, model, preds, recs, counts, shape, candidates=None) -> dict:
+def collect_metrics(cfg: RunConfig, model, preds, recs, counts, shape, candidates=None, baselines=None) -> dict:
     """The figures of a finished pipeline (``counts``: its computed cleaning reports,
     ``shape``: the cluster's description, ``candidates``: the ``--items`` file's ids and how
-    many the model knows), as written to ``metrics.json``."""
+    many the model knows, ``baselines``: :func:`dcf.evaluate.baselines.baseline_figures`
+    on the same split), as written to ``metrics.json``."""
     test = preds[["user", "item", "rating"]]
     ranking = evaluate.ranking_metrics(recs, test, cfg.top_n, cfg.relevance_threshold)
     n_users, n_items = model.matrix_.shape
@@ -39,6 +40,7 @@ def collect_metrics(cfg: RunConfig, model, preds, recs, counts, shape, candidate
         "evaluation": evaluation(cfg),
         **({"candidates": candidates} if candidates is not None else {}),
         "coverage": evaluate.catalogue_coverage(recs, n_items),
+        **({"baselines": baseline_entries(baselines, cfg.top_n)} if baselines is not None else {}),
         "counts": {"train_ratings": int(train_report.get("stored", 0)), "test_pairs": int(len(preds)),
                    **({"events": int(train_report.get("events", 0)), "pairs": int(train_report.get("pairs", 0))}
                       if implicit else {}),
@@ -55,6 +57,19 @@ def collect_metrics(cfg: RunConfig, model, preds, recs, counts, shape, candidate
     }
 
 
+def baseline_entries(figures, top_n: int) -> dict:
+    """``{baseline: {measure: value}}`` for metrics.json: each baseline's measures it has
+    (the means and the baseline predictor predict ratings, popularity ranks), named as the
+    model's are (``precision@20``)."""
+    at = {"precision", "recall", "ndcg", "map", "mrr", "hit_rate"}
+    out = {}
+    for row in figures.to_dict("records"):
+        name = row.pop("baseline")
+        out[name] = {(f"{k}@{top_n}" if k in at else k): (int(v) if k == "users" else float(v))
+                     for k, v in row.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
+    return out
+
+
 def time_decay(cfg: RunConfig, reference: float) -> dict:
     """The time decay the scores used: its half-life and reference time (seconds since the
     epoch, and as an ISO 8601 date-time in UTC)."""
@@ -64,6 +79,17 @@ def time_decay(cfg: RunConfig, reference: float) -> dict:
         iso = None
     return {"half_life_days": cfg.half_life, "reference_time": reference, "reference_time_utc": iso,
             "decay_similarity": cfg.decay_similarity}
+
+
+def _baselines_line(baselines: dict, top_n: int) -> str:
+    """The baselines' headline figures in one line: the lists' precision for popularity,
+    the MAE for the predictors."""
+    parts = []
+    for name, figures in baselines.items():
+        key = f"precision@{top_n}" if name == "popularity" else "mae"
+        if key in figures:
+            parts.append(f"{name} {'MAE' if key == 'mae' else f'P@{top_n}'} {figures[key]:.4f}")
+    return "; ".join(parts) or "nothing to compare (no test ratings)"
 
 
 def _decay_line(decay: dict) -> str:
@@ -141,6 +167,7 @@ def summary(metrics: dict, top_n: int) -> str:
             (f"NDCG@{top_n}", num(metrics[f'ndcg@{top_n}'])),
             (f"MAP@{top_n}", num(metrics[f'map@{top_n}'])),
             ("coverage", num(metrics['coverage'])),
+            *([("baselines", _baselines_line(metrics["baselines"], top_n))] if "baselines" in metrics else []),
             ("evaluation", metrics["evaluation"]),
             ("test pairs", f"{metrics['counts']['test_pairs']:,}"),
             *([("events", f"{metrics['counts']['events']:,} read as {metrics['counts']['pairs']:,} "

@@ -20,6 +20,7 @@ from .. import io as dio
 from ..config import RunConfig
 from ..datasets import open_source
 from ..errors import DataError
+from ..evaluate.baselines import baseline_figures
 from ..fitting import matrix_from_parts
 from ..ids import gather_frame
 from ..model import KNN
@@ -87,15 +88,35 @@ def _summed_pairs(parts) -> pd.DataFrame:
 INTEGER = re.compile(r"[+-]?[0-9]+")  # an --items line that is an integer id (ASCII digits only)
 
 
+def read_options(cfg: RunConfig) -> dict:
+    """How the job reads its ratings: :func:`dcf.datasets.open_source`'s keywords."""
+    return {"on_bad_lines": "skip" if cfg.skip_bad_lines else "error", "rating_scale": cfg.rating_scale,
+            "feedback": cfg.feedback, "times": cfg.half_life is not None}  # event times only where the decay reads them
+
+
+def estimator_of(cfg: RunConfig) -> KNN:
+    """The estimator a run's settings describe, its parameters checked."""
+    model = KNN(based=cfg.based, similarity=cfg.similarity, k=cfg.k,
+                neighbourhood=cfg.neighbourhood, prediction=cfg.prediction,
+                min_support=cfg.min_support, shrinkage=cfg.shrinkage, min_k=cfg.min_k,
+                block_size=cfg.block_size, on_bad_lines=read_options(cfg)["on_bad_lines"],
+                baseline_epochs=cfg.baseline_epochs, reg_user=cfg.reg_user, reg_item=cfg.reg_item,
+                significance=cfg.significance, min_similarity=cfg.min_similarity,
+                amplification=cfg.amplification, bm25_k1=cfg.bm25_k1, bm25_b=cfg.bm25_b,
+                include_self=cfg.include_self, feedback=cfg.feedback, alpha=cfg.alpha,
+                half_life=cfg.half_life, reference_time=cfg.reference_time,
+                decay_similarity=cfg.decay_similarity)
+    model.check_params()
+    return model
+
+
 def execute(cfg: RunConfig, stage: Stages) -> dict:
     """The pipeline's stages on the current client; returns their results.
 
     Returns a dict with ``model``, ``matrix``, ``predictions`` and
     ``recommendations`` (pandas) and ``reports`` (computed cleaning counts).
     """
-    read_kw = {"on_bad_lines": "skip" if cfg.skip_bad_lines else "error",
-               "rating_scale": cfg.rating_scale, "feedback": cfg.feedback,
-               "times": cfg.half_life is not None}  # event times only where the decay reads them
+    read_kw = read_options(cfg)
     with stage("load"):
         # read (or generate) once: the id pass, the matrix, the split and the report all
         # reuse the parts held on the workers instead of each reading them again
@@ -107,17 +128,7 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
             train_parts, test_parts = split.random_split(data.parts, cfg.test_fraction, cfg.seed)
             train_parts, test_parts = dask.persist(train_parts, test_parts)
             reports = [data.report]
-        model = KNN(based=cfg.based, similarity=cfg.similarity, k=cfg.k,
-                    neighbourhood=cfg.neighbourhood, prediction=cfg.prediction,
-                    min_support=cfg.min_support, shrinkage=cfg.shrinkage, min_k=cfg.min_k,
-                    block_size=cfg.block_size, on_bad_lines=read_kw["on_bad_lines"],
-                    baseline_epochs=cfg.baseline_epochs, reg_user=cfg.reg_user, reg_item=cfg.reg_item,
-                    significance=cfg.significance, min_similarity=cfg.min_similarity,
-                    amplification=cfg.amplification, bm25_k1=cfg.bm25_k1, bm25_b=cfg.bm25_b,
-                    include_self=cfg.include_self, feedback=cfg.feedback, alpha=cfg.alpha,
-                    half_life=cfg.half_life, reference_time=cfg.reference_time,
-                    decay_similarity=cfg.decay_similarity)
-        model.check_params()
+        model = estimator_of(cfg)
         matrix = matrix_from_parts(model, train_parts, reports[0], data.source.path)
         # the --items file checked against the ids' type now, not after the fit
         allow = item_list(cfg.items, matrix.items) if cfg.items else None
@@ -138,11 +149,15 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
     with stage("top-n"):
         recs = gather_frame(model.recommend(n=cfg.top_n, ranking=cfg.ranking_rule, items=allow,
                                             filter_rated=not cfg.keep_rated, explain=cfg.explain))
+    figures = None
+    if cfg.baselines:
+        with stage("baselines"):  # on the same split: what the model's figures are to be read against
+            figures = baseline_figures(model, preds[["user", "item", "rating"]], cfg.top_n, cfg.relevance_threshold)
     counts = dask.compute(matrix.report, *reports[1:])
     candidates = None if allow is None else {
         "file": cfg.items, "ids": len(allow), "known": int((model.matrix_.items.to_codes(allow) >= 0).sum())}
     return {"model": model, "matrix": matrix, "predictions": preds, "recommendations": recs,
-            "reports": counts, "candidates": candidates}
+            "reports": counts, "candidates": candidates, "baselines": figures}
 
 
 def item_list(path: str, items) -> np.ndarray:

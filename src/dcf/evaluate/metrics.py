@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["mae", "rmse", "ranking_metrics", "catalogue_coverage"]
+__all__ = ["mae", "rmse", "ranking_metrics", "user_metrics", "USER_METRICS", "catalogue_coverage",
+           "average_popularity", "integer_ids"]
 
 
 def mae(truth, prediction) -> float:
@@ -49,7 +50,8 @@ def _pair(truth, prediction):
 
 def ranking_metrics(recommendations: pd.DataFrame, test: pd.DataFrame, n: int,
                     threshold: float = 4.0) -> dict:
-    """Precision, recall and NDCG at N over users with a relevant test item.
+    """Precision, recall, NDCG, MAP, MRR and hit rate at N over users with a relevant test
+    item: the means of :func:`user_metrics`.
 
     Parameters
     ----------
@@ -62,23 +64,48 @@ def ranking_metrics(recommendations: pd.DataFrame, test: pd.DataFrame, n: int,
 
     Returns
     -------
-    dict with ``precision``, ``recall``, ``ndcg``, ``map`` (each in [0, 1]) and
-    ``users`` (how many users were evaluated).
+    dict with ``precision``, ``recall``, ``ndcg``, ``map``, ``mrr``, ``hit_rate`` (each in
+    [0, 1]; 0 where no user has a relevant item) and ``users`` (how many users were evaluated).
+
+    >>> recs = pd.DataFrame({"user": [1, 1], "rank": [1, 2], "item": [10, 11]})
+    >>> ranking_metrics(recs, pd.DataFrame({"user": [1], "item": [11], "rating": [5.0]}), 2)["mrr"]
+    0.5
+    """
+    users = user_metrics(recommendations, test, n, threshold)
+    if users.empty:
+        return {"precision": 0.0, "recall": 0.0, "ndcg": 0.0, "map": 0.0, "mrr": 0.0, "hit_rate": 0.0, "users": 0}
+    out = {name: float(users[col].mean()) for name, col in (("precision", "precision"), ("recall", "recall"),
+                                                            ("ndcg", "ndcg"), ("map", "ap"), ("mrr", "rr"))}
+    out["hit_rate"] = float(users["hit"].mean())
+    out["users"] = int(len(users))
+    return out
+
+
+USER_METRICS = ["user", "relevant", "hits", "precision", "recall", "ndcg", "ap", "rr", "hit"]
+
+
+def user_metrics(recommendations: pd.DataFrame, test: pd.DataFrame, n: int, threshold: float = 4.0) -> pd.DataFrame:
+    """The Top-N measures of each user with a relevant test item (rating ``>= threshold``),
+    one row each (what two settings are compared on, user by user):
 
     .. math::
         P@N = \\frac{|L_u \\cap T_u|}{N}, \\quad
         R@N = \\frac{|L_u \\cap T_u|}{|T_u|}, \\quad
         \\mathrm{NDCG}@N = \\frac{\\sum_{r \\le N,\\, L_u[r] \\in T_u} 1/\\log_2(r+1)}
                                {\\sum_{r=1}^{\\min(N, |T_u|)} 1/\\log_2(r+1)}, \\quad
-        \\mathrm{MAP}@N = \\frac{1}{|T_u|} \\sum_{r \\le N,\\, L_u[r] \\in T_u} P@r
+        \\mathrm{AP}@N = \\frac{1}{|T_u|} \\sum_{r \\le N,\\, L_u[r] \\in T_u} P@r, \\quad
+        \\mathrm{RR}@N = \\frac{1}{\\min \\{r \\le N : L_u[r] \\in T_u\\}}
 
-    (MAP as Microsoft Recommenders' ``map_at_k`` sums it, over every relevant item, the
-    one its published tables report), each averaged over the users.
+    (AP as Microsoft Recommenders' ``map_at_k`` sums it, over every relevant item, the one
+    its published tables report; RR 0 and ``hit`` False where no listed item is relevant).
+
+    Returns
+    -------
+    DataFrame ``user, relevant, hits, precision, recall, ndcg, ap, rr, hit`` (:data:`USER_METRICS`).
     """
     rel = test.loc[test["rating"] >= threshold, ["user", "item"]]
-    out = {"precision": 0.0, "recall": 0.0, "ndcg": 0.0, "map": 0.0, "users": 0}
     if rel.empty:
-        return out
+        return pd.DataFrame({c: pd.Series([], dtype=object if c == "user" else np.float64) for c in USER_METRICS})
     recs = recommendations.loc[recommendations["rank"] <= n, ["user", "item", "rank"]]
     rel, recs = _comparable_ids(rel, recs)
     rel = rel.drop_duplicates()
@@ -93,12 +120,12 @@ def ranking_metrics(recommendations: pd.DataFrame, test: pd.DataFrame, n: int,
     hits = hits.sort_values(["user", "rank"], kind="stable")
     at_hit = (hits.groupby("user").cumcount().to_numpy() + 1) / hits["rank"].to_numpy()  # P@r at each hit
     ap = pd.Series(at_hit, index=hits["user"].to_numpy()).groupby(level=0).sum().reindex(n_rel.index, fill_value=0.0)
-    out["map"] = float((ap / n_rel).mean())
-    out["precision"] = float((hit_count / n).mean())
-    out["recall"] = float((hit_count / n_rel).mean())
-    out["ndcg"] = float((dcg.to_numpy() / idcg).mean())
-    out["users"] = int(len(n_rel))
-    return out
+    first = hits.groupby("user")["rank"].min().reindex(n_rel.index)
+    return pd.DataFrame({
+        "user": n_rel.index.to_numpy(), "relevant": n_rel.to_numpy(), "hits": hit_count.to_numpy(),
+        "precision": (hit_count / n).to_numpy(), "recall": (hit_count / n_rel).to_numpy(),
+        "ndcg": dcg.to_numpy() / idcg, "ap": (ap / n_rel).to_numpy(),
+        "rr": (1.0 / first).fillna(0.0).to_numpy(np.float64), "hit": hit_count.to_numpy() > 0})
 
 
 def _hits(recs: pd.DataFrame, rel: pd.DataFrame) -> pd.DataFrame:
@@ -166,3 +193,21 @@ def catalogue_coverage(recommendations: pd.DataFrame, n_items: int) -> float:
     if n_items <= 0:
         return 0.0
     return float(recommendations["item"].nunique() / n_items)
+
+
+def average_popularity(recommendations: pd.DataFrame, item_count: pd.Series, n_users: int) -> float:
+    """The popularity bias of the lists (Abdollahpouri et al.'s average recommendation
+    popularity, as a share): the mean, over the listed items, of the share of the training
+    users who rated the item, in [0, 1]; higher means more popular lists.
+
+    .. math:: \\mathrm{ARP} = \\frac{1}{|L|} \\sum_{i \\in L} \\frac{|U_i|}{|U|}
+
+    ``item_count``: training ratings per item, indexed by item id; an item it lacks counts 0.
+
+    >>> average_popularity(pd.DataFrame({"item": [1, 2]}), pd.Series({1: 4, 2: 2}), 4)
+    0.75
+    """
+    if n_users <= 0 or len(recommendations) == 0:
+        return 0.0
+    counts = item_count.reindex(recommendations["item"].to_numpy()).fillna(0).to_numpy(np.float64)
+    return float(np.mean(counts / n_users))
