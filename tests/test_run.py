@@ -451,3 +451,33 @@ def test_an_items_file_is_checked_line_by_line(scheduler, tmp_path, capsys):
         assert _run(scheduler, "--data", SMALL, "--items", items, "--out", out) == 2
         err = capsys.readouterr().err
         assert f"{items}:{line}: " in err and why in err and "Traceback" not in err
+
+
+def test_splits_by_time(scheduler, tmp_path, capsys):
+    rng = np.random.default_rng(4)
+    rows = pd.DataFrame({"user": rng.integers(0, 60, 1500), "item": rng.integers(0, 40, 1500),
+                         "rating": rng.integers(1, 6, 1500).astype(float)}).drop_duplicates(["user", "item"])
+    rows["time"] = rng.integers(8 * 10**8, 9 * 10**8, len(rows))
+    rows.to_csv(tmp_path / "r.tsv", sep="\t", header=False, index=False)
+    out = tmp_path / "out"
+    assert _run(scheduler, "--data", tmp_path / "r.tsv", "--split", "time", "--test-fraction", 0.2, "--k", 5,
+                "--out", out) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    preds = pd.read_parquet(out / "predictions.parquet")
+    cut = np.sort(rows["time"].to_numpy())[int(np.floor(0.8 * len(rows)))]
+    assert metrics["counts"]["test_pairs"] == int((rows["time"] >= cut).sum())
+    assert metrics["evaluation"].startswith("the latest 20% of the ratings by time as test")
+    late = set(zip(rows.loc[rows["time"] >= cut, "user"], rows.loc[rows["time"] >= cut, "item"]))
+    assert set(zip(preds["user"].astype(int), preds["item"].astype(int))) == late
+    assert _run(scheduler, "--data", tmp_path / "r.tsv", "--split", "last", "--holdout", 2, "--k", 5,
+                "--out", out) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    sizes = rows.groupby("user").size()
+    assert metrics["counts"]["test_pairs"] == 2 * int((sizes > 2).sum())
+    assert "each user's 2 latest rating(s) as test" in metrics["evaluation"]
+    capsys.readouterr()
+    assert _run(scheduler, "--data", SMALL, "--split", "time", "--out", tmp_path / "o2") == 2
+    assert "no time column" in capsys.readouterr().err
+    assert _run(scheduler, "--data", tmp_path / "r.tsv", "--test", tmp_path / "r.tsv", "--split", "last",
+                "--out", tmp_path / "o3") == 2
+    assert "drop one" in capsys.readouterr().err

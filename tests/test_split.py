@@ -99,3 +99,63 @@ def test_the_split_keeps_every_column_dtype():
         assert isinstance(part.index, pd.RangeIndex) and part.index.start == 0
     both = pd.concat([train, test]).sort_values("line")
     assert both["user"].tolist() == frame["user"].tolist() and 0 < len(test) < 200
+
+
+def _timed(seed, n_users=15, n_items=12):
+    df = random_ratings(seed, n_users=n_users, n_items=n_items, density=0.4)
+    rng = np.random.default_rng(seed)
+    return df.assign(time=rng.integers(0, 40, len(df)).astype(np.float64))  # few distinct times: ties
+
+
+@given(st.integers(0, 1000), st.floats(0.05, 0.95), st.integers(1, 4), st.integers(1, 4))
+@settings(max_examples=30, deadline=None)
+def test_time_split_cuts_once_and_partitions(seed, fraction, n1, n2):
+    df = _timed(seed)
+    train, test = split.time_split(_parts(df, n1), test_fraction=fraction)
+    again = split.time_split(_parts(df.sample(frac=1, random_state=seed), n2), test_fraction=fraction)
+    assert sorted(_rows(train) + _rows(test)) == _rows([dask.delayed(df)])
+    assert _rows(test) == _rows(again[1])
+    t = np.sort(df["time"].to_numpy())
+    cut = t[min(int(np.floor((1 - fraction) * len(t))), len(t) - 1)]
+    late = df[df["time"] >= cut]
+    assert _rows(test) == sorted(map(tuple, late[["user", "item", "rating"]].to_numpy().tolist()))
+    _, at = split.time_split(_parts(df, n1), at=20)
+    assert _rows(at) == sorted(map(tuple, df.loc[df["time"] >= 20, ["user", "item", "rating"]].to_numpy().tolist()))
+
+
+@given(st.integers(0, 1000), st.integers(1, 3), st.integers(1, 4))
+@settings(max_examples=20, deadline=None)
+def test_leave_last_out_holds_out_each_users_latest(seed, n, chunks):
+    df = _timed(seed)
+    train, test = split.leave_last_out(_parts(df, chunks), n, seed=3)
+    _, again = split.leave_last_out(_parts(df.sample(frac=1, random_state=1), 2), n, seed=3)
+    test_rows = pd.concat(dask.compute(*test, scheduler="sync"))
+    assert sorted(_rows(train) + _rows(test)) == _rows([dask.delayed(df)])
+    assert _rows(test) == _rows(again)  # ties broken by the pair hash, not the row order
+    for user, rows in df.groupby("user"):
+        held = test_rows[test_rows["user"] == user]
+        if len(rows) <= n:
+            assert held.empty  # a user with at most n ratings keeps them all in train
+            continue
+        assert len(held) == n
+        assert held["time"].min() >= rows["time"].nlargest(n).min()  # the latest, ties aside
+        assert rows.loc[~rows["item"].isin(held["item"]), "time"].max() <= held["time"].min()
+
+
+def test_time_splits_refuse_what_they_cannot_do():
+    import pytest
+
+    from dcf.errors import ConfigError, DataError
+
+    df = random_ratings(3)  # no time column
+    with pytest.raises(DataError, match="no time column"):
+        split.time_split(_parts(df, 2), test_fraction=0.2)
+    with pytest.raises(DataError, match="no time column"):
+        split.leave_last_out(_parts(df, 2))
+    with pytest.raises(ConfigError, match="one of them"):
+        split.time_split(_parts(_timed(1), 2), at=3, test_fraction=0.2)
+    with pytest.raises(ConfigError, match="at least 1"):
+        split.leave_last_out(_parts(_timed(1), 2), 0)
+    _, test = split.time_split(_parts(_timed(1).assign(time=pd.Timestamp("2020-01-02").timestamp()), 2),
+                               at="2020-01-01")
+    assert len(_rows(test)) == len(_timed(1))

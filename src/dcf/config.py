@@ -31,6 +31,7 @@ CHOICES = {
     "prediction": ("weighted", "mean-centred", "baseline"),
     "ranking": ("prediction", "sum", "normalised-sum"),
     "feedback": ("explicit", "implicit"),
+    "split": ("random", "time", "last"),
 }
 
 
@@ -129,6 +130,8 @@ class RunConfig:
     test: str | None = None
     test_fraction: float = 0.1
     seed: int = 0
+    split: str = "random"  # random (pair hash), time (the latest test_fraction), last (each user's last `holdout`)
+    holdout: int = 1
     based: str = "item"
     similarity: str = "cosine"
     k: int = 50
@@ -175,6 +178,7 @@ class RunConfig:
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} {getattr(self, name)!r} is not one of {', '.join(allowed)}")
         for name, low, high in (("k", 1, MAX_K), ("top_n", 1, MAX_TOP_N), ("min_support", 0, None),
+                                ("holdout", 1, None),
                                 ("min_k", 0, MAX_K), ("baseline_epochs", 0, 10_000), ("seed", 0, 2**63 - 1),
                                 ("block_size", 1, None)):
             v = getattr(self, name)
@@ -183,6 +187,8 @@ class RunConfig:
                 raise ConfigError(f"{name} must be an integer {bound}, not {v!r}")
         if self.amplification <= 0:
             raise ConfigError(f"amplification must be a number > 0, not {self.amplification!r}")
+        if self.test and self.split != "random":
+            raise ConfigError(f"split {self.split!r} splits --data, but a test file ({self.test}) is given: drop one")
         if not 0 < self.test_fraction < 1:
             raise ConfigError(f"test_fraction must be between 0 and 1, not {self.test_fraction!r}")
         for name in ("shrinkage", "significance", "min_similarity", "reg_user", "reg_item"):
@@ -259,7 +265,8 @@ _CLUSTER_TYPES = {"scheduler": _OPT_STR, "workers": _INT, "threads_per_worker": 
                   "memory_target": _FLOAT, "wait_for_workers": _INT, "no_workers_timeout": _STR,
                   "stall_timeout": _FLOAT, "tls_ca_file": _OPT_STR, "tls_cert": _OPT_STR,
                   "tls_key": _OPT_STR}
-_RUN_TYPES = {"data": _STR, "test": _OPT_STR, "test_fraction": _FLOAT, "seed": _INT, "based": _STR,
+_RUN_TYPES = {"data": _STR, "test": _OPT_STR, "test_fraction": _FLOAT, "seed": _INT, "split": _STR, "holdout": _INT,
+              "based": _STR,
               "similarity": _STR, "k": _INT, "neighbourhood": _STR, "prediction": _STR, "top_n": _INT,
               "items": _OPT_STR, "keep_rated": _BOOL, "explain": _BOOL,
               "ranking": _OPT_STR, "min_support": _INT, "shrinkage": _FLOAT, "significance": _FLOAT,

@@ -10,6 +10,13 @@ duplicated pair always land on the same side.
 * :func:`kfold` -- k disjoint test folds covering every rating;
 * :func:`user_holdout` -- per user, the ``ceil(fraction * n_u)`` ratings with
   the smallest hash are held out (users with one rating keep it in train).
+
+And by time, where the ratings carry one (a ``time`` column: :mod:`dcf.io.times`):
+
+* :func:`time_split` -- one global cut: every rating at or after it is test (a given
+  time, or the time that leaves the latest ``test_fraction`` of the ratings as test);
+* :func:`leave_last_out` -- per user, the ``n`` latest ratings are test (ties: the pair
+  hash), users with at most ``n`` ratings keep them all in train.
 """
 
 from __future__ import annotations
@@ -22,9 +29,10 @@ import pandas as pd
 
 from . import io as dio
 from .blocks import outputs
+from .errors import ConfigError, DataError
 from .ids import frame_from_parts
 
-__all__ = ["pair_uniform", "random_split", "kfold", "user_holdout"]
+__all__ = ["pair_uniform", "random_split", "kfold", "user_holdout", "time_split", "leave_last_out"]
 
 
 def pair_uniform(frame: pd.DataFrame, seed: int) -> np.ndarray:
@@ -190,3 +198,70 @@ def _pick(frame, test):
     return frame[frame["_test"] == test].drop(columns="_test").reset_index(drop=True)
 
 
+
+
+def _times_of(frame: pd.DataFrame, where: str = "the ratings") -> np.ndarray:
+    if "time" not in frame.columns:
+        raise DataError(where, "has no time column, which a split by time needs (a file with a timestamp column, "
+                               "read with times=True)")
+    return frame["time"].to_numpy(np.float64)
+
+
+def time_split(data, at=None, test_fraction: float | None = None):
+    """Split at one time: ``(train, test)`` with test the ratings whose time is at or after
+    the cut, like :func:`random_split` (``Ratings`` in, ``Ratings`` out).
+
+    ``at``: the cut, seconds since the epoch or an ISO 8601 date; or ``test_fraction``:
+    the cut is the time of the rating at position ``floor((1 - f) N)`` in time order, so
+    the latest ratings (about ``f`` of them; ratings at the cut's very time all go to test)
+    are test.  One of the two.
+    """
+    if (at is None) == (test_fraction is None):
+        raise ConfigError("time_split takes the cut (at=TIME) or the test share (test_fraction=F), one of them")
+    parts = _parts(data)
+    if at is not None:
+        cut = float(dio.parse_time(at)) if isinstance(at, str) else float(at)
+    else:
+        _check_fraction(test_fraction)
+        times = np.sort(np.concatenate(dask.compute(*[dask.delayed(_times_of, pure=True)(p) for p in parts]) or
+                                       [np.zeros(0)]))
+        if not len(times):
+            return _wrap(data, list(parts), [])
+        cut = float(times[min(int(np.floor((1 - test_fraction) * len(times))), len(times) - 1)])
+    two = dask.delayed(_cut_two, pure=True)
+    pairs = [outputs(two(p, cut, dask_key_name=f"split-{dask.base.tokenize(p, cut)}"), 2, ("split-train", "split-test"))
+             for p in parts]
+    return _wrap(data, [tr for tr, _ in pairs], [te for _, te in pairs])
+
+
+def _cut_two(frame, cut):
+    late = _times_of(frame) >= cut
+    return _rows(frame, np.flatnonzero(~late)), _rows(frame, np.flatnonzero(late))
+
+
+def leave_last_out(data, n: int = 1, seed: int = 0, npartitions=None):
+    """Per user, the ``n`` latest ratings are test (ties in time: the smaller pair hash
+    first), the rest train; a user with at most ``n`` ratings keeps them all in train.
+    Returns ``(train, test)`` like :func:`random_split` (rows grouped by user with a dask
+    shuffle, as :func:`user_holdout`)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ConfigError(f"leave_last_out's n must be a whole number of at least 1, not {n!r}")
+    parts = _parts(data)
+    meta = dask.compute(parts[0])[0].iloc[:0] if parts else None
+    if meta is not None:
+        _times_of(meta)
+    ddf = frame_from_parts(parts, meta, "split-part")
+    ddf = ddf.shuffle("user", npartitions=npartitions or len(parts), shuffle_method="tasks")
+    flagged = ddf.map_partitions(_flag_last, int(n), seed, meta=meta.assign(_test=pd.Series([], dtype=bool)))
+    out = flagged.to_delayed()
+    pick = dask.delayed(_pick, pure=True)
+    return _wrap(data, [pick(p, False) for p in out], [pick(p, True) for p in out])
+
+
+def _flag_last(frame, n, seed):
+    frame = frame.reset_index(drop=True)
+    users = frame["user"].astype(str).to_numpy(dtype=object)
+    tmp = pd.DataFrame({"user": users, "time": -_times_of(frame), "u": pair_uniform(frame, seed)})
+    rank = tmp.sort_values(["user", "time", "u"], kind="stable").groupby("user").cumcount()
+    size = tmp.groupby("user")["u"].transform("size").to_numpy()
+    return frame.assign(_test=(rank.reindex(tmp.index).to_numpy() < n) & (size > n))

@@ -34,7 +34,7 @@ from .metrics import integer_ids
 # dcf.run's options that say what the batch job writes or tests on: no meaning here
 NOT_HERE = {"test": "--test", "test_fraction": "--test-fraction", "items": "--items", "keep_rated": "--keep-rated",
             "explain": "--explain", "write_neighbours": "--write-neighbours",
-            "performance_report": "--performance-report"}
+            "performance_report": "--performance-report", "split": "--split", "holdout": "--holdout"}
 MOVIELENS_FOLDS = "movielens:ml-100k"
 
 

@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 from .. import kernels
 from ..baseline import fit_biases
-from ..blocks import row_blocks, stack_rows
+from ..blocks import row_blocks
 from ..predict.topn import popularity_order
 from .metrics import average_popularity, catalogue_coverage, mae, ranking_metrics, rmse
 
@@ -61,16 +61,30 @@ def baseline_predictions(model, test: pd.DataFrame) -> dict:
 
 def popularity_lists(model, n: int) -> pd.DataFrame:
     """Every training user's ``n`` most rated unrated items (ties: the lower item code), as
-    a recommendation frame ``user, rank, item``."""
+    a recommendation frame ``user, rank, item``: one task a user block, where the blocks are
+    (``baseline-popularity``)."""
     m = model.matrix_
-    order = popularity_order(np.asarray(dask.compute(m.item_count)[0]))
-    rated = sp.csr_matrix(stack_rows(*dask.compute(*row_blocks(m.by_user)[0])))
+    token = dask.base.tokenize(model.token_, n, "popularity")
+    order = dask.delayed(popularity_order, pure=True)(m.item_count, dask_key_name=f"baseline-popularity-order-{token}")
+    blocks, bounds = row_blocks(m.by_user)
+    task = dask.delayed(_popular_block, pure=True)
+    parts = dask.compute(*[task(b, int(bounds[j]), order, min(int(n), len(m.items)),
+                                dask_key_name=f"baseline-popularity-{token}-{j}") for j, b in enumerate(blocks)])
+    rows = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
+    cols = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
+    ranks = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, np.int64)
+    return pd.DataFrame({"user": m.users.to_raw(rows), "rank": ranks, "item": m.items.to_raw(cols)})
+
+
+def _popular_block(rated, row0, order, n):
+    """``(user codes, item codes, ranks)`` of one user block's popularity lists: the Top-N
+    kernel with no scores, so every list is its fill of the most popular unrated items."""
+    rated = sp.csr_matrix(rated)
     users, items = rated.shape
-    nothing = sp.csr_matrix((users, 1)), sp.csr_matrix((1, items))  # no scores: every list is the fill
-    cols, _, _ = kernels.recommend_rows(*nothing, rated, min(int(n), items), order, sim_left=False, divide=False)
+    nothing = sp.csr_matrix((users, 1)), sp.csr_matrix((1, items))
+    cols, _, _ = kernels.recommend_rows(*nothing, rated, n, np.asarray(order, np.int64), sim_left=False, divide=False)
     r, c = np.nonzero(cols >= 0)
-    return pd.DataFrame({"user": m.users.to_raw(r), "rank": (c + 1).astype(np.int64),
-                         "item": m.items.to_raw(cols[r, c])})
+    return (row0 + r).astype(np.int64), cols[r, c].astype(np.int64), (c + 1).astype(np.int64)
 
 
 def baseline_figures(model, test: pd.DataFrame, n: int | None, threshold: float) -> pd.DataFrame:

@@ -31,6 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--test", help="explicit test set (same forms as --data); else a random split")
     g.add_argument("--test-fraction", type=float, help=f"test share of a random split ({d.test_fraction})")
     g.add_argument("--seed", type=int, help=f"split seed ({d.seed})")
+    g.add_argument("--split", choices=CHOICES["split"],
+                   help="without --test: random (--test-fraction of the pairs, by a seeded hash), time (the latest "
+                        "--test-fraction of the ratings by time) or last (each user's --holdout latest ratings) "
+                        f"(default {d.split})")
+    g.add_argument("--holdout", type=int, metavar="N", help=f"--split last: ratings held out per user ({d.holdout})")
     g.add_argument("--feedback", choices=CHOICES["feedback"],
                    help="explicit: ratings (a pair rated twice differently is a conflict); implicit: events "
                         "(clicks, purchases) whose optional third column is a positive weight, a file of "

@@ -101,6 +101,9 @@ def _decay_line(decay: dict) -> str:
 def evaluation(cfg: RunConfig) -> str:
     """How the figures were measured, in words (printed and in metrics.json)."""
     split = (f"test file {cfg.test}" if cfg.test else
+             f"the latest {cfg.test_fraction:.0%} of the ratings by time as test" if cfg.split == "time" else
+             f"each user's {cfg.holdout} latest rating(s) as test (users with at most {cfg.holdout} kept whole)"
+             if cfg.split == "last" else
              f"random {cfg.test_fraction:.0%} of the ratings as test, seed {cfg.seed} (hash of user, item)")
     relevant = ("every test event" if cfg.feedback == "implicit" and cfg.relevance is None
                 else f"test rating >= {cfg.relevance_threshold:g}")

@@ -91,7 +91,17 @@ INTEGER = re.compile(r"[+-]?[0-9]+")  # an --items line that is an integer id (A
 def read_options(cfg: RunConfig) -> dict:
     """How the job reads its ratings: :func:`dcf.datasets.open_source`'s keywords."""
     return {"on_bad_lines": "skip" if cfg.skip_bad_lines else "error", "rating_scale": cfg.rating_scale,
-            "feedback": cfg.feedback, "times": cfg.half_life is not None}  # event times only where the decay reads them
+            "feedback": cfg.feedback,  # event times only where the decay or the split reads them
+            "times": cfg.half_life is not None or (cfg.split != "random" and not cfg.test)}
+
+
+def split_of(cfg: RunConfig, parts) -> tuple:
+    """``(train parts, test parts)`` of the ratings, by the run's ``--split``."""
+    if cfg.split == "time":
+        return split.time_split(parts, test_fraction=cfg.test_fraction)
+    if cfg.split == "last":
+        return split.leave_last_out(parts, cfg.holdout, cfg.seed)
+    return split.random_split(parts, cfg.test_fraction, cfg.seed)
 
 
 def estimator_of(cfg: RunConfig) -> KNN:
@@ -125,7 +135,7 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
             test_src = _persisted(open_source(cfg.test, **read_kw))
             train_parts, test_parts, reports = data.parts, test_src.parts, [data.report, test_src.report]
         else:
-            train_parts, test_parts = split.random_split(data.parts, cfg.test_fraction, cfg.seed)
+            train_parts, test_parts = split_of(cfg, data.parts)
             train_parts, test_parts = dask.persist(train_parts, test_parts)
             reports = [data.report]
         model = estimator_of(cfg)
