@@ -32,6 +32,7 @@ CHOICES = {
     "ranking": ("prediction", "sum", "normalised-sum"),
     "feedback": ("explicit", "implicit"),
     "split": ("random", "time", "last"),
+    "preset": ("paper", "rating", "ranking", "implicit"),  # = dcf.presets.PRESETS (tested)
 }
 
 
@@ -130,6 +131,7 @@ class RunConfig:
     test: str | None = None
     test_fraction: float = 0.1
     seed: int = 0
+    preset: str = "paper"  # dcf.presets: its settings where nothing else sets them
     split: str = "random"  # random (pair hash), time (the latest test_fraction), last (each user's last `holdout`)
     holdout: int = 1
     based: str = "item"
@@ -266,7 +268,7 @@ _CLUSTER_TYPES = {"scheduler": _OPT_STR, "workers": _INT, "threads_per_worker": 
                   "stall_timeout": _FLOAT, "tls_ca_file": _OPT_STR, "tls_cert": _OPT_STR,
                   "tls_key": _OPT_STR}
 _RUN_TYPES = {"data": _STR, "test": _OPT_STR, "test_fraction": _FLOAT, "seed": _INT, "split": _STR, "holdout": _INT,
-              "based": _STR,
+              "preset": _STR, "based": _STR,
               "similarity": _STR, "k": _INT, "neighbourhood": _STR, "prediction": _STR, "top_n": _INT,
               "items": _OPT_STR, "keep_rated": _BOOL, "explain": _BOOL,
               "ranking": _OPT_STR, "min_support": _INT, "shrinkage": _FLOAT, "significance": _FLOAT,

@@ -41,7 +41,7 @@ from pathlib import Path
 from .errors import ConfigError
 from .version import __version__
 
-__all__ = ["MARKER", "FolderKind", "RUN_OUTPUT", "MODEL", "SYNTHETIC", "EVALUATION", "check_folder", "check_file",
+__all__ = ["MARKER", "FolderKind", "RUN_OUTPUT", "MODEL", "SYNTHETIC", "EVALUATION", "TUNING", "check_folder", "check_file",
            "atomic_folder", "atomic_file", "local_path"]
 
 MARKER = ".dcf-owned"
@@ -102,6 +102,7 @@ MODEL = FolderKind("saved model",
                    signature="dcf-model.json", signed=_old_model)
 SYNTHETIC = FolderKind("synthetic data", frozenset(), pattern=r"part\.\d{5}\.parquet")
 EVALUATION = FolderKind("cross-validation output", frozenset({"folds.csv", "summary.json", "users.parquet"}))
+TUNING = FolderKind("tuning output", frozenset({"candidates.csv", "folds.csv", "summary.json"}))
 
 
 def local_path(source) -> Path | None:

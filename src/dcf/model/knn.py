@@ -15,6 +15,7 @@ from ..fitted import FittedState, derived
 from ..fitting import fit_matrix, rating_matrix
 from ..kernels import SimilaritySettings
 from ..predict import ScoringRule
+from ..presets import preset
 from ..refresh import refresh as refresh_model
 from ..similarity import block_limit
 from .answers import Answers
@@ -154,6 +155,14 @@ class KNN(Answers, Estimator):
         self.decay_similarity = decay_similarity
 
     # ------------------------------------------------------------ checks
+    @classmethod
+    def from_preset(cls, name: str, **params) -> "KNN":
+        """An estimator with the settings of preset ``name`` (:mod:`dcf.presets`: ``paper``,
+        ``rating``, ``ranking``, ``implicit``), ``params`` over them.  A preset's Top-N order
+        is a ``recommend`` argument: ``dcf.presets.PRESETS[name].ranking``."""
+        chosen = {k: v for k, v in preset(name).settings.items() if k in cls._param_names()}
+        return cls(**{**chosen, **params})
+
     def check_params(self):
         """ConfigError naming the first invalid parameter (the similarity's and the scoring's
         are checked by :class:`~dcf.kernels.SimilaritySettings` and :class:`~dcf.predict.ScoringRule`)."""

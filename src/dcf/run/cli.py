@@ -13,6 +13,7 @@ from pathlib import Path
 from .. import cluster, compile  # noqa: A004 - dcf.compile, not the builtin
 from ..config import CHOICES, RunConfig, load_config
 from ..errors import ClusterError, ConfigError, DataError
+from ..presets import PRESETS, with_preset
 from ..version import __version__
 from .preflight import preflight
 from .signals import STOP, Terminated, handled, quiet_distributed
@@ -45,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--rating-scale", type=float, nargs=2, metavar=("LOW", "HIGH"),
                    help="declared rating scale: ratings outside it are bad lines (default: any > 0)")
     g = p.add_argument_group("model")
+    g.add_argument("--preset", choices=list(PRESETS),
+                   help="named settings, each the measured best of its kind (other flags override them): "
+                        + "; ".join(f"{p.name}: {p.measured}" for p in PRESETS.values()) + f" (default {d.preset})")
     for name in ("based", "similarity", "neighbourhood", "prediction"):
         g.add_argument(f"--{name}", choices=CHOICES[name], help=f"(default {getattr(d, name)})")
     g.add_argument("--ranking", choices=CHOICES["ranking"],
@@ -115,8 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolve(args) -> RunConfig:
+    """The run's settings: the defaults, the preset's over them, the config file's over
+    those, the flags over everything."""
     base = load_config(args.config) if args.config else RunConfig()
-    kw = {k: v for k, v in vars(args).items() if k not in ("config", "debug")}
+    base = with_preset(base, args.preset or base.preset)
+    kw = {k: v for k, v in vars(args).items() if k not in ("config", "debug", "preset")}
     cfg = base.with_overrides(**kw)
     cfg.cluster.check_combination()
     return cfg
