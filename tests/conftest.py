@@ -100,3 +100,14 @@ def small_requests(request, monkeypatch):
     if request.param == "graph":
         monkeypatch.setattr(dcf.serving, "HELD_BYTES", 0)
     return request.param
+
+
+@pytest.fixture(scope="module")
+def one_worker_scheduler():
+    """The address of a local cluster of one worker process (2 threads) for a module's
+    commands (``python -m dcf.evaluate``, ``python -m dcf.tune`` run in-process)."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, memory_limit="1GB", processes=True,
+                      host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster:
+        yield cluster.scheduler_address

@@ -120,16 +120,7 @@ def test_implicit_feedback_folds_rank_every_test_event():
     assert result.users["hit"].dtype == "boolean"
 
 
-@pytest.fixture(scope="module")
-def scheduler():
-    from distributed import LocalCluster
-
-    with LocalCluster(n_workers=1, threads_per_worker=2, memory_limit="1GB", processes=True,
-                      host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster:
-        yield cluster.scheduler_address
-
-
-def test_the_command_writes_the_folds_and_refuses_what_does_not_apply(scheduler, tmp_path, capsys):
+def test_the_command_writes_the_folds_and_refuses_what_does_not_apply(one_worker_scheduler, tmp_path, capsys):
     import json
 
     from dcf.evaluate.__main__ import main
@@ -137,7 +128,7 @@ def test_the_command_writes_the_folds_and_refuses_what_does_not_apply(scheduler,
     data = random_ratings(45, n_users=40, n_items=25, density=0.3)
     data.to_csv(tmp_path / "r.tsv", sep="\t", header=False, index=False)
     out = tmp_path / "cv"
-    common = ["--scheduler", scheduler, "--no-progress", "--k", "5", "--top-n", "4"]
+    common = ["--scheduler", one_worker_scheduler, "--no-progress", "--k", "5", "--top-n", "4"]
     assert main([*common, "--data", str(tmp_path / "r.tsv"), "--folds", "3", "--seed", "2", "--out", str(out)]) == 0
     with dask.config.set(scheduler="sync"):
         want = cross_validate(KNN(k=5), data, folds=3, n=4, seed=2)

@@ -74,23 +74,14 @@ def test_bad_grids_are_refused():
         tune(KNN(), {"k": [3]}, data, metric="auc")
 
 
-@pytest.fixture(scope="module")
-def scheduler():
-    from distributed import LocalCluster
-
-    with LocalCluster(n_workers=1, threads_per_worker=2, memory_limit="1GB", processes=True,
-                      host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster:
-        yield cluster.scheduler_address
-
-
-def test_the_command_writes_its_choice(scheduler, tmp_path, capsys):
+def test_the_command_writes_its_choice(one_worker_scheduler, tmp_path, capsys):
     import json
 
     from dcf.tune.__main__ import main
 
     data = random_ratings(54, n_users=40, n_items=25, density=0.3)
     data.to_csv(tmp_path / "r.tsv", sep="\t", header=False, index=False)
-    common = ["--scheduler", scheduler, "--no-progress", "--data", str(tmp_path / "r.tsv")]
+    common = ["--scheduler", one_worker_scheduler, "--no-progress", "--data", str(tmp_path / "r.tsv")]
     out = tmp_path / "t"
     assert main([*common, "--grid", "k=3,6", "amplification=1,2", "--folds", "2", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
