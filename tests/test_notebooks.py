@@ -36,3 +36,4 @@ def test_notebook_executes(path, monkeypatch, tmp_path):
     client.execute()
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "dashboard: http://" in text and "MAE" in text
+    assert "means over the folds" in text and "popularity" in text and "best: {'k':" in text  # cv and the search
