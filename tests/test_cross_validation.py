@@ -150,3 +150,23 @@ def test_the_command_writes_the_folds_and_refuses_what_does_not_apply(one_worker
         assert main(args if "--out" in flags else [*args, "--out", str(out)]) == 2
         assert words in capsys.readouterr().err
     assert (foreign / "notes.txt").read_text() == "keep me" and (out / "folds.csv").exists()
+
+
+def test_dask_ml_grid_search_takes_the_estimators():
+    from dask_ml.model_selection import GridSearchCV
+    from sklearn.model_selection import KFold
+
+    data = random_ratings(47, n_users=30, n_items=20, density=0.35)
+    assert not hasattr(KNN(), "idx_")  # unfitted attributes are absent, as scikit-learn's are
+    with pytest.raises(RuntimeError, match="not fitted"):
+        KNN().idx_
+    split = KFold(2, shuffle=True, random_state=0)
+    with dask.config.set(scheduler="sync"):
+        search = GridSearchCV(ItemKNN(neighbourhood="global"), {"k": [3, 6]}, cv=split, refit=False,
+                              scheduler="sync").fit(data)
+        for c, params in enumerate(search.cv_results_["params"]):
+            want = []
+            for tr, te in split.split(data):
+                preds = ItemKNN(neighbourhood="global", **params).fit(data.iloc[tr]).predict(data.iloc[te]).compute()
+                want.append(-mae(preds["rating"], preds["prediction"]))
+            assert search.cv_results_["mean_test_score"][c] == pytest.approx(np.mean(want), abs=1e-12)

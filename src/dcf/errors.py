@@ -8,7 +8,9 @@ back to the client.
 
 from __future__ import annotations
 
-__all__ = ["DataError", "ConfigError", "ClusterError"]
+from sklearn.exceptions import NotFittedError as _SklearnNotFitted
+
+__all__ = ["DataError", "ConfigError", "ClusterError", "NotFittedError"]
 
 
 class DataError(ValueError):
@@ -42,3 +44,9 @@ class ConfigError(ValueError):
 
 class ClusterError(RuntimeError):
     """The cluster failed under the job (workers died or vanished); says what to change."""
+
+
+class NotFittedError(RuntimeError, _SklearnNotFitted):
+    """A fitted attribute or a request of an estimator that has not been fitted.  Also
+    scikit-learn's ``NotFittedError`` (an ``AttributeError``): ``hasattr(model, "idx_")``
+    is False before ``fit``, as scikit-learn's and dask-ml's model selection expect."""

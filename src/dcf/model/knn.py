@@ -9,7 +9,7 @@ import numpy as np
 from .. import store
 from ..cluster import memory_budget
 from ..decay import Decay, decay_of
-from ..errors import ConfigError
+from ..errors import ConfigError, NotFittedError
 from ..estimator import Estimator
 from ..fitted import FittedState, derived
 from ..fitting import fit_matrix, rating_matrix
@@ -216,7 +216,7 @@ class KNN(Answers, Estimator):
 
     def check_fitted(self):
         if not hasattr(self, "neighbours_"):
-            raise RuntimeError(f"this {type(self).__name__} is not fitted yet: call fit() first")
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit() first")
 
     # ------------------------------------------------------------ fit
     def fit(self, ratings, y=None):
