@@ -19,6 +19,7 @@ import pytest
 from conftest import random_ratings
 import dcf.serving
 from dcf import ItemKNN
+from dcf.errors import ConfigError
 
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
@@ -37,10 +38,10 @@ def _get(url, method="GET"):
 class Server:
     """``python -m dcf.serve FOLDER --port 0`` in its own session, killed on exit."""
 
-    def __init__(self, folder, *extra):
+    def __init__(self, folder, *extra, env=None):
         self.proc = subprocess.Popen([sys.executable, "-m", "dcf.serve", str(folder), "--port", "0", *extra],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     start_new_session=True)
+                                     start_new_session=True, env={**os.environ, **(env or {})})
         self.line = self._first_line(60)
 
     def _first_line(self, seconds):
@@ -176,3 +177,24 @@ def test_a_folder_that_is_no_model_and_a_busy_port_are_refused(saved, tmp_path):
         assert "Traceback" not in wrong.stderr
     finally:
         server.close()
+
+
+def test_predict_without_holding_the_similarity_rows_twice(tmp_path, monkeypatch):
+    monkeypatch.setattr(dcf.serving, "HELD_BYTES", 0)
+    train = random_ratings(32, n_users=30, n_items=20, density=0.3)
+    with dask.config.set(scheduler="sync"):
+        model = ItemKNN(k=4).fit(train)  # rated: predict reads the dense similarity rows
+        model.save(tmp_path / "model")
+        want = model.predict(pd.DataFrame({"user": [100, 101], "item": [505, 99999]})).compute()
+    server = Server(tmp_path / "model", env={"DCF_HELD_BYTES": "0"})  # the service holds no second copy
+    try:
+        for row in want.itertuples():
+            status, body = _get(server.url + f"/predict?user={row.user}&item={row.item}")
+            assert status == 200 and body["prediction"] == row.prediction and body["fallback"] == row.fallback
+        status, body = _get(server.url + "/recommend?user=100&n=3")
+        assert status == 200 and len(body["items"]) == 3
+    finally:
+        server.close()
+    with pytest.raises(ConfigError, match="DCF_HELD_BYTES must be a whole number"):
+        monkeypatch.setenv("DCF_HELD_BYTES", "1GB")
+        dcf.serving._held_limit()

@@ -19,6 +19,7 @@ model whose arrays take at most :data:`HELD_BYTES`, built by its first small req
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from dataclasses import replace
@@ -36,12 +37,22 @@ from .predict.requests import (FEW_USERS, as_ids, check_explain, check_request, 
                               popular_lists, split_users)
 from .predict.topn import other_side, popularity_order, recommend_block, recommendation_meta
 
-__all__ = ["Snapshot", "HELD_BYTES", "FEW_PAIRS", "held", "for_request"]
+__all__ = ["Snapshot", "HELD_BYTES", "FEW_PAIRS", "held", "held_bytes", "for_request"]
+
+def _held_limit() -> int:
+    """``$DCF_HELD_BYTES`` (a whole number of bytes), else 1 GiB."""
+    text = os.environ.get("DCF_HELD_BYTES", "").strip()
+    if not text:
+        return 1 << 30
+    if not text.isascii() or not text.isdigit():
+        raise ConfigError(f"DCF_HELD_BYTES must be a whole number of bytes (0: hold nothing), not {text!r}")
+    return int(text)
+
 
 # a fitted model whose ratings and lists (and, for ``predict``, similarity rows) take at
 # most this many bytes is held in the process that asks (once, by its first small
-# request: :func:`held`); 0 sends every request to the cluster
-HELD_BYTES = 1 << 30
+# request: :func:`held`); 0 sends every request to the cluster ($DCF_HELD_BYTES, 1 GiB)
+HELD_BYTES = _held_limit()
 # a ``predict`` of at most this many pairs (a pandas frame) is answered from the snapshot
 FEW_PAIRS = 10_000
 
@@ -78,6 +89,11 @@ class Snapshot:
         self.order = popularity_order(self.data.item_count)
         self._sides = {}  # ranking -> (left rows, other side) as the Top-N tasks read them
         self._lock = threading.Lock()
+
+    @property
+    def predicts(self) -> bool:
+        """Whether :meth:`predict` answers here (the snapshot was built with ``pairs=True``)."""
+        return self._pairs is not None
 
     @property
     def nbytes(self) -> int:

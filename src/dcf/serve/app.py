@@ -17,7 +17,9 @@ from starlette.routing import Route
 
 from ..errors import ConfigError, DataError
 from ..model import load
-from ..serving import Snapshot
+from ..predict import model_predictions
+from .. import serving
+from ..serving import Snapshot, held_bytes
 
 __all__ = ["Holder", "make_app", "MAX_N"]
 
@@ -52,7 +54,10 @@ class Holder:
 
 def _snapshot(folder: Path) -> Snapshot:
     with dask.config.set(scheduler="sync"):  # a saved model in this process: no cluster
-        return Snapshot(load(folder))
+        model = load(folder)
+        # the similarity rows /predict reads are held twice only where they are small (a
+        # loaded model holds them already; a 27,000-item catalogue's dense rows are 5.8 GB)
+        return Snapshot(model, pairs=held_bytes(model)[1] <= serving.HELD_BYTES)
 
 
 def _id(text: str | None, what: str, vocab):
@@ -122,7 +127,12 @@ def _predict(holder: Holder, q) -> dict:
     snap = holder.snapshot
     m = snap.model.matrix_
     user, item = _id(q.get("user"), "user", m.users), _id(q.get("item"), "item", m.items)
-    out = snap.predict(pd.DataFrame({"user": [user], "item": [item]}))
+    pairs = pd.DataFrame({"user": [user], "item": [item]})
+    if snap.predicts:
+        out = snap.predict(pairs)
+    else:  # the loaded model's own graph, in this process
+        with dask.config.set(scheduler="sync"):
+            out = model_predictions(snap.model, pairs).compute()
     r = out.iloc[0]
     return {"user": user, "item": item, "prediction": float(r["prediction"]), "neighbours": int(r["neighbours"]),
             "fallback": str(r["fallback"])}
