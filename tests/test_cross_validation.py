@@ -11,7 +11,7 @@ import pytest
 from conftest import random_ratings
 from dcf import KNN, ItemKNN
 from dcf.datasets import movielens_folds
-from dcf.errors import ConfigError
+from dcf.errors import ConfigError, DataError
 from dcf.evaluate import FOLD_COLUMNS, cross_validate, mae, ranking_metrics, rmse
 
 
@@ -85,9 +85,12 @@ def test_predefined_folds_as_frames_and_bad_folds():
         assert result.folds["precision"].isna().all() and result.users["precision"].isna().all()
         for bad, words in ((dict(data=data, folds=1), "at least 2"), (dict(folds=3), "needs the ratings"),
                            (dict(data=data, folds=[(half, rest)]), "not both"), (dict(folds=[(half,)]), "pairs"),
-                           (dict(data=data, n=0), "n must be"), (dict(data=[1, 2]), "splits a path")):
+                           (dict(data=data, n=0), "n must be"), (dict(data=[1, 2]), "splits a path"),
+                           (dict(folds=2.5), "whole number of at least 2"), (dict(folds=True), "whole number")):
             with pytest.raises(ConfigError, match=words):
                 cross_validate(ItemKNN(k=3), **bad)
+        with pytest.raises(DataError, match="fold .* has no test ratings"):  # more folds than ratings fill
+            cross_validate(ItemKNN(k=3), data.head(4), folds=10, n=None)
 
 
 def test_score_lets_scikit_learn_rank_settings():
@@ -145,7 +148,8 @@ def test_the_command_writes_the_folds_and_refuses_what_does_not_apply(one_worker
     for flags, words in ((["--folds", "3", "--test", str(tmp_path / "r.tsv")], "--test: the batch job's"),
                          (["--folds", "3", "--fold-files", "a", "b"], "not both"),
                          (["--fold-files", str(tmp_path / "r.tsv")], "TRAIN TEST pairs"),
-                         (["--folds", "3", "--out", str(foreign)], "notes.txt")):
+                         (["--folds", "3", "--out", str(foreign)], "notes.txt"),
+                         (["--folds", "0"], "--folds must be at least 2")):
         args = [*common, "--data", str(tmp_path / "r.tsv"), *flags]
         assert main(args if "--out" in flags else [*args, "--out", str(out)]) == 2
         assert words in capsys.readouterr().err

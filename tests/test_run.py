@@ -481,3 +481,8 @@ def test_splits_by_time(scheduler, tmp_path, capsys):
     assert _run(scheduler, "--data", tmp_path / "r.tsv", "--test", tmp_path / "r.tsv", "--split", "last",
                 "--out", tmp_path / "o3") == 2
     assert "drop one" in capsys.readouterr().err
+    assert _run(scheduler, "--data", tmp_path / "r.tsv", "--holdout", 3, "--out", tmp_path / "o3") == 2
+    assert "applies to split 'last' only" in capsys.readouterr().err
+    assert _run(scheduler, "--data", tmp_path / "r.tsv", "--split", "last", "--holdout", 10**6,
+                "--out", tmp_path / "o3") == 2
+    assert "held out no rating" in capsys.readouterr().err

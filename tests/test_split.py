@@ -159,3 +159,15 @@ def test_time_splits_refuse_what_they_cannot_do():
     _, test = split.time_split(_parts(_timed(1).assign(time=pd.Timestamp("2020-01-02").timestamp()), 2),
                                at="2020-01-01")
     assert len(_rows(test)) == len(_timed(1))
+
+
+
+def test_time_splits_take_a_pandas_frame_and_give_frames():
+    df = _timed(9)
+    train, test = split.time_split(df, test_fraction=0.25)
+    assert isinstance(train, pd.DataFrame) and isinstance(test, pd.DataFrame)
+    assert len(train) + len(test) == len(df) and train["time"].max() < test["time"].min()
+    train, test = split.leave_last_out(df, 1)
+    assert len(test) == int((df.groupby("user").size() > 1).sum())
+    train, test = split.random_split(df, 0.2, 0)
+    assert sorted(_rows([dask.delayed(train), dask.delayed(test)])) == _rows([dask.delayed(df)])

@@ -72,6 +72,10 @@ def test_bad_grids_are_refused():
             tune(KNN(), grid, data)
     with pytest.raises(ConfigError, match="metric"):
         tune(KNN(), {"k": [3]}, data, metric="auc")
+    with pytest.raises(ConfigError, match="implicit feedback is tuned by 'precision'"):
+        tune(KNN(feedback="implicit"), {"k": [3]}, data)
+    with pytest.raises(ConfigError, match="ranking does not change the MAE"):
+        tune(KNN(), {"ranking": ["sum", "prediction"]}, data)
 
 
 def test_the_command_writes_its_choice(one_worker_scheduler, tmp_path, capsys):
@@ -91,6 +95,8 @@ def test_the_command_writes_its_choice(one_worker_scheduler, tmp_path, capsys):
     np.testing.assert_allclose(pd.read_csv(out / "folds.csv")["test"], want.folds["test"], rtol=1e-12)
     assert "best (mean validation mae" in capsys.readouterr().out
     for flags, words in ((["--grid", "k=a,b"], "takes int"), (["--grid", "colour=1"], "a setting of the run"),
-                         (["--grid", "k=3", "--test", "x"], "the batch job's")):
+                         (["--grid", "k=3", "--test", "x"], "the batch job's"),
+                         (["--grid", "k=3", "k=6"], "names k twice"), (["--grid", "k=3,,6"], "an empty value"),
+                         (["--grid", "k=99999999"], "k must be an integer between 1 and 10,000")):
         assert main([*common, *flags, "--out", str(out)]) == 2
         assert words in capsys.readouterr().err

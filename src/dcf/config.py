@@ -189,6 +189,8 @@ class RunConfig:
                 raise ConfigError(f"{name} must be an integer {bound}, not {v!r}")
         if self.amplification <= 0:
             raise ConfigError(f"amplification must be a number > 0, not {self.amplification!r}")
+        if self.holdout != 1 and self.split != "last":
+            raise ConfigError(f"holdout {self.holdout} applies to split 'last' only (this run's split: {self.split})")
         if self.test and self.split != "random":
             raise ConfigError(f"split {self.split!r} splits --data, but a test file ({self.test}) is given: drop one")
         if not 0 < self.test_fraction < 1:

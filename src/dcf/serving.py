@@ -183,15 +183,16 @@ class Snapshot:
         rows = vocab.to_codes(as_ids(ids, "ids"))
         rows = rows[rows >= 0]
         W = self.W[rows]
-        ent, nbr, sim = [], [], []
-        for r in range(len(rows)):
+        ent, nbr, sim, rank = [], [], [], []
+        for r in range(len(rows)):  # each requested id its own list, a repeated one too (as the graph's)
             lo, hi = W.indptr[r], W.indptr[r + 1]
             order = np.lexsort((W.indices[lo:hi], -W.data[lo:hi]))[:n]  # similarity descending, ties by lower id
             ent.append(np.full(len(order), rows[r]))
             nbr.append(W.indices[lo:hi][order])
             sim.append(W.data[lo:hi][order])
-        ent, nbr, sim = (np.concatenate(x) if x else np.zeros(0, np.int64) for x in (ent, nbr, sim))
-        return pd.DataFrame({"entity": vocab.to_raw(ent.astype(np.int64)), "rank": _ranks(ent),
+            rank.append(np.arange(1, len(order) + 1))
+        ent, nbr, sim, rank = (np.concatenate(x) if x else np.zeros(0, np.int64) for x in (ent, nbr, sim, rank))
+        return pd.DataFrame({"entity": vocab.to_raw(ent.astype(np.int64)), "rank": rank.astype(np.int64),
                              "neighbour": vocab.to_raw(nbr.astype(np.int64)), "similarity": sim.astype(np.float64)})
 
 
@@ -247,12 +248,3 @@ def stack_rows_of(X, name: str):
     """Delayed: a row-chunked dask array's blocks stacked into one matrix, a task ``name``."""
     blocks = row_blocks(X)[0]
     return dask.delayed(stack_rows, pure=True)(*blocks, dask_key_name=f"{name}-{dask.base.tokenize(*blocks)}")
-
-
-def _ranks(entities):
-    """1, 2, ... within each run of equal entities."""
-    if not len(entities):
-        return np.zeros(0, np.int64)
-    starts = np.flatnonzero(np.r_[True, entities[1:] != entities[:-1]])
-    counts = np.diff(np.r_[starts, len(entities)])
-    return (np.arange(len(entities)) - np.repeat(starts, counts) + 1).astype(np.int64)

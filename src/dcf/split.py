@@ -116,7 +116,18 @@ def _wrap(data, *splits):
 
 
 def _parts(data):
+    """The Delayed frame parts of ``data``: a ``Ratings``' own, or one part holding a
+    pandas frame, or the list given."""
+    if isinstance(data, pd.DataFrame):
+        return [dask.delayed(data.reset_index(drop=True), pure=True)]
     return data.parts if isinstance(data, dio.Ratings) else data
+
+
+def _as_given(data, pair):
+    """``(train, test)`` as pandas frames where ``data`` was one, else as they are."""
+    if isinstance(data, pd.DataFrame):
+        return tuple(pd.concat(dask.compute(*side), ignore_index=True) if side else data.iloc[:0] for side in pair)
+    return pair
 
 
 def random_split(data, test_fraction: float = 0.1, seed: int = 0):
@@ -129,7 +140,7 @@ def random_split(data, test_fraction: float = 0.1, seed: int = 0):
     two = dask.delayed(_split_two, pure=True)
     pairs = [outputs(two(p, seed, test_fraction, dask_key_name=f"split-{dask.base.tokenize(p, seed, test_fraction)}"),
                      2, ("split-train", "split-test")) for p in _parts(data)]  # one hash pass per part
-    return _wrap(data, [tr for tr, _ in pairs], [te for _, te in pairs])
+    return _as_given(data, _wrap(data, [tr for tr, _ in pairs], [te for _, te in pairs]))
 
 
 def _split_two(frame, seed, test_fraction):
@@ -226,12 +237,12 @@ def time_split(data, at=None, test_fraction: float | None = None):
         times = np.sort(np.concatenate(dask.compute(*[dask.delayed(_times_of, pure=True)(p) for p in parts]) or
                                        [np.zeros(0)]))
         if not len(times):
-            return _wrap(data, list(parts), [])
+            return _as_given(data, _wrap(data, list(parts), []))
         cut = float(times[min(int(np.floor((1 - test_fraction) * len(times))), len(times) - 1)])
     two = dask.delayed(_cut_two, pure=True)
     pairs = [outputs(two(p, cut, dask_key_name=f"split-{dask.base.tokenize(p, cut)}"), 2, ("split-train", "split-test"))
              for p in parts]
-    return _wrap(data, [tr for tr, _ in pairs], [te for _, te in pairs])
+    return _as_given(data, _wrap(data, [tr for tr, _ in pairs], [te for _, te in pairs]))
 
 
 def _cut_two(frame, cut):
@@ -247,7 +258,7 @@ def leave_last_out(data, n: int = 1, seed: int = 0, npartitions=None):
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ConfigError(f"leave_last_out's n must be a whole number of at least 1, not {n!r}")
     parts = _parts(data)
-    meta = dask.compute(parts[0])[0].iloc[:0] if parts else None
+    meta = dask.compute(parts[0])[0].iloc[:0] if len(parts) else None
     if meta is not None:
         _times_of(meta)
     ddf = frame_from_parts(parts, meta, "split-part")
@@ -255,7 +266,7 @@ def leave_last_out(data, n: int = 1, seed: int = 0, npartitions=None):
     flagged = ddf.map_partitions(_flag_last, int(n), seed, meta=meta.assign(_test=pd.Series([], dtype=bool)))
     out = flagged.to_delayed()
     pick = dask.delayed(_pick, pure=True)
-    return _wrap(data, [pick(p, False) for p in out], [pick(p, True) for p in out])
+    return _as_given(data, _wrap(data, [pick(p, False) for p in out], [pick(p, True) for p in out]))
 
 
 def _flag_last(frame, n, seed):

@@ -70,8 +70,12 @@ def main(argv=None) -> int:
                               "tested on its own held-out ratings)")
         if args.folds is not None and args.fold_files:
             raise ConfigError("give --folds K (hash folds of --data) or --fold-files, not both")
-        folds, files = args.folds, args.fold_files
+        folds, files = (5 if args.folds is None else args.folds), args.fold_files
         del args.folds, args.fold_files
+        if files and files != [MOVIELENS_FOLDS] and len(files) % 2:  # said before the cluster starts
+            raise ConfigError(f"--fold-files takes TRAIN TEST pairs (or {MOVIELENS_FOLDS}); {len(files)} files given")
+        if folds < 2:
+            raise ConfigError(f"--folds must be at least 2, not {folds}")
         args.out = args.out or "dcf-evaluation"
         cfg = resolve(args)
         inputs = tuple(s for s in ([cfg.data] if not files else files) + [args.config] if s)
@@ -87,9 +91,9 @@ def main(argv=None) -> int:
             else:  # read once, held on the workers: every fold splits the same parts
                 data = open_source(cfg.data, **read_options(cfg))
                 data = dio.Ratings(data.source, list(dask.persist(*data.parts)), data.report)
-                result = cross_validate(estimator, data, folds=folds or 5, n=cfg.top_n, threshold=cfg.relevance,
+                result = cross_validate(estimator, data, folds=folds, n=cfg.top_n, threshold=cfg.relevance,
                                         seed=cfg.seed)
-        write(result, cfg, inputs, "folds " + (" ".join(files) if files else f"{folds or 5} hash folds, seed {cfg.seed}"))
+        write(result, cfg, inputs, "folds " + (" ".join(files) if files else f"{folds} hash folds, seed {cfg.seed}"))
         print(result.table())
         print(f"outputs in {Path(cfg.out).resolve()}")
     return guarded(job, args.debug)

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .. import io as dio
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..split import kfold
 from .baselines import baseline_figures
 from .metrics import (USER_METRICS, average_popularity, catalogue_coverage, integer_ids, mae, ranking_metrics, rmse,
@@ -87,6 +87,7 @@ def fold_sources(data=None, folds=5, seed: int = 0, reader=None) -> list:
     frame; paths read with ``reader``, default :func:`dcf.io.read_ratings`)."""
     read = reader or dio.read_ratings
     if isinstance(folds, (int, np.integer)) and not isinstance(folds, bool):
+        folds = int(folds)
         if data is None:
             raise ConfigError("cross_validate needs the ratings to split (data=...) for folds=K")
         if int(folds) < 2:
@@ -102,6 +103,8 @@ def fold_sources(data=None, folds=5, seed: int = 0, reader=None) -> list:
         return kfold(data, int(folds), seed)
     if data is not None:
         raise ConfigError("give either data=... with folds=K, or folds=[(train, test), ...], not both")
+    if isinstance(folds, (bool, float, np.floating, str)):
+        raise ConfigError(f"folds must be a whole number of at least 2 or a list of (train, test) pairs, not {folds!r}")
     try:
         pairs = [tuple(pair) for pair in folds]
     except TypeError:
@@ -151,6 +154,9 @@ def cross_validate(estimator, data=None, folds=5, *, n: int | None = 20, thresho
     rows, users, others = [], [], []
     for f, (train, test) in enumerate(fold_sources(data, folds, seed), start=1):
         row, per_user, model, truth = _one_fold(estimator, train, test, n, threshold)
+        if row["test_pairs"] == 0:  # nothing measured: no figure, rather than zeros averaged in
+            raise DataError(f"fold {f}", "has no test ratings (more folds than the ratings fill, or an empty test "
+                                         "file); use fewer folds")
         rows.append({"fold": f, **row})
         users.append(per_user.assign(fold=f))
         if baselines:

@@ -12,6 +12,7 @@ import dask.dataframe as dd
 import pandas as pd
 
 from .. import io as dio
+from ..errors import ConfigError
 from ..evaluate import mae, ranking_metrics
 from ..ids import frame_of
 from ..predict import history_recommendations, model_predictions, model_recommendations, neighbour_lists
@@ -154,4 +155,6 @@ class Answers:
             recs = self.recommend(list(dict.fromkeys(test["user"].tolist())), n=SCORE_N).compute()
             return ranking_metrics(recs, test, SCORE_N, threshold=1.0)["precision"]
         preds = self.predict(X).compute()
+        if "rating" not in preds:
+            raise ConfigError("score() compares predictions with the test ratings: X needs a rating column")
         return -mae(preds["rating"], preds["prediction"])

@@ -61,12 +61,19 @@ def parse_grid(items) -> dict:
         if not values or name not in TYPES:
             raise ConfigError(f"--grid {item!r}: give NAME=V1,V2 with NAME a setting of the run "
                               "(k, similarity, amplification, ranking, ...)")
+        if name in grid:
+            raise ConfigError(f"--grid names {name} twice: give its values once ({name}=V1,V2)")
         kind = TYPES[name]
         read = int if kind.startswith("int") else float if kind.startswith("float") else str
+        texts = [v.strip() for v in values.split(",")]
+        if not all(texts):
+            raise ConfigError(f"--grid {item!r}: an empty value")
         try:
-            grid[name] = [read(v.strip()) for v in values.split(",") if v.strip()]
+            grid[name] = list(dict.fromkeys(read(v) for v in texts))  # each value once
         except ValueError:
             raise ConfigError(f"--grid {item!r}: {name} takes {read.__name__} values") from None
+        for v in grid[name]:  # each value as the run's settings check it (k at most 10,000, ...)
+            RunConfig().with_overrides(**{name: v})
     return grid
 
 
@@ -94,7 +101,7 @@ def main(argv=None) -> int:
             else:
                 data = open_source(cfg.data, **read_options(cfg))
                 sources = dict(data=dio.Ratings(data.source, list(dask.persist(*data.parts)), data.report),
-                               folds=folds or 3)
+                               folds=3 if folds is None else folds)
             result = tune(estimator, grid, **sources, metric=metric, n=cfg.top_n, threshold=cfg.relevance_threshold,
                           inner=inner, seed=cfg.seed, parallel=parallel)
         doc = {"dcf_version": __version__, "metric": metric, "grid": grid, "best": result.best,

@@ -73,6 +73,10 @@ def tune(estimator, grid: dict, data=None, folds=3, *, metric: str = "mae", n: i
     unknown = set(grid) - set(estimator.get_params()) - {"ranking"}
     if unknown:
         raise ConfigError(f"grid names settings the estimator does not have: {', '.join(sorted(unknown))}")
+    if metric == "mae" and getattr(estimator, "feedback", "explicit") == "implicit":
+        raise ConfigError("metric 'mae' needs ratings to predict; implicit feedback is tuned by 'precision'")
+    if metric == "mae" and "ranking" in grid:
+        raise ConfigError("the Top-N ranking does not change the MAE: tune it with metric='precision'")
     if not 0 < inner < 1:
         raise ConfigError(f"inner must be a share between 0 and 1, not {inner!r}")
     names = list(grid)
