@@ -8,8 +8,6 @@ back to the client.
 
 from __future__ import annotations
 
-from sklearn.exceptions import NotFittedError as _SklearnNotFitted
-
 __all__ = ["DataError", "ConfigError", "ClusterError", "NotFittedError"]
 
 
@@ -46,7 +44,8 @@ class ClusterError(RuntimeError):
     """The cluster failed under the job (workers died or vanished); says what to change."""
 
 
-class NotFittedError(RuntimeError, _SklearnNotFitted):
-    """A fitted attribute or a request of an estimator that has not been fitted.  Also
-    scikit-learn's ``NotFittedError`` (an ``AttributeError``): ``hasattr(model, "idx_")``
+class NotFittedError(RuntimeError, ValueError, AttributeError):
+    """A fitted attribute or a request of an estimator that has not been fitted.  Like
+    scikit-learn's ``NotFittedError`` (not imported: importing dcf stays free of
+    scikit-learn), a ``ValueError`` and an ``AttributeError``: ``hasattr(model, "idx_")``
     is False before ``fit``, as scikit-learn's and dask-ml's model selection expect."""
