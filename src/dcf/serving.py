@@ -34,7 +34,7 @@ from .errors import ConfigError
 from .io import validate_frame
 from .predict import ScoringData, predict_frame, scoring
 from .predict.requests import (FEW_USERS, as_ids, check_explain, check_request, default_ranking, list_rules,
-                              popular_lists, split_users)
+                              popular_lists, request_frame, split_users)
 from .predict.topn import other_side, popularity_order, recommend_block, recommendation_meta
 
 __all__ = ["Snapshot", "HELD_BYTES", "FEW_PAIRS", "held", "held_bytes", "for_request"]
@@ -116,12 +116,7 @@ class Snapshot:
         if self._pairs is None:
             raise ConfigError("this snapshot holds no similarity rows (built with pairs=False): Snapshot(model) "
                               "predicts")
-        if not isinstance(pairs, pd.DataFrame):
-            raise TypeError(f"pairs must be a pandas DataFrame, not {type(pairs).__name__}")
-        missing = {"user", "item"} - set(pairs.columns)
-        if missing:
-            raise ConfigError(f"the frame lacks column(s) {', '.join(sorted(missing))}")
-        frame = pairs.reset_index(drop=True)
+        frame = request_frame(pairs, "pairs", "the frame")
         if "rating" not in frame and all(isinstance(frame[c].dtype, np.dtype) and frame[c].dtype.kind == "i"
                                          for c in ("user", "item")):
             # integer ids: checked as numbers (the Parquet path's checks), not as text; a rating

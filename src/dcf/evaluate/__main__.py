@@ -60,22 +60,30 @@ def fold_files(files, read_kw) -> list:
     return list(zip(read[::2], read[1::2]))
 
 
+def checked_folds(args, whose: str, default: int) -> tuple:
+    """``(folds, fold files)`` of a command's arguments (taken off ``args``, which then hold
+    ``dcf.run``'s settings only), refused before any work where they cannot be: the batch
+    job's test options (no meaning here: ``whose`` says why), ``--folds`` with
+    ``--fold-files``, an odd number of fold files, fewer than 2 folds."""
+    given = [flag for name, flag in NOT_HERE.items() if getattr(args, name) not in (None, False)]
+    if given:
+        raise ConfigError(f"{', '.join(given)}: the batch job's, not {whose}")
+    if args.folds is not None and args.fold_files:
+        raise ConfigError("give --folds K (hash folds of --data) or --fold-files, not both")
+    folds, files = (default if args.folds is None else args.folds), args.fold_files
+    del args.folds, args.fold_files
+    if files and files != [MOVIELENS_FOLDS] and len(files) % 2:
+        raise ConfigError(f"--fold-files takes TRAIN TEST pairs (or {MOVIELENS_FOLDS}); {len(files)} files given")
+    if folds < 2:
+        raise ConfigError(f"--folds must be at least 2, not {folds}")
+    return folds, files
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
 
     def job():
-        given = [flag for name, flag in NOT_HERE.items() if getattr(args, name) not in (None, False)]
-        if given:
-            raise ConfigError(f"{', '.join(given)}: the batch job's, not cross-validation's (each fold is "
-                              "tested on its own held-out ratings)")
-        if args.folds is not None and args.fold_files:
-            raise ConfigError("give --folds K (hash folds of --data) or --fold-files, not both")
-        folds, files = (5 if args.folds is None else args.folds), args.fold_files
-        del args.folds, args.fold_files
-        if files and files != [MOVIELENS_FOLDS] and len(files) % 2:  # said before the cluster starts
-            raise ConfigError(f"--fold-files takes TRAIN TEST pairs (or {MOVIELENS_FOLDS}); {len(files)} files given")
-        if folds < 2:
-            raise ConfigError(f"--folds must be at least 2, not {folds}")
+        folds, files = checked_folds(args, "cross-validation's (each fold is tested on its own held-out ratings)", 5)
         args.out = args.out or "dcf-evaluation"
         cfg = resolve(args)
         inputs = tuple(s for s in ([cfg.data] if not files else files) + [args.config] if s)

@@ -29,7 +29,7 @@ from ..blocks import row_blocks
 from ..predict.topn import popularity_order
 from .metrics import average_popularity, catalogue_coverage, mae, ranking_metrics, rmse
 
-__all__ = ["BASELINES", "baseline_predictions", "popularity_lists", "baseline_figures"]
+__all__ = ["BASELINES", "baseline_predictions", "popularity_lists", "baseline_figures", "item_counts"]
 
 BASELINES = ("popularity", "item-mean", "user-mean", "baseline")
 
@@ -41,10 +41,11 @@ def baseline_predictions(model, test: pd.DataFrame) -> dict:
     m = model.matrix_
     u = m.users.to_codes(test["user"].to_numpy())
     i = m.items.to_codes(test["item"].to_numpy())
-    user_sum, user_count, item_sum, item_count, mu = dask.compute(m.user_sum, m.user_count, m.item_sum, m.item_count,
-                                                                  model.global_mean_)
-    bu, bi = dask.compute(*fit_biases(m.by_user, item_count, mu, int(model.baseline_epochs), float(model.reg_user),
-                                      float(model.reg_item), token=dask.base.tokenize(model.token_, "evaluate")))
+    mu = model.global_mean_
+    biases = fit_biases(m.by_user, m.item_count, mu, int(model.baseline_epochs), float(model.reg_user),
+                        float(model.reg_item), token=dask.base.tokenize(model.token_, "evaluate"))
+    bu, bi, user_sum, user_count, item_sum, item_count = dask.compute(*biases, m.user_sum, m.user_count, m.item_sum,
+                                                                      m.item_count)  # one round trip
     lo, hi = model.rating_range_
 
     def mean_of(codes, sums, counts):
@@ -103,10 +104,16 @@ def baseline_figures(model, test: pd.DataFrame, n: int | None, threshold: float)
         if name == "popularity" and n is not None and truth is not None:
             lists = popularity_lists(model, n)
             m = model.matrix_
-            count = pd.Series(np.asarray(dask.compute(m.item_count)[0]), index=m.items.to_raw(np.arange(len(m.items))))
             row.update(ranking_metrics(lists, test, n, threshold), coverage=catalogue_coverage(lists, len(m.items)),
-                       popularity=average_popularity(lists, count, len(m.users)))
+                       popularity=average_popularity(lists, item_counts(model), len(m.users)))
         rows.append(row)
     columns = ["baseline", "mae", "rmse", "precision", "recall", "ndcg", "map", "mrr", "hit_rate", "users",
                "coverage", "popularity"]
     return pd.DataFrame(rows).reindex(columns=columns)
+
+
+def item_counts(model) -> pd.Series:
+    """The training ratings of each item of a fitted model, indexed by raw item id (what
+    :func:`dcf.evaluate.average_popularity` reads)."""
+    m = model.matrix_
+    return pd.Series(np.asarray(dask.compute(m.item_count)[0]), index=m.items.to_raw(np.arange(len(m.items))))

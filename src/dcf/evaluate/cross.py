@@ -21,7 +21,7 @@ import pandas as pd
 from .. import io as dio
 from ..errors import ConfigError, DataError
 from ..split import kfold
-from .baselines import baseline_figures
+from .baselines import baseline_figures, item_counts
 from .metrics import (USER_METRICS, average_popularity, catalogue_coverage, integer_ids, mae, ranking_metrics, rmse,
                       user_metrics)
 
@@ -196,11 +196,9 @@ def _one_fold(estimator, train, test, n, threshold):
                                         "popularity", "users"], np.nan)}, per_user.assign(
             **{c: np.nan for c in USER_METRICS[1:]}).astype({"hit": "boolean"}), model, truth_of(preds)
     ranked = ranking_metrics(recs, preds, n, threshold)
-    items = model.matrix_.items
-    count = pd.Series(np.asarray(dask.compute(model.item_count_)[0]), index=items.to_raw(np.arange(len(items))))
     row.update({k: ranked[k] for k in ("precision", "recall", "ndcg", "map", "mrr", "hit_rate", "users")},
                coverage=catalogue_coverage(recs, len(model.matrix_.items)),
-               popularity=average_popularity(recs, count, len(model.matrix_.users)))
+               popularity=average_popularity(recs, item_counts(model), len(model.matrix_.users)))
     listed = user_metrics(recs, preds, n, threshold)
     if not len(listed):
         return row, per_user.assign(**{c: np.nan for c in USER_METRICS[1:]}).astype({"hit": "boolean"}), model, \

@@ -31,7 +31,7 @@ from .topn import (FEW_ROWS, ListRules, candidate_order, popularity_order, recom
 
 __all__ = ["model_predictions", "model_recommendations", "history_recommendations", "neighbour_lists",
            "item_codes", "list_rules", "check_request", "check_explain", "default_ranking", "as_ids",
-           "popular_lists", "split_users"]
+           "popular_lists", "split_users", "request_frame"]
 
 
 def model_predictions(model, pairs) -> dd.DataFrame:
@@ -156,12 +156,7 @@ def history_recommendations(model, history, n, ranking, rules=(None, None, True,
                           "user-user similarities without a refit); use ItemKNN")
     ranking = default_ranking(model, ranking)
     check_request(n, ranking)
-    if not isinstance(history, pd.DataFrame):
-        raise TypeError(f"history must be a pandas DataFrame, not {type(history).__name__}")
-    missing = {"user", "item"} - set(history.columns)
-    if missing:
-        raise ConfigError(f"the history lacks column(s) {', '.join(sorted(missing))}")
-    history = history.reset_index(drop=True)
+    history = request_frame(history, "history", "the history")
     if model.feedback == "implicit":  # events: their weight column, else 1 each
         history = event_weights(history)
     frame, _ = dio.validate_frame(history, "history")
@@ -197,6 +192,18 @@ def history_recommendations(model, history, n, ranking, rules=(None, None, True,
     return recommend_histories(H, users, items=m.items, W=model.neighbours_.W, rule=rule, data=data,
                                n=int(n), rules=wanted,
                                token=dask.base.tokenize(model.token_, H, n, ranking, wanted, biases))
+
+
+def request_frame(frame, what: str, called: str) -> pd.DataFrame:
+    """A request's pandas frame (``what``, ``called`` in messages) with ``user`` and ``item``
+    columns, renumbered from 0 (row numbers name bad rows); a TypeError or ConfigError
+    otherwise."""
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"{what} must be a pandas DataFrame, not {type(frame).__name__}")
+    missing = {"user", "item"} - set(frame.columns)
+    if missing:
+        raise ConfigError(f"{called} lacks column(s) {', '.join(sorted(missing))}")
+    return frame.reset_index(drop=True)
 
 
 def neighbour_lists(model, ids=None, n=None) -> pd.DataFrame:

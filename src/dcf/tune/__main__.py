@@ -24,7 +24,7 @@ from .. import io as dio
 from ..config import RunConfig
 from ..datasets import open_source
 from ..errors import ConfigError
-from ..evaluate.__main__ import NOT_HERE, fold_files
+from ..evaluate.__main__ import checked_folds, fold_files
 from ..folders import TUNING, atomic_folder, check_folder
 from ..run.cli import build_parser as run_parser
 from ..run.cli import guarded, resolve
@@ -81,14 +81,9 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
 
     def job():
-        given = [flag for name, flag in NOT_HERE.items() if getattr(args, name) not in (None, False)]
-        if given:
-            raise ConfigError(f"{', '.join(given)}: the batch job's, not tuning's")
-        if args.folds is not None and args.fold_files:
-            raise ConfigError("give --folds K (hash folds of --data) or --fold-files, not both")
-        grid, folds, files = parse_grid(args.grid), args.folds, args.fold_files
-        metric, inner, parallel = args.metric, args.inner, not args.sequential
-        for name in ("grid", "folds", "fold_files", "metric", "inner", "sequential"):
+        folds, files = checked_folds(args, "tuning's", 3)
+        grid, metric, inner, parallel = parse_grid(args.grid), args.metric, args.inner, not args.sequential
+        for name in ("grid", "metric", "inner", "sequential"):
             delattr(args, name)
         args.out = args.out or "dcf-tuning"
         cfg = resolve(args)
@@ -101,7 +96,7 @@ def main(argv=None) -> int:
             else:
                 data = open_source(cfg.data, **read_options(cfg))
                 sources = dict(data=dio.Ratings(data.source, list(dask.persist(*data.parts)), data.report),
-                               folds=3 if folds is None else folds)
+                               folds=folds)
             result = tune(estimator, grid, **sources, metric=metric, n=cfg.top_n, threshold=cfg.relevance_threshold,
                           inner=inner, seed=cfg.seed, parallel=parallel)
         doc = {"dcf_version": __version__, "metric": metric, "grid": grid, "best": result.best,
