@@ -106,10 +106,7 @@ def user_metrics(recommendations: pd.DataFrame, test: pd.DataFrame, n: int, thre
     rel = test.loc[test["rating"] >= threshold, ["user", "item"]]
     if rel.empty:
         return pd.DataFrame({c: pd.Series([], dtype=object if c == "user" else np.float64) for c in USER_METRICS})
-    recs = recommendations.loc[recommendations["rank"] <= n, ["user", "item", "rank"]]
-    rel, recs = _comparable_ids(rel, recs)
-    rel = rel.drop_duplicates()
-    hits = _hits(recs, rel)
+    rel, hits = _hits(recommendations, rel, n)
     n_rel = rel.groupby("user").size()
     hit_count = hits.groupby("user").size().reindex(n_rel.index, fill_value=0)
     dcg = (1.0 / np.log2(hits["rank"].to_numpy() + 1.0))
@@ -128,32 +125,44 @@ def user_metrics(recommendations: pd.DataFrame, test: pd.DataFrame, n: int, thre
         "rr": (1.0 / first).fillna(0.0).to_numpy(np.float64), "hit": hit_count.to_numpy() > 0})
 
 
-def _hits(recs: pd.DataFrame, rel: pd.DataFrame) -> pd.DataFrame:
-    """The rows of ``recs`` whose (user, item) pair is in ``rel``: one integer key per
-    pair where both ids are small non-negative integers (a binary search in the sorted
-    keys of ``rel``: 20M rows against 0.8M keys in 0.6 s, a hash lookup took 1.2 s;
-    recommendations come user by user, so the searches walk the keys in order), else a
-    join."""
-    keys = _pair_keys(recs, rel)
-    if keys is None:
-        return recs.merge(rel, on=["user", "item"], how="inner")
-    wanted = np.sort(keys[1])
-    at = np.minimum(np.searchsorted(wanted, keys[0]), len(wanted) - 1)
-    return recs[wanted[at] == keys[0]]
+def _hits(recommendations: pd.DataFrame, rel: pd.DataFrame, n: int):
+    """The relevant pairs ``rel`` (distinct, ids as the lists compare them) and the listed
+    ones among them: ``user, rank`` of the rows of ``recommendations`` ranked at most ``n``
+    whose (user, item) pair is in ``rel``.
+
+    Where every id is an integer, one integer key per pair and a binary search in the
+    sorted keys of ``rel``, on the lists' own arrays (20M rows against 0.8M keys in 0.6 s, a
+    hash lookup took 1.2 s; a copy of the lists' columns cost the paper shape's job 0.2
+    s of its 0.35 s); else a join of the ids as text."""
+    rank = recommendations["rank"].to_numpy()
+    ids = {}
+    for col in ("user", "item"):
+        ints = integer_ids(rel[col]), integer_ids(recommendations[col])
+        ids[col] = ints if ints[0] is not None and ints[1] is not None else None
+    if ids["user"] is not None and ids["item"] is not None:
+        rel = pd.DataFrame({"user": ids["user"][0], "item": ids["item"][0]}).drop_duplicates()
+        keys = _pair_keys((ids["user"][1], ids["item"][1]), (rel["user"].to_numpy(), rel["item"].to_numpy()))
+        if keys is not None:
+            wanted = np.sort(keys[1])
+            at = np.minimum(np.searchsorted(wanted, keys[0]), len(wanted) - 1)
+            rows = np.flatnonzero((wanted[at] == keys[0]) & (rank <= n))
+            return rel, pd.DataFrame({"user": ids["user"][1][rows], "rank": rank[rows]})
+    recs = recommendations.loc[rank <= n, ["user", "item", "rank"]]
+    rel, recs = _comparable_ids(rel, recs)
+    rel = rel.drop_duplicates()
+    return rel, recs.merge(rel, on=["user", "item"], how="inner")[["user", "rank"]]
 
 
-def _pair_keys(*frames):
-    """``user * (largest item + 1) + item`` of each frame, or None when an id column is
-    not integer, is negative, or the key would not fit in 64 bits."""
-    if not all(f[c].dtype.kind in "iu" for f in frames for c in ("user", "item")):
+def _pair_keys(*pairs):
+    """``user * (largest item + 1) + item`` of each ``(users, items)`` pair of int64 arrays,
+    or None when an id is negative or a key would not fit in 64 bits."""
+    if any(len(users) == 0 for users, _ in pairs):
         return None
-    if any(len(f) == 0 for f in frames):
-        return None
-    lows = [min(int(f[c].min()) for f in frames) for c in ("user", "item")]
-    users, items = (max(int(f[c].max()) for f in frames) for c in ("user", "item"))
+    lows = [min(int(p[c].min()) for p in pairs) for c in (0, 1)]
+    users, items = (max(int(p[c].max()) for p in pairs) for c in (0, 1))
     if min(lows) < 0 or (users + 1) * (items + 1) >= 2**63:
         return None
-    return [f["user"].to_numpy(np.int64) * (items + 1) + f["item"].to_numpy(np.int64) for f in frames]
+    return [u * (items + 1) + i for u, i in pairs]
 
 
 def integer_ids(values) -> np.ndarray | None:
