@@ -312,6 +312,38 @@ def test_trimmed_memory_reports_the_worker_process_size():
     assert cluster.trimmed_memory(worker) == 123_456_789
 
 
+def test_a_frame_is_gathered_part_by_part_in_order_and_a_failed_part_raises(dist_client):
+    # parts come back as their tasks end (the slowest first here), in the frame's order;
+    # a part that fails raises its own error at once, not after the others
+    import dask
+    import numpy as np
+    import pandas as pd
+
+    from dcf import cluster
+    from dcf.ids import frame_from_parts
+
+    def part(i, delay, fail=False):
+        time.sleep(delay)
+        if fail:
+            raise ValueError(f"part {i} is broken")
+        return pd.DataFrame({"user": np.arange(i * 10, i * 10 + 10), "score": np.full(10, float(i)),
+                             "fallback": pd.Categorical(["none"] * 10, categories=["none", "popular"])})
+
+    meta = part(0, 0).iloc[:0]
+    parts = [dask.delayed(part, pure=False)(i, 0.6 - 0.2 * i) for i in range(3)]
+    got = cluster.gather_frame(frame_from_parts(parts, meta, "parts"))
+    pd.testing.assert_frame_equal(got, pd.concat([part(i, 0) for i in range(3)], ignore_index=True))
+    with dask.config.set(scheduler="sync"):  # no cluster: the same frame
+        pd.testing.assert_frame_equal(cluster.gather_frame(frame_from_parts(parts, meta, "parts")), got)
+    slow = dask.delayed(part, pure=False)(9, 5)
+    broken = frame_from_parts([slow, dask.delayed(part, pure=False)(1, 0, True)], meta, "parts")
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="part 1 is broken"):
+        cluster.gather_frame(broken)
+    assert time.monotonic() - started < 4  # raised as the broken part failed, not after the slow one
+    time.sleep(max(0.0, started + 5.5 - time.monotonic()))  # the session's workers idle again for the next test
+
+
 def test_pending_tasks_counts_on_the_scheduler_and_is_none_without_a_client(dist_client, monkeypatch):
     import distributed
 

@@ -16,7 +16,7 @@ from sklearn.base import clone
 
 from . import evaluate
 from .datasets import synthetic
-from .ids import gather_frame
+from .cluster import gather_frame
 from .model import KNN
 
 __all__ = ["neighbour_sweep", "warm_up", "warm_here"]

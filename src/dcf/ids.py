@@ -19,7 +19,7 @@ from dask.optimization import cull
 import numpy as np
 import pandas as pd
 
-__all__ = ["IdMap", "ids_of", "frame_from_parts", "frame_of", "gather_frame"]
+__all__ = ["IdMap", "ids_of", "frame_from_parts", "frame_of"]
 
 
 TABLE_SPAN = 1 << 24  # integer ids within this many values are coded by a lookup table (128 MB at most)
@@ -217,12 +217,3 @@ def frame_of(frame: pd.DataFrame, stage: str) -> dd.DataFrame:
     part = dask.delayed(frame, name=f"held-answer-{uuid.uuid4().hex}")  # each answer its own key, untokenized
     return frame_from_parts([part], frame.iloc[:0], stage)
 
-
-def gather_frame(frame: dd.DataFrame) -> pd.DataFrame:
-    """The partitions of a dask DataFrame, concatenated in this process.
-
-    ``frame.compute()`` concatenates them on one worker first; with 20M
-    recommendations that worker died at its 3 GB limit.
-    """
-    parts = dask.compute(*frame.to_delayed())
-    return pd.concat(parts, ignore_index=True) if parts else frame._meta.copy()

@@ -1,17 +1,20 @@
 """Computing on the current client: how many threads, where persisted chunks live,
-starting and broadcasting work, waiting for it, and the workers' memory budget."""
+starting and broadcasting work, waiting for it, gathering a frame, and the workers'
+memory budget."""
 
 from __future__ import annotations
 
 import ctypes
 import os
 
+import dask
+import pandas as pd
 from dask.base import get_scheduler
 from dask.core import flatten
-from distributed import Client, default_client, futures_of, wait
+from distributed import Client, as_completed, default_client, futures_of, wait
 
 __all__ = ["parallelism", "default_blocks", "current_client", "placement", "connected", "start",
-           "everywhere", "wait_for", "futures_in", "BUDGET_TIMEOUT", "memory_budget", "trimmed_memory"]
+           "everywhere", "wait_for", "futures_in", "gather_frame", "BUDGET_TIMEOUT", "memory_budget", "trimmed_memory"]
 
 def parallelism() -> int:
     """Threads that will run tasks: the current client's workers, else this machine's cores."""
@@ -107,6 +110,34 @@ def wait_for(*collections) -> None:
                 if exc is None:
                     raise RuntimeError(f"task {f.key!r} failed and its error was lost")
                 raise exc
+
+
+def gather_frame(frame) -> pd.DataFrame:
+    """The partitions of a dask DataFrame, concatenated in this process.
+
+    ``frame.compute()`` concatenates them on one worker first; with 20M recommendations
+    that worker died at its 3 GB limit.  On a cluster each partition is fetched as soon
+    as its task ends, while the others still run: ``dask.compute`` fetched them all
+    after the last one, and the e-commerce shape's 6M recommendations (200 MB) then
+    took about a second more after the last task (benchmarks/RESULTS.md, issue 21).
+    """
+    parts = frame.to_delayed()
+    client = current_client()
+    if client is None or not parts:
+        parts = dask.compute(*parts)
+    else:
+        futures = client.compute(parts)
+        where = {f.key: i for i, f in enumerate(futures)}
+        got = [None] * len(futures)
+        try:
+            for future, part in as_completed(futures, with_results=True):
+                got[where[future.key]] = part
+        finally:  # a failed part: let the others go
+            running = [f for f in futures if not f.done()]
+            if running:
+                client.cancel(running)
+        parts = got
+    return pd.concat(parts, ignore_index=True) if parts else frame._meta.copy()
 
 
 def futures_in(collection) -> list:

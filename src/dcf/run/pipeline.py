@@ -22,7 +22,6 @@ from ..datasets import open_source
 from ..errors import DataError
 from ..evaluate.baselines import baseline_figures
 from ..fitting import matrix_from_parts
-from ..ids import gather_frame
 from ..model import KNN
 from .preflight import item_lines
 from .signals import check_stop
@@ -155,12 +154,12 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
         test = dio.Ratings(source, test_parts, None)
         if cfg.feedback == "implicit":  # one row a held-out pair, its events summed as training sums them
             test = _summed_pairs(test_parts)
-        preds = gather_frame(model.predict(test))
+        preds = cluster.gather_frame(model.predict(test))
         if not len(preds):  # every figure would be a zero that measured nothing
             raise DataError(cfg.test or cfg.data, "the test side is empty: " + (
                 "the test file has no ratings" if cfg.test else f"split {cfg.split!r} held out no rating"))
     with stage("top-n"):
-        recs = gather_frame(model.recommend(n=cfg.top_n, ranking=cfg.ranking_rule, items=allow,
+        recs = cluster.gather_frame(model.recommend(n=cfg.top_n, ranking=cfg.ranking_rule, items=allow,
                                             filter_rated=not cfg.keep_rated, explain=cfg.explain))
     figures = None
     if cfg.baselines:
