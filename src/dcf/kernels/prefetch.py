@@ -1,7 +1,7 @@
 """Software prefetch for the compiled loops: an LLVM ``prefetch`` intrinsic and helpers.
 
 A hint only (no effect on results).  The helpers are ``inline="always"``: they are
-compiled into their callers (:mod:`dcf.kernels.rows`).  numba's on-disk cache of a
+compiled into their callers (:mod:`dcf.kernels.rows`, :mod:`dcf.kernels.topn`).  numba's on-disk cache of a
 caller is keyed on the caller's own file only, so after editing this module clear
 ``src/dcf/kernels/__pycache__/rows.*`` (or touch ``rows.py``) before measuring.
 """

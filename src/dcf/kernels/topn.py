@@ -16,9 +16,12 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
+from .prefetch import prefetch, prefetch_row
 from .sparse import CsrArrays, csr_arrays
 
 __all__ = ["TopNTable", "ScoreRule", "RowList", "top_n", "recommend_rows", "explain_rows"]
+
+LIST_AHEAD = 4  # terms ahead whose neighbour lists are prefetched (the pointer at 2x)
 
 
 class TopNTable(NamedTuple):
@@ -142,9 +145,16 @@ def _recommend_rows(a, b, rated, rank_of, rule, row_add, col_add, out, lst):  # 
     acc = np.zeros((m, 3))
     flag = np.zeros(m, np.bool_)
     touched = np.empty(m, np.int64)
+    end = len(a_idx)
     for row in range(len(a_ptr) - 1):
         t = 0
         for p in range(a_ptr[row], a_ptr[row + 1]):
+            # the lists a few terms on (the next rows' too: the terms lie end to end) are
+            # fetched while this one is summed
+            if p + 2 * LIST_AHEAD < end:
+                prefetch(b_ptr, a_idx[p + 2 * LIST_AHEAD])
+            if p + LIST_AHEAD < end:
+                prefetch_row(b_ptr, b_idx, b_val, a_idx[p + LIST_AHEAD])
             j = a_idx[p]
             x = a_val[p]
             for q in range(b_ptr[j], b_ptr[j + 1]):
