@@ -423,6 +423,23 @@ def test_integer_ids_stay_integers_unless_a_file_needs_text():
     assert list(p["item"]) == ["5", str(2**64)] and list(r["item"]) == ["5", "7"]
 
 
+def test_output_files_read_back_equal_and_encode_every_column_but_the_floats(tmp_path):
+    import pyarrow.parquet as pq
+
+    from dcf.run.outputs import write_parquet
+
+    frame = pd.DataFrame({"user": np.array([3, 3, 9]), "item": np.array(["a", "b", "a"], dtype=object),
+                          "score": [0.5, 0.25, 0.125],
+                          "fallback": pd.Categorical(["none", "popular", "none"], categories=["none", "popular"])})
+    write_parquet(frame, tmp_path / "f.parquet")
+    back = pd.read_parquet(tmp_path / "f.parquet")
+    pd.testing.assert_frame_equal(back.astype({"item": object}), frame.astype({"item": object}))
+    chunks = pq.ParquetFile(tmp_path / "f.parquet").metadata.row_group(0)
+    dictionary = {chunks.column(i).path_in_schema: chunks.column(i).has_dictionary_page
+                  for i in range(chunks.num_columns)}
+    assert dictionary == {"user": True, "item": True, "score": False, "fallback": True}
+
+
 # ---------------------------------------------------------------- 9. bounded waits
 
 def test_a_stalled_cluster_fails_at_the_stall_limit(tmp_path, capsys):
