@@ -163,6 +163,8 @@ def test_explanations_are_the_largest_terms_of_each_score(ranking, keep_rated, s
                               filter_rated=not keep_rated).compute()
     pd.testing.assert_frame_equal(few.reset_index(drop=True), got[got["user"].isin(users[:4])].reset_index(drop=True))
     assert stranger["because"].map(len).eq(0).all()
+    # one Arrow column, no Python object per entry; the stranger's lists typed as the known ones'
+    assert isinstance(got["because"].dtype, pd.ArrowDtype) and stranger["because"].dtype == got["because"].dtype
     assert (got.loc[got["fallback"] == "popular", "because"].map(len) == 0).all()
     scored = got[got["fallback"] == "none"]
     assert len(scored) > 20

@@ -17,6 +17,7 @@ import dask.array as da
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import scipy.sparse as sp
 
 from .. import kernels
@@ -25,7 +26,8 @@ from ..ids import IdMap, frame_from_parts
 from .rule import RECOMMENDATION_FALLBACKS, RECOMMENDATION_META, ScoringData, ScoringRule, data_task
 
 __all__ = ["ListRules", "PLAIN_LISTS", "FEW_ROWS", "candidate_order", "popularity_order", "recommendation_meta",
-           "recommend_blocks", "recommend_parts", "recommendation_frame", "recommend_block", "other_side", "recommend_histories", "EXPLAIN_TOP"]
+           "recommend_blocks", "recommend_parts", "recommendation_frame", "recommend_block", "other_side", "recommend_histories", "EXPLAIN_TOP",
+           "because_lists"]
 
 
 class ListRules(NamedTuple):
@@ -317,9 +319,24 @@ def _because(A, B, scored, r, c, items):
     """Per listed ``(r, c)``: the rated items whose terms weigh most in its sum
     (:func:`dcf.kernels.explain_rows` of the Top-N kernel's two sides), as
     ``[{"item": raw id, "share": term / sum of the terms}, ...]``, largest first; empty
-    for a filled-in item (no terms)."""
+    for a filled-in item (no terms): one Arrow column (:func:`because_lists`)."""
     js, terms, totals = kernels.explain_rows(A, B, scored, EXPLAIN_TOP)
-    shares = np.divide(terms, totals[..., None], out=np.zeros_like(terms), where=totals[..., None] != 0)
-    raw = items.to_raw(np.clip(js, 0, None).ravel()).reshape(js.shape)
-    return [[{"item": raw[u, t, x], "share": float(shares[u, t, x])} for x in range(js.shape[2]) if js[u, t, x] >= 0]
-            for u, t in zip(r, c)]
+    js, terms, totals = js[r, c], terms[r, c], totals[r, c]
+    kept = js >= 0  # each row's kept terms come first, largest first
+    shares = np.divide(terms, totals[:, None], out=np.zeros_like(terms), where=totals[:, None] != 0)
+    return because_lists(items.to_raw(js[kept]), shares[kept], kept.sum(axis=1))
+
+
+def because_lists(items, shares, counts) -> pd.Series:
+    """Lists of ``{"item", "share"}`` as one Arrow-backed column, ``counts[i]`` entries in
+    row ``i`` from the flat ``items`` (raw ids: int64, else text) and ``shares``.  A row
+    reads as a Python list of dicts; no Python object is made for an entry (2M
+    recommendations' lists of dicts took the paper shape's Top-N 20 s, its output 9 s)."""
+    items = np.asarray(items)
+    offsets = np.zeros(len(counts) + 1, np.int32)  # a block's entries: far under 2**31
+    np.cumsum(counts, out=offsets[1:])
+    kind = pa.int64() if items.dtype.kind in "iu" else pa.string()
+    entries = pa.StructArray.from_arrays([pa.array(items, type=kind), pa.array(np.asarray(shares, np.float64))],
+                                         names=["item", "share"])
+    lists = pa.ListArray.from_arrays(pa.array(offsets), entries)
+    return pd.Series(pd.arrays.ArrowExtensionArray(lists), copy=False)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ..evaluate import integer_ids
 from ..folders import RUN_OUTPUT, atomic_folder
@@ -40,7 +42,13 @@ def write_parquet(frame: pd.DataFrame, path: Path) -> None:
     its 600k predictions in 0.11-0.12 s and 7.5 MB, this in 0.07 s and 8.0 MB
     (benchmarks/RESULTS.md, issue 21)."""
     encoded = [str(c) for c, t in frame.dtypes.items() if not (isinstance(t, np.dtype) and t.kind == "f")]
-    frame.to_parquet(path, index=False, use_dictionary=encoded)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    meta = json.loads(table.schema.metadata[b"pandas"])
+    for col in meta["columns"]:  # Arrow-backed lists read back as pandas reads any list column
+        if str(col.get("numpy_type", "")).startswith(("list<", "large_list<")):
+            col["numpy_type"] = "object"  # (pandas cannot read its own name of that dtype back)
+    table = table.replace_schema_metadata({**table.schema.metadata, b"pandas": json.dumps(meta).encode()})
+    pq.write_table(table, path, use_dictionary=encoded)
 
 
 def uniform_ids(preds: pd.DataFrame, recs: pd.DataFrame, neighbours=None, based: str = "item"):
@@ -69,10 +77,21 @@ def uniform_ids(preds: pd.DataFrame, recs: pd.DataFrame, neighbours=None, based:
                 fixed = values.map(str).astype(object)
             out[id(f)] = frame.assign(**{c: fixed})
     if "because" in recs.columns:  # the explanations' item ids as the item column's
-        cast = str if as_text["item"] else int
-        out[id(recs)] = out[id(recs)].assign(because=[[{"item": cast(b["item"]), "share": float(b["share"])}
-                                                       for b in why] for why in recs["because"]])
+        out[id(recs)] = out[id(recs)].assign(because=_because_ids(recs["because"], as_text["item"]))
     return out[id(preds)], out[id(recs)], None if neighbours is None else out[id(neighbours)]
+
+
+def _because_ids(because: pd.Series, as_text: bool) -> pd.Series:
+    """The explanations' lists with their item ids as text or as int64, cast by Arrow
+    where the column is Arrow-backed (:func:`dcf.predict.topn.because_lists`), else
+    entry by entry."""
+    if isinstance(because.dtype, pd.ArrowDtype):
+        lists = pa.chunked_array(because.array._pa_array).cast(pa.list_(pa.struct(
+            [("item", pa.string() if as_text else pa.int64()), ("share", pa.float64())])))
+        return pd.Series(pd.arrays.ArrowExtensionArray(lists), index=because.index, copy=False)
+    cast = str if as_text else int
+    return pd.Series([[{"item": cast(b["item"]), "share": float(b["share"])} for b in why] for why in because],
+                     index=because.index, dtype=object)
 
 
 def _all_int64(values: pd.Series) -> bool:
