@@ -113,12 +113,17 @@ def test_ranking_metrics_equal_a_loop_and_sklearns_ndcg(seed, n, threshold):
             recs.assign(user=recs["user"].map(recs_ids), item=recs["item"].map(recs_ids)),
             test.assign(user=test["user"].map(test_ids), item=test["item"].map(test_ids)), n, threshold)
         assert other == pytest.approx(m, abs=1e-12)
-    # ranks past n never count, on either path (integer keys and text)
+    # lists in any row order (not user after user: the pair-key search, not the runs) say the same
+    shuffled = recs.sample(frac=1.0, random_state=seed)
+    assert evaluate.ranking_metrics(shuffled, test, n, threshold) == pytest.approx(m, abs=1e-12)
+    # ranks past n never count, on any path (users' runs, integer keys and text)
     extra = pd.DataFrame([(u, n + 1 + r, i) for u in range(users)
                           for r, i in enumerate(sorted(set(range(items)) - set(lists[u]))[:2])],
                          columns=["user", "rank", "item"])
     longer = pd.concat([recs, extra], ignore_index=True)
     assert evaluate.ranking_metrics(longer, test, n, threshold) == pytest.approx(m, abs=1e-12)
+    assert evaluate.ranking_metrics(longer.sort_values(["user", "rank"]), test, n, threshold) == \
+        pytest.approx(m, abs=1e-12)
     assert evaluate.ranking_metrics(longer.astype({"user": str, "item": str}), test, n, threshold) == \
         pytest.approx(m, abs=1e-12)
     # integers held as objects (what predictions carry) compare as integers

@@ -130,10 +130,12 @@ def _hits(recommendations: pd.DataFrame, rel: pd.DataFrame, n: int):
     ones among them: ``user, rank`` of the rows of ``recommendations`` ranked at most ``n``
     whose (user, item) pair is in ``rel``.
 
-    Where every id is an integer, one integer key per pair and a binary search in the
-    sorted keys of ``rel``, on the lists' own arrays (20M rows against 0.8M keys in 0.6 s, a
-    hash lookup took 1.2 s; a copy of the lists' columns cost the paper shape's job 0.2
-    s of its 0.35 s); else a join of the ids as text."""
+    Where every id is an integer, on the lists' own arrays (a copy of their columns cost
+    the paper shape's job 0.2 s of its 0.35 s): where the lists come user after user in
+    ascending order (the batch job's), each relevant pair is looked for among its user's
+    few listed items (:func:`_listed`); else one integer key per pair and a binary search
+    in the sorted keys of ``rel`` (20M rows against 1M keys: 2.1 s in all against 0.3 s
+    the first way).  Else a join of the ids as text."""
     rank = recommendations["rank"].to_numpy()
     ids = {}
     for col in ("user", "item"):
@@ -141,6 +143,10 @@ def _hits(recommendations: pd.DataFrame, rel: pd.DataFrame, n: int):
         ids[col] = ints if ints[0] is not None and ints[1] is not None else None
     if ids["user"] is not None and ids["item"] is not None:
         rel = pd.DataFrame({"user": ids["user"][0], "item": ids["item"][0]}).drop_duplicates()
+        rows = _listed(ids["user"][1], ids["item"][1], rel["user"].to_numpy(), rel["item"].to_numpy())
+        if rows is not None:
+            rows = rows[rank[rows] <= n]
+            return rel, pd.DataFrame({"user": ids["user"][1][rows], "rank": rank[rows]})
         keys = _pair_keys((ids["user"][1], ids["item"][1]), (rel["user"].to_numpy(), rel["item"].to_numpy()))
         if keys is not None:
             wanted = np.sort(keys[1])
@@ -151,6 +157,33 @@ def _hits(recommendations: pd.DataFrame, rel: pd.DataFrame, n: int):
     rel, recs = _comparable_ids(rel, recs)
     rel = rel.drop_duplicates()
     return rel, recs.merge(rel, on=["user", "item"], how="inner")[["user", "rank"]]
+
+
+LISTED_CHUNK = 1 << 17  # relevant pairs looked for at once (their users' lists side by side)
+
+
+def _listed(users, items, rel_users, rel_items):
+    """The rows of the lists ``(users, items)`` whose pair is one of the distinct
+    ``(rel_users, rel_items)``, ascending; None where the lists' users are not in
+    ascending order (each user's rows together, as the batch job's lists come).  Each
+    pair is compared with the items of its user's run of rows only."""
+    if len(users) == 0 or len(rel_users) == 0:
+        return np.zeros(0, np.int64)
+    if (users[1:] < users[:-1]).any():
+        return None
+    starts = np.flatnonzero(np.concatenate([[True], users[1:] != users[:-1]]))
+    ends = np.append(starts[1:], len(users))
+    width = int((ends - starts).max())
+    found = []
+    for lo in range(0, len(rel_users), LISTED_CHUNK):
+        u, i = rel_users[lo:lo + LISTED_CHUNK], rel_items[lo:lo + LISTED_CHUNK]
+        run = np.minimum(np.searchsorted(users[starts], u), len(starts) - 1)
+        has = users[starts[run]] == u
+        rows = starts[run][:, None] + np.arange(width)
+        inside = has[:, None] & (rows < ends[run][:, None])
+        rows = np.where(inside, rows, 0)
+        found.append(rows[inside & (items[rows] == i[:, None])])
+    return np.sort(np.concatenate(found))
 
 
 def _pair_keys(*pairs):
