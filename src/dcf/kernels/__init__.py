@@ -22,6 +22,7 @@ The modules, by concern:
 - :mod:`~dcf.kernels.topk`: top-k neighbour tables, their merge, the neighbour matrix
 - :mod:`~dcf.kernels.scoring`: the weighted sums a prediction divides
 - :mod:`~dcf.kernels.topn`: Top-N recommendations per row
+- :mod:`~dcf.kernels.fill`: the popularity fill of Top-N lists shorter than N
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
+from .fill import filled_lists
 from .prefetch import prefetch, prefetch_row
 from .sparse import CsrArrays, csr_arrays
 
@@ -71,7 +72,7 @@ def top_n(indptr, indices, scores, valid, rated, n, order):
     candidates = CsrArrays(np.asarray(indptr, np.int64), np.asarray(indices, np.int64), np.asarray(scores, np.float64))
     _topn_rows(candidates, np.asarray(valid, np.bool_), _pattern(rated), rank_of, out, np.zeros(m, np.bool_),
                _row_list(n))
-    return _filled(out, rated, order)
+    return filled_lists(out, _pattern(rated), order)
 
 
 def recommend_rows(A, B, rated, n, order, *, sim_left, min_k=1, adds=(None, None),
@@ -126,7 +127,7 @@ def recommend_rows(A, B, rated, n, order, *, sim_left, min_k=1, adds=(None, None
     _recommend_rows(csr_arrays(A, np.int64), csr_arrays(B, np.int64), _pattern(rated), rank_of, rule,
                     np.zeros(r) if row_add is None else np.asarray(row_add, np.float64),
                     np.zeros(m) if col_add is None else np.asarray(col_add, np.float64), out, _row_list(n))
-    return _filled(out, rated, order)
+    return filled_lists(out, _pattern(rated), order)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -335,46 +336,3 @@ def _pattern(rated):
     """The :class:`~dcf.kernels.sparse.CsrArrays` of ``rated``'s pattern: int64 row
     pointers and columns (the values are not read: an empty array)."""
     return CsrArrays(rated.indptr.astype(np.int64), rated.indices.astype(np.int64), np.zeros(0))
-
-
-def _filled(out, rated, order):
-    """``(cols, vals, filled)`` of a filled :class:`TopNTable`, its short rows filled in by
-    popularity (:func:`_fill`)."""
-    r, n = out.cols.shape
-    filled = np.zeros((r, n), bool)
-    short = np.flatnonzero(out.have < n)
-    if len(short):
-        _fill(out.cols, filled, short, out.have, rated, _row_keys(rated), np.asarray(order, np.int64), n)
-    return out.cols, out.vals, filled
-
-
-def _row_keys(csr):
-    """Sorted ``row * n_cols + col`` keys of a CSR matrix with sorted indices."""
-    rows = np.repeat(np.arange(csr.shape[0], dtype=np.int64), np.diff(csr.indptr))
-    return rows * csr.shape[1] + csr.indices.astype(np.int64)
-
-
-def _isin_sorted(keys, sorted_keys):
-    if len(sorted_keys) == 0:
-        return np.zeros(len(keys), bool)
-    at = np.clip(np.searchsorted(sorted_keys, keys), 0, len(sorted_keys) - 1)
-    return sorted_keys[at] == keys
-
-
-def _fill(out_c, filled, short, have, rated, rated_keys, order, n):
-    """Fill rows ``short`` with the most popular columns not rated and not chosen."""
-    m = rated.shape[1]
-    n_rated = np.diff(rated.indptr)[short]
-    width = int(min(len(order), n + n_rated.max() + n))
-    cand = np.broadcast_to(order[:width], (len(short), width))
-    keys = short[:, None].astype(np.int64) * m + cand
-    chosen = out_c[short]
-    taken = (cand[:, :, None] == chosen[:, None, :]).any(axis=2) if n <= 64 else \
-        np.array([np.isin(c, ch) for c, ch in zip(cand, chosen)])
-    ok = ~_isin_sorted(keys.ravel(), rated_keys).reshape(keys.shape) & ~taken
-    need = n - have[short]
-    pick = ok & (np.cumsum(ok, axis=1) <= need[:, None])
-    rr, cc = np.nonzero(pick)
-    slot = have[short][rr] + (np.cumsum(pick, axis=1)[rr, cc] - 1)
-    out_c[short[rr], slot] = cand[rr, cc]
-    filled[short[rr], slot] = True
