@@ -84,3 +84,26 @@ def test_the_command_compiles_every_kernel_once_and_a_later_process_only_loads_t
     assert probe.returncode == 0, probe.stderr
     seen = json.loads(probe.stdout.strip().splitlines()[-1])
     assert seen["signatures"] >= 10 and seen["missed"] == []
+
+
+@pytest.mark.slow
+def test_jobs_on_a_cluster_after_the_command_compile_nothing(tmp_path):
+    # in a fresh numba cache: after `python -m dcf.compile`, batch jobs on the default
+    # cluster (two worker processes: a task's inputs from the other worker arrive
+    # read-only, which numba compiles separately) save no compiled code. Before, the
+    # first job compiled pair scoring for read-only pairs, the events' summing, and the
+    # explanations' loop inside its stages (5-6 s each time)
+    env = {**os.environ, "DCF_CACHE": str(tmp_path / "stamp"), "NUMBA_CACHE_DIR": str(tmp_path / "numba"),
+           "NUMBA_DEBUG_CACHE": "1"}
+    done = _python(["-m", "dcf.compile", "--quiet"], env)
+    assert done.returncode == 0, done.stderr
+    data = "synthetic:users=2000,items=300,ratings=20000,seed=1"
+    for i, options in enumerate([[], ["--explain", "--ranking", "sum", "--neighbourhood", "global",
+                                      "--similarity", "full-cosine"]]):
+        job = _python(["-m", "dcf.run", "--data", data, "--out", str(tmp_path / f"out{i}"), "--no-progress",
+                       "--dashboard-address", "127.0.0.1:0", *options], env)
+        assert job.returncode == 0, job.stderr[-2000:]
+        assert "[cache] index loaded" in job.stderr + job.stdout  # the workers' cache lines do reach us
+        saved = sorted({line.rsplit("/", 1)[-1] for line in (job.stderr + job.stdout).splitlines()
+                        if "[cache] data saved" in line})
+        assert saved == [], (options, saved)

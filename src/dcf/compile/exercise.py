@@ -37,6 +37,7 @@ RUNS = (
     ("full-cosine", "global", "weighted"),      # the fast top-k scan over the packed matrix
     ("pearson-baseline", "rated", "baseline"),  # residuals: the general loop on float32 values
     ("centred-cosine", "global", "weighted"),   # packing a matrix of many values
+    ("llr", "global", "weighted"),              # llr on the fast path: its margins once an entity
 )
 
 
@@ -67,8 +68,9 @@ def _ratings(seed=0, users=300, items=200, n=4000) -> pd.DataFrame:
 
 
 def exercise() -> int:
-    """Run :data:`RUNS` (fit, predict, Top-N by prediction and by sum) in this process,
-    on Dask's synchronous scheduler; returns how many kernel signatures it reached."""
+    """Run :data:`RUNS` (fit, predict, Top-N by prediction and by sum), an explained Top-N
+    and an implicit-feedback fit in this process, on Dask's synchronous scheduler; returns
+    how many kernel signatures it reached."""
     ratings = _ratings()
     pairs = ratings[["user", "item"]].iloc[:100]
     with dask.config.set(scheduler="synchronous"):
@@ -78,6 +80,10 @@ def exercise() -> int:
             model.predict(pairs).compute()
             for ranking in ("prediction", "sum"):
                 model.recommend(n=5, ranking=ranking).compute()
+        # what the runs above leave out: explanations, and events summed (implicit feedback)
+        model.recommend(n=5, ranking="sum", explain=True).compute()
+        events = pd.concat([ratings, ratings.iloc[:50]], ignore_index=True)  # repeated events
+        ItemKNN(feedback="implicit", similarity="bm25", neighbourhood="global", k=10).fit(events).recommend(n=5).compute()
     _wide_kernels()
     return len(signatures())
 

@@ -8,6 +8,8 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
+from .sparse import owned
+
 __all__ = ["score_pairs"]
 
 
@@ -59,22 +61,21 @@ def score_pairs(S, x, y, Q, k, centre=None, offset=None, amplification=1.0):
     sum_sim, sum_val : (P,) float64
     n_used : (P,) int64
     """
-    x = np.ascontiguousarray(x, np.int64)
-    y = np.ascontiguousarray(y, np.int64)
+    x, y = owned(x, np.int64), owned(y, np.int64)  # writable: one compiled signature (owned)
     rho = float(amplification)
     has_centre, has_offset = centre is not None, offset is not None
-    centre = np.ascontiguousarray(centre if has_centre else np.zeros(0), np.float64)
-    offset = np.ascontiguousarray(offset if has_offset else np.zeros(0), np.float64)
+    centre = owned(centre if has_centre else np.zeros(0), np.float64)
+    offset = owned(offset if has_offset else np.zeros(0), np.float64)
     if not Q.has_sorted_indices:  # ties go to the lower neighbour: candidates in column order
         Q = Q.sorted_indices()
-    q = (Q.indptr.astype(np.int64), Q.indices.astype(np.int64), np.asarray(Q.data, np.float64))
+    q = (Q.indptr.astype(np.int64), Q.indices.astype(np.int64), owned(Q.data, np.float64))
     if sp.issparse(S):
         S = sp.csr_matrix(S)
         if not S.has_sorted_indices:
             S = S.sorted_indices()
-        s_rows = (S.indptr.astype(np.int64), S.indices.astype(np.int64), np.asarray(S.data, np.float64))
+        s_rows = (S.indptr.astype(np.int64), S.indices.astype(np.int64), owned(S.data, np.float64))
         return _score_sparse(s_rows, x, y, q, PairRule(int(k), centre, has_centre, offset, has_offset, rho))
-    return _score_dense(np.ascontiguousarray(S, np.float64), x, y, q,
+    return _score_dense(owned(S, np.float64), x, y, q,
                         PairRule(int(k), centre, has_centre, offset, has_offset, rho))
 
 

@@ -15,7 +15,7 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["csr_from_triplets", "csr_from_events", "warm_up", "CsrArrays", "csr_arrays", "row_norms", "rater_costs", "add_rater_costs", "binary"]
+__all__ = ["csr_from_triplets", "csr_from_events", "warm_up", "CsrArrays", "csr_arrays", "owned", "row_norms", "rater_costs", "add_rater_costs", "binary"]
 
 
 def csr_from_triplets(rows, cols, vals, shape, lines=None):
@@ -201,12 +201,23 @@ class CsrArrays(NamedTuple):
     val: np.ndarray
 
 
+def owned(a, dtype) -> np.ndarray:
+    """``a`` as a contiguous, writable array of ``dtype``, copied only where it is not one.
+
+    A task's input that came from another worker is a read-only view of the message, and
+    numba compiles a separate signature for read-only arrays: the first job on a cluster
+    then compiled pair scoring again inside its prediction stage (5-6 s), although
+    ``python -m dcf.compile`` had run."""
+    a = np.ascontiguousarray(a, dtype)
+    return a if a.flags.writeable else a.copy()
+
+
 def csr_arrays(m, index=None) -> CsrArrays:
     """:class:`CsrArrays` of a scipy CSR matrix: int64 row pointers, its column indices
     (converted to ``index`` where given) and float64 values (no copy where the arrays
-    have those types already)."""
-    idx = m.indices if index is None else m.indices.astype(index, copy=False)
-    return CsrArrays(m.indptr.astype(np.int64, copy=False), idx, np.asarray(m.data, np.float64))
+    have those types already and are writable: :func:`owned`)."""
+    return CsrArrays(owned(m.indptr, np.int64), owned(m.indices, m.indices.dtype if index is None else index),
+                     owned(m.data, np.float64))
 
 
 def row_norms(P):
