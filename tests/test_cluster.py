@@ -341,6 +341,13 @@ def test_a_frame_is_gathered_part_by_part_in_order_and_a_failed_part_raises(dist
     with pytest.raises(ValueError, match="part 1 is broken"):
         cluster.gather_frame(broken)
     assert time.monotonic() - started < 4  # raised as the broken part failed, not after the slow one
+    import gc
+
+    gc.collect()
+    deadline = time.monotonic() + 10  # every part let go: none held by the client (the raised
+    while dist_client.refcount and time.monotonic() < deadline:  # error's traceback kept them once)
+        time.sleep(0.1)
+    assert not dist_client.refcount
     time.sleep(max(0.0, started + 5.5 - time.monotonic()))  # the session's workers idle again for the next test
 
 

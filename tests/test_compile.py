@@ -99,7 +99,8 @@ def test_jobs_on_a_cluster_after_the_command_compile_nothing(tmp_path):
     assert done.returncode == 0, done.stderr
     data = "synthetic:users=2000,items=300,ratings=20000,seed=1"
     for i, options in enumerate([[], ["--explain", "--ranking", "sum", "--neighbourhood", "global",
-                                      "--similarity", "full-cosine"]]):
+                                      "--similarity", "full-cosine"],
+                                 ["--prediction", "mean-centred", "--neighbourhood", "global"]]):
         job = _python(["-m", "dcf.run", "--data", data, "--out", str(tmp_path / f"out{i}"), "--no-progress",
                        "--dashboard-address", "127.0.0.1:0", *options], env)
         assert job.returncode == 0, job.stderr[-2000:]

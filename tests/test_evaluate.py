@@ -113,6 +113,14 @@ def test_ranking_metrics_equal_a_loop_and_sklearns_ndcg(seed, n, threshold):
             recs.assign(user=recs["user"].map(recs_ids), item=recs["item"].map(recs_ids)),
             test.assign(user=test["user"].map(test_ids), item=test["item"].map(test_ids)), n, threshold)
         assert other == pytest.approx(m, abs=1e-12)
+    # the runs compared a few pairs at a time, or refused for lists too long: the same
+    from unittest.mock import patch
+
+    from dcf.evaluate import metrics as metric_module
+
+    for cells, width in ((3, 1024), (10**6, 1)):
+        with patch.object(metric_module, "LISTED_CELLS", cells), patch.object(metric_module, "LISTED_WIDTH", width):
+            assert evaluate.ranking_metrics(recs, test, n, threshold) == pytest.approx(m, abs=1e-12)
     # lists in any row order (not user after user: the pair-key search, not the runs) say the same
     shuffled = recs.sample(frac=1.0, random_state=seed)
     assert evaluate.ranking_metrics(shuffled, test, n, threshold) == pytest.approx(m, abs=1e-12)

@@ -157,7 +157,8 @@ def test_explanations_are_the_largest_terms_of_each_score(ranking, keep_rated, s
     code = {item: i for i, item in enumerate(items)}
     with dask.config.set(scheduler="sync"):
         model = ItemKNN(k=4, neighbourhood="global", block_size=5).fit(train)
-        got = model.recommend(n=5, ranking=ranking, explain=True, filter_rated=not keep_rated).compute()
+        lazy = model.recommend(n=5, ranking=ranking, explain=True, filter_rated=not keep_rated)
+        got = lazy.compute()
         stranger = model.recommend(["nobody"], n=2, ranking=ranking, explain=True).compute()
         few = model.recommend(list(users[:4]), n=5, ranking=ranking, explain=True,
                               filter_rated=not keep_rated).compute()
@@ -165,6 +166,7 @@ def test_explanations_are_the_largest_terms_of_each_score(ranking, keep_rated, s
     assert stranger["because"].map(len).eq(0).all()
     # one Arrow column, no Python object per entry; the stranger's lists typed as the known ones'
     assert isinstance(got["because"].dtype, pd.ArrowDtype) and stranger["because"].dtype == got["because"].dtype
+    assert lazy._meta["because"].dtype == got["because"].dtype  # the lazy frame says what it holds
     assert (got.loc[got["fallback"] == "popular", "because"].map(len) == 0).all()
     scored = got[got["fallback"] == "none"]
     assert len(scored) > 20

@@ -426,18 +426,26 @@ def test_integer_ids_stay_integers_unless_a_file_needs_text():
 def test_output_files_read_back_equal_and_encode_every_column_but_the_floats(tmp_path):
     import pyarrow.parquet as pq
 
+    from dcf.predict.topn import because_lists
     from dcf.run.outputs import write_parquet
 
     frame = pd.DataFrame({"user": np.array([3, 3, 9]), "item": np.array(["a", "b", "a"], dtype=object),
                           "score": [0.5, 0.25, 0.125],
-                          "fallback": pd.Categorical(["none", "popular", "none"], categories=["none", "popular"])})
+                          "fallback": pd.Categorical(["none", "popular", "none"], categories=["none", "popular"]),
+                          "because": because_lists(np.array(["b", "c", "c"], dtype=object), [0.75, 0.25, 1.0],
+                                                   np.array([2, 0, 1]))})
     write_parquet(frame, tmp_path / "f.parquet")
-    back = pd.read_parquet(tmp_path / "f.parquet")
-    pd.testing.assert_frame_equal(back.astype({"item": object}), frame.astype({"item": object}))
+    back = pd.read_parquet(tmp_path / "f.parquet")  # the lists as pandas reads any list column: objects
+    assert back["because"].dtype == object
+    assert [[dict(b) for b in why] for why in back["because"]] == \
+        [[{"item": "b", "share": 0.75}, {"item": "c", "share": 0.25}], [], [{"item": "c", "share": 1.0}]]
+    pd.testing.assert_frame_equal(back.drop(columns="because").astype({"item": object}),
+                                  frame.drop(columns="because").astype({"item": object}))
     chunks = pq.ParquetFile(tmp_path / "f.parquet").metadata.row_group(0)
     dictionary = {chunks.column(i).path_in_schema: chunks.column(i).has_dictionary_page
                   for i in range(chunks.num_columns)}
-    assert dictionary == {"user": True, "item": True, "score": False, "fallback": True}
+    assert dictionary == {"user": True, "item": True, "score": False, "fallback": True,
+                          "because.list.element.item": True, "because.list.element.share": False}
 
 
 # ---------------------------------------------------------------- 9. bounded waits

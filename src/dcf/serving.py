@@ -153,7 +153,7 @@ class Snapshot:
                                           wanted))
         if unknown:
             frames.append(popular_lists(model, unknown, int(n), rule, self.data, wanted))
-        return pd.concat(frames, ignore_index=True) if frames else recommendation_meta(wanted).copy()
+        return pd.concat(frames, ignore_index=True) if frames else recommendation_meta(wanted, model.matrix_.items).copy()
 
     def score_histories(self, H, users, rule, data, request) -> pd.DataFrame:
         """Top-N of users given by their histories (``H``: users x items over the model's

@@ -12,6 +12,7 @@ import pandas as pd
 from dask.base import get_scheduler
 from dask.core import flatten
 from distributed import Client, as_completed, default_client, futures_of, wait
+from distributed.client import FutureCancelledError
 
 __all__ = ["parallelism", "default_blocks", "current_client", "placement", "connected", "start",
            "everywhere", "wait_for", "futures_in", "gather_frame", "BUDGET_TIMEOUT", "memory_budget", "trimmed_memory"]
@@ -119,7 +120,9 @@ def gather_frame(frame) -> pd.DataFrame:
     that worker died at its 3 GB limit.  On a cluster each partition is fetched as soon
     as its task ends, while the others still run: ``dask.compute`` fetched them all
     after the last one, and the e-commerce shape's 6M recommendations (200 MB) then
-    took about a second more after the last task (benchmarks/RESULTS.md, issue 21).
+    took about a second more after the last task (benchmarks/RESULTS.md, issue 21).  A
+    failed part raises its own error at once and every part is let go (a cancelled one
+    raises ``FutureCancelledError``).
     """
     parts = frame.to_delayed()
     client = current_client()
@@ -131,11 +134,14 @@ def gather_frame(frame) -> pd.DataFrame:
         got = [None] * len(futures)
         try:
             for future, part in as_completed(futures, with_results=True):
+                if future.status != "finished":  # cancelled elsewhere: say so, as a gather would
+                    raise part if isinstance(part, BaseException) else FutureCancelledError(future.key, "cancelled")
                 got[where[future.key]] = part
-        finally:  # a failed part: let the others go
-            running = [f for f in futures if not f.done()]
-            if running:
-                client.cancel(running)
+        except BaseException:
+            client.cancel(futures)  # every part, the finished ones' results too
+            futures.clear()  # the exception's traceback keeps this frame alive: it holds no future
+            got.clear()
+            raise
         parts = got
     return pd.concat(parts, ignore_index=True) if parts else frame._meta.copy()
 

@@ -159,14 +159,17 @@ def _hits(recommendations: pd.DataFrame, rel: pd.DataFrame, n: int):
     return rel, recs.merge(rel, on=["user", "item"], how="inner")[["user", "rank"]]
 
 
-LISTED_CHUNK = 1 << 17  # relevant pairs looked for at once (their users' lists side by side)
+LISTED_CELLS = 1 << 22  # relevant pairs x list width compared at once (about 100 MB of arrays)
+LISTED_WIDTH = 1024  # a longer list (a whole catalogue's): the pair-key search instead
 
 
 def _listed(users, items, rel_users, rel_items):
     """The rows of the lists ``(users, items)`` whose pair is one of the distinct
     ``(rel_users, rel_items)``, ascending; None where the lists' users are not in
     ascending order (each user's rows together, as the batch job's lists come).  Each
-    pair is compared with the items of its user's run of rows only."""
+    pair is compared with the items of its user's run of rows only, in chunks of at most
+    :data:`LISTED_CELLS` comparisons; None too where a run is longer than
+    :data:`LISTED_WIDTH` (one user's list of 3,000 rows made 100k pairs take 5 GB)."""
     if len(users) == 0 or len(rel_users) == 0:
         return np.zeros(0, np.int64)
     if (users[1:] < users[:-1]).any():
@@ -174,9 +177,11 @@ def _listed(users, items, rel_users, rel_items):
     starts = np.flatnonzero(np.concatenate([[True], users[1:] != users[:-1]]))
     ends = np.append(starts[1:], len(users))
     width = int((ends - starts).max())
-    found = []
-    for lo in range(0, len(rel_users), LISTED_CHUNK):
-        u, i = rel_users[lo:lo + LISTED_CHUNK], rel_items[lo:lo + LISTED_CHUNK]
+    if width > LISTED_WIDTH:  # every pair would be compared with the longest list
+        return None
+    found, chunk = [], max(1, LISTED_CELLS // width)
+    for lo in range(0, len(rel_users), chunk):
+        u, i = rel_users[lo:lo + chunk], rel_items[lo:lo + chunk]
         run = np.minimum(np.searchsorted(users[starts], u), len(starts) - 1)
         has = users[starts[run]] == u
         rows = starts[run][:, None] + np.arange(width)

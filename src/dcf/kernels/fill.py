@@ -12,6 +12,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .sparse import owned
+
 __all__ = ["filled_lists"]
 
 
@@ -25,7 +27,7 @@ def filled_lists(out, rated, order):
     filled = np.zeros((r, n), np.bool_)
     short = np.flatnonzero(out.have < n)
     if len(short):
-        order = np.asarray(order, np.int64)
+        order = owned(order, np.int64)  # writable: one compiled signature (sparse.owned)
         m = max(int(order.max()) + 1 if len(order) else 0, int(rated.idx.max()) + 1 if len(rated.idx) else 0,
                 int(out.cols.max()) + 1)
         _fill_rows(out.cols, filled, short, out.have, rated.ptr, rated.idx, order, np.zeros(m, np.bool_))

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 
 from .fill import filled_lists
 from .prefetch import prefetch, prefetch_row
-from .sparse import CsrArrays, csr_arrays
+from .sparse import CsrArrays, csr_arrays, owned
 
 __all__ = ["TopNTable", "ScoreRule", "RowList", "top_n", "recommend_rows", "explain_rows"]
 
@@ -69,8 +69,8 @@ def top_n(indptr, indices, scores, valid, rated, n, order):
     """
     r, m = rated.shape
     rank_of, out = _output_table(r, m, order, n)
-    candidates = CsrArrays(np.asarray(indptr, np.int64), np.asarray(indices, np.int64), np.asarray(scores, np.float64))
-    _topn_rows(candidates, np.asarray(valid, np.bool_), _pattern(rated), rank_of, out, np.zeros(m, np.bool_),
+    candidates = CsrArrays(owned(indptr, np.int64), owned(indices, np.int64), owned(scores, np.float64))
+    _topn_rows(candidates, owned(valid, np.bool_), _pattern(rated), rank_of, out, np.zeros(m, np.bool_),
                _row_list(n))
     return filled_lists(out, _pattern(rated), order)
 
@@ -125,8 +125,8 @@ def recommend_rows(A, B, rated, n, order, *, sim_left, min_k=1, adds=(None, None
     lo, hi = (float(v) for v in rating_range)
     rule = ScoreRule(bool(sim_left), float(max(int(min_k), 1)), lo, hi, bool(divide))
     _recommend_rows(csr_arrays(A, np.int64), csr_arrays(B, np.int64), _pattern(rated), rank_of, rule,
-                    np.zeros(r) if row_add is None else np.asarray(row_add, np.float64),
-                    np.zeros(m) if col_add is None else np.asarray(col_add, np.float64), out, _row_list(n))
+                    np.zeros(r) if row_add is None else owned(row_add, np.float64),
+                    np.zeros(m) if col_add is None else owned(col_add, np.float64), out, _row_list(n))
     return filled_lists(out, _pattern(rated), order)
 
 
@@ -146,7 +146,7 @@ def _recommend_rows(a, b, rated, rank_of, rule, row_add, col_add, out, lst):  # 
     acc = np.zeros((m, 3))
     flag = np.zeros(m, np.bool_)
     touched = np.empty(m, np.int64)
-    end = len(a_idx)
+    end = a_ptr[len(a_ptr) - 1]  # the terms' end (scipy lets indices run past it)
     for row in range(len(a_ptr) - 1):
         t = 0
         for p in range(a_ptr[row], a_ptr[row + 1]):
@@ -203,7 +203,7 @@ def explain_rows(A, B, cols, top=3):
     B = sp.csr_matrix(B)
     if not B.has_sorted_indices:
         B = B.sorted_indices()
-    cols = np.asarray(cols, np.int64)
+    cols = owned(cols, np.int64)
     js = np.full(cols.shape + (int(top),), -1, np.int64)
     terms = np.zeros(cols.shape + (int(top),))
     totals = np.zeros(cols.shape)

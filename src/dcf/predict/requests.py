@@ -94,7 +94,7 @@ def model_recommendations(model, users, n, ranking, rules=(None, None, True, Fal
     if unknown:  # one more part (raw ids kept as they are: no conversion to strings)
         extra = popular_lists(model, unknown, int(n), rule, data, wanted)
         parts.append(dask.delayed(extra, pure=True, name=f"recommend-unknown-users-{dask.base.tokenize(extra)}"))
-    return recommendation_frame(parts, wanted, token)
+    return recommendation_frame(parts, wanted, token, m.items)
 
 
 def split_users(matrix, users, strict=False):

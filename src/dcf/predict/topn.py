@@ -64,13 +64,13 @@ def recommend_blocks(*, users: IdMap, items: IdMap, by_user: da.Array, W: da.Arr
     :func:`recommend_parts` (the same parameters)."""
     parts = recommend_parts(users=users, items=items, by_user=by_user, W=W, rule=rule, data=data, n=n,
                             blocks=blocks, token=token, rules=rules)
-    return recommendation_frame(parts, rules, token)
+    return recommendation_frame(parts, rules, token, items)
 
 
-def recommendation_frame(parts, rules: ListRules, token: str) -> dd.DataFrame:
+def recommendation_frame(parts, rules: ListRules, token: str, items: IdMap | None = None) -> dd.DataFrame:
     """Delayed recommendation frames as one dask DataFrame (an empty one where there are
-    none: no requested user known)."""
-    meta = recommendation_meta(rules)
+    none: no requested user known); ``items``: the item map (the explanations' id type)."""
+    meta = recommendation_meta(rules, items)
     return frame_from_parts(parts or [dask.delayed(meta.copy, pure=True)(dask_key_name=f"recommendations-none-{token}")],
                             meta, "recommendations")
 
@@ -154,13 +154,17 @@ def _some_rows(left, other, rated, where, ids, order, rule, data, n, rules):
     left, rated = sp.csr_matrix(left), sp.csr_matrix(rated)
     parts = [recommend_block(left[w:w + 1], other, rated[w:w + 1], row0 + int(w), ids, order, rule, data, n, rules)
              for w in rows]
-    return pd.concat(parts, ignore_index=True) if parts else recommendation_meta(rules).copy()
+    return pd.concat(parts, ignore_index=True) if parts else recommendation_meta(rules, ids[1]).copy()
 
 
-def recommendation_meta(rules: ListRules) -> pd.DataFrame:
+def recommendation_meta(rules: ListRules, items: IdMap | None = None) -> pd.DataFrame:
     """The columns of a request's lists: ``user, rank, item, score, fallback``, and
-    ``because`` (lists of ``{"item", "share"}``) where ``rules.explain``."""
-    return RECOMMENDATION_META.assign(because=pd.Series([], dtype=object)) if rules.explain else RECOMMENDATION_META
+    ``because`` (lists of ``{"item", "share"}``, typed as :func:`because_lists` types
+    ``items``' ids) where ``rules.explain``."""
+    if not rules.explain:
+        return RECOMMENDATION_META
+    none = np.zeros(0, np.int64) if items is None else items.to_raw(np.zeros(0, np.int64))
+    return RECOMMENDATION_META.assign(because=because_lists(none, np.zeros(0), np.zeros(0, np.int64)))
 
 
 def _amplified_blocks(w_blocks, amplification, token):
@@ -333,10 +337,12 @@ def because_lists(items, shares, counts) -> pd.Series:
     reads as a Python list of dicts; no Python object is made for an entry (2M
     recommendations' lists of dicts took the paper shape's Top-N 20 s, its output 9 s)."""
     items = np.asarray(items)
-    offsets = np.zeros(len(counts) + 1, np.int32)  # a block's entries: far under 2**31
+    offsets = np.zeros(len(counts) + 1, np.int64)
     np.cumsum(counts, out=offsets[1:])
+    if offsets[-1] >= 2**31:  # a block's entries: 3 a listed item, far under this
+        raise ValueError(f"{offsets[-1]:,} explanation entries in one block: more than a list column holds")
     kind = pa.int64() if items.dtype.kind in "iu" else pa.string()
     entries = pa.StructArray.from_arrays([pa.array(items, type=kind), pa.array(np.asarray(shares, np.float64))],
                                          names=["item", "share"])
-    lists = pa.ListArray.from_arrays(pa.array(offsets), entries)
+    lists = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), entries)
     return pd.Series(pd.arrays.ArrowExtensionArray(lists), copy=False)

@@ -41,8 +41,9 @@ def write_parquet(frame: pd.DataFrame, path: Path) -> None:
     shape's 6M recommendations in 0.34-0.37 s and 57.6 MB, this in 0.29 s and 56.2 MB;
     its 600k predictions in 0.11-0.12 s and 7.5 MB, this in 0.07 s and 8.0 MB
     (benchmarks/RESULTS.md, issue 21)."""
-    encoded = [str(c) for c, t in frame.dtypes.items() if not (isinstance(t, np.dtype) and t.kind == "f")]
     table = pa.Table.from_pandas(frame, preserve_index=False)
+    encoded = [path for field in table.schema for path, kind in _leaves(field.name, field.type)
+               if not pa.types.is_floating(kind)]
     meta = json.loads(table.schema.metadata[b"pandas"])
     for col in meta["columns"]:  # Arrow-backed lists read back as pandas reads any list column
         if str(col.get("numpy_type", "")).startswith(("list<", "large_list<")):
@@ -81,12 +82,22 @@ def uniform_ids(preds: pd.DataFrame, recs: pd.DataFrame, neighbours=None, based:
     return out[id(preds)], out[id(recs)], None if neighbours is None else out[id(neighbours)]
 
 
+def _leaves(path: str, kind):
+    """``(Parquet column path, Arrow type)`` of each leaf under a field (a list's elements
+    are ``path.list.element``, as pyarrow names them)."""
+    if pa.types.is_struct(kind):
+        return [leaf for child in kind for leaf in _leaves(f"{path}.{child.name}", child.type)]
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return _leaves(f"{path}.list.element", kind.value_type)
+    return [(path, kind)]
+
+
 def _because_ids(because: pd.Series, as_text: bool) -> pd.Series:
     """The explanations' lists with their item ids as text or as int64, cast by Arrow
     where the column is Arrow-backed (:func:`dcf.predict.topn.because_lists`), else
     entry by entry."""
     if isinstance(because.dtype, pd.ArrowDtype):
-        lists = pa.chunked_array(because.array._pa_array).cast(pa.list_(pa.struct(
+        lists = pa.chunked_array(because.array.__arrow_array__()).cast(pa.list_(pa.struct(
             [("item", pa.string() if as_text else pa.int64()), ("share", pa.float64())])))
         return pd.Series(pd.arrays.ArrowExtensionArray(lists), index=because.index, copy=False)
     cast = str if as_text else int
