@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from . import io as dio
+from . import kernels
 from .blocks import outputs
 from .errors import ConfigError, DataError
 from .ids import frame_from_parts
@@ -50,9 +51,12 @@ def pair_uniform(frame: pd.DataFrame, seed: int) -> np.ndarray:
 
 
 def _id_hashes(col: pd.Series, key: str) -> np.ndarray:
-    """pandas' hash of each id's text (``hash_array`` of the text objects)."""
+    """pandas' hash of each id's text (``hash_array`` of the text objects); for integers,
+    once per distinct id, from its digits (:func:`dcf.kernels.int_text_hashes`)."""
     if isinstance(col.dtype, np.dtype) and col.dtype.kind in "iu":
-        codes, uniques = _factorize(col.to_numpy())  # integers: one text per distinct id
+        codes, uniques = _factorize(col.to_numpy())  # integers: one hash per distinct id
+        if uniques.dtype.kind == "i" or (len(uniques) == 0 or int(uniques.max()) < 2**63):
+            return kernels.int_text_hashes(uniques.astype(np.int64), key)[codes]
         return pd.util.hash_array(_text(pd.Series(uniques)), hash_key=key, categorize=False)[codes]
     return pd.util.hash_array(_text(col), hash_key=key)
 

@@ -84,6 +84,7 @@ def exercise() -> int:
         model.recommend(n=5, ranking="sum", explain=True).compute()
         events = pd.concat([ratings, ratings.iloc[:50]], ignore_index=True)  # repeated events
         ItemKNN(feedback="implicit", similarity="bm25", neighbourhood="global", k=10).fit(events).recommend(n=5).compute()
+        kernels.int_text_hashes(ratings["user"].to_numpy(), "0123456789abcdef")  # the random split's
     _wide_kernels()
     return len(signatures())
 

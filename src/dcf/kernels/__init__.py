@@ -23,11 +23,13 @@ The modules, by concern:
 - :mod:`~dcf.kernels.scoring`: the weighted sums a prediction divides
 - :mod:`~dcf.kernels.topn`: Top-N recommendations per row
 - :mod:`~dcf.kernels.fill`: the popularity fill of Top-N lists shorter than N
+- :mod:`~dcf.kernels.hashing`: pandas' hash of integer ids' text, from their digits (the random split)
 """
 
 from __future__ import annotations
 
 from .codec import CompactCSR, compact_csr, compact_join, compact_part, compact_stack, entity_rows, unpacked
+from .hashing import int_text_hashes
 from .measures import INPUTS, MEASURE, MEASURES, Measure, SimilaritySettings, column_totals, entity_totals, fast_topk, measure, needs_norms
 from .rows import TRACK_BELOW, similarity_rows
 from .scoring import score_pairs
@@ -45,5 +47,5 @@ __all__ = [
     "CompactCSR", "compact_csr", "compact_stack", "compact_part", "compact_join", "unpacked", "fast_topk",
     "top_columns", "topk_rows",
     "merge_topk", "neighbour_matrix", "score_pairs", "top_n", "recommend_rows", "explain_rows", "warm_up",
-    "Weights", "rating_weights", "weigh_block",
+    "Weights", "rating_weights", "weigh_block", "int_text_hashes",
 ]
