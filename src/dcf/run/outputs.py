@@ -42,7 +42,7 @@ def write_parquet(frame: pd.DataFrame, path: Path) -> None:
     its 600k predictions in 0.11-0.12 s and 7.5 MB, this in 0.07 s and 8.0 MB
     (benchmarks/RESULTS.md, issue 21)."""
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    encoded = [path for field in table.schema for path, kind in _leaves(field.name, field.type)
+    encoded = [leaf for field in table.schema for leaf, kind in _leaves(field.name, field.type)
                if not pa.types.is_floating(kind)]
     meta = json.loads(table.schema.metadata[b"pandas"])
     for col in meta["columns"]:  # Arrow-backed lists read back as pandas reads any list column
