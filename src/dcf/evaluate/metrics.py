@@ -143,16 +143,15 @@ def _hits(recommendations: pd.DataFrame, rel: pd.DataFrame, n: int):
         ids[col] = ints if ints[0] is not None and ints[1] is not None else None
     if ids["user"] is not None and ids["item"] is not None:
         rel = pd.DataFrame({"user": ids["user"][0], "item": ids["item"][0]}).drop_duplicates()
-        rows = _listed(ids["user"][1], ids["item"][1], rel["user"].to_numpy(), rel["item"].to_numpy())
+        listed, wanted = (ids["user"][1], ids["item"][1]), (rel["user"].to_numpy(), rel["item"].to_numpy())
+        rows = _listed(*listed, *wanted)
+        keys = _pair_keys(listed, wanted) if rows is None else None
+        if keys is not None:
+            found = np.sort(keys[1])
+            rows = np.flatnonzero(found[np.minimum(np.searchsorted(found, keys[0]), len(found) - 1)] == keys[0])
         if rows is not None:
             rows = rows[rank[rows] <= n]
-            return rel, pd.DataFrame({"user": ids["user"][1][rows], "rank": rank[rows]})
-        keys = _pair_keys((ids["user"][1], ids["item"][1]), (rel["user"].to_numpy(), rel["item"].to_numpy()))
-        if keys is not None:
-            wanted = np.sort(keys[1])
-            at = np.minimum(np.searchsorted(wanted, keys[0]), len(wanted) - 1)
-            rows = np.flatnonzero((wanted[at] == keys[0]) & (rank <= n))
-            return rel, pd.DataFrame({"user": ids["user"][1][rows], "rank": rank[rows]})
+            return rel, pd.DataFrame({"user": listed[0][rows], "rank": rank[rows]})
     recs = recommendations.loc[rank <= n, ["user", "item", "rank"]]
     rel, recs = _comparable_ids(rel, recs)
     rel = rel.drop_duplicates()

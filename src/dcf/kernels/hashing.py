@@ -13,6 +13,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .sparse import owned
+
 __all__ = ["int_text_hashes"]
 
 
@@ -23,9 +25,9 @@ def int_text_hashes(values, hash_key: str) -> np.ndarray:
     if len(key) != 16:
         raise ValueError(f"hash_key must be 16 bytes of UTF-8, not {len(key)}")
     k0, k1 = (np.uint64(int.from_bytes(key[i:i + 8], "little")) for i in (0, 8))
-    values = np.ascontiguousarray(values, np.int64)
+    values = owned(values, np.int64)
     out = np.empty(len(values), np.uint64)
-    _hashes(values.copy() if not values.flags.writeable else values, k0, k1, out)
+    _hashes(values, k0, k1, out)
     return out
 
 

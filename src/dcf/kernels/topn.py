@@ -69,10 +69,10 @@ def top_n(indptr, indices, scores, valid, rated, n, order):
     """
     r, m = rated.shape
     rank_of, out = _output_table(r, m, order, n)
+    pattern = _pattern(rated)
     candidates = CsrArrays(owned(indptr, np.int64), owned(indices, np.int64), owned(scores, np.float64))
-    _topn_rows(candidates, owned(valid, np.bool_), _pattern(rated), rank_of, out, np.zeros(m, np.bool_),
-               _row_list(n))
-    return filled_lists(out, _pattern(rated), order)
+    _topn_rows(candidates, owned(valid, np.bool_), pattern, rank_of, out, np.zeros(m, np.bool_), _row_list(n))
+    return filled_lists(out, pattern, order)
 
 
 def recommend_rows(A, B, rated, n, order, *, sim_left, min_k=1, adds=(None, None),
@@ -124,10 +124,11 @@ def recommend_rows(A, B, rated, n, order, *, sim_left, min_k=1, adds=(None, None
     row_add, col_add = adds
     lo, hi = (float(v) for v in rating_range)
     rule = ScoreRule(bool(sim_left), float(max(int(min_k), 1)), lo, hi, bool(divide))
-    _recommend_rows(csr_arrays(A, np.int64), csr_arrays(B, np.int64), _pattern(rated), rank_of, rule,
+    pattern = _pattern(rated)
+    _recommend_rows(csr_arrays(A, np.int64), csr_arrays(B, np.int64), pattern, rank_of, rule,
                     np.zeros(r) if row_add is None else owned(row_add, np.float64),
                     np.zeros(m) if col_add is None else owned(col_add, np.float64), out, _row_list(n))
-    return filled_lists(out, _pattern(rated), order)
+    return filled_lists(out, pattern, order)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -27,7 +27,7 @@ from ..kernels import csr_from_events, csr_from_triplets
 from .pairs import predict_pairs
 from .rule import RANKINGS, RECOMMENDATION_FALLBACKS, scoring
 from .topn import (FEW_ROWS, ListRules, candidate_order, popularity_order, recommend_histories, recommend_parts,
-                   recommendation_frame, recommendation_meta, because_lists)
+                   recommendation_frame, recommendation_meta, no_explanations)
 
 __all__ = ["model_predictions", "model_recommendations", "history_recommendations", "neighbour_lists",
            "item_codes", "list_rules", "check_request", "check_explain", "default_ranking", "as_ids",
@@ -128,8 +128,7 @@ def popular_lists(model, users, n, rule, data, wanted: ListRules) -> pd.DataFram
         "fallback": pd.Categorical(["unknown_user"] * (len(order) * len(users)),
                                    categories=RECOMMENDATION_FALLBACKS)})
     if wanted.explain:  # no rated items: nothing to say why
-        frame["because"] = because_lists(model.matrix_.items.to_raw(np.zeros(0, np.int64)), np.zeros(0),
-                                         np.zeros(len(frame), np.int64))
+        frame["because"] = no_explanations(model.matrix_.items, len(frame))
     return frame[list(recommendation_meta(wanted).columns)]
 
 

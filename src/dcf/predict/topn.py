@@ -27,7 +27,7 @@ from .rule import RECOMMENDATION_FALLBACKS, RECOMMENDATION_META, ScoringData, Sc
 
 __all__ = ["ListRules", "PLAIN_LISTS", "FEW_ROWS", "candidate_order", "popularity_order", "recommendation_meta",
            "recommend_blocks", "recommend_parts", "recommendation_frame", "recommend_block", "other_side", "recommend_histories", "EXPLAIN_TOP",
-           "because_lists"]
+           "because_lists", "no_explanations"]
 
 
 class ListRules(NamedTuple):
@@ -163,8 +163,7 @@ def recommendation_meta(rules: ListRules, items: IdMap | None = None) -> pd.Data
     ``items``' ids) where ``rules.explain``."""
     if not rules.explain:
         return RECOMMENDATION_META
-    none = np.zeros(0, np.int64) if items is None else items.to_raw(np.zeros(0, np.int64))
-    return RECOMMENDATION_META.assign(because=because_lists(none, np.zeros(0), np.zeros(0, np.int64)))
+    return RECOMMENDATION_META.assign(because=no_explanations(items, 0))
 
 
 def _amplified_blocks(w_blocks, amplification, token):
@@ -329,6 +328,13 @@ def _because(A, B, scored, r, c, items):
     kept = js >= 0  # each row's kept terms come first, largest first
     shares = np.divide(terms, totals[:, None], out=np.zeros_like(terms), where=totals[:, None] != 0)
     return because_lists(items.to_raw(js[kept]), shares[kept], kept.sum(axis=1))
+
+
+def no_explanations(items: IdMap | None, rows: int) -> pd.Series:
+    """``rows`` empty explanation lists, typed as :func:`because_lists` types ``items``'
+    ids (int64 where ``items`` is None)."""
+    none = np.zeros(0, np.int64) if items is None else items.to_raw(np.zeros(0, np.int64))
+    return because_lists(none, np.zeros(0), np.zeros(rows, np.int64))
 
 
 def because_lists(items, shares, counts) -> pd.Series:
