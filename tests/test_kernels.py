@@ -496,10 +496,10 @@ def test_fast_topk_is_taken_only_where_its_lists_are_the_general_ones():
 
 @given(st.integers(0, 100_000), st.integers(1, 8), st.sampled_from([0.0, 0.2]), st.booleans(),
        st.sampled_from([1, 2, 3, kernel_rows.SELECT_BLOCK]), st.sampled_from([0.0, kernel_rows.TRACK_BELOW, np.inf]),
-       st.sampled_from(["norms", "jaccard", "llr"]))
+       st.sampled_from(["norms", "jaccard", "llr"]), st.sampled_from([1, 5, kernel_rows.FLOOR_SAMPLE]))
 @settings(max_examples=150, deadline=None)
 def test_fast_topk_equals_the_general_kernel_with_ties_and_signs(seed, k, min_similarity, centred, block, track,
-                                                                 kind):
+                                                                 kind, sample):
     # few distinct values: many tied similarities, ties broken by the lower id; centred
     # values of both signs (negative and zero similarities never listed; products that sum
     # to exactly 0 and are touched again); empty entities.  Blocks of 1-3 columns give
@@ -520,7 +520,8 @@ def test_fast_topk_equals_the_general_kernel_with_ties_and_signs(seed, k, min_si
     chosen = kernels.SimilaritySettings(measure, min_similarity=min_similarity)
     _, want_idx, want_sim = kernels.similarity_rows(X, Q, 0, chosen, k=k, norms_a=totals, norms=totals, dense=True)
     for shared in (Q, kernels.compact_stack([Q]), kernels.compact_stack([Q], pack=True)):
-        with mock.patch.object(kernel_rows, "SELECT_BLOCK", block), mock.patch.object(kernel_rows, "TRACK_BELOW", track):
+        with mock.patch.object(kernel_rows, "SELECT_BLOCK", block), mock.patch.object(kernel_rows, "TRACK_BELOW", track), \
+                mock.patch.object(kernel_rows, "FLOOR_SAMPLE", sample):
             _, idx, sim = kernels.similarity_rows(X, shared, 0, chosen, k=k, norms_a=totals, norms=totals)
         np.testing.assert_array_equal(idx, want_idx)
         np.testing.assert_array_equal(sim, want_sim)
@@ -680,6 +681,25 @@ def test_heap_selection_is_the_plain_sorted_list(seed, k, m, min_similarity):
     np.testing.assert_array_equal(top_i[1], want_i)
     np.testing.assert_array_equal(top_s[1], want_s)
     assert (top_i[0] == -1).all() and (top_s[0] == 0).all()
+
+
+@given(st.integers(0, 10_000), st.integers(1, 12), st.integers(0, 40))
+@settings(max_examples=200, deadline=None)
+def test_ranked_selection_is_the_plain_sorted_list(seed, k, m):
+    # entries in any order, tied similarities, more or fewer than k: each written at its
+    # rank (similarity descending, then id ascending), the rest of the row and the other
+    # rows untouched
+    rng = np.random.default_rng(seed)
+    ids = rng.permutation(1000)[:m].astype(np.int64)
+    sims = rng.choice([0.25, 0.3, 0.5, 0.5, 0.9, 1.0], size=m)
+    top_i, top_s = np.full((3, k), -1, np.int64), np.zeros((3, k))
+    select.ranked(sims, ids, m, top_i, top_s, 1)
+    order = np.lexsort((ids, -sims))[:k]
+    want_i, want_s = np.full(k, -1, np.int64), np.zeros(k)
+    want_i[:len(order)], want_s[:len(order)] = ids[order], sims[order]
+    np.testing.assert_array_equal(top_i[1], want_i)
+    np.testing.assert_array_equal(top_s[1], want_s)
+    assert (top_i[[0, 2]] == -1).all() and (top_s[[0, 2]] == 0).all()
 
 
 @pytest.mark.parametrize("track", [0.0, np.inf])

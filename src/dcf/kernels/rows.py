@@ -20,10 +20,10 @@ from .codec import CompactCSR, compact_csr, entries, unpacked
 from .general import Rules, llr_given, llr_margin, llr_margins, sim_rows, xlogx_table
 from .measures import BINARY, COOCCURRENCE, DOT, JACCARD, LLR, PEARSON, SimilaritySettings, measure_mode
 from .prefetch import prefetch, prefetch_lines, prefetch_row
-from .select import emit, keep, kth_largest, offer
+from .select import emit, keep, kth_largest, offer, ranked
 from .sparse import CsrArrays, csr_arrays
 
-__all__ = ["PREFETCH_AHEAD", "SELECT_BLOCK", "TRACK_BELOW", "RowsOut", "Scan", "Exact", "similarity_rows", "norms_topk"]
+__all__ = ["PREFETCH_AHEAD", "SELECT_BLOCK", "TRACK_BELOW", "FLOOR_SAMPLE", "RowsOut", "Scan", "Exact", "similarity_rows", "norms_topk"]
 
 PREFETCH_AHEAD = 4  # rows ahead: the row pointer at 2x, the row itself at 1x (measured best)
 SELECT_BLOCK = 32  # columns a top-k scan skips at once when their largest estimate is under the cut
@@ -32,6 +32,9 @@ SELECT_BLOCK = 32  # columns a top-k scan skips at once when their largest estim
 # (benchmarks/catalogue.py): at 20k items 0.25 took 0.86 of the dense scan's time (0.1: 0.90,
 # 0.5: 0.89, 1: 0.94, 2: 0.98); at 150k items 0.25 to 2 took the same
 TRACK_BELOW = 0.25
+# a tracked row's first floor: the k-th largest estimate of this many of its columns, evenly
+# spaced (any subset's k-th largest is at most the row's: a floor, however the sample falls)
+FLOOR_SAMPLE = 512
 
 
 class RowsOut(NamedTuple):
@@ -50,11 +53,13 @@ class RowsOut(NamedTuple):
 class Scan(NamedTuple):
     """How :func:`norms_topk` walks a row: prefetching ``ahead`` rows, scanning ``block``
     columns at once, tracking touched columns of rows under ``track_below`` products per
-    column (:data:`PREFETCH_AHEAD`, :data:`SELECT_BLOCK`, :data:`TRACK_BELOW`)."""
+    column, a tracked row's first floor drawn from ``sample`` of its columns (at least k)
+    (:data:`PREFETCH_AHEAD`, :data:`SELECT_BLOCK`, :data:`TRACK_BELOW`, :data:`FLOOR_SAMPLE`)."""
 
     ahead: int
     block: int
     track_below: float
+    sample: int
 
 
 class Exact(NamedTuple):
@@ -153,7 +158,7 @@ def similarity_rows(Pa, Q, row0, settings=SimilaritySettings(), k=None, norms_a=
         margins = llr_margins(norms, float(Pa.shape[1]), xlogx) if mode == LLR else np.zeros(0)
         exact = Exact(mode, float(Pa.shape[1]), xlogx, margins)
         norms_topk(a, e, me, norms_a, norms, _inverse(norms), float(s.min_similarity), out,
-                   Scan(PREFETCH_AHEAD, SELECT_BLOCK, float(TRACK_BELOW)), exact)
+                   Scan(PREFETCH_AHEAD, SELECT_BLOCK, float(TRACK_BELOW), int(FLOOR_SAMPLE)), exact)
         return None, out.top_i, out.top_s
     count = min_support > 1 or s.shrinkage > 0 or s.significance > 0 or mode == PEARSON
     q_val = np.ones(Q.indices.shape[0], np.float32) if mode in BINARY else Q.data
@@ -189,6 +194,34 @@ def _direct(exact, c, na, nb, j, margin_a):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
+def _over(cut, cj, est, cp, m):  # pragma: no cover - compiled
+    """Keep the first ``m`` candidates (columns ``cj``, estimates ``est``, sums ``cp``)
+    whose estimate is over ``cut``, in place, branch-free; returns how many."""
+    kept = 0
+    for c in range(m):
+        x = est[c]
+        cj[kept] = cj[c]
+        est[kept] = x
+        cp[kept] = cp[c]
+        kept += x > cut
+    return kept
+
+
+@numba.njit(cache=True, nogil=True)
+def _exact(direct, cj, est, cp, m, na, norms, min_similarity):  # pragma: no cover - compiled
+    """Replace the ``m`` candidates' estimates by their similarities (``est`` already is,
+    where ``direct``), keeping those over 0 and not under ``min_similarity``; returns how many."""
+    kept = 0
+    for c in range(m):
+        j = cj[c]
+        x = est[c] if direct else cp[c] / (na * norms[j])
+        cj[kept] = j
+        est[kept] = x
+        kept += (x > 0) & (not x < min_similarity)
+    return kept
+
+
+@numba.njit(cache=True, nogil=True)
 def norms_topk(a, e, ids, norms_a, norms, inv, min_similarity, out, scan, exact):  # pragma: no cover - compiled
     """Top-k rows of a norm-divided measure (see :func:`dcf.kernels.measures.fast_topk`)
     into ``out.top_i`` / ``out.top_s`` (:class:`RowsOut`): rows ``a`` of the block
@@ -216,15 +249,19 @@ def norms_topk(a, e, ids, norms_a, norms, inv, min_similarity, out, scan, exact)
       blocks whose maximum passes are scanned.  Cost per row: its products plus the
       number of columns.
     * tracked (fewer than ``scan.track_below`` products per column): a column is listed
-      when a product first touches it; only the listed ones are estimated, cut (the
-      floor: their k-th largest estimate, :func:`~dcf.kernels.select.kth_largest`) and
-      cleared; those that pass go to a heap of the k best (:func:`~dcf.kernels.select.keep`),
-      sorted into the row once (:func:`~dcf.kernels.select.emit`).  Cost per row: its
-      products and a flag each, never the number of columns: a large catalogue does not
-      make the fit quadratic in the number of items.  (Shifting each offer into the
-      sorted row and ``np.partition``'s copy took most of the time of the rows with few
-      products, the many rows of a large catalogue: 1M items, all rows, one thread,
-      15.8-16.4 s before, 12.0-12.4 s after, alternating runs.)
+      when a product first touches it; only the listed ones are estimated and cleared.
+      A first floor is the k-th largest estimate of ``scan.sample`` of them, evenly spaced
+      (:func:`~dcf.kernels.select.kth_largest`: a subset's k-th largest is at most the
+      row's); one pass keeps the columns over it, branch-free, with their sums (about
+      k x t / sample of the t listed); the k-th largest of those is the row's own, and
+      a second cut leaves about k, whose exact similarities are written at their ranks
+      (:func:`~dcf.kernels.select.ranked`; past 2k, ties at the cut, through a heap:
+      :func:`~dcf.kernels.select.keep` and :func:`~dcf.kernels.select.emit`).  Cost per
+      row: its products and a flag each, never the number of columns: a large catalogue
+      does not make the fit quadratic in the number of items.  (The e-commerce shape, all
+      rows, one thread: a quickselect over every listed estimate and a heap of the best
+      3.0 s, this 2.4-2.5 s, the same lists; a heap's sifts were half the selection's
+      time, each step a branch to mispredict.)
 
     ``jaccard`` and ``llr`` (``exact.mode``, :class:`Exact`) are no fixed multiple of the
     estimate: their "estimate" is the similarity itself (:func:`_direct`, from the
@@ -246,7 +283,9 @@ def norms_topk(a, e, ids, norms_a, norms, inv, min_similarity, out, scan, exact)
     scratch = np.empty(max(nb, n))
     seen = np.zeros(n, np.int8)
     touched = np.empty(n + 1, np.int64)  # one more: each product writes before it counts
-    hs, hj = np.empty(k), np.empty(k, np.int64)  # a tracked row's best, as a heap
+    hs, hj = np.empty(k), np.empty(k, np.int64)  # a tracked row's best, as a heap (ties at its cut)
+    cj, cp = np.empty(n, np.int64), np.empty(n)  # a tracked row's columns over its cut, their sums
+    sample = max(scan.sample, k)
     direct = exact.mode == JACCARD or exact.mode == LLR  # scored directly
     for i in range(len(p_ptr) - 1):
         lo, hi = p_ptr[i], p_ptr[i + 1]
@@ -291,23 +330,40 @@ def norms_topk(a, e, ids, norms_a, norms, inv, min_similarity, out, scan, exact)
         me, na = ids[i], norms_a[i]
         scale = 1.0 if direct else na  # an estimate over the similarity
         margin_a = llr_margin(na, exact.others, exact.xlogx) if exact.mode == LLR else 0.0
-        if track:  # the touched columns only: estimate, cut, offer, clear
-            for c in range(t):
-                j = touched[c]
-                est[c] = 0.0 if j == me else _direct(exact, prod[j], na, norms[j], j, margin_a) if direct \
-                    else prod[j] * inv[j]
+        if track:  # the touched columns only: a floor, the columns over it (all cleared), their list
             cut = 0.0
-            if t > k:  # the k-th largest estimate: k distinct columns reach it
-                scratch[:t] = est[:t]
-                cut = max(0.0, kth_largest(scratch, t, k) * (1.0 - 1e-9))  # only s > 0 is listed
-            have = 0
-            for c in range(t):
+            if t > k:  # the k-th largest estimate of a sample of the columns: at most the row's
+                step = (t + sample - 1) // sample
+                drawn = 0
+                for c in range(0, t, step):
+                    j = touched[c]
+                    scratch[drawn] = 0.0 if j == me else _direct(exact, prod[j], na, norms[j], j, margin_a) if direct \
+                        else prod[j] * inv[j]
+                    drawn += 1
+                if drawn >= k:
+                    cut = max(0.0, kth_largest(scratch, drawn, k) * (1.0 - 1e-9))  # only s > 0 is listed
+            m = 0
+            for c in range(t):  # branch-free: every column written, kept by counting it
                 j = touched[c]
-                if est[c] > cut:
-                    have = keep(hs, hj, have, j, est[c] if direct else prod[j] / (na * norms[j]), min_similarity)
+                y = 0.0 if j == me else _direct(exact, prod[j], na, norms[j], j, margin_a) if direct else prod[j] * inv[j]
+                cj[m] = j
+                est[m] = y
+                cp[m] = prod[j]
+                m += y > cut
                 prod[j] = 0.0
                 seen[j] = 0
-            emit(hs, hj, have, top_i, top_s, i)
+            if m > k:  # the row's own k-th largest estimate, and the columns over it
+                scratch[:m] = est[:m]
+                cut = max(cut, kth_largest(scratch, m, k) * (1.0 - 1e-9))
+                m = _over(cut, cj, est, cp, m)
+            m = _exact(direct, cj, est, cp, m, na, norms, min_similarity)
+            if m <= 2 * k:
+                ranked(est, cj, m, top_i, top_s, i)
+            else:  # many tied at the cut
+                have = 0
+                for c in range(m):
+                    have = keep(hs, hj, have, cj[c], est[c], min_similarity)
+                emit(hs, hj, have, top_i, top_s, i)
             continue
         if direct:
             for j in range(n):
