@@ -747,3 +747,22 @@ def test_candidates_by_similarity_are_a_stable_sort(values):
     m = len(values)
     got = _by_similarity(cs, m, np.full(m + 3, -7, np.int64))[:m]
     assert got.tolist() == np.argsort(-cs[:m], kind="mergesort").tolist()
+
+
+@given(st.integers(0, 10_000), st.integers(0, 12), st.integers(1, 6), st.integers(1, 30))
+@settings(max_examples=100, deadline=None)
+def test_neighbour_matrix_is_the_table_as_csr(seed, r, k, n):
+    # lists of any length (-1 padding), ids in any order: the dense table, sorted indices,
+    # int32 indices as the COO route gave them
+    rng = np.random.default_rng(seed)
+    idx, sim = np.full((r, k), -1, np.int64), np.zeros((r, k))
+    want = np.zeros((r, n))
+    for row in range(r):
+        ids = rng.permutation(n)[:int(rng.integers(0, min(k, n) + 1))]
+        idx[row, :len(ids)] = ids
+        sim[row, :len(ids)] = np.sort(rng.random(len(ids)))[::-1]
+        want[row, ids] = sim[row, :len(ids)]
+    m = kernels.neighbour_matrix(idx, sim, n)
+    np.testing.assert_array_equal(m.toarray(), want)
+    assert m.shape == (r, n) and m.has_sorted_indices and m.nnz == (idx >= 0).sum()
+    assert m.indices.dtype == np.int32 and m.indptr.dtype == np.int32

@@ -98,10 +98,16 @@ def merge_topk(parts, k):
 
 
 def neighbour_matrix(idx, sim, n_cols):
-    """Top-k table rows -> CSR (r, n_cols) with the neighbour similarities."""
+    """Top-k table rows -> CSR (r, n_cols) with the neighbour similarities, sorted indices.
+
+    Built from the table's own row order (a row's valid entries, those with ``idx >= 0``,
+    are its CSR row), with int32 indices where they fit, as scipy's COO route gives them;
+    no COO round trip (the e-commerce fit's 149k rows: 0.52 s of task time before)."""
     r, k = idx.shape
     valid = idx >= 0
-    rows = np.repeat(np.arange(r), k).reshape(r, k)[valid]
-    m = sp.csr_matrix((sim[valid], (rows, idx[valid])), shape=(r, n_cols))
+    indptr = np.zeros(r + 1, np.int64)
+    np.cumsum(valid.sum(axis=1), out=indptr[1:])
+    kind = np.int32 if max(int(n_cols), int(indptr[-1])) <= np.iinfo(np.int32).max else np.int64
+    m = sp.csr_matrix((sim[valid], idx[valid].astype(kind), indptr.astype(kind)), shape=(r, n_cols))
     m.sort_indices()
     return m
