@@ -496,17 +496,20 @@ def test_fast_topk_is_taken_only_where_its_lists_are_the_general_ones():
 
 @given(st.integers(0, 100_000), st.integers(1, 8), st.sampled_from([0.0, 0.2]), st.booleans(),
        st.sampled_from([1, 2, 3, kernel_rows.SELECT_BLOCK]), st.sampled_from([0.0, kernel_rows.TRACK_BELOW, np.inf]),
-       st.sampled_from(["norms", "jaccard", "llr"]), st.sampled_from([1, 5, kernel_rows.FLOOR_SAMPLE]))
-@settings(max_examples=150, deadline=None)
+       st.sampled_from(["norms", "jaccard", "llr"]), st.sampled_from([1, 5, kernel_rows.FLOOR_SAMPLE]),
+       st.sampled_from([0, 3, kernel_rows.RANKED_MAX]), st.booleans())
+@settings(max_examples=200, deadline=None)
 def test_fast_topk_equals_the_general_kernel_with_ties_and_signs(seed, k, min_similarity, centred, block, track,
-                                                                 kind, sample):
+                                                                 kind, sample, ranked, include_self):
     # few distinct values: many tied similarities, ties broken by the lower id; centred
     # values of both signs (negative and zero similarities never listed; products that sum
     # to exactly 0 and are touched again); empty entities.  Blocks of 1-3 columns give
     # more blocks than k, so the scan's cut starts from the blocks' peaks (at the default
     # width only past k x 32 entities).  ``track``: every row scanned dense (0), the
     # default choice per row, or every row's touched columns tracked (inf).  ``kind``: a
-    # norm-divided measure, or jaccard or llr (scored directly from the co-count)
+    # norm-divided measure, or jaccard or llr (scored directly from the co-count).  A tracked
+    # row's floor from a sample of 1 (at least k), 5 or 512 estimates; its candidates ranked
+    # up to 0 (always the heap), 3 or 256 of them; each entity a candidate in its own list or not
     rng = np.random.default_rng(seed)
     n, m = int(rng.integers(2, 60)), int(rng.integers(1, 40))
     rated = rng.random((n, m)) < rng.uniform(0.05, 0.6)
@@ -517,11 +520,11 @@ def test_fast_topk_equals_the_general_kernel_with_ties_and_signs(seed, k, min_si
     measure = ("centred-cosine" if centred else "full-cosine") if kind == "norms" else kind
     totals = kernels.entity_totals(X, measure)
     Q = sp.csr_matrix(X.T)
-    chosen = kernels.SimilaritySettings(measure, min_similarity=min_similarity)
+    chosen = kernels.SimilaritySettings(measure, min_similarity=min_similarity, include_self=include_self)
     _, want_idx, want_sim = kernels.similarity_rows(X, Q, 0, chosen, k=k, norms_a=totals, norms=totals, dense=True)
     for shared in (Q, kernels.compact_stack([Q]), kernels.compact_stack([Q], pack=True)):
         with mock.patch.object(kernel_rows, "SELECT_BLOCK", block), mock.patch.object(kernel_rows, "TRACK_BELOW", track), \
-                mock.patch.object(kernel_rows, "FLOOR_SAMPLE", sample):
+                mock.patch.object(kernel_rows, "FLOOR_SAMPLE", sample), mock.patch.object(kernel_rows, "RANKED_MAX", ranked):
             _, idx, sim = kernels.similarity_rows(X, shared, 0, chosen, k=k, norms_a=totals, norms=totals)
         np.testing.assert_array_equal(idx, want_idx)
         np.testing.assert_array_equal(sim, want_sim)
@@ -766,3 +769,13 @@ def test_neighbour_matrix_is_the_table_as_csr(seed, r, k, n):
     np.testing.assert_array_equal(m.toarray(), want)
     assert m.shape == (r, n) and m.has_sorted_indices and m.nnz == (idx >= 0).sum()
     assert m.indices.dtype == np.int32 and m.indptr.dtype == np.int32
+
+
+def test_neighbour_matrix_sums_a_repeated_id_and_refuses_one_past_its_columns():
+    # what scipy's COO route did: a row listing an id twice holds it once, summed; an id
+    # past the columns is an error, not an invalid matrix
+    m = kernels.neighbour_matrix(np.array([[3, 1, 3], [-1, -1, -1]]), np.array([[0.5, 0.25, 0.125], [0, 0, 0]]), 4)
+    assert m.has_canonical_format and m.nnz == 2
+    np.testing.assert_array_equal(m.toarray(), [[0, 0.25, 0, 0.625], [0, 0, 0, 0]])
+    with pytest.raises(ValueError, match="past the 4 columns"):
+        kernels.neighbour_matrix(np.array([[4, -1]]), np.array([[0.5, 0.0]]), 4)

@@ -20,10 +20,11 @@ from .codec import CompactCSR, compact_csr, entries, unpacked
 from .general import Rules, llr_given, llr_margin, llr_margins, sim_rows, xlogx_table
 from .measures import BINARY, COOCCURRENCE, DOT, JACCARD, LLR, PEARSON, SimilaritySettings, measure_mode
 from .prefetch import prefetch, prefetch_lines, prefetch_row
-from .select import emit, keep, kth_largest, offer, ranked
+from .select import above, emit, keep, kth_largest, offer, ranked, scored
 from .sparse import CsrArrays, csr_arrays
 
-__all__ = ["PREFETCH_AHEAD", "SELECT_BLOCK", "TRACK_BELOW", "FLOOR_SAMPLE", "RowsOut", "Scan", "Exact", "similarity_rows", "norms_topk"]
+__all__ = ["PREFETCH_AHEAD", "SELECT_BLOCK", "TRACK_BELOW", "FLOOR_SAMPLE", "RANKED_MAX", "RowsOut", "Scan", "Exact",
+           "similarity_rows", "norms_topk"]
 
 PREFETCH_AHEAD = 4  # rows ahead: the row pointer at 2x, the row itself at 1x (measured best)
 SELECT_BLOCK = 32  # columns a top-k scan skips at once when their largest estimate is under the cut
@@ -35,6 +36,10 @@ TRACK_BELOW = 0.25
 # a tracked row's first floor: the k-th largest estimate of this many of its columns, evenly
 # spaced (any subset's k-th largest is at most the row's: a floor, however the sample falls)
 FLOOR_SAMPLE = 512
+# a tracked row's last candidates (about k) are written at their ranks, m x m comparisons,
+# up to 2k of them and this many; past it (a large k, or many tied at the cut) a heap sorts
+# them, m log k (k = 1,000: the ranks took 1.8x the heap's time, k = 200: 0.8x)
+RANKED_MAX = 256
 
 
 class RowsOut(NamedTuple):
@@ -53,13 +58,16 @@ class RowsOut(NamedTuple):
 class Scan(NamedTuple):
     """How :func:`norms_topk` walks a row: prefetching ``ahead`` rows, scanning ``block``
     columns at once, tracking touched columns of rows under ``track_below`` products per
-    column, a tracked row's first floor drawn from ``sample`` of its columns (at least k)
-    (:data:`PREFETCH_AHEAD`, :data:`SELECT_BLOCK`, :data:`TRACK_BELOW`, :data:`FLOOR_SAMPLE`)."""
+    column, a tracked row's first floor drawn from ``sample`` of its columns (at least k),
+    its last candidates written at their ranks where at most ``ranked``, else through a heap
+    (:data:`PREFETCH_AHEAD`, :data:`SELECT_BLOCK`, :data:`TRACK_BELOW`, :data:`FLOOR_SAMPLE`,
+    :data:`RANKED_MAX`)."""
 
     ahead: int
     block: int
     track_below: float
     sample: int
+    ranked: int
 
 
 class Exact(NamedTuple):
@@ -158,7 +166,7 @@ def similarity_rows(Pa, Q, row0, settings=SimilaritySettings(), k=None, norms_a=
         margins = llr_margins(norms, float(Pa.shape[1]), xlogx) if mode == LLR else np.zeros(0)
         exact = Exact(mode, float(Pa.shape[1]), xlogx, margins)
         norms_topk(a, e, me, norms_a, norms, _inverse(norms), float(s.min_similarity), out,
-                   Scan(PREFETCH_AHEAD, SELECT_BLOCK, float(TRACK_BELOW), int(FLOOR_SAMPLE)), exact)
+                   Scan(PREFETCH_AHEAD, SELECT_BLOCK, float(TRACK_BELOW), int(FLOOR_SAMPLE), int(RANKED_MAX)), exact)
         return None, out.top_i, out.top_s
     count = min_support > 1 or s.shrinkage > 0 or s.significance > 0 or mode == PEARSON
     q_val = np.ones(Q.indices.shape[0], np.float32) if mode in BINARY else Q.data
@@ -191,34 +199,6 @@ def _direct(exact, c, na, nb, j, margin_a):  # pragma: no cover - compiled
         return llr_given(c, na, nb, exact.others, exact.xlogx, exact.margins[j], margin_a)
     den = (na + nb) - c
     return c / den if den > 0 else 0.0
-
-
-@numba.njit(cache=True, nogil=True)
-def _over(cut, cj, est, cp, m):  # pragma: no cover - compiled
-    """Keep the first ``m`` candidates (columns ``cj``, estimates ``est``, sums ``cp``)
-    whose estimate is over ``cut``, in place, branch-free; returns how many."""
-    kept = 0
-    for c in range(m):
-        x = est[c]
-        cj[kept] = cj[c]
-        est[kept] = x
-        cp[kept] = cp[c]
-        kept += x > cut
-    return kept
-
-
-@numba.njit(cache=True, nogil=True)
-def _exact(direct, cj, est, cp, m, na, norms, min_similarity):  # pragma: no cover - compiled
-    """Replace the ``m`` candidates' estimates by their similarities (``est`` already is,
-    where ``direct``), keeping those over 0 and not under ``min_similarity``; returns how many."""
-    kept = 0
-    for c in range(m):
-        j = cj[c]
-        x = est[c] if direct else cp[c] / (na * norms[j])
-        cj[kept] = j
-        est[kept] = x
-        kept += (x > 0) & (not x < min_similarity)
-    return kept
 
 
 @numba.njit(cache=True, nogil=True)
@@ -255,7 +235,7 @@ def norms_topk(a, e, ids, norms_a, norms, inv, min_similarity, out, scan, exact)
       row's); one pass keeps the columns over it, branch-free, with their sums (about
       k x t / sample of the t listed); the k-th largest of those is the row's own, and
       a second cut leaves about k, whose exact similarities are written at their ranks
-      (:func:`~dcf.kernels.select.ranked`; past 2k, ties at the cut, through a heap:
+      (:func:`~dcf.kernels.select.ranked`; past 2k or ``scan.ranked``, through a heap:
       :func:`~dcf.kernels.select.keep` and :func:`~dcf.kernels.select.emit`).  Cost per
       row: its products and a flag each, never the number of columns: a large catalogue
       does not make the fit quadratic in the number of items.  (The e-commerce shape, all
@@ -355,11 +335,11 @@ def norms_topk(a, e, ids, norms_a, norms, inv, min_similarity, out, scan, exact)
             if m > k:  # the row's own k-th largest estimate, and the columns over it
                 scratch[:m] = est[:m]
                 cut = max(cut, kth_largest(scratch, m, k) * (1.0 - 1e-9))
-                m = _over(cut, cj, est, cp, m)
-            m = _exact(direct, cj, est, cp, m, na, norms, min_similarity)
-            if m <= 2 * k:
+                m = above(cut, cj, est, cp, m)
+            m = scored(direct, cj, est, cp, m, na, norms, min_similarity)
+            if m <= min(2 * k, scan.ranked):
                 ranked(est, cj, m, top_i, top_s, i)
-            else:  # many tied at the cut
+            else:  # a long list, or many tied at the cut
                 have = 0
                 for c in range(m):
                     have = keep(hs, hj, have, cj[c], est[c], min_similarity)

@@ -1,23 +1,26 @@
 """Compiled top-k selection for the rows loops of :mod:`dcf.kernels.rows`.
 
 Every list is ordered by similarity descending, then id ascending (the order of
-:mod:`dcf.kernels.topk`).  Two ways to build one:
+:mod:`dcf.kernels.topk`).  Three ways to build one:
 
 * :func:`insert` / :func:`offer`: a sorted list kept in its output row, each new entry
   shifted into place (k / 2 moves on average): cheap while few entries are offered, as in
   the dense scan, whose cut rises with the list;
+* candidates cut down to about k, then :func:`ranked`: each written at its rank, counted
+  branch-free (m x m comparisons, vectorised), for the tracked rows.  :func:`kth_largest`
+  gives the cut (the k-th largest of the estimates, a branch-free quickselect in place,
+  no allocation), :func:`above` keeps the candidates over it and :func:`scored` turns
+  their estimates into similarities;
 * :func:`keep` then :func:`emit`: a heap of the k best with the worst at its root (log k
-  moves an entry), sorted once into the output row at the end: for a row that offers
-  every column it touched, or many.  :func:`kth_largest` gives such a row a floor first
-  (the k-th largest of its estimates, a branch-free quickselect in place, no
-  allocation).
+  moves an entry), sorted once into the output row at the end: where the candidates are
+  too many to rank (a large k, or many tied at the cut).
 """
 
 from __future__ import annotations
 
 import numba
 
-__all__ = ["insert", "offer", "kth_largest", "keep", "emit", "ranked"]
+__all__ = ["insert", "offer", "kth_largest", "keep", "emit", "above", "scored", "ranked"]
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -175,3 +178,31 @@ def ranked(s, j, m, top_i, top_s, i):  # pragma: no cover - compiled
         if r < k:
             top_s[i, r] = sa
             top_i[i, r] = ja
+
+
+@numba.njit(cache=True, nogil=True)
+def above(cut, cj, est, cp, m):  # pragma: no cover - compiled
+    """Keep the first ``m`` candidates (columns ``cj``, estimates ``est``, sums ``cp``)
+    whose estimate is over ``cut``, in place, branch-free; returns how many."""
+    kept = 0
+    for c in range(m):
+        x = est[c]
+        cj[kept] = cj[c]
+        est[kept] = x
+        cp[kept] = cp[c]
+        kept += x > cut
+    return kept
+
+
+@numba.njit(cache=True, nogil=True)
+def scored(direct, cj, est, cp, m, na, norms, min_similarity):  # pragma: no cover - compiled
+    """Replace the ``m`` candidates' estimates by their similarities (``est`` already is,
+    where ``direct``), keeping those over 0 and not under ``min_similarity``; returns how many."""
+    kept = 0
+    for c in range(m):
+        j = cj[c]
+        x = est[c] if direct else cp[c] / (na * norms[j])
+        cj[kept] = j
+        est[kept] = x
+        kept += (x > 0) & (not x < min_similarity)
+    return kept
