@@ -11,6 +11,7 @@ The modules:
 - :mod:`~dcf.cluster.launch` -- the local cluster's settings, :func:`client`, a start in the
   background (:class:`Starting`), :func:`describe`;
 - :mod:`~dcf.cluster.compute` -- threads, placement, start/broadcast/wait, gathering a frame, the memory budget;
+- :mod:`~dcf.cluster.frames` -- a frame's parts packed on the workers and unpacked in the client;
 - :mod:`~dcf.cluster.health` -- failures explained, tasks to go, the stall watchdog, reports.
 """
 
