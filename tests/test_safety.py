@@ -448,6 +448,63 @@ def test_output_files_read_back_equal_and_encode_every_column_but_the_floats(tmp
                           "because.list.element.item": True, "because.list.element.share": False}
 
 
+def test_metrics_are_computed_while_the_files_are_written_and_a_failure_keeps_the_old_output(tmp_path, monkeypatch):
+    # the Parquet files are written by a thread while the metrics are computed; a failure of
+    # either leaves the earlier output as it was, and the staging folder is removed only
+    # once the writing thread has finished (nothing is written into a removed folder)
+    import threading
+    from types import SimpleNamespace
+
+    import dcf.run.outputs as outputs
+
+    preds = pd.DataFrame({"user": np.array([1, 2]), "item": np.array([5, 6]), "prediction": [3.5, 4.0]})
+    recs = pd.DataFrame({"user": np.array([1, 1]), "rank": np.array([1, 2]), "item": np.array([5, 7]),
+                         "score": [2.0, 1.0]})
+    stage = SimpleNamespace(seconds={"output": 0.1})
+    writing, written = threading.Event(), []
+    real = outputs.write_parquet
+
+    def slow_write(frame, path):
+        writing.set()
+        time.sleep(0.3)
+        real(frame, path)
+        written.append((path.name, path.parent.exists()))
+
+    monkeypatch.setattr(outputs, "write_parquet", slow_write)
+
+    def metrics():
+        assert writing.wait(10), "the files were not being written while the metrics were computed"
+        return {"MAE": 0.5}
+
+    out = tmp_path / "out"
+    got = outputs.write_outputs(out, preds, recs, metrics, stage)
+    assert got == {"MAE": 0.5, "seconds": {"output": 0.1}}
+    assert json.loads((out / "metrics.json").read_text())["MAE"] == 0.5
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "recommendations.parquet"), recs)
+    before = sorted(p.name for p in out.iterdir())
+
+    def failing():
+        assert writing.wait(10)
+        raise ValueError("metrics failed")
+
+    writing.clear()
+    written.clear()
+    with pytest.raises(ValueError, match="metrics failed"):
+        outputs.write_outputs(out, preds, recs, failing, stage)
+    assert written == [("predictions.parquet", True), ("recommendations.parquet", True)]  # before the removal
+    assert sorted(p.name for p in out.iterdir()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging folder left
+
+    def broken(frame, path):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(outputs, "write_parquet", broken)
+    with pytest.raises(OSError, match="disk full"):
+        outputs.write_outputs(out, preds, recs, lambda: {"MAE": 0.1}, stage)
+    assert json.loads((out / "metrics.json").read_text())["MAE"] == 0.5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
 # ---------------------------------------------------------------- 9. bounded waits
 
 def test_a_stalled_cluster_fails_at_the_stall_limit(tmp_path, capsys):

@@ -48,10 +48,11 @@ def run(cfg: RunConfig, inputs: tuple, pending: cluster.Starting, compiling: Com
                 raise ClusterError(reason) from exc
             raise
         with stage("output"):
-            metrics = collect_metrics(cfg, res["model"], res["predictions"], res["recommendations"],
-                                      res["reports"], shape, res["candidates"], res["baselines"])
             neighbours = res["model"].neighbours() if cfg.write_neighbours else None
-            write_outputs(Path(cfg.out), res["predictions"], res["recommendations"], metrics, stage,
-                          neighbours, inputs)
+            metrics = write_outputs(  # the metrics computed while the files are written
+                Path(cfg.out), res["predictions"], res["recommendations"],
+                lambda: collect_metrics(cfg, res["model"], res["predictions"], res["recommendations"],
+                                        res["reports"], shape, res["candidates"], res["baselines"]),
+                stage, neighbours, inputs, cfg.based)
         metrics["seconds"] = stage.seconds
     return metrics

@@ -5,6 +5,7 @@ staging folder and moved into place only when complete."""
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -18,19 +19,33 @@ from .metrics import strict_json
 from .signals import check_stop
 
 
-def write_outputs(out: Path, preds, recs, metrics, stage, neighbours=None, inputs=()) -> None:
-    """Write into a sibling staging folder, then swap it into place."""
+def write_outputs(out: Path, preds, recs, metrics, stage, neighbours=None, inputs=(), based: str = "item") -> dict:
+    """Write into a sibling staging folder, then swap it into place; returns the metrics.
+
+    ``metrics``: the metrics dict, or a function of no arguments computing it, called
+    while a thread writes the Parquet files (pyarrow's writer releases the GIL: the 20M
+    shape's 1.4 s of writing and 1.4 s of metrics overlap; benchmarks/RESULTS.md, issue
+    21 step 11).  ``based``: the lists' kind (whose ids the neighbours file holds).  The
+    folder is left, and discarded, only once the thread has finished."""
     check_stop()
     with atomic_folder(out, RUN_OUTPUT, inputs=inputs) as staging:
-        preds, recs, neighbours = uniform_ids(preds, recs, neighbours, metrics["config"]["based"])
-        write_parquet(preds, staging / "predictions.parquet")
-        write_parquet(recs, staging / "recommendations.parquet")
-        if neighbours is not None:  # every item's (user's) most similar ones, ranked
-            write_parquet(neighbours, staging / "neighbours.parquet")
+        with ThreadPoolExecutor(1, thread_name_prefix="dcf-output") as pool:
+            writing = pool.submit(_write_frames, staging, preds, recs, neighbours, based)
+            metrics = metrics() if callable(metrics) else metrics
+            writing.result()
         metrics["seconds"] = stage.seconds
         with open(staging / "metrics.json", "w") as f:
             json.dump(strict_json(metrics), f, indent=2, allow_nan=False)
         check_stop()  # a signal swallowed while writing: discard the staging folder
+    return metrics
+
+
+def _write_frames(staging: Path, preds, recs, neighbours, based: str) -> None:
+    preds, recs, neighbours = uniform_ids(preds, recs, neighbours, based)
+    write_parquet(preds, staging / "predictions.parquet")
+    write_parquet(recs, staging / "recommendations.parquet")
+    if neighbours is not None:  # every item's (user's) most similar ones, ranked
+        write_parquet(neighbours, staging / "neighbours.parquet")
 
 
 def write_parquet(frame: pd.DataFrame, path: Path) -> None:
