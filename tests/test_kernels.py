@@ -314,6 +314,40 @@ def test_recommend_rows_equals_a_dense_loop(seed, n, based, centred, min_k, divi
         assert filled[u].tolist() == [k >= len(scored) and w >= 0 for k, w in enumerate(want)]
 
 
+@given(st.integers(0, 100_000), st.sampled_from(["item", "user"]), st.sampled_from([1.0, 1e-200]))
+@settings(max_examples=40, deadline=None)
+def test_the_sum_rankings_loop_for_positive_products_equals_the_general_loop(seed, based, scale):
+    # every product positive: one 8-byte sum a column, touched where it is not 0 (its own
+    # loop); values from small sets (ties), some rows rating nothing, a partial candidate
+    # order; scale 1e-200 (both sides): products underflow to 0, so the general loop is used
+    from dcf.kernels import topn
+
+    rng = np.random.default_rng(seed)
+    users, items = 60, 150
+    R = np.where(rng.random((users, items)) < 0.08, rng.choice([1.0, 2.0, 5.0], (users, items)), 0.0) * scale
+    R[rng.random(users) < 0.1] = 0.0
+    ent = items if based == "item" else users
+    W = np.where(rng.random((ent, ent)) < 0.05, rng.choice([0.25, 0.5, 1.0], (ent, ent)), 0.0) * scale
+    A, B = (sp.csr_matrix(R), sp.csr_matrix(W.T)) if based == "item" else (sp.csr_matrix(W), sp.csr_matrix(R))
+    order = rng.permutation(items)[:int(items * 0.8)]
+    calls = []
+    real = topn._recommend_sums
+
+    def counted(*args):
+        calls.append(1)
+        return real(*args)
+
+    args = (A, B, sp.csr_matrix(R), 7, order)
+    kw = dict(sim_left=based == "user", divide=False)
+    with mock.patch.object(topn, "_recommend_sums", counted):
+        got = kernels.recommend_rows(*args, **kw)
+    assert bool(calls) == (scale == 1.0)
+    with mock.patch.object(topn, "_positive_products", lambda a, b: False):
+        want = kernels.recommend_rows(*args, **kw)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
 def test_llr_similarity_of_hand_counted_tables():
     from dcf.kernels.general import llr_similarity, xlogx_table
 

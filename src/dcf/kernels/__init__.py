@@ -22,6 +22,7 @@ The modules, by concern:
 - :mod:`~dcf.kernels.topk`: top-k neighbour tables, their merge, the neighbour matrix
 - :mod:`~dcf.kernels.scoring`: the weighted sums a prediction divides
 - :mod:`~dcf.kernels.topn`: Top-N recommendations per row
+- :mod:`~dcf.kernels.explain`: the largest terms behind each listed column's score
 - :mod:`~dcf.kernels.fill`: the popularity fill of Top-N lists shorter than N
 - :mod:`~dcf.kernels.hashing`: pandas' hash of integer ids' text, from their digits (the random split)
 """
@@ -36,7 +37,8 @@ from .scoring import score_pairs
 from .sparse import csr_from_events, csr_from_triplets, rater_costs, row_norms, warm_up
 from .tiles import similarity_tile
 from .topk import merge_topk, neighbour_matrix, top_columns, topk_rows
-from .topn import explain_rows, recommend_rows, top_n
+from .explain import explain_rows
+from .topn import recommend_rows, top_n
 from .weights import Weights, rating_weights, weigh_block
 
 __all__ = [
