@@ -4,6 +4,7 @@ always exactly what pandas' concatenation of the parts gives, in fewer bytes."""
 from __future__ import annotations
 
 import pickle
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dcf.cluster import frames
 from dcf.cluster.frames import PackedFrame, pack_frame, unpack_frames
 
 KINDS = ["runs", "int64", "int32", "big", "uint", "float", "bool", "category", "category-other", "object", "str",
@@ -43,9 +45,9 @@ def _column(kind: str, rows: int, rng) -> object:
 
 
 @given(st.integers(0, 10_000), st.lists(st.integers(0, 40), min_size=1, max_size=4),
-       st.lists(st.sampled_from(KINDS), min_size=1, max_size=5), st.booleans())
+       st.lists(st.sampled_from(KINDS), min_size=1, max_size=5), st.booleans(), st.booleans())
 @settings(max_examples=150, deadline=None)
-def test_unpacked_parts_are_pandas_concatenation_of_the_parts(seed, lengths, kinds, mixed):
+def test_unpacked_parts_are_pandas_concatenation_of_the_parts(seed, lengths, kinds, mixed, threaded):
     rng = np.random.default_rng(seed)
     parts = []
     for i, rows in enumerate(lengths):
@@ -55,7 +57,8 @@ def test_unpacked_parts_are_pandas_concatenation_of_the_parts(seed, lengths, kin
                              index=rng.permutation(rows) + 7)
         parts.append(frame)
     want = pd.concat(parts, ignore_index=True)
-    got = unpack_frames([pack_frame(p) for p in parts], parts[0].iloc[:0])
+    with mock.patch.object(frames, "THREADED_ROWS", 0 if threaded else 10**9):  # columns filled by threads
+        got = unpack_frames([pack_frame(p) for p in parts], parts[0].iloc[:0])
     pd.testing.assert_frame_equal(got, want, check_exact=True, check_column_type=True, check_index_type=True)
     # frames and packed parts mixed (a part that could not be packed travels as it is)
     got = unpack_frames([parts[0]] + [pack_frame(p) for p in parts[1:]], parts[0].iloc[:0])

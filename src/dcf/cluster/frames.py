@@ -14,6 +14,7 @@ ignore_index=True)``: the same columns, dtypes and values.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
@@ -23,6 +24,8 @@ __all__ = ["PackedFrame", "pack_frame", "unpack_frames"]
 
 RUNS_BELOW = 0.25  # an integer column is sent as runs where it has fewer than this many per row
 SMALL_INTS = (np.int8, np.int16, np.int32)
+THREADS = 2  # threads filling the whole columns
+THREADED_ROWS = 1_000_000  # from this many rows
 
 
 class PackedFrame(NamedTuple):
@@ -102,23 +105,26 @@ def _same(a, b) -> bool:
 
 
 def _frame(parts: list) -> pd.DataFrame:
-    """One frame of packed parts whose names and column dtypes agree."""
+    """One frame of packed parts whose names and column dtypes agree (the columns filled
+    by :data:`THREADS` threads: NumPy's copies release the GIL)."""
     first = parts[0]
     total = sum(p.rows for p in parts)
-    out = {}
-    for c, name in enumerate(first.names):
-        kind, _, dtype = first.columns[c]
-        if any(p.columns[c][0] == "series" for p in parts):
-            out[name] = pd.concat([_series(p.columns[c]) for p in parts], ignore_index=True) if len(parts) > 1 \
-                else _series(first.columns[c])
-            continue
-        whole = np.empty(total, first.columns[c][1].dtype if kind == "codes" else dtype)
-        at = 0
-        for p in parts:
-            at = _write(p.columns[c], whole, at, p.rows)
-        out[name] = pd.Categorical.from_codes(whole, dtype=dtype) if isinstance(dtype, pd.CategoricalDtype) \
-            else whole
-    return pd.DataFrame(out, columns=first.names, copy=False)
+    with ThreadPoolExecutor(THREADS if total >= THREADED_ROWS else 1, thread_name_prefix="dcf-unpack") as pool:
+        columns = list(pool.map(lambda c: _whole(parts, c, total), range(len(first.names))))
+    return pd.DataFrame(dict(zip(first.names, columns)), columns=first.names, copy=False)
+
+
+def _whole(parts: list, c: int, total: int):
+    """Column ``c`` of the parts, whole."""
+    kind, _, dtype = parts[0].columns[c]
+    if any(p.columns[c][0] == "series" for p in parts):
+        return pd.concat([_series(p.columns[c]) for p in parts], ignore_index=True) if len(parts) > 1 \
+            else _series(parts[0].columns[c])
+    whole = np.empty(total, parts[0].columns[c][1].dtype if kind == "codes" else dtype)
+    at = 0
+    for p in parts:
+        at = _write(p.columns[c], whole, at, p.rows)
+    return pd.Categorical.from_codes(whole, dtype=dtype) if isinstance(dtype, pd.CategoricalDtype) else whole
 
 
 def _write(column, whole: np.ndarray, at: int, rows: int) -> int:
