@@ -33,8 +33,11 @@ __all__ = ["ROW_TASKS_PER_THREAD", "FRAME_PART_ROWS", "FittedState", "fitted_sta
            "event_weights"]
 
 # rows-method similarity tasks per thread, cut to equal cost: enough to even out the
-# scheduling, few enough that per-task overhead stays small (measured at 20M ratings)
-ROW_TASKS_PER_THREAD = 4
+# scheduling, few enough that per-task overhead stays small.  4 until issue 21 step 11;
+# 2 took the default cluster's fit (2 workers x 2 threads, 2 cores) 0.29-0.32 -> 0.23 s on
+# the paper shape, 1.72 -> 1.47 s on e-commerce's, 2.40 -> 2.02-2.13 s on the 20M shape's
+# (1: 1.39-1.42 s and 1.92-2.19 s, no spare task to even out a slow thread)
+ROW_TASKS_PER_THREAD = 2
 
 
 @dataclass
