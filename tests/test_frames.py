@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from dcf.cluster import frames
 from dcf.cluster.frames import PackedFrame, pack_frame, unpack_frames
 
-KINDS = ["runs", "int64", "int32", "big", "uint", "float", "bool", "category", "category-other", "object", "str",
-         "time"]
+KINDS = ["runs", "int64", "int32", "big", "uint", "float", "bool", "category", "category-other", "category-swapped",
+         "object", "str", "time"]
 
 
 def _column(kind: str, rows: int, rng) -> object:
@@ -34,8 +34,9 @@ def _column(kind: str, rows: int, rng) -> object:
         return np.where(rng.random(rows) < 0.2, np.nan, rng.standard_normal(rows))
     if kind == "bool":
         return rng.random(rows) < 0.5
-    if kind in ("category", "category-other"):
-        cats = ["none", "popular"] if kind == "category" else ["popular", "global_mean", "none"]
+    if kind.startswith("category"):  # swapped: the same categories in another order (pandas: an equal dtype)
+        cats = {"category": ["none", "popular"], "category-other": ["popular", "global_mean", "none"],
+                "category-swapped": ["popular", "none"]}[kind]
         return pd.Categorical.from_codes(rng.integers(-1, len(cats), rows).astype(np.int8), categories=cats)
     if kind == "object":
         return np.array([("u%d" % v) if v % 3 else v for v in rng.integers(0, 9, rows)], dtype=object)
@@ -53,6 +54,8 @@ def test_unpacked_parts_are_pandas_concatenation_of_the_parts(seed, lengths, kin
     for i, rows in enumerate(lengths):
         # mixed: a part's column of another kind (dtypes differ: pandas decides the result)
         cols = [kinds[(c + i) % len(kinds)] if mixed else kinds[c] for c in range(len(kinds))]
+        if mixed and i % 2:  # the same categories in another order: codes mean other values
+            cols = ["category-swapped" if k == "category" else k for k in cols]
         frame = pd.DataFrame({f"c{c}": _column(kind, rows, rng) for c, kind in enumerate(cols)},
                              index=rng.permutation(rows) + 7)
         parts.append(frame)
@@ -63,6 +66,14 @@ def test_unpacked_parts_are_pandas_concatenation_of_the_parts(seed, lengths, kin
     # frames and packed parts mixed (a part that could not be packed travels as it is)
     got = unpack_frames([parts[0]] + [pack_frame(p) for p in parts[1:]], parts[0].iloc[:0])
     pd.testing.assert_frame_equal(got, want, check_exact=True)
+
+
+def test_categories_in_another_order_keep_their_values():
+    first = pd.DataFrame({"c": pd.Categorical(["a", "b"], categories=["a", "b"])})
+    other = pd.DataFrame({"c": pd.Categorical(["a", "b"], categories=["b", "a"])})
+    got = unpack_frames([pack_frame(first), pack_frame(other)], first.iloc[:0])
+    pd.testing.assert_frame_equal(got, pd.concat([first, other], ignore_index=True))
+    assert got["c"].tolist() == ["a", "b", "a", "b"]
 
 
 def test_no_parts_is_the_meta_and_repeated_names_travel_as_the_frame():

@@ -11,8 +11,8 @@ import dask
 import pandas as pd
 from dask.base import get_scheduler, tokenize
 from dask.core import flatten
-from distributed import Client, as_completed, default_client, futures_of, wait
 from dask.utils import key_split
+from distributed import Client, as_completed, default_client, futures_of, wait
 from distributed.client import FutureCancelledError
 
 from .frames import pack_frame, unpack_frames
@@ -131,7 +131,7 @@ def gather_frame(frame) -> pd.DataFrame:
     client = current_client()
     if client is None or not parts:
         parts = dask.compute(*parts)
-    else:  # each part packed on its worker (frames.py: a quarter of the bytes, arrays not frames)
+    else:  # each part packed on its worker: under half the bytes, as arrays (frames.py)
         pack = dask.delayed(pack_frame, pure=True)
         futures = client.compute([pack(part, dask_key_name=f"packed-{key_split(part.key)}-{tokenize(part.key)}")
                                   for part in parts])

@@ -41,8 +41,8 @@ class PackedFrame(NamedTuple):
 
 def pack_frame(frame: pd.DataFrame):
     """``frame`` as a :class:`PackedFrame` (its index is dropped), or the frame itself where
-    its column names repeat."""
-    if not frame.columns.is_unique:
+    its column names repeat (or it is no frame)."""
+    if not isinstance(frame, pd.DataFrame) or not frame.columns.is_unique:
         return frame
     return PackedFrame(frame.columns, [_pack(frame[name]) for name in frame.columns], len(frame))
 
@@ -100,8 +100,12 @@ def _same_names(a: pd.Index, b: pd.Index) -> bool:
 
 
 def _same(a, b) -> bool:
-    return type(a) is type(b) and a == b and (not isinstance(a, pd.CategoricalDtype)
-                                              or a.categories.dtype == b.categories.dtype)
+    """The same dtype, a categorical's categories in the same order (pandas calls two
+    unordered categoricals equal whatever their order; their codes then differ)."""
+    if isinstance(a, pd.CategoricalDtype) or isinstance(b, pd.CategoricalDtype):
+        return (type(a) is type(b) and a.ordered == b.ordered and a.categories.dtype == b.categories.dtype
+                and a.categories.equals(b.categories))
+    return type(a) is type(b) and a == b
 
 
 def _frame(parts: list) -> pd.DataFrame:
