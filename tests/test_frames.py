@@ -83,6 +83,11 @@ def test_no_parts_is_the_meta_and_repeated_names_travel_as_the_frame():
     assert got is not meta
     twice = pd.DataFrame([[1, 2]], columns=["a", "a"])
     assert pack_frame(twice) is twice
+    for odd in (pd.DataFrame(index=range(3)),  # no columns: the rows' count would be lost
+                pd.DataFrame([[1, 2]], columns=pd.Index([np.nan, None], dtype=object)),
+                pd.DataFrame({"x": np.array([1, 2], dtype=">i8"), "y": np.array([0.5, 1.5], dtype=">f8")})):
+        pd.testing.assert_frame_equal(unpack_frames([pack_frame(odd), pack_frame(odd)], odd.iloc[:0]),
+                                      pd.concat([odd, odd], ignore_index=True), check_exact=True)
     pd.testing.assert_frame_equal(unpack_frames([twice, twice], twice.iloc[:0]),
                                   pd.concat([twice, twice], ignore_index=True))
 

@@ -505,6 +505,45 @@ def test_metrics_are_computed_while_the_files_are_written_and_a_failure_keeps_th
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
+def test_a_second_interrupt_while_the_files_are_written_still_waits_for_the_writing_thread(tmp_path, monkeypatch):
+    # Ctrl-C twice (or a SIGTERM after a SIGINT): the staging folder outlives the writing
+    # thread, the interrupt is raised once it has ended, and no staging folder is left
+    import signal
+    import threading
+    from types import SimpleNamespace
+
+    import dcf.run.outputs as outputs
+
+    preds = pd.DataFrame({"user": np.array([1]), "item": np.array([5]), "prediction": [3.5]})
+    recs = pd.DataFrame({"user": np.array([1]), "rank": np.array([1]), "item": np.array([7]), "score": [1.0]})
+    started, written = threading.Event(), []
+    real = outputs.write_parquet
+
+    def slow_write(frame, path):
+        started.set()
+        time.sleep(0.4)
+        real(frame, path)
+        written.append((path.name, path.parent.exists()))
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    def metrics():
+        assert started.wait(10)
+        threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGUSR1)).start()  # arrives during the wait
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(outputs, "write_parquet", slow_write)
+    previous = signal.signal(signal.SIGUSR1, interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            outputs.write_outputs(tmp_path / "out", preds, recs, metrics, SimpleNamespace(seconds={}))
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert written == [("predictions.parquet", True), ("recommendations.parquet", True)]
+    assert list(tmp_path.iterdir()) == []
+
+
 # ---------------------------------------------------------------- 9. bounded waits
 
 def test_a_stalled_cluster_fails_at_the_stall_limit(tmp_path, capsys):

@@ -41,8 +41,10 @@ class PackedFrame(NamedTuple):
 
 def pack_frame(frame: pd.DataFrame):
     """``frame`` as a :class:`PackedFrame` (its index is dropped), or the frame itself where
-    its column names repeat (or it is no frame)."""
-    if not isinstance(frame, pd.DataFrame) or not frame.columns.is_unique:
+    it is no frame, has no columns (its length would be lost), or its column names repeat
+    or are missing."""
+    if not isinstance(frame, pd.DataFrame) or not len(frame.columns) or not frame.columns.is_unique \
+            or frame.columns.hasnans:
         return frame
     return PackedFrame(frame.columns, [_pack(frame[name]) for name in frame.columns], len(frame))
 
@@ -51,8 +53,8 @@ def _pack(column: pd.Series):
     dtype = column.dtype
     if isinstance(dtype, pd.CategoricalDtype):
         return "codes", column.cat.codes.to_numpy(), dtype
-    if not isinstance(dtype, np.dtype) or dtype.kind not in "iufbmM":
-        return "series", column.reset_index(drop=True), dtype
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "iufbmM" or not dtype.isnative:
+        return "series", column.reset_index(drop=True), dtype  # (pandas makes a foreign byte order native)
     values = column.to_numpy()
     if dtype.kind != "i" or not len(values):
         return "plain", values, dtype

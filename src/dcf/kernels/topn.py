@@ -137,7 +137,11 @@ def _positive_products(a: CsrArrays, b: CsrArrays) -> bool:
     """Whether every product of a stored value of ``a`` and one of ``b`` is a positive
     double (the smallest two multiply to one): a column's sum is then 0 only untouched."""
     va, vb = a.val[:a.ptr[-1]], b.val[:b.ptr[-1]]
-    return bool(len(va) and len(vb) and va.min() > 0 and vb.min() > 0 and va.min() * vb.min() > 0)
+    if not (len(va) and len(vb)):
+        return False
+    lo_a, lo_b = va.min(), vb.min()
+    with np.errstate(over="ignore", under="ignore"):  # inf is positive, 0 is not
+        return bool(lo_a > 0 and lo_b > 0 and lo_a * lo_b > 0)
 
 
 @numba.njit(cache=True, nogil=True)

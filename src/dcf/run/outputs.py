@@ -5,7 +5,7 @@ staging folder and moved into place only when complete."""
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
@@ -29,15 +29,34 @@ def write_outputs(out: Path, preds, recs, metrics, stage, neighbours=None, input
     folder is left, and discarded, only once the thread has finished."""
     check_stop()
     with atomic_folder(out, RUN_OUTPUT, inputs=inputs) as staging:
-        with ThreadPoolExecutor(1, thread_name_prefix="dcf-output") as pool:
-            writing = pool.submit(_write_frames, staging, preds, recs, neighbours, based)
+        pool = ThreadPoolExecutor(1, thread_name_prefix="dcf-output")
+        writing = pool.submit(_write_frames, staging, preds, recs, neighbours, based)
+        try:
             metrics = metrics() if callable(metrics) else metrics
-            writing.result()
+        finally:
+            _outlive(writing)
+            pool.shutdown()
+        writing.result()
         metrics["seconds"] = stage.seconds
         with open(staging / "metrics.json", "w") as f:
             json.dump(strict_json(metrics), f, indent=2, allow_nan=False)
         check_stop()  # a signal swallowed while writing: discard the staging folder
     return metrics
+
+
+def _outlive(writing) -> None:
+    """Wait for the writing thread to end, whatever arrives meanwhile (a second Ctrl-C, a
+    SIGTERM after a SIGINT): the staging folder is removed only after it.  The wait is the
+    writing's own, bounded by the files' size; the first interrupt is raised after it."""
+    interrupted = None
+    while True:
+        try:
+            wait([writing])
+            break
+        except BaseException as exc:  # noqa: BLE001 - re-raised once the thread has ended
+            interrupted = interrupted or exc
+    if interrupted is not None:
+        raise interrupted
 
 
 def _write_frames(staging: Path, preds, recs, neighbours, based: str) -> None:
