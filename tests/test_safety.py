@@ -448,11 +448,31 @@ def test_output_files_read_back_equal_and_encode_every_column_but_the_floats(tmp
                           "because.list.element.item": True, "because.list.element.share": False}
 
 
+def _slow_parquet(monkeypatch, delay: float):
+    """Make dcf.run.outputs write each Parquet file ``delay`` seconds late; returns the
+    event set as the first one starts and the list of ``(file, its folder still there)``
+    appended as each is written."""
+    import threading
+
+    import dcf.run.outputs as outputs
+
+    started, written = threading.Event(), []
+    real = outputs.write_parquet
+
+    def slow_write(frame, path):
+        started.set()
+        time.sleep(delay)
+        real(frame, path)
+        written.append((path.name, path.parent.exists()))
+
+    monkeypatch.setattr(outputs, "write_parquet", slow_write)
+    return started, written
+
+
 def test_metrics_are_computed_while_the_files_are_written_and_a_failure_keeps_the_old_output(tmp_path, monkeypatch):
     # the Parquet files are written by a thread while the metrics are computed; a failure of
     # either leaves the earlier output as it was, and the staging folder is removed only
     # once the writing thread has finished (nothing is written into a removed folder)
-    import threading
     from types import SimpleNamespace
 
     import dcf.run.outputs as outputs
@@ -461,16 +481,7 @@ def test_metrics_are_computed_while_the_files_are_written_and_a_failure_keeps_th
     recs = pd.DataFrame({"user": np.array([1, 1]), "rank": np.array([1, 2]), "item": np.array([5, 7]),
                          "score": [2.0, 1.0]})
     stage = SimpleNamespace(seconds={"output": 0.1})
-    writing, written = threading.Event(), []
-    real = outputs.write_parquet
-
-    def slow_write(frame, path):
-        writing.set()
-        time.sleep(0.3)
-        real(frame, path)
-        written.append((path.name, path.parent.exists()))
-
-    monkeypatch.setattr(outputs, "write_parquet", slow_write)
+    writing, written = _slow_parquet(monkeypatch, 0.3)
 
     def metrics():
         assert writing.wait(10), "the files were not being written while the metrics were computed"
@@ -516,14 +527,7 @@ def test_a_second_interrupt_while_the_files_are_written_still_waits_for_the_writ
 
     preds = pd.DataFrame({"user": np.array([1]), "item": np.array([5]), "prediction": [3.5]})
     recs = pd.DataFrame({"user": np.array([1]), "rank": np.array([1]), "item": np.array([7]), "score": [1.0]})
-    started, written = threading.Event(), []
-    real = outputs.write_parquet
-
-    def slow_write(frame, path):
-        started.set()
-        time.sleep(0.4)
-        real(frame, path)
-        written.append((path.name, path.parent.exists()))
+    started, written = _slow_parquet(monkeypatch, 0.4)
 
     def interrupt(signum, frame):
         raise KeyboardInterrupt
@@ -533,7 +537,6 @@ def test_a_second_interrupt_while_the_files_are_written_still_waits_for_the_writ
         threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGUSR1)).start()  # arrives during the wait
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(outputs, "write_parquet", slow_write)
     previous = signal.signal(signal.SIGUSR1, interrupt)
     try:
         with pytest.raises(KeyboardInterrupt):
