@@ -77,10 +77,6 @@ def _ints(values: np.ndarray) -> np.ndarray:
     return values
 
 
-def _length(part) -> int:
-    return part.rows if isinstance(part, PackedFrame) else len(part)
-
-
 def unpack_frames(parts: list, meta: pd.DataFrame) -> pd.DataFrame:
     """Parts made by :func:`pack_frame` (or frames), concatenated: ``pd.concat`` of the
     frames they were, with a fresh index (``meta``'s copy where there are none).  Each
