@@ -143,8 +143,7 @@ class Kernel:
             self.scale, self.calls = n / len(self.rows), args.calls
         else:  # ranges of equal work (products, one per item besides), as the fit cuts its tasks
             work = np.diff(Q.indptr)[self.P.indices].astype(np.float64)
-            per_item = np.add.reduceat(work, self.P.indptr[:-1]) * (np.diff(self.P.indptr) > 0) if len(work) \
-                else np.zeros(n)
+            per_item = np.bincount(np.repeat(np.arange(n), np.diff(self.P.indptr)), work, minlength=n)
             cum = np.concatenate([[0.0], np.cumsum(per_item + 1.0)])
             bounds = np.unique(np.searchsorted(cum, cum[-1] * np.arange(args.calls + 1) / args.calls))
             bounds[0], bounds[-1] = 0, n
