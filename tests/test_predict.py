@@ -250,3 +250,37 @@ def test_predict_and_recommend_on_a_distributed_cluster(data, dist_client):
     for u, exp in enumerate(expected):
         mine = recs[recs["user"] == users[u]].sort_values("rank")
         assert mine["item"].tolist() == [items[i] for i, _ in exp]
+
+
+def test_the_grid_has_a_cell_a_quarter_million_ratings_within_the_threads_bounds():
+    from dcf.predict.pairs import RATINGS_PER_CELL, grid_cells
+
+    assert [grid_cells(r, 4) for r in (0, 1, RATINGS_PER_CELL, RATINGS_PER_CELL + 1, 620_000)] == [1, 1, 1, 2, 3]
+    assert grid_cells(20 * RATINGS_PER_CELL, 2) == 16  # at least 16 allowed, whatever the threads
+    assert grid_cells(20 * RATINGS_PER_CELL, 4) == 16 and grid_cells(40 * RATINGS_PER_CELL, 8) == 32
+
+
+def test_a_small_models_pairs_are_scored_in_one_cell_with_the_same_predictions():
+    from unittest import mock
+
+    from dcf import KNN, serving
+    from dcf.predict import pairs as predict_module
+
+    df = random_ratings(5, n_users=40, n_items=30, density=0.3)
+    test = df.sample(frac=0.2, random_state=1)
+    model = KNN(k=5).fit(df.drop(test.index))
+    assert model.matrix_.by_user.numblocks[0] * model.matrix_.by_item.numblocks[0] > 1  # a grid to merge
+
+    def cells(frame):
+        return sum(1 for key in frame.__dask_graph__() if str(key).startswith("predict-cell-"))
+
+    with mock.patch.object(serving, "FEW_PAIRS", 0):  # the task graph, not the answer held here
+        few = model.predict(test[["user", "item"]])
+        with mock.patch.object(predict_module, "RATINGS_PER_CELL", 1):  # a cell for every block pair
+            many = model.predict(test[["user", "item"]])
+    assert cells(few) == 1 and cells(many) == model.matrix_.by_user.numblocks[0] * model.matrix_.by_item.numblocks[0]
+    def rows(frame):  # the pairs come cell by cell
+        return frame.compute().sort_values(["user", "item"]).reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(rows(few), rows(many))
+    assert len(rows(few)) == len(test)

@@ -24,7 +24,7 @@ from ..errors import ConfigError, DataError
 from ..fitted import as_parts, event_weights
 from ..ids import IdMap
 from ..kernels import csr_from_events, csr_from_triplets
-from .pairs import predict_pairs
+from .pairs import grid_cells, predict_pairs
 from .rule import RANKINGS, RECOMMENDATION_FALLBACKS, scoring
 from .topn import (FEW_ROWS, ListRules, candidate_order, popularity_order, recommend_histories, recommend_parts,
                    recommendation_frame, recommendation_meta, no_explanations)
@@ -45,7 +45,16 @@ def model_predictions(model, pairs) -> dd.DataFrame:
     rule, data = scoring(model)
     return predict_pairs(parts, users=m.users, items=m.items, S=S, Q=Q, rule=rule, data=data,
                          with_rating=with_rating, token=dask.base.tokenize(model.token_, parts),
-                         max_cells=max(16, 4 * parallelism()))
+                         max_cells=grid_cells(_ratings(model), parallelism()))
+
+
+def _ratings(model) -> int:
+    """The model's number of ratings, from its persisted item counts (one small task)."""
+    counts = model.item_count_
+    if dask.is_dask_collection(counts):
+        counts = dask.compute(dask.delayed(np.sum, pure=True)(
+            counts, dask_key_name=f"predict-grid-{dask.base.tokenize(counts)}"))[0]
+    return int(np.sum(counts))
 
 
 def default_ranking(model, ranking):
