@@ -160,9 +160,6 @@ class Kernel:
         kernel's TRACK_BELOW), as a fit's tasks leave them (not stacked)."""
         from dcf.kernels import rows as kernel_rows
 
-        from dcf.kernels import relabel
-
-        relabel.forget()  # a wide matrix's renumbered copy is built in each timed run, as a fit's worker does
         with mock.patch.object(kernel_rows, "TRACK_BELOW", track):
             if warm:
                 r, Pa = self.cuts[0]

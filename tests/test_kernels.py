@@ -531,10 +531,10 @@ def test_fast_topk_is_taken_only_where_its_lists_are_the_general_ones():
 @given(st.integers(0, 100_000), st.integers(1, 8), st.sampled_from([0.0, 0.2]), st.booleans(),
        st.sampled_from([1, 2, 3, kernel_rows.SELECT_BLOCK]), st.sampled_from([0.0, kernel_rows.TRACK_BELOW, np.inf]),
        st.sampled_from(["norms", "jaccard", "llr"]), st.sampled_from([1, 5, kernel_rows.FLOOR_SAMPLE]),
-       st.sampled_from([0, 3, kernel_rows.RANKED_MAX]), st.booleans(), st.booleans())
+       st.sampled_from([0, 3, kernel_rows.RANKED_MAX]), st.booleans())
 @settings(max_examples=200, deadline=None)
 def test_fast_topk_equals_the_general_kernel_with_ties_and_signs(seed, k, min_similarity, centred, block, track,
-                                                                 kind, sample, ranked, include_self, relabel):
+                                                                 kind, sample, ranked, include_self):
     # few distinct values: many tied similarities, ties broken by the lower id; centred
     # values of both signs (negative and zero similarities never listed; products that sum
     # to exactly 0 and are touched again); empty entities.  Blocks of 1-3 columns give
@@ -543,8 +543,7 @@ def test_fast_topk_equals_the_general_kernel_with_ties_and_signs(seed, k, min_si
     # default choice per row, or every row's touched columns tracked (inf).  ``kind``: a
     # norm-divided measure, or jaccard or llr (scored directly from the co-count).  A tracked
     # row's floor from a sample of 1 (at least k), 5 or 512 estimates; its candidates ranked
-    # up to 0 (always the heap), 3 or 256 of them; each entity a candidate in its own list or not;
-    # the shared matrix's columns renumbered most rated first (``relabel``) or not
+    # up to 0 (always the heap), 3 or 256 of them; each entity a candidate in its own list or not
     rng = np.random.default_rng(seed)
     n, m = int(rng.integers(2, 60)), int(rng.integers(1, 40))
     rated = rng.random((n, m)) < rng.uniform(0.05, 0.6)
@@ -559,8 +558,7 @@ def test_fast_topk_equals_the_general_kernel_with_ties_and_signs(seed, k, min_si
     _, want_idx, want_sim = kernels.similarity_rows(X, Q, 0, chosen, k=k, norms_a=totals, norms=totals, dense=True)
     for shared in (Q, kernels.compact_stack([Q]), kernels.compact_stack([Q], pack=True)):
         with mock.patch.object(kernel_rows, "SELECT_BLOCK", block), mock.patch.object(kernel_rows, "TRACK_BELOW", track), \
-                mock.patch.object(kernel_rows, "FLOOR_SAMPLE", sample), mock.patch.object(kernel_rows, "RANKED_MAX", ranked), \
-                mock.patch.object(kernel_rows, "RELABEL_ABOVE", 0 if relabel else n):
+                mock.patch.object(kernel_rows, "FLOOR_SAMPLE", sample), mock.patch.object(kernel_rows, "RANKED_MAX", ranked):
             _, idx, sim = kernels.similarity_rows(X, shared, 0, chosen, k=k, norms_a=totals, norms=totals)
         np.testing.assert_array_equal(idx, want_idx)
         np.testing.assert_array_equal(sim, want_sim)
@@ -815,47 +813,3 @@ def test_neighbour_matrix_sums_a_repeated_id_and_refuses_one_past_its_columns():
     np.testing.assert_array_equal(m.toarray(), [[0, 0.25, 0, 0.625], [0, 0, 0, 0]])
     with pytest.raises(ValueError, match="past the 4 columns"):
         kernels.neighbour_matrix(np.array([[4, -1]]), np.array([[0.5, 0.0]]), 4)
-
-
-@pytest.mark.parametrize("pack", [False, True])
-def test_popular_first_renumbers_columns_by_their_ratings_and_keeps_every_entry(pack):
-    from dcf.kernels import relabel
-
-    rng = np.random.default_rng(3)
-    m, n = 300, 70_000  # past 65,536 columns: int32 indices, 17 column bits
-    lengths = rng.choice([0, 1, 5, relabel.SHORT_ROW, relabel.SHORT_ROW + 1, 400], m)  # both sorts, empty rows
-    rows = np.repeat(np.arange(m), lengths)
-    cols = np.where(rng.random(len(rows)) < 0.5, rng.integers(0, 50, len(rows)) * 997, rng.integers(0, n, len(rows)))
-    X = sp.csr_matrix((rng.choice([1.0, 2.0, 3.5], len(rows)), (rows, cols)), shape=(m, n))
-    X.sum_duplicates()
-    Q = kernels.compact_stack([X], pack=pack)
-    assert (Q.packed is not None) == pack
-    got = relabel.popular_first(Q)
-    counts = np.diff(X.tocsc().indptr)
-    np.testing.assert_array_equal(got.orig, np.lexsort((np.arange(n), -counts)))  # most rated first, ties by id
-    np.testing.assert_array_equal(got.rank[got.orig], np.arange(n))
-    back = kernels.unpacked(got.matrix)
-    np.testing.assert_array_equal(back.indptr, X.indptr)
-    for u in range(m):  # each row's new columns ascending, the same (entity, value) pairs
-        lo, hi = X.indptr[u], X.indptr[u + 1]
-        new = back.indices[lo:hi].astype(np.int64)
-        assert (np.diff(new) > 0).all()
-        np.testing.assert_array_equal(np.sort(got.orig[new]), X.indices[lo:hi])
-        np.testing.assert_array_equal(back.data[lo:hi], X[u, got.orig[new]].toarray().ravel())
-
-
-def test_a_shared_matrix_is_renumbered_once_while_it_lives():
-    import gc
-
-    from dcf.kernels import relabel
-
-    X = sp.random(50, 80, density=0.2, random_state=2, format="csr")
-    Q, other = kernels.compact_stack([X], pack=True), kernels.compact_stack([X], pack=True)
-    first = relabel.relabelled(Q)
-    assert relabel.relabelled(Q) is first and relabel.relabelled(other) is not first
-    held = len(relabel._HELD)
-    del Q, first
-    gc.collect()
-    assert len(relabel._HELD) == held - 1  # its copy went with it
-    relabel.forget()
-    assert not relabel._HELD

@@ -25,7 +25,6 @@ import scipy.sparse as sp
 from numba.core.registry import CPUDispatcher
 
 from .. import kernels
-from ..kernels import relabel
 from ..model import ItemKNN
 
 __all__ = ["RUNS", "dispatchers", "signatures", "exercise"]
@@ -102,7 +101,6 @@ def _wide_kernels(rows=50, nnz=2000) -> None:
         X = sp.csr_matrix(Q.T)
         block = sp.csr_matrix(X[:100])
         for shared in (kernels.compact_stack([Q]), kernels.compact_stack([Q], pack=True)):
-            relabel.popular_first(shared)  # what the fast path reads past RELABEL_ABOVE entities
             for measure, dense in (("full-cosine", False), ("cosine", False), ("cosine", True)):
                 totals = kernels.entity_totals(X, measure)
                 kernels.similarity_rows(block, shared, 0, kernels.SimilaritySettings(measure), k=5, dense=dense,

@@ -16,7 +16,6 @@ The modules, by concern:
 - :mod:`~dcf.kernels.codec`: :class:`CompactCSR`, the shared matrix's compact storage
 - :mod:`~dcf.kernels.tiles`: similarities of two blocks as one dense tile
 - :mod:`~dcf.kernels.rows`: whole similarity rows (and top-k lists) from the shared matrix
-- :mod:`~dcf.kernels.relabel`: a wide shared matrix's columns renumbered most rated first, for the rows loop
 - :mod:`~dcf.kernels.general`: the rows method's general loop (any measure; dense or CSR rows, top-k lists)
 - :mod:`~dcf.kernels.select`: the rows loops' compiled top-k selection (sorted insert, heap, quickselect)
 - :mod:`~dcf.kernels.prefetch`: the software prefetch the rows loops use

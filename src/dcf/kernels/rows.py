@@ -20,11 +20,10 @@ from .codec import CompactCSR, compact_csr, entries, unpacked
 from .general import Rules, llr_given, llr_margin, llr_margins, sim_rows, xlogx_table
 from .measures import BINARY, COOCCURRENCE, DOT, JACCARD, LLR, PEARSON, SimilaritySettings, measure_mode
 from .prefetch import prefetch, prefetch_lines, prefetch_row
-from .relabel import RELABEL_ABOVE, relabelled
 from .select import above, emit, keep, kth_largest, offer, ranked, scored
 from .sparse import CsrArrays, csr_arrays
 
-__all__ = ["PREFETCH_AHEAD", "SELECT_BLOCK", "TRACK_BELOW", "FLOOR_SAMPLE", "RANKED_MAX", "RowsOut", "Scan", "Columns", "Exact",
+__all__ = ["PREFETCH_AHEAD", "SELECT_BLOCK", "TRACK_BELOW", "FLOOR_SAMPLE", "RANKED_MAX", "RowsOut", "Scan", "Exact",
            "similarity_rows", "norms_topk"]
 
 PREFETCH_AHEAD = 4  # rows ahead: the row pointer at 2x, the row itself at 1x (measured best)
@@ -69,16 +68,6 @@ class Scan(NamedTuple):
     track_below: float
     sample: int
     ranked: int
-
-
-class Columns(NamedTuple):
-    """Each column of the matrix :func:`norms_topk` reads: its ``norms`` (or counts), their
-    inverses ``inv`` (0 where a norm is 0), and the entity id it stands for, ``orig``
-    (the matrix may be a copy renumbered most rated first, :mod:`~dcf.kernels.relabel`)."""
-
-    norms: np.ndarray
-    inv: np.ndarray
-    orig: np.ndarray
 
 
 class Exact(NamedTuple):
@@ -141,8 +130,7 @@ def similarity_rows(Pa, Q, row0, settings=SimilaritySettings(), k=None, norms_a=
     """
     s = settings
     mode, min_support, offset = measure_mode(s.measure, s.min_support, s.shrinkage)
-    shared = isinstance(Q, CompactCSR)  # a fit's shared matrix: renumbered once, where wide
-    if not shared:
+    if not isinstance(Q, CompactCSR):
         Q = compact_csr(Q)
     csr = bool(dense and csr)
     dense = bool(dense and not csr)
@@ -168,21 +156,16 @@ def similarity_rows(Pa, Q, row0, settings=SimilaritySettings(), k=None, norms_a=
     if mode in BINARY:  # who rated: every value read as 1
         a = a._replace(val=np.ones(Pa.nnz))
     if fast:
-        orig = np.arange(n, dtype=np.int64)  # the id each column of the loop's matrix stands for
-        if shared and n > RELABEL_ABOVE:  # the columns most rated first, the lists in the original ids
-            r = relabelled(Q)
-            Q, orig = r.matrix, r.orig
-            me = np.where(me >= 0, r.rank[np.clip(me, 0, None)], -1)
         e = entries(Q)
         if mode in BINARY:  # and the shared matrix's (cooccurrence, lift)
             e = e._replace(table=np.ones_like(e.table)) if e.is_packed else e._replace(val=np.ones_like(e.val))
         if mode in (DOT, COOCCURRENCE):  # the sum itself: the fast path over norms of 1 (x / 1.0 is x)
             norms_a, norms = np.ones(na), np.ones(n)
-        norms_a, norms = np.asarray(norms_a, np.float64), np.asarray(norms, np.float64)[orig]
+        norms_a, norms = np.asarray(norms_a, np.float64), np.asarray(norms, np.float64)
         xlogx = xlogx_table(Pa.shape[1]) if mode == LLR else np.zeros(0)
         margins = llr_margins(norms, float(Pa.shape[1]), xlogx) if mode == LLR else np.zeros(0)
         exact = Exact(mode, float(Pa.shape[1]), xlogx, margins)
-        norms_topk(a, e, me, norms_a, Columns(norms, _inverse(norms), orig), float(s.min_similarity), out,
+        norms_topk(a, e, me, norms_a, norms, _inverse(norms), float(s.min_similarity), out,
                    Scan(PREFETCH_AHEAD, SELECT_BLOCK, float(TRACK_BELOW), int(FLOOR_SAMPLE), int(RANKED_MAX)), exact)
         return None, out.top_i, out.top_s
     count = min_support > 1 or s.shrinkage > 0 or s.significance > 0 or mode == PEARSON
@@ -219,13 +202,13 @@ def _direct(exact, c, na, nb, j, margin_a):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def norms_topk(a, e, ids, norms_a, cols, min_similarity, out, scan, exact):  # pragma: no cover - compiled
+def norms_topk(a, e, ids, norms_a, norms, inv, min_similarity, out, scan, exact):  # pragma: no cover - compiled
     """Top-k rows of a norm-divided measure (see :func:`dcf.kernels.measures.fast_topk`)
     into ``out.top_i`` / ``out.top_s`` (:class:`RowsOut`): rows ``a`` of the block
     (:class:`~dcf.kernels.sparse.CsrArrays`) against the shared matrix's
     :class:`~dcf.kernels.codec.Entries` ``e`` (its packed entries and table where
-    ``e.is_packed``, else its columns and values), each column's norm, inverse and id in
-    ``cols`` (:class:`Columns`), walked as :class:`Scan` ``scan`` says.
+    ``e.is_packed``, else its columns and values), ``inv`` = ``1 / norms`` (0 where
+    a norm is 0), walked as :class:`Scan` ``scan`` says.
 
     Each row's products are summed into a dense accumulator.  A cheap estimate
     ``prod * (1 / norm_j)`` of a column's similarity times the row's norm is then
@@ -260,17 +243,12 @@ def norms_topk(a, e, ids, norms_a, cols, min_similarity, out, scan, exact):  # p
       3.0 s, this 2.4-2.5 s, the same lists; a heap's sifts were half the selection's
       time, each step a branch to mispredict.)
 
-    ``cols.orig``: the entity id of each column of ``e`` (the loop may read a copy renumbered
-    most rated first, :mod:`~dcf.kernels.relabel`); every listed column is written, and
-    its ties broken, by it, so the lists are the same whatever the numbering.
-
     ``jaccard`` and ``llr`` (``exact.mode``, :class:`Exact`) are no fixed multiple of the
     estimate: their "estimate" is the similarity itself (:func:`_direct`, from the
     co-count, the whole products of binarised values), cut and offered the same way, so
     that the lists are the general loop's bit for bit; a column no product touched scores
     0 (as in the general loop, which never sees it)."""
     p_ptr, p_idx, p_val = a.ptr, a.idx, a.val
-    norms, inv, orig = cols.norms, cols.inv, cols.orig
     q_ptr, q_idx, q_val, q_packed, table, packed = e.ptr, e.idx, e.val, e.packed, e.table, e.is_packed
     shift, mask = e.bits, (1 << e.bits) - 1
     ahead, block = scan.ahead, scan.block
@@ -361,8 +339,6 @@ def norms_topk(a, e, ids, norms_a, cols, min_similarity, out, scan, exact):  # p
                 cut = max(cut, kth_largest(scratch, m, k) * (1.0 - 1e-9))
                 m = above(cut, cj, est, cp, m)
             m = scored(direct, cj, est, cp, m, na, norms, min_similarity)
-            for c in range(m):  # listed, and their ties broken, by their original ids
-                cj[c] = orig[cj[c]]
             if m <= min(2 * k, scan.ranked):
                 ranked(est, cj, m, top_i, top_s, i)
             else:  # a long list, or many tied at the cut
@@ -393,7 +369,7 @@ def norms_topk(a, e, ids, norms_a, cols, min_similarity, out, scan, exact):  # p
             if peak[b] > cut:  # one mostly-untaken branch per block
                 for j in range(b * block, min(b * block + block, n)):
                     if est[j] > cut:
-                        have, cut = offer(top_i, top_s, i, have, orig[j], est[j] if direct else prod[j] / (na * norms[j]),
+                        have, cut = offer(top_i, top_s, i, have, j, est[j] if direct else prod[j] / (na * norms[j]),
                                           scale, min_similarity, cut)
         prod[:] = 0.0
 
