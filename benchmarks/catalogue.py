@@ -107,7 +107,8 @@ def main(argv=None) -> int:
                 del out
         same = len(lists) < 2 or all(np.array_equal(a, b) for a, b in zip(lists["dense"], lists["tracked"]))
         counts = np.diff(Q.indptr)
-        row = {"items": items, "rated_items": len(rated), "users": args.users, "ratings": len(u), "sum_nu2": float((counts ** 2).sum()),
+        row = {"items": items, "rated_items": len(rated), "users": args.users, "ratings": len(u),
+               "sum_nu2": float((counts ** 2).sum()),
                "packed": kernel.packed, "timed_items": kernel.timed,
                **{f"{name}_s": kernel.scaled(np.median(t)) if name in dict(ways) else float(np.median(t))
                   for name, t in times.items()}, "same_lists": same}

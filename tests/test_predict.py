@@ -279,6 +279,7 @@ def test_a_small_models_pairs_are_scored_in_one_cell_with_the_same_predictions()
         with mock.patch.object(predict_module, "RATINGS_PER_CELL", 1):  # a cell for every block pair
             many = model.predict(test[["user", "item"]])
     assert cells(few) == 1 and cells(many) == model.matrix_.by_user.numblocks[0] * model.matrix_.by_item.numblocks[0]
+
     def rows(frame):  # the pairs come cell by cell
         return frame.compute().sort_values(["user", "item"]).reset_index(drop=True)
 
