@@ -34,7 +34,7 @@ from .errors import ConfigError
 from .io import validate_frame
 from .predict import ScoringData, predict_frame, scoring
 from .predict.requests import (FEW_USERS, as_ids, check_explain, check_request, default_ranking, list_rules,
-                              popular_lists, request_frame, split_users)
+                              model_ratings, popular_lists, request_frame, split_users)
 from .predict.topn import other_side, popularity_order, recommend_block, recommendation_meta
 
 __all__ = ["Snapshot", "HELD_BYTES", "FEW_PAIRS", "held", "held_bytes", "for_request"]
@@ -216,7 +216,7 @@ def held_bytes(model) -> tuple[int, int]:
     ``predict``'s arrays too (``rated``: the dense similarity rows, 8 a cell; user-based:
     the ratings by item)."""
     m = model.matrix_
-    ratings = 12 * int(np.sum(dask.compute(model.item_count_)[0])) + 8 * (len(m.users) + 1)
+    ratings = 12 * model_ratings(model) + 8 * (len(m.users) + 1)
     entities, k = model.neighbours_.idx.shape
     lists = ratings + 2 * 12 * entities * k
     return lists, (lists + (8 * entities * entities if model.neighbourhood == "rated" else 0)

@@ -29,7 +29,7 @@ from .rule import RANKINGS, RECOMMENDATION_FALLBACKS, scoring
 from .topn import (FEW_ROWS, ListRules, candidate_order, popularity_order, recommend_histories, recommend_parts,
                    recommendation_frame, recommendation_meta, no_explanations)
 
-__all__ = ["model_predictions", "model_recommendations", "history_recommendations", "neighbour_lists",
+__all__ = ["model_predictions", "model_ratings", "model_recommendations", "history_recommendations", "neighbour_lists",
            "item_codes", "list_rules", "check_request", "check_explain", "default_ranking", "as_ids",
            "popular_lists", "split_users", "request_frame"]
 
@@ -45,15 +45,16 @@ def model_predictions(model, pairs) -> dd.DataFrame:
     rule, data = scoring(model)
     return predict_pairs(parts, users=m.users, items=m.items, S=S, Q=Q, rule=rule, data=data,
                          with_rating=with_rating, token=dask.base.tokenize(model.token_, parts),
-                         max_cells=grid_cells(_ratings(model), parallelism()))
+                         max_cells=grid_cells(model_ratings(model), parallelism()))
 
 
-def _ratings(model) -> int:
-    """The model's number of ratings, from its persisted item counts (one small task)."""
+def model_ratings(model) -> int:
+    """The fitted model's number of ratings, summed from its persisted item counts where
+    they are (one small task; the counts stay on the workers)."""
     counts = model.item_count_
     if dask.is_dask_collection(counts):
         counts = dask.compute(dask.delayed(np.sum, pure=True)(
-            counts, dask_key_name=f"predict-grid-{dask.base.tokenize(counts)}"))[0]
+            counts, dask_key_name=f"model-ratings-{dask.base.tokenize(counts)}"))[0]
     return int(np.sum(counts))
 
 
