@@ -93,6 +93,29 @@ def test_the_rated_neighbourhood_predicts_from_bm25_rows():
     np.testing.assert_allclose(got["prediction"].to_numpy(), [w[0] for w in want], rtol=1e-9)
 
 
+@given(seed=st.integers(0, 10**6), k1=st.sampled_from([0.0, 1.2, 100.0]), b=st.sampled_from([0.0, 0.75, 1.0]))
+@settings(max_examples=30, deadline=None)
+def test_bm25_split_form_takes_few_values_and_gives_the_same_dot_products(seed, k1, b):
+    """The rows method's shared matrix for bm25 (dcf.fitted.split_bm25): the weights
+    without their idf take one value per pair of a rating and an entity's length (so that
+    it packs), and with idf^2 on the entity's side give implicit's dot products."""
+    frame = random_ratings(seed % 1000, n_users=30, n_items=12, density=0.4)
+    P, _, _ = ref.dense(frame)  # users x items: entities are items, the others users
+    X = sp.csr_matrix(P)  # others x entities, as the shared matrix
+    weights = kernels.rating_weights("bm25", P.sum(axis=0), (P > 0).sum(axis=1), k1, b)
+    full = kernels.weigh_block(X, 0, weights, rows_are_entities=False).toarray()
+    saturated = kernels.weigh_block(X, 0, weights, rows_are_entities=False, idf=False).toarray()
+    rated = P > 0
+    pairs = {(P[u, i], P[:, i].sum()) for u, i in zip(*np.nonzero(rated))}
+    assert len(np.unique(saturated[rated])) <= len(pairs)
+    np.testing.assert_array_equal(saturated[rated] * weights.idf[np.nonzero(rated)[0]], full[rated])
+    scaled = saturated * (weights.idf * weights.idf)[:, None]
+    np.testing.assert_allclose(scaled.T @ saturated, full.T @ full, rtol=1e-13, atol=1e-13)
+    with pytest.raises(ValueError, match="bm25"):
+        kernels.weigh_block(X, 0, kernels.rating_weights("tfidf", P.sum(axis=0), rated.sum(axis=1)), False,
+                            idf=False)
+
+
 @pytest.mark.parametrize("params", [dict(bm25_k1=-1.0), dict(bm25_b=1.5), dict(bm25_k1=float("nan")),
                                     dict(include_self="yes")])
 def test_bad_bm25_settings_are_named(params):

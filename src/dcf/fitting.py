@@ -20,7 +20,7 @@ from .blocks import concat_rows
 from .cluster import connected, default_blocks, memory_budget, parallelism, placement, start
 from .errors import ConfigError
 from .fitted import (ROW_TASKS_PER_THREAD, FittedState, as_parts, baseline_biases, centred_ratings, fitted_state,
-                     needs_biases, weighted_ratings)
+                     needs_biases, split_bm25, weighted_ratings)
 from .matrix import RatingMatrix, build_matrix, from_array
 from .neighbours import table_from_blocks, top_k
 from .similarity import check_whole_rows, entity_stats, prepare, similarity_by_rows, similarity_rows, similarity_tiles
@@ -97,7 +97,11 @@ def fit_matrix(model, matrix) -> FittedState:
     changed = centred_ratings(matrix, model.based, model.similarity) or weighted_ratings(matrix, model.based, settings)
     if changed is not None:  # similarities of mean-centred or weighted ratings
         P, Q = changed
-    (lo, hi, total, count), work, parts = _summary(model, raw_q, Q, settings, whole_rows)
+    # bm25 on the rows method's fast path: its shared matrix without the idf (few values: packed)
+    split = (split_bm25(matrix, model.based, settings) if settings.spec.weighting == "bm25" and not whole_rows
+             and model.method in (None, "rows") and settings.fast_topk(whole_rows, model.k) else None)
+    (lo, hi, total, count), work, parts = _summary(model, raw_q, Q if split is None else split[0], settings,
+                                                   whole_rows)
     budget = memory_budget()
     method = model.method or similarity_method(budget, int(P.shape[1]), int(count))
     if whole_rows and method == "rows" and budget is not None:  # the tiles method checked n x n already
@@ -108,7 +112,7 @@ def fit_matrix(model, matrix) -> FittedState:
         b_entity, b_other = (item_bias, user_bias) if model.based == "item" else (user_bias, item_bias)
         P = residuals(P, total / count, b_entity, b_other, rows_are_entities=True)
         Q = residuals(Q, total / count, b_other, b_entity, rows_are_entities=False)
-    neighbours, rows, token = _graph(model, P, Q, settings, method, whole_rows, work, parts)
+    neighbours, rows, token = _graph(model, P, Q, settings, method, whole_rows, work, parts, split)
     if scored is not matrix:  # the mean and range of the (decayed) values the scores read
         (lo, hi, total, count), _ = dask.compute(entity_stats(scored.oriented(model.based)[1]))[0]
     return fitted_state(model, scored, neighbours, rows, method, total / count, (lo, hi), token, biases)
@@ -135,12 +139,14 @@ def _summary(model, raw_q, Q, settings, whole_rows):
     return (lo, hi, total, count), work, parts
 
 
-def _graph(model, P, Q, settings, method, whole_rows, work, parts):
-    """``(neighbour table, whole rows or None, token)`` by the ``rows`` or ``tiles`` method."""
+def _graph(model, P, Q, settings, method, whole_rows, work, parts, split=None):
+    """``(neighbour table, whole rows or None, token)`` by the ``rows`` or ``tiles`` method
+    (``split``: bm25's :func:`~dcf.fitted.split_bm25`, which the rows method reads instead of ``Q``)."""
     if method == "rows":
+        Q, scale = (Q, None) if split is None else split
         bounds, token, blocks = similarity_by_rows(P, Q, model.k, settings, whole_rows, work=work,
                                                    groups=ROW_TASKS_PER_THREAD * parallelism(),
-                                                   parts=parts)
+                                                   parts=parts, scale=scale)
         neighbours = table_from_blocks([b[0] for b in blocks], [b[1] for b in blocks],
                                        bounds, model.k, token).persist()
         rows = (concat_rows([b[2] for b in blocks], bounds, int(P.shape[0]), "similarity-whole-rows").persist()

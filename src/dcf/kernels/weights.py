@@ -61,12 +61,15 @@ def rating_weights(weighting, entity_sums, other_counts, k1=1.2, b=0.75) -> Weig
     return Weights(weighting, idf, lengths, float(k1))
 
 
-def weigh_block(X, row0, weights: Weights, rows_are_entities: bool):
+def weigh_block(X, row0, weights: Weights, rows_are_entities: bool, idf: bool = True):
     """A CSR block of ratings with every stored value weighed (same structure; a weight that
     overflows is inf or NaN, for the caller to refuse).
 
     ``X`` holds entity rows ``row0 ..`` over every other (``rows_are_entities``), or
-    other rows ``row0 ..`` over every entity."""
+    other rows ``row0 ..`` over every entity.  ``idf=False``: ``bm25``'s weight without
+    its factor :math:`\\mathrm{idf}_u`, the saturated rating alone (the same double as
+    the weight's first factor), whose values are as few as the distinct pairs of a rating
+    and an entity's length (see :func:`dcf.fitted.split_bm25`)."""
     X = sp.csr_matrix(X)
     rows = int(row0) + np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
     ent, oth = (rows, X.indices) if rows_are_entities else (X.indices, rows)
@@ -74,7 +77,11 @@ def weigh_block(X, row0, weights: Weights, rows_are_entities: bool):
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow gives inf: the caller refuses it
         if weights.weighting == "bm25":
             k1 = weights.k1
-            data = r * (k1 + 1.0) / (k1 * weights.lengths[ent] + r) * weights.idf[oth]
+            data = r * (k1 + 1.0) / (k1 * weights.lengths[ent] + r)
+            if idf:
+                data = data * weights.idf[oth]
+        elif not idf:
+            raise ValueError("only bm25's weight is split from its idf")
         else:
             data = np.sqrt(r) * weights.idf[oth]
     return sp.csr_matrix((data, X.indices.copy(), X.indptr.copy()), shape=X.shape)

@@ -19,7 +19,8 @@ __all__ = ["similarity_by_rows"]
 
 
 def similarity_by_rows(P: da.Array, Q: da.Array, k: int, settings: SimilaritySettings = SimilaritySettings(),
-                       whole_rows=False, dense_fraction=DENSE_FRACTION, work=None, groups=None, parts=None):
+                       whole_rows=False, dense_fraction=DENSE_FRACTION, work=None, groups=None, parts=None,
+                       scale=None):
     """The ``rows`` method: top-k (and whole rows) per entity block of ``P``.
 
     Parameters
@@ -49,6 +50,11 @@ def similarity_by_rows(P: da.Array, Q: da.Array, k: int, settings: SimilaritySet
     parts : list of Delayed, optional
         Runs of parts of the shared matrix (:func:`prepare`'s, already started, or
         :func:`shared_parts`, the default).
+    scale : Delayed (m,) float64, optional
+        A factor per other multiplied into every entity row cut from the shared matrix
+        before its products (bm25's split form, :func:`dcf.fitted.split_bm25`: ``Q``
+        then holds the weights without their idf, ``scale`` the idf squared).  Only with
+        ``work`` and ``groups`` and no whole rows (the rows are then cut from ``Q``).
 
     Where :func:`dcf.kernels.needs_norms`, the norms (or counts) are one task's pass
     over the shared matrix once it is built (:func:`dcf.kernels.column_totals`: the
@@ -65,6 +71,9 @@ def similarity_by_rows(P: da.Array, Q: da.Array, k: int, settings: SimilaritySet
     p_blocks = P.to_delayed(optimize_graph=False).ravel().tolist()
     chunk_bounds = np.concatenate([[0], np.cumsum(P.chunks[0])]).astype(np.int64)
     grouped = work is not None and groups is not None and not whole_rows
+    if scale is not None and not grouped:
+        raise ValueError("a scale applies to the rows cut from the shared matrix: pass work and groups, "
+                         "without whole rows")
     fast = settings.fast_topk(whole_rows, k)
     if grouped:  # the fast path also scans every entity for the lists of rows with many products
         work = np.asarray(work, np.float64)
@@ -73,7 +82,7 @@ def similarity_by_rows(P: da.Array, Q: da.Array, k: int, settings: SimilaritySet
         bounds = balanced_cuts(work + scan, groups)
     else:
         bounds = chunk_bounds
-    token = dask.base.tokenize(P, Q, settings, "rows", bounds)
+    token = dask.base.tokenize(P, Q, settings, "rows", bounds, scale)
     others = shared_matrix(Q, fast, parts)
     norms = None
     if settings.spec.needs_norms:  # one pass over the shared matrix, where it is built
@@ -88,16 +97,21 @@ def similarity_by_rows(P: da.Array, Q: da.Array, k: int, settings: SimilaritySet
         lo, hi = int(bounds[a]), int(bounds[a + 1])
         first = int(np.searchsorted(chunk_bounds, lo, side="right")) - 1
         last = int(np.searchsorted(chunk_bounds, hi, side="left"))
-        blocks.append(outputs(task(others, norms, lo, hi, int(chunk_bounds[first]), settings, int(k),
+        blocks.append(outputs(task(others, (norms, scale), (lo, hi, int(chunk_bounds[first])), settings, int(k),
                                    bool(whole_rows), dense_fraction, *([] if grouped else p_blocks[first:last]),
                                    dask_key_name=f"similarity-block-{token}-{k}-{int(whole_rows)}-{a}"),
                               3, ("similarity-idx", "similarity-sim", "similarity-row-block")))
     return bounds, f"{token}-{k}", [tuple(b) for b in blocks]
 
 
-def _rows_block(Q, norms, lo, hi, offset, settings, k, whole_rows, dense_fraction, *chunks):
+def _rows_block(Q, factors, span, settings, k, whole_rows, dense_fraction, *chunks):
+    """One block's lists (and whole rows): ``factors`` = ``(norms, scale)``, either None;
+    ``span`` = ``(lo, hi, offset)``, the block's entities and the first chunk's first."""
+    (norms, scale), (lo, hi, offset) = factors, span
     if not chunks:  # the rows cut from the shared matrix: the task needs nothing else
         Pa = kernels.entity_rows(Q, lo, hi)
+        if scale is not None:
+            Pa.data *= scale[Pa.indices]
     else:
         Pa = chunks[0] if len(chunks) == 1 else sp.vstack(chunks, format="csr")
         if (lo - offset, hi - offset) != (0, Pa.shape[0]):
