@@ -530,7 +530,7 @@ def test_fast_topk_is_taken_only_where_its_lists_are_the_general_ones():
 
 @given(st.integers(0, 100_000), st.integers(1, 8), st.sampled_from([0.0, 0.2]), st.booleans(),
        st.sampled_from([1, 2, 3, kernel_rows.SELECT_BLOCK]), st.sampled_from([0.0, kernel_rows.TRACK_BELOW, np.inf]),
-       st.sampled_from(["norms", "jaccard", "llr"]), st.sampled_from([1, 5, kernel_rows.FLOOR_SAMPLE]),
+       st.sampled_from(["norms", "jaccard", "llr", "cooccurrence"]), st.sampled_from([1, 5, kernel_rows.FLOOR_SAMPLE]),
        st.sampled_from([0, 3, kernel_rows.RANKED_MAX]), st.booleans())
 @settings(max_examples=200, deadline=None)
 def test_fast_topk_equals_the_general_kernel_with_ties_and_signs(seed, k, min_similarity, centred, block, track,
@@ -541,7 +541,8 @@ def test_fast_topk_equals_the_general_kernel_with_ties_and_signs(seed, k, min_si
     # more blocks than k, so the scan's cut starts from the blocks' peaks (at the default
     # width only past k x 32 entities).  ``track``: every row scanned dense (0), the
     # default choice per row, or every row's touched columns tracked (inf).  ``kind``: a
-    # norm-divided measure, or jaccard or llr (scored directly from the co-count).  A tracked
+    # norm-divided measure, jaccard or llr (scored directly from the co-count), or
+    # cooccurrence (integer sums: many tied at the cut, cut to k by best_k).  A tracked
     # row's floor from a sample of 1 (at least k), 5 or 512 estimates; its candidates ranked
     # up to 0 (always the heap), 3 or 256 of them; each entity a candidate in its own list or not
     rng = np.random.default_rng(seed)
@@ -563,6 +564,22 @@ def test_fast_topk_equals_the_general_kernel_with_ties_and_signs(seed, k, min_si
         np.testing.assert_array_equal(idx, want_idx)
         np.testing.assert_array_equal(sim, want_sim)
     assert (want_sim[want_idx < 0] == 0).all() and (want_sim[want_idx >= 0] > 0).all()
+
+
+@given(st.integers(0, 100_000), st.integers(1, 12), st.integers(1, 60), st.integers(1, 6))
+@settings(max_examples=200, deadline=None)
+def test_best_k_keeps_the_k_first_of_a_list_whatever_the_ties(seed, k, extra, distinct):
+    # few distinct similarities: many tied at the k-th; ids distinct, in any order
+    from dcf.kernels.select import best_k
+    rng = np.random.default_rng(seed)
+    m = k + extra
+    s = rng.choice(np.arange(1, distinct + 1) / 7.0, m)
+    j = rng.permutation(10 * m)[:m].astype(np.int64)
+    want = sorted(zip(-s, j))[:k]
+    got_s, got_j = s.copy(), j.copy()
+    kept = best_k(got_s, got_j, m, k, np.empty(m), np.empty(m, np.int64))
+    assert kept == k
+    assert sorted(zip(-got_s[:k], got_j[:k])) == want
 
 
 @given(st.integers(0, 10_000), st.integers(0, 3), st.sampled_from([0.0, 2.5, 100.0]), st.integers(0, 9),

@@ -20,7 +20,7 @@ from .codec import CompactCSR, compact_csr, entries, unpacked
 from .general import Rules, llr_given, llr_margin, llr_margins, sim_rows, xlogx_table
 from .measures import BINARY, COOCCURRENCE, DOT, JACCARD, LLR, PEARSON, SimilaritySettings, measure_mode
 from .prefetch import prefetch, prefetch_lines, prefetch_row
-from .select import above, emit, keep, kth_largest, offer, ranked, scored
+from .select import above, best_k, emit, keep, kth_largest, offer, ranked, scored
 from .sparse import CsrArrays, csr_arrays
 
 __all__ = ["PREFETCH_AHEAD", "SELECT_BLOCK", "TRACK_BELOW", "FLOOR_SAMPLE", "RANKED_MAX", "RowsOut", "Scan", "Exact",
@@ -234,8 +234,9 @@ def norms_topk(a, e, ids, norms_a, norms, inv, min_similarity, out, scan, exact)
       (:func:`~dcf.kernels.select.kth_largest`: a subset's k-th largest is at most the
       row's); one pass keeps the columns over it, branch-free, with their sums (about
       k x t / sample of the t listed); the k-th largest of those is the row's own, and
-      a second cut leaves about k, whose exact similarities are written at their ranks
-      (:func:`~dcf.kernels.select.ranked`; past 2k or ``scan.ranked``, through a heap:
+      a second cut leaves about k (more where many tie at the cut: cut to the k first by
+      :func:`~dcf.kernels.select.best_k`), whose exact similarities are written at their
+      ranks (:func:`~dcf.kernels.select.ranked`; a k past ``scan.ranked``, through a heap:
       :func:`~dcf.kernels.select.keep` and :func:`~dcf.kernels.select.emit`).  Cost per
       row: its products and a flag each, never the number of columns: a large catalogue
       does not make the fit quadratic in the number of items.  (The e-commerce shape, all
@@ -339,9 +340,11 @@ def norms_topk(a, e, ids, norms_a, norms, inv, min_similarity, out, scan, exact)
                 cut = max(cut, kth_largest(scratch, m, k) * (1.0 - 1e-9))
                 m = above(cut, cj, est, cp, m)
             m = scored(direct, cj, est, cp, m, na, norms, min_similarity)
+            if m > k and k <= scan.ranked:  # ties at the cut (integer sums): exactly the k first
+                m = best_k(est, cj, m, k, scratch, touched)
             if m <= min(2 * k, scan.ranked):
                 ranked(est, cj, m, top_i, top_s, i)
-            else:  # a long list, or many tied at the cut
+            else:  # a long list (k over scan.ranked)
                 have = 0
                 for c in range(m):
                     have = keep(hs, hj, have, cj[c], est[c], min_similarity)
