@@ -108,3 +108,60 @@ def test_jobs_on_a_cluster_after_the_command_compile_nothing(tmp_path):
         saved = sorted({line.rsplit("/", 1)[-1] for line in (job.stderr + job.stdout).splitlines()
                         if "[cache] data saved" in line})
         assert saved == [], (options, saved)
+
+
+def test_the_kernels_cache_folder_follows_every_kernel_source(tmp_path, monkeypatch):
+    import numba
+
+    from dcf.kernels import cache, select
+    copy = tmp_path / "kernels"
+    shutil.copytree(cache.SOURCES, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    same = cache.sources_stamp(copy)
+    assert cache.sources_stamp(copy) == same and len(same) == 16
+    (copy / "select.py").write_text((copy / "select.py").read_text() + "\n")  # a helper, not the caller's file
+    assert cache.sources_stamp(copy) != same
+    # under the user's NUMBA_CACHE_DIR, else dcf's cache folder; numba's own choice where unwritable
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba"))
+    assert cache.cache_folder() == tmp_path / "numba" / f"dcf-kernels-{cache.sources_stamp()}"
+    monkeypatch.delenv("NUMBA_CACHE_DIR")
+    monkeypatch.setenv("DCF_CACHE", str(tmp_path / "dcf"))
+    assert cache.cache_folder().parent == tmp_path / "dcf" / "numba"
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("DCF_CACHE", str(blocked))
+    assert cache.cache_folder() is None and blocked.read_text() == "not a folder"
+    with cache.kernel_cache() as folder:
+        assert folder is None
+    # this session's kernels keep their code in their folder; numba's setting is its own again
+    assert f"dcf-kernels-{cache.sources_stamp()}" in select.best_k._cache._cache_path
+    assert numba.config.CACHE_DIR == os.environ.get("NUMBA_CACHE_DIR", "")
+
+
+@pytest.mark.slow
+def test_a_changed_helper_is_compiled_again_in_the_kernels_that_call_it(tmp_path):
+    # numba's cache checks only the file defining a function: rows.norms_topk kept the old
+    # code of select.best_k after a change to select.py alone (a checkout's tests then ran
+    # the old helper). A copy of the package, run, its helper made to keep one tied
+    # candidate too few, run again: the second run sees the change
+    src = tmp_path / "src"
+    shutil.copytree(compiled.KERNELS.parent, src / "dcf", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env.update(PYTHONPATH=str(src), DCF_CACHE=str(tmp_path / "cache"))
+    code = ("import numpy as np, scipy.sparse as sp\n"
+            "from dcf import kernels\n"
+            "kernels.rows.TRACK_BELOW = float('inf')\n"  # the touched columns tracked, their ties cut by best_k
+            "X = sp.csr_matrix(np.ones((12, 6)))\n"  # every pair co-rated by all six: all tied
+            "chosen = kernels.SimilaritySettings('cooccurrence')\n"
+            "ones = np.ones(12)\n"
+            "_, idx, _ = kernels.similarity_rows(X, sp.csr_matrix(X.T), 0, chosen, k=3, norms_a=ones, norms=ones)\n"
+            "print(kernels.__file__, idx[0].tolist())\n")
+    first = _python(code, env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.split() == [str(src / "dcf" / "kernels" / "__init__.py"), "[1,", "2,", "3]"]
+    select = src / "dcf" / "kernels" / "select.py"
+    text = select.read_text()
+    assert text.count("g += y <= last") == 1
+    select.write_text(text.replace("g += y <= last", "g += y < last"))
+    second = _python(code, env)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.split()[1:] == ["[1,", "2,", "-1]"]

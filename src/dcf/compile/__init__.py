@@ -1,8 +1,8 @@
 """The compiled kernels, once per installation.
 
 numba compiles a kernel on its first call in a process and keeps the machine code in its
-on-disk cache (``cache=True``: ``__pycache__`` beside the source where that is writable,
-else the user's cache folder, or ``NUMBA_CACHE_DIR``).  Left to itself, a fresh
+on-disk cache (``cache=True``; in a folder per version of the kernels' sources,
+:mod:`dcf.kernels.cache`).  Left to itself, a fresh
 installation's first job compiled inside its stages, in every worker at once (two
 workers on 2 cores: about 25 s of a 33 s paper-shape job, with nothing printed for the
 first 10 s).  Now one process compiles every kernel the library's settings reach

@@ -25,21 +25,25 @@ The modules, by concern:
 - :mod:`~dcf.kernels.explain`: the largest terms behind each listed column's score
 - :mod:`~dcf.kernels.fill`: the popularity fill of Top-N lists shorter than N
 - :mod:`~dcf.kernels.hashing`: pandas' hash of integer ids' text, from their digits (the random split)
+- :mod:`~dcf.kernels.cache`: where numba keeps their machine code (a folder per version of the sources)
 """
 
 from __future__ import annotations
 
-from .codec import CompactCSR, compact_csr, compact_join, compact_part, compact_stack, entity_rows, unpacked
-from .hashing import int_text_hashes
-from .measures import INPUTS, MEASURE, MEASURES, Measure, SimilaritySettings, column_totals, entity_totals, fast_topk, measure, needs_norms
-from .rows import TRACK_BELOW, similarity_rows
-from .scoring import score_pairs
-from .sparse import csr_from_events, csr_from_triplets, rater_costs, row_norms, warm_up
-from .tiles import similarity_tile
-from .topk import merge_topk, neighbour_matrix, top_columns, topk_rows
-from .explain import explain_rows
-from .topn import recommend_rows, top_n
-from .weights import Weights, rating_weights, weigh_block
+from .cache import kernel_cache
+
+with kernel_cache():  # every compiled kernel defined here: its cache in its sources' folder
+    from .codec import CompactCSR, compact_csr, compact_join, compact_part, compact_stack, entity_rows, unpacked
+    from .hashing import int_text_hashes
+    from .measures import INPUTS, MEASURE, MEASURES, Measure, SimilaritySettings, column_totals, entity_totals, fast_topk, measure, needs_norms
+    from .rows import TRACK_BELOW, similarity_rows
+    from .scoring import score_pairs
+    from .sparse import csr_from_events, csr_from_triplets, rater_costs, row_norms, warm_up
+    from .tiles import similarity_tile
+    from .topk import merge_topk, neighbour_matrix, top_columns, topk_rows
+    from .explain import explain_rows
+    from .topn import recommend_rows, top_n
+    from .weights import Weights, rating_weights, weigh_block
 
 __all__ = [
     "Measure", "MEASURE", "SimilaritySettings", "measure", "MEASURES", "INPUTS", "csr_from_triplets", "csr_from_events",
