@@ -37,7 +37,7 @@ def _segments(name: str, names: set) -> bool:
 @pytest.fixture(scope="module")
 def seen(tmp_path_factory):
     """Task prefixes of the batch job (text, Parquet, synthetic; item and user; rated and
-    global), a refresh, save and load, a history and the tiles method, on one cluster."""
+    global; a weighted measure), a refresh, save and load, a history and the tiles method, on one cluster."""
     from distributed import Client, LocalCluster
 
     import dcf
@@ -61,6 +61,8 @@ def seen(tmp_path_factory):
                      "--prediction", "baseline", *common]) == 0
         assert main(["--scheduler", a, "--data", str(tmp / "r.parquet"), "--out", str(tmp / "o3"),
                      "--similarity", "centred-cosine", "--ranking", "normalised-sum", *common]) == 0
+        assert main(["--scheduler", a, "--data", str(tmp / "r.tsv"), "--out", str(tmp / "o4"), "--similarity", "bm25",
+                     "--neighbourhood", "global", "--ranking", "sum", "--no-baselines", *common]) == 0
         model = dcf.ItemKNN(k=5, similarity="full-cosine").fit(rows.iloc[:3000])
         model = model.refresh(rows.iloc[3000:])
         model.recommend(n=5).compute()
