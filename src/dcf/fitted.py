@@ -176,26 +176,27 @@ def weighted_ratings(matrix, based, settings):
 def split_bm25(matrix, based, settings):
     """``bm25``'s shared matrix in split form: ``(Q, scale)``.  ``Q`` (others x entities)
     holds each weight without its factor :math:`\\mathrm{idf}_u`, the saturated rating
-    :math:`s_{ui} = r_{ui} (k_1 + 1) / (k_1 (1 - b + b L_i / \\bar L) + r_{ui})`
-    (:func:`dcf.kernels.weigh_block` with ``idf=False``); ``scale`` (Delayed, one per
-    other) is :math:`\\mathrm{idf}_u^2`, which the rows method multiplies into each
-    entity's row instead.  The dot product :math:`\\sum_u (s_{ui}\\,\\mathrm{idf}_u^2)\\,
-    s_{uj}` is implicit's :math:`\\sum_u (s_{ui}\\,\\mathrm{idf}_u)(s_{uj}\\,
-    \\mathrm{idf}_u)` up to rounding (a few units in the last place).
+    :math:`s = r (k_1 + 1) / (k_1 (1 - b + b L_i / \\bar L) + r)` (:func:`dcf.kernels.weigh_block`
+    with ``idf=False``: the very double the weight is computed from), and ``scale``
+    (Delayed, one per other) the idf itself, which the rows method's kernel multiplies into
+    both values of each product as it reads them (:func:`dcf.kernels.similarity_rows`):
+    each product is :math:`(s_{ui} \\mathrm{idf}_u)(s_{uj} \\mathrm{idf}_u)` of the same
+    doubles as the weighed matrix's, so the similarities and lists are the same bit for bit.
 
     The weighed matrix has a distinct value almost per rating (its idf), so its shared copy
     is the plain 12-byte form; the saturated ratings take as many values as there are pairs
     of a rating and an entity's length (12,057 on the e-commerce shape's 6M ratings), few
     enough for the packed 4-byte form of :class:`~dcf.kernels.CompactCSR`, which the fit's
-    loop reads faster."""
+    loop reads faster; the two multiplications a product costs more are far cheaper than
+    the memory it saves."""
     Q = matrix.oriented(based)[1]
     weights = _weights(matrix, based, settings)
-    scale = dask.delayed(_idf_squares, pure=True)(weights, dask_key_name=f"idf-squares-{dask.base.tokenize(weights)}")
-    return _weighed(Q, weights, False, idf=False), scale
+    idf = dask.delayed(_idf, pure=True)(weights, dask_key_name=f"rating-idf-{dask.base.tokenize(weights)}")
+    return _weighed(Q, weights, False, idf=False), idf
 
 
-def _idf_squares(weights):
-    return weights.idf * weights.idf
+def _idf(weights):
+    return weights.idf
 
 
 def _weights(matrix, based, settings):

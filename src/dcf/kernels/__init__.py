@@ -30,7 +30,15 @@ The modules, by concern:
 
 from __future__ import annotations
 
+from importlib import import_module
+
 from .cache import kernel_cache
+
+# the libraries the kernels import, loaded before numba's cache is pointed at their folder: the
+# window in which another thread's numba functions would be cached there too is dcf's own modules
+for _library in ("numpy", "scipy.sparse", "llvmlite.ir"):
+    import_module(_library)
+del _library
 
 with kernel_cache():  # every compiled kernel defined here: its cache in its sources' folder
     from .codec import CompactCSR, compact_csr, compact_join, compact_part, compact_stack, entity_rows, unpacked

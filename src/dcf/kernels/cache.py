@@ -15,7 +15,9 @@ The folder sits under ``NUMBA_CACHE_DIR`` where the user set it, else ``numba`` 
 dcf's cache folder (``DCF_CACHE``, else the user's cache folder for dcf).  Where it cannot
 be written, numba's own choice stands (``__pycache__`` beside the sources, else its user
 folder).  The setting is numba's for the functions defined meanwhile only: other
-libraries' numba caches in the same process are left where numba puts them.
+libraries' numba caches in the same process are left where numba puts them (but for a
+function another thread defines while dcf's kernel modules themselves are executed, a few
+milliseconds once a process: cached in this folder too, and loaded from it then).
 """
 
 from __future__ import annotations

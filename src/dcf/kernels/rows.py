@@ -77,16 +77,19 @@ class Exact(NamedTuple):
     both counts, the number of ``others``, its ``xlogx`` table and every entity's
     :func:`~dcf.kernels.general.llr_margin`, ``margins``), where the similarity is not a
     fixed multiple of ``c / b`` and is scored directly; any other mode: ``c / (a b)``
-    (a norm-divided measure, estimated by ``c / b``)."""
+    (a norm-divided measure, estimated by ``c / b``).  ``scale``: each other's factor,
+    multiplied into both values of each of its products (bm25's idf: the shared matrix
+    then holds the weights without it; :func:`similarity_rows`), or empty for none."""
 
     mode: int
     others: float
     xlogx: np.ndarray
     margins: np.ndarray
+    scale: np.ndarray
 
 
 def similarity_rows(Pa, Q, row0, settings=SimilaritySettings(), k=None, norms_a=None, norms=None, dense=False,
-                    csr=False):
+                    csr=False, scale=None):
     """Whole similarity rows of a block of entities, straight from the ratings.
 
     The same values as :func:`similarity_tile` over every block, bit for bit,
@@ -117,6 +120,10 @@ def similarity_rows(Pa, Q, row0, settings=SimilaritySettings(), k=None, norms_a=
     dense : bool
         Return the dense ``(na, n)`` rows (diagonal = 1, as surprise does; with
         ``settings.include_self``, the entity's own similarity).
+    scale : (m,) float64, optional
+        Each other's factor on every value, its own and the block's (the fast top-k path
+        only): each product is ``(Pa[i, u] * scale[u]) * (Q[u, j] * scale[u])``, the very
+        doubles of the matrices so weighed (bm25's idf, :func:`dcf.fitted.split_bm25`).
     csr : bool
         With ``dense``, return those rows as a CSR matrix with sorted indices instead:
         the non-zero similarities and the diagonal, the same values.  Its time and
@@ -135,6 +142,8 @@ def similarity_rows(Pa, Q, row0, settings=SimilaritySettings(), k=None, norms_a=
     csr = bool(dense and csr)
     dense = bool(dense and not csr)
     fast = s.fast_topk(dense or csr, k)
+    if scale is not None and not fast:
+        raise ValueError("a scale applies on the fast top-k path only (lists, no whole rows)")
     if not fast:
         Q = unpacked(Q)
     na, n = Pa.shape[0], Q.shape[1]
@@ -164,7 +173,8 @@ def similarity_rows(Pa, Q, row0, settings=SimilaritySettings(), k=None, norms_a=
         norms_a, norms = np.asarray(norms_a, np.float64), np.asarray(norms, np.float64)
         xlogx = xlogx_table(Pa.shape[1]) if mode == LLR else np.zeros(0)
         margins = llr_margins(norms, float(Pa.shape[1]), xlogx) if mode == LLR else np.zeros(0)
-        exact = Exact(mode, float(Pa.shape[1]), xlogx, margins)
+        exact = Exact(mode, float(Pa.shape[1]), xlogx, margins,
+                      np.zeros(0) if scale is None else np.asarray(scale, np.float64))
         norms_topk(a, e, me, norms_a, norms, _inverse(norms), float(s.min_similarity), out,
                    Scan(PREFETCH_AHEAD, SELECT_BLOCK, float(TRACK_BELOW), int(FLOOR_SAMPLE), int(RANKED_MAX)), exact)
         return None, out.top_i, out.top_s
@@ -268,6 +278,7 @@ def norms_topk(a, e, ids, norms_a, norms, inv, min_similarity, out, scan, exact)
     cj, cp = np.empty(n, np.int64), np.empty(n)  # a tracked row's columns over its cut, their sums
     sample = max(scan.sample, k)
     direct = exact.mode == JACCARD or exact.mode == LLR  # scored directly
+    scaled = len(exact.scale) > 0
     for i in range(len(p_ptr) - 1):
         lo, hi = p_ptr[i], p_ptr[i + 1]
         work = 0
@@ -285,7 +296,8 @@ def norms_topk(a, e, ids, norms_a, norms, inv, min_similarity, out, scan, exact)
                 else:
                     prefetch_row(q_ptr, q_idx, q_val, p_idx[p + ahead])
             u = p_idx[p]
-            r = p_val[p]
+            f = exact.scale[u] if scaled else 1.0  # (x * 1.0 is x)
+            r = p_val[p] * f
             if track and packed:
                 for q in range(q_ptr[u], q_ptr[u + 1]):
                     x = np.int64(q_packed[q])
@@ -293,21 +305,21 @@ def norms_topk(a, e, ids, norms_a, norms, inv, min_similarity, out, scan, exact)
                     touched[t] = j  # kept only the first time (no branch to mispredict)
                     t += 1 - seen[j]
                     seen[j] = 1
-                    prod[j] += r * table[x >> shift]
+                    prod[j] += r * (table[x >> shift] * f)
             elif track:
                 for q in range(q_ptr[u], q_ptr[u + 1]):
                     j = q_idx[q]
                     touched[t] = j
                     t += 1 - seen[j]
                     seen[j] = 1
-                    prod[j] += r * np.float64(q_val[q])
+                    prod[j] += r * (np.float64(q_val[q]) * f)
             elif packed:
                 for q in range(q_ptr[u], q_ptr[u + 1]):
                     x = np.int64(q_packed[q])
-                    prod[x & mask] += r * table[x >> shift]
+                    prod[x & mask] += r * (table[x >> shift] * f)
             else:
                 for q in range(q_ptr[u], q_ptr[u + 1]):
-                    prod[q_idx[q]] += r * np.float64(q_val[q])
+                    prod[q_idx[q]] += r * (np.float64(q_val[q]) * f)
         me, na = ids[i], norms_a[i]
         scale = 1.0 if direct else na  # an estimate over the similarity
         margin_a = llr_margin(na, exact.others, exact.xlogx) if exact.mode == LLR else 0.0

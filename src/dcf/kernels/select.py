@@ -235,11 +235,13 @@ def best_k(s, j, m, k, ss, sj):  # pragma: no cover - compiled
         sj[e] = y
         e += x == kth
     need = k - g
-    last = np.inf  # the highest tied id kept: all of them, where they are no more than needed
+    last = np.iinfo(np.int64).max  # the highest tied id kept: all, where they are no more than needed
     if e > need:  # the need-th lowest tied id: minus the need-th largest of their negatives
         for c in range(e):
-            ss[c] = -float(sj[c])  # (ids are far below 2^53: exact)
-        last = -kth_largest(ss, e, need)
+            sj[c] = -sj[c]
+        last = -kth_largest(sj, e, need)  # (reorders them: the same ids, in another order)
+        for c in range(e):
+            sj[c] = -sj[c]
     for c in range(e):
         y = sj[c]
         s[g] = kth

@@ -51,9 +51,10 @@ def similarity_by_rows(P: da.Array, Q: da.Array, k: int, settings: SimilaritySet
         Runs of parts of the shared matrix (:func:`prepare`'s, already started, or
         :func:`shared_parts`, the default).
     scale : Delayed (m,) float64, optional
-        A factor per other multiplied into every entity row cut from the shared matrix
-        before its products (bm25's split form, :func:`dcf.fitted.split_bm25`: ``Q``
-        then holds the weights without their idf, ``scale`` the idf squared).  Only with
+        A factor per other multiplied into both values of each of its products, the
+        entity's (its rows cut from the shared matrix) and the shared matrix's
+        (:func:`dcf.kernels.similarity_rows`; bm25's split form, :func:`dcf.fitted.split_bm25`:
+        ``Q`` then holds the weights without their idf, ``scale`` the idf).  Only with
         ``work`` and ``groups`` and no whole rows (the rows are then cut from ``Q``).
 
     Where :func:`dcf.kernels.needs_norms`, the norms (or counts) are one task's pass
@@ -110,13 +111,11 @@ def _rows_block(Q, factors, span, settings, k, whole_rows, dense_fraction, *chun
     (norms, scale), (lo, hi, offset) = factors, span
     if not chunks:  # the rows cut from the shared matrix: the task needs nothing else
         Pa = kernels.entity_rows(Q, lo, hi)
-        if scale is not None:
-            Pa.data *= scale[Pa.indices]
     else:
         Pa = chunks[0] if len(chunks) == 1 else sp.vstack(chunks, format="csr")
         if (lo - offset, hi - offset) != (0, Pa.shape[0]):
             Pa = Pa[lo - offset:hi - offset]
     rows, idx, sim = kernels.similarity_rows(
         Pa, Q, lo, settings, k, norms_a=None if norms is None else norms[lo:hi], norms=norms, dense=whole_rows,
-        csr=True)
+        csr=True, scale=scale)
     return idx, sim, (row_block_format(rows, dense_fraction) if whole_rows else None)
