@@ -187,8 +187,8 @@ def split_bm25(matrix, based, settings):
     is the plain 12-byte form; the saturated ratings take as many values as there are pairs
     of a rating and an entity's length (12,057 on the e-commerce shape's 6M ratings), few
     enough for the packed 4-byte form of :class:`~dcf.kernels.CompactCSR`, which the fit's
-    loop reads faster; the two multiplications a product costs more are far cheaper than
-    the memory it saves."""
+    loop reads faster; the multiplication each product costs more is far cheaper than the
+    memory it saves."""
     Q = matrix.oriented(based)[1]
     weights = _weights(matrix, based, settings)
     idf = dask.delayed(_idf, pure=True)(weights, dask_key_name=f"rating-idf-{dask.base.tokenize(weights)}")
