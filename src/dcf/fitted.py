@@ -29,8 +29,8 @@ from .blocks import concat_rows, concatenate, outputs
 from .errors import ConfigError
 
 __all__ = ["ROW_TASKS_PER_THREAD", "FRAME_PART_ROWS", "FittedState", "fitted_state", "derived", "DERIVABLE",
-           "needs_biases", "baseline_biases", "centred_ratings", "weighted_ratings", "split_bm25", "means", "single", "as_parts",
-           "event_weights"]
+           "needs_biases", "baseline_biases", "centred_ratings", "weighted_ratings", "split_bm25", "means", "single",
+           "as_parts", "event_weights"]
 
 # rows-method similarity tasks per thread, cut to equal cost: enough to even out the
 # scheduling, few enough that per-task overhead stays small.  4 until issue 21 step 11;
