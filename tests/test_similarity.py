@@ -1,5 +1,7 @@
 """dcf.similarity called directly: tiles, rows, shared matrix, stats and sizing, against dense NumPy."""
 
+import collections
+
 import dask
 import dask.array as da
 import numpy as np
@@ -272,6 +274,21 @@ def test_by_rows_on_a_distributed_cluster_equals_sync(items, dist_client):
         exp_idx, exp_sim = ref.topk(ref.similarity(items, measure), 3)
         np.testing.assert_array_equal(np.vstack([r[0] for r in remote]), exp_idx)
         np.testing.assert_allclose(np.vstack([r[1] for r in remote]), exp_sim, rtol=1e-12)
+
+
+def test_by_rows_gives_every_worker_its_share_of_the_tasks(items, dist_client):
+    # four tasks on two threads are not "root-ish" to Dask, which would place them all
+    # on the worker holding their shared matrix (the other idle until work stealing)
+    from distributed import get_task_stream
+
+    P, Q = _chunked(items, 3), _chunked(items.T, 4)
+    work = dask.compute(entity_stats(Q))[0][1]
+    for measure in ["full-cosine", "llr"]:
+        with dask.config.set(scheduler=dist_client), get_task_stream(dist_client) as stream:
+            _, _, blocks = similarity_by_rows(P, Q, 3, SimilaritySettings(measure), work=work, groups=4)
+            dask.compute(blocks)
+        ran = collections.Counter(t["worker"] for t in stream.data if str(t["key"]).startswith("similarity-block"))
+        assert sorted(ran.values()) == [2, 2] and set(ran) == set(dist_client.scheduler_info()["workers"])
 
 
 @given(st.integers(0, 2**32 - 1), st.integers(1, 40), st.integers(1, 30), st.floats(0.02, 0.6))

@@ -17,7 +17,7 @@ from distributed.client import FutureCancelledError
 
 from .frames import pack_frame, unpack_frames
 
-__all__ = ["parallelism", "default_blocks", "current_client", "placement", "connected", "start",
+__all__ = ["parallelism", "default_blocks", "current_client", "placement", "thread_slots", "connected", "start",
            "everywhere", "wait_for", "futures_in", "gather_frame", "BUDGET_TIMEOUT", "memory_budget", "trimmed_memory"]
 
 def parallelism() -> int:
@@ -59,6 +59,19 @@ def placement(collection):
             return None
         out.append((where[0], int(workers[where[0]]["nthreads"])))
     return out
+
+
+def thread_slots() -> list | None:
+    """The current client's workers, one address per thread, dealt in turns (a worker of
+    two threads and one of one: ``[w1, w2, w1]``): task ``a`` of an even set pinned to
+    slot ``a mod len`` gives every thread its share and every worker its threads' share.
+    None without a client (or with a local scheduler forced)."""
+    client = current_client()
+    if client is None:
+        return None
+    threads = {a: int(w["nthreads"]) for a, w in client.scheduler_info(n_workers=-1)["workers"].items()}
+    slots = [a for turn in range(max(threads.values(), default=0)) for a in sorted(threads) if threads[a] > turn]
+    return slots or None
 
 
 def connected() -> bool:

@@ -3,6 +3,8 @@ computing its rows against the shared matrix with a sparse accumulator and fused
 
 from __future__ import annotations
 
+import contextlib
+
 import dask
 import dask.array as da
 import numpy as np
@@ -10,6 +12,7 @@ import scipy.sparse as sp
 
 from .. import kernels
 from ..blocks import outputs
+from ..cluster import thread_slots
 from ..kernels import SimilaritySettings
 from .plan import SCAN_COST, balanced_cuts
 from .shared import shared_matrix
@@ -89,20 +92,39 @@ def similarity_by_rows(P: da.Array, Q: da.Array, k: int, settings: SimilaritySet
     if settings.spec.needs_norms:  # one pass over the shared matrix, where it is built
         norms = dask.delayed(kernels.column_totals, pure=True)(
             others, measure, dask_key_name=f"similarity-norms-{dask.base.tokenize(others, measure)}")
-    # even (grouped) tasks read nothing else, so Dask queues them and gives each to a free
-    # thread; the first on a worker fetches the matrix, the next ones find it there (copying
-    # it to every worker first, as refresh does, held them all back by 0.3-0.4 s at 20M)
+    # even (grouped) tasks read nothing but the shared matrix and the norms: each is pinned,
+    # loosely, to a thread of its own (:func:`_spread`); the first on a worker fetches the
+    # matrix, the next ones find it there (copying it to every worker first, as refresh
+    # does, held them all back by 0.3-0.4 s at 20M)
     task = dask.delayed(_rows_block, pure=True)
-    blocks = []
+    slots = thread_slots() if grouped else None
+    calls = []
     for a in range(len(bounds) - 1):
         lo, hi = int(bounds[a]), int(bounds[a + 1])
         first = int(np.searchsorted(chunk_bounds, lo, side="right")) - 1
         last = int(np.searchsorted(chunk_bounds, hi, side="left"))
-        blocks.append(outputs(task(others, (norms, scale), (lo, hi, int(chunk_bounds[first])), settings, int(k),
-                                   bool(whole_rows), dense_fraction, *([] if grouped else p_blocks[first:last]),
-                                   dask_key_name=f"similarity-block-{token}-{k}-{int(whole_rows)}-{a}"),
-                              3, ("similarity-idx", "similarity-sim", "similarity-row-block")))
+        with _pinned(slots, a):
+            calls.append(task(others, (norms, scale), (lo, hi, int(chunk_bounds[first])), settings, int(k),
+                              bool(whole_rows), dense_fraction, *([] if grouped else p_blocks[first:last]),
+                              dask_key_name=f"similarity-block-{token}-{k}-{int(whole_rows)}-{a}"))
+    if slots:  # started as they are: the pins reach the scheduler (an array's optimisation fuses them away)
+        calls = list(dask.persist(*calls))
+    blocks = [outputs(call, 3, ("similarity-idx", "similarity-sim", "similarity-row-block")) for call in calls]
     return bounds, f"{token}-{k}", [tuple(b) for b in blocks]
+
+
+def _pinned(slots, a: int):
+    """Task ``a`` pinned to thread slot ``a mod len(slots)`` (:func:`dcf.cluster.thread_slots`)
+    where there are slots, free to run elsewhere if that worker is gone.
+
+    Dask places a task that is not "root-ish" (a group of more than twice the cluster's
+    threads) on the worker holding most of its input: every task of a fit (two a thread)
+    went to the one worker that joined the shared matrix, and work stealing moved some back
+    only late (2 workers x 1 thread, e-commerce, full cosine: all four on one worker, the
+    other idle, 2.8 s against 1.9 s in a round where one was stolen early)."""
+    if not slots:
+        return contextlib.nullcontext()
+    return dask.annotate(workers=[slots[a % len(slots)]], allow_other_workers=True)
 
 
 def _rows_block(Q, factors, span, settings, k, whole_rows, dense_fraction, *chunks):
