@@ -2,6 +2,7 @@
 
 import gzip
 import os
+import re
 
 import dask
 import numpy as np
@@ -64,6 +65,33 @@ def test_many_blocks_keep_true_line_numbers(tmp_path):
     frame, report = _read(path, blocksize=2000, on_bad_lines="skip")
     assert len(frame) == len(lines) - 1 and report["skipped"] == 1
     assert frame["line"].is_unique and set(frame["line"]) == set(range(1, 2001)) - {1235}
+    assert report["examples"] == ["line 1235: rating is not a number: 'bad'"]
+
+
+def test_a_block_is_parsed_without_waiting_for_the_blocks_before_it(tmp_path):
+    # its lines are numbered from the file's once parsed: a parse task reads its own bytes
+    # only (numbering as it parsed waited for every earlier block's line count, a chain a
+    # worker of one thread ran only after the parse it had started)
+    path = tmp_path / "u.data"
+    path.write_text("".join(f"{u}\t{i}\t3\n" for u in range(50) for i in range(40)))
+    r = read_ratings(path, blocksize=2000)
+    graph = dict(r.parts[-1].__dask_graph__())
+    parses = [k for k in graph if str(k).startswith("read-block-") and not str(k).startswith("read-block-report")]
+    assert len(parses) > 5
+    for key in parses:
+        needs = dask.core.get_dependencies(graph, key)
+        assert len(needs) == 1 and all(str(d).startswith("read-bytes-") for d in needs), needs
+
+
+def test_a_later_block_that_cannot_be_split_names_the_files_lines(tmp_path):
+    rows = [f"{u},{i},3" for u in range(1, 60) for i in range(1, 30)]
+    rows[1500] = '1,"two\nlines",3'
+    path = tmp_path / "r.csv"
+    path.write_text("user,item,rating\n" + "\n".join(rows) + "\n")
+    with pytest.raises(DataError, match=r"lines (\d+)-(\d+) could not be split") as err:
+        _read(path, blocksize=4000)
+    first, last = map(int, re.search(r"lines (\d+)-(\d+)", str(err.value)).groups())
+    assert err.value.line == first and first <= 1502 <= last and first > 1000
 
 
 @pytest.mark.parametrize("text,line,problem", [

@@ -2,8 +2,9 @@
 
 :func:`text_parts` builds one read task and one parse task per block
 (:mod:`dcf.io.blocks`); every row keeps the 1-based line it came from (each
-block's first line is the previous one's plus its line count), so a problem
-found anywhere later names the line.
+block's first line is the previous one's plus its line count, added once the block
+is parsed: no parse waits for another block's), so a problem found anywhere later
+names the line.
 
 Memory: a task parses its block in slices of at most :data:`SLICE_BYTES` (1 MiB;
 1/16 of a smaller block), each first with a typed parser (pyarrow: integer ids become ``int64``, ratings
@@ -22,6 +23,8 @@ or an id longer than :data:`~dcf.io.sources.MAX_ID_CHARS`.
 """
 
 from __future__ import annotations
+
+import re
 
 import dask
 import fsspec
@@ -46,13 +49,15 @@ def text_parts(src: RatingsSource, blocksize):
     ranges = block_ranges(fs, local, None if src.compression else blocksize)
     token = dask.base.tokenize(src, blocksize, fs.ukey(local))
     read = dask.delayed(read_text_block, pure=True)
-    parse = dask.delayed(parse_text_block, pure=True)
+    parse = dask.delayed(_parse_block, pure=True)
+    place = dask.delayed(_placed, pure=True)
     count = dask.delayed(count_lines, pure=True)
     add = dask.delayed(_add, pure=True)
     parts, reports, start = [], [], 1
     for i, (offset, length) in enumerate(ranges):
         block = read(src.path, offset, length, src.compression, dask_key_name=f"read-bytes-{token}-{i}")
-        part, rep = outputs(parse(block, start, i == 0, src, dask_key_name=f"read-block-{token}-{i}"),
+        parsed = parse(block, i == 0, src, dask_key_name=f"read-block-{token}-{i}")
+        part, rep = outputs(place(parsed, start, dask_key_name=f"read-lines-{token}-{i}"),
                             2, ("read-part", "read-block-report"))
         parts.append(part)
         reports.append(rep)
@@ -63,6 +68,49 @@ def text_parts(src: RatingsSource, blocksize):
 
 def _add(a: int, b: int) -> int:
     return a + b
+
+
+# Each block is parsed with its lines numbered from 1 (_parse_block) and renumbered from
+# its first line's place in the file once that is known (_placed): the parses wait for no
+# other block.  Parsing block i with the file's line numbers waited for the line counts of
+# blocks 0 .. i-1, a chain of small tasks that a worker of one thread ran only after the
+# parse it had started: 4 workers x 1 thread read the e-commerce file's three blocks one
+# after the other (1.95 s against 0.92 s on 2 x 2; benchmarks/RESULTS.md).
+
+
+def _parse_block(data: bytes, first: bool, src: RatingsSource):
+    """:func:`parse_text_block` with the block's lines numbered from 1: ``(frame,
+    report, None)``, or ``(None, None, error)`` where it refuses the block (the
+    :class:`DataError`, its line the block's)."""
+    try:
+        return (*parse_text_block(data, 1, first, src), None)
+    except DataError as exc:
+        return None, None, exc
+
+
+def _placed(parsed, start_line: int):
+    """A block parsed by :func:`_parse_block`, its lines renumbered from ``start_line``
+    (the file's line of its first line): ``(frame, report)``; its error raised with the
+    file's line."""
+    frame, report, error = parsed
+    shift = int(start_line) - 1
+    if error is not None:
+        raise DataError(error.path, _renumbered(error.problem, shift),
+                        None if error.line is None else error.line + shift)
+    if not shift:
+        return frame, report
+    examples = [_renumbered(x, shift) for x in report.get("examples", ())]
+    return frame.assign(line=frame["line"].to_numpy(np.int64) + shift), {**report, "examples": examples}
+
+
+def _renumbered(text: str, shift: int) -> str:
+    """A report's example (``"line N: problem"``) or a refusal (``"lines A-B ..."``,
+    :mod:`dcf.io.exact`) with its leading line numbers moved on by ``shift``."""
+    return _LEADING_LINES.sub(lambda m: m.group(1) + "-".join(str(int(n) + shift) for n in m.group(2).split("-")),
+                              text, count=1)
+
+
+_LEADING_LINES = re.compile(r"^(lines? )(\d+(?:-\d+)?)\b")
 
 
 def parse_text_block(data: bytes, start_line: int, first: bool, src: RatingsSource):
