@@ -1,6 +1,7 @@
 """dcf.similarity called directly: tiles, rows, shared matrix, stats and sizing, against dense NumPy."""
 
 import collections
+import time
 
 import dask
 import dask.array as da
@@ -289,6 +290,44 @@ def test_by_rows_gives_every_worker_its_share_of_the_tasks(items, dist_client):
             dask.compute(blocks)
         ran = collections.Counter(t["worker"] for t in stream.data if str(t["key"]).startswith("similarity-block"))
         assert sorted(ran.values()) == [2, 2] and set(ran) == set(dist_client.scheduler_info()["workers"])
+
+
+def test_by_rows_builds_a_graph_and_starts_nothing(items, dist_client):
+    # the pins are annotations: building the graph under a client runs no task, and the
+    # graph still computes anywhere (here on the local scheduler)
+    from distributed import get_task_stream
+
+    P, Q = _chunked(items, 3), _chunked(items.T, 4)
+    work = dask.compute(entity_stats(Q))[0][1]
+    with dask.config.set(scheduler=dist_client), get_task_stream(dist_client) as stream:
+        _, _, blocks = similarity_by_rows(P, Q, 3, SimilaritySettings("full-cosine"), work=work, groups=4)
+        time.sleep(0.3)
+    assert not [t for t in stream.data if str(t["key"]).startswith("similarity")]
+    got = dask.compute(blocks, scheduler="sync")[0]
+    exp_idx, _ = ref.topk(ref.similarity(items, "full-cosine"), 3)
+    np.testing.assert_array_equal(np.vstack([b[0] for b in got]), exp_idx)
+
+
+def test_a_fit_gives_every_worker_its_share_of_the_similarity_tasks():
+    # a shared matrix that looks costly to move (a slow network, as the e-commerce shape's
+    # 50 MB matrix is to Dask's cost model) and no work stealing: unpinned, Dask sends every
+    # similarity task to the worker holding the matrix
+    from distributed import Client, LocalCluster, get_task_stream
+
+    from dcf import ItemKNN
+
+    frame = random_ratings(5, n_users=60, n_items=40, density=0.4)
+    with dask.config.set({"distributed.scheduler.bandwidth": 1, "distributed.scheduler.work-stealing": False}), \
+            LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as client, get_task_stream(client) as stream:
+        model = ItemKNN(k=5, similarity="full-cosine", neighbourhood="global").fit(frame)
+        got = model.neighbours_.idx.compute()  # the fit persisted its lists: they are done once here
+        workers = set(client.scheduler_info()["workers"])
+    ran = collections.Counter(t["worker"] for t in stream.data if str(t["key"]).startswith("similarity-block"))
+    assert sorted(ran.values()) == [2, 2] and set(ran) == workers, ran
+    with dask.config.set(scheduler="sync"):
+        local = ItemKNN(k=5, similarity="full-cosine", neighbourhood="global").fit(frame)
+    np.testing.assert_array_equal(got, local.neighbours_.idx.compute())
 
 
 @given(st.integers(0, 2**32 - 1), st.integers(1, 40), st.integers(1, 30), st.floats(0.02, 0.6))

@@ -139,6 +139,14 @@ def _summary(model, raw_q, Q, settings, whole_rows):
     return (lo, hi, total, count), work, parts
 
 
+def _started(blocks: list) -> list:
+    """The rows method's ``(idx, sim, rows)`` Delayed blocks persisted on the cluster (rows
+    None where not kept)."""
+    flat = [x for b in blocks for x in b if x is not None]
+    done = iter(dask.persist(*flat))
+    return [tuple(None if x is None else next(done) for x in b) for b in blocks]
+
+
 def _graph(model, P, Q, settings, method, whole_rows, work, parts, split=None):
     """``(neighbour table, whole rows or None, token)`` by the ``rows`` or ``tiles`` method
     (``split``: bm25's :func:`~dcf.fitted.split_bm25`, which the rows method reads instead of ``Q``)."""
@@ -147,6 +155,8 @@ def _graph(model, P, Q, settings, method, whole_rows, work, parts, split=None):
         bounds, token, blocks = similarity_by_rows(P, Q, model.k, settings, whole_rows, work=work,
                                                    groups=ROW_TASKS_PER_THREAD * parallelism(),
                                                    parts=parts, scale=scale)
+        if connected():  # started as they are: their pins reach the scheduler (the table's optimisation drops them)
+            blocks = _started(blocks)
         neighbours = table_from_blocks([b[0] for b in blocks], [b[1] for b in blocks],
                                        bounds, model.k, token).persist()
         rows = (concat_rows([b[2] for b in blocks], bounds, int(P.shape[0]), "similarity-whole-rows").persist()

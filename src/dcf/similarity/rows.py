@@ -44,10 +44,12 @@ def similarity_by_rows(P: da.Array, Q: da.Array, k: int, settings: SimilaritySet
         instead of one task per chunk: fewer, even tasks (chunks of equal size
         differ by orders of magnitude in cost under a Zipf popularity).  Each
         cuts its entities' ratings from the shared matrix
-        (:func:`dcf.kernels.entity_rows`) rather than reading ``P``'s chunks: with
-        no input but the shared matrix and the norms, Dask queues the tasks and
-        hands them out as threads free up instead of sending each to its chunks'
-        worker up front.
+        (:func:`dcf.kernels.entity_rows`) rather than reading ``P``'s chunks, and
+        on a cluster is pinned (loosely) to a thread of its own, the threads in
+        turn (:func:`_pinned`).  The pins are the Delayed blocks' annotations: they
+        reach the scheduler when the blocks are computed or persisted as they are
+        (:func:`dcf.fitting` persists them before it builds the table), not through
+        an array made of them, whose optimisation drops them.
     groups : int, optional
         How many ranges (default: one per chunk).
     parts : list of Delayed, optional
@@ -93,7 +95,7 @@ def similarity_by_rows(P: da.Array, Q: da.Array, k: int, settings: SimilaritySet
         norms = dask.delayed(kernels.column_totals, pure=True)(
             others, measure, dask_key_name=f"similarity-norms-{dask.base.tokenize(others, measure)}")
     # even (grouped) tasks read nothing but the shared matrix and the norms: each is pinned,
-    # loosely, to a thread of its own (:func:`_spread`); the first on a worker fetches the
+    # loosely, to a thread of its own (:func:`_pinned`); the first on a worker fetches the
     # matrix, the next ones find it there (copying it to every worker first, as refresh
     # does, held them all back by 0.3-0.4 s at 20M)
     task = dask.delayed(_rows_block, pure=True)
@@ -107,8 +109,6 @@ def similarity_by_rows(P: da.Array, Q: da.Array, k: int, settings: SimilaritySet
             calls.append(task(others, (norms, scale), (lo, hi, int(chunk_bounds[first])), settings, int(k),
                               bool(whole_rows), dense_fraction, *([] if grouped else p_blocks[first:last]),
                               dask_key_name=f"similarity-block-{token}-{k}-{int(whole_rows)}-{a}"))
-    if slots:  # started as they are: the pins reach the scheduler (an array's optimisation fuses them away)
-        calls = list(dask.persist(*calls))
     blocks = [outputs(call, 3, ("similarity-idx", "similarity-sim", "similarity-row-block")) for call in calls]
     return bounds, f"{token}-{k}", [tuple(b) for b in blocks]
 
