@@ -2,7 +2,6 @@
 
 import gzip
 import os
-import re
 
 import dask
 import numpy as np
@@ -83,15 +82,41 @@ def test_a_block_is_parsed_without_waiting_for_the_blocks_before_it(tmp_path):
         assert len(needs) == 1 and all(str(d).startswith("read-bytes-") for d in needs), needs
 
 
-def test_a_later_block_that_cannot_be_split_names_the_files_lines(tmp_path):
+@pytest.mark.parametrize("mode", ["error", "skip"])
+def test_a_line_that_is_not_one_record_is_named_in_any_block(tmp_path, mode):
+    # a quoted field left open (or a quoted line break) and a lone carriage return: the
+    # parser takes them for more or fewer lines; the line itself is named, not its block
     rows = [f"{u},{i},3" for u in range(1, 60) for i in range(1, 30)]
-    rows[1500] = '1,"two\nlines",3'
-    path = tmp_path / "r.csv"
-    path.write_text("user,item,rating\n" + "\n".join(rows) + "\n")
-    with pytest.raises(DataError, match=r"lines (\d+)-(\d+) could not be split") as err:
-        _read(path, blocksize=4000)
-    first, last = map(int, re.search(r"lines (\d+)-(\d+)", str(err.value)).groups())
-    assert err.value.line == first and first <= 1502 <= last and first > 1000
+    for at, bad in ((1500, '1,"two\nlines",3'), (1200, '1,"open,3'), (7, '1,"open,3')):
+        lines = list(rows)
+        lines[at] = bad
+        path = tmp_path / "r.csv"
+        path.write_text("user,item,rating\n" + "\n".join(lines) + "\n")
+        with pytest.raises(DataError, match="a quoted field is not closed on its line") as err:
+            _read(path, blocksize=4000, on_bad_lines=mode)
+        assert err.value.line == at + 2  # the header is line 1
+    tab = [f"{u}\t{i}\t3" for u in range(1, 60) for i in range(1, 30)]
+    tab[1300] = "1\t2\r\t3"
+    path = tmp_path / "u.data"
+    path.write_bytes(("\r\n".join(tab) + "\r\n").encode())  # CRLF endings are fine, a lone CR is not
+    with pytest.raises(DataError, match=r"a carriage return \(\\r\) inside the line") as err:
+        _read(path, blocksize=4000, on_bad_lines=mode)
+    assert err.value.line == 1301
+
+
+def test_a_blocks_refusal_and_examples_are_renumbered_from_its_first_line():
+    from dcf.io.text import _placed
+
+    frame = pd.DataFrame({"user": [1, 2], "item": [3, 4], "rating": [5.0, 4.0], "line": [1, 3]})
+    report = {"lines": 3, "rows": 2, "skipped": 1, "examples": ["line 2: rating is not a number: 'x'"]}
+    got, rep = _placed((frame, report, None), 101)
+    assert got["line"].tolist() == [101, 103] and rep["examples"] == ["line 102: rating is not a number: 'x'"]
+    assert frame["line"].tolist() == [1, 3]  # the parsed block itself is left as it was
+    refusal = DataError("r.txt", "lines 1-40 could not be split into one row per line", 1)
+    with pytest.raises(DataError, match="^r.txt:101: lines 101-140 could not be split") as err:
+        _placed((None, None, refusal), 101)
+    assert err.value.line == 101
+    assert _placed((frame, report, None), 1)[0] is frame
 
 
 @pytest.mark.parametrize("text,line,problem", [

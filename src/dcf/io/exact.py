@@ -40,6 +40,7 @@ def parse_exact(data: bytes, start_line: int, skip_header: int, src: RatingsSour
         except pd.errors.EmptyDataError:
             table = pd.DataFrame({i: pd.Series([], dtype=object) for i in range(src.n_fields)})
         except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+            _refuse_unsplit(data, start_line, src)
             raise DataError(src.path, f"cannot be parsed: {exc}", start_line) from None
     n_lines = count_lines(data)
     for w in caught:
@@ -49,7 +50,8 @@ def parse_exact(data: bytes, start_line: int, skip_header: int, src: RatingsSour
     skipped_rel = {ln - start_line for ln, _ in bad}
     kept_rel = np.setdiff1d(np.arange(skip_header, n_lines, dtype=np.int64),
                             np.fromiter(skipped_rel, np.int64, len(skipped_rel)))
-    if len(kept_rel) != len(table):  # a quoted newline or similar: fall back to a line range
+    if len(kept_rel) != len(table):  # a quoted newline or similar: the line, else a line range
+        _refuse_unsplit(data, start_line, src)
         raise DataError(src.path, f"lines {start_line}-{start_line + n_lines - 1} could not be "
                         "split into one row per line (quoted line breaks are not supported)",
                         start_line)
@@ -68,6 +70,26 @@ def parse_exact(data: bytes, start_line: int, skip_header: int, src: RatingsSour
     times = None if src.time_column is None else table[src.time_column].to_numpy(dtype=object)
     return validate_text(src, u, it, r, start_line + kept_rel, n_lines - skip_header, bad, n_removed,
                          times=times)
+
+
+def _refuse_unsplit(data: bytes, start_line: int, src: RatingsSource) -> None:
+    """Raise a :class:`DataError` naming the first line that is not one record: a carriage
+    return inside it (a lone ``\\r``, which the parser takes for a line break), or, in a CSV
+    file, a quoted field it does not close (Python's ``csv`` module, strict, one line at a
+    time).  Nothing where no line is found: the caller then names the slice's lines."""
+    sep = field_separator(src)
+    for rel, line in enumerate(data.split(b"\n")):
+        if b"\r" in line[:-1]:
+            raise DataError(src.path, "a carriage return (\\r) inside the line splits it in two: lines must end "
+                                      "with \\n or \\r\\n", start_line + rel)
+        if src.format == "csv" and b'"' in line:
+            try:
+                next(csv.reader([line.decode("utf-8", "replace").rstrip("\r")], delimiter=sep, strict=True,
+                                skipinitialspace=True), None)
+            except csv.Error as exc:
+                if "unexpected end of data" in str(exc):
+                    raise DataError(src.path, "a quoted field is not closed on its line (a record is one line: "
+                                              "quoted line breaks are not supported)", start_line + rel) from None
 
 
 def _fields_per_line(data: bytes, sep: str, src) -> np.ndarray | None:
