@@ -3,7 +3,7 @@
 :class:`CompactCSR` and how it is built (:func:`compact_csr`, or in parts where the
 blocks are: :func:`compact_part` then :func:`compact_join`, which
 :func:`compact_stack` does in one process), the packed form's value tables
-(:func:`few_values`, :func:`pack_entries`), and how the compiled loops read either
+(:func:`few_values`; more values are hashed by `pandas.factorize`), and how the compiled loops read either
 form (:class:`Entries`, from :func:`entries`), including the entities' rows cut
 from it (:func:`entity_rows`).
 """
@@ -14,12 +14,13 @@ from typing import NamedTuple
 
 import numba
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 __all__ = [
     "CompactCSR", "PACK_LIMIT", "MAX_COLUMN_BITS", "column_bits", "compact_csr", "unpacked", "compact_stack",
     "compact_part", "compact_join",
-    "FEW_VALUES", "GRID_SLOTS", "few_values", "pack_entries", "Entries", "entries", "column_squares", "entity_rows",
+    "FEW_VALUES", "GRID_SLOTS", "few_values", "Entries", "entries", "column_squares", "entity_rows",
     "slice_count", "slice_fill",
 ]
 
@@ -138,11 +139,13 @@ def compact_part(b, pack=False):
             rank[order] = np.arange(few, dtype=np.uint32)
             _recode((codes << np.uint32(bits)) | b.indices.astype(np.uint32), rank, codes, bits)
             return lengths, None, None, codes, seen[:few][order]
-        table = np.unique(data)
+        # hashed, not sorted: each value's code with the distinct values, then those few
+        # sorted (np.unique and a binary search of the table per entry took 0.25-0.5 s for
+        # bm25's 3M saturated ratings a part, 12k distinct; this 0.05 s, the same entries)
+        codes, table = pd.factorize(data, sort=True, use_na_sentinel=False)
         if len(table) <= room:
-            packed = np.empty(b.nnz, np.uint32)
-            pack_entries(b.indices, data, table, packed, bits)
-            return lengths, None, None, packed, table
+            packed = (codes.astype(np.uint32) << np.uint32(bits)) | b.indices.astype(np.uint32)
+            return lengths, None, None, packed, np.asarray(table, np.float64)
     indices = b.indices.astype(_index_dtype(b.shape[1]))
     return lengths, indices, _exact_f32(data), None, None
 
@@ -227,21 +230,6 @@ def _recode(packed, codes, out, bits):  # pragma: no cover - compiled
     for e in range(len(packed)):
         x = packed[e]
         out[e] = (codes[x >> shift] << shift) | (x & mask)
-
-
-@numba.njit(cache=True, nogil=True)
-def pack_entries(indices, data, table, out, bits=16):  # pragma: no cover - compiled
-    """``out[e] = (position of data[e] in table) << bits | indices[e]`` (every value is in the table)."""
-    for e in range(len(data)):
-        lo, hi = 0, len(table) - 1
-        x = data[e]
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if table[mid] < x:
-                lo = mid + 1
-            else:
-                hi = mid
-        out[e] = (np.uint32(lo) << np.uint32(bits)) | np.uint32(indices[e])
 
 
 class Entries(NamedTuple):
