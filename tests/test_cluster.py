@@ -393,3 +393,22 @@ def test_a_cluster_started_in_the_background_is_waited_for_bounded_and_always_cl
     late.close()  # before the cluster is up: it closes itself when it comes up
     assert late._done.wait(120)
     assert late._client is None
+
+
+def test_thread_slots_deal_every_worker_its_threads_in_turns(monkeypatch):
+    # task a of an even set goes to slot a mod len: every thread a task before any gets two
+    import dcf.cluster.compute as compute
+
+    class Client:
+        def __init__(self, threads):
+            self.threads = threads
+
+        def scheduler_info(self, n_workers=-1):
+            return {"workers": {a: {"nthreads": t} for a, t in self.threads.items()}}
+
+    monkeypatch.setattr(compute, "current_client", lambda: Client({"tcp://b": 1, "tcp://a": 2, "tcp://c": 3}))
+    assert compute.thread_slots() == ["tcp://a", "tcp://b", "tcp://c", "tcp://a", "tcp://c", "tcp://c"]
+    monkeypatch.setattr(compute, "current_client", lambda: Client({}))
+    assert compute.thread_slots() is None
+    monkeypatch.setattr(compute, "current_client", lambda: None)
+    assert compute.thread_slots() is None
