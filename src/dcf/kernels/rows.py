@@ -324,23 +324,30 @@ def norms_topk(a, e, ids, norms_a, norms, inv, min_similarity, out, scan, exact)
         scale = 1.0 if direct else na  # an estimate over the similarity
         margin_a = llr_margin(na, exact.others, exact.xlogx) if exact.mode == LLR else 0.0
         if track:  # the touched columns only: a floor, the columns over it (all cleared), their list
-            cut = 0.0
+            cut, step, again = 0.0, t, t  # again: the next column sampled (none: t)
             if t > k:  # the k-th largest estimate of a sample of the columns: at most the row's
                 # (the estimate written out here and below: an inlined helper taking the arrays ran 3.5x slower)
                 step = (t + sample - 1) // sample
                 drawn = 0
                 for c in range(0, t, step):
                     j = touched[c]
-                    scratch[drawn] = 0.0 if j == me else _direct(exact, prod[j], na, norms[j], j, margin_a) if direct \
+                    y = 0.0 if j == me else _direct(exact, prod[j], na, norms[j], j, margin_a) if direct \
                         else prod[j] * inv[j]
+                    scratch[drawn] = y
+                    est[c] = y  # a direct similarity is read again below, not scored twice (a third of them)
                     drawn += 1
                 if drawn >= k:
                     cut = max(0.0, kth_largest(scratch, drawn, k) * (1.0 - 1e-9))  # only s > 0 is listed
+                again = 0 if direct else t
             m = 0
-            for c in range(t):  # branch-free: every column written, kept by counting it
+            for c in range(t):  # branch-free but for a sampled column: every one written, kept by counting it
                 j = touched[c]
-                y = 0.0 if j == me else _direct(exact, prod[j], na, norms[j], j, margin_a) if direct \
-                    else prod[j] * inv[j]
+                if c == again:  # est[c] is not yet overwritten: the writes below stay at m <= c
+                    y = est[c]
+                    again += step
+                else:
+                    y = 0.0 if j == me else _direct(exact, prod[j], na, norms[j], j, margin_a) if direct \
+                        else prod[j] * inv[j]
                 cj[m] = j
                 est[m] = y
                 cp[m] = prod[j]
