@@ -34,6 +34,24 @@ def test_ready_follows_the_stamp_the_kernel_sources_and_numbas_settings(tmp_path
     assert fingerprint() != same
 
 
+def test_ready_needs_the_cache_folder_the_stamp_names(tmp_path, monkeypatch):
+    # a user (or a cleaner) deleting numba's folder after the compile: the job compiles
+    # again, with its notice, instead of each worker compiling in silence
+    monkeypatch.setenv("DCF_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "numba" / "dcf-kernels-x"
+    (folder / "kernels_abc").mkdir(parents=True)
+    index = folder / "kernels_abc" / "rows.norms_topk-1.py311.nbi"
+    index.write_bytes(b"")
+    mark_ready(folder)
+    assert ready()
+    index.unlink()
+    assert not ready()  # emptied
+    shutil.rmtree(folder)
+    assert not ready()  # gone
+    mark_ready()  # no folder known (numba chose its own): the stamp alone
+    assert ready()
+
+
 def test_a_stamp_that_cannot_be_written_raises_and_leaves_nothing(tmp_path, monkeypatch):
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")

@@ -32,7 +32,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["KERNELS", "TIMEOUT", "fingerprint", "stamp_dir", "ready", "mark_ready", "Compiling"]
+__all__ = ["KERNELS", "TIMEOUT", "CACHE_LINE", "fingerprint", "stamp_dir", "ready", "mark_ready", "Compiling"]
 
 KERNELS = Path(__file__).resolve().parent.parent / "kernels"
 # a compile still running after this many seconds is stopped; the workers then compile
@@ -74,13 +74,26 @@ def stamp_dir() -> Path:
 
 
 def ready() -> bool:
-    """Whether this installation's kernels are compiled (:func:`mark_ready` ran here)."""
-    return (stamp_dir() / fingerprint()).is_file()
+    """Whether this installation's kernels are compiled (:func:`mark_ready` ran here) and
+    their code is still where the stamp says numba put it (a cache folder deleted since,
+    or emptied, is not ready)."""
+    stamp = stamp_dir() / fingerprint()
+    try:
+        lines = stamp.read_text().splitlines()
+    except OSError:
+        return False
+    folders = [Path(line[len(CACHE_LINE):]) for line in lines if line.startswith(CACHE_LINE)]
+    return all(folder.is_dir() and any(folder.rglob("*.nbi")) for folder in folders)  # numba nests them
 
 
-def mark_ready() -> Path:
-    """Record that the kernels are compiled; returns the stamp.  Written whole or not at
-    all (a temporary file renamed into place); raises ``OSError`` where it cannot be."""
+CACHE_LINE = "cache "  # a stamp's line naming the folder numba compiled the kernels into
+
+
+def mark_ready(cache: Path | None = None) -> Path:
+    """Record that the kernels are compiled (into numba's cache folder ``cache``, where
+    known: :func:`ready` then checks it still holds them); returns the stamp.  Written
+    whole or not at all (a temporary file renamed into place); raises ``OSError`` where
+    it cannot be."""
     folder = stamp_dir()
     folder.mkdir(parents=True, exist_ok=True)
     stamp = folder / fingerprint()
@@ -88,6 +101,8 @@ def mark_ready() -> Path:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(f"compiled {time.strftime('%Y-%m-%dT%H:%M:%S')} by {sys.executable}\n")
+            if cache is not None:
+                f.write(f"{CACHE_LINE}{Path(cache).resolve()}\n")
         os.replace(tmp, stamp)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -23,12 +23,12 @@ def main(argv=None) -> int:
         say("dcf: the kernels are compiled for this installation" if done else
             "dcf: the kernels are not compiled for this installation yet")
         return 0 if done else 1
-    from .exercise import exercise  # noqa: PLC0415 - the estimator and numba: only to compile
+    from .exercise import compiled_into, exercise  # noqa: PLC0415 - the estimator and numba: only to compile
 
     t = time.perf_counter()
     n = exercise()
     try:
-        stamp = mark_ready()
+        stamp = mark_ready(compiled_into())
     except OSError as exc:
         print(f"dcf: compiled {n} kernel signatures, but cannot record it in {stamp_dir()} ({exc}); "
               "set DCF_CACHE to a writable folder", file=sys.stderr)

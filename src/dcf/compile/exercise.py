@@ -27,7 +27,7 @@ from numba.core.registry import CPUDispatcher
 from .. import kernels
 from ..model import ItemKNN
 
-__all__ = ["RUNS", "dispatchers", "signatures", "exercise"]
+__all__ = ["RUNS", "dispatchers", "signatures", "exercise", "compiled_into"]
 
 # (similarity, neighbourhood, prediction): each reaches compiled loops the others do not
 RUNS = (
@@ -65,6 +65,12 @@ def _ratings(seed=0, users=300, items=200, n=4000) -> pd.DataFrame:
     frame = pd.DataFrame({"user": rng.integers(0, users, n), "item": rng.integers(0, items, n),
                           "rating": rng.integers(1, 6, n).astype(np.float64)})
     return frame.drop_duplicates(["user", "item"], ignore_index=True)
+
+
+def compiled_into():
+    """The folder numba keeps the kernels' code in (:func:`dcf.kernels.cache.cache_folder`;
+    None where numba chose its own)."""
+    return kernels.cache.cache_folder()
 
 
 def exercise() -> int:
