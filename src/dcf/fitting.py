@@ -140,10 +140,10 @@ def _summary(model, raw_q, Q, settings, whole_rows):
 
 
 def _started(blocks: list) -> list:
-    """The rows method's ``(idx, sim, rows)`` Delayed blocks persisted on the cluster (rows
-    None where not kept)."""
-    flat = [x for b in blocks for x in b if x is not None]
-    done = iter(dask.persist(*flat))
+    """The rows method's ``(idx, sim, rows)`` Delayed blocks started on the cluster as they
+    are (:func:`dcf.cluster.start`; rows None where not kept), so that their pins reach the
+    scheduler: the table's array optimisation drops them.  Unchanged without a client."""
+    done = iter(start([x for b in blocks for x in b if x is not None]))
     return [tuple(None if x is None else next(done) for x in b) for b in blocks]
 
 
@@ -155,8 +155,7 @@ def _graph(model, P, Q, settings, method, whole_rows, work, parts, split=None):
         bounds, token, blocks = similarity_by_rows(P, Q, model.k, settings, whole_rows, work=work,
                                                    groups=ROW_TASKS_PER_THREAD * parallelism(),
                                                    parts=parts, scale=scale)
-        if connected():  # started as they are: their pins reach the scheduler (the table's optimisation drops them)
-            blocks = _started(blocks)
+        blocks = _started(blocks)
         neighbours = table_from_blocks([b[0] for b in blocks], [b[1] for b in blocks],
                                        bounds, model.k, token).persist()
         rows = (concat_rows([b[2] for b in blocks], bounds, int(P.shape[0]), "similarity-whole-rows").persist()
