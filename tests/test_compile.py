@@ -183,3 +183,56 @@ def test_a_changed_helper_is_compiled_again_in_the_kernels_that_call_it(tmp_path
     second = _python(code, env)
     assert second.returncode == 0, second.stderr
     assert second.stdout.split()[1:] == ["[1,", "2,", "-1]"]
+
+
+def _aged(path, days):
+    t = path.stat().st_mtime - days * 86400
+    os.utime(path, (t, t))
+
+
+def test_prune_removes_only_unused_kernel_folders_of_other_sources(tmp_path, monkeypatch):
+    # what piled up with every upgrade or edit of the kernels (27 folders, 84 MB on the
+    # development machine): removed after 30 days unused; nothing else in the folder
+    from dcf.kernels import cache
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    current = cache.cache_folder()
+    old, young = tmp_path / "dcf-kernels-0123456789abcdef", tmp_path / "dcf-kernels-fedcba9876543210"
+    for folder in (old, young):
+        (folder / "sub").mkdir(parents=True)
+        (folder / "sub" / "k.nbi").write_bytes(b"x" * 1000)
+    others = [tmp_path / "dcf-kernels-notes", tmp_path / "dcf-kernels-0123456789ABCDEF", tmp_path / "numba-own"]
+    for folder in others:
+        folder.mkdir()
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-kept"
+    elsewhere.mkdir()
+    (elsewhere / "data").write_text("someone's")
+    link = tmp_path / "dcf-kernels-aaaaaaaaaaaaaaaa"
+    link.symlink_to(elsewhere, target_is_directory=True)
+    for path in (old, current, *others):
+        _aged(path, 45)
+    _aged(young, 10)
+    removed = cache.prune()
+    assert removed == [(old, 1000)]
+    assert not old.exists() and young.is_dir() and current.is_dir() and all(p.is_dir() for p in others)
+    assert link.is_symlink() and (elsewhere / "data").read_text() == "someone's"
+    # the folder a process defines its kernels in is marked used then
+    _aged(current, 45)
+    assert cache.cache_folder() == current and cache.prune() == []
+    # every one but the current, at once (--clean)
+    assert [p for p, _ in cache.prune(None)] == [young]
+    assert current.is_dir() and all(p.is_dir() for p in others) and (elsewhere / "data").exists()
+    from dcf.compile import __main__ as command
+    assert command.UNUSED_DAYS == cache.UNUSED_DAYS
+
+
+def test_clean_removes_earlier_kernels_without_a_compile(tmp_path):
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba"), "DCF_CACHE": str(tmp_path / "dcf")}
+    earlier = tmp_path / "numba" / "dcf-kernels-0123456789abcdef"
+    earlier.mkdir(parents=True)
+    (earlier / "k.nbi").write_bytes(b"x" * 2**20)
+    mark = _python(["-c", "from dcf.compile import mark_ready; mark_ready()"], env)  # as if compiled here
+    assert mark.returncode == 0, mark.stderr
+    out = _python(["-m", "dcf.compile", "--clean"], env)
+    assert out.returncode == 0, out.stderr
+    assert not earlier.exists()
+    assert "removed 1 folder(s) of earlier kernels (1 MB)" in out.stdout

@@ -23,7 +23,7 @@ LATE = {
     # the batch job imports its stages while the cluster starts in the background
     "dcf.run.cli -> dcf.run.job", "dcf.run.cli -> dcf.run.metrics",
     # `python -m dcf.compile --check` answers before numba and the estimator are imported
-    "dcf.compile.__main__ -> dcf.compile.exercise",
+    "dcf.compile.__main__ -> dcf.compile.exercise", "dcf.compile.__main__ -> dcf.kernels.cache",
     # `python -m dcf.serve` says "pip install 'dcf[serve]'" where starlette or uvicorn is missing
     "dcf.serve.__main__ -> dcf.serve.app",
 }

@@ -8,8 +8,11 @@ purpose failed the property tests in a fresh cache and passed in the old one).  
 kernels are therefore defined inside :func:`kernel_cache`, which points numba's cache at
 a folder named by :func:`sources_stamp`, the size and modification time of every kernel
 source: any change to any of them gives every kernel a fresh cache.  Installations with
-the same sources share the folder; a folder no longer used is left for the user to
-delete (``dcf-kernels-*`` under :func:`cache_base`, about 20 MB each).
+the same sources share the folder.  Each process that defines the kernels marks its
+folder used (its modification time); ``python -m dcf.compile`` removes the folders of
+this name no process has used for :data:`UNUSED_DAYS` days (:func:`prune`; ``--clean``:
+every one but the current), about 5-20 MB each, which piled up with every upgrade or
+edit of the kernels.  Nothing else in the cache folder is touched.
 
 The folder sits under ``NUMBA_CACHE_DIR`` where the user set it, else ``numba`` in
 dcf's cache folder (``DCF_CACHE``, else the user's cache folder for dcf).  Where it cannot
@@ -24,15 +27,20 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import shutil
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import numba
 
-__all__ = ["SOURCES", "sources_stamp", "cache_base", "cache_folder", "kernel_cache"]
+__all__ = ["SOURCES", "UNUSED_DAYS", "sources_stamp", "cache_base", "cache_folder", "kernel_cache", "prune"]
 
 SOURCES = Path(__file__).resolve().parent
+UNUSED_DAYS = 30  # a kernels' folder no process used for this long is removed by prune()
+FOLDER = re.compile(r"dcf-kernels-[0-9a-f]{16}")  # the folders cache_folder() makes, and only those
 
 
 def sources_stamp(folder: Path = SOURCES) -> str:
@@ -64,9 +72,38 @@ def cache_folder() -> Path | None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=folder).close()
+        os.utime(folder)  # used now (what prune() reads)
     except OSError:
         return None
     return folder
+
+
+def prune(days: float | None = UNUSED_DAYS, keep: Path | None = None) -> list:
+    """Remove the kernels' folders under :func:`cache_base` that no process has used for
+    ``days`` days (``None``: every one), never ``keep`` (default: this installation's,
+    ``dcf-kernels-<sources_stamp>``) and nothing but real folders named as
+    :func:`cache_folder` names them (not a link, not another library's cache).  Returns
+    ``[(path, bytes)]`` of those removed; one that cannot be removed is left as it is."""
+    base = cache_base()
+    keep = keep if keep is not None else base / f"dcf-kernels-{sources_stamp()}"
+    removed = []
+    try:
+        entries = list(base.iterdir())
+    except OSError:
+        return removed
+    now = time.time()
+    for path in sorted(entries):
+        if not FOLDER.fullmatch(path.name) or path == keep or path.is_symlink() or not path.is_dir():
+            continue
+        try:
+            if days is not None and now - path.stat().st_mtime < days * 86400.0:
+                continue
+            size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+            shutil.rmtree(path)
+        except OSError:
+            continue
+        removed.append((path, size))
+    return removed
 
 
 @contextmanager
