@@ -83,7 +83,8 @@ def prune(days: float | None = UNUSED_DAYS, keep: Path | None = None) -> list:
     ``days`` days (``None``: every one), never ``keep`` (default: this installation's,
     ``dcf-kernels-<sources_stamp>``) and nothing but real folders named as
     :func:`cache_folder` names them (not a link, not another library's cache).  Returns
-    ``[(path, bytes)]`` of those removed; one that cannot be removed is left as it is."""
+    ``[(path, bytes)]`` of those removed; one that cannot be removed whole is left as far
+    as it got and not listed (a kernel whose file is gone is compiled again where used)."""
     base = cache_base()
     keep = keep if keep is not None else base / f"dcf-kernels-{sources_stamp()}"
     removed = []
