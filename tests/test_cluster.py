@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -393,6 +394,45 @@ def test_a_cluster_started_in_the_background_is_waited_for_bounded_and_always_cl
     late.close()  # before the cluster is up: it closes itself when it comes up
     assert late._done.wait(120)
     assert late._client is None
+
+
+@pytest.mark.parametrize("answer", [None, b"HTTP/1.1 400 Bad Request\r\n\r\n" + b"garbage" * 10])
+def test_a_scheduler_address_that_is_no_scheduler_fails_in_bounded_time(monkeypatch, answer):
+    # a server that accepts and never answers (distributed's Client waited for ever, its own
+    # timeout notwithstanding), or answers with anything else (MemoryError: Unable to
+    # allocate 3.07 EiB): a one-line ConfigError within the connect bound
+    import dcf.cluster.launch as launch
+    from dcf.config import ClusterConfig
+    from dcf.errors import ConfigError
+
+    monkeypatch.setattr(launch, "CONNECT_TIMEOUT", 1.0)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    held = []
+
+    def serve():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)
+            if answer:
+                conn.sendall(answer)
+                conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    t = time.perf_counter()
+    try:
+        with pytest.raises(ConfigError, match="cannot reach the scheduler at tcp://127.0.0.1:.*(did not answer|"
+                                              "nothing answered|Timed out)"):
+            launch.client(ClusterConfig(scheduler=f"tcp://127.0.0.1:{server.getsockname()[1]}"))
+        assert time.perf_counter() - t < 1.0 + 5.0 + 3.0
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
 
 
 def test_thread_slots_deal_every_worker_its_threads_in_turns(monkeypatch):

@@ -18,7 +18,7 @@ from distributed.utils import get_mp_context
 from ..config import ClusterConfig
 from ..errors import ClusterError, ConfigError
 
-__all__ = ["ALLOWED_FAILURES", "MMAP_THRESHOLD", "WORKER_MODULES", "START_TIMEOUT", "security", "client",
+__all__ = ["ALLOWED_FAILURES", "CONNECT_TIMEOUT", "MMAP_THRESHOLD", "WORKER_MODULES", "START_TIMEOUT", "security", "client",
            "connect", "Starting", "starting", "describe"]
 
 # a task whose workers died this many times plus one fails the job (Dask's default is 3)
@@ -49,6 +49,9 @@ WORKER_MODULES = ["dcf.cluster.worker"]
 # a local cluster not up after this many seconds fails the job (distributed's own start
 # timeouts come first; this bounds the wait for them)
 START_TIMEOUT = 300.0
+# seconds a scheduler named by --scheduler has to answer (distributed's connect timeout, and
+# this module's bound on a server that never answers)
+CONNECT_TIMEOUT = 10.0
 
 
 # where the platform has it, a local cluster's workers are forked from one server process
@@ -108,10 +111,7 @@ def client(cfg: ClusterConfig | None = None) -> Client:
 
 
 def _attach(cfg: ClusterConfig, timeout: float = 120) -> Client:
-    try:
-        c = Client(cfg.scheduler, timeout="10s", security=security(cfg))
-    except (OSError, TimeoutError) as exc:
-        raise ConfigError(f"cannot reach the scheduler at {cfg.scheduler}: {exc}") from None
+    c = _connected(cfg)
     if cfg.wait_for_workers:
         try:
             c.wait_for_workers(cfg.wait_for_workers, timeout=timeout)
@@ -121,6 +121,47 @@ def _attach(cfg: ClusterConfig, timeout: float = 120) -> Client:
             raise ConfigError(f"{cfg.scheduler} has {have} worker(s); waited {timeout:.0f} s for "
                               f"{cfg.wait_for_workers}") from None
     return c
+
+
+def _connected(cfg: ClusterConfig) -> Client:
+    """A client of ``cfg.scheduler``, or a ConfigError within :data:`CONNECT_TIMEOUT`
+    seconds (and a few more).  distributed's own timeout does not bound a server that
+    accepts the connection and never answers (a plain socket, a web server: its
+    ``Client`` waited for ever), and one that answers with something else raised what
+    its bytes decoded to (``MemoryError: Unable to allocate 3.07 EiB``); the client is
+    made in a thread of its own, and a client that comes up after the wait gave up is
+    closed, not leaked."""
+    box: dict = {}
+    gave_up = threading.Event()
+
+    def make():
+        try:
+            c = Client(cfg.scheduler, timeout=f"{CONNECT_TIMEOUT}s", security=security(cfg))
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
+            box["error"] = exc
+            return
+        box["client"] = c
+        if gave_up.is_set():
+            c.close()
+
+    maker = threading.Thread(target=make, name="dcf-connect", daemon=True)
+    maker.start()
+    maker.join(CONNECT_TIMEOUT + 5.0)
+    if maker.is_alive():
+        gave_up.set()
+        if "client" in box:  # it came up just now
+            box.pop("client").close()
+        raise ConfigError(f"cannot reach the scheduler at {cfg.scheduler}: nothing answered as a Dask "
+                          f"scheduler within {CONNECT_TIMEOUT:.0f} s")
+    exc = box.get("error")
+    if isinstance(exc, (OSError, TimeoutError)):
+        raise ConfigError(f"cannot reach the scheduler at {cfg.scheduler}: {exc}") from None
+    if isinstance(exc, Exception):
+        raise ConfigError(f"cannot reach the scheduler at {cfg.scheduler}: it did not answer as a Dask "
+                          f"scheduler ({type(exc).__name__}: {str(exc)[:120]})") from None
+    if exc is not None:  # KeyboardInterrupt and the like
+        raise exc
+    return box["client"]
 
 
 @contextlib.contextmanager
