@@ -6,6 +6,8 @@ partition the ratings, every figure against the fold fitted by hand, and
 import dask
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
 from conftest import random_ratings
@@ -140,20 +142,38 @@ def test_the_command_writes_the_folds_and_refuses_what_does_not_apply(one_worker
                                want.folds[["mae", "rmse", "precision", "ndcg", "mrr"]], rtol=1e-12)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["mean"]["mae"] == pytest.approx(want.folds["mae"].mean(), rel=1e-12)
-    assert len(pd.read_parquet(out / "users.parquet")) == len(want.users)
-    assert "mean +/- std" in capsys.readouterr().out
+    users = pq.read_table(out / "users.parquet")
+    assert users.num_rows == len(want.users)
+    # a measure that does not apply (no relevant test item) is missing, never NaN
+    undefined = want.users["precision"].isna()
+    assert undefined.any() and not undefined.all()
+    for col in ("mae", "rmse", "precision", "recall", "ndcg", "ap", "rr"):
+        values = users.column(col)
+        assert not pc.any(pc.is_nan(values)).as_py()
+        assert values.null_count == int(want.users[col].isna().sum())
+    assert pc.min(users.column("relevant")).as_py() == 0 and users.column("relevant").null_count == 0
+    printed = capsys.readouterr().out
+    assert "mean +/- std" in printed and "means over the folds" in printed  # the baselines beside the model
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
     for flags, words in ((["--folds", "3", "--test", str(tmp_path / "r.tsv")], "--test: the batch job's"),
                          (["--folds", "3", "--fold-files", "a", "b"], "not both"),
                          (["--fold-files", str(tmp_path / "r.tsv")], "TRAIN TEST pairs"),
+                         (["--fold-files", str(tmp_path / "r.tsv"), str(tmp_path / "." / "r.tsv")],
+                          "fold 1's test file"),
                          (["--folds", "3", "--out", str(foreign)], "notes.txt"),
                          (["--folds", "0"], "--folds must be at least 2")):
         args = [*common, "--data", str(tmp_path / "r.tsv"), *flags]
         assert main(args if "--out" in flags else [*args, "--out", str(out)]) == 2
         assert words in capsys.readouterr().err
     assert (foreign / "notes.txt").read_text() == "keep me" and (out / "folds.csv").exists()
+    # --no-baselines: the model's figures only
+    assert main([*common, "--data", str(tmp_path / "r.tsv"), "--folds", "2", "--out", str(out), "--no-baselines"]) == 0
+    printed = capsys.readouterr().out
+    assert "mean +/- std" in printed and "means over the folds" not in printed
+    assert "baselines" not in json.loads((out / "summary.json").read_text()) or \
+        not json.loads((out / "summary.json").read_text())["baselines"]
 
 
 def test_dask_ml_grid_search_takes_the_estimators():

@@ -392,6 +392,24 @@ def test_metrics_json_is_strict_json_for_tiny_and_huge_data(ratings, scheduler, 
     assert undefined, "these data leave some metric undefined"
 
 
+def test_ranking_metrics_with_no_relevant_test_rating_are_undefined_not_zero(scheduler, tmp_path, capsys):
+    # every test rating under the relevance threshold: no user to average over, so the
+    # ranking metrics are null with their reason (they were 0.0, as if the lists missed)
+    data, test = tmp_path / "r.data", tmp_path / "t.data"
+    data.write_text("".join(f"{u}\t{i}\t{1 + (u * i) % 5}\n" for u in range(1, 9) for i in range(1, 7) if (u + i) % 3))
+    test.write_text("1\t3\t1\n2\t2\t2\n4\t5\t3\n")
+    out = tmp_path / "out"
+    assert main(["--scheduler", scheduler, "--data", str(data), "--test", str(test), "--out", str(out),
+                 "--no-progress", "--k", "2", "--top-n", "3", "--no-baselines"]) == 0
+    metrics = _strict_load(out / "metrics.json")
+    assert metrics["ranking_users"] == 0
+    for key in ("precision@3", "recall@3", "ndcg@3", "map@3"):
+        assert metrics[key] is None, key
+    assert "relevant" in metrics["undefined"]["precision@3"]
+    assert metrics["mae"] is not None and math.isfinite(metrics["mae"])
+    assert "undefined" in capsys.readouterr().out
+
+
 def test_id_columns_have_one_type_in_every_output(scheduler, tmp_path):
     rng = np.random.default_rng(0)
     train = pd.DataFrame({"user": rng.integers(0, 60, 900).astype(float),

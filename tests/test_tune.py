@@ -100,3 +100,14 @@ def test_the_command_writes_its_choice(one_worker_scheduler, tmp_path, capsys):
                          (["--grid", "k=99999999"], "k must be an integer between 1 and 10,000")):
         assert main([*common, *flags, "--out", str(out)]) == 2
         assert words in capsys.readouterr().err
+
+
+def test_a_search_with_nothing_to_score_says_so():
+    # no rating reaches the relevance threshold: every validation precision is undefined
+    # (NaN, no longer 0.0), and the search says why instead of nanargmax's "All-NaN slice"
+    from dcf.errors import DataError
+
+    data = random_ratings(53, n_users=30, n_items=20, density=0.35)
+    with dask.config.set(scheduler="sync"), pytest.raises(DataError, match="no candidate has a validation precision"):
+        tune(KNN(neighbourhood="global"), {"k": [3, 5]}, data, folds=2, metric="precision", n=5, threshold=6,
+             parallel=False)

@@ -27,6 +27,7 @@ from ..run.cli import build_parser as run_parser
 from ..run.cli import guarded, resolve
 from ..run.metrics import strict_json
 from ..run.pipeline import estimator_of, read_options
+from ..run.preflight import same_source
 from ..version import __version__
 from .cross import cross_validate
 from .metrics import integer_ids
@@ -74,6 +75,11 @@ def checked_folds(args, whose: str, default: int) -> tuple:
     del args.folds, args.fold_files
     if files and files != [MOVIELENS_FOLDS] and len(files) % 2:
         raise ConfigError(f"--fold-files takes TRAIN TEST pairs (or {MOVIELENS_FOLDS}); {len(files)} files given")
+    for f, (train, test) in enumerate(zip(files[::2], files[1::2]) if files and files != [MOVIELENS_FOLDS] else (),
+                                      start=1):
+        if same_source(train, test):
+            raise ConfigError(f"--fold-files: fold {f}'s test file {test} is its training file {train}, so every "
+                              "test rating would also be a training rating")
     if folds < 2:
         raise ConfigError(f"--folds must be at least 2, not {folds}")
     return folds, files
@@ -95,12 +101,12 @@ def main(argv=None) -> int:
         with cluster.connect(cfg.cluster):
             if files:
                 result = cross_validate(estimator, folds=fold_files(files, read_options(cfg)), n=cfg.top_n,
-                                        threshold=cfg.relevance)
+                                        threshold=cfg.relevance, baselines=cfg.baselines)
             else:  # read once, held on the workers: every fold splits the same parts
                 data = open_source(cfg.data, **read_options(cfg))
                 data = dio.Ratings(data.source, list(dask.persist(*data.parts)), data.report)
                 result = cross_validate(estimator, data, folds=folds, n=cfg.top_n, threshold=cfg.relevance,
-                                        seed=cfg.seed)
+                                        seed=cfg.seed, baselines=cfg.baselines)
         write(result, cfg, inputs, "folds " + (" ".join(files) if files else f"{folds} hash folds, seed {cfg.seed}"))
         print(result.table())
         print(f"outputs in {Path(cfg.out).resolve()}")
@@ -117,8 +123,22 @@ def write(result, cfg, inputs, folds: str) -> None:
         result.folds.to_csv(staging / "folds.csv", index=False)
         ints = integer_ids(result.users["user"])  # ids as integers where they all are, else as text
         users = result.users.assign(user=ints if ints is not None else result.users["user"].astype(str))
-        users.to_parquet(staging / "users.parquet", index=False)
+        users.pipe(without_nan).to_parquet(staging / "users.parquet", index=False)
         (staging / "summary.json").write_text(json.dumps(strict_json(doc), indent=2) + "\n")
+
+
+def without_nan(users):
+    """The per-user table with a missing value (Parquet null) wherever a measure does not
+    apply, never NaN: a user with no relevant test item has no precision (and none in the
+    means), a fold of implicit events no error; its counts of relevant items and hits are 0."""
+    users = users.copy()
+    for col in ("relevant", "hits"):
+        if col in users:
+            users[col] = users[col].fillna(0).astype("int64")
+    for col in users.columns:
+        if users[col].dtype.kind == "f":
+            users[col] = users[col].astype("Float64").mask(users[col].isna())  # NaN -> <NA>
+    return users
 
 
 if __name__ == "__main__":

@@ -73,7 +73,8 @@ def ranking_metrics(recommendations: pd.DataFrame, test: pd.DataFrame, n: int,
     """
     users = user_metrics(recommendations, test, n, threshold)
     if users.empty:
-        return {"precision": 0.0, "recall": 0.0, "ndcg": 0.0, "map": 0.0, "mrr": 0.0, "hit_rate": 0.0, "users": 0}
+        nan = float("nan")  # undefined (no user has a relevant test item), not zero: reported as such
+        return {"precision": nan, "recall": nan, "ndcg": nan, "map": nan, "mrr": nan, "hit_rate": nan, "users": 0}
     out = {name: float(users[col].mean()) for name, col in (("precision", "precision"), ("recall", "recall"),
                                                             ("ndcg", "ndcg"), ("map", "ap"), ("mrr", "rr"))}
     out["hit_rate"] = float(users["hit"].mean())

@@ -35,14 +35,19 @@ def preflight(cfg: RunConfig, config_path=None) -> tuple:
             raise ConfigError(f"--performance-report {report}: is inside --out {out}, which the "
                               "job replaces whole; write the report elsewhere")
     if cfg.test:
-        a, b = local_path(cfg.data), local_path(cfg.test)
-        same = cfg.test == cfg.data or (a is not None and b is not None and a.exists() and b.exists()
-                                        and os.path.samefile(a, b))
-        if same:
+        if same_source(cfg.data, cfg.test):
             raise ConfigError(f"--test {cfg.test}: is the training data itself, so every test "
                               "rating would also be a training rating; give a held-out file, or "
                               "drop --test for a random split")
     return inputs
+
+
+def same_source(train, test) -> bool:
+    """Whether two data sources are one: the same text, or local files that are the same
+    file (another spelling of its path, a hard link)."""
+    a, b = local_path(train), local_path(test)
+    return train == test or (a is not None and b is not None and a.exists() and b.exists()
+                             and os.path.samefile(a, b))
 
 
 def item_lines(path: str) -> list:

@@ -27,7 +27,7 @@ import dask
 import numpy as np
 import pandas as pd
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..evaluate import fold_sources, mae, ranking_metrics
 from ..fitted import DERIVABLE
 from ..split import random_split
@@ -87,6 +87,9 @@ def tune(estimator, grid: dict, data=None, folds=3, *, metric: str = "mae", n: i
         fit_on, valid = _inner_split(train, inner, seed)
         scores = _search(estimator, candidates, fit_on, valid, (metric, n, threshold), parallel)
         rows += [{"fold": f, **c, "validation": s} for c, s in zip(candidates, scores)]
+        if np.isnan(np.asarray(scores, np.float64)).all():
+            raise DataError(f"fold {f}", f"no candidate has a validation {metric}: its held-out ratings hold no "
+                                         "test pair" + ("" if metric == "mae" else " with a relevant rating"))
         at = int(np.nanargmin(scores) if METRICS[metric] == "lower" else np.nanargmax(scores))
         test_score = _scored(_fitted(estimator, candidates[at], train), candidates[at], test, (metric, n, threshold))
         chosen.append({"fold": f, **candidates[at], "validation": scores[at], "test": test_score})
