@@ -52,7 +52,8 @@ def run(cfg: RunConfig, inputs: tuple, pending: cluster.Starting, compiling: Com
             metrics = write_outputs(  # the metrics computed while the files are written
                 Path(cfg.out), res["predictions"], res["recommendations"],
                 lambda: collect_metrics(cfg, res["model"], res["predictions"], res["recommendations"],
-                                        res["reports"], shape, res["candidates"], res["baselines"]),
+                                        res["reports"], shape, res["candidates"], res["baselines"],
+                                        res["repeated"]),
                 stage, neighbours, inputs, cfg.based)
         metrics["seconds"] = stage.seconds
     return metrics

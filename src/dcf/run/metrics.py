@@ -15,8 +15,11 @@ from ..config import RunConfig
 from ..version import __version__
 
 
-def collect_metrics(cfg: RunConfig, model, preds, recs, counts, shape, candidates=None, baselines=None) -> dict:
+def collect_metrics(cfg: RunConfig, model, preds, recs, counts, shape, candidates=None, baselines=None,
+                    repeated=None) -> dict:
     """The figures of a finished pipeline (``counts``: its computed cleaning reports,
+    ``repeated``: the (user, item) pairs rated again where the matrix could not see them,
+    :mod:`dcf.repeats`,
     ``shape``: the cluster's description, ``candidates``: the ``--items`` file's ids and how
     many the model knows, ``baselines``: :func:`dcf.evaluate.baselines.baseline_figures`
     on the same split), as written to ``metrics.json``."""
@@ -45,7 +48,8 @@ def collect_metrics(cfg: RunConfig, model, preds, recs, counts, shape, candidate
                    **({"events": int(train_report.get("events", 0)), "pairs": int(train_report.get("pairs", 0))}
                       if implicit else {}),
                    "users": n_users, "items": n_items, "recommendations": int(len(recs)),
-                   "read": train_report, "test_read": test_report},
+                   "read": train_report, "test_read": test_report,
+                   **({"repeated_pairs": repeated} if repeated is not None else {})},
         "fallbacks": {str(k): int(v) for k, v in preds["fallback"].value_counts().items()},
         "recommendation_fallbacks": int((recs["fallback"] != "none").sum()),
         "global_mean": model.global_mean_, "rating_range": list(model.rating_range_),

@@ -23,6 +23,7 @@ from ..errors import DataError
 from ..evaluate.baselines import baseline_figures
 from ..fitting import matrix_from_parts
 from ..model import KNN
+from ..repeats import checked_pairs, find_repeats, without_repeats
 from .preflight import item_lines
 from .signals import check_stop
 
@@ -126,6 +127,7 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
     ``recommendations`` (pandas) and ``reports`` (computed cleaning counts).
     """
     read_kw = read_options(cfg)
+    explicit, repeated, pending = cfg.feedback == "explicit", None, []
     with stage("load"):
         # read (or generate) once: the id pass, the matrix, the split and the report all
         # reuse the parts held on the workers instead of each reading them again
@@ -134,9 +136,15 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
             test_src = _persisted(open_source(cfg.test, **read_kw))
             train_parts, test_parts, reports = data.parts, test_src.parts, [data.report, test_src.report]
         else:
-            train_parts, test_parts = split_of(cfg, data.parts)
+            parts = data.parts
+            if explicit and cfg.split == "time":  # a pair's copies on both sides of the cut: every rating first
+                parts, found = checked_pairs(parts, read_kw["on_bad_lines"], cfg.data)
+                repeated = {**found, "checked": "every rating, before the split by time"}
+            train_parts, test_parts = split_of(cfg, parts)
             train_parts, test_parts = dask.persist(train_parts, test_parts)
             reports = [data.report]
+        if explicit and repeated is None:  # the test side's repeated pairs, found while the model fits
+            pending = cluster.start(find_repeats(test_parts))
         model = estimator_of(cfg)
         matrix = matrix_from_parts(model, train_parts, reports[0], data.source.path)
         # the --items file checked against the ids' type now, not after the fit
@@ -151,6 +159,10 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
         cluster.wait_for(model.neighbours_.W, model.similarity_rows_)
         matrix.undecayed = None  # the similarities are on the workers: the undecayed twin can go
     with stage("prediction"):
+        if pending:
+            test_parts, found = without_repeats(test_parts, list(dask.compute(*pending)), read_kw["on_bad_lines"],
+                                                cfg.test or cfg.data)
+            repeated = {**found, "checked": "the test side"}
         test = dio.Ratings(source, test_parts, None)
         if cfg.feedback == "implicit":  # one row a held-out pair, its events summed as training sums them
             test = _summed_pairs(test_parts)
@@ -169,7 +181,7 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
     candidates = None if allow is None else {
         "file": cfg.items, "ids": len(allow), "known": int((model.matrix_.items.to_codes(allow) >= 0).sum())}
     return {"model": model, "matrix": matrix, "predictions": preds, "recommendations": recs,
-            "reports": counts, "candidates": candidates, "baselines": figures}
+            "reports": counts, "candidates": candidates, "baselines": figures, "repeated": repeated}
 
 
 def item_list(path: str, items) -> np.ndarray:
