@@ -170,6 +170,38 @@ def test_interrupt_keeps_previous_output_and_stops_the_cluster(sig, tmp_path):
     assert not alive, f"worker processes still running: {alive}"
 
 
+@pytest.mark.parametrize("delay", [0.3, 1.2])
+def test_a_ctrl_c_to_the_process_group_while_starting_is_one_line(delay, tmp_path):
+    # a terminal's Ctrl-C reaches every process of its group: the command during its own
+    # imports (0.3 s), the fork server during its preloads and the first workers (1.2 s)
+    # printed KeyboardInterrupt tracebacks, and once exit status 1
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "metrics.json").write_text(PREVIOUS)
+    proc = subprocess.Popen([sys.executable, "-m", "dcf.run", "--data", "synthetic:users=2000,items=300,ratings=40000",
+                             "--dashboard-address", "127.0.0.1:0", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            start_new_session=True)
+    time.sleep(delay)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    said = [line for line in err.splitlines() if line.startswith("dcf: ")]  # (multiprocessing's
+    assert said[-1].startswith("dcf: interrupted"), err  # resource tracker may warn after it)
+    assert (out / "metrics.json").read_text() == PREVIOUS
+
+
+def test_the_fork_server_ignores_sigint_from_its_first_import():
+    from dcf.cluster.launch import FORKSERVER_PRELOAD
+    assert FORKSERVER_PRELOAD[0] == "dcf.ignore_sigint"
+    probe = subprocess.run([sys.executable, "-c", "import signal, sys\nimport dcf.ignore_sigint\n"
+                            "print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN, "
+                            "sorted(m for m in ('numpy', 'pandas', 'dask', 'distributed') if m in sys.modules))"],
+                           capture_output=True, text=True, timeout=60)
+    assert probe.stdout.strip() == "True []", probe.stderr
+
+
 def test_sigkill_leaves_previous_output_and_the_next_run_cleans_up(tmp_path):
     out = tmp_path / "out"
     args = ["--data", "synthetic:users=20000,items=1500,ratings=400000,seed=1", "--k", "20",
@@ -275,3 +307,35 @@ def test_tiles_are_sized_from_the_worker_memory_limit(tmp_path):
     assert TILE_BYTES_PER_ENTRY * block ** 2 <= per_task
     assert block < len(model.matrix_.items) / 4  # smaller than the default (>= 4 item blocks)
     assert len(recs) == 5 * len(model.matrix_.users) and recs["score"].notna().all()
+
+
+def test_a_signal_while_the_handlers_are_put_back_is_no_traceback(monkeypatch, capsys):
+    # a second Ctrl-C landing in handled()'s exit escaped guarded(): exit status 1 and a
+    # traceback; now 130 where the work had not finished, its own status where it had
+    import contextlib
+
+    from dcf.errors import DataError
+    from dcf.run import cli
+
+    @contextlib.contextmanager
+    def late():
+        yield
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "handled", late)
+    assert cli.guarded(lambda: None) == 0
+
+    def bad():
+        raise DataError("r.tsv", "no", 3)
+
+    assert cli.guarded(bad) == 2
+    assert "dcf: error: r.tsv:3: no" in capsys.readouterr().err
+
+    @contextlib.contextmanager
+    def early():
+        raise KeyboardInterrupt
+        yield
+
+    monkeypatch.setattr(cli, "handled", early)
+    assert cli.guarded(lambda: None) == 130
+    assert capsys.readouterr().err.strip() == "dcf: interrupted; outputs left as they were"

@@ -59,7 +59,7 @@ CONNECT_TIMEOUT = 10.0
 # with issue 21 step 5's other changes, a cold paper-shape job about 10.5 s -> 7 s on 2 cores
 # (benchmarks/RESULTS.md)
 START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-FORKSERVER_PRELOAD = ["distributed", "dcf.cluster.forkserver"]
+FORKSERVER_PRELOAD = ["dcf.ignore_sigint", "distributed", "dcf.cluster.forkserver"]  # SIGINT ignored first
 
 
 def _local_settings(cfg: ClusterConfig) -> dict:

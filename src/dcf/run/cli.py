@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -172,33 +173,53 @@ def guarded(work, debug: bool = False) -> int:
     """Run ``work()`` as a command does: SIGINT and SIGTERM stop it cleanly, distributed's
     own tracebacks are silenced, and a failure is one line on stderr (the traceback with
     ``debug``).  Returns the exit status: 0 done, 2 bad input or settings, 1 any other
-    failure, 130 interrupted (``python -m dcf.run`` and ``python -m dcf.evaluate``)."""
-    with handled():
-        try:
-            with quiet_distributed(debug):
-                work()
-        except (DataError, ConfigError) as exc:
-            if debug:
-                raise
-            print(f"dcf: error: {exc}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt as exc:
-            if "stalled" in STOP:
-                print(f"dcf: failed: {STOP['stalled']}", file=sys.stderr)
-                return 1
-            what = "terminated" if isinstance(exc, Terminated) else "interrupted"
-            print(f"dcf: {what}; outputs left as they were", file=sys.stderr)
-            return 130
-        except Exception as exc:  # noqa: BLE001 - one line unless --debug
-            if debug:
-                raise
-            if isinstance(exc, ClusterError):
-                print(f"dcf: failed: {exc}", file=sys.stderr)
-            else:
-                print(f"dcf: failed: {type(exc).__name__}: {exc} (rerun with --debug for the "
-                      "traceback)", file=sys.stderr)
+    failure, 130 interrupted (``python -m dcf.run`` and ``python -m dcf.evaluate``).
+
+    A signal that lands while the handlers are put back (a second Ctrl-C, or one sent to
+    the whole process group as the job ends) is no traceback either: status 130 where the
+    work had not finished, its own status where it had."""
+    status = None
+    try:
+        with handled():
+            status = _guarded(work, debug)
+    except KeyboardInterrupt as exc:
+        if status is not None:
+            return status
+        _say_interrupted(exc)
+        return 130
+    return status
+
+
+def _guarded(work, debug: bool) -> int:
+    try:
+        with quiet_distributed(debug):
+            work()
+    except (DataError, ConfigError) as exc:
+        if debug:
+            raise
+        print(f"dcf: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        if "stalled" in STOP:
+            print(f"dcf: failed: {STOP['stalled']}", file=sys.stderr)
             return 1
+        _say_interrupted(exc)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one line unless --debug
+        if debug:
+            raise
+        if isinstance(exc, ClusterError):
+            print(f"dcf: failed: {exc}", file=sys.stderr)
+        else:
+            print(f"dcf: failed: {type(exc).__name__}: {exc} (rerun with --debug for the "
+                  "traceback)", file=sys.stderr)
+        return 1
     return 0
+
+
+def _say_interrupted(exc: KeyboardInterrupt) -> None:
+    what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+    print(f"dcf: {what}; outputs left as they were", file=sys.stderr)
 
 
 def entry() -> None:
@@ -212,6 +233,8 @@ def entry() -> None:
     Dask's busy helper threads.
     """
     status = main()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # the job is over: a late signal changes nothing now
+        signal.signal(sig, signal.SIG_IGN)
     if status == 130:
         sys.stdout.flush()
         sys.stderr.flush()
