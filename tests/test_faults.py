@@ -339,3 +339,17 @@ def test_a_signal_while_the_handlers_are_put_back_is_no_traceback(monkeypatch, c
     monkeypatch.setattr(cli, "handled", early)
     assert cli.guarded(lambda: None) == 130
     assert capsys.readouterr().err.strip() == "dcf: interrupted; outputs left as they were"
+
+
+def test_a_busy_dashboard_port_is_said_once_by_the_job_not_by_distributed():
+    import warnings
+
+    from dcf.run.signals import quiet_distributed
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with quiet_distributed(debug=False):
+            warnings.warn("Port 8787 is already in use.\nPerhaps you already have a cluster running?", UserWarning)
+            warnings.warn("something else", UserWarning)
+        warnings.warn("Port 8787 is already in use.", UserWarning)  # outside the job: as distributed says it
+    assert [str(w.message) for w in seen] == ["something else", "Port 8787 is already in use."]

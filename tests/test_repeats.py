@@ -81,9 +81,10 @@ def _run(scheduler, tmp_path, capsys, *flags):
     out = tmp_path / "out"
     rc = main(["--scheduler", scheduler, "--out", str(out), "--no-progress", "--no-baselines", "--k", "3",
                "--top-n", "3", *map(str, flags)])
-    err = capsys.readouterr().err
+    printed = capsys.readouterr()
     metrics = json.loads((out / "metrics.json").read_text()) if rc == 0 else None
-    return rc, err, metrics, out
+    _run.printed = printed.out
+    return rc, printed.err, metrics, out
 
 
 def test_a_pair_repeated_on_the_test_side_of_a_random_split(scheduler, tmp_path, capsys):
@@ -105,6 +106,7 @@ def test_a_pair_repeated_on_the_test_side_of_a_random_split(scheduler, tmp_path,
                                  "--data", _write(pd.concat([data, conflict, again]), tmp_path / "s.tsv"))
     assert rc == 0, err
     assert metrics["counts"]["repeated_pairs"] == {"duplicates": 1, "conflicts": 1, "checked": "the test side"}
+    assert "1 exact duplicates dropped, 1 conflicting ratings dropped" in _run.printed  # said, not only counted
     preds = pd.read_parquet(out / "predictions.parquet")
     assert len(preds) == len(test) and not preds.duplicated(["user", "item"]).any()
     assert preds.loc[(preds["user"] == pick["user"]) & (preds["item"] == pick["item"]), "rating"].tolist() == \

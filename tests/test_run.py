@@ -451,6 +451,12 @@ def test_an_items_file_is_checked_line_by_line(scheduler, tmp_path, capsys):
         assert _run(scheduler, "--data", SMALL, "--items", items, "--out", out) == 2
         err = capsys.readouterr().err
         assert f"{items}:{line}: " in err and why in err and "Traceback" not in err
+    # a file without an id, or whose ids are none of the model's: every list would be empty
+    for body, why in ((b"\n  \n", "holds no item id"), (b"999998\n999999\n", "none of its 2 ids is an item")):
+        items.write_bytes(body)
+        assert _run(scheduler, "--data", SMALL, "--items", items, "--out", out) == 2
+        err = capsys.readouterr().err
+        assert f"{items}: {why}" in err and "Traceback" not in err
 
 
 def test_splits_by_time(scheduler, tmp_path, capsys):

@@ -25,7 +25,8 @@ def mae(truth, prediction) -> float:
     0.5
     """
     t, p = _pair(truth, prediction)
-    return float(np.mean(np.abs(t - p))) if len(t) else float("nan")
+    with np.errstate(over="ignore", invalid="ignore"):  # ratings near 1e308: inf, reported as undefined
+        return float(np.mean(np.abs(t - p))) if len(t) else float("nan")
 
 
 def rmse(truth, prediction) -> float:
@@ -37,7 +38,8 @@ def rmse(truth, prediction) -> float:
     1.0
     """
     t, p = _pair(truth, prediction)
-    return float(np.sqrt(np.mean((t - p) ** 2))) if len(t) else float("nan")
+    with np.errstate(over="ignore", invalid="ignore"):  # squares past 1e308: inf, reported as undefined
+        return float(np.sqrt(np.mean((t - p) ** 2))) if len(t) else float("nan")
 
 
 def _pair(truth, prediction):

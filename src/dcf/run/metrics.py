@@ -96,6 +96,20 @@ def _baselines_line(baselines: dict, top_n: int) -> str:
     return "; ".join(parts) or "nothing to compare (no test ratings)"
 
 
+def _cleaning_line(counts: dict) -> str:
+    """What reading and the repeated pairs' check dropped, summed over the files (empty
+    where nothing was): with ``--skip-bad-lines`` a skip is reported here, not only in
+    metrics.json."""
+    total = dict.fromkeys(("skipped", "missing", "duplicates", "conflicts"), 0)
+    for report in (counts.get("read"), counts.get("test_read"), counts.get("repeated_pairs")):
+        for key in total:
+            total[key] += int((report or {}).get(key, 0) or 0)
+    words = {"skipped": "bad lines skipped", "missing": "lines with an empty field dropped", "duplicates": "exact duplicates dropped",
+             "conflicts": "conflicting ratings dropped"}
+    said = [f"{total[k]:,} {words[k]}" for k in total if total[k]]
+    return ", ".join(said) + " (metrics.json: counts, with examples)" if said else ""
+
+
 def _decay_line(decay: dict) -> str:
     when = decay["reference_time_utc"] or f"{decay['reference_time']:g} s"
     where = "scores and similarity" if decay["decay_similarity"] else "scores"
@@ -177,6 +191,7 @@ def summary(metrics: dict, top_n: int) -> str:
             *([("baselines", _baselines_line(metrics["baselines"], top_n))] if "baselines" in metrics else []),
             ("evaluation", metrics["evaluation"]),
             ("test pairs", f"{metrics['counts']['test_pairs']:,}"),
+            *([("cleaning", cleaning)] if (cleaning := _cleaning_line(metrics["counts"])) else []),
             *([("events", f"{metrics['counts']['events']:,} read as {metrics['counts']['pairs']:,} "
                           "(user, item) pairs")] if "events" in metrics["counts"] else []),
             *([("time decay", _decay_line(metrics["time_decay"]))] if "time_decay" in metrics else []),

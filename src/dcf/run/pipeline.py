@@ -149,6 +149,10 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
         matrix = matrix_from_parts(model, train_parts, reports[0], data.source.path)
         # the --items file checked against the ids' type now, not after the fit
         allow = item_list(cfg.items, matrix.items) if cfg.items else None
+        if allow is not None and not (matrix.items.to_codes(allow) >= 0).any():  # every list would be empty
+            some = ", ".join(str(v) for v in matrix.items.to_raw(np.arange(min(3, len(matrix.items)))))
+            raise DataError(cfg.items, f"none of its {len(allow):,} ids is an item of the ratings (its first: "
+                                       f"{allow[0]!r}; the ratings' items are such as {some})")
     with stage("matrix"):
         matrix.persist()
         cluster.wait_for(matrix.by_user, matrix.by_item)

@@ -53,7 +53,7 @@ def same_source(train, test) -> bool:
 def item_lines(path: str) -> list:
     """``[(line number, text), ...]`` of an ``--items`` file: each line stripped, blank ones
     skipped; a line that is not UTF-8 is a DataError naming it (a byte-order mark at the
-    start is none of the first id)."""
+    start is none of the first id), and so is a file without any id."""
     out = []
     try:
         with open(path, "rb") as f:
@@ -66,4 +66,6 @@ def item_lines(path: str) -> list:
                     out.append((n, text))
     except OSError as exc:
         raise DataError(path, f"cannot be read ({exc.strerror or exc})") from None
+    if not out:  # every list would be empty, and the job would say it succeeded
+        raise DataError(path, "holds no item id (an --items file lists one id a line)")
     return out

@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 import threading
+import warnings
 
 
 class Terminated(KeyboardInterrupt):
@@ -97,7 +98,11 @@ def quiet_distributed(debug: bool):
     for lg in loggers:
         lg.setLevel(logging.CRITICAL + 1)
     try:
-        yield
+        with warnings.catch_warnings():
+            # a busy dashboard port: distributed's four lines of UserWarning; the job prints the
+            # dashboard's address it got (--dashboard-address names one to use)
+            warnings.filterwarnings("ignore", message=r"Port \d+ is already in use", category=UserWarning)
+            yield
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
