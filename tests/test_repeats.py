@@ -113,15 +113,16 @@ def test_a_pair_repeated_on_the_test_side_of_a_random_split(scheduler, tmp_path,
         [pick["rating"]]
 
 
-def test_a_pair_on_both_sides_of_a_split_by_time_and_in_a_test_file(scheduler, tmp_path, capsys):
+@pytest.mark.parametrize("split", ["time", "last"])
+def test_a_pair_on_both_sides_of_a_split_by_time_and_in_a_test_file(split, scheduler, tmp_path, capsys):
     data = _ratings()
     first = data.iloc[0]
     late = first.to_frame().T.astype(data.dtypes.to_dict()).assign(time=9_000_000)  # after every other rating
     path = _write(pd.concat([data, late.assign(rating=first["rating"] % 5 + 1)]), tmp_path / "t.tsv")
-    rc, err, _, _ = _run(scheduler, tmp_path, capsys, "--data", path, "--split", "time")
+    rc, err, _, _ = _run(scheduler, tmp_path, capsys, "--data", path, "--split", split)
     assert rc == 2 and f"t.tsv:{len(data) + 1}: conflicting ratings" in err and "(line 1) and" in err
     rc, err, metrics, out = _run(scheduler, tmp_path, capsys, "--data", _write(pd.concat([data, late]), path),
-                                 "--split", "time")
+                                 "--split", split)
     assert rc == 0, err
     assert metrics["counts"]["repeated_pairs"]["duplicates"] == 1
     preds = pd.read_parquet(out / "predictions.parquet")

@@ -146,7 +146,13 @@ def _connected(cfg: ClusterConfig) -> Client:
 
     maker = threading.Thread(target=make, name="dcf-connect", daemon=True)
     maker.start()
-    maker.join(CONNECT_TIMEOUT + 5.0)
+    try:
+        maker.join(CONNECT_TIMEOUT + 5.0)
+    except BaseException:  # interrupted while waiting: a client that comes up later is closed
+        gave_up.set()
+        if "client" in box:
+            box.pop("client").close()
+        raise
     if maker.is_alive():
         gave_up.set()
         if "client" in box:  # it came up just now

@@ -67,7 +67,8 @@ def ranking_metrics(recommendations: pd.DataFrame, test: pd.DataFrame, n: int,
     Returns
     -------
     dict with ``precision``, ``recall``, ``ndcg``, ``map``, ``mrr``, ``hit_rate`` (each in
-    [0, 1]; 0 where no user has a relevant item) and ``users`` (how many users were evaluated).
+    [0, 1]; NaN, undefined, where no user has a relevant item) and ``users`` (how many users
+    were evaluated).
 
     >>> recs = pd.DataFrame({"user": [1, 1], "rank": [1, 2], "item": [10, 11]})
     >>> ranking_metrics(recs, pd.DataFrame({"user": [1], "item": [11], "rating": [5.0]}), 2)["mrr"]

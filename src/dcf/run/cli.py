@@ -232,9 +232,19 @@ def entry() -> None:
     job (status 130) has closed its cluster already and exits at once, not waiting for
     Dask's busy helper threads.
     """
+    # python -m dcf.run's handlers for its imports (run/__main__.py) say "nothing was
+    # written": from here on the job's own handlers decide, and put these defaults back
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     status = main()
-    for sig in (signal.SIGINT, signal.SIGTERM):  # the job is over: a late signal changes nothing now
-        signal.signal(sig, signal.SIG_IGN)
+
+    def finished(signum, frame):  # the job is over: a late signal ends the exit, not its status
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, finished)
     if status == 130:
         sys.stdout.flush()
         sys.stderr.flush()

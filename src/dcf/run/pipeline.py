@@ -137,7 +137,7 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
             train_parts, test_parts, reports = data.parts, test_src.parts, [data.report, test_src.report]
         else:
             parts = data.parts
-            if explicit and cfg.split == "time":  # a pair's copies on both sides of the cut: every rating first
+            if explicit and cfg.split in ("time", "last"):  # a pair's copies on both sides: every rating first
                 parts, found = checked_pairs(parts, read_kw["on_bad_lines"], cfg.data)
                 repeated = {**found, "checked": "every rating, before the split by time"}
             train_parts, test_parts = split_of(cfg, parts)
