@@ -26,9 +26,9 @@ def _reference(frame: pd.DataFrame):
             int((later & (f["rating"] != first)).sum()))
 
 
-@given(st.integers(0, 10_000), st.integers(1, 60), st.integers(1, 4), st.integers(1, 5), st.booleans())
+@given(st.integers(0, 10_000), st.integers(1, 60), st.integers(1, 4), st.booleans())
 @settings(max_examples=60, deadline=None)
-def test_the_repeated_pairs_are_found_across_parts_and_id_types(seed, n, n_parts, buckets, text_ids):
+def test_the_repeated_pairs_are_found_across_parts_and_id_types(seed, n, n_parts, text_ids):
     rng = np.random.default_rng(seed)
     frame = pd.DataFrame({"user": rng.integers(0, 4, n), "item": rng.integers(0, 3, n),
                           "rating": rng.integers(1, 3, n).astype(float), "line": rng.permutation(n) + 1})
@@ -39,22 +39,22 @@ def test_the_repeated_pairs_are_found_across_parts_and_id_types(seed, n, n_parts
         frames[-1] = frames[-1].astype({"user": str, "item": str})
     kept_lines, dups, conflicts = _reference(frame)
     with dask.config.set(scheduler="sync"):
-        kept, counts = checked_pairs([dask.delayed(f) for f in frames], "skip", "r.tsv", buckets)
+        kept, counts = checked_pairs([dask.delayed(f) for f in frames], "skip", "r.tsv")
         out = pd.concat(dask.compute(*kept), ignore_index=True)
         assert set(out["line"]) == kept_lines and len(out) == len(kept_lines)
         assert counts == {"duplicates": dups, "conflicts": conflicts}
         if conflicts:
             with pytest.raises(DataError, match=r"^r.tsv:\d+: conflicting ratings for user .* \(line \d+\) and"):
-                checked_pairs([dask.delayed(f) for f in frames], "error", "r.tsv", buckets)
+                checked_pairs([dask.delayed(f) for f in frames], "error", "r.tsv")
         else:
-            assert checked_pairs([dask.delayed(f) for f in frames], "error", "r.tsv", buckets)[1] == counts
+            assert checked_pairs([dask.delayed(f) for f in frames], "error", "r.tsv")[1] == counts
 
 
 def test_a_conflict_names_the_kept_line_and_the_earliest_other():
     a = pd.DataFrame({"user": [1, 2, 2], "item": [10, 20, 20], "rating": [5.0, 4.0, 3.0], "line": [1, 2, 9]})
     b = pd.DataFrame({"user": ["2"], "item": ["20"], "rating": [1.0], "line": [5]})
     with dask.config.set(scheduler="sync"), pytest.raises(DataError) as err:
-        checked_pairs([dask.delayed(a), dask.delayed(b)], "error", "t.tsv", 2)
+        checked_pairs([dask.delayed(a), dask.delayed(b)], "error", "t.tsv")
     assert str(err.value).startswith("t.tsv:5: conflicting ratings for user '2' item '20': 4 (line 2) and 1 (line 5)")
 
 

@@ -144,7 +144,7 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
             train_parts, test_parts = dask.persist(train_parts, test_parts)
             reports = [data.report]
         if explicit and repeated is None:  # the test side's repeated pairs, found while the model fits
-            pending = cluster.start(find_repeats(test_parts))
+            pending = cluster.start([find_repeats(test_parts)])
         model = estimator_of(cfg)
         matrix = matrix_from_parts(model, train_parts, reports[0], data.source.path)
         # the --items file checked against the ids' type now, not after the fit
@@ -164,7 +164,7 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
         matrix.undecayed = None  # the similarities are on the workers: the undecayed twin can go
     with stage("prediction"):
         if pending:
-            test_parts, found = without_repeats(test_parts, list(dask.compute(*pending)), read_kw["on_bad_lines"],
+            test_parts, found = without_repeats(test_parts, dask.compute(pending[0])[0], read_kw["on_bad_lines"],
                                                 cfg.test or cfg.data)
             repeated = {**found, "checked": "the test side"}
         test = dio.Ratings(source, test_parts, None)
