@@ -8,7 +8,7 @@ back to the client.
 
 from __future__ import annotations
 
-__all__ = ["DataError", "ConfigError", "ClusterError", "NotFittedError"]
+__all__ = ["DataError", "ConfigError", "ClusterError", "NotFittedError", "conflicting_ratings"]
 
 
 class DataError(ValueError):
@@ -34,6 +34,17 @@ class DataError(ValueError):
 
     def __reduce__(self):
         return (type(self), (self.path, self.problem, self.line))
+
+
+def conflicting_ratings(path: str, user, item, kept: float, first: int, value: float, line: int) -> DataError:
+    """The DataError of a (user, item) rated ``kept`` on line ``first`` and ``value`` on line
+    ``line``: what the training matrix (:func:`dcf.matrix.build_block`) and the repeated
+    pairs' check (:mod:`dcf.repeats`) raise alike.  Ids as plain Python values in the text
+    (``1``, not ``np.int64(1)``)."""
+    user, item = (v.item() if hasattr(v, "item") else v for v in (user, item))  # a NumPy scalar
+    return DataError(path, f"conflicting ratings for user {user!r} item {item!r}: {kept:g} (line {int(first)}) and "
+                     f"{value:g} (line {int(line)}) (pass on_bad_lines='skip' / --skip-bad-lines to keep the first "
+                     "and count the rest)", int(line))
 
 
 class ConfigError(ValueError):

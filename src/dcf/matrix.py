@@ -27,7 +27,7 @@ import scipy.sparse as sp
 from . import kernels
 from .blocks import CSR_META, concat_rows, outputs, row_stats, transpose_blocks
 from .decay import decayed_weights, merge_spans, reference_time, time_span
-from .errors import DataError
+from .errors import DataError, conflicting_ratings
 from .ids import IdMap, ids_of
 
 __all__ = ["RatingMatrix", "build_matrix", "from_array", "from_user_blocks", "block_bounds", "layout",
@@ -317,10 +317,8 @@ def build_block(shape, row0, users, items, source, on_bad_lines, *pieces, feedba
     if len(conflicts) and on_bad_lines == "error":
         row, col, first, other, value = conflicts[np.argmin(conflicts[:, 3])]
         kept = csr[int(row), int(col)]
-        raise DataError(source, f"conflicting ratings for user {_raw(users, int(row) + row0)!r} "
-                        f"item {_raw(items, int(col))!r}: {kept:g} (line {int(first)}) and "
-                        f"{value:g} (line {int(other)}) (pass on_bad_lines='skip' / "
-                        "--skip-bad-lines to keep the first and count the rest)", int(other))
+        raise conflicting_ratings(source, _raw(users, int(row) + row0), _raw(items, int(col)), kept, first, value,
+                                  other)
     return csr, {"duplicates": dups, "conflicts": int(len(conflicts)),
                  "stored": int(csr.nnz)}
 

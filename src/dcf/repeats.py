@@ -19,7 +19,7 @@ import dask
 import numpy as np
 import pandas as pd
 
-from .errors import DataError
+from .errors import conflicting_ratings
 from .split import pair_hashes
 
 __all__ = ["checked_pairs", "find_repeats", "without_repeats"]
@@ -60,10 +60,7 @@ def without_repeats(parts: list, repeated, on_bad_lines: str, source: str) -> tu
                                     for a, p in enumerate(parts)]), ignore_index=True)
     drops, counts["duplicates"], counts["conflicts"], clash = _repeated(rows)
     if clash is not None and on_bad_lines == "error":
-        user, item, kept, first, value, line = clash
-        raise DataError(source, f"conflicting ratings for user {user!r} item {item!r}: {kept:g} (line {first}) and "
-                        f"{value:g} (line {line}) (pass on_bad_lines='skip' / --skip-bad-lines to keep the first "
-                        "and count the rest)", line)
+        raise conflicting_ratings(source, *clash)
     if not len(drops):
         return parts, counts
     at = {int(a): g["row"].to_numpy(np.int64) for a, g in drops.groupby("part")}
@@ -113,14 +110,9 @@ def _repeated(frame: pd.DataFrame):
     conflict = None
     if clash.any():
         c = int(np.flatnonzero(clash)[np.argmin(later["line"].to_numpy()[clash])])
-        conflict = (_plain(later["user"].iloc[c]), _plain(later["item"].iloc[c]), float(keep["rating"].iloc[c]),
+        conflict = (later["user"].iloc[c], later["item"].iloc[c], float(keep["rating"].iloc[c]),
                     int(keep["line"].iloc[c]), float(later["rating"].iloc[c]), int(later["line"].iloc[c]))
     return later[["part", "row"]], int((~clash).sum()), int(clash.sum()), conflict
-
-
-def _plain(value):
-    """An id as a plain Python value (``1``, not ``np.int64(1)``)."""
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def _without(frame: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:

@@ -144,8 +144,8 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
             train_parts, test_parts = dask.persist(train_parts, test_parts)
             reports = [data.report]
         if explicit and repeated is None:  # the test side's repeated pairs, found while the model fits
-            found = find_repeats(test_parts)  # (None: no test parts, nothing to check)
-            pending = cluster.start([found]) if found is not None else []
+            check = find_repeats(test_parts)  # (None: no test parts, nothing to check)
+            pending = cluster.start([check]) if check is not None else []
         model = estimator_of(cfg)
         matrix = matrix_from_parts(model, train_parts, reports[0], data.source.path)
         # the --items file checked against the ids' type now, not after the fit
