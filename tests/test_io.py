@@ -175,6 +175,18 @@ def test_missing_file_and_folder(tmp_path):
         read_ratings(tmp_path)
 
 
+def test_a_path_is_taken_literally_never_as_a_pattern(tmp_path):
+    """A file named with ``*`` or ``[`` is read as itself (fsspec would expand it to every
+    match and the read failed with "too many values to unpack"); a pattern that names no
+    file is a DataError saying patterns are not expanded."""
+    (tmp_path / "r[1].data").write_text("1\t10\t5\n")
+    (tmp_path / "r*.data").write_text("1\t10\t5\n1\t20\t3\n2\t10\t1\n")
+    frame, report = _read(tmp_path / "r*.data")
+    assert frame["rating"].tolist() == [5.0, 3.0, 1.0] and report["rows"] == 3
+    with pytest.raises(DataError, match=r"no such file or folder .*a pattern such as '\*.csv' is not expanded"):
+        read_ratings(tmp_path / "*.csv")
+
+
 def test_conflicting_duplicates_name_both_lines(tmp_path):
     from dcf import ItemKNN
 

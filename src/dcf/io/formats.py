@@ -31,7 +31,7 @@ from ..errors import DataError
 from .sources import BOM, RatingsSource
 from .times import time_column
 
-__all__ = ["FEEDBACKS", "FORMATS", "head_names", "header_columns", "parquet_files", "reading", "sniff"]
+__all__ = ["FEEDBACKS", "FORMATS", "filesystem", "head_names", "header_columns", "parquet_files", "reading", "sniff"]
 
 FORMATS = ("tab", "dat", "csv", "parquet")
 FEEDBACKS = ("explicit", "implicit")  # ratings, or events whose optional value is a positive weight
@@ -68,9 +68,11 @@ def sniff(path, *, format: str = "auto", on_bad_lines: str = "error",
     common = dict(on_bad_lines=on_bad_lines,
                   rating_scale=None if rating_scale is None else tuple(map(float, rating_scale)),
                   feedback=feedback)
-    fs, _, (local,) = fsspec.get_fs_token_paths(path)
+    fs, local = filesystem(path)
     if not fs.exists(local):
-        raise DataError(path, "no such file or folder")
+        pattern = "; a pattern such as '*.csv' is not expanded" if any(c in path for c in "*?[") else ""
+        raise DataError(path, f"no such file or folder (give one ratings file or a folder of Parquet parts{pattern})"
+                        if pattern else "no such file or folder")
     _check_kind(fs, local, path)
     with reading(path):
         is_parquet = format == "parquet" or (format == "auto" and _looks_parquet(fs, local, path))
@@ -87,6 +89,12 @@ def sniff(path, *, format: str = "auto", on_bad_lines: str = "error",
     at = (time_column(head_names(head, src)) if src.header
           else 3 if src.n_fields >= 4 and src.columns[2] is not None else None)
     return replace(src, timed=at is not None, time_column=at)
+
+
+def filesystem(path: str):
+    """``(filesystem, path in it)`` of a ratings path, taken literally: a name with ``*``,
+    ``?`` or ``[`` in it is that one file, never a pattern fsspec would expand."""
+    return fsspec.core.url_to_fs(path)
 
 
 def head_names(head: bytes, src: RatingsSource) -> list:

@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from ..blocks import outputs
 from ..errors import DataError
-from .formats import header_columns, parquet_files
+from .formats import filesystem, header_columns, parquet_files
 from .sources import RatingsSource
 from .times import seconds_of_arrow, time_column
 from .validate import raw_ids, validate_numeric, validate_text
@@ -37,7 +37,7 @@ _NOT_IDS = "ids must be integers or text"
 
 def parquet_parts(src: RatingsSource):
     """``(parts, reports)``: one delayed frame and report per row-group part of each file."""
-    fs, _, (local,) = fsspec.get_fs_token_paths(src.path)
+    fs, local = filesystem(src.path)
     files = parquet_files(fs, local, src.path) if fs.isdir(local) else [local]
     proto = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
     urls = [f if proto in ("file", "local") else f"{proto}://{f}" for f in files]

@@ -27,7 +27,6 @@ from __future__ import annotations
 import re
 
 import dask
-import fsspec
 import numpy as np
 import pandas as pd
 
@@ -35,6 +34,7 @@ from ..blocks import outputs
 from ..errors import DataError
 from .blocks import block_ranges, count_breaks, count_lines, read_text_block
 from .exact import parse_exact
+from .formats import filesystem
 from .sources import BOM, MAX_ID_CHARS, MAX_LINE_BYTES, META, META_TIMED, RatingsSource, merge_reports
 from .typed import parse_typed, typed_ids
 
@@ -45,7 +45,7 @@ SLICE_BYTES = 1 << 20  # a block is parsed at most this many bytes at a time (1/
 
 def text_parts(src: RatingsSource, blocksize):
     """``(parts, reports)``: one delayed frame and report per block of a text file."""
-    fs, _, (local,) = fsspec.get_fs_token_paths(src.path)
+    fs, local = filesystem(src.path)
     ranges = block_ranges(fs, local, None if src.compression else blocksize)
     token = dask.base.tokenize(src, blocksize, fs.ukey(local))
     read = dask.delayed(read_text_block, pure=True)
