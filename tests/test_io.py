@@ -221,7 +221,8 @@ def test_a_large_parquet_file_is_read_in_row_group_parts(tmp_path, monkeypatch):
     df.to_parquet(tmp_path / "r.parquet", row_group_size=10)
     monkeypatch.setattr(parquet, "PARQUET_PART_ROWS", 25)  # patched where it is read
     src = dio.sniff(tmp_path / "r.parquet", on_bad_lines="skip")
-    parts, _ = dio.parquet_parts(src)
+    parts, _, name = dio.parquet_parts(src)
+    assert name == src.path  # one file: its plain name
     assert len(parts) == 5  # groups of 10 rows, at most 25 rows a part: 20+20+20+20+15
     frame, report = _read(tmp_path / "r.parquet", on_bad_lines="skip")
     assert frame["line"].tolist() == [i + 1 for i in range(n) if i != 61]
@@ -483,6 +484,45 @@ def test_a_folder_mixing_parquet_and_other_files_is_refused(tmp_path):
     with pytest.raises(DataError, match=r"mixes Parquet parts with other files \('part.1.csv'") as err:
         read_ratings(folder)
     assert err.value.path == str(folder)
+
+
+def test_a_folders_rows_are_named_by_their_file_wherever_they_meet(tmp_path):
+    """A folder's files are numbered one after another, so a pair rated in two files (met
+    in the matrix, or by the repeated pairs' check) names each file and its own row."""
+    import pickle
+
+    from dcf import ItemKNN
+    from dcf.errors import FolderRows
+    from dcf.repeats import checked_pairs
+
+    folder = tmp_path / "log"
+    (folder / "day=2").mkdir(parents=True)
+    pd.DataFrame({"user": [1, 2, 3], "item": [10, 20, 30], "rating": [4.0, 3.0, 5.0]}).to_parquet(folder / "a.parquet")
+    pd.DataFrame({"user": [4, 5, 1], "item": [40, 50, 10], "rating": [2.0, 1.0, 2.0]}).to_parquet(folder / "b.parquet")
+    pd.DataFrame({"user": [6, 7], "item": [60, 10], "rating": ["2", "x"]}).to_parquet(folder / "day=2" / "c.parquet")
+    a, b, c = (str(folder / f) for f in ("a.parquet", "b.parquet", "day=2/c.parquet"))
+    frame, report = _read(folder, on_bad_lines="skip")
+    assert frame["line"].tolist() == [1, 2, 3, 4, 5, 6, 7]  # c's row 2 skipped, and named in its file
+    assert report["examples"] == ["day=2/c.parquet line 2: rating is not a number: 'x'"]
+    ratings = read_ratings(folder, on_bad_lines="skip")
+    name = ratings.source.path
+    assert name == str(folder) and isinstance(name, FolderRows)
+    assert [name.locate(n) for n in (1, 3, 4, 6, 7, 8)] == [(a, 1), (a, 3), (b, 1), (b, 3), (c, 1), (c, 2)]
+    assert pickle.loads(pickle.dumps(name)).files == name.files
+    want = r"conflicting ratings for user 1 item 10: 4 \(line 1 of .*a\.parquet\) and 2 \(line 3\)"
+    with dask.config.set(scheduler="sync"):
+        with pytest.raises(DataError, match=want) as err:
+            ItemKNN(k=2).fit(ratings)
+        assert (err.value.path, err.value.line) == (b, 3)
+        assert pickle.loads(pickle.dumps(err.value)).args == err.value.args
+        with pytest.raises(DataError, match=want) as err:
+            checked_pairs(ratings.parts, "error", name)
+        assert (err.value.path, err.value.line) == (b, 3)
+        kept = ItemKNN(k=2, on_bad_lines="skip").fit(ratings).matrix_  # the earlier file's rating wins
+        dense = kept.by_user.compute().toarray()
+    assert dense[kept.users.to_codes(np.array([1]))[0], kept.items.to_codes(np.array([10]))[0]] == 4.0
+    # one file alone keeps its plain name and its own rows
+    assert type(read_ratings(folder / "b.parquet").source.path) is str
 
 
 def test_blocks_of_integer_ids_and_a_block_with_text_ids_agree(tmp_path):

@@ -132,3 +132,21 @@ def test_a_pair_on_both_sides_of_a_split_by_time_and_in_a_test_file(split, sched
     test = _write(pd.concat([held, held.iloc[[2]].assign(rating=held["rating"].iloc[2] % 5 + 1)]), tmp_path / "h.tsv")
     rc, err, _, _ = _run(scheduler, tmp_path, capsys, "--data", _write(data, tmp_path / "d.tsv"), "--test", test)
     assert rc == 2 and f"h.tsv:{len(held) + 1}: conflicting ratings" in err and "(line 3) and" in err
+
+
+def test_a_test_folder_and_a_split_folder_name_each_file(scheduler, tmp_path, capsys):
+    # a folder of Parquet parts: the copies of a pair in two files are named by file and row
+    data = _ratings()
+    held = _ratings(n_users=8, n_items=3).assign(user=lambda f: f["user"] + 100)
+    folder = tmp_path / "test"
+    folder.mkdir()
+    held.iloc[:5].to_parquet(folder / "a.parquet")
+    clash = held.iloc[[2]].assign(rating=held["rating"].iloc[2] % 5 + 1)
+    pd.concat([held.iloc[5:], clash]).to_parquet(folder / "b.parquet")
+    rc, err, _, _ = _run(scheduler, tmp_path, capsys, "--data", _write(data, tmp_path / "d.tsv"), "--test", folder)
+    assert rc == 2, err
+    assert f"{folder / 'b.parquet'}:{len(held) - 5 + 1}: conflicting ratings" in err
+    assert f"(line 3 of {folder / 'a.parquet'}) and" in err
+    # the same files as the data, split by time: every rating checked before the split
+    rc, err, _, _ = _run(scheduler, tmp_path, capsys, "--data", folder, "--split", "time")
+    assert rc == 2 and f"{folder / 'b.parquet'}:{len(held) - 5 + 1}: conflicting" in err, err

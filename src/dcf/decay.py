@@ -81,10 +81,8 @@ def decay_of(half_life, reference_time, decay_similarity, feedback) -> Decay | N
 
 
 def time_span(frame, source: str):
-    """``(latest time, (source, first untimed line) or None)`` of one frame part, the source
-    its file where it knows one (a Parquet folder's part); a DataError if the part has no
-    ``time`` column (its source had none)."""
-    source = frame.attrs.get("source", source)  # a folder's part: its file
+    """``(latest time, (source, first untimed line) or None)`` of one frame part; a DataError
+    if the part has no ``time`` column (its source had none)."""
     if "time" not in frame.columns:
         raise DataError(source, "has no event times, which time decay (half_life) needs: a headerless file's "
                         f"fourth field, or a column named {', '.join(TIME_NAMES)} (read_ratings(times=True), the "

@@ -27,7 +27,7 @@ import scipy.sparse as sp
 from . import kernels
 from .blocks import CSR_META, concat_rows, outputs, row_stats, transpose_blocks
 from .decay import decayed_weights, merge_spans, reference_time, time_span
-from .errors import DataError, conflicting_ratings
+from .errors import DataError, conflicting_ratings, line_of
 from .ids import IdMap, ids_of
 
 __all__ = ["RatingMatrix", "build_matrix", "from_array", "from_user_blocks", "block_bounds", "layout",
@@ -282,8 +282,7 @@ def _split_part(frame: pd.DataFrame, users: IdMap, items: IdMap, bounds: np.ndar
     ln = frame["line"].to_numpy(np.int64)
     if timing is not None:
         decay, reference, source = timing
-        r = decayed_weights(r, frame["time"].to_numpy(np.float64), ln, decay, reference,
-                            frame.attrs.get("source", source))  # a folder's part: its file
+        r = decayed_weights(r, frame["time"].to_numpy(np.float64), ln, decay, reference, source)
     blk = np.searchsorted(bounds, u, side="right") - 1
     order = np.argsort(blk, kind="stable")
     cuts = np.searchsorted(blk[order], np.arange(len(bounds)))
@@ -307,9 +306,10 @@ def build_block(shape, row0, users, items, source, on_bad_lines, *pieces, feedba
             row = int(np.searchsorted(csr.indptr, at, side="right") - 1)
             col = int(csr.indices[at])
             mine = lines[(rows == row) & (cols == col)]
+            first, last = int(mine.min()), int(mine.max())
             raise DataError(source, f"the weights of user {_raw(users, row + row0)!r} item {_raw(items, col)!r} "
-                            f"(lines {int(mine.min())} to {int(mine.max())}, {len(mine):,} events) add up past the "
-                            "largest number a double holds", int(mine.max()))
+                            f"({line_of(source, first, last)} to {line_of(source, last, last)}, {len(mine):,} "
+                            "events) add up past the largest number a double holds", last)
         zero = int((csr.data == 0).sum())  # positive weights whose decay underflowed: counted, kept as seen
         return csr, {"duplicates": 0, "conflicts": 0, "stored": int(csr.nnz), "events": events,
                      "pairs": int(csr.nnz), **({"pairs_decayed_to_zero": zero} if zero else {})}

@@ -31,6 +31,8 @@ found anywhere later names the line, and its event time where the source has one
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import dask
 
 from .blocks import (DEFAULT_BLOCKSIZE, MAX_BLOCKSIZE, MIN_BLOCKSIZE, READ_MEMORY_MULTIPLE,
@@ -92,7 +94,8 @@ def read_ratings(path, *, format: str = "auto", on_bad_lines: str = "error",
     src = sniff(path, format=format, on_bad_lines=on_bad_lines, rating_scale=rating_scale, feedback=feedback,
                 times=times)
     if src.format == "parquet":
-        parts, reports = parquet_parts(src)
+        parts, reports, name = parquet_parts(src)
+        src = replace(src, path=name)  # a folder's: where its rows are numbered
     else:
         parts, reports = text_parts(src, resolve_blocksize(blocksize))
     token = dask.base.tokenize(src, parts)

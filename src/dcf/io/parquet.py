@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ..blocks import outputs
-from ..errors import DataError
+from ..errors import DataError, FolderRows
 from .formats import filesystem, header_columns, parquet_files
 from .sources import RatingsSource
 from .times import seconds_of_arrow, time_column
@@ -36,24 +36,37 @@ _NOT_IDS = "ids must be integers or text"
 
 
 def parquet_parts(src: RatingsSource):
-    """``(parts, reports)``: one delayed frame and report per row-group part of each file."""
+    """``(parts, reports, name)``: one delayed frame and report per row-group part of each
+    file, and the source's name: for a folder of several files a
+    :class:`~dcf.errors.FolderRows`, its files' rows numbered one file after another (by
+    their footers' row counts), so that a later error (a pair rated in two files) names
+    the file and its row."""
     fs, local = filesystem(src.path)
-    files = parquet_files(fs, local, src.path) if fs.isdir(local) else [local]
+    folder = fs.isdir(local)
+    files = parquet_files(fs, local, src.path) if folder else [local]
     proto = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
     urls = [f if proto in ("file", "local") else f"{proto}://{f}" for f in files]
     parse = dask.delayed(_parse_parquet_file, pure=True)
-    token = dask.base.tokenize(src, urls)
-    pieces = [(url, groups, first) for f, url in zip(files, urls) for groups, first in _row_group_parts(fs, f)]
-    pairs = [outputs(parse(url, src, groups, first, dask_key_name=f"read-parquet-{token}-{i}"),
+    token = dask.base.tokenize(src, urls, [fs.ukey(f) for f in files])  # a file changed: new keys
+    pieces, firsts, line = [], [], 1
+    for f, url in zip(files, urls):
+        parts, n_rows = _row_group_parts(fs, f)
+        label = (line - 1, f[len(local.rstrip("/")):].lstrip("/")) if folder and len(files) > 1 else None
+        pieces += [(url, groups, first, label) for groups, first in parts]
+        firsts.append((line, url))
+        line += n_rows  # (an unreadable footer counts 0: its part fails the read, naming the file)
+    pairs = [outputs(parse(url, src, groups, first, label, dask_key_name=f"read-parquet-{token}-{i}"),
                      2, ("read-part", "read-block-report"))
-             for i, (url, groups, first) in enumerate(pieces)]
-    return [p for p, _ in pairs], [r for _, r in pairs]
+             for i, (url, groups, first, label) in enumerate(pieces)]
+    name = FolderRows(src.path, firsts) if len(firsts) > 1 else src.path
+    return [p for p, _ in pairs], [r for _, r in pairs], name
 
 
 def _row_group_parts(fs, path):
-    """``[(row groups or None, first line)]``: a file's row groups in parts of at most
-    :data:`PARQUET_PART_ROWS` rows (one part per group when a group is larger); the whole
-    file as one part when its footer cannot be read here (the task then says why)."""
+    """``([(row groups or None, first line)], rows)``: a file's row groups in parts of at
+    most :data:`PARQUET_PART_ROWS` rows (one part per group when a group is larger), and
+    its row count; the whole file as one part of 0 rows when its footer cannot be read
+    here (the task then says why)."""
     import pyarrow.parquet as pq
 
     try:
@@ -61,7 +74,7 @@ def _row_group_parts(fs, path):
             meta = pq.ParquetFile(f).metadata
         sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
     except Exception:  # noqa: BLE001 -- reported by the reading task, with the file name
-        return [(None, 1)]
+        return [(None, 1)], 0
     parts, groups, rows, first = [], [], 0, 1
     for g, n in enumerate(sizes):
         if groups and rows + n > PARQUET_PART_ROWS:
@@ -70,12 +83,15 @@ def _row_group_parts(fs, path):
         groups.append(g)
         rows += n
     parts.append((groups or None, first))
-    return parts
+    return parts, sum(sizes)
 
 
-def _parse_parquet_file(url: str, src: RatingsSource, groups=None, first_line: int = 1):
+def _parse_parquet_file(url: str, src: RatingsSource, groups=None, first_line: int = 1, folder=None):
     """One part of a Parquet file (``groups``: its row groups, None = all); ``line`` numbers
-    are row numbers in the file, counted from 1."""
+    are row numbers in the file, counted from 1, and checked as such (an error names the
+    file and its row); ``folder``: ``(rows of the folder's files before this one, the
+    file's name in the folder)`` for a part of a folder of several files, whose lines then
+    continue the earlier files' (:func:`parquet_parts`) and whose examples name the file."""
     import pyarrow.parquet as pq
 
     try:
@@ -104,7 +120,10 @@ def _parse_parquet_file(url: str, src: RatingsSource, groups=None, first_line: i
     else:
         r = r.astype(object).where(r.notna(), "").to_numpy(dtype=object)
         frame, report = validate_text(fixed, _parquet_ids(u), _parquet_ids(it), r, lines, n_rows, [], times=times)
-    frame.attrs["source"] = url  # the file its row numbers count in (a folder's later errors name it)
+    if folder is not None:
+        before, name = folder
+        frame["line"] += before
+        report = {**report, "examples": [f"{name} {e}" for e in report.get("examples", [])]}
     return frame, report
 
 

@@ -138,7 +138,7 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
         else:
             parts = data.parts
             if explicit and cfg.split in ("time", "last"):  # a pair's copies on both sides: every rating first
-                parts, found = checked_pairs(parts, read_kw["on_bad_lines"], cfg.data)
+                parts, found = checked_pairs(parts, read_kw["on_bad_lines"], data.source.path)
                 repeated = {**found, "checked": "every rating, before the split by time"}
             train_parts, test_parts = split_of(cfg, parts)
             train_parts, test_parts = dask.persist(train_parts, test_parts)
@@ -166,7 +166,7 @@ def execute(cfg: RunConfig, stage: Stages) -> dict:
     with stage("prediction"):
         if pending:
             test_parts, found = without_repeats(test_parts, dask.compute(pending[0])[0], read_kw["on_bad_lines"],
-                                                cfg.test or cfg.data)
+                                                test_src.source.path if cfg.test else source.path)
             repeated = {**found, "checked": "the test side"}
         test = dio.Ratings(source, test_parts, None)
         if cfg.feedback == "implicit":  # one row a held-out pair, its events summed as training sums them
