@@ -463,18 +463,25 @@ def test_even_rows_tasks_read_nothing_but_the_shared_matrix(measure):
     Q = da.from_array(sp.csr_matrix(R), chunks=(13, 24), asarray=False)
     P = da.from_array(sp.csr_matrix(R.T), chunks=(7, 60), asarray=False)
     work = entity_stats(Q).compute(scheduler="sync")[1]
-    for groups, whole in ((3, False), (None, False), (3, True)):
+    cuts = np.array([0, 5, 11, 24])  # whole rows: the cuts of whole_row_cuts, given as they are
+    for groups, whole in ((3, False), (None, False), (3, True), (cuts, True)):
         bounds, _, blocks = similarity_by_rows(P, Q, 4, SimilaritySettings(measure), work=work, groups=groups, whole_rows=whole)
         graph = dict(blocks[0][0].dask)
         task = [key for key in graph if str(key).startswith("similarity-block")][0]
         reads = {str(d).split("-")[0] + "-" + str(d).split("-")[1] for d in get_dependencies(graph, task)}
-        if groups and not whole:
+        if groups is not None:  # whole rows too: the rated neighbourhood's tasks were one a chunk of P
             assert len(bounds) == 4 and reads <= {"similarity-others", "similarity-norms"}
+            assert np.ndim(groups) == 0 or (bounds == cuts).all()
         else:  # one task per chunk of P: it reads the chunk
             assert any(not r.startswith("similarity-") for r in reads)
         lists = dask.compute(*[b[:2] for b in blocks], scheduler="sync")
         sim = np.concatenate([v for _, v in lists])
         np.testing.assert_allclose(sim, ref.topk(ref.similarity(R.T, measure), 4)[1], rtol=1e-12)
+        if whole:  # the same whole rows, bit for bit, as one task a chunk of P gives them
+            rows = sp.vstack([sp.csr_matrix(b) for b in dask.compute(*[b[2] for b in blocks], scheduler="sync")])
+            _, _, chunked = similarity_by_rows(P, Q, 4, SimilaritySettings(measure), whole_rows=True)
+            want = sp.vstack([sp.csr_matrix(b) for b in dask.compute(*[b[2] for b in chunked], scheduler="sync")])
+            np.testing.assert_array_equal(rows.toarray(), want.toarray())
 
 
 def test_a_shared_input_is_copied_to_every_worker(dist_client):

@@ -240,9 +240,11 @@ def test_block_limit_sizes_blocks_from_the_memory_budget():
     assert block_limit(None, whole_rows=True) is None
     budget = (4e9, 2, 8e9, 0.0)
     per_task = (0.8 * 4e9 - 300e6) / 2 / 2
-    assert block_limit(budget, False)(5000, 100, 1000) == 5000  # rows: no cap but whole rows
+    assert block_limit(budget, False)(5000, 100, 1000) == 5000  # rows: no cap, whole rows or not
+    assert block_limit(budget, True)(5000, 100, 1000) == 5000  # (its tasks: whole_row_cuts)
     assert block_limit(budget, False, forced="tiles")(5000) == int(np.sqrt(per_task / 80))
-    assert block_limit(budget, True)(5000, 100, 1000) == min(5000, int(per_task / (32 * 5000)))
+    assert block_limit(budget, True, forced="tiles")(5000) == min(int(np.sqrt(per_task / 80)),
+                                                                  int(per_task / (32 * 5000)))
     assert block_limit(budget, False)(0) == 1
 
 
@@ -254,7 +256,8 @@ def test_block_limit_refuses_budgets_that_cannot_work():
     with pytest.raises(ConfigError, match="rated neighbourhood keeps all 40,000 x 40,000"):
         block_limit((4e9, 2, 8e9, 0.0), True, forced="tiles")(40_000)
     per_task = (0.8 * 4e9 - 300e6) / 2 / 2
-    assert block_limit((4e9, 2, 8e9, 0.0), True)(40_000, 100, 1000) == int(per_task / (32 * 40_000))
+    assert block_limit((4e9, 2, 8e9, 0.0), True)(40_000, 100, 1000) == 40_000
+    assert block_limit((4e9, 2, 8e9, 0.0), True, forced="tiles")(20_000) == int(per_task / (32 * 20_000))
     with pytest.raises(ConfigError, match="too little for similarity blocks of 16 whole rows"):
         block_limit((0.6e9, 8, 1e12, 0.0), True)(50_000)
 
@@ -345,6 +348,33 @@ def test_whole_rows_bytes_bounds_the_similarities_the_rows_keep(seed, n_users, n
     want = np.minimum(np.maximum(co_rated, 1), n_items)
     assert rows.nnz <= kept <= n_items * n_items and kept >= want.sum()
     assert need <= 8.0 * n_items * n_items and need <= 12 * kept
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(1, 300), st.integers(1, 8), st.floats(1e5, 1e9, allow_nan=False),
+       st.booleans())
+@settings(max_examples=60, deadline=None)
+def test_whole_row_cuts_hold_each_tasks_rows_in_its_memory(seed, n, groups, room, with_counts):
+    # the rated neighbourhood's tasks: even work, then cut again wherever a range's rows
+    # (at most one similarity a product, and at most n) would pass a task's bytes
+    from dcf.similarity import task_bytes, whole_row_cuts
+    from dcf.similarity.plan import ROW_PEAK_BYTES
+
+    rng = np.random.default_rng(seed)
+    work = rng.pareto(1.0, n) * rng.choice([10.0, 1e4, 1e6])
+    counts = rng.integers(0, 5, n) if with_counts else None
+    budget = (4e9, 2, 8e9, 0.0)
+    budget = (budget[0] * room / task_bytes(budget), 2, 8e9, 0.0)  # a task holds `room` bytes
+    cuts = whole_row_cuts(work, counts, groups, budget)
+    assert cuts[0] == 0 and cuts[-1] == n and (np.diff(cuts) > 0).all()
+    assert set(balanced_cuts(work, groups)) <= set(cuts)  # the even cuts, each maybe cut again
+    paid = 0.0 if counts is None else PAIR_COST * counts
+    kept = np.minimum(np.maximum(work - paid, 0.0), n - 1) + 1.0
+    for lo, hi in zip(cuts[:-1], cuts[1:]):  # within the room, or a single row
+        assert hi - lo == 1 or kept[lo:hi].sum() * ROW_PEAK_BYTES <= task_bytes(budget) * (1 + 1e-12)
+        # and no longer cut than needed: the next row would not have fitted
+        if hi < n and hi not in set(balanced_cuts(work, groups)):
+            assert kept[lo:hi + 1].sum() * ROW_PEAK_BYTES > task_bytes(budget)
+    np.testing.assert_array_equal(whole_row_cuts(work, counts, groups, None), balanced_cuts(work, groups))
 
 
 def test_check_whole_rows_refuses_rows_the_workers_cannot_hold():

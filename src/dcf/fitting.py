@@ -23,7 +23,8 @@ from .fitted import (ROW_TASKS_PER_THREAD, FittedState, as_parts, baseline_biase
                      needs_biases, split_bm25, weighted_ratings)
 from .matrix import RatingMatrix, build_matrix, from_array
 from .neighbours import table_from_blocks, top_k
-from .similarity import check_whole_rows, entity_stats, prepare, similarity_by_rows, similarity_rows, similarity_tiles
+from .similarity import (check_whole_rows, entity_stats, prepare, similarity_by_rows, similarity_rows, similarity_tiles,
+                         whole_row_cuts)
 from .similarity import method as similarity_method
 
 __all__ = ["fit_matrix", "rating_matrix", "matrix_layout", "matrix_from_parts", "needs_undecayed"]
@@ -104,15 +105,19 @@ def fit_matrix(model, matrix) -> FittedState:
                                                    whole_rows)
     budget = memory_budget()
     method = model.method or similarity_method(budget, int(P.shape[1]), int(count))
-    if whole_rows and method == "rows" and budget is not None:  # the tiles method checked n x n already
-        check_whole_rows(budget, work, dask.compute(entity_count)[0])
+    groups = ROW_TASKS_PER_THREAD * parallelism()
+    if whole_rows and method == "rows":  # the tiles method checked n x n already
+        counts = dask.compute(entity_count)[0] if budget is not None else None
+        if budget is not None:
+            check_whole_rows(budget, work, counts)
+        groups = whole_row_cuts(work, counts, groups, budget)  # each task's rows within its memory
     biases = baseline_biases(model, matrix, total / count) if needs_biases(model) else None
     if settings.spec.needs_biases:  # similarities of the baseline residuals
         user_bias, item_bias = biases
         b_entity, b_other = (item_bias, user_bias) if model.based == "item" else (user_bias, item_bias)
         P = residuals(P, total / count, b_entity, b_other, rows_are_entities=True)
         Q = residuals(Q, total / count, b_other, b_entity, rows_are_entities=False)
-    neighbours, rows, token = _graph(model, P, Q, settings, method, whole_rows, work, parts, split)
+    neighbours, rows, token = _graph(model, P, Q, settings, method, whole_rows, (work, groups), parts, split)
     if scored is not matrix:  # the mean and range of the (decayed) values the scores read
         (lo, hi, total, count), _ = dask.compute(entity_stats(scored.oriented(model.based)[1]))[0]
     return fitted_state(model, scored, neighbours, rows, method, total / count, (lo, hi), token, biases)
@@ -147,13 +152,14 @@ def _started(blocks: list) -> list:
     return [tuple(None if x is None else next(done) for x in b) for b in blocks]
 
 
-def _graph(model, P, Q, settings, method, whole_rows, work, parts, split=None):
+def _graph(model, P, Q, settings, method, whole_rows, cut, parts, split=None):
     """``(neighbour table, whole rows or None, token)`` by the ``rows`` or ``tiles`` method
-    (``split``: bm25's :func:`~dcf.fitted.split_bm25`, which the rows method reads instead of ``Q``)."""
+    (``cut``: the entities' costs and the rows method's ``groups``; ``split``: bm25's
+    :func:`~dcf.fitted.split_bm25`, which the rows method reads instead of ``Q``)."""
     if method == "rows":
         Q, scale = (Q, None) if split is None else split
-        bounds, token, blocks = similarity_by_rows(P, Q, model.k, settings, whole_rows, work=work,
-                                                   groups=ROW_TASKS_PER_THREAD * parallelism(),
+        work, groups = cut
+        bounds, token, blocks = similarity_by_rows(P, Q, model.k, settings, whole_rows, work=work, groups=groups,
                                                    parts=parts, scale=scale)
         blocks = _started(blocks)
         neighbours = table_from_blocks([b[0] for b in blocks], [b[1] for b in blocks],

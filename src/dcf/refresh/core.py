@@ -17,7 +17,7 @@ from ..errors import ConfigError
 from ..fitted import ROW_TASKS_PER_THREAD, as_parts, baseline_biases, centred_ratings, fitted_state, needs_biases
 from ..fitting import matrix_from_parts
 from ..neighbours import table_from_blocks
-from ..similarity import DENSE_FRACTION, balanced_cuts, entity_norms, entity_stats, shared_matrix
+from ..similarity import DENSE_FRACTION, balanced_cuts, entity_norms, entity_stats, shared_matrix, whole_row_cuts
 from ..similarity import method as similarity_method
 from .ratings import merged_matrix, old_parts, old_values, summed_events
 from .rows import BlockRows, TableSpec, blocks_of, overlapping, refresh_block, stack_columns
@@ -109,8 +109,9 @@ def refresh(model, ratings):
     new_of_old[old_of_new[old_of_new >= 0]] = np.flatnonzero(old_of_new >= 0)
     chunk_bounds, p_blocks = blocks_of(P)
     q_blocks = blocks_of(Q)[1]
-    bounds = (chunk_bounds if whole_rows else
-              balanced_cuts(np.where(affected, work, 0.0), ROW_TASKS_PER_THREAD * parallelism()))
+    groups = ROW_TASKS_PER_THREAD * parallelism()
+    bounds = (whole_row_cuts(work, None, groups, memory_budget()) if whole_rows else  # copied rows held too
+              balanced_cuts(np.where(affected, work, 0.0), groups))
     k = int(model.neighbours_.k)
     token = dask.base.tokenize(model.token_, matrix.by_user, model.get_params(), "refresh", bounds, k)
     pack = settings.fast_topk(whole_rows, k)

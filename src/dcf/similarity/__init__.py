@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from .plan import (MIN_BLOCK, PAIR_COST, ROW_BYTES_PER_ENTRY, SCAN_COST, SHARED_FRACTION, TILE_BYTES_PER_ENTRY,
                    WORKER_BASELINE_BYTES, balanced_cuts, block_limit, check_whole_rows, method, shared_bytes,
-                   whole_rows_bytes)
+                   task_bytes, whole_row_cuts, whole_rows_bytes)
 from .rows import similarity_by_rows
 from .shared import entity_norms, entity_stats, prepare, shared_matrix, shared_parts
 from .tiles import DENSE_FRACTION, SimilarityTiles, row_block_format, similarity_rows, similarity_tiles
@@ -42,4 +42,4 @@ __all__ = ["DENSE_FRACTION", "MIN_BLOCK", "PAIR_COST", "ROW_BYTES_PER_ENTRY", "S
            "TILE_BYTES_PER_ENTRY", "WORKER_BASELINE_BYTES", "SimilarityTiles", "balanced_cuts", "block_limit",
            "check_whole_rows", "entity_norms", "entity_stats", "method", "prepare", "row_block_format", "shared_bytes",
            "shared_matrix", "shared_parts", "similarity_by_rows", "similarity_rows", "similarity_tiles",
-           "whole_rows_bytes"]
+           "task_bytes", "whole_row_cuts", "whole_rows_bytes"]

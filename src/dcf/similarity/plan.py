@@ -11,7 +11,7 @@ from ..errors import ConfigError
 
 __all__ = ["CSR_BYTES", "HELD_FRACTION", "MIN_BLOCK", "PAIR_COST", "ROW_BYTES_PER_ENTRY", "SCAN_COST",
            "SHARED_FRACTION", "TILE_BYTES_PER_ENTRY", "WORKER_BASELINE_BYTES", "balanced_cuts", "block_limit",
-           "check_whole_rows", "method", "shared_bytes", "whole_rows_bytes"]
+           "check_whole_rows", "method", "shared_bytes", "task_bytes", "whole_row_cuts", "whole_rows_bytes"]
 
 # what one task holds, measured from the kernels: a similarity tile keeps about ten dense
 # block x block float64 arrays (products, counts, norms, result); assembling a block of
@@ -39,6 +39,10 @@ SCAN_COST = 10.0
 CSR_BYTES = 12
 # the share of the workers' memory persisted whole rows may take: Dask spills past 70 %
 HELD_FRACTION = 0.7
+# what a rows task holds at its peak per similarity of its whole rows: the kernel's arrays,
+# their CSR matrix and, where the block is stored dense (at least 30 % non-zero), the dense
+# copy (at most 8 / 0.3 bytes a similarity)
+ROW_PEAK_BYTES = 4 * CSR_BYTES
 
 
 def shared_bytes(n_others: int, nnz: int) -> float:
@@ -87,7 +91,7 @@ def block_limit(budget, whole_rows: bool, forced: str | None = None):
         raise ConfigError(f"workers use {baseline / 1e6:.0f} MB before any work, too close to "
                           f"their memory limit of {limit / 1e6:.0f} MB (Dask pauses them at 80 %): "
                           f"raise --memory-limit to at least {_gb(baseline / 0.6 + 1e8)}")
-    per_task = (0.8 * limit - baseline) / threads / 2
+    per_task = task_bytes(budget)
 
     def cap(n: int, n_others: int = 0, nnz: int = 0) -> int:
         rows = (forced or method(budget, n_others, nnz)) == "rows"
@@ -100,11 +104,16 @@ def block_limit(budget, whole_rows: bool, forced: str | None = None):
                 f"threshold ({HELD_FRACTION * total / 1e9:.2f} GB of {total / 1e9:.2f} GB): raise "
                 f"--memory-limit to at least {_gb(8.0 * n * n / HELD_FRACTION * limit / total)} per worker, "
                 "add workers, or use --neighbourhood global (keeps only n x k)")
-        # rows method: a task holds O(n) accumulators, so only whole rows cap the block
+        # rows method: a task holds O(n) accumulators and its whole rows' non-zero
+        # similarities, which its rows' costs bound (:func:`whole_row_cuts` cuts its
+        # tasks by them): the matrix's blocks are not capped for it, as they were (a
+        # 150k-item catalogue cut into 1,000 blocks of 150 items: 3,000 tasks to build
+        # and transpose the matrix, 10 s of scheduling for 1.2M ratings)
         b = max(n, 1) if rows else int(np.sqrt(per_task / TILE_BYTES_PER_ENTRY))
-        if whole_rows:
-            b = min(b, int(per_task / (ROW_BYTES_PER_ENTRY * max(n, 1))))
-        if b < min(MIN_BLOCK, n):
+        fit = int(per_task / (ROW_BYTES_PER_ENTRY * max(n, 1))) if whole_rows else b
+        if not rows:
+            b = min(b, fit)
+        if min(b, fit) < min(MIN_BLOCK, n):
             need = (MIN_BLOCK * ROW_BYTES_PER_ENTRY * n if whole_rows
                     else MIN_BLOCK ** 2 * TILE_BYTES_PER_ENTRY)
             floor = (2 * need * threads + baseline) / 0.8
@@ -146,6 +155,39 @@ def check_whole_rows(budget, work, counts) -> None:
             f"({HELD_FRACTION * total / 1e9:.2f} GB of {total / 1e9:.2f} GB): raise --memory-limit to at "
             f"least {_gb(need / HELD_FRACTION * limit / total)} per worker, add workers, or use "
             "--neighbourhood global (keeps only n x k)")
+
+
+def task_bytes(budget) -> float:
+    """The bytes one task may hold (``budget``: :func:`block_limit`'s): half of a thread's
+    share of the smallest worker's memory below Dask's pause threshold (80 %), past what
+    the worker holds idle."""
+    limit, threads, _, idle = budget
+    return (0.8 * limit - max(idle, WORKER_BASELINE_BYTES)) / threads / 2
+
+
+def whole_row_cuts(work, counts, groups: int, budget) -> np.ndarray:
+    """The rows method's tasks when they keep whole rows: :func:`balanced_cuts` of ``work``
+    into ``groups``, each range cut again where its rows' similarities (at most one per
+    product, :func:`whole_rows_bytes`' bound, ``counts`` the entities' ratings or None)
+    would take a task past :func:`task_bytes` at :data:`ROW_PEAK_BYTES` each (``budget``
+    None: no limit known, no cut)."""
+    cuts = balanced_cuts(work, groups)
+    if budget is None:
+        return cuts
+    work = np.asarray(work, np.float64)
+    n = len(work)
+    paid = 0.0 if counts is None else PAIR_COST * np.asarray(counts, np.float64)
+    kept = np.minimum(np.maximum(work - paid, 0.0), max(n - 1, 0)) + 1.0
+    room = max(task_bytes(budget) / ROW_PEAK_BYTES, 1.0)
+    out = [0]
+    for lo, hi in zip(cuts[:-1], cuts[1:]):
+        cum = np.cumsum(kept[lo:hi])
+        while len(cum) and cum[-1] > room:  # the longest prefix that fits, at least one row
+            take = max(int(np.searchsorted(cum, room, side="right")), 1)
+            out.append(out[-1] + take)
+            cum = cum[take:] - cum[take - 1]
+        out.append(int(hi))
+    return np.unique(np.asarray(out, np.int64))
 
 
 def _gb(nbytes: float) -> str:

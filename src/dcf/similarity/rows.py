@@ -36,10 +36,9 @@ def similarity_by_rows(P: da.Array, Q: da.Array, k: int, settings: SimilaritySet
         The measure and its post-processing.
     whole_rows : bool
         Also keep every block's whole rows (the ``rated`` neighbourhood), dense
-        or CSR as :func:`row_block_format` decides.  One task per chunk of ``P``
-        then (the chunks are sized so that their dense rows fit a worker).
+        or CSR as :func:`row_block_format` decides.
     work : (n,) array, optional
-        Each entity's cost (the second part of :func:`entity_stats`).  Without whole rows, the
+        Each entity's cost (the second part of :func:`entity_stats`).  The
         entities are cut into ``groups`` ranges of equal cost, one task each,
         instead of one task per chunk: fewer, even tasks (chunks of equal size
         differ by orders of magnitude in cost under a Zipf popularity).  Each
@@ -50,8 +49,10 @@ def similarity_by_rows(P: da.Array, Q: da.Array, k: int, settings: SimilaritySet
         reach the scheduler when the blocks are computed or persisted as they are
         (:func:`dcf.fitting` persists them before it builds the table), not through
         an array made of them, whose optimisation drops them.
-    groups : int, optional
-        How many ranges (default: one per chunk).
+    groups : int or (n_blocks + 1,) int array, optional
+        How many ranges (default: one per chunk), or the ranges' bounds themselves
+        (whole rows: :func:`~dcf.similarity.plan.whole_row_cuts`, which also bounds each
+        task's memory).
     parts : list of Delayed, optional
         Runs of parts of the shared matrix (:func:`prepare`'s, already started, or
         :func:`shared_parts`, the default).
@@ -76,8 +77,8 @@ def similarity_by_rows(P: da.Array, Q: da.Array, k: int, settings: SimilaritySet
     measure = settings.measure
     p_blocks = P.to_delayed(optimize_graph=False).ravel().tolist()
     chunk_bounds = np.concatenate([[0], np.cumsum(P.chunks[0])]).astype(np.int64)
-    grouped = work is not None and groups is not None and not whole_rows
-    if scale is not None and not grouped:
+    grouped = work is not None and groups is not None
+    if scale is not None and (whole_rows or not grouped):
         raise ValueError("a scale applies to the rows cut from the shared matrix: pass work and groups, "
                          "without whole rows")
     fast = settings.fast_topk(whole_rows, k)
@@ -85,7 +86,7 @@ def similarity_by_rows(P: da.Array, Q: da.Array, k: int, settings: SimilaritySet
         work = np.asarray(work, np.float64)
         n = int(Q.shape[1])
         scan = np.where(work >= kernels.TRACK_BELOW * n, SCAN_COST * n, 0.0) if fast else 0.0
-        bounds = balanced_cuts(work + scan, groups)
+        bounds = np.asarray(groups, np.int64) if np.ndim(groups) else balanced_cuts(work + scan, groups)
     else:
         bounds = chunk_bounds
     token = dask.base.tokenize(P, Q, settings, "rows", bounds, scale)
