@@ -117,6 +117,22 @@ def test_csr_from_triplets_refuses_an_index_outside_the_block():
         kernels.csr_from_triplets([0, 2], [0, 0], [1.0, 1.0], (2, 2))
 
 
+@given(st.integers(0, 2**32 - 1), st.floats(0.001, 1.0), st.floats(0.001, 0.3), st.integers(1, 40))
+@settings(max_examples=60, deadline=None)
+def test_score_pairs_reads_long_sparse_rows_as_the_dense_ones(seed, s_density, r_density, k):
+    # a whole similarity row (the rated neighbourhood) is long, a user's ratings few: the
+    # sparse path skips through the row to each rating; it must find what the dense one reads
+    rng = np.random.default_rng(seed)
+    n, users = 700, 12
+    S = np.where(rng.random((30, n)) < s_density, rng.random((30, n)), 0.0)
+    R = np.where(rng.random((users, n)) < r_density, rng.integers(1, 6, (users, n)), 0).astype(float)
+    x, y = rng.integers(0, 30, 200), rng.integers(0, users, 200)
+    dense = kernels.score_pairs(S, x, y, sp.csr_matrix(R), k)
+    sparse = kernels.score_pairs(sp.csr_matrix(S), x, y, sp.csr_matrix(R), k)
+    for a, b in zip(dense, sparse):
+        np.testing.assert_array_equal(a, b)
+
+
 @given(st.integers(0, 10_000), st.integers(1, 6), st.booleans(),
        st.sampled_from([1.0, 0.5, 2.0]) | st.floats(0.1, 4.0))
 @settings(max_examples=60, deadline=None)

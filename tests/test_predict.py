@@ -268,20 +268,23 @@ def test_a_small_models_pairs_are_scored_in_one_cell_with_the_same_predictions()
 
     df = random_ratings(5, n_users=40, n_items=30, density=0.3)
     test = df.sample(frac=0.2, random_state=1)
-    model = KNN(k=5).fit(df.drop(test.index))
-    assert model.matrix_.by_user.numblocks[0] * model.matrix_.by_item.numblocks[0] > 1  # a grid to merge
 
     def cells(frame):
         return sum(1 for key in frame.__dask_graph__() if str(key).startswith("predict-cell-"))
 
-    with mock.patch.object(serving, "FEW_PAIRS", 0):  # the task graph, not the answer held here
-        few = model.predict(test[["user", "item"]])
-        with mock.patch.object(predict_module, "RATINGS_PER_CELL", 1):  # a cell for every block pair
-            many = model.predict(test[["user", "item"]])
-    assert cells(few) == 1 and cells(many) == model.matrix_.by_user.numblocks[0] * model.matrix_.by_item.numblocks[0]
-
     def rows(frame):  # the pairs come cell by cell
         return frame.compute().sort_values(["user", "item"]).reset_index(drop=True)
 
-    pd.testing.assert_frame_equal(rows(few), rows(many))
-    assert len(rows(few)) == len(test)
+    for neighbourhood in ("global", "rated"):
+        model = KNN(k=5, neighbourhood=neighbourhood).fit(df.drop(test.index))
+        S = model.similarity_rows_ if neighbourhood == "rated" else model.neighbours_.W
+        assert S.numblocks[0] * model.matrix_.by_user.numblocks[0] > 1  # a grid to merge
+        with mock.patch.object(serving, "FEW_PAIRS", 0):  # the task graph, not the answer held here
+            few = model.predict(test[["user", "item"]])
+            with mock.patch.object(predict_module, "RATINGS_PER_CELL", 1):  # a cell for every block pair
+                many = model.predict(test[["user", "item"]])
+        # whole rows are never stacked (the heavier side): a cell a block of them, the ratings stacked
+        assert cells(few) == (1 if neighbourhood == "global" else S.numblocks[0])
+        assert cells(many) == S.numblocks[0] * model.matrix_.by_user.numblocks[0]
+        pd.testing.assert_frame_equal(rows(few), rows(many))
+        assert len(rows(few)) == len(test)

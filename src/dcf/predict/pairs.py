@@ -72,8 +72,8 @@ def predict_pairs(parts, *, users: IdMap, items: IdMap, S: da.Array, Q: da.Array
     with_rating : bool
         Whether the parts carry a ``rating`` column (kept in the output).
     max_cells : int, optional
-        Merge consecutive blocks so that the grid has about this many cells
-        (default: no merging).  At 20M ratings 82 x 80 blocks made 6,560 cells
+        Merge consecutive blocks so that the grid has about this many cells (default: no
+        merging): the ratings' first, the similarities' where their blocks alone are more.  At 20M ratings 82 x 80 blocks made 6,560 cells
         and 131k routing pieces: the scheduler, not the work, set the time.
 
     Returns
@@ -84,9 +84,13 @@ def predict_pairs(parts, *, users: IdMap, items: IdMap, S: da.Array, Q: da.Array
     s_blocks, s_bounds = row_blocks(S)
     q_blocks, q_bounds = row_blocks(Q)
     if max_cells and len(s_blocks) * len(q_blocks) > max_cells:
-        side = max(1, int(np.ceil(np.sqrt(max_cells))))
-        s_blocks, s_bounds = _merged(s_blocks, s_bounds, side, f"predict-similarity-{token}")
-        q_blocks, q_bounds = _merged(q_blocks, q_bounds, side, f"predict-ratings-{token}")
+        # the ratings' blocks are stacked first, the similarities' only where they alone pass
+        # the cells: whole rows of a large catalogue are the heavier (117k items of 1.2M
+        # ratings: stacking them took 2.8 s of a 3.8 s stage, the ratings 14 MB)
+        q_blocks, q_bounds = _merged(q_blocks, q_bounds, max(1, max_cells // len(s_blocks)),
+                                     f"predict-ratings-{token}")
+        s_blocks, s_bounds = _merged(s_blocks, s_bounds, max(1, max_cells // len(q_blocks)),
+                                     f"predict-similarity-{token}")
     n_cells = len(s_blocks) * len(q_blocks)
     route = dask.delayed(_route, pure=True)
     u_key, i_key = users.as_delayed(), items.as_delayed()

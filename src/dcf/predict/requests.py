@@ -43,9 +43,11 @@ def model_predictions(model, pairs) -> dd.DataFrame:
     _, Q, _, _ = m.oriented(model.based)
     S = model.similarity_rows_ if model.neighbourhood == "rated" else model.neighbours_.W
     rule, data = scoring(model)
+    cells = grid_cells(model_ratings(model), parallelism())
+    if model.neighbourhood == "rated":  # a cell a block of whole rows at least: never stacked
+        cells = max(cells, S.numblocks[0])
     return predict_pairs(parts, users=m.users, items=m.items, S=S, Q=Q, rule=rule, data=data,
-                         with_rating=with_rating, token=dask.base.tokenize(model.token_, parts),
-                         max_cells=grid_cells(model_ratings(model), parallelism()))
+                         with_rating=with_rating, token=dask.base.tokenize(model.token_, parts), max_cells=cells)
 
 
 def model_ratings(model) -> int:
