@@ -106,9 +106,9 @@ def block_limit(budget, whole_rows: bool, forced: str | None = None):
                 "add workers, or use --neighbourhood global (keeps only n x k)")
         # rows method: a task holds O(n) accumulators and its whole rows' non-zero
         # similarities, which its rows' costs bound (:func:`whole_row_cuts` cuts its
-        # tasks by them): the matrix's blocks are not capped for it, as they were (a
-        # 150k-item catalogue cut into 1,000 blocks of 150 items: 3,000 tasks to build
-        # and transpose the matrix, 10 s of scheduling for 1.2M ratings)
+        # tasks by them): the matrix's blocks are not capped for it, as they were (117k
+        # items of 1.2M ratings cut into 833 blocks of 140: 2,900 tasks to build and
+        # transpose the matrix, 10 s on 2 cores)
         b = max(n, 1) if rows else int(np.sqrt(per_task / TILE_BYTES_PER_ENTRY))
         fit = int(per_task / (ROW_BYTES_PER_ENTRY * max(n, 1))) if whole_rows else b
         if not rows:
