@@ -276,11 +276,14 @@ def test_similarity_rows_needs_norms_for_full_cosine():
 
 
 @given(st.integers(0, 100_000), st.integers(1, 8), st.sampled_from(["item", "user"]),
-       st.booleans(), st.integers(1, 3), st.booleans(), st.booleans())
+       st.booleans(), st.integers(1, 3), st.booleans(), st.booleans(), st.sampled_from([None, 1, 2, 4]))
 @settings(max_examples=100, deadline=None)
-def test_recommend_rows_equals_a_dense_loop(seed, n, based, centred, min_k, divide, signed):
+def test_recommend_rows_equals_a_dense_loop(seed, n, based, centred, min_k, divide, signed, tile):
     # signed: some similarities negative (the models' lists keep positive ones only, but
-    # the kernel takes any stored entry): a column needs a positive sum of them
+    # the kernel takes any stored entry): a column needs a positive sum of them; tile: the
+    # columns summed a few at a time (a large catalogue's ranges), B's rows then unsorted
+    from dcf.kernels import topn
+
     rng = np.random.default_rng(seed)
     users, items = 7, 9
     R = rng.choice([0, 0, 0, 1, 2, 3, 4, 5], size=(users, items)).astype(float)
@@ -288,6 +291,8 @@ def test_recommend_rows_equals_a_dense_loop(seed, n, based, centred, min_k, divi
     weights = [-0.5, -0.25, 0.25, 0.5, 1.0] if signed else [0.25, 0.5, 1.0]
     W = np.where(rng.random((ent, ent)) < 0.4, rng.choice(weights, size=(ent, ent)), 0.0)
     np.fill_diagonal(W, 0.0)
+    if tile is not None:  # sums that round: a column's terms added out of order would show
+        W = W * (1 + rng.random(W.shape) / 3)
     means = rng.choice([2.0, 3.5], size=ent) if centred else np.zeros(ent)
     order = rng.permutation(items)
     rank = np.argsort(order)
@@ -301,9 +306,15 @@ def test_recommend_rows_equals_a_dense_loop(seed, n, based, centred, min_k, divi
         A = sp.csr_matrix(W)
         B = sp.csr_matrix((np.asarray((R - means[:, None])[R > 0]), np.nonzero(R > 0)), shape=R.shape)
         row_add, col_add = (means if centred else None), None
-    cols, vals, filled = kernels.recommend_rows(A, B, sp.csr_matrix(R), n, order, sim_left=based == "user",
-                                                min_k=min_k, adds=(row_add, col_add), rating_range=(lo, hi),
-                                                divide=divide)
+    if tile is not None:  # each row's entries in reverse column order: read from where it stopped, it must sort
+        B = sp.csr_matrix(([v for r in range(B.shape[0]) for v in B.data[B.indptr[r]:B.indptr[r + 1]][::-1]],
+                           [c for r in range(B.shape[0]) for c in B.indices[B.indptr[r]:B.indptr[r + 1]][::-1]],
+                           B.indptr), shape=B.shape)
+        B.has_sorted_indices = False
+    with mock.patch.object(topn, "COLUMN_TILE", tile or topn.COLUMN_TILE):
+        cols, vals, filled = kernels.recommend_rows(A, B, sp.csr_matrix(R), n, order, sim_left=based == "user",
+                                                    min_k=min_k, adds=(row_add, col_add), rating_range=(lo, hi),
+                                                    divide=divide)
     for u in range(users):
         scored, rest = [], []
         for i in range(items):
