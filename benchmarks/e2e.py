@@ -58,7 +58,10 @@ the peer: ``wall`` (both cold, launch to exit), ``total`` (read + matrix + fit +
 with ``--data FILE.parquet``, the peers with ``pandas.read_parquet``); results go to
 ``e2e-<shape>-parquet*``. **The claims are ratios measured within one run, on one machine**: shared machines
 are noisy, so compare the tools in the same run, never across runs. Writes
-``e2e-<shape>.{csv,md}`` under ``--results`` (``benchmarks/results``).
+``e2e-<shape>.{csv,md}`` under ``--results`` (``benchmarks/results``). ``--dcf-settings default``
+runs ``dcf.run`` with its own defaults instead (cosine over co-raters, the rated neighbourhood,
+Top-N by the predicted rating, k = 40: a user's first run, not what the peers compute) and
+writes ``e2e-<shape>-dcf-defaults.*``.
 """
 
 from __future__ import annotations
@@ -484,8 +487,9 @@ class WarmCluster:
 
 def run_dcf(args, path: Path, scheduler: str | None = None) -> dict:
     measure = MEASURES[args.measure][0]
-    cmd = [sys.executable, "-m", "dcf.run", "--data", str(path), "--similarity", measure,
-           "--neighbourhood", "global", "--ranking", "sum", "--k", str(args.k), "--top-n", str(args.top_n),
+    settings = (["--similarity", measure, "--neighbourhood", "global", "--ranking", "sum", "--k", str(args.k)]
+                if args.dcf_settings == "peer" else [])  # "default": what a user's first run computes
+    cmd = [sys.executable, "-m", "dcf.run", "--data", str(path), *settings, "--top-n", str(args.top_n),
            "--no-progress", "--no-baselines"]  # the peers score no baselines either
     if scheduler:
         cmd += ["--scheduler", scheduler]
@@ -493,8 +497,9 @@ def run_dcf(args, path: Path, scheduler: str | None = None) -> dict:
     else:
         cmd += ["--dashboard-address", "127.0.0.1:0", *cluster_flags(args)]
         cluster = " ".join(cluster_flags(args)) or "default cluster"
-    row = {"what": f"dcf.run {measure} global sum k={args.k} Top-{args.top_n} ({cluster}); "
-                   "fits on its 90 % split, predicts the 10 %"}
+    how = (f"{measure} global sum k={args.k}" if args.dcf_settings == "peer" else
+           "its defaults (cosine, rated neighbourhood, Top-N by prediction, k=40: not the peers' computation)")
+    row = {"what": f"dcf.run {how} Top-{args.top_n} ({cluster}); fits on its 90 % split, predicts the 10 %"}
     with tempfile.TemporaryDirectory(prefix="e2e-dcf-", dir=args.cache) as tmp:
         res = launch(cmd + ["--out", str(Path(tmp) / "out")], args.timeout)
         if res["rc"] == 0:
@@ -600,6 +605,8 @@ def bench_shape(args, name: str, path: Path) -> pd.DataFrame:
     table = with_ratios(pd.DataFrame([median_run(rows) for rows in runs.values()]))
     table = table[[c for c in COLUMNS if c in table]]
     stem = args.results / (f"e2e-{name}" if args.measure == "cosine" else f"e2e-{name}-{args.measure}")
+    if args.dcf_settings == "default":  # dcf's own defaults: not the peers' computation, results apart
+        stem = stem.with_name(stem.name + "-dcf-defaults")
     stem.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(stem.with_suffix(".csv"), index=False)
     stem.with_suffix(".md").write_text(markdown(blanks(table), ".3f") + "\n")
@@ -636,6 +643,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--input", choices=("text", "parquet"), default="text",
                    help="parquet: every tool reads a Parquet copy of the file (written once under --cache)")
     p.add_argument("--top-n", type=int, default=20)
+    p.add_argument("--dcf-settings", choices=("peer", "default"), default="peer",
+                   help="peer: dcf computes what the peers do (the measure, global lists, the sum ranking, "
+                        "--k); default: dcf.run's own defaults, a user's first run (ratios then compare "
+                        "different computations)")
     p.add_argument("--workers", type=int, help="passed to dcf.run (else its default)")
     p.add_argument("--threads-per-worker", type=int, help="passed to dcf.run (else its default)")
     p.add_argument("--memory-limit", help="passed to dcf.run (else its default)")
