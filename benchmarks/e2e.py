@@ -60,7 +60,7 @@ with ``--data FILE.parquet``, the peers with ``pandas.read_parquet``); results g
 are noisy, so compare the tools in the same run, never across runs. Writes
 ``e2e-<shape>.{csv,md}`` under ``--results`` (``benchmarks/results``). ``--dcf-settings default``
 runs ``dcf.run`` with its own defaults instead (cosine over co-raters, the rated neighbourhood,
-Top-N by the predicted rating, k = 40: a user's first run, not what the peers compute) and
+Top-N by the predicted rating, k = 50: a user's first run, not what the peers compute) and
 writes ``e2e-<shape>-dcf-defaults.*``.
 """
 
@@ -498,7 +498,7 @@ def run_dcf(args, path: Path, scheduler: str | None = None) -> dict:
         cmd += ["--dashboard-address", "127.0.0.1:0", *cluster_flags(args)]
         cluster = " ".join(cluster_flags(args)) or "default cluster"
     how = (f"{measure} global sum k={args.k}" if args.dcf_settings == "peer" else
-           "its defaults (cosine, rated neighbourhood, Top-N by prediction, k=40: not the peers' computation)")
+           "its defaults (cosine, rated neighbourhood, Top-N by prediction, k=50: not the peers' computation)")
     row = {"what": f"dcf.run {how} Top-{args.top_n} ({cluster}); fits on its 90 % split, predicts the 10 %"}
     with tempfile.TemporaryDirectory(prefix="e2e-dcf-", dir=args.cache) as tmp:
         res = launch(cmd + ["--out", str(Path(tmp) / "out")], args.timeout)

@@ -523,6 +523,33 @@ def test_a_folders_rows_are_named_by_their_file_wherever_they_meet(tmp_path):
     assert dense[kept.users.to_codes(np.array([1]))[0], kept.items.to_codes(np.array([10]))[0]] == 4.0
     # one file alone keeps its plain name and its own rows
     assert type(read_ratings(folder / "b.parquet").source.path) is str
+    # a file rewritten after the job planned its parts: the rows after it would be misnumbered
+    planned = read_ratings(folder, on_bad_lines="skip")
+    pd.DataFrame({"user": [4, 5, 1, 8], "item": [40, 50, 10, 80], "rating": [2.0, 1.0, 2.0, 3.0]}).to_parquet(
+        folder / "b.parquet")
+    with dask.config.set(scheduler="sync"), pytest.raises(DataError, match="changed while it was read: its row "
+                                                          "groups held 3 rows when the job started and 4 now") as err:
+        dask.compute(*planned.parts)
+    assert err.value.path == b
+    (folder / "b.parquet").write_bytes(b"PAR1 not parquet PAR1")  # a folder's unreadable file: refused at once
+    with pytest.raises(DataError, match="cannot be read as Parquet") as err:
+        read_ratings(folder)
+    assert err.value.path == b
+    (folder / "b.parquet").unlink()
+    alone = tmp_path / "one"  # a folder of one file: its rows still named in the file
+    alone.mkdir()
+    pd.DataFrame({"user": [1, 1], "item": [10, 10], "rating": [4.0, 2.0]}).to_parquet(alone / "x.parquet")
+    with dask.config.set(scheduler="sync"), pytest.raises(DataError) as err:
+        ItemKNN(k=2).fit(read_ratings(alone))
+    assert (err.value.path, err.value.line) == (str(alone / "x.parquet"), 2)
+    clicks = tmp_path / "clicks"  # events whose weights, summed across two files, overflow
+    clicks.mkdir()
+    pd.DataFrame({"user": [1, 2], "item": [10, 10], "weight": [1e308, 1.0]}).to_parquet(clicks / "a.parquet")
+    pd.DataFrame({"user": [3, 1], "item": [10, 10], "weight": [1.0, 1e308]}).to_parquet(clicks / "b.parquet")
+    with dask.config.set(scheduler="sync"), pytest.raises(DataError) as err:
+        ItemKNN(k=2, feedback="implicit").fit(read_ratings(clicks, feedback="implicit"))
+    assert (err.value.path, err.value.line) == (str(clicks / "b.parquet"), 2)
+    assert f"(line 1 of {clicks / 'a.parquet'} to line 2, 2 events) add up past" in str(err.value)
 
 
 def test_blocks_of_integer_ids_and_a_block_with_text_ids_agree(tmp_path):

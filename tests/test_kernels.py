@@ -311,7 +311,8 @@ def test_recommend_rows_equals_a_dense_loop(seed, n, based, centred, min_k, divi
                            [c for r in range(B.shape[0]) for c in B.indices[B.indptr[r]:B.indptr[r + 1]][::-1]],
                            B.indptr), shape=B.shape)
         B.has_sorted_indices = False
-    with mock.patch.object(topn, "COLUMN_TILE", tile or topn.COLUMN_TILE):
+    with mock.patch.object(topn, "COLUMN_TILE", tile or topn.COLUMN_TILE), \
+            mock.patch.object(topn, "TILE_WORTH", 0 if tile else topn.TILE_WORTH):  # (a few entries: tiled all the same)
         cols, vals, filled = kernels.recommend_rows(A, B, sp.csr_matrix(R), n, order, sim_left=based == "user",
                                                     min_k=min_k, adds=(row_add, col_add), rating_range=(lo, hi),
                                                     divide=divide)

@@ -350,31 +350,34 @@ def test_whole_rows_bytes_bounds_the_similarities_the_rows_keep(seed, n_users, n
     assert need <= 8.0 * n_items * n_items and need <= 12 * kept
 
 
-@given(st.integers(0, 2**32 - 1), st.integers(1, 300), st.integers(1, 8), st.floats(1e5, 1e9, allow_nan=False),
+@given(st.integers(0, 2**32 - 1), st.integers(1, 300), st.integers(1, 8), st.floats(0.5, 3.0), st.booleans(),
        st.booleans())
-@settings(max_examples=60, deadline=None)
-def test_whole_row_cuts_hold_each_tasks_rows_in_its_memory(seed, n, groups, room, with_counts):
+@settings(max_examples=80, deadline=None)
+def test_whole_row_cuts_hold_each_tasks_rows_in_its_memory(seed, n, groups, scale, with_counts, dense):
     # the rated neighbourhood's tasks: even work, then cut again wherever a range's rows
-    # (at most one similarity a product, and at most n) would pass a task's bytes
+    # (at most one similarity a product, and at most n; a refresh's dense rows: n each)
+    # would pass a task's bytes
     from dcf.similarity import task_bytes, whole_row_cuts
-    from dcf.similarity.plan import ROW_PEAK_BYTES
+    from dcf.similarity.plan import ROW_BYTES_PER_ENTRY, ROW_PEAK_BYTES, WORKER_BASELINE_BYTES
 
     rng = np.random.default_rng(seed)
-    work = rng.pareto(1.0, n) * rng.choice([10.0, 1e4, 1e6])
+    work = rng.pareto(1.0, n) * rng.choice([10.0, 1e3, 1e5])
     counts = rng.integers(0, 5, n) if with_counts else None
-    budget = (4e9, 2, 8e9, 0.0)
-    budget = (budget[0] * room / task_bytes(budget), 2, 8e9, 0.0)  # a task holds `room` bytes
-    cuts = whole_row_cuts(work, counts, groups, budget)
-    assert cuts[0] == 0 and cuts[-1] == n and (np.diff(cuts) > 0).all()
-    assert set(balanced_cuts(work, groups)) <= set(cuts)  # the even cuts, each maybe cut again
     paid = 0.0 if counts is None else PAIR_COST * counts
     kept = np.minimum(np.maximum(work - paid, 0.0), n - 1) + 1.0
+    each = np.full(n, ROW_BYTES_PER_ENTRY * n) if dense else ROW_PEAK_BYTES * kept
+    room = scale * each.sum() / groups  # about one even range's rows, more or less
+    budget = ((4 * room + WORKER_BASELINE_BYTES) / 0.8, 2, 8e9, 0.0)  # a task holds `room` bytes
+    assert task_bytes(budget) == pytest.approx(room)
+    cuts = whole_row_cuts(work, counts, groups, budget, dense=dense)
+    even = balanced_cuts(work, groups)
+    assert cuts[0] == 0 and cuts[-1] == n and (np.diff(cuts) > 0).all()
+    assert set(even) <= set(cuts)  # the even cuts, each maybe cut again
     for lo, hi in zip(cuts[:-1], cuts[1:]):  # within the room, or a single row
-        assert hi - lo == 1 or kept[lo:hi].sum() * ROW_PEAK_BYTES <= task_bytes(budget) * (1 + 1e-12)
-        # and no longer cut than needed: the next row would not have fitted
-        if hi < n and hi not in set(balanced_cuts(work, groups)):
-            assert kept[lo:hi + 1].sum() * ROW_PEAK_BYTES > task_bytes(budget)
-    np.testing.assert_array_equal(whole_row_cuts(work, counts, groups, None), balanced_cuts(work, groups))
+        assert hi - lo == 1 or each[lo:hi].sum() <= room * (1 + 1e-9)
+        if hi < n and hi not in set(even):  # and no more cuts than needed: one more row would not fit
+            assert each[lo:hi + 1].sum() > room * (1 - 1e-9)
+    np.testing.assert_array_equal(whole_row_cuts(work, counts, groups, None), even)
 
 
 def test_check_whole_rows_refuses_rows_the_workers_cannot_hold():

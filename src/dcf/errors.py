@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 
 __all__ = ["DataError", "ConfigError", "ClusterError", "NotFittedError", "FolderRows", "conflicting_ratings",
-           "line_of"]
+           "line_of", "lines_of"]
 
 
 class FolderRows(str):
@@ -38,6 +38,14 @@ class FolderRows(str):
             return str(self), int(line)
         first, file = self.files[k]
         return file, int(line) - first + 1
+
+
+def lines_of(source: str, first: int, last: int) -> str:
+    """``"lines A to B"`` of ``source`` (a :class:`FolderRows`: each named as :func:`line_of`
+    names it, beside the last)."""
+    if not isinstance(source, FolderRows):
+        return f"lines {int(first)} to {int(last)}"
+    return f"{line_of(source, first, last)} to {line_of(source, last, last)}"
 
 
 def line_of(source: str, line: int, beside: int | None = None) -> str:

@@ -27,7 +27,7 @@ import scipy.sparse as sp
 from . import kernels
 from .blocks import CSR_META, concat_rows, outputs, row_stats, transpose_blocks
 from .decay import decayed_weights, merge_spans, reference_time, time_span
-from .errors import DataError, conflicting_ratings, line_of
+from .errors import DataError, conflicting_ratings, lines_of
 from .ids import IdMap, ids_of
 
 __all__ = ["RatingMatrix", "build_matrix", "from_array", "from_user_blocks", "block_bounds", "layout",
@@ -308,8 +308,8 @@ def build_block(shape, row0, users, items, source, on_bad_lines, *pieces, feedba
             mine = lines[(rows == row) & (cols == col)]
             first, last = int(mine.min()), int(mine.max())
             raise DataError(source, f"the weights of user {_raw(users, row + row0)!r} item {_raw(items, col)!r} "
-                            f"({line_of(source, first, last)} to {line_of(source, last, last)}, {len(mine):,} "
-                            "events) add up past the largest number a double holds", last)
+                            f"({lines_of(source, first, last)}, {len(mine):,} events) add up past the largest "
+                            "number a double holds", last)
         zero = int((csr.data == 0).sum())  # positive weights whose decay underflowed: counted, kept as seen
         return csr, {"duplicates": 0, "conflicts": 0, "stored": int(csr.nnz), "events": events,
                      "pairs": int(csr.nnz), **({"pairs_decayed_to_zero": zero} if zero else {})}

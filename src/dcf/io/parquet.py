@@ -50,48 +50,53 @@ def parquet_parts(src: RatingsSource):
     token = dask.base.tokenize(src, urls, [fs.ukey(f) for f in files])  # a file changed: new keys
     pieces, firsts, line = [], [], 1
     for f, url in zip(files, urls):
-        parts, n_rows = _row_group_parts(fs, f)
-        label = (line - 1, f[len(local.rstrip("/")):].lstrip("/")) if folder and len(files) > 1 else None
-        pieces += [(url, groups, first, label) for groups, first in parts]
+        parts, n_rows = _row_group_parts(fs, f, url if folder else None)
+        label = (line - 1, f[len(local.rstrip("/")):].lstrip("/")) if folder else None
+        pieces += [(url, groups, (first, rows), label) for groups, first, rows in parts]
         firsts.append((line, url))
-        line += n_rows  # (an unreadable footer counts 0: its part fails the read, naming the file)
-    pairs = [outputs(parse(url, src, groups, first, label, dask_key_name=f"read-parquet-{token}-{i}"),
+        line += n_rows
+    pairs = [outputs(parse(url, src, groups, span, label, dask_key_name=f"read-parquet-{token}-{i}"),
                      2, ("read-part", "read-block-report"))
-             for i, (url, groups, first, label) in enumerate(pieces)]
-    name = FolderRows(src.path, firsts) if len(firsts) > 1 else src.path
+             for i, (url, groups, span, label) in enumerate(pieces)]
+    name = FolderRows(src.path, firsts) if folder else src.path
     return [p for p, _ in pairs], [r for _, r in pairs], name
 
 
-def _row_group_parts(fs, path):
-    """``([(row groups or None, first line)], rows)``: a file's row groups in parts of at
-    most :data:`PARQUET_PART_ROWS` rows (one part per group when a group is larger), and
-    its row count; the whole file as one part of 0 rows when its footer cannot be read
-    here (the task then says why)."""
+def _row_group_parts(fs, path, url=None):
+    """``([(row groups or None, first line, rows or None)], rows)``: a file's row groups in
+    parts of at most :data:`PARQUET_PART_ROWS` rows (one part per group when a group is
+    larger), and its row count.  A file whose footer cannot be read here is one part of
+    unknown rows (its task then says why), but a file of a folder (``url``, its name) is a
+    DataError now: the files after it are numbered from its row count."""
     import pyarrow.parquet as pq
 
     try:
         with fs.open(path, "rb") as f:
             meta = pq.ParquetFile(f).metadata
         sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
-    except Exception:  # noqa: BLE001 -- reported by the reading task, with the file name
-        return [(None, 1)], 0
+    except Exception as exc:  # noqa: BLE001 -- reported by the reading task, with the file name
+        if url is not None:
+            raise DataError(url, f"cannot be read as Parquet: {exc}") from None
+        return [(None, 1, None)], 0
     parts, groups, rows, first = [], [], 0, 1
     for g, n in enumerate(sizes):
         if groups and rows + n > PARQUET_PART_ROWS:
-            parts.append((groups, first))
+            parts.append((groups, first, rows))
             first, groups, rows = first + rows, [], 0
         groups.append(g)
         rows += n
-    parts.append((groups or None, first))
+    parts.append((groups or None, first, rows))
     return parts, sum(sizes)
 
 
-def _parse_parquet_file(url: str, src: RatingsSource, groups=None, first_line: int = 1, folder=None):
-    """One part of a Parquet file (``groups``: its row groups, None = all); ``line`` numbers
-    are row numbers in the file, counted from 1, and checked as such (an error names the
-    file and its row); ``folder``: ``(rows of the folder's files before this one, the
-    file's name in the folder)`` for a part of a folder of several files, whose lines then
-    continue the earlier files' (:func:`parquet_parts`) and whose examples name the file."""
+def _parse_parquet_file(url: str, src: RatingsSource, groups=None, span=(1, None), folder=None):
+    """One part of a Parquet file (``groups``: its row groups, None = all; ``span``: its
+    first row's number in the file, counted from 1, and its rows as the footer said when
+    the graph was built, None if unknown: a file changed since is a DataError); ``line``
+    numbers are row numbers in the file, and checked as such (an error names the file and
+    its row); ``folder``: ``(rows of the folder's files before this one, the file's name in
+    the folder)`` for a part of a folder, whose lines then continue the earlier files'
+    (:func:`parquet_parts`) and whose examples name the file."""
     import pyarrow.parquet as pq
 
     try:
@@ -104,6 +109,10 @@ def _parse_parquet_file(url: str, src: RatingsSource, groups=None, first_line: i
     cols = header_columns(url, names, rating=src.feedback == "explicit")
     _check_parquet_types(url, table.schema, cols)
     n_rows = table.num_rows
+    first_line, expected = span
+    if expected is not None and n_rows != expected:  # the lines of the files after it would be wrong
+        raise DataError(url, f"changed while it was read: its row groups held {expected:,} rows when the job "
+                        f"started and {n_rows:,} now")
     u, it = (table.column(c).to_pandas() for c in cols[:2])
     # no rating column (implicit feedback): each row an event of weight 1
     r = table.column(cols[2]).to_pandas() if cols[2] is not None else pd.Series(np.ones(n_rows))

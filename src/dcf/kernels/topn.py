@@ -27,6 +27,9 @@ LIST_AHEAD = 4  # terms ahead whose neighbour lists are prefetched (the pointer 
 # ratings, one thread, 4,000 users: 6.3-6.5 s summed whole, 4.7-4.9 s by 16k (32k: 4.9-5.0,
 # 8k: 4.8-4.9); a catalogue of at most this many columns is one range, as before
 COLUMN_TILE = 16_384
+# ...where the row's list entries are at least this many times its terms x ranges: each range
+# revisits every term (a huge catalogue's many ranges would cost more than they save)
+TILE_WORTH = 8
 
 
 class TopNTable(NamedTuple):
@@ -137,7 +140,7 @@ def recommend_rows(A, B, rated, n, order, *, sim_left, min_k=1, adds=(None, None
             b = csr_arrays(B.sorted_indices(), np.int64)
         adds = (np.zeros(r) if row_add is None else owned(row_add, np.float64),
                 np.zeros(m) if col_add is None else owned(col_add, np.float64))
-        _recommend_rows(a, b, pattern, rank_of, rule, adds, out, _row_list(n), int(COLUMN_TILE))
+        _recommend_rows(a, b, pattern, rank_of, rule, adds, out, _row_list(n), (int(COLUMN_TILE), float(TILE_WORTH)))
     return filled_lists(out, pattern, order)
 
 
@@ -153,18 +156,20 @@ def _positive_products(a: CsrArrays, b: CsrArrays) -> bool:
 
 
 @numba.njit(cache=True, nogil=True)
-def _recommend_rows(a, b, rated, rank_of, rule, adds, out, lst, tile):  # pragma: no cover
+def _recommend_rows(a, b, rated, rank_of, rule, adds, out, lst, tiling):  # pragma: no cover
     """:func:`recommend_rows`'s loop: rows ``a`` times ``b`` and ``rated``
     (:class:`~dcf.kernels.sparse.CsrArrays`, int64 indices; ``b``'s rows sorted where
     there is more than one ``tile``) scored by ``rule`` (:class:`ScoreRule`), ``adds`` =
     ``(row_add, col_add)``, into ``out`` (:class:`TopNTable`), each row built in ``lst``
-    (:class:`RowList`).  A row's terms are summed ``tile`` columns at a time
-    (:data:`COLUMN_TILE`), each term's list read on from where the last range stopped: a
-    column's terms are still added in term order, so the sums are the same doubles."""
+    (:class:`RowList`).  ``tiling`` = ``(tile, worth)``: a row's terms are summed ``tile``
+    columns at a time (:data:`COLUMN_TILE`) where its entries are at least ``worth`` x its
+    terms x the ranges (:data:`TILE_WORTH`), each term's list read on from where the last
+    range stopped: a column's terms are still added in term order, the same doubles."""
     a_ptr, a_idx, a_val, b_ptr, b_idx, b_val = a.ptr, a.idx, a.val, b.ptr, b.idx, b.val
     r_ptr, r_idx = rated.ptr, rated.idx
     sim_left, min_k, lo, hi, divide = rule.sim_left, rule.min_k, rule.lo, rule.hi, rule.divide
     row_add, col_add = adds
+    tile, worth = tiling
     m = len(rank_of)
     # num, den and count side by side: a product's three sums share one cache line (three
     # arrays of a large catalogue cost three misses a product: e-commerce's 150k items, 8
@@ -177,9 +182,12 @@ def _recommend_rows(a, b, rated, rank_of, rule, adds, out, lst, tile):  # pragma
     for row in range(len(a_ptr) - 1):
         t = 0
         p0 = a_ptr[row]
+        entries = 0
         for p in range(p0, a_ptr[row + 1]):
             at[p - p0] = b_ptr[a_idx[p]]
-        for edge in range(tile, m + tile, tile):
+            entries += b_ptr[a_idx[p] + 1] - b_ptr[a_idx[p]]
+        step = tile if entries >= worth * (a_ptr[row + 1] - p0) * ((m + tile - 1) // tile) else max(m, 1)
+        for edge in range(step, m + step, step):
             for p in range(p0, a_ptr[row + 1]):
                 # the lists a few terms on (the next rows' too: the terms lie end to end)
                 # are fetched while this one is summed

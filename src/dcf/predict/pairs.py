@@ -38,11 +38,11 @@ import numpy as np
 import pandas as pd
 
 from .. import kernels
-from ..blocks import outputs, row_blocks, stack_rows
+from ..blocks import concat_rows, outputs, row_blocks, stack_rows
 from ..ids import IdMap, frame_from_parts, ids_of
 from .rule import FALLBACKS, PREDICTION_META, ScoringData, ScoringRule, data_task
 
-__all__ = ["predict_pairs", "predict_frame", "grid_cells", "RATINGS_PER_CELL"]
+__all__ = ["predict_pairs", "predict_frame", "grid_cells", "merged_rows", "RATINGS_PER_CELL"]
 
 # ratings of the model per cell of the prediction grid: a job predicts about a tenth as many pairs,
 # 25k a cell. On the paper shape (620k ratings, 4 x 4 blocks) its 16 cells took the stage 0.34 s
@@ -72,8 +72,8 @@ def predict_pairs(parts, *, users: IdMap, items: IdMap, S: da.Array, Q: da.Array
     with_rating : bool
         Whether the parts carry a ``rating`` column (kept in the output).
     max_cells : int, optional
-        Merge consecutive blocks so that the grid has about this many cells (default: no
-        merging): the ratings' first, the similarities' where their blocks alone are more.  At 20M ratings 82 x 80 blocks made 6,560 cells
+        Merge consecutive blocks so that the grid has about this many cells
+        (default: no merging).  At 20M ratings 82 x 80 blocks made 6,560 cells
         and 131k routing pieces: the scheduler, not the work, set the time.
 
     Returns
@@ -84,13 +84,9 @@ def predict_pairs(parts, *, users: IdMap, items: IdMap, S: da.Array, Q: da.Array
     s_blocks, s_bounds = row_blocks(S)
     q_blocks, q_bounds = row_blocks(Q)
     if max_cells and len(s_blocks) * len(q_blocks) > max_cells:
-        # the ratings' blocks are stacked first, the similarities' only where they alone pass
-        # the cells: whole rows of a large catalogue are the heavier (117k items of 1.2M
-        # ratings: stacking them took 2.8 s of a 3.8 s stage, the ratings 14 MB)
-        q_blocks, q_bounds = _merged(q_blocks, q_bounds, max(1, max_cells // len(s_blocks)),
-                                     f"predict-ratings-{token}")
-        s_blocks, s_bounds = _merged(s_blocks, s_bounds, max(1, max_cells // len(q_blocks)),
-                                     f"predict-similarity-{token}")
+        side = max(1, int(np.ceil(np.sqrt(max_cells))))
+        s_blocks, s_bounds = _merged(s_blocks, s_bounds, side, f"predict-similarity-{token}")
+        q_blocks, q_bounds = _merged(q_blocks, q_bounds, side, f"predict-ratings-{token}")
     n_cells = len(s_blocks) * len(q_blocks)
     route = dask.delayed(_route, pure=True)
     u_key, i_key = users.as_delayed(), items.as_delayed()
@@ -144,6 +140,14 @@ def predict_frame(frame: pd.DataFrame, *, users: IdMap, items: IdMap, S, Q, rule
     if "rating" in frame:
         out["rating"] = frame["rating"].to_numpy()
     return _finish(out, pred, used, fb, data.rating_range)
+
+
+def merged_rows(X: da.Array, groups: int, name: str) -> da.Array:
+    """``X``'s row blocks stacked into at most ``groups`` (consecutive blocks, each group one
+    task, named ``name``): the ratings' side of a grid whose other side must not be stacked."""
+    blocks, bounds = row_blocks(X)
+    blocks, bounds = _merged(blocks, bounds, groups, name)
+    return concat_rows(blocks, bounds, int(X.shape[1]), name, dtype=X.dtype)
 
 
 def _merged(blocks, bounds, groups, name):

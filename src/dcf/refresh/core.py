@@ -110,7 +110,7 @@ def refresh(model, ratings):
     chunk_bounds, p_blocks = blocks_of(P)
     q_blocks = blocks_of(Q)[1]
     groups = ROW_TASKS_PER_THREAD * parallelism()
-    bounds = (whole_row_cuts(work, None, groups, memory_budget()) if whole_rows else  # copied rows held too
+    bounds = (whole_row_cuts(work, None, groups, memory_budget(), dense=True) if whole_rows else  # held dense
               balanced_cuts(np.where(affected, work, 0.0), groups))
     k = int(model.neighbours_.k)
     token = dask.base.tokenize(model.token_, matrix.by_user, model.get_params(), "refresh", bounds, k)

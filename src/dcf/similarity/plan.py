@@ -165,12 +165,13 @@ def task_bytes(budget) -> float:
     return (0.8 * limit - max(idle, WORKER_BASELINE_BYTES)) / threads / 2
 
 
-def whole_row_cuts(work, counts, groups: int, budget) -> np.ndarray:
+def whole_row_cuts(work, counts, groups: int, budget, dense: bool = False) -> np.ndarray:
     """The rows method's tasks when they keep whole rows: :func:`balanced_cuts` of ``work``
     into ``groups``, each range cut again where its rows' similarities (at most one per
     product, :func:`whole_rows_bytes`' bound, ``counts`` the entities' ratings or None)
     would take a task past :func:`task_bytes` at :data:`ROW_PEAK_BYTES` each (``budget``
-    None: no limit known, no cut)."""
+    None: no limit known, no cut).  ``dense``: the task holds its rows dense (a refresh,
+    :func:`dcf.refresh.rows.refresh_block`), :data:`ROW_BYTES_PER_ENTRY` an entity a row."""
     cuts = balanced_cuts(work, groups)
     if budget is None:
         return cuts
@@ -178,6 +179,8 @@ def whole_row_cuts(work, counts, groups: int, budget) -> np.ndarray:
     n = len(work)
     paid = 0.0 if counts is None else PAIR_COST * np.asarray(counts, np.float64)
     kept = np.minimum(np.maximum(work - paid, 0.0), max(n - 1, 0)) + 1.0
+    if dense:
+        kept = np.full(n, ROW_BYTES_PER_ENTRY / ROW_PEAK_BYTES * n)
     room = max(task_bytes(budget) / ROW_PEAK_BYTES, 1.0)
     out = [0]
     for lo, hi in zip(cuts[:-1], cuts[1:]):
