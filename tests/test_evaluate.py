@@ -140,3 +140,18 @@ def test_ranking_metrics_equal_a_loop_and_sklearns_ndcg(seed, n, threshold):
     assert evaluate.integer_ids(pd.Series([1, np.int64(2)], dtype=object)).tolist() == [1, 2]
     assert evaluate.integer_ids(pd.Series([1, True], dtype=object)) is None
     assert evaluate.integer_ids(pd.Series([1, 2**63], dtype=object)) is None
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(1, 3000))
+@settings(max_examples=40, deadline=None)
+def test_mae_and_rmse_do_not_depend_on_the_order_of_the_predictions(seed, n):
+    # a job on two workers and on one cuts its predictions into different parts: the same
+    # figures to the bit (a plain mean's last bit followed the order)
+    rng = np.random.default_rng(seed)
+    truth, guess = rng.integers(1, 6, n).astype(float), rng.random(n) * 4 + 1
+    order = rng.permutation(n)
+    for metric in (evaluate.mae, evaluate.rmse):
+        got = metric(truth, guess)
+        assert got == metric(truth[order], guess[order])
+        want = np.mean(np.abs(truth - guess)) if metric is evaluate.mae else np.sqrt(np.mean((truth - guess) ** 2))
+        assert got == pytest.approx(want, rel=1e-13)

@@ -9,6 +9,8 @@ average over those users.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -26,7 +28,7 @@ def mae(truth, prediction) -> float:
     """
     t, p = _pair(truth, prediction)
     with np.errstate(over="ignore", invalid="ignore"):  # ratings near 1e308: inf, reported as undefined
-        return float(np.mean(np.abs(t - p))) if len(t) else float("nan")
+        return _mean(np.abs(t - p))
 
 
 def rmse(truth, prediction) -> float:
@@ -39,7 +41,19 @@ def rmse(truth, prediction) -> float:
     """
     t, p = _pair(truth, prediction)
     with np.errstate(over="ignore", invalid="ignore"):  # squares past 1e308: inf, reported as undefined
-        return float(np.sqrt(np.mean((t - p) ** 2))) if len(t) else float("nan")
+        return math.sqrt(_mean((t - p) ** 2))
+
+
+def _mean(values: np.ndarray) -> float:
+    """The mean of ``values`` in any order, to the bit (an exactly rounded sum,
+    :func:`math.fsum`): the same job on two workers and on one cuts its predictions into
+    different parts and must report the same figures; NaN for none, inf past the doubles."""
+    if not len(values):
+        return float("nan")
+    try:
+        return math.fsum(values.tolist()) / len(values)
+    except OverflowError:  # a sum past the largest double (NaN and inf pass through fsum)
+        return float("inf")
 
 
 def _pair(truth, prediction):
