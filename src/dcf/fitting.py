@@ -107,8 +107,9 @@ def fit_matrix(model, matrix) -> FittedState:
     method = model.method or similarity_method(budget, int(P.shape[1]), int(count))
     groups = ROW_TASKS_PER_THREAD * parallelism()
     if whole_rows and method == "rows":  # the tiles method checked n x n already
-        counts = dask.compute(entity_count)[0] if budget is not None else None
+        counts = None
         if budget is not None:
+            counts = dask.compute(entity_count)[0]
             check_whole_rows(budget, work, counts)
         groups = whole_row_cuts(work, counts, groups, budget)  # each task's rows within its memory
     biases = baseline_biases(model, matrix, total / count) if needs_biases(model) else None

@@ -133,10 +133,17 @@ def whole_rows_bytes(work, counts) -> tuple[int, float]:
     product its row takes (its ``work`` less :data:`PAIR_COST` per rating, ``counts``),
     at most one per entity, plus the diagonal; a row costs :data:`CSR_BYTES` a
     similarity, at most 8 bytes an entity (a block is stored dense where that is smaller)."""
+    kept = _row_similarities(work, counts)
+    return int(kept.sum()), float(np.minimum(CSR_BYTES * kept, 8.0 * len(kept)).sum())
+
+
+def _row_similarities(work, counts) -> np.ndarray:
+    """At most how many similarities each entity's whole row keeps: one per product (its
+    ``work`` less :data:`PAIR_COST` per rating, ``counts``; None: nothing taken off), at
+    most one per other entity, and the diagonal."""
     work = np.asarray(work, np.float64)
-    n = len(work)
-    kept = np.minimum(np.maximum(work - PAIR_COST * np.asarray(counts, np.float64), 0.0), max(n - 1, 0)) + 1.0
-    return int(kept.sum()), float(np.minimum(CSR_BYTES * kept, 8.0 * n).sum())
+    paid = 0.0 if counts is None else PAIR_COST * np.asarray(counts, np.float64)
+    return np.minimum(np.maximum(work - paid, 0.0), max(len(work) - 1, 0)) + 1.0
 
 
 def check_whole_rows(budget, work, counts) -> None:
@@ -175,16 +182,13 @@ def whole_row_cuts(work, counts, groups: int, budget, dense: bool = False) -> np
     cuts = balanced_cuts(work, groups)
     if budget is None:
         return cuts
-    work = np.asarray(work, np.float64)
-    n = len(work)
-    paid = 0.0 if counts is None else PAIR_COST * np.asarray(counts, np.float64)
-    kept = np.minimum(np.maximum(work - paid, 0.0), max(n - 1, 0)) + 1.0
-    if dense:
-        kept = np.full(n, ROW_BYTES_PER_ENTRY / ROW_PEAK_BYTES * n)
-    room = max(task_bytes(budget) / ROW_PEAK_BYTES, 1.0)
+    n = int(cuts[-1])  # the entities
+    each = (np.full(n, float(ROW_BYTES_PER_ENTRY) * n) if dense  # bytes a row holds at the task's peak
+            else ROW_PEAK_BYTES * _row_similarities(work, counts))
+    room = max(task_bytes(budget), 1.0)
     out = [0]
     for lo, hi in zip(cuts[:-1], cuts[1:]):
-        cum = np.cumsum(kept[lo:hi])
+        cum = np.cumsum(each[lo:hi])
         while len(cum) and cum[-1] > room:  # the longest prefix that fits, at least one row
             take = max(int(np.searchsorted(cum, room, side="right")), 1)
             out.append(out[-1] + take)
