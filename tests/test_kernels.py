@@ -389,6 +389,27 @@ def test_llr_similarity_of_hand_counted_tables():
     assert llr_similarity(1.0, 10.0, 10.0, 20.0, xlogx) > 0.5
 
 
+
+@given(st.floats(0.0, 1e13, allow_nan=False), st.floats(0.0, 1.0))
+@settings(max_examples=300, deadline=None)
+def test_a_ratio_cut_keeps_every_ratio_of_an_equal_or_higher_llr_similarity(x, lift):
+    # the fast path ranks llr's columns by their ratio L and lists 1 - 1 / (1 + L): a cut
+    # under the k-th ratio must keep every ratio whose similarity rounds to the k-th's
+    # (ties broken by id), however wide that run of ratios (wider as L grows)
+    from dcf.kernels.direct import cut_under
+    from dcf.kernels.general import llr_of_ratio
+
+    kth = x + lift * x  # an L, and the lowest L of its similarity found by bisection
+    lo, hi = 0.0, kth
+    while np.nextafter(lo, np.inf) < hi:
+        mid = lo + (hi - lo) / 2
+        lo, hi = (lo, mid) if llr_of_ratio(mid) >= llr_of_ratio(kth) else (mid, hi)
+    lowest = hi if llr_of_ratio(lo) < llr_of_ratio(kth) else lo
+    assert lowest > cut_under(kth, True) or kth == 0.0
+    assert cut_under(kth, True) <= kth * (1.0 - 1e-9)
+    # every other measure's cut: the same double as before (x less 1e-9 of it)
+    assert cut_under(kth, False) == kth * (1.0 - 1e-9)
+
 @pytest.mark.parametrize("values", [[1.0, 2.0, 3.5, 5.0], [1.0, 2.1, 3.3]])
 def test_compact_stack_is_exact_and_equals_compact_of_vstack(values):
     rng = np.random.default_rng(0)

@@ -13,8 +13,8 @@ import numpy as np
 from .prefetch import prefetch, prefetch_row
 from .select import emit, keep
 
-__all__ = ["Rules", "sim_rows", "xlogx_table", "llr_similarity", "llr_similarities", "llr_margin", "llr_given",
-           "llr_margins"]
+__all__ = ["Rules", "sim_rows", "xlogx_table", "llr_similarity", "llr_similarities", "llr_margin", "llr_counts",
+           "llr_ratio", "llr_of_ratio"]
 
 
 class Rules(NamedTuple):
@@ -52,7 +52,7 @@ def llr_similarity(both, a, b, total, xlogx):  # pragma: no cover - compiled
     ``1 - 1 / (1 + L)``.  ``xlogx``: :func:`xlogx_table` of ``total``.  The table's two
     one-sided counts are added before they are subtracted, so that the similarity of
     (x, y) and of (y, x) are the same double (the tiles mirror their transposes)."""
-    return llr_given(both, a, b, total, xlogx, llr_margin(b, total, xlogx), llr_margin(a, total, xlogx))
+    return llr_counts(int(both), int(a), int(b), int(total), xlogx, llr_margin(a, total, xlogx))
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -60,28 +60,35 @@ def llr_margin(count, total, xlogx):  # pragma: no cover - compiled
     """The unnormalised entropy of one margin of the 2 x 2 table, an entity rated by
     ``count`` of ``total`` others: ``xLogX(total) - xLogX(count) - xLogX(total - count)``
     (the table's row sums for ``b``, its column sums for ``a``: one entity's alone, so
-    the fast path computes it once an entity)."""
+    the fast path computes it once a row)."""
     return xlogx[int(total)] - xlogx[int(count)] - xlogx[int(total) - int(count)]
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def llr_given(both, a, b, total, xlogx, rows, cols):  # pragma: no cover - compiled
-    """:func:`llr_similarity` given its margins ``rows`` (:func:`llr_margin` of ``b``) and
-    ``cols`` (of ``a``)."""
-    k11, k12, k21 = int(both), int(b - both), int(a - both)
-    k22 = int(total) - int(a) - int(b) + int(both)
-    table = xlogx[int(total)] - xlogx[k11] - (xlogx[k12] + xlogx[k21]) - xlogx[k22]
-    ratio = 0.0 if rows + cols < table else 2.0 * (rows + cols - table)  # < : rounding
+def llr_counts(both, a, b, total, xlogx, cols):  # pragma: no cover - compiled
+    """:func:`llr_similarity` of whole counts (integers) given ``cols``, :func:`llr_margin`
+    of ``a`` (once a row): :func:`llr_of_ratio` of :func:`llr_ratio`."""
+    return llr_of_ratio(llr_ratio(both, a, b, total, xlogx, cols))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def llr_ratio(both, a, b, total, xlogx, cols):  # pragma: no cover - compiled
+    """The log-likelihood ratio ``L`` of :func:`llr_counts` (0 where rounding makes it
+    negative).  ``b``'s margin is read here: its two table entries share cache lines with
+    the table's ``b - both`` and ``total - a - b + both`` where the counts are small, where
+    an array of every entity's margins was one more line a column (the fast path's
+    e-commerce llr, one thread: 8 % quicker)."""
+    rows = xlogx[total] - xlogx[b] - xlogx[total - b]
+    table = xlogx[total] - xlogx[both] - (xlogx[b - both] + xlogx[a - both]) - xlogx[total - a - b + both]
+    return 0.0 if rows + cols < table else 2.0 * (rows + cols - table)  # < : rounding
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def llr_of_ratio(ratio):  # pragma: no cover - compiled
+    """Mahout's similarity of a log-likelihood ratio, ``1 - 1 / (1 + L)``: non-decreasing
+    in ``L`` (each step a correctly rounded operation), so the fast path ranks columns by
+    ``L`` and divides for the few it lists."""
     return 1.0 - 1.0 / (1.0 + ratio)
-
-
-@numba.njit(cache=True, nogil=True)
-def llr_margins(counts, total, xlogx):  # pragma: no cover - compiled
-    """:func:`llr_margin` of every entity's ``counts``."""
-    out = np.empty(len(counts))
-    for j in range(len(counts)):
-        out[j] = llr_margin(counts[j], total, xlogx)
-    return out
 
 
 @numba.njit(cache=True, nogil=True)
