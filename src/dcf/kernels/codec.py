@@ -20,7 +20,8 @@ import scipy.sparse as sp
 __all__ = [
     "CompactCSR", "PACK_LIMIT", "MAX_COLUMN_BITS", "column_bits", "compact_csr", "unpacked", "compact_stack",
     "compact_part", "compact_join",
-    "FEW_VALUES", "GRID_SLOTS", "few_values", "Entries", "entries", "column_squares", "entity_rows",
+    "FEW_VALUES", "GRID_SLOTS", "few_values", "Entries", "entries", "column_squares", "column_counts",
+    "entity_rows",
     "slice_count", "slice_fill",
 ]
 
@@ -270,6 +271,16 @@ def column_squares(e, out):  # pragma: no cover - compiled
     for q in range(len(e.packed) if e.is_packed else len(e.idx)):
         c, v = _entry(e, q)
         out[c] += v * v
+
+
+@numba.njit(cache=True, nogil=True)
+def column_counts(e, out):  # pragma: no cover - compiled
+    """Add 1 to ``out`` at every entry's column (:class:`Entries`, either form): the numbers
+    of raters in one pass (NumPy's bincount of the masked packed entries made two copies of
+    them: 30 against 5 ms at 6M ratings, on the way to every fit task)."""
+    for q in range(len(e.packed) if e.is_packed else len(e.idx)):
+        c, _ = _entry(e, q)
+        out[c] += 1.0
 
 
 def entity_rows(Q, lo, hi):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .codec import CompactCSR, column_squares, compact_csr, entries
+from .codec import CompactCSR, column_counts, column_squares, compact_csr, entries
 from .sparse import row_norms
 
 __all__ = [
@@ -263,11 +263,10 @@ def column_totals(Q, measure):
     if not isinstance(Q, CompactCSR):
         Q = compact_csr(sp.csr_matrix(Q).sorted_indices())
     n = int(Q.shape[1])
-    packed = Q.packed is not None
-    if mode in (JACCARD, LIFT, LLR):
-        return np.bincount(Q.packed & np.uint32((1 << Q.bits) - 1) if packed else Q.indices,
-                           minlength=n).astype(np.float64)
     out = np.zeros(n)
+    if mode in (JACCARD, LIFT, LLR):
+        column_counts(entries(Q), out)
+        return out
     column_squares(entries(Q), out)
     return np.sqrt(out)
 
