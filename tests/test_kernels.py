@@ -11,6 +11,7 @@ from hypothesis.extra.numpy import arrays
 
 import reference as ref
 from dcf import kernels
+from dcf.kernels import direct
 from dcf.kernels import rows as kernel_rows
 from dcf.kernels import select
 from dcf.kernels.codec import few_values
@@ -606,13 +607,39 @@ def test_fast_topk_equals_the_general_kernel_with_ties_and_signs(seed, k, min_si
     Q = sp.csr_matrix(X.T)
     chosen = kernels.SimilaritySettings(measure, min_similarity=min_similarity, include_self=include_self)
     _, want_idx, want_sim = kernels.similarity_rows(X, Q, 0, chosen, k=k, norms_a=totals, norms=totals, dense=True)
+    rest = 0 if seed % 3 == 0 else direct.REST_BITS_MAX  # llr's counts read from their array, or in the sums
     for shared in (Q, kernels.compact_stack([Q]), kernels.compact_stack([Q], pack=True)):
         with mock.patch.object(kernel_rows, "SELECT_BLOCK", block), mock.patch.object(kernel_rows, "TRACK_BELOW", track), \
-                mock.patch.object(kernel_rows, "FLOOR_SAMPLE", sample), mock.patch.object(kernel_rows, "RANKED_MAX", ranked):
+                mock.patch.object(kernel_rows, "FLOOR_SAMPLE", sample), mock.patch.object(kernel_rows, "RANKED_MAX", ranked), \
+                mock.patch.object(direct, "REST_BITS_MAX", rest):
             _, idx, sim = kernels.similarity_rows(X, shared, 0, chosen, k=k, norms_a=totals, norms=totals)
         np.testing.assert_array_equal(idx, want_idx)
         np.testing.assert_array_equal(sim, want_sim)
     assert (want_sim[want_idx < 0] == 0).all() and (want_sim[want_idx >= 0] > 0).all()
+
+
+@pytest.mark.parametrize("others", [7, 8, 9, 16, 17, 1000])
+def test_llr_counts_carried_in_the_sums_hold_a_co_count_of_nearly_every_other(others):
+    # the fast path keeps each column's number of raters in its accumulator (b << bits,
+    # 2^bits over the number of others) and adds 1 a product: co-counts as large as the
+    # number of others must not spill into the count, on tracked and on dense rows
+    rated = np.zeros((6, others), bool)
+    rated[0] = True
+    rated[1, 1:] = True
+    rated[2, :others // 2 + 1] = True
+    rated[3, ::3] = True
+    rated[4, 1] = rated[5, -1] = True
+    X = sp.csr_matrix(rated.astype(np.float64))
+    totals = kernels.entity_totals(X, "llr")
+    Q = sp.csr_matrix(X.T)
+    chosen = kernels.SimilaritySettings("llr")
+    _, want_idx, want_sim = kernels.similarity_rows(X, Q, 0, chosen, k=4, norms_a=totals, norms=totals, dense=True)
+    assert (want_idx[1:, 0] >= 0).all()  # (one rated by every other tells nothing: llr 0)
+    for track in (0.0, np.inf):
+        with mock.patch.object(kernel_rows, "TRACK_BELOW", track):
+            _, idx, sim = kernels.similarity_rows(X, Q, 0, chosen, k=4, norms_a=totals, norms=totals)
+        np.testing.assert_array_equal(idx, want_idx)
+        np.testing.assert_array_equal(sim, want_sim)
 
 
 @given(st.integers(0, 100_000), st.integers(1, 12), st.integers(1, 60), st.integers(1, 6))
