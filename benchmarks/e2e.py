@@ -665,6 +665,9 @@ def main(argv=None) -> int:
     if args.child:
         print("RESULT " + json.dumps(CHILDREN[args.child](args)), flush=True)
         return 0
+    if args.dcf_settings == "default" and args.measure != "cosine":  # results named after a measure dcf never ran
+        p.error(f"--measure {args.measure} is what dcf and the peers both compute; with --dcf-settings default "
+                "dcf computes its own defaults instead: leave --measure out")
     try:
         shapes = [parse_shape(s) for s in ([args.write] if args.write else args.shape or [])]
     except ValueError as exc:
