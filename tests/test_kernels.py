@@ -391,13 +391,13 @@ def test_llr_similarity_of_hand_counted_tables():
 
 
 
-@given(st.floats(0.0, 1e13, allow_nan=False), st.floats(0.0, 1.0))
+@given(st.one_of(st.floats(0.0, 1e13, allow_nan=False), st.just(1.548054349973857)), st.floats(0.0, 1.0))
 @settings(max_examples=300, deadline=None)
 def test_a_ratio_cut_keeps_every_ratio_of_an_equal_or_higher_llr_similarity(x, lift):
     # the fast path ranks llr's columns by their ratio L and lists 1 - 1 / (1 + L): a cut
     # under the k-th ratio must keep every ratio whose similarity rounds to the k-th's
     # (ties broken by id), however wide that run of ratios (wider as L grows)
-    from dcf.kernels.direct import cut_under
+    from dcf.kernels.direct import cut_under, ratio_under
     from dcf.kernels.general import llr_of_ratio
 
     kth = x + lift * x  # an L, and the lowest L of its similarity found by bisection
@@ -407,6 +407,10 @@ def test_a_ratio_cut_keeps_every_ratio_of_an_equal_or_higher_llr_similarity(x, l
         lo, hi = (lo, mid) if llr_of_ratio(mid) >= llr_of_ratio(kth) else (mid, hi)
     lowest = hi if llr_of_ratio(lo) < llr_of_ratio(kth) else lo
     assert lowest > cut_under(kth, True) or kth == 0.0
+    # a dense row's cut raised from its full list's k-th similarity: under that run too
+    # (s / (1 - s) alone lands a unit in the last place above it, e.g. at L = 1.548054349973857)
+    assert lowest > ratio_under(llr_of_ratio(kth)) or kth == 0.0
+    assert ratio_under(1.0) == -np.inf
     assert cut_under(kth, True) <= kth * (1.0 - 1e-9)
     # every other measure's cut: the same double as before (x less 1e-9 of it)
     assert cut_under(kth, False) == kth * (1.0 - 1e-9)

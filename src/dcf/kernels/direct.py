@@ -19,7 +19,7 @@ import numpy as np
 from .general import llr_ratio, xlogx_table
 from .measures import LLR
 
-__all__ = ["REST_BITS_MAX", "Exact", "exact_for", "cut_under", "direct_score", "at_rest"]
+__all__ = ["REST_BITS_MAX", "Exact", "exact_for", "cut_under", "ratio_under", "direct_score", "at_rest"]
 
 REST_BITS_MAX = 26
 
@@ -53,6 +53,15 @@ def cut_under(x, ratios):  # pragma: no cover - compiled
     similarity near ``x`` (``1 - 1 / (1 + x)`` moves by ``1 / (1 + x)^2`` a unit of ``x``:
     a few units in the last place of 1, times ``(1 + x)^2``)."""
     return x * (1.0 - 1e-9) - ((1.0 + x) * (1.0 + x) * 2.0 ** -48 if ratios else 0.0)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def ratio_under(s):  # pragma: no cover - compiled
+    """A cut under every llr ratio whose similarity is ``s`` or more (a full list's k-th:
+    the dense scan's cut): ``s / (1 - s)``, the ratio of which ``s`` is the similarity,
+    lowered as :func:`cut_under` lowers it (the division alone may land a unit in the last
+    place above the lowest ratio of similarity ``s``); no cut (-inf) at ``s`` 1."""
+    return cut_under(s / (1.0 - s), True) if s < 1.0 else -np.inf
 
 
 @numba.njit(cache=True, nogil=True, inline="always")

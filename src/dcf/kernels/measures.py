@@ -276,7 +276,7 @@ def fast_topk(measure, min_support=1, shrinkage=0.0, significance=0.0, dense=Fal
     per-entity norms (``full-cosine``, ``centred-cosine``, ``tfidf``; ``lift``: the
     numbers of raters, every value read as 1) or by none (``bm25``, ``cooccurrence``:
     the fast path with every norm 1), or a measure of the co-count scored directly
-    (``jaccard``, ``llr``: :class:`dcf.kernels.rows.Exact`), with no co-rater counts
+    (``jaccard``, ``llr``: :class:`dcf.kernels.direct.Exact`), with no co-rater counts
     (``min_support`` 1, no shrinkage or significance weighting), top-k lists only.
     Its similarities are the general kernel's, bit for bit; it accumulates one
     term per pair with no bookkeeping of which pairs were touched, and may read

@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .codec import CompactCSR, compact_csr, entries, unpacked
-from .direct import at_rest, cut_under, direct_score, exact_for
+from .direct import at_rest, cut_under, direct_score, exact_for, ratio_under
 from .general import Rules, llr_margin, llr_of_ratio, sim_rows, xlogx_table
 from .measures import BINARY, COOCCURRENCE, DOT, JACCARD, LLR, PEARSON, SimilaritySettings, measure_mode
 from .prefetch import prefetch, prefetch_lines, prefetch_row
@@ -374,8 +374,7 @@ def norms_topk(a, e, ids, norms_a, norms, inv, min_similarity, out, scan, exact)
                 for j in range(b * block, min(b * block + block, n)):
                     if est[j] > cut and ratios:  # the cut stays a ratio: the list's k-th similarity's
                         have, _ = offer(top_i, top_s, i, have, j, llr_of_ratio(est[j]), 1.0, min_similarity, 0.0)
-                        kth = top_s[i, k - 1] if have == k else 1.0
-                        cut = max(cut, cut_under(kth / (1.0 - kth), True)) if kth < 1.0 else cut
+                        cut = max(cut, ratio_under(top_s[i, k - 1])) if have == k else cut
                     elif est[j] > cut:
                         have, cut = offer(top_i, top_s, i, have, j, est[j] if direct else prod[j] / (na * norms[j]),
                                           scale, min_similarity, cut)
