@@ -349,11 +349,11 @@ def norms_topk(a, e, ids, norms_a, norms, inv, min_similarity, out, scan, exact)
             continue
         if direct:
             for j in range(n):
-                c = prod[j]
+                both = prod[j]  # the co-count
                 if exact.bits > 0:  # the resting counts taken out, read in order, and put back
-                    c -= exact.rest[j]
+                    both -= exact.rest[j]
                     prod[j] = exact.rest[j]
-                est[j] = direct_score(exact, c, na, norms[j], j, margin_a, False) if c > 0 else 0.0
+                est[j] = direct_score(exact, both, na, norms[j], j, margin_a, False) if both > 0 else 0.0
         else:
             for j in range(n):  # vectorised
                 est[j] = prod[j] * inv[j]
