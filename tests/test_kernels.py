@@ -614,8 +614,8 @@ def test_fast_topk_equals_the_general_kernel_with_ties_and_signs(seed, k, min_si
     rest = 0 if seed % 3 == 0 else direct.REST_BITS_MAX  # llr's counts read from their array, or in the sums
     for shared in (Q, kernels.compact_stack([Q]), kernels.compact_stack([Q], pack=True)):
         with mock.patch.object(kernel_rows, "SELECT_BLOCK", block), mock.patch.object(kernel_rows, "TRACK_BELOW", track), \
-                mock.patch.object(kernel_rows, "FLOOR_SAMPLE", sample), mock.patch.object(kernel_rows, "RANKED_MAX", ranked), \
-                mock.patch.object(direct, "REST_BITS_MAX", rest):
+                mock.patch.object(kernel_rows, "FLOOR_SAMPLE", sample), \
+                mock.patch.object(kernel_rows, "RANKED_MAX", ranked), mock.patch.object(direct, "REST_BITS_MAX", rest):
             _, idx, sim = kernels.similarity_rows(X, shared, 0, chosen, k=k, norms_a=totals, norms=totals)
         np.testing.assert_array_equal(idx, want_idx)
         np.testing.assert_array_equal(sim, want_sim)

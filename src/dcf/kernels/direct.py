@@ -33,9 +33,10 @@ class Exact(NamedTuple):
     ``c / (a b)`` (a norm-divided measure, estimated by ``c / b``).  ``counts``: every
     entity's number of raters for llr (int32: a column's count and margin were two float64
     lines a column), else empty; ``bits`` and ``rest``: llr's resting accumulator (``counts
-    << bits`` as float64; ``bits`` 0 and ``rest`` empty for none).  ``scale``: each other's factor, multiplied into both
-    values of each of its products (bm25's idf: the shared matrix then holds the weights
-    without it; :func:`~dcf.kernels.rows.similarity_rows`), or empty for none."""
+    << bits`` as float64; ``bits`` 0 and ``rest`` empty for none).  ``scale``: each other's
+    factor, multiplied into both values of each of its products (bm25's idf: the shared
+    matrix then holds the weights without it; :func:`~dcf.kernels.rows.similarity_rows`),
+    or empty for none."""
 
     mode: int
     others: float

@@ -13,8 +13,8 @@ import numpy as np
 from .prefetch import prefetch, prefetch_row
 from .select import emit, keep
 
-__all__ = ["Rules", "sim_rows", "xlogx_table", "llr_similarity", "llr_similarities", "llr_margin", "llr_counts",
-           "llr_ratio", "llr_of_ratio"]
+__all__ = ["Rules", "sim_rows", "xlogx_table", "llr_similarity", "llr_similarities", "llr_margin", "llr_ratio",
+           "llr_of_ratio"]
 
 
 class Rules(NamedTuple):
@@ -52,7 +52,7 @@ def llr_similarity(both, a, b, total, xlogx):  # pragma: no cover - compiled
     ``1 - 1 / (1 + L)``.  ``xlogx``: :func:`xlogx_table` of ``total``.  The table's two
     one-sided counts are added before they are subtracted, so that the similarity of
     (x, y) and of (y, x) are the same double (the tiles mirror their transposes)."""
-    return llr_counts(int(both), int(a), int(b), int(total), xlogx, llr_margin(a, total, xlogx))
+    return llr_of_ratio(llr_ratio(int(both), int(a), int(b), int(total), xlogx, llr_margin(a, total, xlogx)))
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -65,19 +65,13 @@ def llr_margin(count, total, xlogx):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def llr_counts(both, a, b, total, xlogx, cols):  # pragma: no cover - compiled
-    """:func:`llr_similarity` of whole counts (integers) given ``cols``, :func:`llr_margin`
-    of ``a`` (once a row): :func:`llr_of_ratio` of :func:`llr_ratio`."""
-    return llr_of_ratio(llr_ratio(both, a, b, total, xlogx, cols))
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
 def llr_ratio(both, a, b, total, xlogx, cols):  # pragma: no cover - compiled
-    """The log-likelihood ratio ``L`` of :func:`llr_counts` (0 where rounding makes it
-    negative).  ``b``'s margin is read here: its two table entries share cache lines with
-    the table's ``b - both`` and ``total - a - b + both`` where the counts are small, where
-    an array of every entity's margins was one more line a column (the fast path's
-    e-commerce llr, one thread: 8 % quicker)."""
+    """The log-likelihood ratio ``L`` of :func:`llr_similarity`, of whole counts (integers)
+    given ``cols``, :func:`llr_margin` of ``a`` (0 where rounding makes it negative).
+    ``b``'s margin is read here: its two table entries share cache lines with the table's
+    ``b - both`` and ``total - a - b + both`` where the counts are small, where an array of
+    every entity's margins was one more line a column (the fast path's e-commerce llr, one
+    thread: 8 % quicker)."""
     rows = xlogx[total] - xlogx[b] - xlogx[total - b]
     table = xlogx[total] - xlogx[both] - (xlogx[b - both] + xlogx[a - both]) - xlogx[total - a - b + both]
     return 0.0 if rows + cols < table else 2.0 * (rows + cols - table)  # < : rounding
