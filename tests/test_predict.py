@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import reference as ref
 from conftest import random_ratings
+import dcf.predict.topn as topn
 from dcf.ids import IdMap
 from dcf.predict import (PREDICTION_META, RECOMMENDATION_META, ListRules, ScoringData, ScoringRule, predict_pairs,
                          recommend_blocks, recommend_histories)
@@ -149,7 +150,7 @@ def _recommend(R, users, items, table, based, n, prediction, r_size, w_size, min
                             rule=rule, data=data, n=n, token="t", **kw)
 
 
-@pytest.mark.parametrize("r_size,w_size", [(1, 1), (5, 4), (None, None)])
+@pytest.mark.parametrize("r_size,w_size,pieces", [(1, 1, 1), (5, 4, 1), (None, None, 1), (5, 4, 2), (None, None, 3)])
 @pytest.mark.parametrize("case", [
     dict(based="item", prediction="weighted", k=3),
     dict(based="user", prediction="mean-centred", k=4, min_k=2),
@@ -159,13 +160,17 @@ def _recommend(R, users, items, table, based, n, prediction, r_size, w_size, min
     dict(based="user", prediction="baseline", k=3, min_k=2),
     dict(based="item", prediction="mean-centred", k=5, min_k=2, amplification=0.5),
 ], ids=lambda c: "-".join(str(v) for v in c.values()))
-def test_recommend_blocks_match_reference(data, case, r_size, w_size):
+def test_recommend_blocks_match_reference(data, case, r_size, w_size, pieces, monkeypatch):
     R, users, items, _ = data
     based, n = case["based"], 6
     table, (expected, item_means) = _ref_recs(R, based, case["k"], n, case["prediction"], case.get("min_k", 1),
                                               case.get("amplification", 1.0))
+    monkeypatch.setattr(topn, "MIN_PIECE_ROWS", 1)  # blocks of a few users cut too
+    monkeypatch.setattr(topn, "_pieces", lambda rule, n_blocks: pieces)
     out = _recommend(R, users, items, table, based, n, case["prediction"], r_size, w_size,
                      min_k=case.get("min_k", 1), amplification=case.get("amplification", 1.0))
+    blocks = len(_csr_chunks(R, r_size).chunks[0])
+    assert out.npartitions == (blocks if pieces == 1 else sum(min(pieces, c) for c in _csr_chunks(R, r_size).chunks[0]))
     assert list(out.columns) == list(RECOMMENDATION_META.columns)
     got = out.compute()
     assert len(got) == n * len(users)
@@ -190,6 +195,22 @@ def test_recommend_blocks_only_for_the_asked_blocks_and_never_excluded_items(dat
         mine = got[got["user"] == users[u]].sort_values("rank")
         # every unrated item is listed: the reference's order with the excluded ones left out
         assert mine["item"].tolist() == [items[i] for i, _ in expected[u] if i not in (0, 7)]
+
+
+def test_top_n_pieces_by_ranking_and_cluster(monkeypatch):
+    """Ranked by predicted rating, each user block is cut into about PIECES_PER_THREAD tasks a
+    thread; a sum ranking's blocks stay whole; no piece is under MIN_PIECE_ROWS users."""
+    monkeypatch.setattr(topn, "parallelism", lambda: 4)
+    assert topn._pieces(ScoringRule("item", "weighted", 3, 1), 4) == topn.PIECES_PER_THREAD
+    assert topn._pieces(ScoringRule("user", "baseline", 3, 1), 3) == -(-topn.PIECES_PER_THREAD * 4 // 3)
+    assert topn._pieces(ScoringRule("item", "weighted", 3, 1, 1.0, "sum"), 4) == 1
+    assert topn._pieces(ScoringRule("item", "weighted", 3, 1, 1.0, "normalised-sum"), 4) == 1
+    assert topn._pieces(ScoringRule("item", "weighted", 3, 1), 64) == 1
+    rows = topn.MIN_PIECE_ROWS
+    assert topn._piece_cuts(rows - 1, 4).tolist() == [0, rows - 1]
+    assert topn._piece_cuts(2 * rows + 1, 4).tolist() == [0, rows, 2 * rows + 1]
+    cuts = topn._piece_cuts(100 * rows + 3, 4)
+    assert cuts[0] == 0 and cuts[-1] == 100 * rows + 3 and len(cuts) == 5 and np.ptp(np.diff(cuts)) <= 1
 
 
 @pytest.mark.parametrize("ranking", ["sum", "normalised-sum"])

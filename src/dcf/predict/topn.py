@@ -22,6 +22,7 @@ import scipy.sparse as sp
 
 from .. import kernels
 from ..blocks import reblock_rows, row_blocks, stack_rows
+from ..cluster import parallelism
 from ..ids import IdMap, frame_from_parts
 from .rule import RECOMMENDATION_FALLBACKS, RECOMMENDATION_META, ScoringData, ScoringRule, data_task
 
@@ -60,8 +61,8 @@ def candidate_order(order, rules: ListRules):
 def recommend_blocks(*, users: IdMap, items: IdMap, by_user: da.Array, W: da.Array, rule: ScoringRule,
                      data: ScoringData, n: int, blocks=None, token: str = "",
                      rules: ListRules = PLAIN_LISTS) -> dd.DataFrame:
-    """Top-N unrated items for every user, one task per user block: the frame of
-    :func:`recommend_parts` (the same parameters)."""
+    """Top-N unrated items for every user, one task per user block (or per piece of
+    one, :func:`_pieces`): the frame of :func:`recommend_parts` (the same parameters)."""
     parts = recommend_parts(users=users, items=items, by_user=by_user, W=W, rule=rule, data=data, n=n,
                             blocks=blocks, token=token, rules=rules)
     return recommendation_frame(parts, rules, token, items)
@@ -78,7 +79,9 @@ def recommendation_frame(parts, rules: ListRules, token: str, items: IdMap | Non
 def recommend_parts(*, users: IdMap, items: IdMap, by_user: da.Array, W: da.Array, rule: ScoringRule,
                     data: ScoringData, n: int, blocks=None, token: str = "",
                     rules: ListRules = PLAIN_LISTS) -> list:
-    """Top-N unrated items for every user, one task per user block (Delayed frames).
+    """Top-N unrated items for every user, one task per user block (Delayed frames); ranked
+    by predicted rating, each block of all its users (``blocks`` None) is cut into row
+    pieces, each its own task (:func:`_pieces`), in the block's order.
 
     Scores are the predictions of the *global* neighbour rule (each target's
     top-k list, as the paper ranks), computed for all items of a user block
@@ -127,6 +130,8 @@ def recommend_parts(*, users: IdMap, items: IdMap, by_user: da.Array, W: da.Arra
     ids = (users.as_delayed(), items.as_delayed())
     shared = data_task(data, token)
     some = dask.delayed(_some_rows, pure=True)
+    piece = dask.delayed(_rows_piece, pure=True)
+    pieces = _pieces(rule, len(r_blocks)) if blocks is None else 1
     out = []
     for b, r_blk in enumerate(r_blocks):
         if blocks is not None and b not in blocks:
@@ -134,13 +139,53 @@ def recommend_parts(*, users: IdMap, items: IdMap, by_user: da.Array, W: da.Arra
         left = r_blk if rule.based == "item" else w_blocks[b]
         rows = blocks.get(b) if isinstance(blocks, dict) else None
         if rows is None:
-            out.append(task(left, other, r_blk, int(r_bounds[b]), ids, order, rule, shared, n, rules,
-                            dask_key_name=f"recommend-block-{token}-{b}"))
+            size = int(r_bounds[b + 1] - r_bounds[b])
+            cuts = _piece_cuts(size, pieces)
+            if len(cuts) == 2:
+                out.append(task(left, other, r_blk, int(r_bounds[b]), ids, order, rule, shared, n, rules,
+                                dask_key_name=f"recommend-block-{token}-{b}"))
+            else:  # the rows in pieces, each its own task (see _pieces)
+                out += [piece(left, other, r_blk, (int(r_bounds[b]), int(lo), int(hi)), ids, order, rule, shared, n,
+                              rules, dask_key_name=f"recommend-block-{token}-{b}-{at}")
+                        for at, (lo, hi) in enumerate(zip(cuts[:-1], cuts[1:]))]
         else:  # a few users of the block: their rows only (one user's list cost the whole block's)
             rows = np.unique(np.asarray(rows, np.int64))
             out.append(some(left, other, r_blk, (int(r_bounds[b]), rows), ids, order, rule, shared, n, rules,
                             dask_key_name=f"recommend-rows-{token}-{b}-{dask.base.tokenize(rows)}"))
     return out
+
+
+PIECES_PER_THREAD = 4  # Top-N tasks a thread of the cluster, by predicted rating (see _pieces)
+MIN_PIECE_ROWS = 1024  # users a piece has at least
+
+
+def _pieces(rule: ScoringRule, n_blocks: int) -> int:
+    """Tasks each user block's Top-N is cut into: one where lists are ranked by a sum
+    (``n_u k`` products a user: the block's task is short), else enough for about
+    :data:`PIECES_PER_THREAD` tasks a thread of the cluster.  Ranked by predicted rating, a
+    user's work is every list holding one of the items they rated (9.3e9 products for the
+    1.2M ratings of 117k items against the sum's 6.0e7; benchmarks/RESULTS.md, issue 21
+    step 16): one task a block ran for minutes with "4 tasks to go" the only progress, and
+    a thread that finished its block early stood idle."""
+    if rule.summed or n_blocks < 1:
+        return 1
+    return max(1, -(-PIECES_PER_THREAD * parallelism() // n_blocks))
+
+
+def _piece_cuts(size: int, pieces: int) -> np.ndarray:
+    """Row bounds of a block of ``size`` users cut into at most ``pieces`` ranges of about
+    equal size, none under :data:`MIN_PIECE_ROWS` users (a block of fewer is one range)."""
+    pieces = max(1, min(int(pieces), size // MIN_PIECE_ROWS))
+    return np.linspace(0, size, pieces + 1).round().astype(np.int64)
+
+
+def _rows_piece(left, other, rated, where, ids, order, rule, data, n, rules):
+    """:func:`recommend_block` of rows ``lo .. hi`` of a block: ``where`` is ``(row0, lo, hi)``,
+    row0 the block's first user; ``left`` is cut too (its rows are the block's users, for
+    item- and user-based lists alike)."""
+    row0, lo, hi = where
+    left, rated = sp.csr_matrix(left)[lo:hi], sp.csr_matrix(rated)[lo:hi]
+    return recommend_block(left, other, rated, row0 + lo, ids, order, rule, data, n, rules)
 
 
 def _some_rows(left, other, rated, where, ids, order, rule, data, n, rules):
