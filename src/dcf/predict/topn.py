@@ -165,8 +165,8 @@ def _pieces(rule: ScoringRule, n_blocks: int) -> int:
     :data:`PIECES_PER_THREAD` tasks a thread of the cluster.  Ranked by predicted rating, a
     user's work is every list holding one of the items they rated (9.3e9 products for the
     1.2M ratings of 117k items against the sum's 6.0e7; benchmarks/RESULTS.md, issue 21
-    step 16): one task a block ran for minutes with "4 tasks to go" the only progress, and
-    a thread that finished its block early stood idle."""
+    step 16): one task a block ran for minutes with "4 tasks to go" the only progress (the
+    stage's time is unchanged: step 17)."""
     if rule.summed or n_blocks < 1:
         return 1
     return max(1, -(-PIECES_PER_THREAD * parallelism() // n_blocks))
