@@ -213,6 +213,22 @@ def test_top_n_pieces_by_ranking_and_cluster(monkeypatch):
     assert cuts[0] == 0 and cuts[-1] == 100 * rows + 3 and len(cuts) == 5 and np.ptp(np.diff(cuts)) <= 1
 
 
+def test_top_n_pieces_of_two_cuts_computed_together_keep_their_own_rows(data, monkeypatch):
+    """Two requests cut differently (the cluster's threads changed between them) name
+    different tasks: computed together, each keeps its own rows, none twice."""
+    R, users, items, _ = data
+    table, _ = _ref_recs(R, "item", 3, 4, "weighted")
+    monkeypatch.setattr(topn, "MIN_PIECE_ROWS", 1)
+    got = []
+    for pieces in (2, 3):
+        monkeypatch.setattr(topn, "_pieces", lambda rule, n_blocks, p=pieces: p)
+        got.append(_recommend(R, users, items, table, "item", 4, "weighted", None, None))
+    with dask.config.set(scheduler="sync"):
+        two, three = dask.compute(*got)
+    assert len(two) == len(three) == 4 * len(users)
+    pd.testing.assert_frame_equal(two.reset_index(drop=True), three.reset_index(drop=True))
+
+
 @pytest.mark.parametrize("ranking", ["sum", "normalised-sum"])
 def test_recommend_blocks_sum_rankings_equal_the_dense_product(data, ranking):
     R, users, items, _ = data

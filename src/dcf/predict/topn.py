@@ -146,8 +146,8 @@ def recommend_parts(*, users: IdMap, items: IdMap, by_user: da.Array, W: da.Arra
                                 dask_key_name=f"recommend-block-{token}-{b}"))
             else:  # the rows in pieces, each its own task (see _pieces)
                 out += [piece(left, other, r_blk, (int(r_bounds[b]), int(lo), int(hi)), ids, order, rule, shared, n,
-                              rules, dask_key_name=f"recommend-block-{token}-{b}-{at}")
-                        for at, (lo, hi) in enumerate(zip(cuts[:-1], cuts[1:]))]
+                              rules, dask_key_name=f"recommend-block-{token}-{b}-{lo}-{hi}")  # a name, one range
+                        for lo, hi in zip(cuts[:-1], cuts[1:])]
         else:  # a few users of the block: their rows only (one user's list cost the whole block's)
             rows = np.unique(np.asarray(rows, np.int64))
             out.append(some(left, other, r_blk, (int(r_bounds[b]), rows), ids, order, rule, shared, n, rules,
