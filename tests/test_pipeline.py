@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import reference as ref
 from conftest import random_ratings
+import dcf.predict.requests
 import dcf.predict.topn
 from dcf import ItemKNN, UserKNN
 from dcf.kernels import SimilaritySettings
@@ -207,6 +208,26 @@ def test_batch_equals_one_by_one():
     for u, i in pairs.itertuples(index=False):
         one = model.predict(pd.DataFrame({"user": [u], "item": [i]})).compute()
         assert one["prediction"].iloc[0] == batch.loc[(u, i)]
+
+
+def test_predictions_of_two_grids_computed_together_keep_their_own_rows(monkeypatch):
+    """Two requests of the same pairs on grids of different sizes (the cluster's threads
+    changed between them) name different tasks: computed together, each equals the pairs'
+    predictions, no row twice."""
+    train = random_ratings(12, n_users=30, n_items=20)
+    model = KNN(block_size=4, k=3).fit(train)  # whole rows in blocks: the grid is cut by the cells
+    pairs = train.sample(40, random_state=1)[["user", "item"]]
+    got = []
+    for cells in (2, 9):
+        monkeypatch.setattr(dcf.predict.requests, "grid_cells", lambda ratings, threads, c=cells: c)
+        got.append(dcf.predict.requests.model_predictions(model, pairs))  # the graph (not the held model)
+    assert got[0].npartitions != got[1].npartitions
+    with dask.config.set(scheduler="sync"):
+        few, many = dask.compute(*got)
+    key = ["user", "item"]
+    assert len(few) == len(many) == len(pairs)
+    pd.testing.assert_frame_equal(few.sort_values(key).reset_index(drop=True),
+                                  many.sort_values(key).reset_index(drop=True))
 
 
 def test_checkerboard_oracle():

@@ -43,8 +43,8 @@ def model_predictions(model, pairs) -> dd.DataFrame:
     _, Q, _, _ = m.oriented(model.based)
     S = model.similarity_rows_ if model.neighbourhood == "rated" else model.neighbours_.W
     rule, data = scoring(model)
-    token = dask.base.tokenize(model.token_, parts)
     cells = grid_cells(model_ratings(model), parallelism())
+    token = dask.base.tokenize(model.token_, parts, cells)  # the grid (by the threads) in every name
     if model.neighbourhood == "rated" and S.numblocks[0] * Q.numblocks[0] > cells:
         # whole rows are never stacked, the ratings are: stacking both sides to the cells
         # copied every whole row (117k items of 1.2M ratings: 2.8 s of a 3.8 s stage, the
