@@ -1,6 +1,8 @@
 """Reading every supported format, and bad input failing with file, line and problem."""
 
+import csv
 import gzip
+import io
 import os
 
 import dask
@@ -102,6 +104,24 @@ def test_a_line_that_is_not_one_record_is_named_in_any_block(tmp_path, mode):
     with pytest.raises(DataError, match=r"a carriage return \(\\r\) inside the line") as err:
         _read(path, blocksize=4000, on_bad_lines=mode)
     assert err.value.line == 1301
+
+
+@given(st.lists(st.text(st.sampled_from('ab1 ,"'), min_size=1, max_size=6).filter(lambda t: t.strip(' ') == t
+                                                                                   and t.strip()),
+                min_size=1, max_size=30),
+       st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL]))
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_csv_written_by_pythons_writer_reads_back_field_for_field(tmp_path, items, quoting):
+    # what Python's CSV writer writes (separators and doubled quotes inside quoted fields,
+    # every field quoted or only those that need it) reads back field for field
+    buf = io.StringIO()
+    writer = csv.writer(buf, quoting=quoting, lineterminator="\n")
+    writer.writerow(["user", "item", "rating"])
+    writer.writerows([f"u{n}", item, 3] for n, item in enumerate(items))
+    path = tmp_path / "w.csv"
+    path.write_text(buf.getvalue())
+    got, report = _read(path)
+    assert [str(v) for v in got["item"]] == items and report["skipped"] == 0  # ("1": the integer id 1)
 
 
 def test_a_blocks_refusal_and_examples_are_renumbered_from_its_first_line():
