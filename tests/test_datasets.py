@@ -1,9 +1,14 @@
 """The synthetic generator and the MovieLens loader."""
 
+import io
+import urllib.error
+import urllib.request
+
 import dask
 import pandas as pd
 import pytest
 
+import dcf.datasets
 from dcf import ItemKNN, evaluate, split
 from dcf.datasets import movielens_path, open_source, synthetic, write_synthetic
 from dcf.errors import ConfigError, DataError
@@ -66,3 +71,19 @@ def test_movielens_reads_data_dir_and_never_downloads_in_tests(ml100k, tmp_path,
     monkeypatch.setenv("DCF_DATA", str(tmp_path))
     with pytest.raises(DataError, match="not found"):
         movielens_path("ml-100k", download=False)
+
+
+@pytest.mark.parametrize("body", [None, b"not a zip archive"])
+def test_a_failed_download_is_one_clear_error_and_leaves_nothing(tmp_path, monkeypatch, body):
+    # no network (the urlopen stub raises as urllib does offline), or a broken archive
+    def urlopen(url, timeout):
+        assert timeout == dcf.datasets.DOWNLOAD_TIMEOUT  # every wait on the server is bounded
+        if body is None:
+            raise urllib.error.URLError("[Errno -2] Name or service not known")
+        return io.BytesIO(body)
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    monkeypatch.setenv("DCF_DATA", str(tmp_path / "data"))
+    with pytest.raises(DataError, match="could not download ml-100k from https://files.grouplens.org") as err:
+        movielens_path("ml-100k")
+    assert "DCF_DATA" in str(err.value) and str(tmp_path / "data" / "ml-100k") in str(err.value)
+    assert list((tmp_path / "data").iterdir()) == []  # no partial archive or folder left

@@ -240,16 +240,26 @@ def movielens_folds(download: bool = False) -> list[tuple[Path, Path]]:
             for f in range(1, 6)]
 
 
-def _download(name: str, folder: Path) -> None:  # pragma: no cover - needs the internet
+DOWNLOAD_TIMEOUT = 60  # seconds a download may wait on the server for any one read
+
+
+def _download(name: str, folder: Path) -> None:
+    """Fetch and unpack a MovieLens archive into ``folder`` (in a temporary sibling first,
+    moved into place whole); a failure (no network, a server error, a broken archive) is a
+    DataError naming the URL and the folder to put the files in instead."""
     url = MOVIELENS[name][1]
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder.parent) as tmp:
-        archive = Path(tmp) / "data.zip"
-        with urllib.request.urlopen(url, timeout=60) as resp, open(archive, "wb") as out:
-            shutil.copyfileobj(resp, out)
-        with zipfile.ZipFile(archive) as z:
-            z.extractall(tmp)
-        os.replace(Path(tmp) / name, folder)
+    try:
+        with tempfile.TemporaryDirectory(dir=folder.parent) as tmp:
+            archive = Path(tmp) / "data.zip"
+            with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as resp, open(archive, "wb") as out:
+                shutil.copyfileobj(resp, out)
+            with zipfile.ZipFile(archive) as z:
+                z.extractall(tmp)
+            os.replace(Path(tmp) / name, folder)
+    except (OSError, zipfile.BadZipFile) as exc:  # URLError, timeouts and HTTP errors are OSErrors
+        raise DataError(str(folder), f"could not download {name} from {url} ({type(exc).__name__}: {exc}); "
+                        f"put its files in {folder} (DCF_DATA) and run again") from None
 
 
 def item_titles(name: str = "ml-100k") -> pd.Series:
