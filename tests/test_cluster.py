@@ -452,3 +452,26 @@ def test_thread_slots_deal_every_worker_its_threads_in_turns(monkeypatch):
     assert compute.thread_slots() is None
     monkeypatch.setattr(compute, "current_client", lambda: None)
     assert compute.thread_slots() is None
+
+
+def test_a_dashboard_port_in_use_is_said_with_the_port_served():
+    # Dask serves the dashboard on another port when the one asked is taken, and says so
+    # only in the logs a job silences; the job's line names the port asked
+    from urllib.parse import urlsplit
+
+    from dcf.cluster import client, dashboard_note, describe
+    from dcf.config import ClusterConfig
+
+    assert dashboard_note("127.0.0.1:8787", "http://127.0.0.1:35227/status") == " (port 8787 was in use)"
+    assert dashboard_note("127.0.0.1:8787", "http://127.0.0.1:8787/status") == ""
+    assert dashboard_note("127.0.0.1:0", "http://127.0.0.1:35227/status") == ""  # any port asked
+    assert dashboard_note(None, None) == dashboard_note("127.0.0.1:8787", None) == ""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cfg = ClusterConfig(workers=1, threads_per_worker=1, memory_limit="1GB", dashboard_address=f"127.0.0.1:{port}")
+        with client(cfg) as c:
+            link = describe(c)["dashboard"]
+    assert urlsplit(link).port != port
+    assert dashboard_note(cfg.dashboard_address, link) == f" (port {port} was in use)"

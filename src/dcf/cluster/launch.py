@@ -9,6 +9,7 @@ import multiprocessing
 import multiprocessing.forkserver
 import os
 import threading
+from urllib.parse import urlsplit
 
 import dask
 from distributed import Client
@@ -19,7 +20,7 @@ from ..config import ClusterConfig
 from ..errors import ClusterError, ConfigError
 
 __all__ = ["ALLOWED_FAILURES", "CONNECT_TIMEOUT", "MMAP_THRESHOLD", "WORKER_MODULES", "START_TIMEOUT", "security", "client",
-           "connect", "Starting", "starting", "describe"]
+           "connect", "Starting", "starting", "describe", "dashboard_note"]
 
 # a task whose workers died this many times plus one fails the job (Dask's default is 3)
 ALLOWED_FAILURES = 2
@@ -243,3 +244,18 @@ def describe(client) -> dict:
             "workers": len(workers),
             "threads": sorted({w["nthreads"] for w in workers.values()}),
             "memory_limit_bytes": sorted({int(w.get("memory_limit") or 0) for w in workers.values()})}
+
+
+def dashboard_note(asked: str | None, link: str | None) -> str:
+    """``" (port P was in use)"`` where a local cluster's dashboard was asked for a fixed
+    port P and Dask, finding it taken (a notebook's cluster on 8787, say), served it on
+    another one: its warning is among the logs the job silences, and P may show another
+    cluster's dashboard.  Empty otherwise (no dashboard, port 0, the port given)."""
+    if not asked or not link:
+        return ""
+    port = asked.rpartition(":")[2]
+    try:
+        got = urlsplit(link).port
+    except ValueError:
+        return ""
+    return f" (port {port} was in use)" if port.isdigit() and int(port) and got and got != int(port) else ""

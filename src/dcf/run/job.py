@@ -30,7 +30,9 @@ def run(cfg: RunConfig, inputs: tuple, pending: cluster.Starting, compiling: Com
                   if cfg.performance_report else None)
         client = pending.client()
         shape = cluster.describe(client)
-        print(f"dcf {__version__}: dashboard {shape['dashboard']}  ({shape['workers']} workers)",
+        moved = "" if cfg.cluster.scheduler else cluster.dashboard_note(cfg.cluster.dashboard_address,
+                                                                        shape["dashboard"])
+        print(f"dcf {__version__}: dashboard {shape['dashboard']}{moved}  ({shape['workers']} workers)",
               file=sys.stderr)
         stack.enter_context(cluster.report_to(report))
         stack.enter_context(cluster.watchdog(client, cfg.cluster.stall_timeout, on_stall))
