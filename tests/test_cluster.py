@@ -12,7 +12,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+import dask
 import pytest
+from distributed import default_client
 
 from conftest import ROOT
 from dcf.cluster import MMAP_THRESHOLD, WORKER_MODULES
@@ -424,11 +426,18 @@ def test_a_scheduler_address_that_is_no_scheduler_fails_in_bounded_time(monkeypa
 
     threading.Thread(target=serve, daemon=True).start()
     t = time.perf_counter()
+    before = dask.config.get("scheduler", None)
     try:
         with pytest.raises(ConfigError, match="cannot reach the scheduler at tcp://127.0.0.1:.*(did not answer|"
                                               "nothing answered|Timed out)"):
             launch.client(ClusterConfig(scheduler=f"tcp://127.0.0.1:{server.getsockname()[1]}"))
         assert time.perf_counter() - t < 1.0 + 5.0 + 3.0
+        # what the client did as it started is undone: it is no default client (a compute
+        # waited on it for ever) and Dask's scheduler setting is back (computes failed)
+        assert dask.config.get("scheduler", None) == before
+        with pytest.raises(ValueError):
+            default_client()
+        assert dask.delayed(sum)([1, 2]).compute() == 3
     finally:
         server.close()
         for conn in held:

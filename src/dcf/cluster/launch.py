@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import dask
 from distributed import Client
+from distributed.client import _del_global_client, _get_global_client
 from distributed.security import Security
 from distributed.utils import get_mp_context
 
@@ -134,6 +135,7 @@ def _connected(cfg: ClusterConfig) -> Client:
     closed, not leaked."""
     box: dict = {}
     gave_up = threading.Event()
+    before = dask.config.get("scheduler", None), _get_global_client()  # what a Client changes as it starts
 
     def make():
         try:
@@ -153,14 +155,20 @@ def _connected(cfg: ClusterConfig) -> Client:
         gave_up.set()
         if "client" in box:
             box.pop("client").close()
+        else:
+            _forget_stuck(*before)
         raise
     if maker.is_alive():
         gave_up.set()
         if "client" in box:  # it came up just now
             box.pop("client").close()
+        else:
+            _forget_stuck(*before)
         raise ConfigError(f"cannot reach the scheduler at {cfg.scheduler}: nothing answered as a Dask "
                           f"scheduler within {CONNECT_TIMEOUT:.0f} s")
     exc = box.get("error")
+    if exc is not None:  # a client that failed to start may have left the same behind
+        _forget_stuck(*before)
     if isinstance(exc, (OSError, TimeoutError)):
         raise ConfigError(f"cannot reach the scheduler at {cfg.scheduler}: {exc}") from None
     if isinstance(exc, Exception):
@@ -169,6 +177,26 @@ def _connected(cfg: ClusterConfig) -> Client:
     if exc is not None:  # KeyboardInterrupt and the like
         raise exc
     return box["client"]
+
+
+def _forget_stuck(scheduler, default) -> None:
+    """Undo what a client that never connected (stuck, or failed) did as it started: it made itself the
+    process's default client and set Dask's ``scheduler`` to ``dask.distributed`` (only
+    its ``close`` undoes them), so every later ``compute()`` of the process, a notebook's
+    too, waited on it for ever or failed ("Requested dask.distributed scheduler but no
+    Client active").  ``scheduler`` and ``default`` are the two as they were before it.
+    (A client that connects later is closed, and its close restores the same.)  Dask has
+    no public call for this: distributed's own ``_get_global_client`` and
+    ``_del_global_client``, which its ``Client`` uses."""
+    stuck = _get_global_client()
+    if stuck is not None and stuck is not default:
+        _del_global_client(stuck)
+    if dask.config.get("scheduler", None) == scheduler:
+        return
+    if scheduler is None:
+        dask.config.config.pop("scheduler", None)
+    else:
+        dask.config.set(scheduler=scheduler)
 
 
 @contextlib.contextmanager
