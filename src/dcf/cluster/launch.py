@@ -147,23 +147,22 @@ def _connected(cfg: ClusterConfig) -> Client:
         if gave_up.is_set():
             c.close()
 
-    maker = threading.Thread(target=make, name="dcf-connect", daemon=True)
-    maker.start()
-    try:
-        maker.join(CONNECT_TIMEOUT + 5.0)
-    except BaseException:  # interrupted while waiting: a client that comes up later is closed
+    def give_up():  # a client that came up just now is closed, one that comes up later closes itself
         gave_up.set()
         if "client" in box:
             box.pop("client").close()
         else:
             _forget_stuck(*before)
+
+    maker = threading.Thread(target=make, name="dcf-connect", daemon=True)
+    maker.start()
+    try:
+        maker.join(CONNECT_TIMEOUT + 5.0)
+    except BaseException:  # interrupted while waiting
+        give_up()
         raise
     if maker.is_alive():
-        gave_up.set()
-        if "client" in box:  # it came up just now
-            box.pop("client").close()
-        else:
-            _forget_stuck(*before)
+        give_up()
         raise ConfigError(f"cannot reach the scheduler at {cfg.scheduler}: nothing answered as a Dask "
                           f"scheduler within {CONNECT_TIMEOUT:.0f} s")
     exc = box.get("error")
@@ -180,11 +179,11 @@ def _connected(cfg: ClusterConfig) -> Client:
 
 
 def _forget_stuck(scheduler, default) -> None:
-    """Undo what a client that never connected (stuck, or failed) did as it started: it made itself the
-    process's default client and set Dask's ``scheduler`` to ``dask.distributed`` (only
-    its ``close`` undoes them), so every later ``compute()`` of the process, a notebook's
-    too, waited on it for ever or failed ("Requested dask.distributed scheduler but no
-    Client active").  ``scheduler`` and ``default`` are the two as they were before it.
+    """Undo what a client that never connected (stuck, or failed) did as it started: it
+    made itself the process's default client and set Dask's ``scheduler`` to
+    ``dask.distributed`` (only its ``close`` undoes them), so every later ``compute()`` of
+    the process, a notebook's too, waited on it for ever or failed ("Requested
+    dask.distributed scheduler but no Client active").  ``scheduler`` and ``default`` are the two as they were before it.
     (A client that connects later is closed, and its close restores the same.)  Dask has
     no public call for this: distributed's own ``_get_global_client`` and
     ``_del_global_client``, which its ``Client`` uses."""
